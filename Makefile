@@ -1,0 +1,35 @@
+# Two commands on a fresh machine:
+#   make demo   -- create .venv, install pathexp, run the offline demo (main job)
+#   make test   -- create .venv, install pathexp with test extras and system tools, run the tests
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PATHEXP_TEST_DATA ?= ../shared/data
+export PATHEXP_TEST_DATA
+
+.PHONY: demo test bench setup setup-test system-deps lint
+
+$(VENV)/.stamp-install: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.stamp-install
+
+# Debian packages the test suite drives for real: iproute2 (network-namespace lab),
+# scamper (differential oracle for local traces), chromium (report rendering).
+system-deps:
+	@bash tests/install-system-deps.sh
+
+demo: setup
+	$(VENV)/bin/pathexp demo
+
+test: setup system-deps
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pytest -q -s tests/bench -p no:cacheprovider --override-ini addopts=
+
+lint: setup
+	$(VENV)/bin/ruff check probes analysis tests

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install the Debian packages the tests drive for real. Idempotent; a no-op when present.
+# Without root (a developer laptop), prints what is missing and lets the tests skip.
+set -euo pipefail
+need=()
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v scamper >/dev/null 2>&1 || need+=(scamper)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "install-system-deps: not root; missing ${need[*]} (tests that need them will skip)" >&2
+  exit 0
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
