@@ -28,8 +28,9 @@ demo: setup
 test: setup system-deps
 	$(PY) -m pytest -q
 
+# Benchmarks: plain scripts printing one JSON line per figure (see README, Performance).
 bench: setup
-	$(PY) -m pytest -q -s tests/bench -p no:cacheprovider --override-ini addopts=
+	@for f in tests/bench/bench_*.py; do echo "# $$f"; $(PY) $$f || exit 1; done
 
 lint: setup
 	$(VENV)/bin/ruff check probes analysis tests

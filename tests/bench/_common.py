@@ -1,0 +1,41 @@
+"""Shared helpers for the benchmarks: one JSON line per figure, peak RSS, data root."""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+def data_root() -> Path:
+    root = Path(os.environ.get("PATHEXP_TEST_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+    if not (root / "ripe-atlas").is_dir():
+        sys.exit(f"benchmark: real data not found at {root}; set PATHEXP_TEST_DATA")
+    return root
+
+
+def emit(bench: str, figure: str, value: float, unit: str, **extra: Any) -> None:
+    """Print one JSON line: the benchmark, the figure, its value and unit, and context."""
+    line = {"bench": bench, "figure": figure, "value": round(value, 4), "unit": unit, **extra}
+    print(orjson.dumps(line).decode(), flush=True)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux ru_maxrss is KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
+    """Run ``fn`` ``repeat`` times; return the best wall time in seconds and the last result."""
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
