@@ -1,0 +1,682 @@
+"""Exposure metrics over path tables, with honest uncertainty.
+
+Every function takes the paths table of :func:`analysis.paths.build_paths` (or any table
+with the columns it names) first, options keyword-only, and returns numbers or an Arrow
+table. Nothing here reads or writes files.
+
+* :func:`path_exposure` -- share of traceroutes transiting a flagged family, E(F).
+* :func:`pop_exposure` -- share transiting F at a PoP located in a given country.
+* :func:`wilson_interval`, :func:`cluster_bootstrap` -- confidence intervals.
+* :func:`hegemony` -- AS/IXP hegemony (IHR): trimmed mean of per-viewpoint betweenness.
+* :func:`change_events` -- per (probe, destination): when transit through F starts/stops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.errors import SchemaMismatch
+
+__all__ = [
+    "ANY_FAMILY",
+    "GROUP_ALIASES",
+    "wilson_interval",
+    "cluster_bootstrap",
+    "transit_indicator",
+    "pop_indicator",
+    "proportion_table",
+    "path_exposure",
+    "pop_exposure",
+    "trimmed_mean",
+    "hegemony",
+    "change_events",
+]
+
+#: ``family=None`` means "any flagged family"; this is how it is labelled in output tables.
+ANY_FAMILY = "any"
+
+#: Friendly grouping names -> path-table columns.
+GROUP_ALIASES = {
+    "source_country": "probe_country",
+    "source_as": "probe_asn",
+    "destination": "dst_addr",
+    "destination_as": "dst_asn",
+    "day": "day",
+}
+
+
+# ---------------------------------------------------------------------------- intervals
+def wilson_interval(
+    k: npt.ArrayLike, n: npt.ArrayLike, *, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    r"""Wilson score interval for a binomial proportion (vectorised).
+
+    .. math::
+
+        \frac{\hat p + \frac{z^2}{2n} \pm z\sqrt{\frac{\hat p(1-\hat p)}{n} + \frac{z^2}{4n^2}}}
+             {1 + \frac{z^2}{n}}, \qquad \hat p = k/n
+
+    with :math:`z` the standard-normal quantile at ``1 - (1 - confidence) / 2``. ``n`` may be
+    fractional (a Kish effective sample size). Where ``n == 0`` both bounds are NaN.
+
+    Parameters
+    ----------
+    k, n : array_like
+        Successes and trials.
+    confidence : float
+        Two-sided coverage, in (0, 1).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Lower and upper bounds.
+
+    References
+    ----------
+    E. B. Wilson, "Probable inference, the law of succession, and statistical inference",
+    JASA 22(158), 1927. L. D. Brown, T. T. Cai, A. DasGupta, "Interval estimation for a
+    binomial proportion", Statistical Science 16(2), 2001.
+
+    Examples
+    --------
+    >>> lo, hi = wilson_interval(5, 10)
+    >>> round(float(lo), 4), round(float(hi), 4)
+    (0.2366, 0.7634)
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    k = np.asarray(k, float)
+    n = np.asarray(n, float)
+    z = NormalDist().inv_cdf(1.0 - (1.0 - confidence) / 2.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = k / n
+        denom = 1.0 + z * z / n
+        centre = (p + z * z / (2.0 * n)) / denom
+        half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
+        lo = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+        hi = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    return lo, hi
+
+
+def cluster_bootstrap(
+    values: npt.ArrayLike,
+    clusters: npt.ArrayLike,
+    *,
+    weights: npt.ArrayLike | None = None,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    r"""Percentile cluster bootstrap of a (weighted) mean, resampling whole clusters.
+
+    Traceroutes from one probe share its access network and upstreams, so they are not
+    independent; resampling probes (clusters) with replacement keeps that correlation in
+    every replicate. Replicate ``b`` draws cluster multiplicities :math:`m_{bc}` from a
+    multinomial over the :math:`C` clusters and computes
+
+    .. math:: \hat\theta_b = \frac{\sum_c m_{bc} S_c}{\sum_c m_{bc} W_c},
+              \quad S_c = \sum_{i \in c} w_i x_i,\ W_c = \sum_{i \in c} w_i
+
+    The interval is the ``(1-confidence)/2`` and ``1-(1-confidence)/2`` quantiles of the
+    replicates.
+
+    Parameters
+    ----------
+    values : array_like
+        Per-observation values (0/1 indicators for a proportion).
+    clusters : array_like
+        Cluster label per observation (the probe id).
+    weights : array_like, optional
+        Per-observation weights (default 1).
+    n_boot : int
+        Number of replicates.
+    confidence : float
+        Two-sided coverage.
+    seed : int
+        Seed of the numpy Generator; equal inputs and seed give equal output.
+
+    Returns
+    -------
+    (float, float, float)
+        Point estimate, lower and upper bound (NaN for no observations).
+
+    References
+    ----------
+    A. C. Davison, D. V. Hinkley, *Bootstrap Methods and their Application*, CUP 1997,
+    sec. 3.8 (the cluster bootstrap). A. C. Cameron, J. B. Gelbach, D. L. Miller,
+    "Bootstrap-based improvements for inference with clustered errors", REStat 90(3), 2008.
+
+    Examples
+    --------
+    >>> est, lo, hi = cluster_bootstrap([1, 1, 0, 0], [1, 1, 2, 2], n_boot=200, seed=1)
+    >>> est, lo <= est <= hi
+    (0.5, True)
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x = np.asarray(values, float)
+    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
+    if x.shape != w.shape or x.shape != np.shape(clusters):
+        raise ValueError("values, clusters and weights must have the same length")
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    _, inv = np.unique(np.asarray(clusters), return_inverse=True)
+    s = np.bincount(inv, weights=w * x)
+    wc = np.bincount(inv, weights=w)
+    est = float(s.sum() / wc.sum())
+    c = len(s)
+    rng = np.random.default_rng(seed)
+    m = rng.multinomial(c, np.full(c, 1.0 / c), size=n_boot).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reps = (m @ s) / (m @ wc)
+    reps = reps[~np.isnan(reps)]
+    alpha = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
+    return est, float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------- indicators
+def transit_indicator(paths: pa.Table, *, family: str | None = None) -> np.ndarray:
+    """Boolean per traceroute: does it transit ``family`` (any flagged family if None)?
+
+    Examples
+    --------
+    >>> t = pa.table({"flagged_families": [["china-telecom"], [], ["china-mobile"]]})
+    >>> transit_indicator(t, family="china-telecom").tolist()
+    [True, False, False]
+    """
+    _require(paths, ("flagged_families",))
+    lists = paths.column("flagged_families").combine_chunks()
+    n = len(lists)
+    if family is None:
+        return pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False) > 0
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    hit = pc.fill_null(pc.equal(flat, family), False).to_numpy(zero_copy_only=False)
+    out = np.zeros(n, bool)
+    out[parent[hit]] = True
+    return out
+
+
+def pop_indicator(
+    paths: pa.Table,
+    *,
+    family: str | None = None,
+    country: str = "US",
+    allow_unknown: bool = True,
+) -> np.ndarray:
+    """Boolean per traceroute: does it enter ``family`` at a PoP located in ``country``?
+
+    A crossing counts when its IXP country is ``country`` and its speed-of-light verdict is
+    ``consistent`` (or ``unknown`` if ``allow_unknown``), i.e. never ``inconsistent``.
+    Private-interconnect crossings have no located PoP and never count.
+
+    Examples
+    --------
+    >>> c = pa.struct([("family", pa.string()), ("ixp_country", pa.string()), ("verdict", pa.string())])
+    >>> t = pa.table({"pop_crossings": pa.array([[{"family": "f", "ixp_country": "US", "verdict": "consistent"}],
+    ...     [{"family": "f", "ixp_country": "US", "verdict": "inconsistent"}], []], pa.list_(c))})
+    >>> pop_indicator(t).tolist()
+    [True, False, False]
+    """
+    _require(paths, ("pop_crossings",))
+    lists = paths.column("pop_crossings").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    ok = pc.equal(flat.field("ixp_country"), country)
+    verdict = flat.field("verdict")
+    good = pc.equal(verdict, "consistent")
+    if allow_unknown:
+        good = pc.or_(good, pc.equal(verdict, "unknown"))
+    ok = pc.and_(ok, good)
+    if family is not None:
+        ok = pc.and_(ok, pc.equal(flat.field("family"), family))
+    hit = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
+    out = np.zeros(len(lists), bool)
+    out[parent[hit]] = True
+    return out
+
+
+# ---------------------------------------------------------------------------- proportions
+def proportion_table(
+    paths: pa.Table,
+    indicator: npt.ArrayLike,
+    *,
+    by: str | Sequence[str] | None = None,
+    weight: str | None = None,
+    ci: str = "wilson",
+    cluster: str = "prb_id",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pa.Table:
+    r"""Share of rows where ``indicator`` holds, overall or per group, with an interval.
+
+    Unweighted: :math:`\hat p = k/n`. Weighted by column ``weight``:
+    :math:`\hat p = \sum w_i x_i / \sum w_i`, and the Wilson interval uses Kish's effective
+    sample size :math:`n_\text{eff} = (\sum w_i)^2 / \sum w_i^2`.
+
+    Parameters
+    ----------
+    paths : pyarrow.Table
+        Rows to summarise (one per traceroute).
+    indicator : array_like of bool
+        One value per row.
+    by : str or sequence of str, optional
+        Group columns, or aliases from :data:`GROUP_ALIASES` (``source_country``,
+        ``source_as``, ``destination``, ``destination_as``, ``day``).
+    weight : str, optional
+        Column of non-negative row weights.
+    ci : {"wilson", "cluster-bootstrap", "none"}
+        Interval method; the output's ``method`` column names it fully.
+    cluster : str
+        Cluster column for the bootstrap (the probe).
+    n_boot, confidence, seed
+        Bootstrap replicates, coverage, seed.
+
+    Returns
+    -------
+    pyarrow.Table
+        Group columns, then ``traceroutes``, ``transiting``, ``probes``, ``exposure``,
+        ``ci_low``, ``ci_high``, ``method``; sorted by the group columns.
+
+    References
+    ----------
+    L. Kish, *Survey Sampling*, Wiley 1965 (effective sample size).
+
+    Examples
+    --------
+    >>> t = pa.table({"prb_id": [1, 1, 2, 2], "probe_country": ["DE", "DE", "FR", "FR"]})
+    >>> out = proportion_table(t, [True, False, False, False], by="source_country")
+    >>> out.column("exposure").to_pylist()
+    [0.5, 0.0]
+    """
+    x = np.asarray(indicator, bool)
+    if x.shape != (paths.num_rows,):
+        raise ValueError(f"indicator has {x.size} values for {paths.num_rows} rows")
+    if ci not in ("wilson", "cluster-bootstrap", "none"):
+        raise ValueError(f"unknown ci method {ci!r}: use wilson, cluster-bootstrap or none")
+    cols = _group_columns(paths, by)
+    need = list(cols) + ([weight] if weight else []) + ([cluster] if cluster in paths.column_names else [])
+    _require(paths, tuple(need))
+    w = (
+        pc.fill_null(paths.column(weight).cast(pa.float64()), 0.0).to_numpy(zero_copy_only=False)
+        if weight
+        else np.ones(paths.num_rows)
+    )
+    if (w < 0).any():
+        raise ValueError(f"weight column {weight!r} has negative values")
+    clus = (
+        paths.column(cluster).to_numpy(zero_copy_only=False)
+        if cluster in paths.column_names
+        else np.arange(paths.num_rows)
+    )
+    if ci == "cluster-bootstrap" and cluster not in paths.column_names:
+        raise SchemaMismatch(f"paths lack the cluster column {cluster!r} for the bootstrap")
+
+    if cols:
+        keys = paths.select(cols)
+        g = keys.append_column("__row", pa.array(np.arange(paths.num_rows)))
+        grouped = g.group_by(cols, use_threads=False).aggregate([("__row", "list")])
+        grouped = grouped.sort_by([(c, "ascending") for c in cols])
+        members = [np.asarray(r, np.int64) for r in grouped.column("__row_list").to_pylist()]
+        group_keys = grouped.select(cols)
+    else:
+        members = [np.arange(paths.num_rows)]
+        group_keys = None
+
+    n, k, nprobes, est, lo, hi = [], [], [], [], [], []
+    method = _method_name(ci, weight, n_boot, seed, confidence, cluster)
+    for rows in members:
+        xs, ws = x[rows], w[rows]
+        sw, swx, sw2 = ws.sum(), (ws * xs).sum(), (ws * ws).sum()
+        n.append(len(rows))
+        k.append(int(xs.sum()))
+        nprobes.append(len(np.unique(clus[rows])) if len(rows) else 0)
+        p = swx / sw if sw > 0 else math.nan
+        est.append(p)
+        if ci == "wilson":
+            neff = sw * sw / sw2 if sw2 > 0 else 0.0
+            a, b = wilson_interval(p * neff if neff else 0.0, neff, confidence=confidence)
+            lo.append(float(a))
+            hi.append(float(b))
+        elif ci == "cluster-bootstrap":
+            _, a, b = cluster_bootstrap(
+                xs, clus[rows], weights=ws, n_boot=n_boot, confidence=confidence, seed=seed
+            )
+            lo.append(a)
+            hi.append(b)
+        else:
+            lo.append(math.nan)
+            hi.append(math.nan)
+    out = {
+        "traceroutes": pa.array(n, pa.int64()),
+        "transiting": pa.array(k, pa.int64()),
+        "probes": pa.array(nprobes, pa.int64()),
+        "exposure": pa.array(est, pa.float64(), from_pandas=True),
+        "ci_low": pa.array(lo, pa.float64(), from_pandas=True),
+        "ci_high": pa.array(hi, pa.float64(), from_pandas=True),
+        "method": pa.array([method] * len(members), pa.string()),
+    }
+    table = pa.table(out)
+    if group_keys is not None:
+        for i, c in enumerate(cols):
+            table = table.add_column(i, c, group_keys.column(c))
+    return table
+
+
+def path_exposure(
+    paths: pa.Table,
+    *,
+    family: str | None = None,
+    by: str | Sequence[str] | None = None,
+    weight: str | None = None,
+    ci: str = "wilson",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pa.Table:
+    r"""Path exposure :math:`E(F)`: the share of traceroutes whose path transits family F.
+
+    .. math:: E(F) = \frac{\sum_i w_i\,[F \in \text{flagged\_families}_i]}{\sum_i w_i}
+
+    with :math:`w_i = 1` unless ``weight`` names a column. Grouping and intervals as in
+    :func:`proportion_table`; the output gains a ``family`` column.
+
+    References
+    ----------
+    A. Edmundson, R. Ensafi, N. Feamster, J. Rexford, "Nation-state hegemony in Internet
+    routing", ACM COMPASS 2018 (path exposure to a country's networks).
+
+    Examples
+    --------
+    >>> t = pa.table({"prb_id": [1, 2, 3, 4],
+    ...               "flagged_families": [["china-telecom"], [], [], ["china-unicom"]]})
+    >>> path_exposure(t, family="china-telecom").column("exposure").to_pylist()
+    [0.25]
+    """
+    table = proportion_table(
+        paths,
+        transit_indicator(paths, family=family),
+        by=by,
+        weight=weight,
+        ci=ci,
+        n_boot=n_boot,
+        confidence=confidence,
+        seed=seed,
+    )
+    return table.add_column(0, "family", pa.array([family or ANY_FAMILY] * table.num_rows, pa.string()))
+
+
+def pop_exposure(
+    paths: pa.Table,
+    *,
+    family: str | None = None,
+    country: str = "US",
+    allow_unknown: bool = True,
+    by: str | Sequence[str] | None = None,
+    weight: str | None = None,
+    ci: str = "wilson",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pa.Table:
+    r"""PoP exposure: the share of traceroutes entering F at a PoP located in ``country``.
+
+    .. math:: E_\text{PoP}(F, c) = \frac{\sum_i w_i\,[\exists \text{ crossing into } F
+              \text{ at an IXP in } c,\ \text{verdict} \ne \text{inconsistent}]}{\sum_i w_i}
+
+    See :func:`pop_indicator` for which crossings count.
+
+    References
+    ----------
+    G. Nomikos, X. Dimitropoulos, "traIXroute: Detecting IXPs in traceroute paths", PAM
+    2016 (IXP crossings). B. Gueye et al., "Constraint-based geolocation of Internet hosts",
+    IEEE/ACM ToN 14(6), 2006 (the speed-of-light bound).
+
+    Examples
+    --------
+    >>> c = pa.struct([("family", pa.string()), ("ixp_country", pa.string()), ("verdict", pa.string())])
+    >>> t = pa.table({"prb_id": [1, 2], "pop_crossings": pa.array(
+    ...     [[{"family": "f", "ixp_country": "US", "verdict": "unknown"}], []], pa.list_(c))})
+    >>> pop_exposure(t).column("exposure").to_pylist()
+    [0.5]
+    """
+    ind = pop_indicator(paths, family=family, country=country, allow_unknown=allow_unknown)
+    table = proportion_table(
+        paths, ind, by=by, weight=weight, ci=ci, n_boot=n_boot, confidence=confidence, seed=seed
+    )
+    table = table.add_column(0, "pop_country", pa.array([country] * table.num_rows, pa.string()))
+    return table.add_column(0, "family", pa.array([family or ANY_FAMILY] * table.num_rows, pa.string()))
+
+
+# ---------------------------------------------------------------------------- hegemony
+def trimmed_mean(values: npt.ArrayLike, *, trim: float = 0.1, axis: int = -1) -> np.ndarray:
+    r"""Mean after dropping the :math:`\lfloor \alpha n \rfloor` lowest and highest values.
+
+    Ties are harmless: values are sorted and exactly :math:`\lfloor \alpha n\rfloor` are
+    removed from each end whatever their multiplicity. With fewer than :math:`1/\alpha`
+    values nothing is removed and the result is the plain mean.
+
+    Examples
+    --------
+    >>> float(trimmed_mean([0, 0, 0, 0, 0, 1, 1, 1, 1, 10], trim=0.1))
+    0.5
+    >>> float(trimmed_mean([0.0, 1.0, 5.0], trim=0.1))
+    2.0
+    """
+    if not 0.0 <= trim < 0.5:
+        raise ValueError(f"trim must be in [0, 0.5), got {trim}")
+    a = np.sort(np.asarray(values, float), axis=axis)
+    n = a.shape[axis]
+    if n == 0:
+        raise ValueError("trimmed mean of no values")
+    cut = int(math.floor(trim * n + 1e-9))
+    return np.take(a, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def hegemony(
+    paths: pa.Table,
+    *,
+    viewpoint: str = "probe_asn",
+    trim: float = 0.1,
+    exclude_viewpoint: bool = True,
+    exclude_loops: bool = False,
+) -> pa.Table:
+    r"""AS and IXP hegemony (IHR): trimmed mean over viewpoints of path betweenness.
+
+    For each viewpoint :math:`v` (by default the probe's AS) with path set :math:`P_v`, the
+    betweenness of node :math:`x` is the share of its paths through :math:`x`:
+
+    .. math:: b_v(x) = \frac{|\{p \in P_v : x \in p\}|}{|P_v|}
+
+    and the hegemony is the :math:`\alpha`-trimmed mean of :math:`b_v(x)` over *all*
+    :math:`V` viewpoints (zeros included), removing :math:`\lfloor\alpha V\rfloor` values
+    at each end (see :func:`trimmed_mean`; with :math:`V < 1/\alpha` nothing is trimmed).
+    The viewpoint's own AS is left out of its paths (``exclude_viewpoint``), as IHR does,
+    so a network is not its own transit.
+
+    Parameters
+    ----------
+    paths : pyarrow.Table
+        Needs ``as_path`` and the viewpoint column; rows with a null viewpoint are skipped.
+    viewpoint : str
+        Column identifying the viewpoint.
+    trim : float
+        :math:`\alpha`, 0.1 in IHR.
+    exclude_viewpoint : bool
+        Drop node ``AS<v>`` from viewpoint ``v``'s paths (when the viewpoint is an ASN).
+    exclude_loops : bool
+        Skip paths flagged ``loop``.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``node, hegemony, viewpoints_seen, n_viewpoints, trimmed_each_side`` sorted by
+        hegemony (descending), then node.
+
+    References
+    ----------
+    R. Fontugne, A. Shah, E. Aben, "The (thin) bridges of AS connectivity: measuring
+    dependency using AS hegemony", PAM 2018. Internet Health Report, IIJ.
+
+    Examples
+    --------
+    >>> t = pa.table({"probe_asn": [1, 2], "as_path": [["AS1", "AS3", "AS9"], ["AS2", "AS9"]]})
+    >>> h = hegemony(t)
+    >>> dict(zip(h.column("node").to_pylist(), h.column("hegemony").to_pylist()))
+    {'AS9': 1.0, 'AS3': 0.5}
+    """
+    _require(paths, ("as_path", viewpoint))
+    if exclude_loops and "loop" in paths.column_names:
+        paths = paths.filter(pc.invert(pc.fill_null(paths.column("loop"), False)))
+    vp = paths.column(viewpoint)
+    valid = pc.is_valid(vp)
+    paths = paths.filter(valid)
+    empty = pa.table(
+        {
+            "node": pa.array([], pa.string()),
+            "hegemony": pa.array([], pa.float64()),
+            "viewpoints_seen": pa.array([], pa.int64()),
+            "n_viewpoints": pa.array([], pa.int64()),
+            "trimmed_each_side": pa.array([], pa.int64()),
+        }
+    )
+    if paths.num_rows == 0:
+        return empty
+    vp_enc = paths.column(viewpoint).combine_chunks().dictionary_encode()
+    vcode = vp_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    nv = len(vp_enc.dictionary)
+    per_vp = np.bincount(vcode, minlength=nv).astype(float)
+
+    lists = paths.column("as_path").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(flat) == 0:
+        return empty
+    node_enc = flat.dictionary_encode()
+    ncode = node_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    names = np.asarray(node_enc.dictionary.to_pylist(), dtype=object)
+    keep = np.ones(len(ncode), bool)
+    if exclude_viewpoint:
+        own = pc.binary_join_element_wise("AS", pc.cast(vp_enc.dictionary, pa.string()), "")
+        own_names = np.asarray(own.to_pylist(), dtype=object)
+        keep = names[ncode] != own_names[vcode[parent]]
+    nn = len(names)
+    pair = np.unique(parent[keep] * nn + ncode[keep])  # each node once per path
+    p_idx, n_idx = pair // nn, pair % nn
+    counts = np.zeros((nn, nv))
+    np.add.at(counts, (n_idx, vcode[p_idx]), 1.0)
+    b = counts / per_vp[None, :]
+    h = trimmed_mean(b, trim=trim, axis=1)
+    seen = (counts > 0).sum(axis=1)
+    present = seen > 0
+    cut = int(math.floor(trim * nv + 1e-9))
+    order = np.lexsort((names[present].astype(str), -h[present]))
+    return pa.table(
+        {
+            "node": pa.array(names[present][order].tolist(), pa.string()),
+            "hegemony": pa.array(h[present][order], pa.float64()),
+            "viewpoints_seen": pa.array(seen[present][order], pa.int64()),
+            "n_viewpoints": pa.array(np.full(int(present.sum()), nv), pa.int64()),
+            "trimmed_each_side": pa.array(np.full(int(present.sum()), cut), pa.int64()),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------- change events
+def change_events(
+    paths: pa.Table,
+    *,
+    family: str | None = None,
+    pair: Sequence[str] = ("prb_id", "dst_addr"),
+) -> pa.Table:
+    r"""Times at which transit through F starts or stops, per (probe, destination).
+
+    Within each pair, traceroutes are ordered by ``timestamp``; with :math:`x_t` the transit
+    indicator, an event is emitted at every :math:`t` where :math:`x_t \ne x_{t^-}`
+    (:math:`t^-` the previous traceroute of the pair): ``start`` for 0 -> 1, ``stop`` for
+    1 -> 0. The first traceroute of a pair never makes an event.
+
+    Returns
+    -------
+    pyarrow.Table
+        pair columns, ``family``, ``event``, ``timestamp``, ``previous_timestamp``.
+
+    References
+    ----------
+    The change-point view of IHR's AS-dependency alarms (Fontugne et al., PAM 2018).
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> ts = [dt.datetime(2026, 1, d, tzinfo=dt.timezone.utc) for d in (1, 2, 3)]
+    >>> t = pa.table({"prb_id": [1, 1, 1], "dst_addr": ["a"] * 3, "timestamp": ts,
+    ...               "flagged_families": [[], ["f"], []]})
+    >>> change_events(t).column("event").to_pylist()
+    ['start', 'stop']
+    """
+    _require(paths, tuple(pair) + ("timestamp", "flagged_families"))
+    x = transit_indicator(paths, family=family)
+    t = paths.select(list(pair) + ["timestamp"]).append_column("__x", pa.array(x))
+    t = t.append_column("__row", pa.array(np.arange(t.num_rows)))
+    t = t.sort_by([(c, "ascending") for c in pair] + [("timestamp", "ascending")])
+    n = t.num_rows
+    same = np.zeros(n, bool)
+    if n > 1:
+        same[1:] = True
+        for c in pair:
+            col = t.column(c).combine_chunks()
+            eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False)
+            both_null = pc.and_(pc.is_null(col.slice(1)), pc.is_null(col.slice(0, n - 1)))
+            same[1:] &= pc.or_(eq, both_null).to_numpy(zero_copy_only=False)
+    xs = t.column("__x").to_numpy(zero_copy_only=False)
+    change = np.zeros(n, bool)
+    if n > 1:
+        change[1:] = same[1:] & (xs[1:] != xs[:-1])
+    idx = np.flatnonzero(change)
+    out = t.take(pa.array(idx)).select(list(pair))
+    ts = t.column("timestamp").combine_chunks()
+    out = out.append_column("family", pa.array([family or ANY_FAMILY] * len(idx), pa.string()))
+    out = out.append_column(
+        "event", pa.array(np.where(xs[idx], "start", "stop").tolist(), pa.string())
+    )
+    out = out.append_column("timestamp", ts.take(pa.array(idx)))
+    return out.append_column("previous_timestamp", ts.take(pa.array(idx - 1, pa.int64())))
+
+
+# ---------------------------------------------------------------------------- helpers
+def _require(table: pa.Table, cols: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in table.column_names]
+    if missing:
+        raise SchemaMismatch(f"paths table lacks column(s) {', '.join(missing)}")
+
+
+def _group_columns(paths: pa.Table, by: str | Sequence[str] | None) -> list[str]:
+    if by is None:
+        return []
+    names = [by] if isinstance(by, str) else list(by)
+    return [GROUP_ALIASES.get(b, b) for b in names]
+
+
+def _method_name(
+    ci: str, weight: str | None, n_boot: int, seed: int, confidence: float, cluster: str
+) -> str:
+    level = f"{confidence:.0%}"
+    if ci == "wilson":
+        return f"wilson {level}" + (f" (weighted by {weight}, Kish effective n)" if weight else "")
+    if ci == "cluster-bootstrap":
+        return (
+            f"cluster bootstrap over {cluster}, percentile {level}, B={n_boot}, seed={seed}"
+            + (f", weighted by {weight}" if weight else "")
+        )
+    return "none"

@@ -1,0 +1,723 @@
+"""Per-traceroute AS/IXP paths, flagged-carrier crossings and speed-of-light verdicts.
+
+:func:`build_paths` turns the annotated hop table (one row per reply, see the contracts in
+``analysis.annotate``) into one row per traceroute. The rules, after traIXroute (Nomikos and
+Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al., PAM 2018):
+
+* Each hop is represented by its first reply (lowest attempt, late and duplicate packets
+  excluded); its RTT is the minimum over the replies from that same address.
+* A hop becomes a path node only if it is public and resolved to an AS (node ``AS<n>``),
+  or lies on an IXP peering LAN (node ``IXP:<ixp_id>`` followed by ``AS<member>`` for the
+  member holding that interface). Timeouts, private/shared/other non-public addresses and
+  unresolved public addresses create no node and hence no AS link; consecutive equal nodes
+  collapse, so a gap inside one AS is bridged.
+* A node that reappears after a different node marks a **loop** (``loop`` column); the path
+  is kept as observed.
+* Each *entry* into a flagged family (the first node row of a run of that family) is a
+  **PoP crossing**. Where it happened: at an IXP when the entering hop's address is on an
+  IXP LAN (evidence ``ixp-lan-member-interface``) or the hop right before it is
+  (``follows-ixp-lan-address``); otherwise ``private interconnect`` (``direct-adjacency``).
+  The crossing's RTT is the minimum RTT of the hop that is on the IXP LAN; its location
+  verdict comes from :func:`analysis.geo.location_verdict` against the probe's location.
+* Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
+  ``include_endpoints=True``.
+* **RTT jumps** of at least ``rtt_jump_ms`` between consecutive responsive hops are
+  recorded (ocean crossings).
+* **Detour**: source and destination countries known and outside China, and a flagged
+  (non-endpoint) hop whose registry country is CN (the IXP's country when on an IXP LAN,
+  else the AS's) and whose min RTT is large enough to reach mainland China from the probe
+  (RTT x 99.93 km/ms >= distance to the nearest of Beijing, Shanghai, Guangzhou). Null when
+  the probe location or either country is unknown.
+
+Node ids are made by :func:`as_node` and :func:`ixp_node` only, and read by
+:func:`parse_node`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.errors import SchemaMismatch
+from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
+
+__all__ = [
+    "AS_PREFIX",
+    "IXP_PREFIX",
+    "PRIVATE_INTERCONNECT",
+    "CHINA_REFERENCE_POINTS",
+    "PATHS_SCHEMA",
+    "as_node",
+    "ixp_node",
+    "parse_node",
+    "build_paths",
+    "node_attributes",
+]
+
+AS_PREFIX = "AS"
+IXP_PREFIX = "IXP:"
+#: ``kind`` of a crossing that is not at a known IXP.
+PRIVATE_INTERCONNECT = "private interconnect"
+
+#: (name, latitude, longitude) of the flagged carriers' main mainland-China backbone cities.
+CHINA_REFERENCE_POINTS = (
+    ("Beijing", 39.9042, 116.4074),
+    ("Shanghai", 31.2304, 121.4737),
+    ("Guangzhou", 23.1291, 113.2644),
+)
+
+_ANNOTATED_REQUIRED = (
+    "msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from", "rtt", "ip_class",
+    "asn", "ixp_id", "member_asn", "family",
+)  # fmt: skip
+_ANNOTATED_OPTIONAL = {
+    "late": pa.bool_(),
+    "dup": pa.bool_(),
+    "ixp_name": pa.string(),
+    "ixp_city": pa.string(),
+    "ixp_country": pa.string(),
+    "ixp_lat": pa.float64(),
+    "ixp_lon": pa.float64(),
+    "as_country": pa.string(),
+}
+_TRACES_REQUIRED = ("msm_id", "prb_id", "timestamp", "dst_addr")
+
+CROSSING_TYPE = pa.struct(
+    [
+        ("family", pa.string()),
+        ("asn", pa.int64()),
+        ("from_asn", pa.int64()),
+        ("hop", pa.int16()),
+        ("address", pa.string()),
+        ("kind", pa.string()),
+        ("ixp_id", pa.string()),
+        ("ixp_name", pa.string()),
+        ("ixp_city", pa.string()),
+        ("ixp_country", pa.string()),
+        ("evidence", pa.string()),
+        ("min_rtt", pa.float64()),
+        ("distance_km", pa.float64()),
+        ("max_distance_km", pa.float64()),
+        ("verdict", pa.string()),
+    ]
+)
+RTT_JUMP_TYPE = pa.struct(
+    [
+        ("from_hop", pa.int16()),
+        ("to_hop", pa.int16()),
+        ("from_rtt", pa.float64()),
+        ("to_rtt", pa.float64()),
+        ("delta_ms", pa.float64()),
+    ]
+)
+_TS = pa.timestamp("s", tz="UTC")
+
+#: Schema of the table :func:`build_paths` returns (one row per traceroute).
+PATHS_SCHEMA = pa.schema(
+    [
+        ("msm_id", pa.int64()),
+        ("prb_id", pa.int64()),
+        ("timestamp", _TS),
+        ("day", pa.date32()),
+        ("af", pa.int8()),
+        ("probe_addr", pa.string()),
+        ("probe_asn", pa.int64()),
+        ("probe_country", pa.string()),
+        ("probe_lat", pa.float64()),
+        ("probe_lon", pa.float64()),
+        ("dst_addr", pa.string()),
+        ("dst_name", pa.string()),
+        ("dst_asn", pa.int64()),
+        ("dst_country", pa.string()),
+        ("destination_reached", pa.bool_()),
+        ("as_path", pa.list_(pa.string())),
+        ("loop", pa.bool_()),
+        ("responsive_hops", pa.int32()),
+        ("unresolved_hops", pa.int32()),
+        ("transits_flagged", pa.bool_()),
+        ("flagged_families", pa.list_(pa.string())),
+        ("pop_crossings", pa.list_(CROSSING_TYPE)),
+        ("rtt_jumps", pa.list_(RTT_JUMP_TYPE)),
+        ("detour", pa.bool_()),
+        ("detour_hops", pa.list_(pa.int16())),
+    ]
+)
+
+
+# ---------------------------------------------------------------------------- node ids
+def as_node(asn: int) -> str:
+    """Node id of an AS.
+
+    >>> as_node(4134)
+    'AS4134'
+    """
+    return f"{AS_PREFIX}{int(asn)}"
+
+
+def ixp_node(ixp_id: str) -> str:
+    """Node id of an IXP, from its annotation id (``pdb:<id>``, ``caida:<id>``, ``pch:<name>``).
+
+    >>> ixp_node("pdb:26")
+    'IXP:pdb:26'
+    """
+    if not ixp_id:
+        raise ValueError("empty IXP id")
+    return f"{IXP_PREFIX}{ixp_id}"
+
+
+def parse_node(node: str) -> tuple[str, int | str]:
+    """Split a node id into ``("as", asn)`` or ``("ixp", ixp_id)``.
+
+    >>> parse_node("AS4134"), parse_node("IXP:pdb:26")
+    (('as', 4134), ('ixp', 'pdb:26'))
+    """
+    if node.startswith(IXP_PREFIX) and len(node) > len(IXP_PREFIX):
+        return "ixp", node[len(IXP_PREFIX) :]
+    if node.startswith(AS_PREFIX) and node[len(AS_PREFIX) :].isdigit():
+        return "as", int(node[len(AS_PREFIX) :])
+    raise ValueError(f"not a path node id: {node!r}")
+
+
+# ---------------------------------------------------------------------------- build_paths
+def build_paths(
+    annotated: pa.Table,
+    traces: pa.Table,
+    probes: pa.Table,
+    *,
+    registry: Mapping[int, str] | None = None,
+    destinations: pa.Table | None = None,
+    include_endpoints: bool = False,
+    rtt_jump_ms: float = 40.0,
+) -> tuple[pa.Table, Counter[str]]:
+    """One row per traceroute: AS/IXP path, flagged crossings, verdicts, RTT jumps, detours.
+
+    Parameters
+    ----------
+    annotated : pyarrow.Table
+        Annotated hop table (hop-table columns plus ``asn``, ``ip_class``, ``ixp_*``,
+        ``member_asn``, ``family``, ``as_country``).
+    traces : pyarrow.Table
+        Traceroute table (:data:`probes.schema.TRACE_SCHEMA`); it decides which traceroutes
+        exist, so a traceroute without hops still gets a row.
+    probes : pyarrow.Table
+        Probe metadata (``prb_id``, ``asn_v4``, ``asn_v6``, ``country_code``, ``latitude``,
+        ``longitude``); probes missing from it have null AS/country/location.
+    registry : mapping of int to str, optional
+        ``asn -> family`` overriding the annotated ``family`` column (a user's own list).
+    destinations : pyarrow.Table, optional
+        ``dst_addr, dst_asn, dst_country`` for destinations; otherwise the annotation of a
+        hop replying from the destination address is used.
+    include_endpoints : bool
+        Count hops in the probe's or the destination's AS as transit.
+    rtt_jump_ms : float
+        Smallest RTT increase between consecutive responsive hops recorded as a jump.
+
+    Returns
+    -------
+    (pyarrow.Table, collections.Counter)
+        The paths (:data:`PATHS_SCHEMA`) sorted by key, and counts of set-aside or
+        non-node records by reason.
+    """
+    drops: Counter[str] = Counter()
+    annotated = _check_columns(annotated, _ANNOTATED_REQUIRED, _ANNOTATED_OPTIONAL, "annotated hops")
+    _check_columns(traces, _TRACES_REQUIRED, {}, "traces")
+    _check_columns(probes, ("prb_id",), {}, "probe metadata")
+
+    tr = _trace_frame(traces, drops)
+    ntr = tr.num_rows
+    probe_cols = _probe_columns(tr, probes)
+    hops = _representative_hops(annotated, tr, drops)
+
+    tid = hops["tid"]
+    dst_asn, dst_country = _destination_columns(tr, annotated, destinations)
+    p_asn = probe_cols["probe_asn"]
+    p_lat, p_lon = probe_cols["probe_lat"], probe_cols["probe_lon"]
+
+    # --- node rows ---------------------------------------------------------------
+    is_ixp = hops["is_ixp"]
+    is_pub = hops["is_public"]
+    asn, member = hops["asn"], hops["member"]
+    is_as = ~is_ixp & is_pub & (asn >= 0)
+    eff_asn = np.where(is_ixp, member, np.where(is_as, asn, -1))
+    _count(drops, "unresolved-public-hop", int((~is_ixp & is_pub & (asn < 0)).sum()))
+    _count(drops, "non-public-hop", int((~is_ixp & ~is_pub).sum()))
+
+    fam_names, fam = _families(hops, eff_asn, registry)
+    endpoint = (eff_asn >= 0) & (
+        (eff_asn == p_asn[tid]) | (eff_asn == dst_asn[tid])
+    )
+    transit_fam = np.where((fam >= 0) & (include_endpoints | ~endpoint), fam, -1)
+
+    as_path, loop = _as_path(tid, is_ixp, is_as, asn, member, hops["ixp_id"], ntr)
+
+    # flagged families per traceroute
+    has = transit_fam >= 0
+    pair = np.unique(tid[has] * max(len(fam_names), 1) + transit_fam[has])
+    f_tid, f_code = pair // max(len(fam_names), 1), pair % max(len(fam_names), 1)
+    flagged = _list_of(
+        pa.array(np.asarray(fam_names, dtype=object)[f_code] if len(f_code) else [], pa.string()),
+        f_tid,
+        ntr,
+    )
+    transits = np.zeros(ntr, bool)
+    transits[f_tid] = True
+
+    crossings = _crossings(hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr)
+    jumps = _rtt_jumps(tid, hops["hop"], hops["rtt"], rtt_jump_ms, ntr)
+    detour, detour_hops = _detours(
+        hops, tid, transit_fam, is_ixp, p_lat, p_lon, probe_cols["probe_country"], dst_country, ntr
+    )
+
+    responsive = np.bincount(tid, minlength=ntr).astype(np.int32)
+    unresolved = np.bincount(tid[~is_ixp & is_pub & (asn < 0)], minlength=ntr).astype(np.int32)
+    reached = (
+        tr.column("destination_reached")
+        if "destination_reached" in tr.column_names
+        else pa.nulls(ntr, pa.bool_())
+    )
+    cols: dict[str, Any] = {
+        "msm_id": tr.column("msm_id"),
+        "prb_id": tr.column("prb_id"),
+        "timestamp": tr.column("timestamp").cast(_TS),
+        "day": pc.cast(tr.column("timestamp").cast(_TS), pa.date32()),
+        "af": tr.column("af") if "af" in tr.column_names else pa.nulls(ntr, pa.int8()),
+        "probe_addr": probe_cols["probe_addr"],
+        "probe_asn": _nullable_int(p_asn),
+        "probe_country": probe_cols["probe_country"],
+        "probe_lat": _nullable_float(p_lat),
+        "probe_lon": _nullable_float(p_lon),
+        "dst_addr": tr.column("dst_addr"),
+        "dst_name": tr.column("dst_name") if "dst_name" in tr.column_names else pa.nulls(ntr, pa.string()),
+        "dst_asn": _nullable_int(dst_asn),
+        "dst_country": dst_country,
+        "destination_reached": reached,
+        "as_path": as_path,
+        "loop": pa.array(loop),
+        "responsive_hops": pa.array(responsive),
+        "unresolved_hops": pa.array(unresolved),
+        "transits_flagged": pa.array(transits),
+        "flagged_families": flagged,
+        "pop_crossings": crossings,
+        "rtt_jumps": jumps,
+        "detour": detour,
+        "detour_hops": detour_hops,
+    }
+    arrays = [pa.chunked_array([c]) if isinstance(c, pa.Array) else c for c in cols.values()]
+    table = pa.Table.from_arrays(arrays, names=list(cols))
+    return table.cast(PATHS_SCHEMA), drops
+
+
+def node_attributes(annotated: pa.Table, *, registry: Mapping[int, str] | None = None) -> pa.Table:
+    """Attributes of every path node seen in an annotated hop table.
+
+    Returns a table ``node, kind, asn, org, family, country, name, city`` with one row per
+    AS node (from ``asn`` of public hops and ``member_asn`` of IXP-LAN hops) and per IXP
+    node; the most frequent non-null value wins.
+    """
+    annotated = _check_columns(annotated, ("asn", "ixp_id", "member_asn", "family"), {
+        "org": pa.string(), "as_country": pa.string(), "ixp_name": pa.string(),
+        "ixp_city": pa.string(), "ixp_country": pa.string(), "ip_class": pa.string(),
+    }, "annotated hops")  # fmt: skip
+    con = duckdb.connect()
+    try:
+        con.register("a", annotated)
+        rel = con.sql(
+            """
+            WITH x AS (
+              SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
+                     org, family, as_country
+              FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
+            )
+            SELECT 'AS' || node_asn::VARCHAR AS node, 'as' AS kind, node_asn AS asn,
+                   mode(org) AS org, mode(family) AS family, mode(as_country) AS country,
+                   NULL::VARCHAR AS name, NULL::VARCHAR AS city
+            FROM x WHERE node_asn IS NOT NULL GROUP BY node_asn
+            UNION ALL
+            SELECT 'IXP:' || ixp_id, 'ixp', NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR,
+                   mode(ixp_country), mode(ixp_name), mode(ixp_city)
+            FROM a WHERE ixp_id IS NOT NULL GROUP BY ixp_id
+            ORDER BY node
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    table = rel
+    if registry is not None:
+        asns = table.column("asn").to_pylist()
+        fams = table.column("family").to_pylist()
+        fams = [registry.get(a, f) if a is not None else f for a, f in zip(asns, fams, strict=True)]
+        table = table.set_column(table.schema.get_field_index("family"), "family", pa.array(fams, pa.string()))
+    return table
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_columns(
+    table: pa.Table, required: tuple[str, ...], optional: Mapping[str, pa.DataType], what: str
+) -> pa.Table:
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise SchemaMismatch(f"{what} lack required column(s) {', '.join(missing)}")
+    for name, typ in optional.items():
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(table.num_rows, typ))
+    return table
+
+
+def _trace_frame(traces: pa.Table, drops: Counter[str]) -> pa.Table:
+    tr = traces.sort_by([("msm_id", "ascending"), ("prb_id", "ascending"), ("timestamp", "ascending")])
+    if tr.num_rows > 1:
+        m = tr.column("msm_id").to_numpy()
+        p = tr.column("prb_id").to_numpy()
+        t = tr.column("timestamp").cast(pa.int64()).to_numpy()
+        dup = np.zeros(tr.num_rows, bool)
+        dup[1:] = (m[1:] == m[:-1]) & (p[1:] == p[:-1]) & (t[1:] == t[:-1])
+        if dup.any():
+            _count(drops, "duplicate-trace", int(dup.sum()))
+            tr = tr.filter(pa.array(~dup))
+    return tr.append_column("tid", pa.array(np.arange(tr.num_rows, dtype=np.int64)))
+
+
+def _probe_columns(tr: pa.Table, probes: pa.Table) -> dict[str, Any]:
+    ntr = tr.num_rows
+    prb = tr.column("prb_id").to_numpy()
+    af = tr.column("af").to_numpy(zero_copy_only=False) if "af" in tr.column_names else None
+    ids = probes.column("prb_id").to_numpy() if probes.num_rows else np.empty(0, np.int64)
+    idx = np.full(ntr, -1, np.int64)
+    if len(ids):
+        order = np.argsort(ids, kind="stable")
+        pos = np.clip(np.searchsorted(ids[order], prb), 0, len(ids) - 1)
+        idx = np.where(ids[order][pos] == prb, order[pos], -1)
+
+    def take(col: str, typ: pa.DataType) -> pa.Array:
+        if col not in probes.column_names or not probes.num_rows:
+            return pa.nulls(ntr, typ)
+        sel = pa.array(np.where(idx >= 0, idx, 0))
+        vals = probes.column(col).combine_chunks().take(sel)
+        return pc.if_else(pa.array(idx >= 0), vals, pa.nulls(ntr, vals.type)).cast(typ)
+
+    asn4 = _int_np(take("asn_v4", pa.int64()))
+    asn6 = _int_np(take("asn_v6", pa.int64()))
+    probe_asn = np.where((af == 6) if af is not None else np.zeros(ntr, bool), asn6, asn4)
+    addr = tr.column("from_addr") if "from_addr" in tr.column_names else pa.nulls(ntr, pa.string())
+    if "src_addr" in tr.column_names:
+        addr = pc.coalesce(addr, tr.column("src_addr"))
+    return {
+        "probe_asn": probe_asn,
+        "probe_country": take("country_code", pa.string()),
+        "probe_lat": _float_np(take("latitude", pa.float64())),
+        "probe_lon": _float_np(take("longitude", pa.float64())),
+        "probe_addr": addr,
+    }
+
+
+def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str]) -> dict[str, Any]:
+    cols = list(_ANNOTATED_REQUIRED) + list(_ANNOTATED_OPTIONAL)
+    ann = annotated.select(cols)
+    keys = tr.select(["msm_id", "prb_id", "timestamp", "tid"])
+    con = duckdb.connect()
+    try:
+        con.register("a", ann)
+        con.register("t", keys)
+        orphans = con.execute(
+            "SELECT count(*) FROM a ANTI JOIN t USING (msm_id, prb_id, timestamp)"
+        ).fetchall()[0]
+        _count(drops, "hop-without-traceroute", int(orphans[0]))
+        late = con.execute(
+            "SELECT count(*) FROM a WHERE reply_from IS NOT NULL AND (coalesce(late, false) OR coalesce(dup, false))"
+        ).fetchall()[0]
+        _count(drops, "late-or-duplicate-reply", int(late[0]))
+        res = con.sql(
+            """
+            SELECT tid, hop, reply_from, min_rtt, ip_class, asn, ixp_id, ixp_name, ixp_city,
+                   ixp_country, ixp_lat, ixp_lon, member_asn, family, as_country
+            FROM (
+              SELECT t.tid, a.hop, a.reply_from, a.ip_class, a.asn, a.ixp_id, a.ixp_name,
+                     a.ixp_city, a.ixp_country, a.ixp_lat, a.ixp_lon, a.member_asn, a.family,
+                     a.as_country,
+                     min(a.rtt) OVER (PARTITION BY t.tid, a.hop, a.reply_from) AS min_rtt,
+                     row_number() OVER (PARTITION BY t.tid, a.hop
+                                        ORDER BY a.attempt, a.rtt NULLS LAST) AS rn
+              FROM a JOIN t USING (msm_id, prb_id, timestamp)
+              WHERE a.reply_from IS NOT NULL
+                AND NOT coalesce(a.late, false) AND NOT coalesce(a.dup, false)
+            ) WHERE rn = 1
+            ORDER BY tid, hop
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    
+    cls = res.column("ip_class")
+    is_public = pc.fill_null(pc.equal(cls, "public"), False).to_numpy(zero_copy_only=False)
+    ixp_id = res.column("ixp_id").combine_chunks() if res.num_rows else pa.array([], pa.string())
+    return {
+        "tid": res.column("tid").to_numpy().astype(np.int64),
+        "hop": _int_np(res.column("hop")),
+        "addr": res.column("reply_from").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+        "rtt": _float_np(res.column("min_rtt")),
+        "is_public": np.asarray(is_public, bool),
+        "is_ixp": np.asarray(pc.is_valid(ixp_id).to_numpy(zero_copy_only=False), bool),
+        "asn": _int_np(res.column("asn")),
+        "member": _int_np(res.column("member_asn")),
+        "ixp_id": ixp_id,
+        "ixp_name": res.column("ixp_name").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+        "ixp_city": res.column("ixp_city").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+        "ixp_country": res.column("ixp_country").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+        "ixp_lat": _float_np(res.column("ixp_lat")),
+        "ixp_lon": _float_np(res.column("ixp_lon")),
+        "family": res.column("family").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+        "as_country": res.column("as_country").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+    }
+
+
+def _destination_columns(
+    tr: pa.Table, annotated: pa.Table, destinations: pa.Table | None
+) -> tuple[np.ndarray, pa.Array]:
+    con = duckdb.connect()
+    try:
+        con.register("t", tr.select(["tid", "dst_addr"]))
+        if destinations is not None:
+            _check_columns(destinations, ("dst_addr",), {}, "destinations")
+            d = _check_columns(destinations, (), {"dst_asn": pa.int64(), "dst_country": pa.string()}, "destinations")
+            con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
+            sql = """SELECT t.tid, d.dst_asn, d.dst_country FROM t
+                     LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
+                                FROM d GROUP BY dst_addr) d USING (dst_addr) ORDER BY t.tid"""
+        else:
+            con.register("a", annotated.select(["reply_from", "asn", "ixp_id", "member_asn", "as_country"]))
+            sql = """SELECT t.tid, d.dst_asn, d.dst_country FROM t
+                     LEFT JOIN (SELECT reply_from AS dst_addr,
+                                       mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
+                                       mode(as_country) dst_country
+                                FROM a WHERE reply_from IN (SELECT DISTINCT dst_addr FROM t)
+                                GROUP BY reply_from) d USING (dst_addr) ORDER BY t.tid"""
+        res = con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+    
+    country = res.column("dst_country").combine_chunks() if res.num_rows else pa.array([], pa.string())
+    return _int_np(res.column("dst_asn")), country.cast(pa.string())
+
+
+def _families(
+    hops: dict[str, Any], eff_asn: np.ndarray, registry: Mapping[int, str] | None
+) -> tuple[list[str], np.ndarray]:
+    """Family code per hop row (-1 = not flagged) and the code -> family name list."""
+    if registry is not None:
+        uniq, inv = np.unique(eff_asn, return_inverse=True)
+        names_u = [registry.get(int(a)) if a >= 0 else None for a in uniq]
+        per_row = np.asarray(names_u, dtype=object)[inv] if len(uniq) else np.empty(0, object)
+        fam_arr = pa.array(per_row.tolist(), pa.string())
+    else:
+        fam_arr = hops["family"]
+        fam_arr = pc.if_else(pa.array(eff_asn >= 0), fam_arr, pa.nulls(len(fam_arr), pa.string()))
+    enc = fam_arr.dictionary_encode() if len(fam_arr) else pa.array([], pa.string()).dictionary_encode()
+    names = enc.dictionary.to_pylist()
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return names, codes
+
+
+def _as_path(
+    tid: np.ndarray,
+    is_ixp: np.ndarray,
+    is_as: np.ndarray,
+    asn: np.ndarray,
+    member: np.ndarray,
+    ixp_id: pa.Array,
+    ntr: int,
+) -> tuple[pa.Array, np.ndarray]:
+    # token vocabulary: AS nodes then IXP nodes
+    as_vals = np.unique(np.concatenate([asn[is_as], member[is_ixp & (member >= 0)]]))
+    ixp_enc = ixp_id.filter(pa.array(is_ixp)).dictionary_encode() if is_ixp.any() else None
+    ixp_names = ixp_enc.dictionary.to_pylist() if ixp_enc is not None else []
+    vocab = [as_node(a) for a in as_vals] + [ixp_node(x) for x in ixp_names]
+    n_as = len(as_vals)
+
+    first = np.full(len(tid), -1, np.int64)
+    second = np.full(len(tid), -1, np.int64)
+    first[is_as] = np.searchsorted(as_vals, asn[is_as])
+    if ixp_enc is not None:
+        first[is_ixp] = n_as + ixp_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        has_member = is_ixp & (member >= 0)
+        second[has_member] = np.searchsorted(as_vals, member[has_member])
+    counts = (first >= 0).astype(np.int64) + (second >= 0)
+    row = np.repeat(np.arange(len(tid)), counts)
+    starts = np.cumsum(counts) - counts
+    pos = np.arange(len(row)) - starts[row]
+    tok = np.where(pos == 0, first[row], second[row])
+    ttid = tid[row]
+    keep = np.ones(len(tok), bool)
+    if len(tok) > 1:
+        keep[1:] = (tok[1:] != tok[:-1]) | (ttid[1:] != ttid[:-1])
+    tok, ttid = tok[keep], ttid[keep]
+
+    loop = np.zeros(ntr, bool)
+    if len(tok):
+        key = ttid * max(len(vocab), 1) + tok
+        uk, cnt = np.unique(key, return_counts=True)
+        loop[uk[cnt > 1] // max(len(vocab), 1)] = True
+    values = pa.array(vocab, pa.string()).take(pa.array(tok, pa.int64())) if len(tok) else pa.array([], pa.string())
+    return _list_of(values, ttid, ntr), loop
+
+
+def _list_of(values: pa.Array, owner: np.ndarray, ntr: int) -> pa.Array:
+    """List array with ``ntr`` rows from values sorted by their owning row index."""
+    offsets = np.searchsorted(owner, np.arange(ntr + 1), side="left").astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def _crossings(
+    hops: dict[str, Any],
+    tid: np.ndarray,
+    is_ixp: np.ndarray,
+    is_as: np.ndarray,
+    eff_asn: np.ndarray,
+    transit_fam: np.ndarray,
+    fam_names: list[str],
+    p_lat: np.ndarray,
+    p_lon: np.ndarray,
+    ntr: int,
+) -> pa.Array:
+    node = np.flatnonzero(is_ixp | is_as)  # hop rows that are path nodes, in order
+    ntid = tid[node]
+    nfam = transit_fam[node]
+    fresh = np.ones(len(node), bool)  # first node row of its traceroute
+    if len(node) > 1:
+        fresh[1:] = ntid[1:] != ntid[:-1]
+    prev_fam = np.concatenate([[-1], nfam[:-1]]) if len(node) else nfam
+    entry = (nfam >= 0) & (fresh | (prev_fam != nfam))
+    e = np.flatnonzero(entry)
+    rows = node[e]  # hop-row index of the entering hop
+    prev_rows = np.where(fresh[e], -1, node[np.maximum(e - 1, 0)])
+    on_lan = is_ixp[rows]
+    after_lan = ~on_lan & (prev_rows >= 0) & is_ixp[np.maximum(prev_rows, 0)]
+    loc = np.where(on_lan, rows, np.where(after_lan, prev_rows, -1))
+
+    # the AS crossed from: nearest preceding plain-AS node row in the same traceroute
+    as_idx = np.where(is_as, np.arange(len(tid)), -1)
+    last_as = np.maximum.accumulate(as_idx) if len(as_idx) else as_idx
+    before = np.where(rows > 0, last_as[np.maximum(rows - 1, 0)], -1)
+    before = np.where((before >= 0) & (tid[np.maximum(before, 0)] == tid[rows]), before, -1)
+    from_asn = np.where(before >= 0, eff_asn[np.maximum(before, 0)], -1)
+
+    locc = np.maximum(loc, 0)
+    has_loc = loc >= 0
+    etid = tid[rows]
+    rtt = np.where(has_loc, hops["rtt"][locc], hops["rtt"][rows])
+    dist = haversine_km(p_lat[etid], p_lon[etid], hops["ixp_lat"][locc], hops["ixp_lon"][locc])
+    dist = np.where(has_loc, dist, np.nan)
+    verdict = location_verdict(dist, rtt)
+    mask = pa.array(~has_loc)
+
+    def at_loc(name: str) -> pa.Array:
+        arr = hops[name].take(pa.array(locc)) if len(locc) else pa.array([], pa.string())
+        return pc.if_else(mask, pa.nulls(len(locc), pa.string()), arr) if len(locc) else arr
+
+    evidence = np.where(
+        on_lan, "ixp-lan-member-interface", np.where(after_lan, "follows-ixp-lan-address", "direct-adjacency")
+    )
+    struct = pa.StructArray.from_arrays(
+        [
+            pa.array(np.asarray(fam_names, dtype=object)[transit_fam[rows]].tolist() if len(rows) else [], pa.string()),
+            _nullable_int(eff_asn[rows]),
+            _nullable_int(from_asn),
+            pa.array(hops["hop"][rows].astype(np.int16)),
+            hops["addr"].take(pa.array(rows)) if len(rows) else pa.array([], pa.string()),
+            pa.array(np.where(has_loc, "ixp", PRIVATE_INTERCONNECT).tolist(), pa.string()),
+            at_loc("ixp_id"),
+            at_loc("ixp_name"),
+            at_loc("ixp_city"),
+            at_loc("ixp_country"),
+            pa.array(evidence.tolist(), pa.string()),
+            _nullable_float(rtt),
+            _nullable_float(dist),
+            _nullable_float(rtt * KM_PER_MS_RTT),
+            pa.array([VERDICTS[v] for v in verdict], pa.string()),
+        ],
+        fields=list(CROSSING_TYPE),
+    )
+    return _list_of(struct, etid, ntr)
+
+
+def _rtt_jumps(tid: np.ndarray, hop: np.ndarray, rtt: np.ndarray, threshold: float, ntr: int) -> pa.Array:
+    ok = np.flatnonzero(~np.isnan(rtt))
+    t, h, r = tid[ok], hop[ok], rtt[ok]
+    same = np.zeros(len(ok), bool)
+    if len(ok) > 1:
+        same[1:] = t[1:] == t[:-1]
+    delta = np.full(len(ok), np.nan)
+    delta[1:] = r[1:] - r[:-1] if len(ok) > 1 else delta[1:]
+    j = np.flatnonzero(same & (delta >= threshold))
+    struct = pa.StructArray.from_arrays(
+        [
+            pa.array(h[j - 1].astype(np.int16)),
+            pa.array(h[j].astype(np.int16)),
+            pa.array(r[j - 1]),
+            pa.array(r[j]),
+            pa.array(delta[j]),
+        ],
+        fields=list(RTT_JUMP_TYPE),
+    )
+    return _list_of(struct, t[j], ntr)
+
+
+def _detours(
+    hops: dict[str, Any],
+    tid: np.ndarray,
+    transit_fam: np.ndarray,
+    is_ixp: np.ndarray,
+    p_lat: np.ndarray,
+    p_lon: np.ndarray,
+    probe_country: pa.Array,
+    dst_country: pa.Array,
+    ntr: int,
+) -> tuple[pa.Array, pa.Array]:
+    ixp_cc = pc.fill_null(hops["ixp_country"], "").to_numpy(zero_copy_only=False)
+    as_cc = pc.fill_null(hops["as_country"], "").to_numpy(zero_copy_only=False)
+    cc = np.where(is_ixp, ixp_cc, as_cc)
+    china_km = np.min(
+        np.stack([haversine_km(p_lat, p_lon, lat, lon) for _, lat, lon in CHINA_REFERENCE_POINTS]), axis=0
+    ) if ntr else np.empty(0)
+    reach = hops["rtt"] * KM_PER_MS_RTT >= china_km[tid]
+    in_cn = (transit_fam >= 0) & (cc == "CN") & reach  # NaN rtt or location compares False
+    hit_t = tid[in_cn]
+    hit_h = hops["hop"][in_cn].astype(np.int16)
+    src = pc.fill_null(probe_country, "").to_numpy(zero_copy_only=False)
+    dst = pc.fill_null(dst_country, "").to_numpy(zero_copy_only=False)
+    known = (src != "") & (dst != "") & ~np.isnan(p_lat) & ~np.isnan(p_lon)
+    outside = (src != "CN") & (dst != "CN")
+    hit = np.zeros(ntr, bool)
+    hit[hit_t] = True
+    det = pa.array(np.where(known, outside & hit, False), mask=~known)
+    return det, _list_of(pa.array(hit_h, pa.int16()), hit_t, ntr)
+
+
+def _count(drops: Counter[str], reason: str, n: int) -> None:
+    if n:
+        drops[reason] += n
+
+
+def _int_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return pc.fill_null(col.cast(pa.int64()), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def _float_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False).astype(float)
+
+
+def _nullable_int(a: np.ndarray) -> pa.Array:
+    return pa.array(a, pa.int64(), mask=a < 0)
+
+
+def _nullable_float(a: np.ndarray) -> pa.Array:
+    return pa.array(a, pa.float64(), mask=np.isnan(a))
