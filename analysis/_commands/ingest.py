@@ -1,0 +1,43 @@
+"""``pathexp ingest``: store Atlas traceroute results and build the hop table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from analysis.cli import add_campaign_args
+
+    p = sub.add_parser(
+        "ingest",
+        help="ingest traceroute results (Atlas JSON; traceroute/mtr/scamper output)",
+        description=(
+            "Ingest RIPE Atlas traceroute results (NDJSON, JSON array or one object; plain, "
+            "gzip, bz2, xz or zstd; '-' for stdin) into a campaign: raw results are kept "
+            "deduplicated on (msm_id, prb_id, timestamp) and the hop table is written as "
+            "Parquet. Records set aside are counted by reason in <campaign>/ingest.json."
+        ),
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="input files, or - for stdin")
+    add_campaign_args(p)
+    p.add_argument("--probes", metavar="FILE", action="append", default=[],
+                   help="Atlas API probe objects (JSON list or API page) to store as probe metadata")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import orjson
+
+    from analysis.cli import campaign_from_args
+    from analysis.summary import print_ingest_summary
+    from probes import store
+
+    campaign = campaign_from_args(args)
+    report = store.ingest_files(campaign, args.paths)
+    for path in args.probes:
+        with store.open_input(path) as fh:
+            doc = orjson.loads(fh.read())
+        objs = doc.get("results", doc.get("objects", [])) if isinstance(doc, dict) else doc
+        store.write_probe_meta(campaign, objs)
+    print_ingest_summary(campaign, report)
+    return 0
