@@ -1,0 +1,173 @@
+"""A network-namespace traceroute lab: real kernels forwarding real packets.
+
+Topology (every address from the documentation ranges; router links are /30s of
+198.51.100.0/24, the source sits in 192.0.2.0/24, destinations are /32s of 203.0.113.0/24
+on the destination namespace's loopback)::
+
+    src --- r1 --- r2 ===<  r3a  >=== r4 --- r5 (silent) --- r6 --- dst
+                         \\  r3b  /
+
+- r2 holds an equal-cost multipath default route over r3a and r3b with L4 hashing
+  (``net.ipv4.fib_multipath_hash_policy=1``): a flow (5-tuple) always takes one branch,
+  different flows spread over both.
+- r4 routes back to the source through r3a only, so the address r4 answers from does not
+  depend on the branch a probe took; the branch shows at hop 3 alone.
+- r5 forwards but never answers: an nftables rule drops its outgoing ICMP time-exceeded.
+- dst answers echo requests, sends port-unreachable for UDP and RST for TCP to closed ports.
+- ICMP rate limiting is off in every namespace (``icmp_ratelimit=0``, high
+  ``icmp_msgs_per_sec``), so a fast tracer is never mistaken for a lossy path.
+
+Namespace names carry a per-session prefix (``pxl<pid>-``) and are deleted by name.
+Nothing is ever sent on the host's interfaces: probes leave from inside ``src``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Lab", "lab_skip_reason", "build_lab"]
+
+ROLES = ("src", "r1", "r2", "r3a", "r3b", "r4", "r5", "r6", "dst")
+#: Links in order; link ``k`` is 198.51.100.(4k)/30, ``.4k+1`` on the left, ``.4k+2`` on the right.
+LINKS = (("r1", "r2"), ("r2", "r3a"), ("r2", "r3b"), ("r3a", "r4"), ("r3b", "r4"),
+         ("r4", "r5"), ("r5", "r6"), ("r6", "dst"))
+SRC_ADDR = "192.0.2.2"
+R1_SRC_SIDE = "192.0.2.1"
+#: Destination addresses (the first ``n_dst`` of these are configured).
+DST_BASE = "203.0.113."
+
+
+def _link_addr(k: int, side: int) -> str:
+    return f"198.51.100.{4 * k + 1 + side}"
+
+
+def _link(a: str, b: str) -> int:
+    return LINKS.index((a, b))
+
+
+@dataclass(frozen=True)
+class Lab:
+    """Handles to a built lab: namespace names and the addresses tests expect."""
+
+    prefix: str
+    ns: dict[str, str]
+    dsts: tuple[str, ...]
+    src_addr: str = SRC_ADDR
+    #: Expected responder per TTL (1-based) toward any destination; hop 3 is a branch set,
+    #: hop 5 (r5) is silent (None), hop 7 is the destination itself.
+    hop1: str = R1_SRC_SIDE
+    hop2: str = _link_addr(0, 1)  # r2, facing r1
+    hop3_a: str = _link_addr(1, 1)  # r3a, facing r2
+    hop3_b: str = _link_addr(2, 1)  # r3b, facing r2
+    hop4: str = _link_addr(3, 1)  # r4, facing r3a (its only route back)
+    hop5_silent: str = _link_addr(5, 1)  # r5, facing r4 (never answers)
+    hop6: str = _link_addr(6, 1)  # r6, facing r5
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def expected(self, dst: str, *, branch: str) -> list[str | None]:
+        """Responder per TTL 1..7 for a probe that takes ``branch`` ('a' or 'b')."""
+        hop3 = self.hop3_a if branch == "a" else self.hop3_b
+        return [self.hop1, self.hop2, hop3, self.hop4, None, self.hop6, dst]
+
+    def exec_argv(self, role: str, argv: Sequence[str]) -> list[str]:
+        """``ip netns exec <ns> argv...``: run a command inside a namespace."""
+        return ["ip", "netns", "exec", self.ns[role], *argv]
+
+
+def lab_skip_reason() -> str | None:
+    """Why the lab cannot be built here (None when it can)."""
+    if os.geteuid() != 0:
+        return "network-namespace lab needs root (CI runs as root)"
+    for tool in ("ip", "nft"):
+        if shutil.which(tool) is None:
+            return f"network-namespace lab needs `{tool}` (iproute2 / nftables packages)"
+    return None
+
+
+def _run(argv: Sequence[str], *, inp: str | None = None) -> None:
+    proc = subprocess.run(list(argv), input=inp, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"lab setup failed: {' '.join(argv)}: {proc.stderr.strip()}")
+
+
+def existing_namespaces(prefix: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False)
+    return [line.split()[0] for line in out.stdout.splitlines() if line.startswith(prefix)]
+
+
+def destroy(prefix: str) -> None:
+    """Delete every namespace whose name starts with ``prefix`` (veths go with them)."""
+    for name in existing_namespaces(prefix):
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+
+
+def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
+    """Create the namespaces, links, routes, sysctls and the silent router's firewall."""
+    ns = {role: f"{prefix}{role}" for role in ROLES}
+    dsts = tuple(f"{DST_BASE}{10 + i}" for i in range(n_dst))
+    for name in ns.values():
+        _run(["ip", "netns", "add", name])
+    cmds: list[list[str]] = []
+
+    def ipn(role: str, *args: str) -> None:
+        cmds.append(["ip", "-n", ns[role], *args])
+
+    for role in ROLES:
+        ipn(role, "link", "set", "lo", "up")
+    # source <-> r1
+    cmds.append(["ip", "link", "add", "eth0", "netns", ns["src"], "type", "veth",
+                 "peer", "name", "eth-src", "netns", ns["r1"]])
+    ipn("src", "addr", "add", f"{SRC_ADDR}/24", "dev", "eth0")
+    ipn("r1", "addr", "add", f"{R1_SRC_SIDE}/24", "dev", "eth-src")
+    ipn("src", "link", "set", "eth0", "up")
+    ipn("r1", "link", "set", "eth-src", "up")
+    for k, (a, b) in enumerate(LINKS):
+        ia, ib = f"to-{b}", f"to-{a}"
+        cmds.append(["ip", "link", "add", ia, "netns", ns[a], "type", "veth",
+                     "peer", "name", ib, "netns", ns[b]])
+        ipn(a, "addr", "add", f"{_link_addr(k, 0)}/30", "dev", ia)
+        ipn(b, "addr", "add", f"{_link_addr(k, 1)}/30", "dev", ib)
+        ipn(a, "link", "set", ia, "up")
+        ipn(b, "link", "set", ib, "up")
+    for d in dsts:
+        ipn("dst", "addr", "add", f"{d}/32", "dev", "lo")
+    # routes: toward destinations (default) and back to the source (192.0.2.0/24)
+    ipn("src", "route", "add", "default", "via", R1_SRC_SIDE)
+    ipn("r1", "route", "add", "default", "via", _link_addr(_link("r1", "r2"), 1))
+    ipn("r2", "route", "add", "default",
+        "nexthop", "via", _link_addr(_link("r2", "r3a"), 1), "weight", "1",
+        "nexthop", "via", _link_addr(_link("r2", "r3b"), 1), "weight", "1")
+    ipn("r2", "route", "add", "192.0.2.0/24", "via", _link_addr(_link("r1", "r2"), 0))
+    for r3 in ("r3a", "r3b"):
+        ipn(r3, "route", "add", "default", "via", _link_addr(_link(r3, "r4"), 1))
+        ipn(r3, "route", "add", "192.0.2.0/24", "via", _link_addr(_link("r2", r3), 0))
+    ipn("r4", "route", "add", "default", "via", _link_addr(_link("r4", "r5"), 1))
+    ipn("r4", "route", "add", "192.0.2.0/24", "via", _link_addr(_link("r3a", "r4"), 0))
+    ipn("r5", "route", "add", "default", "via", _link_addr(_link("r5", "r6"), 1))
+    ipn("r5", "route", "add", "192.0.2.0/24", "via", _link_addr(_link("r4", "r5"), 0))
+    ipn("r6", "route", "add", "203.0.113.0/24", "via", _link_addr(_link("r6", "dst"), 1))
+    ipn("r6", "route", "add", "192.0.2.0/24", "via", _link_addr(_link("r5", "r6"), 0))
+    ipn("dst", "route", "add", "default", "via", _link_addr(_link("r6", "dst"), 0))
+    for argv in cmds:
+        _run(argv)
+    sysctls = [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.icmp_ratelimit=0",
+        "net.ipv4.icmp_msgs_per_sec=100000",
+        "net.ipv4.icmp_msgs_burst=100000",
+        "net.ipv4.fib_multipath_hash_policy=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+    ]
+    for role in ROLES:
+        _run(["ip", "netns", "exec", ns[role], "sysctl", "-q", "-w", *sysctls])
+    # r5: forwards, but its ICMP time-exceeded never leaves.
+    _run(["ip", "netns", "exec", ns["r5"], "nft", "-f", "-"], inp=(
+        "table inet pathexp_lab {\n"
+        "  chain out { type filter hook output priority 0; policy accept;\n"
+        "    icmp type time-exceeded drop\n  }\n}\n"))
+    return Lab(prefix=prefix, ns=ns, dsts=dsts)
