@@ -36,8 +36,9 @@ Node ids are made by :func:`as_node` and :func:`ixp_node` only, and read by
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
@@ -46,6 +47,15 @@ import pyarrow.compute as pc
 
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
+
+if TYPE_CHECKING:
+    from typing import Union
+
+    from analysis.registry import Registry
+    from probes.workspace import Campaign
+
+    #: A flagged-carrier registry: a :class:`analysis.registry.Registry` or ``asn -> family``.
+    RegistryLike = Union[Mapping[int, str], Registry]
 
 __all__ = [
     "AS_PREFIX",
@@ -58,6 +68,8 @@ __all__ = [
     "parse_node",
     "build_paths",
     "node_attributes",
+    "analyze_campaign",
+    "GROUPINGS",
 ]
 
 AS_PREFIX = "AS"
@@ -190,7 +202,7 @@ def build_paths(
     traces: pa.Table,
     probes: pa.Table,
     *,
-    registry: Mapping[int, str] | None = None,
+    registry: RegistryLike | None = None,
     destinations: pa.Table | None = None,
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
@@ -208,8 +220,8 @@ def build_paths(
     probes : pyarrow.Table
         Probe metadata (``prb_id``, ``asn_v4``, ``asn_v6``, ``country_code``, ``latitude``,
         ``longitude``); probes missing from it have null AS/country/location.
-    registry : mapping of int to str, optional
-        ``asn -> family`` overriding the annotated ``family`` column (a user's own list).
+    registry : analysis.registry.Registry or mapping of int to str, optional
+        Overrides the annotated ``family`` column (e.g. a user's own list).
     destinations : pyarrow.Table, optional
         ``dst_addr, dst_asn, dst_country`` for destinations; otherwise the annotation of a
         hop replying from the destination address is used.
@@ -313,7 +325,7 @@ def build_paths(
     return table.cast(PATHS_SCHEMA), drops
 
 
-def node_attributes(annotated: pa.Table, *, registry: Mapping[int, str] | None = None) -> pa.Table:
+def node_attributes(annotated: pa.Table, *, registry: RegistryLike | None = None) -> pa.Table:
     """Attributes of every path node seen in an annotated hop table.
 
     Returns a table ``node, kind, asn, org, family, country, name, city`` with one row per
@@ -349,11 +361,241 @@ def node_attributes(annotated: pa.Table, *, registry: Mapping[int, str] | None =
         con.close()
     table = rel
     if registry is not None:
-        asns = table.column("asn").to_pylist()
-        fams = table.column("family").to_pylist()
-        fams = [registry.get(a, f) if a is not None else f for a, f in zip(asns, fams, strict=True)]
-        table = table.set_column(table.schema.get_field_index("family"), "family", pa.array(fams, pa.string()))
+        asn = _int_np(table.column("asn"))
+        fams = _registry_lookup(registry, asn)
+        table = table.set_column(table.schema.get_field_index("family"), "family", fams)
     return table
+
+
+# ---------------------------------------------------------------------------- campaign edge
+#: Groupings written to the exposure tables besides the overall figure.
+GROUPINGS = ("source_country", "source_as", "destination", "destination_as", "day")
+
+
+def analyze_campaign(
+    campaign: Campaign,
+    *,
+    registry: RegistryLike | None = None,
+    families: Sequence[str] | None = None,
+    pop_country: str = "US",
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    include_endpoints: bool = False,
+    rtt_jump_ms: float = 40.0,
+) -> dict[str, Any]:
+    """Paths, exposure tables, graphs and ``exposure.json`` for one campaign (the I/O edge).
+
+    Reads ``<campaign>/annotated/**/*.parquet``, the traceroute table and the probe
+    metadata; writes ``paths/paths.parquet``, ``exposure/{path_exposure,pop_exposure,
+    hegemony,change_events}.{parquet,csv}``, ``graph/as_graph.graphml``,
+    ``graph/flagged_subgraph.graphml`` and ``exposure.json``, and returns what
+    ``exposure.json`` holds.
+
+    ``families``: families to report (default: those in ``registry``, in the annotated
+    table and in the default registry file); ``"any"`` (any flagged family) is always
+    reported. Path and PoP exposure carry a cluster-bootstrap interval over probes (the
+    headline, ``n_boot`` replicates, ``seed``) and a Wilson interval for comparison.
+    """
+    import orjson
+    import pyarrow.csv as pacsv
+
+    from analysis import graph as graph_mod
+    from analysis import metrics
+    from analysis.errors import MissingReferenceData
+    from probes import _io, store
+
+    ann_files = sorted(campaign.annotated_dir.glob("**/*.parquet"))
+    if not ann_files:
+        raise MissingReferenceData(
+            f"campaign {campaign.name!r} has no annotated hops in {campaign.annotated_dir}; "
+            "run `pathexp annotate` first"
+        )
+    annotated = _read_annotated(ann_files)
+    traces = store.read_traces(campaign)
+    probe_meta = store.read_probe_meta(campaign)
+    snapshot, annotate_info = _annotate_info(campaign)
+
+    paths, drops = build_paths(
+        annotated,
+        traces,
+        probe_meta,
+        registry=registry,
+        include_endpoints=include_endpoints,
+        rtt_jump_ms=rtt_jump_ms,
+    )
+    nodes = node_attributes(annotated, registry=registry)
+    del annotated
+
+    fams = _report_families(paths, nodes, registry, families)
+    opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
+    path_tabs, pop_tabs, summary = [], [], {}
+    for fam in [None, *fams]:
+        label = fam or metrics.ANY_FAMILY
+        entry: dict[str, Any] = {}
+        for kind, fn, extra in (
+            ("path_exposure", metrics.path_exposure, {}),
+            ("pop_exposure", metrics.pop_exposure, {"country": pop_country}),
+        ):
+            boot = fn(paths, family=fam, ci="cluster-bootstrap", **extra, **opts)
+            wil = fn(paths, family=fam, ci="wilson", confidence=confidence, **extra)
+            entry[kind] = _summary_row(boot, wil)
+            tabs = path_tabs if kind == "path_exposure" else pop_tabs
+            tabs.append(_long(boot, None))
+            for grouping in GROUPINGS:
+                tabs.append(_long(fn(paths, family=fam, by=grouping, ci="wilson",
+                                     confidence=confidence, **extra), grouping))
+        summary[label] = entry
+
+    out = campaign.root
+    _io.write_parquet(paths, campaign.paths_dir / "paths.parquet")
+    written = {"paths": str(campaign.paths_dir / "paths.parquet")}
+    tables = {
+        "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
+        "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
+        "hegemony": metrics.hegemony(paths),
+        "change_events": pa.concat_tables(
+            [metrics.change_events(paths, family=f) for f in [None, *fams]]
+        ),
+    }
+    for name, table in tables.items():
+        _io.write_parquet(table, out / "exposure" / f"{name}.parquet")
+        with _io.atomic_path(out / "exposure" / f"{name}.csv") as tmp:
+            pacsv.write_csv(table, tmp)
+        written[name] = str(out / "exposure" / f"{name}.parquet")
+    g = graph_mod.build_graph(paths, nodes=nodes)
+    graph_mod.write_graphml(g, out / "graph" / "as_graph.graphml")
+    graph_mod.write_graphml(graph_mod.flagged_subgraph(g), out / "graph" / "flagged_subgraph.graphml")
+    written["graph"] = str(out / "graph" / "as_graph.graphml")
+
+    crossings = pc.list_flatten(paths.column("pop_crossings").combine_chunks())
+    report = {
+        "campaign": campaign.name,
+        "snapshot": snapshot,
+        "annotate": annotate_info,
+        "traceroutes": paths.num_rows,
+        "probes": len(pc.unique(paths.column("prb_id"))),
+        "transiting_any": int(pc.sum(paths.column("transits_flagged")).as_py() or 0),
+        "ixp_crossing_traceroutes": int(
+            pc.sum(pc.greater(pc.list_value_length(_ixp_lists(paths)), 0)).as_py() or 0
+        ),
+        "pop_crossings": len(crossings),
+        "detours": int(pc.sum(pc.fill_null(paths.column("detour"), False)).as_py() or 0),
+        "loops": int(pc.sum(paths.column("loop")).as_py() or 0),
+        "pop_country": pop_country,
+        "families": summary,
+        "method": {
+            "ci": f"cluster bootstrap over probes (prb_id), percentile, {confidence:.0%}, "
+            f"B={n_boot}, seed={seed}; Wilson score interval alongside",
+            "path_exposure": "share of traceroutes whose AS path transits the family "
+            "(endpoints excluded)" if not include_endpoints else
+            "share of traceroutes whose AS path contains the family",
+            "pop_exposure": f"share of traceroutes entering the family at an IXP in {pop_country} "
+            "with a speed-of-light verdict that is not inconsistent",
+        },
+        "drops": dict(sorted(drops.items())),
+        "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
+        "outputs": written,
+    }
+    _io.write_bytes(
+        out / "exposure.json",
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+                     | orjson.OPT_SERIALIZE_NUMPY) + b"\n",
+    )
+    return report
+
+
+def _read_annotated(files: list[Path]) -> pa.Table:
+    cols = list(_ANNOTATED_REQUIRED) + list(_ANNOTATED_OPTIONAL) + ["org", "dup", "late"]
+    con = duckdb.connect()
+    try:
+        names = [r[0] for r in con.execute(
+            "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [[str(f) for f in files]]
+        ).fetchall()]
+        missing = [c for c in _ANNOTATED_REQUIRED if c not in names]
+        if missing:
+            raise SchemaMismatch(f"annotated hops lack required column(s) {', '.join(missing)}")
+        sel = ", ".join(sorted({c for c in cols if c in names}))
+        table = con.sql(
+            f"SELECT {sel} FROM read_parquet({[str(f) for f in files]!r}, union_by_name=true)"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table
+
+
+def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
+    import orjson
+
+    path = campaign.root / "annotate.json"
+    if not path.exists():
+        return None, {}
+    info = orjson.loads(path.read_bytes())
+    if not isinstance(info, dict):
+        raise SchemaMismatch(f"{path} is not a JSON object")
+    snap = info.get("snapshot_id", info.get("snapshot"))
+    if isinstance(snap, dict):
+        snap = snap.get("id", snap.get("snapshot_id"))
+    return (str(snap) if snap is not None else None), info
+
+
+def _report_families(
+    paths: pa.Table, nodes: pa.Table, registry: RegistryLike | None, families: Sequence[str] | None
+) -> list[str]:
+    if families is not None:
+        return list(dict.fromkeys(families))
+    found: set[str] = set()
+    if registry is not None:
+        found.update(_registry_family_ids(registry))
+    found.update(f for f in nodes.column("family").to_pylist() if f)
+    found.update(f for f in pc.list_flatten(paths.column("flagged_families")).to_pylist() if f)
+    found.update(_default_family_ids())
+    return sorted(found)
+
+
+def _default_family_ids() -> list[str]:
+    from analysis.registry import load_registry
+
+    return list(load_registry().families)
+
+
+def _summary_row(boot: pa.Table, wil: pa.Table) -> dict[str, Any]:
+    b, w = boot.to_pylist()[0], wil.to_pylist()[0]
+    return {
+        "traceroutes": b["traceroutes"],
+        "transiting": b["transiting"],
+        "probes": b["probes"],
+        "estimate": b["exposure"],
+        "ci_low": b["ci_low"],
+        "ci_high": b["ci_high"],
+        "method": b["method"],
+        "wilson": {"ci_low": w["ci_low"], "ci_high": w["ci_high"], "method": w["method"]},
+    }
+
+
+def _long(table: pa.Table, grouping: str | None) -> pa.Table:
+    """Exposure table in long form: family, [pop_country], grouping, group (as text), figures."""
+    from analysis.metrics import GROUP_ALIASES
+
+    col = GROUP_ALIASES.get(grouping, grouping) if grouping else None
+    group = (
+        pc.cast(table.column(col), pa.string()) if col else pa.nulls(table.num_rows, pa.string())
+    )
+    if col:
+        table = table.drop_columns([col])
+    pos = 2 if "pop_country" in table.column_names else 1
+    table = table.add_column(pos, "grouping", pa.array([grouping or "overall"] * table.num_rows, pa.string()))
+    return table.add_column(pos + 1, "group", group)
+
+
+def _ixp_lists(paths: pa.Table) -> pa.Array:
+    """Per traceroute, the IXP nodes on its path."""
+    lists = paths.column("as_path").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    is_ixp = pc.starts_with(flat, IXP_PREFIX).to_numpy(zero_copy_only=False)
+    vals = flat.filter(pa.array(is_ixp))
+    return _list_of(vals, parent[is_ixp].astype(np.int64), paths.num_rows)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -506,14 +748,11 @@ def _destination_columns(
 
 
 def _families(
-    hops: dict[str, Any], eff_asn: np.ndarray, registry: Mapping[int, str] | None
+    hops: dict[str, Any], eff_asn: np.ndarray, registry: RegistryLike | None
 ) -> tuple[list[str], np.ndarray]:
     """Family code per hop row (-1 = not flagged) and the code -> family name list."""
     if registry is not None:
-        uniq, inv = np.unique(eff_asn, return_inverse=True)
-        names_u = [registry.get(int(a)) if a >= 0 else None for a in uniq]
-        per_row = np.asarray(names_u, dtype=object)[inv] if len(uniq) else np.empty(0, object)
-        fam_arr = pa.array(per_row.tolist(), pa.string())
+        fam_arr = _registry_lookup(registry, eff_asn)
     else:
         fam_arr = hops["family"]
         fam_arr = pc.if_else(pa.array(eff_asn >= 0), fam_arr, pa.nulls(len(fam_arr), pa.string()))
@@ -696,6 +935,22 @@ def _detours(
     hit[hit_t] = True
     det = pa.array(np.where(known, outside & hit, False), mask=~known)
     return det, _list_of(pa.array(hit_h, pa.int16()), hit_t, ntr)
+
+
+def _registry_lookup(registry: RegistryLike, asn: np.ndarray) -> pa.Array:
+    """Family id per ASN (null when not flagged or ``asn < 0``)."""
+    if hasattr(registry, "lookup"):
+        fam, _via = registry.lookup(pa.array(asn, pa.int64(), mask=asn < 0))
+        return fam.cast(pa.string())
+    uniq, inv = np.unique(asn, return_inverse=True)
+    names = [registry.get(int(a)) if a >= 0 else None for a in uniq]
+    return pa.array(names, pa.string()).take(pa.array(inv.astype(np.int64)))
+
+
+def _registry_family_ids(registry: RegistryLike) -> list[str]:
+    if hasattr(registry, "families"):
+        return list(registry.families)
+    return sorted(set(registry.values()))
 
 
 def _count(drops: Counter[str], reason: str, n: int) -> None:

@@ -1,0 +1,91 @@
+"""``pathexp analyze``: paths, exposure tables with intervals, graphs, ``exposure.json``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from analysis.cli import add_campaign_args
+
+    parser = subparsers.add_parser(
+        "analyze",
+        help="build paths and exposure metrics (with 95%% intervals) for a campaign",
+        description=(
+            "Turn a campaign's annotated hops into per-traceroute AS/IXP paths, exposure "
+            "tables (Parquet and CSV), the AS graph (GraphML) and exposure.json."
+        ),
+    )
+    add_campaign_args(parser)
+    parser.add_argument("--pop-country", default="US", help="country of the PoPs (default: US)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap replicates (default: 1000)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
+    parser.add_argument(
+        "--include-endpoints",
+        action="store_true",
+        help="count hops in the probe's or destination's own AS as transit",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from analysis.cli import campaign_from_args
+    from analysis.paths import analyze_campaign
+
+    campaign = campaign_from_args(args)
+    report = analyze_campaign(
+        campaign,
+        pop_country=args.pop_country,
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        include_endpoints=args.include_endpoints,
+    )
+    console = Console()
+    table = Table(
+        title=(
+            f"Exposure of {report['traceroutes']:,} traceroutes from {report['probes']:,} probes "
+            f"(campaign {report['campaign']}, snapshot {report['snapshot'] or 'unknown'})"
+        )
+    )
+    table.add_column("family")
+    table.add_column("path exposure", justify="right")
+    table.add_column("95% CI (probe bootstrap)", justify="right")
+    table.add_column("transiting", justify="right")
+    table.add_column(f"PoP exposure ({report['pop_country']})", justify="right")
+    table.add_column("95% CI", justify="right")
+    table.add_column("at PoP", justify="right")
+    for family, entry in report["families"].items():
+        pe, po = entry["path_exposure"], entry["pop_exposure"]
+        table.add_row(
+            family,
+            _pct(pe["estimate"]),
+            f"{_pct(pe['ci_low'])} - {_pct(pe['ci_high'])}",
+            f"{pe['transiting']:,}",
+            _pct(po["estimate"]),
+            f"{_pct(po['ci_low'])} - {_pct(po['ci_high'])}",
+            f"{po['transiting']:,}",
+        )
+    console.print(table)
+    console.print(
+        f"IXP crossings in {report['ixp_crossing_traceroutes']:,} traceroutes; "
+        f"{report['pop_crossings']:,} flagged PoP crossings; {report['detours']:,} detours; "
+        f"{report['loops']:,} loops."
+    )
+    if report["drops"]:
+        console.print("set aside: " + ", ".join(f"{k} {v:,}" for k, v in report["drops"].items()))
+    console.print(f"wrote {campaign.root / 'exposure.json'}")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    if value is None or value != value:
+        return "-"
+    return f"{100.0 * value:.2f}%"

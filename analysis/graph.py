@@ -1,0 +1,134 @@
+"""The AS-level graph of observed paths, with IXPs as their own nodes (networkx).
+
+Nodes are the path node ids of :mod:`analysis.paths` (``AS4134``, ``IXP:pdb:26``); a
+directed edge ``u -> v`` exists when some traceroute's ``as_path`` has ``v`` right after
+``u``, and carries ``traceroutes`` (how many traceroutes used it) and ``probes`` (from how
+many distinct probes). Node attributes: ``kind`` (``as``/``ixp``), ``traceroutes``, and,
+when known, ``asn``, ``org``, ``family``, ``country``, ``name``, ``city``, ``flagged``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.errors import SchemaMismatch
+from analysis.paths import parse_node
+from probes._io import atomic_path
+
+__all__ = ["build_graph", "flagged_subgraph", "write_graphml"]
+
+_NODE_ATTRS = ("asn", "org", "family", "country", "name", "city")
+
+
+def build_graph(paths: pa.Table, *, nodes: pa.Table | None = None) -> nx.DiGraph:
+    """Directed AS/IXP graph of the paths, with traceroute counts on edges and nodes.
+
+    Parameters
+    ----------
+    paths : pyarrow.Table
+        Needs ``as_path``; ``prb_id`` (optional) gives the per-edge probe count.
+    nodes : pyarrow.Table, optional
+        Node attributes (:func:`analysis.paths.node_attributes`): ``node`` plus any of
+        ``asn, org, family, country, name, city``. Null values are left out (GraphML has no
+        null).
+
+    Returns
+    -------
+    networkx.DiGraph
+
+    Examples
+    --------
+    >>> t = pa.table({"prb_id": [1, 2], "as_path": [["AS1", "IXP:pdb:5", "AS2"], ["AS1", "AS2"]]})
+    >>> g = build_graph(t)
+    >>> sorted((u, v, d["traceroutes"]) for u, v, d in g.edges(data=True))
+    [('AS1', 'AS2', 1), ('AS1', 'IXP:pdb:5', 1), ('IXP:pdb:5', 'AS2', 1)]
+    """
+    if "as_path" not in paths.column_names:
+        raise SchemaMismatch("paths table lacks column as_path")
+    g = nx.DiGraph()
+    lists = paths.column("as_path").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+    if len(flat):
+        enc = flat.dictionary_encode()
+        code = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        names = enc.dictionary.to_pylist()
+        nn = len(names)
+        prb = (
+            paths.column("prb_id").to_numpy(zero_copy_only=False).astype(np.int64)
+            if "prb_id" in paths.column_names
+            else np.arange(paths.num_rows, dtype=np.int64)
+        )
+        # node counts: each node once per traceroute
+        node_pairs = np.unique(parent * nn + code)
+        node_count = np.bincount(node_pairs % nn, minlength=nn)
+        for i, name in enumerate(names):
+            kind, _ = parse_node(name)
+            g.add_node(name, kind=kind, traceroutes=int(node_count[i]))
+        # edges: consecutive nodes of the same traceroute, counted once per traceroute
+        same = parent[1:] == parent[:-1]
+        src, dst, tr = code[:-1][same], code[1:][same], parent[1:][same]
+        if len(src):
+            edge = src * nn + dst
+            uniq_tr = np.unique(np.stack([edge, tr], axis=1), axis=0)
+            e_codes, e_tr = np.unique(uniq_tr[:, 0], return_counts=True)
+            uniq_pb = np.unique(np.stack([uniq_tr[:, 0], prb[uniq_tr[:, 1]]], axis=1), axis=0)
+            pb_codes, e_pb = np.unique(uniq_pb[:, 0], return_counts=True)
+            pb_map = dict(zip(pb_codes.tolist(), e_pb.tolist(), strict=True))
+            for e, cnt in zip(e_codes.tolist(), e_tr.tolist(), strict=True):
+                g.add_edge(names[e // nn], names[e % nn], traceroutes=int(cnt), probes=int(pb_map[e]))
+    if nodes is not None:
+        _attach(g, nodes)
+    return g
+
+
+def flagged_subgraph(g: nx.DiGraph, *, radius: int = 1) -> nx.DiGraph:
+    """Subgraph of the nodes with a ``family`` attribute and everything within ``radius`` hops.
+
+    Distance is measured ignoring edge direction, so both the networks handing traffic to a
+    flagged carrier and those it hands traffic to are kept.
+
+    Examples
+    --------
+    >>> g = nx.DiGraph([("AS1", "AS2"), ("AS2", "AS3"), ("AS3", "AS4")])
+    >>> g.nodes["AS3"]["family"] = "china-telecom"
+    >>> sorted(flagged_subgraph(g, radius=1))
+    ['AS2', 'AS3', 'AS4']
+    """
+    if radius < 0:
+        raise ValueError(f"radius must be >= 0, got {radius}")
+    seeds = [n for n, d in g.nodes(data=True) if d.get("family")]
+    und = g.to_undirected(as_view=True)
+    keep: set[str] = set()
+    for s in seeds:
+        keep.update(nx.single_source_shortest_path_length(und, s, cutoff=radius))
+    return g.subgraph(keep).copy()
+
+
+def write_graphml(g: nx.DiGraph, target: Path | str) -> Path:
+    """Write ``g`` as GraphML atomically (temporary file, then rename); return the path."""
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        nx.write_graphml(g, tmp)
+    return target
+
+
+def _attach(g: nx.DiGraph, nodes: pa.Table) -> None:
+    if "node" not in nodes.column_names:
+        raise SchemaMismatch("node attribute table lacks column node")
+    cols = [c for c in _NODE_ATTRS if c in nodes.column_names]
+    data = nodes.select(["node", *cols]).to_pylist()
+    for row in data:
+        name = row.pop("node")
+        if name not in g:
+            continue
+        attrs = g.nodes[name]
+        for key, value in row.items():
+            if value is not None:
+                attrs[key] = value
+        attrs["flagged"] = bool(attrs.get("family"))

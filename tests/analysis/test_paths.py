@@ -1,0 +1,233 @@
+"""analysis.paths: AS/IXP paths, crossings, verdicts, RTT jumps, detours, node ids.
+
+Expected values are worked out by hand from the fixtures below; distances come from
+published great-circle figures, not from the code under test.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from analysis import paths as P
+from analysis.errors import SchemaMismatch
+from analysis.geo import KM_PER_MS_RTT, haversine_km, location_verdict
+from tests.analysis.fixtures.annotated import build, ixp, priv, probes, pub
+
+NYC = (40.7128, -74.0060)
+FRA = (50.1109, 8.6821)
+ASHBURN = ("pdb:1", "Equinix Ashburn", "Ashburn", "US", 39.0438, -77.4874)
+LAX = ("pdb:2", "Any2West", "Los Angeles", "US", 34.0522, -118.2437)
+SEA = ("pdb:3", "SIX Seattle", "Seattle", "US", 47.6062, -122.3321)
+CT, CU = "china-telecom", "china-unicom"
+
+PROBES = probes([(2002, 7922, "US", *NYC), (1001, 3320, "DE", *FRA)])
+
+
+def _run(traces, probe_table=PROBES, **kw):
+    hops, tr = build(traces)
+    table, drops = P.build_paths(hops, tr, probe_table, **kw)
+    rows = {(r["msm_id"], r["prb_id"]): r for r in table.to_pylist()}
+    return table, rows, drops
+
+
+# ------------------------------------------------------------------------- geo (oracle: atlases)
+def test_haversine_matches_published_distances():
+    # JFK-LAX great circle 3,983 km; London-Paris 344 km (standard published figures).
+    assert haversine_km(40.6413, -73.7781, 33.9416, -118.4085) == pytest.approx(3983, rel=0.005)
+    assert haversine_km(51.5074, -0.1278, 48.8566, 2.3522) == pytest.approx(344, rel=0.01)
+
+
+def test_speed_of_light_bound_is_100km_per_ms():
+    # (1 ms / 2) * (2/3) * 299792.458 km/s = 99.93 km
+    assert KM_PER_MS_RTT == pytest.approx(99.9308, abs=1e-3)
+    assert location_verdict([999.0, 1000.0], [10.0, 10.0]).tolist() == [0, 1]
+
+
+# ------------------------------------------------------------------------- node ids
+def test_node_ids_round_trip_and_reject_garbage():
+    assert P.parse_node(P.as_node(4134)) == ("as", 4134)
+    assert P.parse_node(P.ixp_node("caida:12")) == ("ixp", "caida:12")
+    for bad in ("4134", "AS", "ASx1", "IXP:", "as|0"):
+        with pytest.raises(ValueError):
+            P.parse_node(bad)
+    with pytest.raises(ValueError):
+        P.ixp_node("")
+
+
+# ------------------------------------------------------------------------- positive cases
+def test_crossing_at_us_ixp_with_consistent_location():
+    _, rows, drops = _run([
+        dict(msm_id=1, prb_id=2002, dst_addr="8.8.8.8", reached=True, hops=[
+            [priv("192.168.1.1", 1.0)] * 3,
+            [pub("68.86.1.1", 5.0, 7922, country="US")],
+            [None, None, None],                                   # timeout inside AS7922
+            [pub("68.86.2.2", 8.0, 7922, country="US")],
+            [ixp("206.126.236.50", 6.2, *ASHBURN, 4134, family=CT),
+             ixp("206.126.236.50", 6.0, *ASHBURN, 4134, family=CT)],
+            [pub("202.97.1.1", 7.0, 4134, family=CT, country="CN")],
+            [pub("8.8.8.8", 9.0, 15169, country="US")],
+        ]),
+    ])
+    r = rows[(1, 2002)]
+    # private hop and timeout make no node; the AS7922 gap is bridged; IXP then member.
+    assert r["as_path"] == ["AS7922", "IXP:pdb:1", "AS4134", "AS15169"]
+    assert r["loop"] is False
+    assert r["transits_flagged"] is True and r["flagged_families"] == [CT]
+    assert r["probe_asn"] == 7922 and r["probe_country"] == "US"
+    assert r["dst_asn"] == 15169 and r["dst_country"] == "US" and r["destination_reached"]
+    (c,) = r["pop_crossings"]
+    assert (c["family"], c["asn"], c["from_asn"], c["hop"]) == (CT, 4134, 7922, 5)
+    assert (c["kind"], c["ixp_id"], c["ixp_city"], c["ixp_country"]) == ("ixp", "pdb:1", "Ashburn", "US")
+    assert c["evidence"] == "ixp-lan-member-interface"
+    # min RTT over the replies from that address: 6.0 ms -> at most 599.6 km.
+    assert c["min_rtt"] == 6.0 and c["max_distance_km"] == pytest.approx(599.6, abs=0.1)
+    # New York - Ashburn is about 350 km (< 599.6): consistent.
+    assert c["distance_km"] == pytest.approx(350, abs=15)
+    assert c["verdict"] == "consistent"
+    assert drops["non-public-hop"] == 1
+
+
+def test_crossing_too_far_for_its_rtt_is_inconsistent():
+    _, rows, _ = _run([
+        dict(msm_id=2, prb_id=2002, dst_addr="1.1.1.1", hops=[
+            [pub("68.86.1.1", 2.0, 7922)],
+            # an LA IXP address answering in 10 ms from New York: 10 ms allows 999 km,
+            # New York - Los Angeles is about 3,940 km.
+            [ixp("206.72.210.219", 10.0, *LAX, 58453, family="china-mobile")],
+            [pub("223.120.1.1", 11.0, 58453, family="china-mobile")],
+        ]),
+    ])
+    (c,) = rows[(2, 2002)]["pop_crossings"]
+    assert c["ixp_city"] == "Los Angeles" and c["family"] == "china-mobile"
+    assert c["distance_km"] == pytest.approx(3940, rel=0.01)
+    assert c["verdict"] == "inconsistent"
+
+
+def test_crossing_after_ixp_address_of_unknown_member():
+    _, rows, _ = _run([
+        dict(msm_id=3, prb_id=2002, dst_addr="1.0.0.1", hops=[
+            [pub("68.86.1.1", 2.0, 7922)],
+            [ixp("206.81.80.40", 75.0, *SEA, None)],          # member not known
+            [pub("219.158.1.1", 80.0, 4837, family=CU, country="CN")],
+        ]),
+    ])
+    r = rows[(3, 2002)]
+    assert r["as_path"] == ["AS7922", "IXP:pdb:3", "AS4837"]
+    (c,) = r["pop_crossings"]
+    assert c["evidence"] == "follows-ixp-lan-address"
+    assert (c["ixp_id"], c["hop"], c["asn"], c["from_asn"]) == ("pdb:3", 3, 4837, 7922)
+    # the located hop is the IXP address: 75 ms, NYC-Seattle ~3,870 km < 7,495 km.
+    assert c["min_rtt"] == 75.0 and c["verdict"] == "consistent"
+
+
+def test_private_interconnect_and_detour_through_china():
+    _, rows, _ = _run([
+        dict(msm_id=4, prb_id=1001, dst_addr="8.8.4.4", reached=True, hops=[
+            [pub("80.1.1.1", 2.0, 3320, country="DE")],
+            [pub("202.97.2.2", 250.0, 4134, family=CT, country="CN")],
+            [pub("8.8.4.4", 300.0, 15169, country="US")],
+        ]),
+        # same path shape but the flagged hop answers in 20 ms: 1,999 km cannot reach
+        # Beijing/Shanghai/Guangzhou from Frankfurt (>= 7,700 km), so not a detour.
+        dict(msm_id=5, prb_id=1001, dst_addr="8.8.4.4", reached=True, hops=[
+            [pub("80.1.1.1", 2.0, 3320, country="DE")],
+            [pub("202.97.3.3", 20.0, 4134, family=CT, country="CN")],
+            [pub("8.8.4.4", 90.0, 15169, country="US")],
+        ]),
+    ])
+    far, near = rows[(4, 1001)], rows[(5, 1001)]
+    (c,) = far["pop_crossings"]
+    assert (c["kind"], c["evidence"], c["verdict"]) == ("private interconnect", "direct-adjacency", "unknown")
+    assert c["ixp_id"] is None and c["from_asn"] == 3320
+    assert far["detour"] is True and far["detour_hops"] == [2]
+    assert near["detour"] is False and near["detour_hops"] == []
+    assert near["transits_flagged"] is True
+    # RTT jumps >= 40 ms: 2 -> 250 and 250 -> 300 (50 ms); in the near trace 20 -> 90.
+    assert [(j["from_hop"], j["to_hop"], j["delta_ms"]) for j in far["rtt_jumps"]] == [(1, 2, 248.0), (2, 3, 50.0)]
+    assert [(j["from_hop"], j["to_hop"]) for j in near["rtt_jumps"]] == [(2, 3)]
+
+
+def test_loop_endpoints_unknown_probe_and_empty_trace():
+    _, rows, drops = _run([
+        dict(msm_id=6, prb_id=1001, dst_addr="9.9.9.9", hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [pub("62.115.1.1", 5.0, 1299)], [pub("80.1.1.9", 6.0, 3320)],
+        ]),
+        # destination inside AS4134: reaching it is not transit
+        dict(msm_id=7, prb_id=1001, dst_addr="202.97.9.9", reached=True, hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [pub("202.97.9.9", 200.0, 4134, family=CT, country="CN")],
+        ]),
+        # probe 4242 has no metadata: crossing verdict unknown, detour unknown
+        dict(msm_id=8, prb_id=4242, dst_addr="8.8.8.8", hops=[
+            [pub("5.5.5.5", 2.0, 6830)],
+            [ixp("206.126.236.50", 6.0, *ASHBURN, 4134, family=CT)],
+        ]),
+        dict(msm_id=9, prb_id=1001, dst_addr="8.8.8.8", hops=[]),
+    ])
+    assert rows[(6, 1001)]["as_path"] == ["AS3320", "AS1299", "AS3320"] and rows[(6, 1001)]["loop"]
+    assert rows[(7, 1001)]["transits_flagged"] is False and rows[(7, 1001)]["pop_crossings"] == []
+    u = rows[(8, 4242)]
+    assert u["probe_asn"] is None and u["pop_crossings"][0]["verdict"] == "unknown"
+    assert u["detour"] is None
+    assert rows[(9, 1001)]["as_path"] == [] and rows[(9, 1001)]["responsive_hops"] == 0
+    hops, tr = build([dict(msm_id=7, prb_id=1001, dst_addr="202.97.9.9", hops=[
+        [pub("80.1.1.1", 2.0, 3320)], [pub("202.97.9.9", 200.0, 4134, family=CT, country="CN")]])])
+    with_ends, _ = P.build_paths(hops, tr, PROBES, include_endpoints=True)
+    assert with_ends.column("transits_flagged").to_pylist() == [True]
+
+
+def test_registry_overrides_annotation_and_unresolved_hops_make_no_node():
+    traces = [dict(msm_id=10, prb_id=1001, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 2.0, 3320)],
+        [pub("203.0.113.77", 3.0, None)],                      # public but unresolved
+        [pub("64.1.1.1", 4.0, 64500, family=None)],
+    ])]
+    _, rows, drops = _run(traces, registry={64500: "test-family"})
+    r = rows[(10, 1001)]
+    assert r["as_path"] == ["AS3320", "AS64500"]
+    assert r["flagged_families"] == ["test-family"] and r["unresolved_hops"] == 1
+    assert drops["unresolved-public-hop"] == 1
+
+
+def test_late_and_duplicate_replies_are_ignored_and_counted():
+    hops, tr = build([dict(msm_id=11, prb_id=1001, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 2.0, 3320)],
+        [dict(pub("202.97.1.1", 1.0, 4134, family=CT), late=True), pub("64.1.1.1", 9.0, 64500)],
+    ])])
+    table, drops = P.build_paths(hops, tr, PROBES)
+    assert table.column("as_path").to_pylist() == [["AS3320", "AS64500"]]
+    assert table.column("transits_flagged").to_pylist() == [False]
+    assert drops["late-or-duplicate-reply"] == 1
+
+
+def test_hops_without_traceroute_and_duplicate_traces_are_counted():
+    hops, tr = build([
+        dict(msm_id=12, prb_id=1001, dst_addr="8.8.8.8", hops=[[pub("80.1.1.1", 2.0, 3320)]]),
+        dict(msm_id=13, prb_id=1001, dst_addr="8.8.8.8", hops=[[pub("80.1.1.1", 2.0, 3320)]] * 2),
+    ])
+    tr = pa.concat_tables([tr.filter(pa.array([True, False])), tr.slice(0, 1)])
+    table, drops = P.build_paths(hops, tr, PROBES)
+    assert table.num_rows == 1
+    assert drops == {"hop-without-traceroute": 2, "duplicate-trace": 1}
+
+
+def test_missing_columns_raise_schema_mismatch():
+    hops, tr = build([dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=[[pub("1.1.1.1", 1.0, 1)]])])
+    with pytest.raises(SchemaMismatch, match="member_asn"):
+        P.build_paths(hops.drop_columns(["member_asn"]), tr, PROBES)
+    with pytest.raises(SchemaMismatch, match="dst_addr"):
+        P.build_paths(hops, tr.drop_columns(["dst_addr"]), PROBES)
+
+
+def test_output_schema_and_node_attributes():
+    hops, tr = build([dict(msm_id=1, prb_id=2002, dst_addr="8.8.8.8", hops=[
+        [pub("68.86.1.1", 5.0, 7922, country="US", org="Comcast")],
+        [ixp("206.126.236.50", 6.0, *ASHBURN, 4134, family=CT)],
+        [pub("202.97.1.1", 7.0, 4134, family=CT, country="CN", org="China Telecom")],
+    ])])
+    table, _ = P.build_paths(hops, tr, PROBES)
+    assert table.schema == P.PATHS_SCHEMA
+    nodes = {r["node"]: r for r in P.node_attributes(hops).to_pylist()}
+    assert set(nodes) == {"AS7922", "AS4134", "IXP:pdb:1"}
+    assert nodes["AS4134"]["family"] == CT and nodes["AS4134"]["org"] == "China Telecom"
+    assert nodes["IXP:pdb:1"]["city"] == "Ashburn" and nodes["IXP:pdb:1"]["country"] == "US"
