@@ -1,0 +1,594 @@
+"""The hop annotator: IP -> origin AS, IXP, IXP member, organisation, flagged family.
+
+:func:`annotate` is a pure table function (hop table in, annotated hop table out) over a
+pinned :class:`~analysis.datasets.Snapshot`; :func:`annotate_campaign` runs it over a
+campaign's hop segments and writes ``<campaign>/annotated/*.parquet`` and
+``<campaign>/annotate.json``.
+
+Resolution order for one reply address (all steps vectorized over the *unique* addresses):
+
+1. ``ip_class`` from the special-purpose registries; only ``public`` addresses go on.
+2. IXP peering LAN (PeeringDB ``ixpfx``, CAIDA IXP prefixes, PCH subnets; longest match,
+   PeeringDB first among equal prefixes) and the member holding the interface (PeeringDB
+   ``netixlan``, then PCH membership) -> ``resolved_by="ixp"``.
+3. Origin AS by longest-prefix match in CAIDA prefix2as -> ``resolved_by="pfx2as"``.
+4. RIR delegation (+ the registry's static prefixes, e.g. CN2 59.43.0.0/16 -> China
+   Telecom, when the delegation confirms registry and country) -> ``resolved_by="rir"``.
+5. ipwhois RDAP, only with ``online=True`` (cached on disk, rate-limited) -> ``"rdap"``.
+
+``org`` and ``as_country`` come from CAIDA as2org for the member AS on an IXP LAN, else the
+origin AS; ``as_country`` falls back to the RIR delegation country. ``family`` is the
+registry family of that AS (``family_via="registry"``, or ``"as2org-sibling"``), or of a
+static prefix (``"rir-static"``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from analysis import _lpm
+from analysis._ipclass import CLASSES, classify
+from analysis.datasets import Snapshot, load_snapshot
+from analysis.errors import SchemaMismatch
+from analysis.registry import Registry, load_registry, with_siblings
+
+__all__ = ["ANNOTATION_FIELDS", "annotate", "annotate_campaign", "read_annotated"]
+
+#: Columns appended to the hop table (in this order).
+ANNOTATION_FIELDS = pa.schema(
+    [
+        pa.field("asn", pa.int64()),
+        pa.field("asns", pa.list_(pa.int64())),
+        pa.field("moas", pa.bool_()),
+        pa.field("prefix", pa.string()),
+        pa.field("ip_class", pa.string()),
+        pa.field("ixp_id", pa.string()),
+        pa.field("ixp_name", pa.string()),
+        pa.field("ixp_city", pa.string()),
+        pa.field("ixp_country", pa.string()),
+        pa.field("ixp_lat", pa.float64()),
+        pa.field("ixp_lon", pa.float64()),
+        pa.field("member_asn", pa.int64()),
+        pa.field("org", pa.string()),
+        pa.field("as_country", pa.string()),
+        pa.field("family", pa.string()),
+        pa.field("family_via", pa.string()),
+        pa.field("resolved_by", pa.string()),
+    ]
+)
+
+#: Rows per output part written by :func:`annotate_campaign`.
+PART_ROWS = 1_000_000
+
+
+def _derived(snapshot: Snapshot, key: str, build: Any) -> Any:
+    """Per-snapshot cache of structures built from its tables (IXP index, member index)."""
+    k = ("derived", key)
+    if k not in snapshot._tables:
+        snapshot._tables[k] = build(snapshot)
+    return snapshot._tables[k]
+
+
+# ----------------------------------------------------------------------------- IXP index
+
+
+def _build_ixp_index(snap: Snapshot) -> dict | None:
+    """One prefix table over every IXP source, plus its LPM intervals per family."""
+    rows: dict[str, list] = {k: [] for k in ("prefix", "ixp_id", "name", "city", "country", "lat", "lon")}
+    pdb_loc: dict[int, tuple[float, float]] = {}
+    pdb_ix: dict[int, tuple[str | None, str | None, str | None]] = {}
+    if snap.has("peeringdb"):
+        ix = snap.table("peeringdb", "ix").to_pylist()
+        pdb_ix = {r["id"]: (r["name"], r["city"], r["country"]) for r in ix}
+        fac = {r["id"]: (r["latitude"], r["longitude"]) for r in snap.table("peeringdb", "fac").to_pylist()}
+        locs: dict[int, list[tuple[float, float]]] = {}
+        for r in snap.table("peeringdb", "ixfac").to_pylist():
+            ll = fac.get(r["fac_id"])
+            if ll and ll[0] is not None and ll[1] is not None:
+                locs.setdefault(r["ix_id"], []).append(ll)
+        pdb_loc = {k: (float(np.median([a for a, _ in v])), float(np.median([b for _, b in v]))) for k, v in locs.items()}
+        ixlan = {r["id"]: r["ix_id"] for r in snap.table("peeringdb", "ixlan").to_pylist()}
+        for r in snap.table("peeringdb", "ixpfx").to_pylist():
+            ix_id = ixlan.get(r["ixlan_id"])
+            if ix_id is None or r["prefix"] is None:
+                continue
+            name, city, cc = pdb_ix.get(ix_id, (None, None, None))
+            lat, lon = pdb_loc.get(ix_id, (None, None))
+            for k, v in zip(rows, (r["prefix"], f"pdb:{ix_id}", name, city, cc, lat, lon)):
+                rows[k].append(v)
+    pch_to_pdb: dict[int, int] = {}
+    if snap.has("caida-ixp"):
+        ixs = {r["ix_id"]: r for r in snap.table("caida-ixp", "ixs").to_pylist()}
+        for r in ixs.values():
+            if r["pch_id"] is not None and r["pdb_id"] is not None:
+                pch_to_pdb[r["pch_id"]] = r["pdb_id"]
+        for r in snap.table("caida-ixp", "prefixes").to_pylist():
+            x = ixs.get(r["ix_id"], {})
+            pdb_id = x.get("pdb_id")
+            ixp_id = f"pdb:{pdb_id}" if pdb_id is not None else f"caida:{r['ix_id']}"
+            name, city, cc = pdb_ix.get(pdb_id, (None, None, None)) if pdb_id is not None else (None, None, None)
+            lat, lon = pdb_loc.get(pdb_id, (x.get("latitude"), x.get("longitude"))) if pdb_id is not None else (x.get("latitude"), x.get("longitude"))
+            for k, v in zip(rows, (r["prefix"], ixp_id, name or x.get("name"), city or x.get("city"),
+                                   cc or x.get("country"), lat, lon)):
+                rows[k].append(v)
+    if snap.has("pch-subnets"):
+        for r in snap.table("pch-subnets", "prefixes").to_pylist():
+            pdb_id = pch_to_pdb.get(r["pch_id"]) if r["pch_id"] is not None else None
+            if pdb_id is not None:
+                ixp_id = f"pdb:{pdb_id}"
+                name, city, cc = pdb_ix.get(pdb_id, (r["name"], r["city"], r["country"]))
+                lat, lon = pdb_loc.get(pdb_id, (None, None))
+            else:
+                ixp_id = f"pch:{r['pch_id'] if r['pch_id'] is not None else r['name']}"
+                name, city, cc, lat, lon = r["name"], r["city"], r["country"], None, None
+            for k, v in zip(rows, (r["prefix"], ixp_id, name or r["name"], city or r["city"], cc or r["country"], lat, lon)):
+                rows[k].append(v)
+    if not rows["prefix"]:
+        return None
+    af, hi, lo, plen = _lpm.parse_prefixes(rows["prefix"], where="IXP prefixes")
+    table = pa.table(
+        {
+            "ixp_id": pa.array(rows["ixp_id"], pa.string()),
+            "ixp_name": pa.array(rows["name"], pa.string()),
+            "ixp_city": pa.array(rows["city"], pa.string()),
+            "ixp_country": pa.array(rows["country"], pa.string()),
+            "ixp_lat": pa.array(rows["lat"], pa.float64()),
+            "ixp_lon": pa.array(rows["lon"], pa.float64()),
+        }
+    )
+    ivs = {}
+    for v, width in ((4, 32), (6, 128)):
+        sel = np.flatnonzero(af == v)
+        iv = _lpm.flatten(hi[sel], lo[sel], plen[sel], width=width)
+        owner = np.where(iv.owner >= 0, sel[np.maximum(iv.owner, 0)], -1) if sel.size else iv.owner
+        ivs[v] = _lpm.Intervals(iv.start_hi, iv.start_lo, owner)
+    return {"table": table, "intervals": ivs}
+
+
+def _build_member_index(snap: Snapshot) -> dict | None:
+    """IXP interface address -> member ASN (+ PeeringDB ix id), PeeringDB first."""
+    addrs: list[str] = []
+    asn: list[int] = []
+    ixp: list[str | None] = []
+    if snap.has("peeringdb"):
+        for r in snap.table("peeringdb", "netixlan").to_pylist():
+            for a in (r["ipaddr4"], r["ipaddr6"]):
+                if a and r["asn"] is not None:
+                    addrs.append(a)
+                    asn.append(r["asn"])
+                    ixp.append(f"pdb:{r['ix_id']}" if r["ix_id"] is not None else None)
+    if snap.has("pch-membership"):
+        m = snap.table("pch-membership", "members")
+        addrs.extend(m["ip"].to_pylist())
+        asn.extend(m["asn"].to_pylist())
+        ixp.extend([None] * m.num_rows)
+    if not addrs:
+        return None
+    af, hi, lo, ok = _lpm.parse_addresses(pa.array(addrs, pa.string()))
+    rows = np.flatnonzero(ok)
+    # sort by address then source order; keep the first (PeeringDB) of each address
+    order = rows[np.lexsort((rows, lo[rows], hi[rows], af[rows]))]
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = (af[order][1:] != af[order][:-1]) | (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
+    order = order[first]
+    out = {}
+    asn_arr = np.array(asn, dtype=np.int64)
+    ixp_arr = np.array(ixp, dtype=object)
+    for v in (4, 6):
+        sel = order[af[order] == v]
+        out[v] = (hi[sel], lo[sel], asn_arr[sel], ixp_arr[sel])
+    return out
+
+
+# ----------------------------------------------------------------------------- as2org / RIR
+
+
+def _build_asn_info(snap: Snapshot) -> dict:
+    info: dict = {}
+    if snap.has("as2org"):
+        asns = snap.table("as2org", "asns")
+        orgs = snap.table("as2org", "orgs")
+        idx = pc.index_in(asns["org_id"], value_set=orgs["org_id"])
+        info["as2org"] = (
+            asns["asn"].to_numpy(),
+            pc.take(orgs["org_name"], idx).combine_chunks() if asns.num_rows else pa.array([], pa.string()),
+            pc.take(orgs["country"], idx).combine_chunks() if asns.num_rows else pa.array([], pa.string()),
+        )
+    if snap.has("rir-delegated"):
+        t = snap.table("rir-delegated", "asns")
+        info["rir_asn"] = (t["asn_start"].to_numpy(), t["asn_count"].to_numpy(), t["cc"].combine_chunks())
+    return info
+
+
+def _asn_attrs(info: dict, asn: np.ndarray, has: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """org name and country per ASN (null where unknown)."""
+    n = asn.size
+    org = pa.nulls(n, pa.string())
+    cc = pa.nulls(n, pa.string())
+    if "as2org" in info and n:
+        keys, names, countries = info["as2org"]
+        pos = np.searchsorted(keys, asn)
+        posc = np.minimum(pos, max(keys.size - 1, 0))
+        hit = has & (keys.size > 0) & (keys[posc] == asn) if keys.size else np.zeros(n, bool)
+        take = pa.array(np.where(hit, posc, 0))
+        org = pc.if_else(pa.array(hit), pc.take(names, take), org) if keys.size else org
+        cc = pc.if_else(pa.array(hit), pc.take(countries, take), cc) if keys.size else cc
+    if "rir_asn" in info and n:
+        start, count, rcc = info["rir_asn"]
+        if start.size:
+            pos = np.searchsorted(start, asn, side="right") - 1
+            posc = np.maximum(pos, 0)
+            hit = has & (pos >= 0) & (asn < start[posc] + count[posc])
+            fill = pc.if_else(pa.array(hit), pc.take(rcc, pa.array(posc)), pa.nulls(n, pa.string()))
+            cc = pc.coalesce(cc, fill)
+    return org, cc
+
+
+# ----------------------------------------------------------------------------- annotate
+
+
+def annotate(
+    hops: pa.Table,
+    snapshot: Snapshot,
+    *,
+    registry: Registry | None = None,
+    online: bool = False,
+    rdap: Any = None,
+) -> tuple[pa.Table, Counter]:
+    """Annotate a hop table with AS, IXP, member, organisation and flagged family.
+
+    Parameters
+    ----------
+    hops : pyarrow.Table
+        A hop table (:data:`probes.schema.HOP_SCHEMA`); only ``reply_from`` is read.
+    snapshot : Snapshot
+        The reference data (:func:`analysis.datasets.load_snapshot`).
+    registry : Registry, optional
+        Flagged families; default :func:`analysis.registry.load_registry()`. as2org
+        siblings are added when the snapshot has as2org.
+    online : bool
+        Allow the RDAP fallback (network I/O). Off by default.
+    rdap : analysis._rdap.RdapClient, optional
+        The RDAP client used when ``online`` (default: one caching under the cache root).
+
+    Returns
+    -------
+    (pyarrow.Table, collections.Counter)
+        The input columns followed by :data:`ANNOTATION_FIELDS`, and counts of hop rows:
+        ``hops``, ``replies``, ``unique_addresses``, ``resolved:<by>``,
+        ``unresolved:<reason>`` (``invalid-address``, an ``ip_class`` other than public,
+        ``no-route``, ``rdap-failed``).
+    """
+    if "reply_from" not in hops.column_names:
+        raise SchemaMismatch("hop table has no 'reply_from' column (want probes.schema.HOP_SCHEMA)")
+    col = hops["reply_from"]
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        raise SchemaMismatch(f"hop table column 'reply_from' is {col.type}, want string")
+    clash = [f.name for f in ANNOTATION_FIELDS if f.name in hops.column_names]
+    if clash:
+        raise SchemaMismatch(f"hop table already has annotation columns {clash}; annotate raw hops")
+    registry = registry if registry is not None else load_registry()
+    if snapshot.has("as2org"):
+        registry = with_siblings(registry, snapshot.table("as2org", "asns"))
+    counts: Counter = Counter()
+    n_rows = hops.num_rows
+    col = pc.cast(col, pa.string()).combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    uniq = pc.unique(col.drop_null())
+    if isinstance(uniq, pa.ChunkedArray):
+        uniq = uniq.combine_chunks()
+    hop_idx = pc.index_in(col, value_set=uniq)  # null for timeouts
+    u = _annotate_unique(uniq, snapshot, registry, online=online, rdap=rdap)
+    # hop-level counts, by reason
+    idx_np = pc.fill_null(hop_idx, -1).to_numpy(zero_copy_only=False)
+    replies = idx_np >= 0
+    counts["hops"] = n_rows
+    counts["replies"] = int(replies.sum())
+    counts["unique_addresses"] = len(uniq)
+    per_u = np.bincount(idx_np[replies], minlength=len(uniq)) if len(uniq) else np.zeros(0, np.int64)
+    for key, mask in u.pop("_reasons").items():
+        c = int(per_u[mask].sum())
+        if c:
+            counts[key] = c
+    cols = {}
+    for f in ANNOTATION_FIELDS:
+        arr = u[f.name]
+        cols[f.name] = pc.take(arr, hop_idx) if n_rows else pa.array([], f.type)
+    out = hops
+    for f in ANNOTATION_FIELDS:
+        out = out.append_column(f, pa.chunked_array([cols[f.name]], f.type) if not isinstance(cols[f.name], pa.ChunkedArray) else cols[f.name])
+    return out, counts
+
+
+def _annotate_unique(
+    uniq: pa.Array, snap: Snapshot, registry: Registry, *, online: bool, rdap: Any
+) -> dict:
+    """All annotation columns for an array of unique address strings."""
+    n = len(uniq)
+    af, hi, lo, ok = _lpm.parse_addresses(uniq)
+    cls_idx = classify(af, hi, lo, ok)
+    ip_class = pc.take(pa.array(CLASSES, pa.string()), pa.array(np.where(cls_idx >= 0, cls_idx, 0)))
+    ip_class = pc.if_else(pa.array(cls_idx >= 0), ip_class, pa.nulls(n, pa.string()))
+    public = cls_idx == CLASSES.index("public")
+
+    # --- pfx2as
+    pfx_row = np.full(n, -1, dtype=np.int64)
+    if snap.has("pfx2as"):
+        for v in (4, 6):
+            sel = np.flatnonzero(public & (af == v))
+            if sel.size:
+                pfx_row[sel] = _lpm.lookup(snap.intervals("pfx2as", v), hi[sel], lo[sel])
+    has_pfx = pfx_row >= 0
+    take = pa.array(np.where(has_pfx, pfx_row, 0))
+    mask = pa.array(has_pfx)
+    if snap.has("pfx2as") and snap.table("pfx2as", "prefixes").num_rows:
+        p = snap.table("pfx2as", "prefixes")
+        asn = pc.if_else(mask, pc.take(p["asn"], take).combine_chunks(), pa.nulls(n, pa.int64()))
+        asns = pc.if_else(mask, pc.take(p["asns"], take).combine_chunks(), pa.nulls(n, pa.list_(pa.int64())))
+        moas = pc.if_else(mask, pc.take(p["moas"], take).combine_chunks(), pa.nulls(n, pa.bool_()))
+        prefix = pc.if_else(mask, pc.take(p["prefix"], take).combine_chunks(), pa.nulls(n, pa.string()))
+    else:
+        asn = pa.nulls(n, pa.int64())
+        asns = pa.nulls(n, pa.list_(pa.int64()))
+        moas = pa.nulls(n, pa.bool_())
+        prefix = pa.nulls(n, pa.string())
+
+    # --- IXP LAN and member
+    ixp = _derived(snap, "ixp", _build_ixp_index)
+    ixp_row = np.full(n, -1, dtype=np.int64)
+    ixp_cols = {f: pa.nulls(n, ANNOTATION_FIELDS.field(f).type) for f in
+                ("ixp_id", "ixp_name", "ixp_city", "ixp_country", "ixp_lat", "ixp_lon")}
+    if ixp is not None:
+        for v in (4, 6):
+            sel = np.flatnonzero(public & (af == v))
+            if sel.size:
+                ixp_row[sel] = _lpm.lookup(ixp["intervals"][v], hi[sel], lo[sel])
+        hit = pa.array(ixp_row >= 0)
+        t = pa.array(np.maximum(ixp_row, 0))
+        for f in ixp_cols:
+            ixp_cols[f] = pc.if_else(hit, pc.take(ixp["table"][f], t).combine_chunks(), ixp_cols[f])
+    members = _derived(snap, "members", _build_member_index)
+    member = np.zeros(n, dtype=np.int64)
+    has_member = np.zeros(n, dtype=bool)
+    member_ixp = np.full(n, None, dtype=object)
+    if members is not None:
+        for v in (4, 6):
+            sel = np.flatnonzero(public & (af == v))
+            khi, klo, kasn, kixp = members[v]
+            if sel.size and khi.size:
+                pos = _lpm.exact_lookup(khi, klo, hi[sel], lo[sel])
+                got = pos >= 0
+                member[sel[got]] = kasn[pos[got]]
+                has_member[sel[got]] = True
+                member_ixp[sel[got]] = kixp[pos[got]]
+    # an interface PeeringDB knows on an IXP whose LAN prefix we lack: take the IXP from it
+    fill = has_member & (ixp_row < 0) & np.array([x is not None for x in member_ixp], dtype=bool)
+    if fill.any():
+        ids = pa.array(np.where(fill, member_ixp, None).tolist(), pa.string())
+        ixp_cols["ixp_id"] = pc.coalesce(ixp_cols["ixp_id"], ids)
+        if snap.has("peeringdb"):
+            ixt = snap.table("peeringdb", "ix")
+            keys = pc.binary_join_element_wise("pdb:", pc.cast(ixt["id"], pa.string()), "")
+            j = pc.index_in(ids, value_set=keys)
+            for f, src in (("ixp_name", "name"), ("ixp_city", "city"), ("ixp_country", "country")):
+                ixp_cols[f] = pc.coalesce(ixp_cols[f], pc.take(ixt[src], j).combine_chunks())
+    on_ixp = (ixp_row >= 0) | fill
+
+    # --- RIR delegation and static prefixes
+    rir_cc = pa.nulls(n, pa.string())
+    via_rir = np.zeros(n, dtype=bool)
+    static_asn = np.zeros(n, dtype=np.int64)
+    static_fam = np.full(n, None, dtype=object)
+    todo = public & ~has_pfx & ~on_ixp
+    if snap.has("rir-delegated") and todo.any():
+        rp = snap.table("rir-delegated", "prefixes")
+        rrow = np.full(n, -1, dtype=np.int64)
+        for v in (4, 6):
+            sel = np.flatnonzero(todo & (af == v))
+            if sel.size:
+                rrow[sel] = _lpm.lookup(snap.intervals("rir-delegated", v), hi[sel], lo[sel])
+        got = rrow >= 0
+        t = pa.array(np.maximum(rrow, 0))
+        reg = pc.if_else(pa.array(got), pc.take(rp["registry"], t).combine_chunks(), pa.nulls(n, pa.string()))
+        rir_cc = pc.if_else(pa.array(got), pc.take(rp["cc"], t).combine_chunks(), rir_cc)
+        via_rir = got & (reg.to_numpy(zero_copy_only=False) != "iana")  # IANA->RIR blocks say nothing
+        if registry.prefixes:
+            saf, shi, slo, splen = _lpm.parse_prefixes([s.prefix for s in registry.prefixes], where=registry.path)
+            reg_np = np.array(reg.to_pylist(), dtype=object)
+            cc_np = np.array(rir_cc.to_pylist(), dtype=object)
+            for v, width in ((4, 32), (6, 128)):
+                ssel = np.flatnonzero(saf == v)
+                sel = np.flatnonzero(via_rir & (af == v))
+                if not ssel.size or not sel.size:
+                    continue
+                iv = _lpm.flatten(shi[ssel], slo[ssel], splen[ssel], width=width)
+                srow = _lpm.lookup(iv, hi[sel], lo[sel])
+                for k in np.flatnonzero(srow >= 0):
+                    sp = registry.prefixes[ssel[srow[k]]]
+                    j = sel[k]
+                    if reg_np[j] == sp.rir and cc_np[j] == sp.country:
+                        static_asn[j] = sp.asn
+                        static_fam[j] = sp.family
+    has_static = np.array([f is not None for f in static_fam], dtype=bool)
+
+    # --- RDAP (online only)
+    rdap_asn = np.zeros(n, dtype=np.int64)
+    rdap_has = np.zeros(n, dtype=bool)
+    rdap_cc = np.full(n, None, dtype=object)
+    rdap_failed = np.zeros(n, dtype=bool)
+    todo = public & ~has_pfx & ~on_ixp & ~via_rir
+    if online and todo.any():
+        if rdap is None:
+            from analysis._rdap import RdapClient
+
+            rdap = RdapClient()
+        for j in np.flatnonzero(todo).tolist():  # network calls: one per address, rate-limited
+            res = rdap.lookup(uniq[j].as_py())
+            if res is None:
+                rdap_failed[j] = True
+                continue
+            if res.get("asn") is not None:
+                rdap_asn[j] = int(res["asn"])
+                rdap_has[j] = True
+            rdap_cc[j] = res.get("country")
+            if res.get("asn") is None and res.get("country") is None:
+                rdap_failed[j] = True
+    via_rdap = todo & (rdap_has | np.array([c is not None for c in rdap_cc], dtype=bool))
+
+    # --- effective AS for org/country/family: the member on an IXP LAN, else the origin
+    asn_np = pc.fill_null(asn, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    eff = np.where(has_member, member, np.where(has_pfx, asn_np, np.where(has_static, static_asn, rdap_asn)))
+    eff_has = has_member | has_pfx | has_static | rdap_has
+    asn = pc.if_else(pa.array(has_static), pa.array(static_asn), asn)
+    asn = pc.if_else(pa.array(rdap_has & via_rdap), pa.array(rdap_asn), asn)
+    info = _derived(snap, "asn_info", _build_asn_info)
+    org, as_cc = _asn_attrs(info, eff, eff_has)
+    as_cc = pc.coalesce(as_cc, pc.if_else(pa.array(via_rir), rir_cc, pa.nulls(n, pa.string())),
+                        pa.array(np.where(via_rdap, rdap_cc, None).tolist(), pa.string()))
+    fam, via = registry.lookup(pa.array(np.where(eff_has, eff, -1)))
+    fam = pc.if_else(pa.array(eff_has), fam, pa.nulls(n, pa.string()))
+    via = pc.if_else(pa.array(eff_has), via, pa.nulls(n, pa.string()))
+    static_mask = pa.array(has_static & ~has_member)
+    fam = pc.if_else(static_mask, pa.array(static_fam.tolist(), pa.string()), fam)
+    via = pc.if_else(static_mask, pa.scalar("rir-static"), via)
+
+    resolved = np.full(n, None, dtype=object)
+    resolved[via_rdap] = "rdap"
+    resolved[via_rir] = "rir"
+    resolved[has_pfx] = "pfx2as"
+    resolved[on_ixp] = "ixp"
+    reasons: dict[str, np.ndarray] = {}
+    for by in ("ixp", "pfx2as", "rir", "rdap"):
+        reasons[f"resolved:{by}"] = resolved == by
+    reasons["unresolved:invalid-address"] = ~ok
+    for c in CLASSES[1:]:
+        reasons[f"unresolved:{c}"] = cls_idx == CLASSES.index(c)
+    unres_public = public & (resolved == None)  # noqa: E711 - elementwise on object array
+    reasons["unresolved:rdap-failed"] = unres_public & rdap_failed
+    reasons["unresolved:no-route"] = unres_public & ~rdap_failed
+    return {
+        "asn": asn,
+        "asns": asns,
+        "moas": moas,
+        "prefix": prefix,
+        "ip_class": ip_class,
+        **ixp_cols,
+        "member_asn": pa.array(np.where(has_member, member, 0), pa.int64(), mask=~has_member),
+        "org": org,
+        "as_country": as_cc,
+        "family": fam,
+        "family_via": via,
+        "resolved_by": pa.array(resolved.tolist(), pa.string()),
+        "_reasons": reasons,
+    }
+
+
+# ----------------------------------------------------------------------------- campaign
+
+
+def _scan_hops(campaign: Any):
+    """Hop batches of a campaign via :func:`probes.store.scan_hops` (the store's reader)."""
+    from probes import store
+
+    return store.scan_hops(campaign)
+
+
+def annotate_campaign(
+    campaign: Any,
+    *,
+    snapshot_id: str | None = None,
+    cache_dir: str | Path | None = None,
+    registry_path: str | Path | None = None,
+    online: bool = False,
+) -> dict:
+    """Annotate every hop of a campaign; write ``annotated/`` and ``annotate.json``.
+
+    Parameters
+    ----------
+    campaign : probes.workspace.Campaign
+    snapshot_id : str, optional
+        Default: the latest snapshot.
+    cache_dir : path, optional
+        Reference-data cache root (see :func:`analysis.datasets.cache_root`).
+    registry_path : path, optional
+        A registry TOML file instead of the default one.
+    online : bool
+        Allow the RDAP fallback.
+
+    Returns
+    -------
+    dict
+        The report written to ``annotate.json``: snapshot id and digest, registry sha256,
+        rows, parts, counts by reason. The same inputs and snapshot give byte-identical
+        files.
+    """
+    from probes._io import write_json, write_parquet
+
+    snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
+    registry = load_registry(registry_path)
+    counts: Counter = Counter()
+    out_dir = campaign.annotated_dir
+    tmp_dir = out_dir.parent / ".annotated.tmp"
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
+    parts: list[str] = []
+    buf: list[pa.RecordBatch] = []
+    buf_rows = 0
+    rows = 0
+
+    def flush() -> None:
+        nonlocal buf, buf_rows, rows
+        if not buf:
+            return
+        table = pa.Table.from_batches(buf)
+        annotated, c = annotate(table, snap, registry=registry, online=online)
+        counts.update(c)
+        name = f"part-{len(parts):06d}.parquet"
+        write_parquet(annotated, tmp_dir / name)
+        parts.append(name)
+        rows += annotated.num_rows
+        buf, buf_rows = [], 0
+
+    for batch in _scan_hops(campaign):
+        buf.append(batch)
+        buf_rows += batch.num_rows
+        if buf_rows >= PART_ROWS:
+            flush()
+    flush()
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    tmp_dir.rename(out_dir)
+    reg_bytes = Path(registry.path).read_bytes()
+    report = {
+        "snapshot": {
+            "id": snap.id,
+            "digest": snap.digest,
+            "kinds": {k: {"date": v.get("date"), "sources": v.get("sources")} for k, v in snap.info.get("kinds", {}).items()},
+        },
+        "registry": {"sha256": hashlib.sha256(reg_bytes).hexdigest(), "default": registry_path is None},
+        "online": online,
+        "rows": rows,
+        "parts": parts,
+        "counts": dict(sorted(counts.items())),
+    }
+    write_json(campaign.root / "annotate.json", report)
+    return report
+
+
+def read_annotated(campaign: Any) -> pa.Table:
+    """The annotated hop table of a campaign (all parts, in order)."""
+    files = sorted(Path(campaign.annotated_dir).glob("*.parquet"))
+    if not files:
+        from analysis.errors import MissingReferenceData
+
+        raise MissingReferenceData(f"{campaign.annotated_dir}: no annotated hops; run `pathexp annotate`")
+    return pa.concat_tables(pq.read_table(f) for f in files)
