@@ -100,8 +100,10 @@ def wilson_interval(
         denom = 1.0 + z * z / n
         centre = (p + z * z / (2.0 * n)) / denom
         half = z * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n)) / denom
-        lo = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-        hi = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+        lo = np.where(k <= 0, 0.0, np.clip(centre - half, 0.0, 1.0))  # exact at the edges
+        hi = np.where(k >= n, 1.0, np.clip(centre + half, 0.0, 1.0))
+        lo = np.where(n > 0, lo, np.nan)
+        hi = np.where(n > 0, hi, np.nan)
     return lo, hi
 
 

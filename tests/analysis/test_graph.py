@@ -1,0 +1,79 @@
+"""analysis.graph: edge/node counts by hand, attributes, flagged subgraph, GraphML round trip."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pyarrow as pa
+import pytest
+
+from analysis import graph as G
+from analysis.errors import SchemaMismatch
+
+
+def _paths() -> pa.Table:
+    return pa.table({
+        "prb_id": [1, 1, 2, 3],
+        "as_path": [
+            ["AS7922", "IXP:pdb:1", "AS4134", "AS15169"],
+            ["AS7922", "IXP:pdb:1", "AS4134", "AS15169"],
+            ["AS3320", "AS4134", "AS3320"],           # loop: AS4134->AS3320 edge, AS3320 counted once
+            ["AS3320", "AS1299", "AS15169"],
+        ],
+    })
+
+
+def _nodes() -> pa.Table:
+    return pa.table({
+        "node": ["AS4134", "AS7922", "IXP:pdb:1", "AS999"],
+        "asn": pa.array([4134, 7922, None, 999], pa.int64()),
+        "org": ["China Telecom", "Comcast", None, "unused"],
+        "family": ["china-telecom", None, None, None],
+        "country": ["CN", "US", "US", None],
+        "city": [None, None, "Ashburn", None],
+    })
+
+
+def test_edges_and_nodes_counted_per_traceroute_and_probe():
+    g = G.build_graph(_paths(), nodes=_nodes())
+    edges = {(u, v): (d["traceroutes"], d["probes"]) for u, v, d in g.edges(data=True)}
+    assert edges == {
+        ("AS7922", "IXP:pdb:1"): (2, 1),
+        ("IXP:pdb:1", "AS4134"): (2, 1),
+        ("AS4134", "AS15169"): (2, 1),
+        ("AS3320", "AS4134"): (1, 1),
+        ("AS4134", "AS3320"): (1, 1),
+        ("AS3320", "AS1299"): (1, 1),
+        ("AS1299", "AS15169"): (1, 1),
+    }
+    assert g.nodes["AS4134"]["traceroutes"] == 3
+    assert g.nodes["AS3320"]["traceroutes"] == 2
+    assert g.nodes["IXP:pdb:1"]["kind"] == "ixp" and g.nodes["IXP:pdb:1"]["city"] == "Ashburn"
+    assert g.nodes["AS4134"]["family"] == "china-telecom" and g.nodes["AS4134"]["flagged"] is True
+    assert g.nodes["AS7922"]["flagged"] is False and "family" not in g.nodes["AS7922"]
+    assert "AS999" not in g
+
+
+def test_flagged_subgraph_radius():
+    g = G.build_graph(_paths(), nodes=_nodes())
+    assert sorted(G.flagged_subgraph(g, radius=0)) == ["AS4134"]
+    assert sorted(G.flagged_subgraph(g, radius=1)) == ["AS15169", "AS3320", "AS4134", "IXP:pdb:1"]
+    with pytest.raises(ValueError):
+        G.flagged_subgraph(g, radius=-1)
+
+
+def test_graphml_round_trip(tmp_path):
+    g = G.build_graph(_paths(), nodes=_nodes())
+    out = G.write_graphml(g, tmp_path / "graph" / "g.graphml")
+    back = nx.read_graphml(out)
+    assert isinstance(back, nx.DiGraph)
+    assert set(back.edges) == set(g.edges)
+    assert back.edges["AS7922", "IXP:pdb:1"]["traceroutes"] == 2
+    assert back.nodes["AS4134"]["org"] == "China Telecom"
+    assert not list(tmp_path.glob("graph/*.part"))
+
+
+def test_empty_and_bad_input():
+    g = G.build_graph(pa.table({"as_path": pa.array([[], []], pa.list_(pa.string()))}))
+    assert g.number_of_nodes() == 0
+    with pytest.raises(SchemaMismatch):
+        G.build_graph(pa.table({"x": [1]}))

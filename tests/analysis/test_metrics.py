@@ -1,0 +1,206 @@
+"""analysis.metrics: hand-computed exposure, intervals, hegemony and change events, and
+interval coverage by simulation."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from analysis import metrics as M
+from analysis.errors import SchemaMismatch
+from analysis.paths import CROSSING_TYPE
+
+CT, CU = "china-telecom", "china-unicom"
+D1, D2 = dt.date(2026, 3, 1), dt.date(2026, 3, 2)
+
+
+def _paths() -> pa.Table:
+    # prb 1 (DE): [CT], [], [CT]; prb 2 (FR): [], [CU]; prb 3 (DE): [CT, CU]
+    return pa.table({
+        "prb_id": [1, 1, 1, 2, 2, 3],
+        "probe_country": ["DE", "DE", "DE", "FR", "FR", "DE"],
+        "probe_asn": [3320, 3320, 3320, 3215, 3215, 3320],
+        "dst_addr": ["a", "b", "a", "a", "b", "b"],
+        "day": pa.array([D1, D1, D2, D1, D2, D2], pa.date32()),
+        "w": [1.0, 1.0, 1.0, 1.0, 1.0, 3.0],
+        "flagged_families": [[CT], [], [CT], [], [CU], [CT, CU]],
+    })
+
+
+# ------------------------------------------------------------------------- exposure
+def test_path_exposure_overall_and_per_family():
+    t = _paths()
+    assert M.path_exposure(t, family=CT, ci="none").column("exposure").to_pylist() == [0.5]
+    assert M.path_exposure(t, family=CU, ci="none").column("exposure").to_pylist() == [pytest.approx(2 / 6)]
+    row = M.path_exposure(t, ci="none").to_pylist()[0]
+    assert (row["family"], row["traceroutes"], row["transiting"], row["probes"]) == ("any", 6, 4, 3)
+
+
+def test_path_exposure_grouped():
+    t = _paths()
+    by_c = M.path_exposure(t, family=CT, by="source_country", ci="none").to_pylist()
+    assert [(r["probe_country"], r["traceroutes"], r["transiting"], r["exposure"]) for r in by_c] == [
+        ("DE", 4, 3, 0.75), ("FR", 2, 0, 0.0)]
+    by_day = M.path_exposure(t, family=CT, by="day", ci="none").to_pylist()
+    assert [(r["day"], r["exposure"]) for r in by_day] == [(D1, pytest.approx(1 / 3)), (D2, pytest.approx(2 / 3))]
+    by_two = M.path_exposure(t, family=CT, by=["source_as", "destination"], ci="none")
+    assert by_two.column_names[:3] == ["family", "probe_asn", "dst_addr"]
+    assert by_two.num_rows == 4  # (3215,a) (3215,b) (3320,a) (3320,b)
+    assert by_two.column("exposure").to_pylist() == [0.0, 0.0, 1.0, 0.5]
+
+
+def test_weighted_exposure_uses_kish_effective_n():
+    t = _paths()
+    row = M.path_exposure(t, family=CT, weight="w").to_pylist()[0]
+    assert row["exposure"] == pytest.approx(5 / 8)  # (1 + 1 + 3) / 8
+    n_eff = 8.0 ** 2 / (5 * 1 + 9)  # 4.571
+    lo, hi = M.wilson_interval(5 / 8 * n_eff, n_eff)
+    assert (row["ci_low"], row["ci_high"]) == (pytest.approx(float(lo)), pytest.approx(float(hi)))
+    assert "Kish" in row["method"]
+    with pytest.raises(ValueError, match="negative"):
+        M.path_exposure(t.set_column(5, "w", pa.array([-1.0] * 6)), family=CT, weight="w")
+
+
+def test_pop_exposure_counts_only_located_not_inconsistent_crossings():
+    def c(fam, cc, verdict):
+        return {"family": fam, "ixp_country": cc, "verdict": verdict}
+
+    t = pa.table({
+        "prb_id": [1, 2, 3, 4, 5, 6],
+        "pop_crossings": pa.array([
+            [c(CT, "US", "consistent")],
+            [c(CT, "US", "inconsistent")],
+            [c(CT, "US", "unknown")],
+            [c(CT, "DE", "consistent")],
+            [c(CT, None, "unknown")],                 # private interconnect
+            [c(CU, "US", "consistent")],
+        ], pa.list_(pa.struct([(f.name, f.type) for f in CROSSING_TYPE if f.name in ("family", "ixp_country", "verdict")]))),
+    })
+    assert M.pop_indicator(t, family=CT).tolist() == [True, False, True, False, False, False]
+    assert M.pop_indicator(t, family=CT, allow_unknown=False).tolist() == [True, False, False, False, False, False]
+    assert M.pop_indicator(t).tolist() == [True, False, True, False, False, True]
+    row = M.pop_exposure(t, family=CT, ci="none").to_pylist()[0]
+    assert (row["pop_country"], row["transiting"], row["exposure"]) == ("US", 2, pytest.approx(2 / 6))
+
+
+def test_missing_column_is_schema_mismatch():
+    with pytest.raises(SchemaMismatch, match="flagged_families"):
+        M.path_exposure(pa.table({"prb_id": [1]}))
+    with pytest.raises(SchemaMismatch, match="probe_country"):
+        M.path_exposure(_paths().drop_columns(["probe_country"]), by="source_country")
+
+
+# ------------------------------------------------------------------------- intervals
+def test_wilson_hand_values():
+    lo, hi = M.wilson_interval(0, 10)
+    z2 = 1.959963984540054 ** 2
+    assert float(lo) == 0.0 and float(hi) == pytest.approx(z2 / (10 + z2))  # 0.2775
+    lo, hi = M.wilson_interval(10, 10)
+    assert float(lo) == pytest.approx(10 / (10 + z2)) and float(hi) == 1.0
+    lo, hi = M.wilson_interval(0, 0)
+    assert np.isnan(lo) and np.isnan(hi)
+
+
+def test_wilson_coverage_by_simulation():
+    rng = np.random.default_rng(20261121)
+    for p, n in ((0.3, 200), (0.05, 400)):
+        k = rng.binomial(n, p, size=1000)
+        lo, hi = M.wilson_interval(k, n)
+        coverage = float(np.mean((lo <= p) & (p <= hi)))
+        assert 0.93 <= coverage <= 0.97, (p, n, coverage)
+
+
+def test_cluster_bootstrap_is_seeded_and_names_its_method():
+    t = _paths()
+    a = M.path_exposure(t, family=CT, ci="cluster-bootstrap", n_boot=300, seed=7).to_pylist()[0]
+    b = M.path_exposure(t, family=CT, ci="cluster-bootstrap", n_boot=300, seed=7).to_pylist()[0]
+    assert a == b
+    assert a["method"] == "cluster bootstrap over prb_id, percentile 95%, B=300, seed=7"
+    assert a["ci_low"] <= a["exposure"] <= a["ci_high"]
+    # one cluster: every replicate equals the estimate
+    est, lo, hi = M.cluster_bootstrap([1, 0, 1], [5, 5, 5], n_boot=50)
+    assert est == lo == hi == pytest.approx(2 / 3)
+
+
+def test_cluster_bootstrap_coverage_on_clustered_data():
+    """Probes differ (p_c ~ Beta(2, 6), mean 0.25, ICC 1/9); 20 traceroutes per probe.
+
+    The cluster bootstrap keeps near-nominal coverage, while Wilson intervals that treat
+    traceroutes as independent undercover badly (design effect 1 + 19/9 = 3.1).
+    """
+    rng = np.random.default_rng(4)
+    n_sim, clusters, per = 300, 60, 20
+    truth = 2 / 8
+    boot_hits = wilson_hits = 0
+    for i in range(n_sim):
+        pc_ = rng.beta(2, 6, size=clusters)
+        x = (rng.random((clusters, per)) < pc_[:, None]).ravel()
+        cl = np.repeat(np.arange(clusters), per)
+        _, lo, hi = M.cluster_bootstrap(x, cl, n_boot=300, seed=i)
+        boot_hits += lo <= truth <= hi
+        wlo, whi = M.wilson_interval(x.sum(), x.size)
+        wilson_hits += wlo <= truth <= whi
+    assert 0.90 <= boot_hits / n_sim <= 0.98, boot_hits / n_sim
+    assert wilson_hits / n_sim < 0.85, wilson_hits / n_sim
+
+
+# ------------------------------------------------------------------------- hegemony
+def test_hegemony_hand_computed_without_trimming():
+    t = pa.table({
+        "probe_asn": [1, 1, 2, 3],
+        "as_path": [["AS1", "AS10", "AS20"], ["AS1", "AS30", "AS20"], ["AS2", "AS10", "AS20"], ["AS3", "AS20"]],
+    })
+    h = {r["node"]: r for r in M.hegemony(t).to_pylist()}
+    # 3 viewpoints < 1/0.1: nothing trimmed, plain mean of b_v (zeros included)
+    assert h["AS20"]["hegemony"] == 1.0
+    assert h["AS10"]["hegemony"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert h["AS30"]["hegemony"] == pytest.approx(0.5 / 3)
+    assert "AS1" not in h  # a viewpoint's own AS is not its transit
+    assert h["AS10"]["n_viewpoints"] == 3 and h["AS10"]["trimmed_each_side"] == 0
+    assert h["AS10"]["viewpoints_seen"] == 2
+
+
+def test_hegemony_trimming_with_ties():
+    # 10 viewpoints (ASes 101..110). AS500 on all paths of 101..104 -> b = [1]*4 + [0]*6.
+    # AS600: viewpoint 110 has two paths, one through it (b = 0.5); the others all (b = 1).
+    rows = []
+    for v in range(101, 111):
+        path = [f"AS{v}"] + (["AS500"] if v <= 104 else []) + ["AS600", "AS9"]
+        rows.append((v, path))
+    rows.append((110, ["AS110", "AS9"]))
+    t = pa.table({"probe_asn": [r[0] for r in rows], "as_path": [r[1] for r in rows]})
+    h = {r["node"]: r["hegemony"] for r in M.hegemony(t, trim=0.1).to_pylist()}
+    assert h["AS500"] == pytest.approx(3 / 8)  # drop one 0 and one 1: [0]*5 + [1]*3
+    assert h["AS600"] == pytest.approx(1.0)    # drop 0.5 and one 1: [1]*8
+    assert h["AS9"] == 1.0
+    h2 = {r["node"]: r["hegemony"] for r in M.hegemony(t, trim=0.2).to_pylist()}
+    assert h2["AS500"] == pytest.approx(2 / 6)  # drop two each side: [0]*4 + [1]*2
+
+
+def test_trimmed_mean_edge_cases():
+    assert float(M.trimmed_mean([1.0, 2.0, 3.0, 100.0], trim=0.3)) == 2.5   # floor(1.2) = 1
+    assert float(M.trimmed_mean([1.0, 2.0, 100.0], trim=0.3)) == pytest.approx(103 / 3)  # floor(0.9) = 0
+    assert float(M.trimmed_mean([7.0], trim=0.1)) == 7.0
+    with pytest.raises(ValueError):
+        M.trimmed_mean([1.0, 2.0], trim=0.5)
+    with pytest.raises(ValueError):
+        M.trimmed_mean([], trim=0.1)
+
+
+# ------------------------------------------------------------------------- change events
+def test_change_events_per_pair_in_time_order():
+    ts = [dt.datetime(2026, 3, d, tzinfo=dt.timezone.utc) for d in range(1, 6)]
+    # pair (1, a) in shuffled order: x by time = 0, 1, 1, 0, 1
+    t = pa.table({
+        "prb_id": [1, 1, 1, 1, 1, 2, 2],
+        "dst_addr": ["a"] * 5 + ["a", "a"],
+        "timestamp": pa.array([ts[3], ts[0], ts[4], ts[1], ts[2], ts[0], ts[1]], pa.timestamp("s", tz="UTC")),
+        "flagged_families": [[], [], [CT], [CT], [CT, CU], [CT], [CT]],
+    })
+    ev = M.change_events(t, family=CT).to_pylist()
+    assert [(e["prb_id"], e["event"], e["timestamp"].day, e["previous_timestamp"].day) for e in ev] == [
+        (1, "start", 2, 1), (1, "stop", 4, 3), (1, "start", 5, 4)]
+    assert [e["event"] for e in M.change_events(t, family=CU).to_pylist()] == ["start", "stop"]
