@@ -25,8 +25,8 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from probes._local_packets import ProbeSpec, Reply, build_probe, parse_reply
 from probes._local_pacing import TokenBucket
+from probes._local_packets import ProbeSpec, Reply, build_probe, parse_reply
 from probes.errors import ProbeError, RawSocketPermission
 
 __all__ = ["TraceJob", "HopProbe", "RawSockets", "run_jobs", "permission_message"]

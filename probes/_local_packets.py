@@ -55,8 +55,17 @@ class ProbeSpec:
     payload_len: int = 12
 
     @property
+    def wire_dport(self) -> int:
+        """The destination port on the wire (classic UDP: 33434 + tag; ICMP: 0)."""
+        if self.proto == "ICMP":
+            return 0
+        if self.proto == "UDP" and not self.paris:
+            return UDP_BASE_DPORT + self.tag
+        return self.dport
+
+    @property
     def key(self) -> tuple[str, int, int, int, int]:
-        return probe_key(self.dst, self.proto, self.sport, self.dport, self.tag)
+        return probe_key(self.dst, self.proto, self.sport, self.wire_dport, self.tag)
 
 
 def probe_key(dst: str, proto: str, a: int, b: int, tag: int) -> tuple[str, int, int, int, int]:
@@ -112,7 +121,7 @@ def build_probe(spec: ProbeSpec) -> bytes:
     ip = IP(src=spec.src, dst=spec.dst, ttl=spec.ttl, id=spec.tag, flags=0)
     if spec.proto == "UDP":
         rest = _filler(max(0, spec.payload_len - 2))
-        dport = spec.dport if spec.paris else UDP_BASE_DPORT + spec.tag
+        dport = spec.wire_dport
         word = udp_compensation(spec.src, spec.dst, spec.sport, dport, rest, spec.tag)
         pkt = ip / UDP(sport=spec.sport, dport=dport) / Raw(struct.pack("!H", word) + rest)
     elif spec.proto == "ICMP":

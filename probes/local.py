@@ -99,6 +99,9 @@ class TraceOptions:
         Destination port for UDP (default 33435) and TCP (default 80).
     payload_len
         Probe payload bytes for UDP and ICMP (at least 2: Paris compensation bytes).
+    sport
+        Source port (UDP/TCP) or ICMP identifier of flow 1; flow k uses ``sport + k - 1``.
+        Default: derived from ``flow_salt``.
     flow_salt
         Offsets source ports / ICMP ids so concurrent runs do not share flows; default
         derived from the process id.
@@ -117,6 +120,7 @@ class TraceOptions:
     flow_diversity: int = 1
     port: int | None = None
     payload_len: int = 12
+    sport: int | None = None
     flow_salt: int | None = None
 
     def __post_init__(self) -> None:
@@ -134,6 +138,7 @@ class TraceOptions:
             (self.stop_after_silent >= 0, "stop_after_silent must be >= 0"),
             (1 <= self.flow_diversity <= 1024, "flow_diversity must be in 1..1024"),
             (self.port is None or 1 <= self.port <= 65535, "port must be in 1..65535"),
+            (self.sport is None or 1 <= self.sport <= 65535, "sport must be in 1..65535"),
             (2 <= self.payload_len <= 1400, "payload_len must be in 2..1400"),
         ]
         for ok, msg in checks:
@@ -304,8 +309,8 @@ def _source_for(dst: str) -> str:
 
 def _flow_ports(options: TraceOptions, salt: int, paris_id: int) -> tuple[int, int]:
     """(sport-or-icmp-id, dport) of flow ``paris_id``."""
-    base = 33000 + (salt * 64) % 28000
-    sport = base + (paris_id - 1) % 4096
+    base = options.sport if options.sport is not None else 33000 + (salt * 64) % 28000
+    sport = 1 + (base - 1 + paris_id - 1) % 65535
     if options.protocol == "icmp":
         return sport & 0xFFFF, 0
     default_port = 33435 if options.protocol == "udp" else 80
