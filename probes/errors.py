@@ -8,6 +8,7 @@ one-line message::
     ├── AtlasAPIError          the Atlas API answered with an error (status kept)
     │   └── AuthenticationError    401/403: key missing, invalid or lacking permission
     ├── BudgetExceeded         a plan or submission would spend more credits than allowed
+    │   └── InsufficientCredits    the Atlas account balance cannot pay for the plan
     ├── RawSocketPermission    raw sockets are not permitted (not root, no CAP_NET_RAW)
     ├── TargetRefused          a target is private/reserved/multicast or does not resolve
     ├── StoreError             the campaign store is unreadable or inconsistent
@@ -25,6 +26,7 @@ __all__ = [
     "AtlasAPIError",
     "AuthenticationError",
     "BudgetExceeded",
+    "InsufficientCredits",
     "RawSocketPermission",
     "TargetRefused",
     "StoreError",
@@ -54,6 +56,10 @@ class AuthenticationError(AtlasAPIError):
 
 class BudgetExceeded(ProbeError):
     """A plan or submission would spend more credits than the budget allows."""
+
+
+class InsufficientCredits(BudgetExceeded):
+    """The Atlas account does not hold enough credits for the requested measurements."""
 
 
 class RawSocketPermission(ProbeError):

@@ -1,0 +1,554 @@
+"""RIPE Atlas measurement campaigns: plan, submit, status, fetch, import.
+
+A campaign spec (TOML, see ``probes/campaign_example.toml``) names probe sources, targets,
+the traceroute definition, a schedule and a credit budget. The steps:
+
+* :func:`plan` resolves probe candidates through the probes API, applies the diversity
+  rules, resolves targets (with an injected resolver) and prices the probe x target matrix.
+  It writes nothing.
+* :func:`submit` freezes the plan in the campaign's SQLite state at its first run, then
+  creates the measurements in batches. Before each create it reserves the credits and
+  records the intent (one transaction); after it, the measurement ids (one transaction).
+  Every measurement carries the campaign tag and a per-measurement tag, so a re-run after
+  a crash between create and record adopts the orphan (listing measurements by tag)
+  instead of creating a duplicate. Reserved credits never exceed the budget.
+* :func:`status` refreshes the measurements' status from the API.
+* :func:`fetch` pulls results incrementally (a cursor per measurement, start/stop windows),
+  in parallel across measurements, and hands them to :func:`probes.store.ingest_results`
+  (which deduplicates); a cursor advances only after its window is ingested.
+* :func:`import_measurements` adds existing public measurements to a campaign.
+
+State changes are transactions in ``<campaign>/state.sqlite`` (WAL); a process can be
+killed at any point and the next run resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from probes._campaign_plan import (
+    Plan,
+    PlannedTarget,
+    build_plan,
+    check_target_address,
+)
+from probes._campaign_spec import CampaignSpec, load_spec, parse_spec
+from probes._campaign_state import CampaignState, UnitRow
+from probes.config import Settings
+from probes.errors import (
+    AtlasAPIError,
+    AuthenticationError,
+    BudgetExceeded,
+    ConfigError,
+    InsufficientCredits,
+    TargetRefused,
+)
+from probes.workspace import Campaign
+
+if TYPE_CHECKING:
+    from probes.atlas import AtlasClient
+
+__all__ = [
+    "CampaignSpec",
+    "FetchReport",
+    "Plan",
+    "Resolver",
+    "SubmitReport",
+    "fetch",
+    "import_measurements",
+    "load_spec",
+    "parse_spec",
+    "plan",
+    "render_plan",
+    "resolve_targets",
+    "status",
+    "submit",
+    "system_resolver",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``resolver(hostname, af) -> addresses``; an empty list means "does not resolve".
+Resolver = Callable[[str, int], Sequence[str]]
+
+
+def system_resolver(host: str, af: int) -> list[str]:
+    """Resolve with the system resolver (``getaddrinfo``); [] when it does not resolve."""
+    family = socket.AF_INET if af == 4 else socket.AF_INET6
+    try:
+        infos = socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
+    except socket.gaierror:
+        return []
+    return sorted({str(i[4][0]) for i in infos})
+
+
+# ---------------------------------------------------------------------------- plan
+def resolve_targets(spec: CampaignSpec, *, client: AtlasClient | None,
+                    resolver: Resolver) -> list[PlannedTarget]:
+    """Targets of the spec: addresses checked, hostnames resolved, US anchors listed."""
+    af = spec.measurement.af
+    out: list[PlannedTarget] = []
+    for a in spec.targets.addresses:
+        if (":" in a) != (af == 6):
+            raise TargetRefused(f"target {a!r} is not an IPv{af} address ([measurement].af = {af})")
+        out.append(PlannedTarget(a, (check_target_address(a, a),), "address"))
+    for h in spec.targets.hostnames:
+        addrs = [str(x) for x in resolver(h, af)]
+        if not addrs:
+            raise TargetRefused(f"target {h!r} does not resolve to any IPv{af} address")
+        out.append(PlannedTarget(h, tuple(check_target_address(h, x) for x in addrs),
+                                 "hostname"))
+    if spec.targets.us_anchors:
+        if client is None:
+            raise ConfigError("targets.us_anchors needs the anchors API (no client given)")
+        anchors = [x for x in client.anchors(country="US")
+                   if not x.get("is_disabled") and x.get(f"ip_v{af}")]
+        anchors.sort(key=lambda x: int(x["id"]))
+        if not anchors:
+            raise TargetRefused(f"the anchors API lists no enabled US anchor with IPv{af}")
+        for x in anchors[: spec.targets.us_anchors]:
+            addr = check_target_address(str(x.get("fqdn") or x[f"ip_v{af}"]), x[f"ip_v{af}"])
+            out.append(PlannedTarget(addr, (addr,), "anchor"))
+    seen: dict[str, PlannedTarget] = {}
+    for t in out:
+        seen.setdefault(t.name, t)
+    return list(seen.values())
+
+
+def _candidates(spec: CampaignSpec, client: AtlasClient) -> list[list[dict]]:
+    af = spec.measurement.af
+    out = []
+    for src in spec.sources:
+        filters: dict[str, Any] = {"status": 1}
+        if src.tags_include:
+            filters["tags"] = ",".join(src.tags_include)
+        if src.anchors == "only":
+            filters["is_anchor"] = "true"
+        if src.kind == "country":
+            filters["country_code"] = src.value
+        elif src.kind == "asn":
+            filters[f"asn_v{af}"] = src.value
+        elif src.kind == "prefix":
+            filters["prefix_v6" if ":" in src.value else "prefix_v4"] = src.value
+        if src.kind == "probes":
+            out.append(client.probes_by_id(src.value))
+        else:
+            out.append(client.probes(**filters))
+    return out
+
+
+def plan(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
+         resolver: Resolver) -> Plan:
+    """Resolve candidates and targets, and price the plan (reads only)."""
+    targets = resolve_targets(spec, client=client, resolver=resolver)
+    return build_plan(spec, _candidates(spec, client), targets, rates=settings.rates,
+                      limits=settings.limits)
+
+
+def render_plan(p: Plan, *, balance: int | None = None, max_cols: int = 12) -> str:
+    """A text rendering: per-source counts, the probe x target matrix, the cost."""
+    lines = [f"campaign {p.spec.name}: {len(p.probes)} probes x {len(p.targets)} targets "
+             f"= {len(p.probes) * len(p.targets)} traceroutes per round, "
+             f"{len(p.units)} measurement(s)"]
+    for label, n_cand, n_sel in p.per_source:
+        lines.append(f"  {label}: {n_cand} candidates, {n_sel} selected")
+    if p.set_aside:
+        lines.append("  set aside: " + ", ".join(f"{k} {v}" for k, v in sorted(p.set_aside.items())))
+    names = [t.name for t in p.targets]
+    shown = names[:max_cols]
+    lines.append("")
+    lines.append("probe    asn      cc | " + " ".join(f"T{i + 1}" for i in range(len(shown)))
+                 + (" ..." if len(names) > len(shown) else ""))
+    in_unit = {(pid, u.target.name) for u in p.units for pid in u.probe_ids}
+    af = p.spec.measurement.af
+    for pr in p.probes:
+        pid = int(pr["id"])
+        row = " ".join(f"{'x':>{len(str(i + 1)) + 1}}" if (pid, n) in in_unit else
+                       f"{'.':>{len(str(i + 1)) + 1}}" for i, n in enumerate(shown))
+        lines.append(f"{pid:<8} {str(pr.get(f'asn_v{af}') or '-'):<8} "
+                     f"{str(pr.get('country_code') or '--'):<2} | {row}")
+    for i, t in enumerate(shown):
+        lines.append(f"  T{i + 1} = {t}" + (f" -> {', '.join(p.targets[i].addresses)}"
+                                            if p.targets[i].origin == "hostname" else ""))
+    lines.append("")
+    lines.append(f"cost: {p.total_credits} credits = {len(p.probes)} probes x {len(p.targets)} "
+                 f"targets x {p.results_per_probe} result(s) x {p.credits_per_result} credits "
+                 f"per result; budget {p.spec.budget}")
+    if balance is not None:
+        lines.append(f"account balance: {balance} credits"
+                     + ("" if balance >= p.total_credits else "  (NOT ENOUGH)"))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- submit
+@dataclass
+class SubmitReport:
+    planned: int = 0
+    created: int = 0
+    adopted: int = 0
+    already: int = 0
+    failed: int = 0
+    duplicates_stopped: int = 0
+    committed_credits: int = 0
+    budget: int = 0
+    failures: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _tags(token: str, seq: int | None = None) -> str:
+    return f"pathexp-{token}" if seq is None else f"pathexp-{token}-{seq}"
+
+
+def _definition(spec: CampaignSpec, target: PlannedTarget, token: str, seq: int) -> dict:
+    m = spec.measurement
+    d: dict[str, Any] = {
+        "af": m.af, "target": target.name, "protocol": m.protocol, "paris": m.paris,
+        "packets": m.packets, "max_hops": m.max_hops, "first_hop": m.first_hop,
+        "size": m.size, "is_public": True,
+        "description": f"{spec.description} [pathexp {spec.name} #{seq}]",
+        "tags": [_tags(token), _tags(token, seq)],
+    }
+    if m.port is not None:
+        d["port"] = m.port
+    if target.origin == "hostname":
+        d["resolve_on_probe"] = True
+    if not spec.schedule.oneoff:
+        d["interval"] = spec.schedule.interval
+    return d
+
+
+def _freeze(st: CampaignState, spec: CampaignSpec, p: Plan) -> None:
+    token = st.token()
+    units = [{"unit": f"u{u.seq:05d}", "seq": u.seq, "target": u.target.name,
+              "probe_ids": u.probe_ids, "cost": u.cost, "tag": _tags(token, u.seq),
+              "definition": _definition(spec, u.target, token, u.seq)} for u in p.units]
+    st.freeze(digest=spec.digest, budget=spec.budget, units=units, probes=p.probes,
+              summary=p.summary())
+
+
+def _adopt_orphans(st: CampaignState, client: AtlasClient, token: str,
+                   units: Sequence[UnitRow], report: SubmitReport) -> set[str]:
+    """Find measurements created for ``units`` but not recorded; record them."""
+    by_tag = {u.tag: u for u in units}
+    found: dict[str, list[int]] = {}
+    for m in client.measurements(tags=_tags(token)):
+        for tag in m.get("tags") or []:
+            if tag in by_tag:
+                found.setdefault(tag, []).append(int(m["id"]))
+    pairs = []
+    for tag, ids in found.items():
+        ids.sort()
+        pairs.append((by_tag[tag].unit, ids[0]))
+        for extra in ids[1:]:  # should not happen; never pay twice for one unit
+            log.warning("measurement %d duplicates %d (unit %s); stopping it", extra, ids[0], tag)
+            client.stop_measurement(extra)
+            report.duplicates_stopped += 1
+    if pairs:
+        st.record_created(pairs)
+        st.event("adopted", {"pairs": pairs})
+    report.adopted += len(pairs)
+    return {u for u, _ in pairs}
+
+
+def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
+           resolver: Resolver, confirm: Callable[[Plan], bool] | None = None,
+           sleep: Callable[[float], None] = time.sleep) -> SubmitReport:
+    """Create the campaign's measurements, resuming where an earlier run stopped.
+
+    Raises :class:`BudgetExceeded` if the plan exceeds the budget (before creating
+    anything), :class:`InsufficientCredits` if the account cannot pay for what is left.
+    """
+    from probes.atlas import CreateOutcomeUnknown
+
+    if not client.has_key:
+        raise AuthenticationError("submitting measurements needs an API key: set RIPE_ATLAS_KEY "
+                                  "or put key in a 0600 settings file")
+    camp = spec.campaign
+    report = SubmitReport(budget=spec.budget)
+    with CampaignState.open(camp) as st:
+        if st.frozen:
+            if st.get("plan_digest") != spec.digest:
+                raise ConfigError(
+                    f"{spec.origin}: the spec changed since campaign {spec.name!r} was first "
+                    "submitted (its plan is frozen); use a new campaign name for a new plan")
+        else:
+            p = plan(spec, client=client, settings=settings, resolver=resolver)
+            if confirm is not None and not confirm(p):
+                raise ConfigError("submission cancelled")
+            _freeze(st, spec, p)
+        token = st.token()
+        units = st.units()
+        report.planned = len(units)
+        total = sum(u.cost for u in units if u.state != "imported")
+        if total > spec.budget:
+            raise BudgetExceeded(f"frozen plan costs {total} > budget {spec.budget}")
+        report.already = sum(u.state == "created" for u in units)
+        intent = [u for u in units if u.state == "intent"]
+        if intent:
+            done = _adopt_orphans(st, client, token, intent, report)
+            units = st.units()
+        pending = [u for u in units if u.state in ("planned", "intent")]
+        if pending:
+            need = sum(u.cost for u in pending)
+            balance = int(client.credits()["current_balance"])
+            if balance < need:
+                raise InsufficientCredits(
+                    f"the Atlas account holds {balance} credits but the remaining "
+                    f"{len(pending)} measurement(s) of campaign {spec.name!r} cost {need}")
+        batches: list[list[UnitRow]] = []
+        for u in pending:
+            last = batches[-1] if batches else None
+            if (last and last[0].probe_ids == u.probe_ids
+                    and len(last) < settings.limits.max_definitions_per_request):
+                last.append(u)
+            else:
+                batches.append([u])
+        sch = spec.schedule
+        for batch in batches:
+            attempt = 0
+            while batch:
+                st.reserve(batch, budget=spec.budget)
+                try:
+                    ids = client.create_traceroutes(
+                        [u.definition for u in batch], probe_ids=batch[0].probe_ids,
+                        is_oneoff=sch.oneoff, start_time=sch.start, stop_time=sch.stop)
+                except AtlasAPIError as exc:
+                    if isinstance(exc, (AuthenticationError, InsufficientCredits)):
+                        raise
+                    if not isinstance(exc, CreateOutcomeUnknown):
+                        st.record_failed([u.unit for u in batch], str(exc))
+                        report.failed += len(batch)
+                        report.failures.append(str(exc))
+                        break
+                    done = _adopt_orphans(st, client, token, batch, report)
+                    batch = [u for u in batch if u.unit not in done]
+                    attempt += 1
+                    if batch and attempt >= settings.max_attempts:
+                        raise AtlasAPIError(f"{exc}; gave up after {attempt} attempts "
+                                            "(re-run submit to resume)") from exc
+                    if batch:
+                        sleep(min(settings.backoff_cap, settings.backoff_base * 2 ** attempt))
+                    continue
+                st.record_created([(u.unit, i) for u, i in zip(batch, ids, strict=True)])
+                report.created += len(batch)
+                batch = []
+        report.committed_credits = st.committed()
+        st.event("submit", report.as_dict())
+    return report
+
+
+# ---------------------------------------------------------------------------- status
+def status(campaign: Campaign, *, client: AtlasClient | None = None) -> list[dict[str, Any]]:
+    """One row per measurement unit; refreshed from the API when a client is given."""
+    rows = []
+    with CampaignState.open(campaign, create=False) as st:
+        for u in st.units():
+            if client is not None and u.msm_id is not None:
+                meta = client.measurement(u.msm_id)
+                s = meta.get("status") or {}
+                st.record_status(u.msm_id, status_id=s.get("id"), status_name=s.get("name"),
+                                 credits_per_result=meta.get("credits_per_result"))
+        for u in st.units():
+            cur, done, n = st.cursor(u.msm_id) if u.msm_id is not None else (None, False, 0)
+            rows.append({"unit": u.unit, "target": u.target, "probes": len(u.probe_ids),
+                         "state": u.state, "msm_id": u.msm_id, "status": u.status_name,
+                         "cost": u.cost, "credits_per_result": u.credits_per_result,
+                         "records_fetched": n, "fetched_to": cur, "fetch_done": done,
+                         "error": u.error})
+        committed = st.committed()
+        budget = st.get("budget")
+    for r in rows:
+        r["committed_credits"] = committed
+        r["budget"] = None if budget is None else int(budget)
+    return rows
+
+
+# ---------------------------------------------------------------------------- fetch
+@dataclass
+class FetchReport:
+    measurements: int = 0
+    done: int = 0
+    windows: int = 0
+    records: int = 0
+    added: int = 0
+    duplicates: int = 0
+    drops: Counter = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    client: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["drops"] = dict(self.drops)
+        return d
+
+
+def _windows(meta: dict, cursor: int | None, now: float, limits: Any) -> tuple[list[tuple[int, int]], bool]:
+    from probes.atlas import STATUS_FINAL
+
+    s = meta.get("status") or {}
+    final = s.get("id") in STATUS_FINAL
+    start = int(meta.get("start_time") or 0)
+    end_candidates = [meta.get("stop_time"), s.get("when")] if final else []
+    end = next((int(x) for x in end_candidates if x), None)
+    if end is None:
+        end = int(now)
+    if not final and meta.get("stop_time"):
+        end = min(end, int(meta["stop_time"]))
+    lo = start if cursor is None else max(start, cursor - limits.fetch_overlap)
+    out = []
+    a = lo
+    while a <= end:
+        b = min(end, a + limits.fetch_window - 1)
+        out.append((a, b))
+        a = b + 1
+    return out, final
+
+
+def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
+          sink: Callable[[list[dict]], Any] | None = None,
+          probe_sink: Callable[[list[dict]], Any] | None = None,
+          now: Callable[[], float] = time.time, progress: bool = False,
+          msm_ids: Iterable[int] | None = None) -> FetchReport:
+    """Fetch new results of the campaign's measurements and hand them to ``sink``.
+
+    ``sink(records)`` defaults to :func:`probes.store.ingest_results` (origin ``"atlas"``),
+    ``probe_sink(probe_objects)`` to :func:`probes.store.write_probe_meta`. Both must be
+    idempotent: a window is re-read after a crash before its cursor moved.
+    """
+    if sink is None:
+        from probes.store import ingest_results
+
+        def sink(records: list[dict]) -> Any:
+            return ingest_results(campaign, records, origin="atlas")
+    if probe_sink is None:
+        from probes.store import write_probe_meta
+
+        def probe_sink(probes: list[dict]) -> Any:
+            return write_probe_meta(campaign, probes)
+
+    report = FetchReport()
+    with CampaignState.open(campaign, create=False) as st:
+        wanted = None if msm_ids is None else {int(x) for x in msm_ids}
+        todo: dict[int, int | None] = {}
+        for u in st.units(states=("created", "imported")):
+            assert u.msm_id is not None
+            if wanted is not None and u.msm_id not in wanted:
+                continue
+            cur, done, _ = st.cursor(u.msm_id)
+            if not done:
+                todo[u.msm_id] = cur
+        report.measurements = len(todo)
+        q: queue.Queue = queue.Queue()
+        t_now = now()
+
+        def work(mid: int, cur: int | None) -> None:
+            meta = client.measurement(mid)
+            windows, final = _windows(meta, cur, t_now, settings.limits)
+            q.put(("meta", mid, meta, windows, final))
+            for i, (a, b) in enumerate(windows):
+                recs = client.results(mid, start=a, stop=b)
+                q.put(("window", mid, a, b, recs, final and i == len(windows) - 1))
+
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        seen_probes: set[int] = set()
+        bar = Progress(TextColumn("fetch {task.description}"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[records]} records"),
+                       console=Console(stderr=True), disable=not progress, transient=False)
+        with bar, ThreadPoolExecutor(max_workers=max(1, settings.fetch_workers)) as pool:
+            task = bar.add_task(campaign.name, total=len(todo), records=0)
+            futures: dict[Future, int] = {pool.submit(work, m, c): m for m, c in todo.items()}
+            remaining = set(futures)
+            while remaining or not q.empty():
+                try:
+                    item = q.get(timeout=0.05)
+                except queue.Empty:
+                    for f in [f for f in remaining if f.done()]:
+                        remaining.discard(f)
+                        exc = f.exception()
+                        if exc is not None:
+                            if not isinstance(exc, AtlasAPIError):
+                                f.result()  # re-raise the worker's unexpected error
+                            report.errors.append(f"measurement {futures[f]}: {exc}")
+                            bar.advance(task)
+                    continue
+                if item[0] == "meta":
+                    _, mid, meta, windows, final = item
+                    s = meta.get("status") or {}
+                    st.record_status(mid, status_id=s.get("id"), status_name=s.get("name"),
+                                     credits_per_result=meta.get("credits_per_result"))
+                    if not windows and final:
+                        st.advance(mid, next_start=todo[mid] or 0, results=0, done=True)
+                        report.done += 1
+                        bar.advance(task)
+                    continue
+                _, mid, a, b, recs, last = item
+                good = []
+                for r in recs:
+                    if not isinstance(r, dict):
+                        report.drops["not an object"] += 1
+                    elif r.get("msm_id") != mid:
+                        report.drops["msm_id mismatch"] += 1
+                    else:
+                        good.append(r)
+                        if isinstance(r.get("prb_id"), int):
+                            seen_probes.add(r["prb_id"])
+                if good:
+                    ing = sink(good)
+                    if ing is not None and hasattr(ing, "added"):
+                        report.added += int(ing.added)
+                        report.duplicates += int(getattr(ing, "duplicates", 0))
+                        for k, v in (getattr(ing, "drops", None) or {}).items():
+                            report.drops[k] += int(v)
+                st.advance(mid, next_start=b + 1, results=len(good), done=last)
+                report.windows += 1
+                report.records += len(good)
+                bar.update(task, records=report.records)
+                if last:
+                    report.done += 1
+                    bar.advance(task)
+        missing = seen_probes - st.known_probes()
+        if missing:
+            try:
+                st.add_probes(client.probes_by_id(missing))
+            except AtlasAPIError as exc:
+                report.errors.append(f"probe metadata: {exc}")
+        if report.records or missing:
+            objs = st.probe_objects()
+            if objs:
+                probe_sink(objs)
+        report.client = client.stats.as_dict()
+        st.event("fetch", report.as_dict())
+    return report
+
+
+# ---------------------------------------------------------------------------- import
+def import_measurements(campaign: Campaign, msm_ids: Iterable[int], *,
+                        client: AtlasClient) -> list[int]:
+    """Add existing (public) traceroute measurements to a campaign; returns the new ids."""
+    added = []
+    metas = []
+    for mid in msm_ids:
+        meta = client.measurement(int(mid))
+        kind = meta.get("type")
+        kind = kind.get("name") if isinstance(kind, dict) else kind
+        if kind != "traceroute":
+            raise ConfigError(f"measurement {mid} is a {kind} measurement, not a traceroute")
+        metas.append(meta)
+    with CampaignState.open(campaign) as st:
+        for meta in metas:
+            if st.record_imported(meta):
+                added.append(int(meta["id"]))
+    return added
+
