@@ -1,0 +1,607 @@
+"""A deterministic synthetic Internet with ground truth, written in the real formats.
+
+The world has a few hundred ASes with Gao-Rexford relationships (a tier-1 clique,
+regional transits, access networks on six continents, US hosting/content networks as
+destinations, and the flagged China Telecom / Unicom / Mobile families with their real
+ASNs holding PoPs at US IXPs and private interconnects), synthetic US and foreign IXPs
+with peering LANs, RIPE Atlas probes worldwide, valley-free routing, hop-level paths with
+RTTs that never beat the speed of light in fibre, and two scenarios: the baseline, and a
+diversion (a more-specific route leak by AS4134) during a known window.
+
+:func:`generate_world` writes Atlas results and metadata (API v2 shapes), reference data
+(CAIDA pfx2as, PeeringDB API JSON, CAIDA IXP jsonl, CAIDA as2org and as-rel, APNIC
+delegated-extended) and the ground truth (Parquet and JSON). The same seed gives
+byte-identical files. :class:`World` rebuilds the world from its seed and produces
+Atlas-format traceroutes on demand (used by the stand-in Atlas API server).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import ipaddress
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pyarrow as pa
+
+from probes._io import write_bytes, write_json, write_parquet
+from probes._world_routing import compute_leak_routes, compute_routes
+from probes._world_topology import (
+    SIZES,
+    Destination,
+    Probe,
+    Topology,
+    build_topology,
+    stable_hash,
+)
+from probes._world_trace import TraceBuilder, TraceOutput
+from probes._world_writers import (
+    anchor_object,
+    as2org_text,
+    as_rel_text,
+    caida_ixp_jsonl,
+    delegated_apnic_text,
+    gzip_bytes,
+    measurement_object,
+    ndjson,
+    peeringdb_objects,
+    pfx2as_text,
+    probe_object,
+    readme_text,
+)
+from probes.errors import ConfigError
+
+__all__ = [
+    "World",
+    "WorldManifest",
+    "ScheduledTrace",
+    "generate_world",
+    "SIZES",
+    "WORLD_START",
+    "TRUTH_TRACE_SCHEMA",
+    "TRUTH_HOP_SCHEMA",
+    "TRUTH_IXP_SCHEMA",
+    "TRUTH_FLAGGED_SCHEMA",
+]
+
+#: First measurement round of every world: 2026-03-02T00:00:00Z.
+WORLD_START = 1772409600
+#: First synthetic measurement id (far below probes.schema.LOCAL_MSM_ID_MIN).
+_MSM_BASE = 91_000_000
+_PROTOS = ("ICMP", "ICMP", "ICMP", "UDP", "ICMP", "TCP", "ICMP", "UDP", "ICMP", "ICMP")
+
+TRUTH_TRACE_SCHEMA = pa.schema([
+    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
+    ("dst_addr", pa.string()), ("src_asn", pa.int64()), ("dst_asn", pa.int64()),
+    ("as_path", pa.list_(pa.int64())), ("path_nodes", pa.list_(pa.string())),
+    ("leak", pa.bool_()), ("in_window", pa.bool_()), ("loop", pa.bool_()),
+    ("reached", pa.bool_()), ("families", pa.list_(pa.string())),
+    ("families_us", pa.list_(pa.string())),
+])
+TRUTH_HOP_SCHEMA = pa.schema([
+    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
+    ("hop", pa.int16()), ("addr", pa.string()), ("router_asn", pa.int64()),
+    ("responded", pa.bool_()), ("kind", pa.string()), ("city", pa.string()),
+    ("lat", pa.float64()), ("lon", pa.float64()), ("ixp_id", pa.string()),
+])
+TRUTH_IXP_SCHEMA = pa.schema([
+    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
+    ("ixp_id", pa.string()), ("ixp_name", pa.string()), ("city", pa.string()),
+    ("country", pa.string()), ("near_asn", pa.int64()), ("far_asn", pa.int64()),
+    ("hop", pa.int16()), ("addr", pa.string()), ("observable", pa.bool_()),
+])
+TRUTH_FLAGGED_SCHEMA = pa.schema([
+    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
+    ("family", pa.string()), ("asn", pa.int64()), ("via", pa.string()),
+    ("ixp_id", pa.string()), ("city", pa.string()), ("country", pa.string()),
+    ("hop", pa.int16()), ("addr", pa.string()), ("observable", pa.bool_()),
+])
+
+
+@dataclass(frozen=True)
+class ScheduledTrace:
+    """One traceroute of the world's measurement schedule."""
+
+    msm_id: int
+    prb_id: int
+    dst_addr: str
+    timestamp: int
+    proto: str
+    paris_id: int
+
+
+@dataclass(frozen=True)
+class WorldManifest:
+    """What :func:`generate_world` wrote.
+
+    Attributes
+    ----------
+    out_dir : pathlib.Path
+    seed, size : int, str
+    files : dict
+        Relative path -> sha256 of every file written (``world.json`` excluded).
+    counts : dict
+        ASes, IXPs, probes, measurements, traceroutes, hops ...
+    window : tuple of int
+        The diversion window ``[start, end)`` in Unix seconds.
+    """
+
+    out_dir: Path
+    seed: int
+    size: str
+    files: dict[str, str]
+    counts: dict[str, int]
+    window: tuple[int, int]
+
+    def as_dict(self) -> dict:
+        return {
+            "generator": "pathexp.world",
+            "format_version": 1,
+            "synthetic": True,
+            "seed": self.seed,
+            "size": self.size,
+            "counts": self.counts,
+            "window": {"start": self.window[0], "end": self.window[1]},
+            "files": self.files,
+        }
+
+
+def _ip_int(addr: str) -> int:
+    return int(ipaddress.IPv4Address(addr))
+
+
+@dataclass
+class World:
+    """The synthetic world, rebuilt from ``(seed, size)``.
+
+    Use :meth:`build` or :meth:`load`; the constructor takes a built :class:`Topology`.
+    """
+
+    topo: Topology
+    _builder: TraceBuilder = field(init=False, repr=False)
+    _routes: dict[int, dict[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    _leaks: dict[int, dict[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    _prefixes: list[tuple[int, int, int]] = field(default_factory=list, repr=False)
+
+    def __post_init__(self) -> None:
+        self._builder = TraceBuilder(self.topo)
+        rows = []
+        for asn, a in self.topo.ases.items():
+            for pfx in a.prefixes:
+                net = ipaddress.IPv4Network(pfx)
+                rows.append((net.prefixlen, int(net.network_address), asn))
+        # longest first, then lowest address and ASN: deterministic longest match
+        self._prefixes = sorted(rows, key=lambda r: (-r[0], r[1], r[2]))
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def build(cls, *, seed: int = 0, size: str = "small") -> World:
+        """Build the world for ``seed`` and ``size`` ("small" or "large")."""
+        if size not in SIZES:
+            raise ConfigError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
+        if not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"world seed must be a non-negative integer, got {seed!r}")
+        return cls(build_topology(seed=seed, size=size))
+
+    @classmethod
+    def load(cls, path: str | Path) -> World:
+        """Rebuild the world a folder written by :func:`generate_world` came from."""
+        manifest = Path(path) / "world.json"
+        try:
+            info = orjson.loads(manifest.read_bytes())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{manifest}: not a generated world (no world.json)") from exc
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"{manifest}: unreadable world manifest: {exc}") from exc
+        if info.get("generator") != "pathexp.world":
+            raise ConfigError(f"{manifest}: not written by pathexp world")
+        return cls.build(seed=int(info["seed"]), size=str(info["size"]))
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def seed(self) -> int:
+        return self.topo.seed
+
+    @property
+    def size(self) -> str:
+        return self.topo.size
+
+    @property
+    def interval(self) -> int:
+        return int(self.topo.params.interval_h * 3600)
+
+    @property
+    def end(self) -> int:
+        """End of the measurement schedule (Unix seconds, exclusive)."""
+        return WORLD_START + int(self.topo.params.days * 86400)
+
+    @property
+    def window(self) -> tuple[int, int]:
+        """The diversion window ``[start, end)`` (Unix seconds)."""
+        span_h = self.topo.params.days * 24
+        ih = self.topo.params.interval_h
+        start_h = int(span_h * 0.375 // ih) * ih
+        return WORLD_START + int(start_h * 3600), WORLD_START + int(
+            (start_h + span_h * 0.3125) * 3600
+        )
+
+    @property
+    def leaked_prefixes(self) -> list[str]:
+        """The /24 more-specifics AS4134 announces during the window."""
+        nets = {
+            str(ipaddress.IPv4Network(d.addr + "/24", strict=False))
+            for d in self.topo.destinations
+            if d.asn in self.topo.leaked_asns
+        }
+        return sorted(nets, key=lambda p: _ip_int(p.split("/")[0]))
+
+    # ------------------------------------------------------------------ Atlas objects
+    def probe(self, prb_id: int) -> Probe:
+        for p in self.topo.probes:
+            if p.prb_id == prb_id:
+                return p
+        raise ConfigError(f"probe {prb_id} is not in the synthetic world")
+
+    def probes(self) -> list[dict]:
+        """Every probe (anchors included) as an Atlas API v2 probe object, by id."""
+        return [probe_object(self.topo, p, now=self.end) for p in self.topo.probes]
+
+    def anchors(self) -> list[dict]:
+        """The anchors as Atlas API v2 anchor objects."""
+        anchors = [p for p in self.topo.probes if p.is_anchor]
+        return [anchor_object(self.topo, p, index=i + 1) for i, p in enumerate(anchors)]
+
+    def _msm_plan(self) -> list[tuple[int, Destination, str, list[int]]]:
+        topo = self.topo
+        rng = np.random.Generator(np.random.PCG64([topo.seed, 5]))
+        regular = [p for p in topo.probes if not p.is_anchor]
+        cn = [p for p in regular if p.country == "CN"]
+        others = [p for p in regular if p.country != "CN"]
+        anchors = [p for p in topo.probes if p.is_anchor]
+        plan = []
+        k = topo.params.probes_per_msm
+        for i, dest in enumerate(topo.destinations):
+            chosen = [cn[int(rng.integers(0, len(cn)))]] if cn else []
+            idx = rng.choice(len(others), size=k - 2, replace=False)
+            chosen += [others[int(j)] for j in sorted(idx)]
+            chosen.append(anchors[int(rng.integers(0, len(anchors)))])
+            ids = sorted({p.prb_id for p in chosen if p.asn != dest.asn})
+            plan.append((_MSM_BASE + i, dest, _PROTOS[i % len(_PROTOS)], ids))
+        return plan
+
+    def measurements(self) -> list[dict]:
+        """The world's measurements as Atlas API v2 measurement objects."""
+        out = []
+        for msm_id, dest, proto, ids in self._msm_plan():
+            start = WORLD_START + (msm_id - _MSM_BASE) * 7 % 600
+            out.append(measurement_object(
+                msm_id=msm_id, dst_addr=dest.addr, dst_asn=dest.asn, proto=proto,
+                interval=self.interval, start=start, stop=self.end, probes=ids,
+            ))
+        return out
+
+    def schedule(self) -> Iterator[ScheduledTrace]:
+        """Every traceroute of the measurement schedule, by measurement then time."""
+        rounds = int(self.topo.params.days * 24 // self.topo.params.interval_h)
+        for msm_id, dest, proto, ids in self._msm_plan():
+            start = WORLD_START + (msm_id - _MSM_BASE) * 7 % 600
+            for r in range(rounds):
+                for prb_id in ids:
+                    spread = stable_hash("spread", msm_id, prb_id) % 240
+                    paris = (r + stable_hash("paris", prb_id)) % 16 + 1
+                    yield ScheduledTrace(
+                        msm_id, prb_id, dest.addr, start + r * self.interval + spread, proto,
+                        paris,
+                    )
+
+    # ------------------------------------------------------------------ routing
+    def destination(self, dst_addr: str) -> Destination | None:
+        """The host ``dst_addr`` in the world (None: no AS announces it)."""
+        for d in self.topo.destinations:
+            if d.addr == dst_addr:
+                return d
+        try:
+            n = _ip_int(dst_addr)
+        except ValueError as exc:
+            raise ConfigError(f"not an IPv4 address: {dst_addr!r}") from exc
+        for plen, net, asn in self._prefixes:
+            if n >> (32 - plen) == net >> (32 - plen):
+                a = self.topo.ases[asn]
+                for p in self.topo.probes:
+                    if p.public_addr == dst_addr:
+                        return Destination(dst_addr, asn, p.city, dst_addr)
+                return Destination(dst_addr, asn, a.cities[0], dst_addr)
+        return None
+
+    def routes(self, dest_asn: int) -> dict[int, tuple[int, ...]]:
+        """Baseline AS paths toward ``dest_asn`` from every AS."""
+        r = self._routes.get(dest_asn)
+        if r is None:
+            r = compute_routes(self.topo, dest_asn)
+            self._routes[dest_asn] = r
+        return r
+
+    def leak_routes(self, dest_asn: int) -> dict[int, tuple[int, ...]]:
+        """AS paths that change during the diversion toward a leaked destination AS."""
+        if dest_asn not in self.topo.leaked_asns:
+            return {}
+        r = self._leaks.get(dest_asn)
+        if r is None:
+            r = compute_leak_routes(self.topo, dest_asn, self.routes(dest_asn))
+            self._leaks[dest_asn] = r
+        return r
+
+    def as_path(self, src_asn: int, dst_addr: str, timestamp: int) -> tuple[tuple[int, ...] | None, bool]:
+        """The AS path from ``src_asn`` to ``dst_addr`` at ``timestamp``; True if leaked."""
+        dest = self.destination(dst_addr)
+        if dest is None:
+            return None, False
+        base = self.routes(dest.asn).get(src_asn)
+        start, end = self.window
+        if start <= timestamp < end and self._is_leaked(dst_addr):
+            leak = self.leak_routes(dest.asn).get(src_asn)
+            if leak is not None:
+                return leak, True
+        return base, False
+
+    def _is_leaked(self, dst_addr: str) -> bool:
+        n = _ip_int(dst_addr)
+        for pfx in self.leaked_prefixes:
+            net = ipaddress.IPv4Network(pfx)
+            if n >> 8 == int(net.network_address) >> 8:
+                return True
+        return False
+
+    # ------------------------------------------------------------------ traceroutes
+    def trace_output(
+        self,
+        prb_id: int,
+        dst_addr: str,
+        timestamp: int,
+        *,
+        msm_id: int,
+        proto: str = "ICMP",
+        paris_id: int = 1,
+    ) -> TraceOutput:
+        """The Atlas result of one traceroute together with its ground truth."""
+        if proto not in ("ICMP", "UDP", "TCP"):
+            raise ConfigError(f"unsupported traceroute protocol {proto!r}")
+        probe = self.probe(prb_id)
+        dest = self.destination(dst_addr)
+        path, leak = self.as_path(probe.asn, dst_addr, timestamp)
+        start, end = self.window
+        return self._builder.build(
+            seed=self.seed, probe=probe, dest=dest, dst_addr=dst_addr, path=path,
+            timestamp=int(timestamp), msm_id=int(msm_id), proto=proto, paris_id=int(paris_id),
+            leak=leak, in_window=start <= timestamp < end,
+        )
+
+    def traceroute(
+        self,
+        prb_id: int,
+        dst_addr: str,
+        timestamp: int,
+        *,
+        msm_id: int,
+        proto: str = "ICMP",
+        paris_id: int = 1,
+    ) -> dict:
+        """One Atlas-format traceroute result (a dict as the Atlas API returns it)."""
+        return self.trace_output(
+            prb_id, dst_addr, timestamp, msm_id=msm_id, proto=proto, paris_id=paris_id
+        ).result
+
+    def affected_pairs(self) -> list[dict]:
+        """Scheduled (probe, destination) pairs whose path the diversion changes."""
+        out = []
+        for msm_id, dest, _proto, ids in self._msm_plan():
+            if not self._is_leaked(dest.addr):
+                continue
+            leak = self.leak_routes(dest.asn)
+            base = self.routes(dest.asn)
+            for prb_id in ids:
+                asn = self.probe(prb_id).asn
+                if asn in leak:
+                    out.append({
+                        "msm_id": msm_id, "prb_id": prb_id, "dst_addr": dest.addr,
+                        "baseline_as_path": list(base.get(asn, ())),
+                        "diverted_as_path": list(leak[asn]),
+                    })
+        return out
+
+
+# ---------------------------------------------------------------------------- generation
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _exposure(traces: list[dict], families: list[str]) -> dict:
+    def share(rows: list[dict], fam: str, col: str) -> dict:
+        n = len(rows)
+        k = sum(1 for t in rows if fam in t[col])
+        return {"n": n, "k": k, "share": (k / n) if n else None}
+
+    parts = {
+        "all": traces,
+        "baseline": [t for t in traces if not t["in_window"]],
+        "window": [t for t in traces if t["in_window"]],
+    }
+    return {
+        fam: {
+            part: {"transit": share(rows, fam, "families"),
+                   "transit_us_pop": share(rows, fam, "families_us")}
+            for part, rows in parts.items()
+        }
+        for fam in families
+    }
+
+
+def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -> WorldManifest:
+    """Generate the synthetic world into ``out_dir``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder to write (created; files already there with the same names are replaced).
+    seed : int
+        World seed; the same seed gives byte-identical files.
+    size : {"small", "large"}
+        "small": about 300 ASes, 150 probes, 30 destinations, ~7k traceroutes over 4 days;
+        "large": about 1,000 ASes, 800 probes, 60 destinations, ~100k traceroutes.
+
+    Returns
+    -------
+    WorldManifest
+    """
+    world = World.build(seed=seed, size=size)
+    topo = world.topo
+    out = Path(out_dir)
+    files: dict[str, bytes] = {}
+    date = WORLD_START
+
+    # Atlas metadata
+    files["atlas/probes.json"] = _api_list(world.probes())
+    files["atlas/anchors.json"] = _api_list(world.anchors())
+    msms = world.measurements()
+    files["atlas/measurements.json"] = _api_list(msms)
+
+    # traceroutes and truth
+    traces: list[dict] = []
+    hops: list[dict] = []
+    ixp_x: list[dict] = []
+    flag_x: list[dict] = []
+    by_msm: dict[int, list[dict]] = {}
+    for s in world.schedule():
+        o = world.trace_output(
+            s.prb_id, s.dst_addr, s.timestamp, msm_id=s.msm_id, proto=s.proto,
+            paris_id=s.paris_id,
+        )
+        by_msm.setdefault(s.msm_id, []).append(o.result)
+        traces.append(o.trace)
+        hops.extend(o.hops)
+        ixp_x.extend(o.ixp_crossings)
+        flag_x.extend(o.flagged_crossings)
+    for msm_id in sorted(by_msm):
+        files[f"atlas/results/{msm_id}.ndjson.gz"] = gzip_bytes(ndjson(by_msm[msm_id]))
+
+    # reference data
+    ymd = _dt.datetime.fromtimestamp(date, _dt.timezone.utc).strftime("%Y%m%d")
+    files[f"reference/pfx2as/routeviews-rv2-{ymd}-1200.pfx2as.gz"] = gzip_bytes(pfx2as_text(topo))
+    for name, obj in peeringdb_objects(topo, date=date).items():
+        files[f"reference/peeringdb/{name}.json"] = orjson.dumps(obj, option=orjson.OPT_SORT_KEYS)
+    files[f"reference/caida-ixp/ixs_{ymd[:6]}.jsonl"] = caida_ixp_jsonl(topo, date=date)
+    files[f"reference/as2org/{ymd}.as-org2info.txt"] = as2org_text(topo, date=date)
+    files[f"reference/as-rel/{ymd}.as-rel.txt"] = as_rel_text(topo, date=date)
+    files[f"reference/rir-delegated/delegated-apnic-extended-{ymd}"] = delegated_apnic_text(
+        date=date
+    )
+
+    # truth
+    families = sorted({a.family for a in topo.ases.values() if a.family})
+    start, end = world.window
+    affected = world.affected_pairs()
+    summary = {
+        "synthetic": True,
+        "seed": seed,
+        "size": size,
+        "schedule": {"start": WORLD_START, "end": world.end, "interval": world.interval},
+        "diversion": {
+            "kind": "more-specific route leak",
+            "leaker_asn": topo.leaker,
+            "start": start,
+            "end": end,
+            "leaked_prefixes": world.leaked_prefixes,
+            "leaked_dst_asns": topo.leaked_asns,
+            "affected_pairs": affected,
+            "traces_diverted": sum(1 for t in traces if t["leak"]),
+        },
+        "exposure": _exposure(traces, families),
+        "flagged_pops": _pop_counts(flag_x),
+        "families": {
+            fam: sorted(a.asn for a in topo.ases.values() if a.family == fam) for fam in families
+        },
+        "counts": {
+            "traces": len(traces),
+            "hops": len(hops),
+            "ixp_crossings": len(ixp_x),
+            "flagged_crossings": len(flag_x),
+            "loops": sum(1 for t in traces if t["loop"]),
+            "reached": sum(1 for t in traces if t["reached"]),
+        },
+    }
+    files["truth/world.json"] = orjson.dumps(
+        summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+    ) + b"\n"
+    files["truth/ases.json"] = orjson.dumps([
+        {"asn": a.asn, "name": a.name, "kind": a.kind, "country": a.country,
+         "continent": a.continent, "family": a.family, "org_id": a.org_id,
+         "cities": a.cities, "prefixes": a.prefixes, "infra": a.infra,
+         "filters_leaks": a.filters_leaks}
+        for a in sorted(topo.ases.values(), key=lambda x: x.asn)
+    ], option=orjson.OPT_SORT_KEYS)
+    files["truth/cities.json"] = orjson.dumps(
+        {k: {"name": c.name, "country": c.country, "lat": c.lat, "lon": c.lon}
+         for k, c in topo.cities.items()}, option=orjson.OPT_SORT_KEYS,
+    )
+
+    names = sorted([*files, "README.md", "truth/traces.parquet", "truth/hops.parquet",
+                    "truth/ixp_crossings.parquet", "truth/flagged_crossings.parquet"])
+    files["README.md"] = readme_text(seed=seed, size=size, files=names)
+    digests: dict[str, str] = {}
+    for rel, data in sorted(files.items()):
+        write_bytes(out / rel, data)
+        digests[rel] = _sha(data)
+    tables = {
+        "truth/traces.parquet": pa.Table.from_pylist(traces, schema=TRUTH_TRACE_SCHEMA),
+        "truth/hops.parquet": pa.Table.from_pylist(hops, schema=TRUTH_HOP_SCHEMA),
+        "truth/ixp_crossings.parquet": pa.Table.from_pylist(ixp_x, schema=TRUTH_IXP_SCHEMA),
+        "truth/flagged_crossings.parquet": pa.Table.from_pylist(
+            flag_x, schema=TRUTH_FLAGGED_SCHEMA
+        ),
+    }
+    for rel, table in tables.items():
+        write_parquet(table, out / rel)
+        digests[rel] = _sha((out / rel).read_bytes())
+    counts = {
+        "ases": len(topo.ases),
+        "ixps": len(topo.ixps),
+        "probes": len(topo.probes),
+        "anchors": sum(1 for p in topo.probes if p.is_anchor),
+        "measurements": len(msms),
+        "traces": len(traces),
+        "hops": len(hops),
+        "ixp_crossings": len(ixp_x),
+        "flagged_crossings": len(flag_x),
+        "traces_diverted": summary["diversion"]["traces_diverted"],
+    }
+    manifest = WorldManifest(out, seed, size, dict(sorted(digests.items())), counts, (start, end))
+    write_json(out / "world.json", manifest.as_dict())
+    return manifest
+
+
+def _api_list(results: list[dict]) -> bytes:
+    return orjson.dumps(
+        {"count": len(results), "next": None, "previous": None, "results": results},
+        option=orjson.OPT_SORT_KEYS,
+    )
+
+
+def _pop_counts(flag_x: list[dict]) -> list[dict]:
+    counts: dict[tuple, int] = {}
+    for x in flag_x:
+        k = (x["family"], x["asn"], x["city"], x["country"], x["via"], x["ixp_id"] or "")
+        counts[k] = counts.get(k, 0) + 1
+    rows = [
+        {"family": k[0], "asn": k[1], "city": k[2], "country": k[3], "via": k[4],
+         "ixp_id": k[5] or None, "traces": n}
+        for k, n in counts.items()
+    ]
+    rows.sort(key=lambda r: (-r["traces"], r["family"], r["asn"], r["city"], r["via"],
+                             r["ixp_id"] or ""))
+    return rows
