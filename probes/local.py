@@ -10,8 +10,9 @@ Atlas results.
 How local results are marked
 ----------------------------
 - ``msm_id``: :data:`probes.schema.LOCAL_MSM_ID_MIN` + a stable hash of (destination,
-  protocol, mode, flow): like an Atlas measurement, repeating a run keeps the id and
-  changes the timestamp.
+  protocol, mode, flow), below 2**32: like an Atlas measurement, repeating a run keeps
+  the id and changes the timestamp. (Two different flows may share an id, rarely; their
+  results stay distinct unless they also share the probe and the second.)
 - ``prb_id``: the local probe id from the configuration (:class:`LocalProbe`, default
   :data:`DEFAULT_LOCAL_PRB_ID`); its location goes to the campaign's probe metadata.
 - ``"origin": "local"``, ``"pathexp_local": true``, and a ``"pathexp"`` object with the
@@ -64,6 +65,8 @@ __all__ = [
 DEFAULT_LOCAL_PRB_ID = 2_000_000_000
 
 _PROTOCOLS = ("icmp", "udp", "tcp")
+#: Local msm ids stay below 2**32, the range the store accepts for Atlas keys.
+_LOCAL_MSM_SPAN = (1 << 32) - LOCAL_MSM_ID_MIN
 _ERR_CODES = {0: "N", 1: "H", 2: "P", 3: "p", 13: "A"}
 _TCP_FLAGS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"))
 
@@ -285,7 +288,7 @@ def local_msm_id(dst: str, *, protocol: str, paris: bool, paris_id: int) -> int:
     """
     text = f"{dst}|{protocol}|{'paris' if paris else 'classic'}|{paris_id}".encode()
     h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
-    return LOCAL_MSM_ID_MIN + h % 10**12
+    return LOCAL_MSM_ID_MIN + h % _LOCAL_MSM_SPAN
 
 
 @dataclass

@@ -155,7 +155,7 @@ def test_msm_ids_local_and_distinct_per_flow() -> None:
     ids = {local_msm_id("203.0.113.10", protocol="udp", paris=True, paris_id=k) for k in range(1, 65)}
     ids.add(local_msm_id("203.0.113.10", protocol="udp", paris=False, paris_id=0))
     ids.add(local_msm_id("203.0.113.10", protocol="icmp", paris=True, paris_id=1))
-    assert len(ids) == 66 and min(ids) >= LOCAL_MSM_ID_MIN
+    assert len(ids) == 66 and min(ids) >= LOCAL_MSM_ID_MIN and max(ids) < 2**32
 
 
 # --- the lab ------------------------------------------------------------------------------
@@ -311,3 +311,46 @@ def test_without_raw_socket_permission_one_line_error(netns_lab, tmp_path: Path)
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("probes.errors.RawSocketPermission: raw sockets are not permitted")
     assert "setcap cap_net_raw+ep" in last and "root" in last
+
+
+@pytest.mark.netns
+def test_cli_trace_stores_like_ingest(netns_lab, tmp_path: Path) -> None:
+    """``pathexp trace`` in the lab -> campaign; re-ingesting its raw results gives the same tables."""
+    from probes import store
+    from probes.workspace import Campaign
+
+    lab = netns_lab
+    targets = tmp_path / "targets.txt"
+    targets.write_text(f"# lab destinations\n{lab.dsts[0]}\n{lab.dsts[1]}  # second\n")
+    argv = [PY, "-m", "analysis.cli", "trace", lab.dsts[2], "--targets-file", str(targets),
+            "--campaign", "lab", "--workspace", str(tmp_path), "--protocol", "udp",
+            "--attempts", "2", "--timeout", "0.4", "--pps", "2000", "--allow-private",
+            "--probe-id", "2000000042", "--probe-lat", "22.3", "--probe-lon", "114.2"]
+    proc = subprocess.run(lab.exec_argv("src", argv), capture_output=True, text=True, cwd=REPO,
+                          timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 reached the destination" in proc.stdout
+    camp = Campaign("lab", tmp_path)
+    traces = store.read_traces(camp)
+    assert traces.num_rows == 3
+    assert set(traces.column("origin").to_pylist()) == {"local"}
+    assert all(traces.column("destination_reached").to_pylist())
+    assert set(traces.column("prb_id").to_pylist()) == {2000000042}
+    assert min(traces.column("msm_id").to_pylist()) >= LOCAL_MSM_ID_MIN
+    hops = store.read_hops(camp).sort_by([("dst_addr", "ascending"), ("hop", "ascending"), ("attempt", "ascending")])
+    assert hops.num_rows == 3 * 7 * 2
+    assert hops.column("reply_from").null_count == 3 * 2  # the silent router
+    meta = store.read_probe_meta(camp).to_pylist()
+    assert [(m["prb_id"], m["latitude"], m["longitude"], m["address_v4"], m["origin"]) for m in meta] == [
+        (2000000042, 22.3, 114.2, lab.src_addr, "local")
+    ]
+    # the same raw results through the generic ingest path
+    other = Campaign("again", tmp_path)
+    store.ingest_results(other, list(store.iter_raw(camp)), origin="local")
+    again = store.read_hops(other).sort_by([("dst_addr", "ascending"), ("hop", "ascending"), ("attempt", "ascending")])
+    assert again.equals(hops)
+    # without --allow-private, documentation-range targets are refused in one line
+    refused = subprocess.run(lab.exec_argv("src", argv[:-7] + ["--attempts", "1"]),
+                             capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "--allow-private" in refused.stderr
