@@ -55,25 +55,22 @@ def run(args: argparse.Namespace) -> int:
             f"(campaign {report['campaign']}, snapshot {report['snapshot'] or 'unknown'})"
         )
     )
-    table.add_column("family")
-    table.add_column("path exposure", justify="right")
-    table.add_column("95% CI (probe bootstrap)", justify="right")
-    table.add_column("transiting", justify="right")
-    table.add_column(f"PoP exposure ({report['pop_country']})", justify="right")
-    table.add_column("95% CI", justify="right")
-    table.add_column("at PoP", justify="right")
+    table.add_column("family", no_wrap=True)
+    table.add_column("path exposure [95% CI]", justify="right")
+    table.add_column("paths", justify="right")
+    table.add_column(f"PoP exposure, {report['pop_country']} [95% CI]", justify="right")
+    table.add_column("paths", justify="right")
     for family, entry in report["families"].items():
         pe, po = entry["path_exposure"], entry["pop_exposure"]
         table.add_row(
             family,
-            _pct(pe["estimate"]),
-            f"{_pct(pe['ci_low'])} - {_pct(pe['ci_high'])}",
+            _cell(pe),
             f"{pe['transiting']:,}",
-            _pct(po["estimate"]),
-            f"{_pct(po['ci_low'])} - {_pct(po['ci_high'])}",
+            _cell(po),
             f"{po['transiting']:,}",
         )
     console.print(table)
+    console.print(f"intervals: {report['method']['ci']}")
     console.print(
         f"IXP crossings in {report['ixp_crossing_traceroutes']:,} traceroutes; "
         f"{report['pop_crossings']:,} flagged PoP crossings; {report['detours']:,} detours; "
@@ -83,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
         console.print("set aside: " + ", ".join(f"{k} {v:,}" for k, v in report["drops"].items()))
     console.print(f"wrote {campaign.root / 'exposure.json'}")
     return 0
+
+
+def _cell(entry: dict[str, Any]) -> str:
+    return f"{_pct(entry['estimate'])} [{_pct(entry['ci_low'])}-{_pct(entry['ci_high'])}]"
 
 
 def _pct(value: float | None) -> str:

@@ -231,3 +231,111 @@ def test_output_schema_and_node_attributes():
     assert set(nodes) == {"AS7922", "AS4134", "IXP:pdb:1"}
     assert nodes["AS4134"]["family"] == CT and nodes["AS4134"]["org"] == "China Telecom"
     assert nodes["IXP:pdb:1"]["city"] == "Ashburn" and nodes["IXP:pdb:1"]["country"] == "US"
+
+
+# ------------------------------------------------------------------------- end to end
+# Hand-written Atlas results -> probes.store ingest -> analysis.annotate with a hand-written
+# reference snapshot -> analyze_campaign / `pathexp analyze`. Expected values by hand, see
+# fixtures/us_ixp/README.md.
+US_IXP = __import__("pathlib").Path(__file__).parent / "fixtures" / "us_ixp"
+
+
+@pytest.fixture()
+def us_ixp_campaign(tmp_path):
+    import orjson
+
+    from analysis.annotate import annotate_campaign
+    from analysis.datasets import import_files
+    from probes import store
+    from probes.workspace import Campaign
+
+    cache = tmp_path / "cache"
+    for kind, name in (("pfx2as", "pfx2as.txt"), ("peeringdb", "peeringdb.json"), ("as2org", "as2org.txt")):
+        import_files(kind, [US_IXP / name], snapshot_id="fixture-1", cache_dir=cache)
+    campaign = Campaign("usixp", tmp_path / "ws")
+    report = store.ingest_files(campaign, [US_IXP / "results.ndjson"])
+    assert report.added == 4
+    store.write_probe_meta(campaign, orjson.loads((US_IXP / "probes.json").read_bytes()))
+    annotate_campaign(campaign, snapshot_id="fixture-1", cache_dir=cache)
+    return campaign
+
+
+def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
+    import orjson
+    import pyarrow.parquet as pq
+
+    campaign = us_ixp_campaign
+    report = P.analyze_campaign(campaign, n_boot=200, seed=3)
+    paths = pq.read_table(campaign.paths_dir / "paths.parquet")
+    rows = {(r["prb_id"], r["timestamp"].day): r for r in paths.to_pylist()}
+    assert len(rows) == 4
+
+    ny1, ny2, fra1, fra2 = rows[(6001, 1)], rows[(6001, 2)], rows[(6002, 1)], rows[(6002, 2)]
+    assert ny1["as_path"] == ["AS7922", "IXP:pdb:1", "AS4134", "AS15169"]
+    (c,) = ny1["pop_crossings"]
+    assert (c["family"], c["asn"], c["from_asn"], c["hop"], c["address"]) == (
+        "china-telecom", 4134, 7922, 5, "206.126.236.50")
+    assert (c["ixp_name"], c["ixp_city"], c["ixp_country"]) == ("Equinix Ashburn", "Ashburn", "US")
+    # min RTT of hop 5 is 5.8 ms -> 579.6 km; New York-Ashburn ~350 km: consistent
+    assert c["min_rtt"] == 5.8 and c["verdict"] == "consistent"
+    assert ny1["dst_asn"] == 15169 and ny1["dst_country"] == "US" and ny1["destination_reached"]
+
+    assert ny2["as_path"] == ["AS7922", "IXP:pdb:2", "AS58453", "AS15169"]
+    (c,) = ny2["pop_crossings"]
+    # 12.0 ms -> 1,199 km, but New York-Los Angeles is ~3,940 km: inconsistent
+    assert (c["family"], c["ixp_city"], c["min_rtt"], c["verdict"]) == (
+        "china-mobile", "Los Angeles", 12.0, "inconsistent")
+
+    assert fra1["as_path"] == ["AS3320", "AS4134", "AS15169"]
+    (c,) = fra1["pop_crossings"]
+    assert (c["kind"], c["verdict"]) == ("private interconnect", "unknown")
+    assert fra1["detour"] is True and fra1["detour_hops"] == [2]
+    assert fra2["transits_flagged"] is False and fra2["detour"] is False
+
+    fam = report["families"]
+    assert fam["china-telecom"]["path_exposure"]["transiting"] == 2
+    assert fam["china-telecom"]["path_exposure"]["estimate"] == 0.5
+    assert fam["china-mobile"]["path_exposure"]["estimate"] == 0.25
+    assert fam["china-unicom"]["path_exposure"]["estimate"] == 0.0
+    assert fam["any"]["path_exposure"]["estimate"] == 0.75
+    assert fam["china-telecom"]["pop_exposure"]["estimate"] == 0.25  # only the Ashburn crossing
+    assert fam["china-mobile"]["pop_exposure"]["estimate"] == 0.0     # LA crossing inconsistent
+    assert fam["any"]["path_exposure"]["method"].startswith("cluster bootstrap over prb_id")
+    assert report["snapshot"] == "fixture-1"
+    assert report["detours"] == 1 and report["ixp_crossing_traceroutes"] == 2
+
+    on_disk = orjson.loads((campaign.root / "exposure.json").read_bytes())
+    assert on_disk["families"]["china-telecom"]["path_exposure"]["estimate"] == 0.5
+    for name in ("path_exposure", "pop_exposure", "hegemony", "change_events"):
+        assert (campaign.root / "exposure" / f"{name}.parquet").is_file()
+        assert (campaign.root / "exposure" / f"{name}.csv").read_text().count("\n") >= 2
+    # change events for china-telecom: prb 6001 stops (CT on day 1, not day 2), prb 6002 stops
+    ev = pq.read_table(campaign.root / "exposure" / "change_events.parquet").to_pylist()
+    assert sorted((e["prb_id"], e["event"]) for e in ev if e["family"] == "china-telecom") == [
+        (6001, "stop"), (6002, "stop")]
+    import networkx as nx
+
+    g = nx.read_graphml(campaign.root / "graph" / "as_graph.graphml")
+    assert g.edges["IXP:pdb:1", "AS4134"]["traceroutes"] == 1
+    assert g.nodes["AS4134"]["family"] == "china-telecom"
+    assert g.nodes["IXP:pdb:1"]["city"] == "Ashburn"
+
+
+def test_pathexp_analyze_cli_prints_table(us_ixp_campaign, capsys):
+    from analysis.cli import main
+
+    campaign = us_ixp_campaign
+    rc = main(["analyze", "--campaign", campaign.name, "--workspace", str(campaign.workspace),
+               "--bootstrap", "100"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "china-telecom" in out and "50.00%" in out and "25.00%" in out
+    assert (campaign.root / "exposure.json").is_file()
+
+
+def test_pathexp_analyze_without_annotation_is_a_one_line_error(tmp_path, capsys):
+    from analysis.cli import main
+
+    rc = main(["analyze", "--campaign", "empty", "--workspace", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "pathexp annotate" in err and err.count("\n") == 1
