@@ -312,11 +312,8 @@ class AtlasClient:
         seen_urls: set[str] = set()
         seen_ids: set[Any] = set()
         out: list[dict] = []
+        repeats = 0
         while url:
-            if url in seen_urls:
-                self.stats.repeated_pages += 1
-                break
-            seen_urls.add(url)
             body = self._get(url, auth=auth, what=what)
             if not isinstance(body, dict) or not isinstance(body.get("results"), list):
                 raise AtlasAPIError(f"{what}: unexpected response shape (no 'results' list)")
@@ -329,12 +326,22 @@ class AtlasClient:
                 out.append(obj)
                 fresh += 1
             if body["results"] and not fresh:
+                # a page we already had: ask for this one again rather than skip ahead
                 self.stats.repeated_pages += 1
+                repeats += 1
+                if repeats > 3:
+                    raise AtlasAPIError(f"{what}: the server keeps repeating page {url}")
+                continue
+            repeats = 0
+            seen_urls.add(url)
             nxt = body.get("next")
             if not nxt:
                 break
             parsed = urlparse(nxt)
             url = f"{parsed.path}?{parsed.query}" if parsed.query else parsed.path
+            if url in seen_urls:  # a cycle in the links
+                self.stats.repeated_pages += 1
+                break
         return out
 
     # ------------------------------------------------------------------ API

@@ -55,7 +55,7 @@ __all__ = [
     "FixtureResults",
     "load_fixture_probes",
     "v2_probe",
-    "US_ANCHORS",
+    "WorldResults",
     "make_tls",
     "v2_measurement_from_v1",
 ]
@@ -64,27 +64,6 @@ STATUS = {
     0: "Specified", 1: "Scheduled", 2: "Ongoing", 4: "Stopped", 5: "Forced to stop",
     6: "No suitable probes", 7: "Failed",
 }
-
-#: Three US anchors written for these tests (anchor object shape of API v2).
-US_ANCHORS = [
-    {"id": 1001, "type": "Anchor", "fqdn": "us-sea-as64500.anchors.example", "probe": 6001,
-     "is_ipv4_only": False, "ip_v4": "23.94.10.1", "as_v4": 36352, "ip_v6": "2606:a000::1",
-     "as_v6": 36352, "country": "US", "city": "Seattle", "company": "Example",
-     "geometry": {"type": "Point", "coordinates": [-122.33, 47.61]}, "is_disabled": False},
-    {"id": 1002, "type": "Anchor", "fqdn": "us-nyc-as64501.anchors.example", "probe": 6002,
-     "is_ipv4_only": True, "ip_v4": "45.33.20.2", "as_v4": 63949, "ip_v6": None,
-     "as_v6": None, "country": "US", "city": "New York", "company": "Example",
-     "geometry": {"type": "Point", "coordinates": [-74.0, 40.71]}, "is_disabled": False},
-    {"id": 1003, "type": "Anchor", "fqdn": "us-dal-as64502.anchors.example", "probe": 6003,
-     "is_ipv4_only": True, "ip_v4": "64.71.30.3", "as_v4": 6939, "ip_v6": None,
-     "as_v6": None, "country": "US", "city": "Dallas", "company": "Example",
-     "geometry": {"type": "Point", "coordinates": [-96.8, 32.78]}, "is_disabled": True},
-    {"id": 1004, "type": "Anchor", "fqdn": "de-fra-as64503.anchors.example", "probe": 6004,
-     "is_ipv4_only": True, "ip_v4": "80.81.192.4", "as_v4": 6695, "ip_v6": None,
-     "as_v6": None, "country": "DE", "city": "Frankfurt", "company": "Example",
-     "geometry": {"type": "Point", "coordinates": [8.68, 50.11]}, "is_disabled": False},
-]
-
 
 def v2_probe(p: dict) -> dict:
     """An API v1/v2 probe object as API v2 returns it (status id/name, epoch times)."""
@@ -139,6 +118,31 @@ class FixtureResults:
                  paris_id=(prb_id % 16) + 1 if msm.get("paris") else 0,
                  msm_name="Traceroute", size=msm.get("size", 48))
         r.pop("group_id", None)
+        return r
+
+
+class WorldResults:
+    """Result source backed by the synthetic world (:class:`probes.world.World`).
+
+    Probes of the world get the world's traceroute toward the measurement's target
+    address; other probes (real fixture probes) fall back to ``fallback``.
+    """
+
+    def __init__(self, world: Any, fallback: Callable[[dict, int, int], dict] | None = None
+                 ) -> None:
+        self._world = world
+        self._ids = {p["id"] for p in world.probes()}
+        self._fallback = fallback
+
+    def __call__(self, msm: dict, prb_id: int, timestamp: int) -> dict:
+        if prb_id not in self._ids:
+            if self._fallback is None:
+                raise KeyError(f"probe {prb_id} is not in the world")
+            return self._fallback(msm, prb_id, timestamp)
+        paris = (prb_id % 16) + 1 if msm.get("paris") else 0
+        r = self._world.traceroute(prb_id, msm["target_ip"], timestamp, msm_id=msm["id"],
+                                   proto=msm["protocol"], paris_id=paris)
+        r["dst_name"] = msm["target"]
         return r
 
 
@@ -702,3 +706,55 @@ def v2_measurement_from_v1(meta: dict) -> dict:
         "resolve_on_probe": meta.get("resolve_on_probe", False),
         "status": meta.get("status"),
     }
+
+
+# ---------------------------------------------------------------------------- pytest fixtures
+# Imported by the test modules (``from tests.probes.atlas_server import ...``).
+import pytest  # noqa: E402
+
+#: The API key the stand-in accepts in tests (a made-up value, searched for in outputs).
+TEST_KEY = "px-test-KEY-6f1d2c9e8b7a4c3d"
+
+
+@pytest.fixture(scope="session")
+def atlas_tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[ssl.SSLContext, Path]:
+    """Session CA + server TLS context; the CA bundle path for the client."""
+    return make_tls(tmp_path_factory.mktemp("atlas-tls"))
+
+
+@pytest.fixture(scope="session")
+def atlas_world() -> Any:
+    from probes.world import World
+
+    return World.build(seed=0, size="small")
+
+
+@pytest.fixture(scope="session")
+def atlas_population(test_data: Path, atlas_world: Any) -> tuple[list[dict], list[dict]]:
+    """Probes (real fixture probes + the world's) and anchors (the world's)."""
+    return load_fixture_probes(test_data) + atlas_world.probes(), atlas_world.anchors()
+
+
+@pytest.fixture()
+def standin(atlas_tls: tuple[ssl.SSLContext, Path], atlas_population: tuple[list, list],
+            atlas_world: Any, test_data: Path) -> Iterable[AtlasStandIn]:
+    """A running stand-in with the test key, 10^6 credits and world-backed results."""
+    fixture = FixtureResults.from_bundle(
+        test_data / "ripe-atlas" / "pierky-ripe-atlas-monitor-fixtures" / "1033154.json")
+    probes, anchors = atlas_population
+    clock = _Clock(time.time())
+    srv = AtlasStandIn(tls=atlas_tls, probes=probes, anchors=anchors, key=TEST_KEY,
+                       source=WorldResults(atlas_world, fallback=fixture), now=clock)
+    srv.clock = clock  # type: ignore[attr-defined]
+    with srv:
+        yield srv
+
+
+class _Clock:
+    """A settable clock for the server (``clock.t``)."""
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
