@@ -71,7 +71,7 @@ SIZES: dict[str, SizeParams] = {
         tier1=8,
         transit={"NA": 6, "EU": 8, "AS": 7, "SA": 4, "AF": 4, "OC": 2},
         access={"NA": 40, "EU": 55, "AS": 35, "SA": 15, "AF": 12, "OC": 6},
-        china_access=8,
+        china_access=10,
         content=50,
         probes=150,
         anchors=10,
@@ -224,9 +224,32 @@ class _Pool:
 
 
 _NAME_WORDS = (
-    "Aurora", "Boreal", "Cobalt", "Delta", "Ember", "Fjord", "Granite", "Harbor", "Indigo",
-    "Juniper", "Kestrel", "Lumen", "Meridian", "Nimbus", "Orchid", "Pioneer", "Quartz",
-    "Raven", "Summit", "Tundra", "Umber", "Vertex", "Willow", "Xenon", "Yarrow", "Zephyr",
+    "Aurora",
+    "Boreal",
+    "Cobalt",
+    "Delta",
+    "Ember",
+    "Fjord",
+    "Granite",
+    "Harbor",
+    "Indigo",
+    "Juniper",
+    "Kestrel",
+    "Lumen",
+    "Meridian",
+    "Nimbus",
+    "Orchid",
+    "Pioneer",
+    "Quartz",
+    "Raven",
+    "Summit",
+    "Tundra",
+    "Umber",
+    "Vertex",
+    "Willow",
+    "Xenon",
+    "Yarrow",
+    "Zephyr",
 )
 
 
@@ -271,8 +294,14 @@ def build_topology(*, seed: int, size: str) -> Topology:
         extra = pick([c for c in cities if c not in core], 6)
         cl = [home] + [c for c in core + extra if c != home]
         ases[asn] = ASInfo(
-            asn, f"SYN-T1-{_word(i).upper()}", "tier1", cities[home].country, "NA",
-            cl, f"SYNORG-T1-{i}", f"Synthetic {_word(i)} Backbone",
+            asn,
+            f"SYN-T1-{_word(i).upper()}",
+            "tier1",
+            cities[home].country,
+            "NA",
+            cl,
+            f"SYNORG-T1-{i}",
+            f"Synthetic {_word(i)} Backbone",
         )
         tier1.append(asn)
 
@@ -280,7 +309,14 @@ def build_topology(*, seed: int, size: str) -> Topology:
     flagged: list[int] = []
     for f in FLAGGED_ASES:
         ases[f.asn] = ASInfo(
-            f.asn, f.name, "flagged", f.country, "AS", list(f.cities), f.org_id, f.org_name,
+            f.asn,
+            f.name,
+            "flagged",
+            f.country,
+            "AS",
+            list(f.cities),
+            f.org_id,
+            f.org_name,
             family=f.family,
         )
         flagged.append(f.asn)
@@ -288,8 +324,14 @@ def build_topology(*, seed: int, size: str) -> Topology:
 
     # regional transits
     transits: dict[str, list[int]] = {}
-    bridge = {"NA": ["chi", "dfw"], "EU": ["nyc", "iad"], "AS": ["lax", "sjc", "sea"],
-              "SA": ["mia"], "AF": ["lon"], "OC": ["lax", "sjc"]}
+    bridge = {
+        "NA": ["chi", "dfw"],
+        "EU": ["nyc", "iad"],
+        "AS": ["lax", "sjc", "sea"],
+        "SA": ["mia"],
+        "AF": ["lon"],
+        "OC": ["lax", "sjc"],
+    }
     k = 0
     for cont, n in params.transit.items():
         for _ in range(n):
@@ -298,8 +340,14 @@ def build_topology(*, seed: int, size: str) -> Topology:
             ext = pick(bridge[cont], int(rng.integers(0, 2)) + (1 if cont != "NA" else 0))
             cl = own + [c for c in ext if c not in own]
             ases[asn] = ASInfo(
-                asn, f"SYN-TRANSIT-{_word(k).upper()}", "transit", cities[own[0]].country,
-                cont, cl, f"SYNORG-TR-{k}", f"Synthetic {_word(k)} Transit",
+                asn,
+                f"SYN-TRANSIT-{_word(k).upper()}",
+                "transit",
+                cities[own[0]].country,
+                cont,
+                cl,
+                f"SYNORG-TR-{k}",
+                f"Synthetic {_word(k)} Transit",
             )
             transits.setdefault(cont, []).append(asn)
             k += 1
@@ -314,8 +362,14 @@ def build_topology(*, seed: int, size: str) -> Topology:
             same_country = [c for c in by_cont[cont] if cities[c].country == cities[home].country]
             cl = [home] + [c for c in pick(same_country, 2) if c != home]
             ases[asn] = ASInfo(
-                asn, f"SYN-ACCESS-{cities[home].country}-{k}", "access", cities[home].country,
-                cont, cl, f"SYNORG-AC-{k}", f"Synthetic {_word(k)} Broadband",
+                asn,
+                f"SYN-ACCESS-{cities[home].country}-{k}",
+                "access",
+                cities[home].country,
+                cont,
+                cl,
+                f"SYNORG-AC-{k}",
+                f"Synthetic {_word(k)} Broadband",
                 private_space="100.64.0.0/10" if rng.random() < 0.35 else "10.0.0.0/8",
             )
             access.setdefault(cont, []).append(asn)
@@ -323,10 +377,16 @@ def build_topology(*, seed: int, size: str) -> Topology:
     china_access: list[int] = []
     for i in range(params.china_access):
         asn = new_asn()
-        home = ("pek", "sha", "can")[i % 3]
+        home = ("pek", "sha", "can", "sha", "pek")[i % 5]
         ases[asn] = ASInfo(
-            asn, f"SYN-ACCESS-CN-{i}", "access", "CN", "AS", [home],
-            f"SYNORG-CN-{i}", f"Synthetic Provincial Network {i}",
+            asn,
+            f"SYN-ACCESS-CN-{i}",
+            "access",
+            "CN",
+            "AS",
+            [home],
+            f"SYNORG-CN-{i}",
+            f"Synthetic Provincial Network {i}",
             private_space="10.0.0.0/8",
         )
         china_access.append(asn)
@@ -338,8 +398,14 @@ def build_topology(*, seed: int, size: str) -> Topology:
         cl = pick(us_cities, int(rng.integers(1, 5)))
         kind_name = ("CLOUD", "HOSTING", "CDN", "MEDIA")[i % 4]
         ases[asn] = ASInfo(
-            asn, f"SYN-{kind_name}-{i}", "content", "US", "NA", cl,
-            f"SYNORG-CO-{i}", f"Synthetic {_word(i)} {kind_name.title()}",
+            asn,
+            f"SYN-{kind_name}-{i}",
+            "content",
+            "US",
+            "NA",
+            cl,
+            f"SYNORG-CO-{i}",
+            f"Synthetic {_word(i)} {kind_name.title()}",
         )
         content.append(asn)
 
@@ -359,7 +425,7 @@ def build_topology(*, seed: int, size: str) -> Topology:
 
     # relationships
     for i, a in enumerate(tier1):
-        for b in tier1[i + 1:]:
+        for b in tier1[i + 1 :]:
             add_p2p(a, b)
     for f in FLAGGED_ASES:
         if f.provider is not None:
@@ -369,9 +435,9 @@ def build_topology(*, seed: int, size: str) -> Topology:
                 add_p2p(f.asn, t)
     backbones = [f.asn for f in FLAGGED_ASES if f.role == "backbone" and f.provider is None]
     for i, a in enumerate(backbones):
-        for b in backbones[i + 1:]:
+        for b in backbones[i + 1 :]:
             add_p2p(a, b)
-    flagged_sellers = [4134, 4837, 58453, 10099]
+    flagged_sellers = [4134, 4809, 4837, 58453, 10099]
     for cont, lst in transits.items():
         for asn in lst:
             n_prov = 2 if rng.random() < 0.7 else 1
@@ -387,9 +453,9 @@ def build_topology(*, seed: int, size: str) -> Topology:
             for p in provs:
                 add_c2p(asn, p)
     for i, asn in enumerate(china_access):
-        provs = [(4134, 4837, 9808)[i % 3]]
+        provs = [(4134, 4837, 9808, 4809, 9929)[i % 5]]
         if rng.random() < 0.4:
-            provs.append((4837, 9808, 4134)[i % 3])
+            provs.append((4837, 4134, 4134, 4837, 4134)[i % 5])
         for p in provs:
             add_c2p(asn, p)
     us_arms = [23764, 10099, 58807]
@@ -448,17 +514,21 @@ def build_topology(*, seed: int, size: str) -> Topology:
 
     # open peering at IXPs
     peer_p = {
-        frozenset(["content", "access"]): 0.6, frozenset(["content"]): 0.3,
-        frozenset(["content", "transit"]): 0.4, frozenset(["transit"]): 0.3,
-        frozenset(["access"]): 0.1, frozenset(["access", "transit"]): 0.2,
-        frozenset(["flagged", "content"]): 0.75, frozenset(["flagged", "access"]): 0.3,
+        frozenset(["content", "access"]): 0.6,
+        frozenset(["content"]): 0.3,
+        frozenset(["content", "transit"]): 0.4,
+        frozenset(["transit"]): 0.3,
+        frozenset(["access"]): 0.1,
+        frozenset(["access", "transit"]): 0.2,
+        frozenset(["flagged", "content"]): 0.75,
+        frozenset(["flagged", "access"]): 0.3,
         frozenset(["flagged", "transit"]): 0.4,
     }
     shared: dict[tuple[int, int], list[int]] = {}
     for ix in ixps.values():
         mem = sorted(ix.members)
         for i, a in enumerate(mem):
-            for b in mem[i + 1:]:
+            for b in mem[i + 1 :]:
                 shared.setdefault((a, b), []).append(ix.ix_id)
 
     def related(a: int, b: int) -> bool:
@@ -486,9 +556,13 @@ def build_topology(*, seed: int, size: str) -> Topology:
             raise RuntimeError(f"link block of AS{numbering} exhausted")
         other = b if numbering == a else a
         return Interconnect(
-            city, "private", None,
-            {numbering: str(ipaddress.IPv4Address(base)),
-             other: str(ipaddress.IPv4Address(base + 1))},
+            city,
+            "private",
+            None,
+            {
+                numbering: str(ipaddress.IPv4Address(base)),
+                other: str(ipaddress.IPv4Address(base + 1)),
+            },
         )
 
     def order_cities(common: list[str]) -> list[str]:
@@ -514,17 +588,18 @@ def build_topology(*, seed: int, size: str) -> Topology:
             if not private_pair:
                 for ix_id in ixs:
                     ix = ixps[ix_id]
-                    lst.append(Interconnect(
-                        ix.city, "ixp", ix_id, {a: ix.members[a], b: ix.members[b]}
-                    ))
+                    lst.append(
+                        Interconnect(ix.city, "ixp", ix_id, {a: ix.members[a], b: ix.members[b]})
+                    )
             links[(a, b)] = lst
 
     # probes
     probes: list[Probe] = []
     conts = list(params.access)
-    weights = np.array([{"NA": 0.2, "EU": 0.33, "AS": 0.2, "SA": 0.1, "AF": 0.1, "OC": 0.07}[c]
-                        for c in conts])
-    n_cn = max(4, params.probes // 25)
+    weights = np.array(
+        [{"NA": 0.2, "EU": 0.33, "AS": 0.2, "SA": 0.1, "AF": 0.1, "OC": 0.07}[c] for c in conts]
+    )
+    n_cn = max(5, params.probes // 25)
     n_regular = params.probes - params.anchors - n_cn
     conts_drawn = rng.choice(len(conts), size=n_regular, p=weights / weights.sum())
     host_counter: dict[int, int] = {}
@@ -552,10 +627,23 @@ def build_topology(*, seed: int, size: str) -> Topology:
         src = f"192.168.{int(rng.integers(0, 3))}.{int(rng.integers(2, 250))}" if nat else public
         pfx = str(ipaddress.IPv4Network(public + "/24", strict=False))
         fw = 5080 if anchor else int(rng.choice([5020, 5040, 5060, 5080]))
-        probes.append(Probe(
-            prb_id, asn, city, lat, lon, src, public, pfx, nat, anchor, fw, c.country,
-            t_first + int(rng.integers(0, 200_000_000)),
-        ))
+        probes.append(
+            Probe(
+                prb_id,
+                asn,
+                city,
+                lat,
+                lon,
+                src,
+                public,
+                pfx,
+                nat,
+                anchor,
+                fw,
+                c.country,
+                t_first + int(rng.integers(0, 200_000_000)),
+            )
+        )
 
     for ci in conts_drawn:
         lst = access[conts[int(ci)]]

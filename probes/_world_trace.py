@@ -177,7 +177,9 @@ class TraceBuilder:
         flow = stable_hash("flowid", probe.src_addr, dst_addr, _PROTO_CODE[proto], paris_id)
         nodes, routed = self.nodes_for(probe, dest, path, flow=flow, leak=leak)
         dest_silent = (
-            dest is not None and proto != "ICMP" and stable_hash("silent", dest.addr, proto) % 4 == 0
+            dest is not None
+            and proto != "ICMP"
+            and stable_hash("silent", dest.addr, proto) % 4 == 0
         )
         loop = routed and len(nodes) >= 5 and rng.random() < LOOP_PROBABILITY
         if loop:
@@ -214,19 +216,29 @@ class TraceBuilder:
                 if rng.random() < 0.02:
                     rtt += rng.uniform(5.0, 60.0)
                 is_host = node.kind == "host"
-                replies.append({
-                    "from": node.addr,
-                    "rtt": round(rtt, 3),
-                    "size": _PROTO_SIZE[proto] if is_host and proto != "TCP" else 28,
-                    "ttl": (64 if node.kind in ("host", "gateway") else 255) - (n - 1),
-                })
+                replies.append(
+                    {
+                        "from": node.addr,
+                        "rtt": round(rtt, 3),
+                        "size": _PROTO_SIZE[proto] if is_host and proto != "TCP" else 28,
+                        "ttl": (64 if node.kind in ("host", "gateway") else 255) - (n - 1),
+                    }
+                )
             hops_json.append({"hop": n, "result": replies})
-            truth_hops.append({
-                **key, "hop": n, "addr": node.addr, "router_asn": node.asn,
-                "responded": node.responsive and any("from" in r for r in replies),
-                "kind": node.kind, "city": node.city or probe.city, "lat": lat, "lon": lon,
-                "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
-            })
+            truth_hops.append(
+                {
+                    **key,
+                    "hop": n,
+                    "addr": node.addr,
+                    "router_asn": node.asn,
+                    "responded": node.responsive and any("from" in r for r in replies),
+                    "kind": node.kind,
+                    "city": node.city or probe.city,
+                    "lat": lat,
+                    "lon": lon,
+                    "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
+                }
+            )
         reached = routed and not loop and not dest_silent
         if not reached and not loop:
             last = len(hops_json)
@@ -257,13 +269,34 @@ class TraceBuilder:
         }
         if proto == "TCP":
             result["size"] = 0
-        return self._truth(result, truth_hops, nodes, path, probe, dest, dst_addr,
-                           leak=leak, in_window=in_window, loop=loop, reached=reached)
+        return self._truth(
+            result,
+            truth_hops,
+            nodes,
+            path,
+            probe,
+            dest,
+            dst_addr,
+            leak=leak,
+            in_window=in_window,
+            loop=loop,
+            reached=reached,
+        )
 
     def _truth(
-        self, result: dict, truth_hops: list[dict], nodes: list[Node],
-        path: tuple[int, ...] | None, probe: Probe, dest: Destination | None, dst_addr: str,
-        *, leak: bool, in_window: bool, loop: bool, reached: bool,
+        self,
+        result: dict,
+        truth_hops: list[dict],
+        nodes: list[Node],
+        path: tuple[int, ...] | None,
+        probe: Probe,
+        dest: Destination | None,
+        dst_addr: str,
+        *,
+        leak: bool,
+        in_window: bool,
+        loop: bool,
+        reached: bool,
     ) -> TraceOutput:
         topo = self.topo
         key = {"msm_id": result["msm_id"], "prb_id": probe.prb_id, "timestamp": result["timestamp"]}
@@ -274,34 +307,50 @@ class TraceBuilder:
         prev_asn: int | None = None
         limit = len(truth_hops)
         for i, node in enumerate(nodes[:limit]):
-            if loop and i > 0 and (node.addr, node.asn) in {
-                (m.addr, m.asn) for m in nodes[:i]
-            }:
+            if loop and i > 0 and (node.addr, node.asn) in {(m.addr, m.asn) for m in nodes[:i]}:
                 break  # the looping tail repeats earlier routers
             hop = truth_hops[i]
             if node.kind == "ixp":
                 ix = topo.ixps[node.ixp_id]
                 path_nodes.append(f"IX:pdb:{node.ixp_id}")
-                ixp_x.append({
-                    **key, "ixp_id": f"pdb:{node.ixp_id}", "ixp_name": ix.name,
-                    "city": topo.cities[ix.city].name, "country": topo.cities[ix.city].country,
-                    "near_asn": prev_asn, "far_asn": node.asn, "hop": hop["hop"],
-                    "addr": node.addr, "observable": hop["responded"],
-                })
+                ixp_x.append(
+                    {
+                        **key,
+                        "ixp_id": f"pdb:{node.ixp_id}",
+                        "ixp_name": ix.name,
+                        "city": topo.cities[ix.city].name,
+                        "country": topo.cities[ix.city].country,
+                        "near_asn": prev_asn,
+                        "far_asn": node.asn,
+                        "hop": hop["hop"],
+                        "addr": node.addr,
+                        "observable": hop["responded"],
+                    }
+                )
             if node.asn != prev_asn:
                 path_nodes.append(f"AS{node.asn}")
                 fam = self.family.get(node.asn)
                 if fam is not None:
                     city = topo.cities[node.city] if node.city else topo.cities[probe.city]
-                    seg = [h for h, m in zip(truth_hops, nodes[:limit], strict=True) if m.asn == node.asn]
-                    flagged_x.append({
-                        **key, "family": fam, "asn": node.asn,
-                        "via": "ixp" if node.kind == "ixp" else "private",
-                        "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
-                        "city": city.name, "country": city.country, "hop": hop["hop"],
-                        "addr": node.addr,
-                        "observable": any(h["responded"] for h in seg),
-                    })
+                    seg = [
+                        h
+                        for h, m in zip(truth_hops, nodes[:limit], strict=True)
+                        if m.asn == node.asn
+                    ]
+                    flagged_x.append(
+                        {
+                            **key,
+                            "family": fam,
+                            "asn": node.asn,
+                            "via": "ixp" if node.kind == "ixp" else "private",
+                            "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
+                            "city": city.name,
+                            "country": city.country,
+                            "hop": hop["hop"],
+                            "addr": node.addr,
+                            "observable": any(h["responded"] for h in seg),
+                        }
+                    )
             prev_asn = node.asn
         fams = sorted({x["family"] for x in flagged_x})
         fams_us = sorted({x["family"] for x in flagged_x if x["country"] == "US"})

@@ -278,14 +278,19 @@ def delegated_apnic_text(*, date: int) -> bytes:
     recs: list[tuple[str, str, str, int, str]] = []  # cc, type, start, value, date
     for f in FLAGGED_ASES:
         if f.org_id.endswith("-AP"):
-            recs.append(("CN" if f.country == "CN" else f.country, "asn", str(f.asn), 1, "20020101"))
+            recs.append(
+                ("CN" if f.country == "CN" else f.country, "asn", str(f.asn), 1, "20020101")
+            )
         for pfx in (*f.prefixes, *([f.router_space] if f.router_space else [])):
             if f.org_id.endswith("-AP"):
                 net = ipaddress.IPv4Network(pfx)
-                recs.append((f.country, "ipv4", str(net.network_address), net.num_addresses,
-                             "20050520"))
-    recs = sorted(set(recs), key=lambda r: (r[1], int(ipaddress.IPv4Address(r[2]))
-                                             if r[1] == "ipv4" else int(r[2])))
+                recs.append(
+                    (f.country, "ipv4", str(net.network_address), net.num_addresses, "20050520")
+                )
+    recs = sorted(
+        set(recs),
+        key=lambda r: (r[1], int(ipaddress.IPv4Address(r[2])) if r[1] == "ipv4" else int(r[2])),
+    )
     n_asn = sum(1 for r in recs if r[1] == "asn")
     n_v4 = sum(1 for r in recs if r[1] == "ipv4")
     out = [
@@ -320,132 +325,295 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
         if a.org_id not in org_ids:
             org_ids[a.org_id] = PDB_ID_BASE + 10 + len(org_ids)
             c = cities[a.cities[0]]
-            org_rows.append({"id": org_ids[a.org_id], "name": a.org_name,
-                             "city": c.name, "country": a.country})
+            org_rows.append(
+                {"id": org_ids[a.org_id], "name": a.org_name, "city": c.name, "country": a.country}
+            )
     org = []
     for r in org_rows:
-        org.append({
-            **r, "aka": "", "name_long": "", "website": "", "social_media": [],
-            "notes": SYNTHETIC_NOTE, "logo": None, "address1": "", "address2": "",
-            "state": "", "zipcode": "", "floor": "", "suite": "", "latitude": None,
-            "longitude": None, **base,
-        })
+        org.append(
+            {
+                **r,
+                "aka": "",
+                "name_long": "",
+                "website": "",
+                "social_media": [],
+                "notes": SYNTHETIC_NOTE,
+                "logo": None,
+                "address1": "",
+                "address2": "",
+                "state": "",
+                "zipcode": "",
+                "floor": "",
+                "suite": "",
+                "latitude": None,
+                "longitude": None,
+                **base,
+            }
+        )
 
     ix, ixlan, ixpfx, fac, ixfac = [], [], [], [], []
     fac_of_city: dict[str, int] = {}
-    for n, ck in enumerate(sorted({x.city for x in topo.ixps.values()},
-                                  key=lambda k: list(cities).index(k))):
+    for n, ck in enumerate(
+        sorted({x.city for x in topo.ixps.values()}, key=lambda k: list(cities).index(k))
+    ):
         c = cities[ck]
         fid = PDB_ID_BASE + 500 + n
         fac_of_city[ck] = fid
-        fac.append({
-            "id": fid, "org_id": fac_org, "org_name": "Synthetic Datacenters Inc.",
-            "campus_id": None, "name": f"SYN-DC {c.name} 1", "aka": "", "name_long": "",
-            "website": "", "social_media": [], "clli": "", "rencode": "", "npanxx": "",
-            "notes": SYNTHETIC_NOTE, "net_count": 0, "ix_count": 1, "carrier_count": 0,
-            "sales_email": "", "sales_phone": "", "tech_email": "", "tech_phone": "",
-            "available_voltage_services": [], "diverse_serving_substations": None,
-            "property": "", "region_continent": CONTINENT_NAMES[c.continent],
-            "status_dashboard": "", "logo": None, **base, "address1": "", "address2": "",
-            "city": c.name, "country": c.country, "state": "", "zipcode": "", "floor": "",
-            "suite": "", "latitude": c.lat, "longitude": c.lon,
-        })
+        fac.append(
+            {
+                "id": fid,
+                "org_id": fac_org,
+                "org_name": "Synthetic Datacenters Inc.",
+                "campus_id": None,
+                "name": f"SYN-DC {c.name} 1",
+                "aka": "",
+                "name_long": "",
+                "website": "",
+                "social_media": [],
+                "clli": "",
+                "rencode": "",
+                "npanxx": "",
+                "notes": SYNTHETIC_NOTE,
+                "net_count": 0,
+                "ix_count": 1,
+                "carrier_count": 0,
+                "sales_email": "",
+                "sales_phone": "",
+                "tech_email": "",
+                "tech_phone": "",
+                "available_voltage_services": [],
+                "diverse_serving_substations": None,
+                "property": "",
+                "region_continent": CONTINENT_NAMES[c.continent],
+                "status_dashboard": "",
+                "logo": None,
+                **base,
+                "address1": "",
+                "address2": "",
+                "city": c.name,
+                "country": c.country,
+                "state": "",
+                "zipcode": "",
+                "floor": "",
+                "suite": "",
+                "latitude": c.lat,
+                "longitude": c.lon,
+            }
+        )
     netixlan = []
     net_ids = {asn: PDB_ID_BASE + 1000 + i for i, asn in enumerate(sorted(topo.ases))}
     for x in sorted(topo.ixps.values(), key=lambda v: v.ix_id):
         c = cities[x.city]
-        ix.append({
-            "id": x.ix_id, "org_id": ix_org, "name": x.name, "aka": "",
-            "name_long": f"{x.name} Internet Exchange (synthetic)", "city": c.name,
-            "country": c.country, "region_continent": CONTINENT_NAMES[c.continent],
-            "media": "Ethernet", "notes": SYNTHETIC_NOTE, "proto_unicast": True,
-            "proto_multicast": False, "proto_ipv6": False, "website": "",
-            "social_media": [], "url_stats": "", "tech_email": "", "tech_phone": "",
-            "policy_email": "", "policy_phone": "", "sales_phone": "", "sales_email": "",
-            "net_count": len(x.members), "fac_count": 1, "ixf_net_count": 0,
-            "ixf_last_import": None, "ixf_import_request": None,
-            "ixf_import_request_status": "queued", "service_level": "", "terms": "",
-            "status_dashboard": "", "logo": None, **base,
-        })
-        ixlan.append({
-            "id": x.ix_id, "ix_id": x.ix_id, "name": "", "descr": SYNTHETIC_NOTE, "mtu": 1500,
-            "dot1q_support": False, "rs_asn": 0, "arp_sponge": None,
-            "ixf_ixp_member_list_url_visible": "Private", "ixf_ixp_import_enabled": False,
-            **base,
-        })
-        ixpfx.append({
-            "id": x.ix_id, "ixlan_id": x.ix_id, "protocol": "IPv4", "prefix": x.lan,
-            "in_dfz": False, **base,
-        })
-        ixfac.append({
-            "id": x.ix_id, "name": f"SYN-DC {c.name} 1", "city": c.name, "country": c.country,
-            "ix_id": x.ix_id, "fac_id": fac_of_city[x.city], **base,
-        })
+        ix.append(
+            {
+                "id": x.ix_id,
+                "org_id": ix_org,
+                "name": x.name,
+                "aka": "",
+                "name_long": f"{x.name} Internet Exchange (synthetic)",
+                "city": c.name,
+                "country": c.country,
+                "region_continent": CONTINENT_NAMES[c.continent],
+                "media": "Ethernet",
+                "notes": SYNTHETIC_NOTE,
+                "proto_unicast": True,
+                "proto_multicast": False,
+                "proto_ipv6": False,
+                "website": "",
+                "social_media": [],
+                "url_stats": "",
+                "tech_email": "",
+                "tech_phone": "",
+                "policy_email": "",
+                "policy_phone": "",
+                "sales_phone": "",
+                "sales_email": "",
+                "net_count": len(x.members),
+                "fac_count": 1,
+                "ixf_net_count": 0,
+                "ixf_last_import": None,
+                "ixf_import_request": None,
+                "ixf_import_request_status": "queued",
+                "service_level": "",
+                "terms": "",
+                "status_dashboard": "",
+                "logo": None,
+                **base,
+            }
+        )
+        ixlan.append(
+            {
+                "id": x.ix_id,
+                "ix_id": x.ix_id,
+                "name": "",
+                "descr": SYNTHETIC_NOTE,
+                "mtu": 1500,
+                "dot1q_support": False,
+                "rs_asn": 0,
+                "arp_sponge": None,
+                "ixf_ixp_member_list_url_visible": "Private",
+                "ixf_ixp_import_enabled": False,
+                **base,
+            }
+        )
+        ixpfx.append(
+            {
+                "id": x.ix_id,
+                "ixlan_id": x.ix_id,
+                "protocol": "IPv4",
+                "prefix": x.lan,
+                "in_dfz": False,
+                **base,
+            }
+        )
+        ixfac.append(
+            {
+                "id": x.ix_id,
+                "name": f"SYN-DC {c.name} 1",
+                "city": c.name,
+                "country": c.country,
+                "ix_id": x.ix_id,
+                "fac_id": fac_of_city[x.city],
+                **base,
+            }
+        )
         for asn in sorted(x.members):
-            netixlan.append({
-                "id": len(netixlan) + PDB_ID_BASE + 5000, "net_id": net_ids[asn],
-                "ix_id": x.ix_id, "name": x.name, "ixlan_id": x.ix_id, "notes": "",
-                "speed": 100000 if topo.ases[asn].kind in ("tier1", "flagged") else 10000,
-                "asn": asn, "ipaddr4": x.members[asn], "ipaddr6": None, "is_rs_peer": False,
-                "bfd_support": False, "operational": True, "net_side_id": None,
-                "ix_side_id": None, **base,
-            })
+            netixlan.append(
+                {
+                    "id": len(netixlan) + PDB_ID_BASE + 5000,
+                    "net_id": net_ids[asn],
+                    "ix_id": x.ix_id,
+                    "name": x.name,
+                    "ixlan_id": x.ix_id,
+                    "notes": "",
+                    "speed": 100000 if topo.ases[asn].kind in ("tier1", "flagged") else 10000,
+                    "asn": asn,
+                    "ipaddr4": x.members[asn],
+                    "ipaddr6": None,
+                    "is_rs_peer": False,
+                    "bfd_support": False,
+                    "operational": True,
+                    "net_side_id": None,
+                    "ix_side_id": None,
+                    **base,
+                }
+            )
     net, netfac = [], []
-    info_type = {"tier1": "NSP", "flagged": "NSP", "transit": "NSP", "access": "Cable/DSL/ISP",
-                 "content": "Content"}
+    info_type = {
+        "tier1": "NSP",
+        "flagged": "NSP",
+        "transit": "NSP",
+        "access": "Cable/DSL/ISP",
+        "content": "Content",
+    }
     for asn in sorted(topo.ases):
         a = topo.ases[asn]
-        net.append({
-            "id": net_ids[asn], "org_id": org_ids[a.org_id], "name": f"{a.org_name} (AS{asn})",
-            "aka": a.name, "name_long": "", "website": "", "social_media": [], "asn": asn,
-            "looking_glass": "", "route_server": "", "irr_as_set": f"AS{asn}:AS-SYNTHETIC",
-            "info_type": info_type[a.kind], "info_types": [info_type[a.kind]],
-            "info_prefixes4": len(a.prefixes), "info_prefixes6": 0, "info_traffic": "",
-            "info_ratio": "", "info_scope": "Global" if a.kind in ("tier1", "flagged") else "Regional",
-            "info_unicast": True, "info_multicast": False, "info_ipv6": False,
-            "info_never_via_route_servers": False, "ix_count": len(a.ixps), "fac_count": 0,
-            "notes": SYNTHETIC_NOTE, "netixlan_updated": ts, "netfac_updated": ts,
-            "poc_updated": ts, "policy_url": "", "policy_general": "Open",
-            "policy_locations": "Not Required", "policy_ratio": False,
-            "policy_contracts": "Not Required", "allow_ixp_update": False,
-            "status_dashboard": None, "rir_status": "ok", "rir_status_updated": ts,
-            "logo": None, **base,
-        })
+        net.append(
+            {
+                "id": net_ids[asn],
+                "org_id": org_ids[a.org_id],
+                "name": f"{a.org_name} (AS{asn})",
+                "aka": a.name,
+                "name_long": "",
+                "website": "",
+                "social_media": [],
+                "asn": asn,
+                "looking_glass": "",
+                "route_server": "",
+                "irr_as_set": f"AS{asn}:AS-SYNTHETIC",
+                "info_type": info_type[a.kind],
+                "info_types": [info_type[a.kind]],
+                "info_prefixes4": len(a.prefixes),
+                "info_prefixes6": 0,
+                "info_traffic": "",
+                "info_ratio": "",
+                "info_scope": "Global" if a.kind in ("tier1", "flagged") else "Regional",
+                "info_unicast": True,
+                "info_multicast": False,
+                "info_ipv6": False,
+                "info_never_via_route_servers": False,
+                "ix_count": len(a.ixps),
+                "fac_count": 0,
+                "notes": SYNTHETIC_NOTE,
+                "netixlan_updated": ts,
+                "netfac_updated": ts,
+                "poc_updated": ts,
+                "policy_url": "",
+                "policy_general": "Open",
+                "policy_locations": "Not Required",
+                "policy_ratio": False,
+                "policy_contracts": "Not Required",
+                "allow_ixp_update": False,
+                "status_dashboard": None,
+                "rir_status": "ok",
+                "rir_status_updated": ts,
+                "logo": None,
+                **base,
+            }
+        )
         for ck in a.cities:
             if ck in fac_of_city:
                 c = cities[ck]
-                netfac.append({
-                    "id": PDB_ID_BASE + 20000 + len(netfac), "name": f"SYN-DC {c.name} 1",
-                    "city": c.name, "country": c.country, "net_id": net_ids[asn],
-                    "fac_id": fac_of_city[ck], "local_asn": asn, **base,
-                })
+                netfac.append(
+                    {
+                        "id": PDB_ID_BASE + 20000 + len(netfac),
+                        "name": f"SYN-DC {c.name} 1",
+                        "city": c.name,
+                        "country": c.country,
+                        "net_id": net_ids[asn],
+                        "fac_id": fac_of_city[ck],
+                        "local_asn": asn,
+                        **base,
+                    }
+                )
     for row in net:
         row["fac_count"] = sum(1 for nf in netfac if nf["net_id"] == row["id"])
     return {
         name: {"data": rows, "meta": {}}
         for name, rows in (
-            ("org", org), ("net", net), ("ix", ix), ("ixlan", ixlan), ("ixpfx", ixpfx),
-            ("netixlan", netixlan), ("fac", fac), ("ixfac", ixfac), ("netfac", netfac),
+            ("org", org),
+            ("net", net),
+            ("ix", ix),
+            ("ixlan", ixlan),
+            ("ixpfx", ixpfx),
+            ("netixlan", netixlan),
+            ("fac", fac),
+            ("ixfac", ixfac),
+            ("netfac", netfac),
         )
     }
 
 
 def caida_ixp_jsonl(topo: Topology, *, date: int) -> bytes:
     """CAIDA IXP dataset ``ixs_*.jsonl``: a ``#`` JSON header line, then one IXP per line."""
-    header = {"date": _dt.datetime.fromtimestamp(date, _dt.timezone.utc).strftime(
-        "%Y.%m.%d %H:%M:%S"), "script": "pathexp world", "synthetic": True,
-        "note": SYNTHETIC_NOTE}
+    header = {
+        "date": _dt.datetime.fromtimestamp(date, _dt.timezone.utc).strftime("%Y.%m.%d %H:%M:%S"),
+        "script": "pathexp world",
+        "synthetic": True,
+        "note": SYNTHETIC_NOTE,
+    }
     lines = [b"# " + orjson.dumps(header)]
     for n, x in enumerate(sorted(topo.ixps.values(), key=lambda v: v.ix_id)):
         c = topo.cities[x.city]
-        lines.append(orjson.dumps({
-            "pch_id": 80000 + n, "name": x.name, "region": CONTINENT_NAMES[c.continent],
-            "alternatenames": [], "sources": ["pdb", "pch"],
-            "prefixes": {"ipv4": [x.lan], "ipv6": []}, "pdb_id": x.ix_id,
-            "url": "https://synthetic.example/ix", "pdb_org_id": PDB_ID_BASE + 1,
-            "ix_id": 70000 + n, "org_id": PDB_ID_BASE + 1, "country": c.country,
-            "city": c.name,
-        }))
+        lines.append(
+            orjson.dumps(
+                {
+                    "pch_id": 80000 + n,
+                    "name": x.name,
+                    "region": CONTINENT_NAMES[c.continent],
+                    "alternatenames": [],
+                    "sources": ["pdb", "pch"],
+                    "prefixes": {"ipv4": [x.lan], "ipv6": []},
+                    "pdb_id": x.ix_id,
+                    "url": "https://synthetic.example/ix",
+                    "pdb_org_id": PDB_ID_BASE + 1,
+                    "ix_id": 70000 + n,
+                    "org_id": PDB_ID_BASE + 1,
+                    "country": c.country,
+                    "city": c.name,
+                }
+            )
+        )
     return b"\n".join(lines) + b"\n"
 
 

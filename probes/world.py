@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import ipaddress
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,8 +28,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from probes._io import write_bytes, write_json, write_parquet
+from probes._io import PARQUET_OPTIONS, atomic_path, write_bytes, write_json, write_parquet
 from probes._world_routing import compute_leak_routes, compute_routes
 from probes._world_topology import (
     SIZES,
@@ -74,32 +76,72 @@ WORLD_START = 1772409600
 _MSM_BASE = 91_000_000
 _PROTOS = ("ICMP", "ICMP", "ICMP", "UDP", "ICMP", "TCP", "ICMP", "UDP", "ICMP", "ICMP")
 
-TRUTH_TRACE_SCHEMA = pa.schema([
-    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
-    ("dst_addr", pa.string()), ("src_asn", pa.int64()), ("dst_asn", pa.int64()),
-    ("as_path", pa.list_(pa.int64())), ("path_nodes", pa.list_(pa.string())),
-    ("leak", pa.bool_()), ("in_window", pa.bool_()), ("loop", pa.bool_()),
-    ("reached", pa.bool_()), ("families", pa.list_(pa.string())),
-    ("families_us", pa.list_(pa.string())),
-])
-TRUTH_HOP_SCHEMA = pa.schema([
-    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
-    ("hop", pa.int16()), ("addr", pa.string()), ("router_asn", pa.int64()),
-    ("responded", pa.bool_()), ("kind", pa.string()), ("city", pa.string()),
-    ("lat", pa.float64()), ("lon", pa.float64()), ("ixp_id", pa.string()),
-])
-TRUTH_IXP_SCHEMA = pa.schema([
-    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
-    ("ixp_id", pa.string()), ("ixp_name", pa.string()), ("city", pa.string()),
-    ("country", pa.string()), ("near_asn", pa.int64()), ("far_asn", pa.int64()),
-    ("hop", pa.int16()), ("addr", pa.string()), ("observable", pa.bool_()),
-])
-TRUTH_FLAGGED_SCHEMA = pa.schema([
-    ("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64()),
-    ("family", pa.string()), ("asn", pa.int64()), ("via", pa.string()),
-    ("ixp_id", pa.string()), ("city", pa.string()), ("country", pa.string()),
-    ("hop", pa.int16()), ("addr", pa.string()), ("observable", pa.bool_()),
-])
+TRUTH_TRACE_SCHEMA = pa.schema(
+    [
+        ("msm_id", pa.int64()),
+        ("prb_id", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("dst_addr", pa.string()),
+        ("src_asn", pa.int64()),
+        ("dst_asn", pa.int64()),
+        ("as_path", pa.list_(pa.int64())),
+        ("path_nodes", pa.list_(pa.string())),
+        ("leak", pa.bool_()),
+        ("in_window", pa.bool_()),
+        ("loop", pa.bool_()),
+        ("reached", pa.bool_()),
+        ("families", pa.list_(pa.string())),
+        ("families_us", pa.list_(pa.string())),
+    ]
+)
+TRUTH_HOP_SCHEMA = pa.schema(
+    [
+        ("msm_id", pa.int64()),
+        ("prb_id", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("hop", pa.int16()),
+        ("addr", pa.string()),
+        ("router_asn", pa.int64()),
+        ("responded", pa.bool_()),
+        ("kind", pa.string()),
+        ("city", pa.string()),
+        ("lat", pa.float64()),
+        ("lon", pa.float64()),
+        ("ixp_id", pa.string()),
+    ]
+)
+TRUTH_IXP_SCHEMA = pa.schema(
+    [
+        ("msm_id", pa.int64()),
+        ("prb_id", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("ixp_id", pa.string()),
+        ("ixp_name", pa.string()),
+        ("city", pa.string()),
+        ("country", pa.string()),
+        ("near_asn", pa.int64()),
+        ("far_asn", pa.int64()),
+        ("hop", pa.int16()),
+        ("addr", pa.string()),
+        ("observable", pa.bool_()),
+    ]
+)
+TRUTH_FLAGGED_SCHEMA = pa.schema(
+    [
+        ("msm_id", pa.int64()),
+        ("prb_id", pa.int64()),
+        ("timestamp", pa.int64()),
+        ("family", pa.string()),
+        ("asn", pa.int64()),
+        ("via", pa.string()),
+        ("ixp_id", pa.string()),
+        ("city", pa.string()),
+        ("country", pa.string()),
+        ("hop", pa.int16()),
+        ("addr", pa.string()),
+        ("observable", pa.bool_()),
+    ]
+)
 
 
 @dataclass(frozen=True)
@@ -278,10 +320,18 @@ class World:
         out = []
         for msm_id, dest, proto, ids in self._msm_plan():
             start = WORLD_START + (msm_id - _MSM_BASE) * 7 % 600
-            out.append(measurement_object(
-                msm_id=msm_id, dst_addr=dest.addr, dst_asn=dest.asn, proto=proto,
-                interval=self.interval, start=start, stop=self.end, probes=ids,
-            ))
+            out.append(
+                measurement_object(
+                    msm_id=msm_id,
+                    dst_addr=dest.addr,
+                    dst_asn=dest.asn,
+                    proto=proto,
+                    interval=self.interval,
+                    start=start,
+                    stop=self.end,
+                    probes=ids,
+                )
+            )
         return out
 
     def schedule(self) -> Iterator[ScheduledTrace]:
@@ -294,7 +344,11 @@ class World:
                     spread = stable_hash("spread", msm_id, prb_id) % 240
                     paris = (r + stable_hash("paris", prb_id)) % 16 + 1
                     yield ScheduledTrace(
-                        msm_id, prb_id, dest.addr, start + r * self.interval + spread, proto,
+                        msm_id,
+                        prb_id,
+                        dest.addr,
+                        start + r * self.interval + spread,
+                        proto,
                         paris,
                     )
 
@@ -335,7 +389,9 @@ class World:
             self._leaks[dest_asn] = r
         return r
 
-    def as_path(self, src_asn: int, dst_addr: str, timestamp: int) -> tuple[tuple[int, ...] | None, bool]:
+    def as_path(
+        self, src_asn: int, dst_addr: str, timestamp: int
+    ) -> tuple[tuple[int, ...] | None, bool]:
         """The AS path from ``src_asn`` to ``dst_addr`` at ``timestamp``; True if leaked."""
         dest = self.destination(dst_addr)
         if dest is None:
@@ -375,9 +431,17 @@ class World:
         path, leak = self.as_path(probe.asn, dst_addr, timestamp)
         start, end = self.window
         return self._builder.build(
-            seed=self.seed, probe=probe, dest=dest, dst_addr=dst_addr, path=path,
-            timestamp=int(timestamp), msm_id=int(msm_id), proto=proto, paris_id=int(paris_id),
-            leak=leak, in_window=start <= timestamp < end,
+            seed=self.seed,
+            probe=probe,
+            dest=dest,
+            dst_addr=dst_addr,
+            path=path,
+            timestamp=int(timestamp),
+            msm_id=int(msm_id),
+            proto=proto,
+            paris_id=int(paris_id),
+            leak=leak,
+            in_window=start <= timestamp < end,
         )
 
     def traceroute(
@@ -406,11 +470,15 @@ class World:
             for prb_id in ids:
                 asn = self.probe(prb_id).asn
                 if asn in leak:
-                    out.append({
-                        "msm_id": msm_id, "prb_id": prb_id, "dst_addr": dest.addr,
-                        "baseline_as_path": list(base.get(asn, ())),
-                        "diverted_as_path": list(leak[asn]),
-                    })
+                    out.append(
+                        {
+                            "msm_id": msm_id,
+                            "prb_id": prb_id,
+                            "dst_addr": dest.addr,
+                            "baseline_as_path": list(base.get(asn, ())),
+                            "diverted_as_path": list(leak[asn]),
+                        }
+                    )
         return out
 
 
@@ -434,8 +502,10 @@ def _exposure(traces: list[dict], families: list[str]) -> dict:
     }
     return {
         fam: {
-            part: {"transit": share(rows, fam, "families"),
-                   "transit_us_pop": share(rows, fam, "families_us")}
+            part: {
+                "transit": share(rows, fam, "families"),
+                "transit_us_pop": share(rows, fam, "families_us"),
+            }
             for part, rows in parts.items()
         }
         for fam in families
@@ -471,24 +541,42 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     msms = world.measurements()
     files["atlas/measurements.json"] = _api_list(msms)
 
-    # traceroutes and truth
+    # traceroutes and truth, streamed one measurement at a time
+    digests: dict[str, str] = {}
     traces: list[dict] = []
-    hops: list[dict] = []
     ixp_x: list[dict] = []
     flag_x: list[dict] = []
-    by_msm: dict[int, list[dict]] = {}
-    for s in world.schedule():
-        o = world.trace_output(
-            s.prb_id, s.dst_addr, s.timestamp, msm_id=s.msm_id, proto=s.proto,
-            paris_id=s.paris_id,
-        )
-        by_msm.setdefault(s.msm_id, []).append(o.result)
-        traces.append(o.trace)
-        hops.extend(o.hops)
-        ixp_x.extend(o.ixp_crossings)
-        flag_x.extend(o.flagged_crossings)
-    for msm_id in sorted(by_msm):
-        files[f"atlas/results/{msm_id}.ndjson.gz"] = gzip_bytes(ndjson(by_msm[msm_id]))
+    hops_rel = "truth/hops.parquet"
+    n_hops = 0
+    with atomic_path(out / hops_rel) as tmp_hops:
+        writer = pq.ParquetWriter(tmp_hops, TRUTH_HOP_SCHEMA, **PARQUET_OPTIONS)
+        try:
+            for msm_id, group in itertools.groupby(world.schedule(), key=lambda s: s.msm_id):
+                results: list[dict] = []
+                hops: list[dict] = []
+                for s in group:
+                    o = world.trace_output(
+                        s.prb_id,
+                        s.dst_addr,
+                        s.timestamp,
+                        msm_id=s.msm_id,
+                        proto=s.proto,
+                        paris_id=s.paris_id,
+                    )
+                    results.append(o.result)
+                    traces.append(o.trace)
+                    hops.extend(o.hops)
+                    ixp_x.extend(o.ixp_crossings)
+                    flag_x.extend(o.flagged_crossings)
+                rel = f"atlas/results/{msm_id}.ndjson.gz"
+                data = gzip_bytes(ndjson(results))
+                write_bytes(out / rel, data)
+                digests[rel] = _sha(data)
+                writer.write_table(pa.Table.from_pylist(hops, schema=TRUTH_HOP_SCHEMA))
+                n_hops += len(hops)
+        finally:
+            writer.close()
+    digests[hops_rel] = _sha((out / hops_rel).read_bytes())
 
     # reference data
     ymd = _dt.datetime.fromtimestamp(date, _dt.timezone.utc).strftime("%Y%m%d")
@@ -528,38 +616,59 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
         },
         "counts": {
             "traces": len(traces),
-            "hops": len(hops),
+            "hops": n_hops,
             "ixp_crossings": len(ixp_x),
             "flagged_crossings": len(flag_x),
             "loops": sum(1 for t in traces if t["loop"]),
             "reached": sum(1 for t in traces if t["reached"]),
         },
     }
-    files["truth/world.json"] = orjson.dumps(
-        summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-    ) + b"\n"
-    files["truth/ases.json"] = orjson.dumps([
-        {"asn": a.asn, "name": a.name, "kind": a.kind, "country": a.country,
-         "continent": a.continent, "family": a.family, "org_id": a.org_id,
-         "cities": a.cities, "prefixes": a.prefixes, "infra": a.infra,
-         "filters_leaks": a.filters_leaks}
-        for a in sorted(topo.ases.values(), key=lambda x: x.asn)
-    ], option=orjson.OPT_SORT_KEYS)
+    files["truth/world.json"] = (
+        orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+    files["truth/ases.json"] = orjson.dumps(
+        [
+            {
+                "asn": a.asn,
+                "name": a.name,
+                "kind": a.kind,
+                "country": a.country,
+                "continent": a.continent,
+                "family": a.family,
+                "org_id": a.org_id,
+                "cities": a.cities,
+                "prefixes": a.prefixes,
+                "infra": a.infra,
+                "filters_leaks": a.filters_leaks,
+            }
+            for a in sorted(topo.ases.values(), key=lambda x: x.asn)
+        ],
+        option=orjson.OPT_SORT_KEYS,
+    )
     files["truth/cities.json"] = orjson.dumps(
-        {k: {"name": c.name, "country": c.country, "lat": c.lat, "lon": c.lon}
-         for k, c in topo.cities.items()}, option=orjson.OPT_SORT_KEYS,
+        {
+            k: {"name": c.name, "country": c.country, "lat": c.lat, "lon": c.lon}
+            for k, c in topo.cities.items()
+        },
+        option=orjson.OPT_SORT_KEYS,
     )
 
-    names = sorted([*files, "README.md", "truth/traces.parquet", "truth/hops.parquet",
-                    "truth/ixp_crossings.parquet", "truth/flagged_crossings.parquet"])
+    names = sorted(
+        [
+            *files,
+            *digests,
+            "README.md",
+            "truth/traces.parquet",
+            "truth/ixp_crossings.parquet",
+            "truth/flagged_crossings.parquet",
+        ]
+    )
     files["README.md"] = readme_text(seed=seed, size=size, files=names)
-    digests: dict[str, str] = {}
     for rel, data in sorted(files.items()):
         write_bytes(out / rel, data)
         digests[rel] = _sha(data)
     tables = {
         "truth/traces.parquet": pa.Table.from_pylist(traces, schema=TRUTH_TRACE_SCHEMA),
-        "truth/hops.parquet": pa.Table.from_pylist(hops, schema=TRUTH_HOP_SCHEMA),
         "truth/ixp_crossings.parquet": pa.Table.from_pylist(ixp_x, schema=TRUTH_IXP_SCHEMA),
         "truth/flagged_crossings.parquet": pa.Table.from_pylist(
             flag_x, schema=TRUTH_FLAGGED_SCHEMA
@@ -575,7 +684,7 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
         "anchors": sum(1 for p in topo.probes if p.is_anchor),
         "measurements": len(msms),
         "traces": len(traces),
-        "hops": len(hops),
+        "hops": n_hops,
         "ixp_crossings": len(ixp_x),
         "flagged_crossings": len(flag_x),
         "traces_diverted": summary["diversion"]["traces_diverted"],
@@ -598,10 +707,18 @@ def _pop_counts(flag_x: list[dict]) -> list[dict]:
         k = (x["family"], x["asn"], x["city"], x["country"], x["via"], x["ixp_id"] or "")
         counts[k] = counts.get(k, 0) + 1
     rows = [
-        {"family": k[0], "asn": k[1], "city": k[2], "country": k[3], "via": k[4],
-         "ixp_id": k[5] or None, "traces": n}
+        {
+            "family": k[0],
+            "asn": k[1],
+            "city": k[2],
+            "country": k[3],
+            "via": k[4],
+            "ixp_id": k[5] or None,
+            "traces": n,
+        }
         for k, n in counts.items()
     ]
-    rows.sort(key=lambda r: (-r["traces"], r["family"], r["asn"], r["city"], r["via"],
-                             r["ixp_id"] or ""))
+    rows.sort(
+        key=lambda r: (-r["traces"], r["family"], r["asn"], r["city"], r["via"], r["ixp_id"] or "")
+    )
     return rows

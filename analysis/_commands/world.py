@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("out", type=Path, help="output folder (created)")
     gen.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     gen.add_argument(
-        "--size", choices=("small", "large"), default="small",
+        "--size",
+        choices=("small", "large"),
+        default="small",
         help="small: ~7k traceroutes in seconds; large: ~100k traceroutes (default: small)",
     )
     gen.set_defaults(func=run)
