@@ -392,7 +392,10 @@ class FetchReport:
         return d
 
 
-def _windows(meta: dict, cursor: int | None, now: float, limits: Any) -> tuple[list[tuple[int, int]], bool]:
+def _windows(meta: dict, cursor: int | None, now: float,
+             limits: Any) -> tuple[list[tuple[int, int | None]], bool]:
+    """Result windows ``[a, b]`` still to read; the last one of a finished measurement is
+    open-ended (``b = None``): real Atlas results can carry timestamps after ``stop_time``."""
     from probes.atlas import STATUS_FINAL
 
     s = meta.get("status") or {}
@@ -405,12 +408,17 @@ def _windows(meta: dict, cursor: int | None, now: float, limits: Any) -> tuple[l
     if not final and meta.get("stop_time"):
         end = min(end, int(meta["stop_time"]))
     lo = start if cursor is None else max(start, cursor - limits.fetch_overlap)
-    out = []
+    out: list[tuple[int, int | None]] = []
     a = lo
     while a <= end:
         b = min(end, a + limits.fetch_window - 1)
         out.append((a, b))
         a = b + 1
+    if final:
+        if out:
+            out[-1] = (out[-1][0], None)
+        else:
+            out.append((lo, None))
     return out, final
 
 
@@ -488,10 +496,6 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
                     s = meta.get("status") or {}
                     st.record_status(mid, status_id=s.get("id"), status_name=s.get("name"),
                                      credits_per_result=meta.get("credits_per_result"))
-                    if not windows and final:
-                        st.advance(mid, next_start=todo[mid] or 0, results=0, done=True)
-                        report.done += 1
-                        bar.advance(task)
                     continue
                 _, mid, a, b, recs, last = item
                 good = []
@@ -511,6 +515,9 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
                         report.duplicates += int(getattr(ing, "duplicates", 0))
                         for k, v in (getattr(ing, "drops", None) or {}).items():
                             report.drops[k] += int(v)
+                if b is None:
+                    b = max([a - 1] + [int(r["timestamp"]) for r in good
+                                       if isinstance(r.get("timestamp"), int)])
                 st.advance(mid, next_start=b + 1, results=len(good), done=last)
                 report.windows += 1
                 report.records += len(good)

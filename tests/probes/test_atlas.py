@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from tests.probes.atlas_server
 """The cousteau boundary (probes.atlas) and settings (probes.config) against the stand-in API."""
 
 from __future__ import annotations
