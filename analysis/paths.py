@@ -336,7 +336,7 @@ def node_attributes(annotated: pa.Table, *, registry: RegistryLike | None = None
         "org": pa.string(), "as_country": pa.string(), "ixp_name": pa.string(),
         "ixp_city": pa.string(), "ixp_country": pa.string(), "ip_class": pa.string(),
     }, "annotated hops")  # fmt: skip
-    con = duckdb.connect()
+    con = _connect()
     try:
         con.register("a", annotated)
         rel = con.sql(
@@ -507,7 +507,7 @@ def analyze_campaign(
 
 def _read_annotated(files: list[Path]) -> pa.Table:
     cols = list(_ANNOTATED_REQUIRED) + list(_ANNOTATED_OPTIONAL) + ["org", "dup", "late"]
-    con = duckdb.connect()
+    con = _connect()
     try:
         names = [r[0] for r in con.execute(
             "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [[str(f) for f in files]]
@@ -659,69 +659,82 @@ def _probe_columns(tr: pa.Table, probes: pa.Table) -> dict[str, Any]:
 
 
 def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str]) -> dict[str, Any]:
-    cols = list(_ANNOTATED_REQUIRED) + list(_ANNOTATED_OPTIONAL)
-    ann = annotated.select(cols)
-    keys = tr.select(["msm_id", "prb_id", "timestamp", "tid"])
-    con = duckdb.connect()
-    try:
-        con.register("a", ann)
-        con.register("t", keys)
-        orphans = con.execute(
-            "SELECT count(*) FROM a ANTI JOIN t USING (msm_id, prb_id, timestamp)"
-        ).fetchall()[0]
-        _count(drops, "hop-without-traceroute", int(orphans[0]))
-        late = con.execute(
-            "SELECT count(*) FROM a WHERE reply_from IS NOT NULL AND (coalesce(late, false) OR coalesce(dup, false))"
-        ).fetchall()[0]
-        _count(drops, "late-or-duplicate-reply", int(late[0]))
-        res = con.sql(
-            """
-            SELECT tid, hop, reply_from, min_rtt, ip_class, asn, ixp_id, ixp_name, ixp_city,
-                   ixp_country, ixp_lat, ixp_lon, member_asn, family, as_country
-            FROM (
-              SELECT t.tid, a.hop, a.reply_from, a.ip_class, a.asn, a.ixp_id, a.ixp_name,
-                     a.ixp_city, a.ixp_country, a.ixp_lat, a.ixp_lon, a.member_asn, a.family,
-                     a.as_country,
-                     min(a.rtt) OVER (PARTITION BY t.tid, a.hop, a.reply_from) AS min_rtt,
-                     row_number() OVER (PARTITION BY t.tid, a.hop
-                                        ORDER BY a.attempt, a.rtt NULLS LAST) AS rn
-              FROM a JOIN t USING (msm_id, prb_id, timestamp)
-              WHERE a.reply_from IS NOT NULL
-                AND NOT coalesce(a.late, false) AND NOT coalesce(a.dup, false)
-            ) WHERE rn = 1
-            ORDER BY tid, hop
-            """
-        ).to_arrow_table()
-    finally:
-        con.close()
-    
-    cls = res.column("ip_class")
-    is_public = pc.fill_null(pc.equal(cls, "public"), False).to_numpy(zero_copy_only=False)
-    ixp_id = res.column("ixp_id").combine_chunks() if res.num_rows else pa.array([], pa.string())
+    """One row per responsive (traceroute, hop): its first reply and that address's min RTT.
+
+    Vectorised: a hash join maps hop rows to traceroute indices, one lexsort orders the
+    replies by (traceroute, hop, attempt), and ``minimum.reduceat`` takes the RTT minimum
+    over each hop's replies from the representative address.
+    """
+    keys = ["msm_id", "prb_id", "timestamp"]
+    n = annotated.num_rows
+    probe = annotated.select(keys).append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
+    probe = probe.cast(pa.schema([pa.field(k, tr.schema.field(k).type) for k in keys]
+                                 + [pa.field("__row", pa.int64())]))
+    joined = probe.join(tr.select([*keys, "tid"]), keys=keys, join_type="inner", use_threads=True)
+    tid_of = np.full(n, -1, np.int64)
+    tid_of[joined.column("__row").to_numpy()] = joined.column("tid").to_numpy()
+    _count(drops, "hop-without-traceroute", int((tid_of < 0).sum()))
+
+    replied = pc.is_valid(annotated.column("reply_from")).to_numpy(zero_copy_only=False)
+    late = pc.fill_null(annotated.column("late"), False).to_numpy(zero_copy_only=False)
+    dup = pc.fill_null(annotated.column("dup"), False).to_numpy(zero_copy_only=False)
+    bad = replied & (late | dup)
+    _count(drops, "late-or-duplicate-reply", int((bad & (tid_of >= 0)).sum()))
+    rows = np.flatnonzero(replied & ~bad & (tid_of >= 0))
+
+    t = tid_of[rows]
+    h = _int_np(annotated.column("hop"))[rows]
+    a = _int_np(annotated.column("attempt"))[rows]
+    order = np.lexsort((a, h, t))
+    rows, t, h = rows[order], t[order], h[order]
+    first = np.ones(len(rows), bool)
+    if len(rows) > 1:
+        first[1:] = (t[1:] != t[:-1]) | (h[1:] != h[:-1])
+    starts = np.flatnonzero(first)
+    group = np.cumsum(first) - 1
+    addr_codes = (
+        pc.dictionary_encode(annotated.column("reply_from").take(pa.array(rows)))
+        .combine_chunks()
+        .indices.to_numpy(zero_copy_only=False)
+        if len(rows)
+        else np.empty(0, np.int64)
+    )
+    same = addr_codes == addr_codes[starts][group]
+    rtt = _float_np(annotated.column("rtt"))[rows]
+    masked = np.where(same & ~np.isnan(rtt), rtt, np.inf)
+    min_rtt = np.minimum.reduceat(masked, starts) if len(starts) else np.empty(0)
+    min_rtt[np.isinf(min_rtt)] = np.nan
+    rep = pa.array(rows[starts])
+
+    def col(name: str) -> pa.Array:
+        return annotated.column(name).take(rep).combine_chunks()
+
+    cls = col("ip_class")
+    ixp_id = col("ixp_id")
     return {
-        "tid": res.column("tid").to_numpy().astype(np.int64),
-        "hop": _int_np(res.column("hop")),
-        "addr": res.column("reply_from").combine_chunks() if res.num_rows else pa.array([], pa.string()),
-        "rtt": _float_np(res.column("min_rtt")),
-        "is_public": np.asarray(is_public, bool),
+        "tid": t[starts],
+        "hop": h[starts],
+        "addr": col("reply_from"),
+        "rtt": min_rtt,
+        "is_public": np.asarray(pc.fill_null(pc.equal(cls, "public"), False).to_numpy(zero_copy_only=False), bool),
         "is_ixp": np.asarray(pc.is_valid(ixp_id).to_numpy(zero_copy_only=False), bool),
-        "asn": _int_np(res.column("asn")),
-        "member": _int_np(res.column("member_asn")),
+        "asn": _int_np(col("asn")),
+        "member": _int_np(col("member_asn")),
         "ixp_id": ixp_id,
-        "ixp_name": res.column("ixp_name").combine_chunks() if res.num_rows else pa.array([], pa.string()),
-        "ixp_city": res.column("ixp_city").combine_chunks() if res.num_rows else pa.array([], pa.string()),
-        "ixp_country": res.column("ixp_country").combine_chunks() if res.num_rows else pa.array([], pa.string()),
-        "ixp_lat": _float_np(res.column("ixp_lat")),
-        "ixp_lon": _float_np(res.column("ixp_lon")),
-        "family": res.column("family").combine_chunks() if res.num_rows else pa.array([], pa.string()),
-        "as_country": res.column("as_country").combine_chunks() if res.num_rows else pa.array([], pa.string()),
+        "ixp_name": col("ixp_name"),
+        "ixp_city": col("ixp_city"),
+        "ixp_country": col("ixp_country"),
+        "ixp_lat": _float_np(col("ixp_lat")),
+        "ixp_lon": _float_np(col("ixp_lon")),
+        "family": col("family"),
+        "as_country": col("as_country"),
     }
 
 
 def _destination_columns(
     tr: pa.Table, annotated: pa.Table, destinations: pa.Table | None
 ) -> tuple[np.ndarray, pa.Array]:
-    con = duckdb.connect()
+    con = _connect()
     try:
         con.register("t", tr.select(["tid", "dst_addr"]))
         if destinations is not None:
@@ -951,6 +964,11 @@ def _registry_family_ids(registry: RegistryLike) -> list[str]:
     if hasattr(registry, "families"):
         return list(registry.families)
     return sorted(set(registry.values()))
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection without the interactive progress bar."""
+    return duckdb.connect(config={"enable_progress_bar": False})
 
 
 def _count(drops: Counter[str], reason: str, n: int) -> None:
