@@ -968,7 +968,9 @@ def _registry_family_ids(registry: RegistryLike) -> list[str]:
 
 def _connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection without the interactive progress bar."""
-    return duckdb.connect(config={"enable_progress_bar": False})
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def _count(drops: Counter[str], reason: str, n: int) -> None:
