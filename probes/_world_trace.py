@@ -75,7 +75,8 @@ class TraceBuilder:
         }
         self._dist: dict[tuple[str, str], float] = {}
         self.family = {a: x.family for a, x in topo.ases.items() if x.family}
-        self.lan_of = {ix.ix_id: ix for ix in topo.ixps.values()}
+        self._ecmp: dict[tuple[int, str], bool] = {}
+        self._alive: dict[tuple, bool] = {}
 
     # ----------------------------------------------------------------- geometry
     def city_dist(self, a: str, b: str) -> float:
@@ -89,9 +90,22 @@ class TraceBuilder:
 
     # ----------------------------------------------------------------- routers
     def ecmp_index(self, asn: int, city: str, flow: int) -> int:
-        if stable_hash("ecmp", asn, city) % 3:
+        """Which of two parallel routers a flow takes (0 where the PoP has only one)."""
+        has = self._ecmp.get((asn, city))
+        if has is None:
+            has = stable_hash("ecmp", asn, city) % 3 == 0
+            self._ecmp[(asn, city)] = has
+        if not has:
             return 0
         return stable_hash("flow", asn, city, flow) % 2
+
+    def alive(self, *router: object) -> bool:
+        """Whether a router answers traceroute probes at all (stable per router)."""
+        ok = self._alive.get(router)
+        if ok is None:
+            ok = stable_hash("unresp", *router) % 100 >= UNRESPONSIVE_PERCENT
+            self._alive[router] = ok
+        return ok
 
     def router(self, asn: int, city: str, r: int, prev: str, kind: str = "router") -> Node:
         ci = self.city_idx[asn].get(city)
@@ -99,7 +113,7 @@ class TraceBuilder:
             ci = len(self.topo.ases[asn].cities) + stable_hash("late", asn, city) % 16
         k = stable_hash("iface", asn, city, r, prev) % 4
         addr = _ip(self.infra[asn] + 1 + ((ci * 2 + r) * 4 + k) % 1020)
-        ok = stable_hash("unresp", asn, city, r) % 100 >= UNRESPONSIVE_PERCENT
+        ok = self.alive(asn, city, r)
         return Node(addr, asn, city, None, kind, ok)
 
     # ----------------------------------------------------------------- path
@@ -142,7 +156,7 @@ class TraceBuilder:
                 r = self.ecmp_index(a, ic.city, flow)
                 nodes.append(self.router(a, ic.city, r, nodes[-1].addr))
                 cur = ic.city
-            far_ok = stable_hash("unresp", b, cur, "border") % 100 >= UNRESPONSIVE_PERCENT
+            far_ok = self.alive(b, cur, "border")
             if ic.kind == "ixp":
                 nodes.append(Node(ic.addr[b], b, cur, ic.ixp_id, "ixp", far_ok))
             else:
@@ -233,7 +247,8 @@ class TraceBuilder:
                     "router_asn": node.asn,
                     "responded": node.responsive and any("from" in r for r in replies),
                     "kind": node.kind,
-                    "city": node.city or probe.city,
+                    "city": cities[node.city or probe.city].name,
+                    "country": cities[node.city or probe.city].country,
                     "lat": lat,
                     "lon": lon,
                     "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
@@ -337,6 +352,11 @@ class TraceBuilder:
                         for h, m in zip(truth_hops, nodes[:limit], strict=True)
                         if m.asn == node.asn
                     ]
+                    pops = []
+                    for m in nodes[:limit]:
+                        if m.asn == node.asn and (m.city or probe.city) not in pops:
+                            pops.append(m.city or probe.city)
+                    last = topo.cities[pops[-1]]
                     flagged_x.append(
                         {
                             **key,
@@ -349,11 +369,15 @@ class TraceBuilder:
                             "hop": hop["hop"],
                             "addr": node.addr,
                             "observable": any(h["responded"] for h in seg),
+                            "exit_city": last.name,
+                            "exit_country": last.country,
+                            "pop_cities": [topo.cities[c].name for c in pops],
+                            "us_pop": any(topo.cities[c].country == "US" for c in pops),
                         }
                     )
             prev_asn = node.asn
         fams = sorted({x["family"] for x in flagged_x})
-        fams_us = sorted({x["family"] for x in flagged_x if x["country"] == "US"})
+        fams_us = sorted({x["family"] for x in flagged_x if x["us_pop"]})
         trace = {
             **key,
             "dst_addr": dst_addr,

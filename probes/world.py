@@ -105,6 +105,7 @@ TRUTH_HOP_SCHEMA = pa.schema(
         ("responded", pa.bool_()),
         ("kind", pa.string()),
         ("city", pa.string()),
+        ("country", pa.string()),
         ("lat", pa.float64()),
         ("lon", pa.float64()),
         ("ixp_id", pa.string()),
@@ -140,6 +141,10 @@ TRUTH_FLAGGED_SCHEMA = pa.schema(
         ("hop", pa.int16()),
         ("addr", pa.string()),
         ("observable", pa.bool_()),
+        ("exit_city", pa.string()),
+        ("exit_country", pa.string()),
+        ("pop_cities", pa.list_(pa.string())),
+        ("us_pop", pa.bool_()),
     ]
 )
 
@@ -193,7 +198,13 @@ class WorldManifest:
 
 
 def _ip_int(addr: str) -> int:
-    return int(ipaddress.IPv4Address(addr))
+    try:
+        a, b, c, d = (int(x) for x in addr.split("."))
+    except ValueError as exc:
+        raise ConfigError(f"not an IPv4 address: {addr!r}") from exc
+    if not all(0 <= x <= 255 for x in (a, b, c, d)):
+        raise ConfigError(f"not an IPv4 address: {addr!r}")
+    return a << 24 | b << 16 | c << 8 | d
 
 
 @dataclass
@@ -208,9 +219,17 @@ class World:
     _routes: dict[int, dict[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
     _leaks: dict[int, dict[int, tuple[int, ...]]] = field(default_factory=dict, repr=False)
     _prefixes: list[tuple[int, int, int]] = field(default_factory=list, repr=False)
+    _probe_by_id: dict[int, Probe] = field(default_factory=dict, repr=False)
+    _dest_by_addr: dict[str, Destination] = field(default_factory=dict, repr=False)
+    _leaked24: frozenset[int] = field(default=frozenset(), repr=False)
 
     def __post_init__(self) -> None:
         self._builder = TraceBuilder(self.topo)
+        self._probe_by_id = {p.prb_id: p for p in self.topo.probes}
+        self._dest_by_addr = {d.addr: d for d in self.topo.destinations}
+        self._leaked24 = frozenset(
+            _ip_int(d.addr) >> 8 for d in self.topo.destinations if d.asn in self.topo.leaked_asns
+        )
         rows = []
         for asn, a in self.topo.ases.items():
             for pfx in a.prefixes:
@@ -283,9 +302,9 @@ class World:
 
     # ------------------------------------------------------------------ Atlas objects
     def probe(self, prb_id: int) -> Probe:
-        for p in self.topo.probes:
-            if p.prb_id == prb_id:
-                return p
+        p = self._probe_by_id.get(prb_id)
+        if p is not None:
+            return p
         raise ConfigError(f"probe {prb_id} is not in the synthetic world")
 
     def probes(self) -> list[dict]:
@@ -334,10 +353,12 @@ class World:
             )
         return out
 
-    def schedule(self) -> Iterator[ScheduledTrace]:
+    def schedule(self, *, msm_ids: set[int] | None = None) -> Iterator[ScheduledTrace]:
         """Every traceroute of the measurement schedule, by measurement then time."""
         rounds = int(self.topo.params.days * 24 // self.topo.params.interval_h)
         for msm_id, dest, proto, ids in self._msm_plan():
+            if msm_ids is not None and msm_id not in msm_ids:
+                continue
             start = WORLD_START + (msm_id - _MSM_BASE) * 7 % 600
             for r in range(rounds):
                 for prb_id in ids:
@@ -355,9 +376,9 @@ class World:
     # ------------------------------------------------------------------ routing
     def destination(self, dst_addr: str) -> Destination | None:
         """The host ``dst_addr`` in the world (None: no AS announces it)."""
-        for d in self.topo.destinations:
-            if d.addr == dst_addr:
-                return d
+        d = self._dest_by_addr.get(dst_addr)
+        if d is not None:
+            return d
         try:
             n = _ip_int(dst_addr)
         except ValueError as exc:
@@ -405,12 +426,7 @@ class World:
         return base, False
 
     def _is_leaked(self, dst_addr: str) -> bool:
-        n = _ip_int(dst_addr)
-        for pfx in self.leaked_prefixes:
-            net = ipaddress.IPv4Network(pfx)
-            if n >> 8 == int(net.network_address) >> 8:
-                return True
-        return False
+        return _ip_int(dst_addr) >> 8 in self._leaked24
 
     # ------------------------------------------------------------------ traceroutes
     def trace_output(
@@ -458,6 +474,53 @@ class World:
         return self.trace_output(
             prb_id, dst_addr, timestamp, msm_id=msm_id, proto=proto, paris_id=paris_id
         ).result
+
+    def measurement_results(
+        self,
+        msm_id: int,
+        *,
+        start: int | None = None,
+        stop: int | None = None,
+        probe_ids: set[int] | None = None,
+    ) -> list[dict]:
+        """The scheduled results of one world measurement, as the Atlas results endpoint.
+
+        Parameters
+        ----------
+        msm_id : int
+            A measurement id of :meth:`measurements`.
+        start, stop : int, optional
+            Keep results with ``start <= timestamp <= stop`` (Unix seconds).
+        probe_ids : set of int, optional
+            Keep only these probes.
+
+        Raises
+        ------
+        ConfigError
+            ``msm_id`` is not a measurement of this world.
+        """
+        plan = {m for m, _d, _p, _i in self._msm_plan()}
+        if msm_id not in plan:
+            raise ConfigError(f"measurement {msm_id} is not in the synthetic world")
+        out = []
+        for s in self.schedule(msm_ids={msm_id}):
+            if start is not None and s.timestamp < start:
+                continue
+            if stop is not None and s.timestamp > stop:
+                continue
+            if probe_ids is not None and s.prb_id not in probe_ids:
+                continue
+            out.append(
+                self.traceroute(
+                    s.prb_id,
+                    s.dst_addr,
+                    s.timestamp,
+                    msm_id=s.msm_id,
+                    proto=s.proto,
+                    paris_id=s.paris_id,
+                )
+            )
+        return out
 
     def affected_pairs(self) -> list[dict]:
         """Scheduled (probe, destination) pairs whose path the diversion changes."""

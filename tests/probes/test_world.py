@@ -388,6 +388,21 @@ def test_crossings_sit_on_the_written_peering_lans(world_dir):
             assert (x["ixp_id"], x["asn"], x["addr"]) in members
             us_ixp += x["country"] == "US"
     assert us_ixp > 10
+    # the PoPs of each crossing are where that AS's routers on the path are
+    hops = pq.read_table(world_dir / "truth" / "hops.parquet").to_pylist()
+    where: dict[tuple, list[tuple[str, str]]] = {}
+    for h in hops:
+        where.setdefault((h["msm_id"], h["prb_id"], h["timestamp"], h["router_asn"]), []).append(
+            (h["city"], h["country"])
+        )
+    us_exit_only = 0
+    for x in flagged:
+        seen = where[(x["msm_id"], x["prb_id"], x["timestamp"], x["asn"])]
+        assert x["us_pop"] == any(c == "US" for _, c in seen)
+        assert x["pop_cities"] == list(dict.fromkeys(city for city, _ in seen))
+        assert (x["city"], x["country"]) == seen[0]
+        us_exit_only += x["us_pop"] and x["country"] != "US"
+    assert us_exit_only > 0  # e.g. a probe in China entering in Shanghai, leaving in LA
     for x in pq.read_table(world_dir / "truth" / "ixp_crossings.parquet").to_pylist():
         addr = ipaddress.IPv4Address(x["addr"])
         assert any(addr in n for n in lan_of_ix[x["ixp_id"]])
@@ -430,6 +445,9 @@ def test_world_reproduces_stored_results_on_demand(world_dir):
             paris_id=r["paris_id"],
         )
         assert json.dumps(again, sort_keys=True) == json.dumps(r, sort_keys=True)
+    one = stored[0]
+    same = w.measurement_results(one["msm_id"], start=one["timestamp"], stop=one["timestamp"])
+    assert one in same
     probes = w.probes()
     assert len(probes) == json.loads((world_dir / "atlas" / "probes.json").read_text())["count"]
     assert all(a["type"] == "Anchor" for a in w.anchors())
@@ -455,6 +473,10 @@ def test_on_demand_edge_cases(world_dir):
     assert len(paths) > 40
     with pytest.raises(ConfigError, match="probe 1"):
         w.traceroute(1, dst, 1772500000, msm_id=5)
+    with pytest.raises(ConfigError, match="measurement 5"):
+        w.measurement_results(5)
+    with pytest.raises(ConfigError, match="IPv4"):
+        w.traceroute(prb, "not-an-ip", 1772500000, msm_id=5)
     with pytest.raises(ConfigError, match="size"):
         World.build(seed=0, size="huge")
     with pytest.raises(ConfigError, match="world.json"):
