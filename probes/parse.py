@@ -13,7 +13,9 @@ reason, and the clean lines are decoded by the same reader. Nothing is dropped s
 Quirks handled (named constants below): ``x: "*"`` timeouts, ``err`` codes (N/H/A/P/p and
 numeric), ``late`` replies (no rtt), ``dup``, ``edst``, ``itos``, ICMP extension objects
 with MPLS labels, hops carrying ``error`` instead of replies, results with a top-level
-``error``, IPv6, the hop-255 final probe, missing optional fields.
+``error``, IPv6, the hop-255 final probe, missing optional fields, and empty reply objects
+``{}`` (real AfriNREN TCP results end hops with one): such a reply is a row with a null
+``reply_from`` and ``rtt``, like a timeout, as sagan also reads it.
 """
 
 from __future__ import annotations
@@ -197,27 +199,32 @@ def parse_results(records: Iterable[bytes | str | dict], *, origin: str = "atlas
     return parse_lines(lines, origin=origin)
 
 
-def parse_lines(lines: Sequence[bytes], *, origin: str = "atlas") -> Parsed:
-    """Parse a block of NDJSON lines (no trailing newlines; blank lines are skipped)."""
+def parse_lines(lines: Sequence[bytes], *, origin: str = "atlas", use_threads: bool = True) -> Parsed:
+    """Parse a block of NDJSON lines (no trailing newlines; blank lines are skipped).
+
+    ``use_threads=False`` keeps Arrow's JSON decoder on the calling thread.
+    """
     lines = [ln for ln in lines if ln.strip()]
     drops: Counter = Counter()
     if not lines:
         return Parsed(HOP_SCHEMA.empty_table(), TRACE_SCHEMA.empty_table(), drops, [])
     try:
-        raw = _read_block(lines)
+        raw = _read_block(lines, use_threads)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         lines = _sanitize(lines, drops)
         if not lines:
             return Parsed(HOP_SCHEMA.empty_table(), TRACE_SCHEMA.empty_table(), drops, [])
-        raw = _read_block(lines)
+        raw = _read_block(lines, use_threads)
     raw, lines = _validate(raw, lines, drops)
     traces, hops, hop_trace = _flatten(raw, origin)
     return Parsed(hops, traces, drops, lines, hop_trace)
 
 
-def _read_block(lines: Sequence[bytes]) -> pa.Table:
+def _read_block(lines: Sequence[bytes], use_threads: bool = True) -> pa.Table:
     data = b"\n".join(lines)
-    opts = pj.ReadOptions(block_size=max(1 << 20, len(data) + 1), use_threads=True)
+    # blocks of ~256 KiB let Arrow decode in parallel; a block must hold the longest line
+    block = max(1 << 18, 2 * max(map(len, lines)) + 2)
+    opts = pj.ReadOptions(block_size=block, use_threads=use_threads)
     table = pj.read_json(io.BytesIO(data), read_options=opts, parse_options=_PARSE_OPTIONS)
     if table.num_rows != len(lines):  # a line holding two objects, or a bare value
         raise pa.ArrowInvalid("row count differs from line count")

@@ -261,8 +261,9 @@ class _KeyIndex:
 class _Store:
     """Writer of one campaign's segments; holds the campaign lock while open."""
 
-    def __init__(self, campaign: Campaign) -> None:
+    def __init__(self, campaign: Campaign, *, segment_results: int = SEGMENT_RESULTS) -> None:
         self.campaign = campaign
+        self.segment_results = segment_results
         for d in (campaign.raw_dir, campaign.traces_dir, campaign.hops_dir):
             d.mkdir(parents=True, exist_ok=True)
         self._lock = open(campaign.root / ".lock", "a+")
@@ -291,7 +292,7 @@ class _Store:
         self._pending_n += parsed.traces.num_rows
         report.added += parsed.traces.num_rows
         report.hop_rows += parsed.hops.num_rows
-        if self._pending_n >= SEGMENT_RESULTS:
+        if self._pending_n >= self.segment_results:
             self.flush(report)
 
     def flush(self, report: IngestReport) -> None:
@@ -459,7 +460,13 @@ def ingest_results(
     return report
 
 
-def ingest_files(campaign: Campaign, paths: Sequence[str | Path], *, origin: str = "atlas") -> IngestReport:
+def ingest_files(
+    campaign: Campaign,
+    paths: Sequence[str | Path],
+    *,
+    origin: str = "atlas",
+    segment_results: int = SEGMENT_RESULTS,
+) -> IngestReport:
     """Ingest Atlas traceroute results from files (NDJSON, JSON array or object; gz/bz2/xz/zstd).
 
     ``-`` reads standard input. Output of ``traceroute -n``, ``mtr`` and scamper is
@@ -468,7 +475,7 @@ def ingest_files(campaign: Campaign, paths: Sequence[str | Path], *, origin: str
     replaces its entry instead of counting its drops twice.
     """
     total = IngestReport()
-    store = _Store(campaign)
+    store = _Store(campaign, segment_results=segment_results)
     inputs = []
     try:
         for path in paths:

@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_campaign_args(p)
     p.add_argument("--probes", metavar="FILE", action="append", default=[],
                    help="Atlas API probe objects (JSON list or API page) to store as probe metadata")
+    p.add_argument("--segment-results", type=int, default=None, metavar="N",
+                   help="results per stored segment (default 65536); smaller segments commit more often")
     p.set_defaults(func=run)
 
 
@@ -33,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from probes import store
 
     campaign = campaign_from_args(args)
-    report = store.ingest_files(campaign, args.paths)
+    kwargs = {"segment_results": args.segment_results} if args.segment_results else {}
+    report = store.ingest_files(campaign, args.paths, **kwargs)
     for path in args.probes:
         with store.open_input(path) as fh:
             doc = orjson.loads(fh.read())
