@@ -139,6 +139,10 @@ def test_small_world_has_the_promised_shape(world_dir):
     assert continents >= {"NA", "SA", "EU", "AF", "AS", "OC"}
     assert 2000 <= truth["counts"]["traces"] <= 20000
     assert truth["counts"]["loops"] >= 1
+    for f in (world_dir / "truth").glob("*.parquet"):
+        assert pq.read_schema(f).metadata[b"pathexp.synthetic"] == b"true"
+    readme = (world_dir / "README.md").read_text()
+    assert "SYNTHETIC" in readme and "atlas/results/" in readme
 
 
 def test_every_result_parses_with_sagan(world_dir):
