@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from probes._local_pacing import TokenBucket
-from probes._local_packets import ProbeSpec, Reply, build_probe, parse_reply
+from probes._local_packets import ProbeBuilder, ProbeSpec, Reply, parse_reply
 from probes.errors import ProbeError, RawSocketPermission
 
 __all__ = ["TraceJob", "HopProbe", "RawSockets", "run_jobs", "permission_message"]
@@ -192,13 +192,23 @@ def run_jobs(
     bucket = TokenBucket(pps, burst=burst, clock=clock)
     waiting = deque(jobs)
     active = 0
-    ready: deque[TraceJob] = deque()
+    # traces with a probe to send, served in admission order: the earliest trace goes
+    # first, so silent hops of different traces overlap their waits (as scamper does)
+    ready: list[tuple[int, TraceJob]] = []
+    in_ready: set[int] = set()
+    order = {id(job): i for i, job in enumerate(jobs)}
+
+    def make_ready(job: TraceJob) -> None:
+        if id(job) not in in_ready:
+            in_ready.add(id(job))
+            heapq.heappush(ready, (order[id(job)], job))
     outstanding: dict[tuple[str, int, int, int, int], tuple[TraceJob, HopProbe]] = {}
     deadlines: list[tuple[float, int, tuple[str, int, int, int, int]]] = []
     expired: set[tuple[str, int, int, int, int]] = set()
     counter = 0
     remaining = len(jobs)
     buf = bytearray(65535)
+    builder = ProbeBuilder()
 
     def admit() -> None:
         nonlocal active
@@ -206,7 +216,7 @@ def run_jobs(
             job = waiting.popleft()
             job.start()
             active += 1
-            ready.append(job)
+            make_ready(job)
 
     def after_resolve(job: TraceJob) -> None:
         nonlocal active, remaining
@@ -214,16 +224,19 @@ def run_jobs(
             active -= 1
             remaining -= 1
             admit()
-        elif job.to_send > 0 and job not in ready:
-            ready.append(job)
+        elif job.to_send > 0:
+            make_ready(job)
 
     admit()
     while remaining > 0:
-        # send while tokens last, one probe per ready trace in turn
+        # send while tokens last, earliest-admitted trace first
         while ready and bucket.take():
-            job = ready.popleft()
+            _, job = ready[0]
             probe = job.next_probe()
-            packet = build_probe(probe.spec)
+            if job.to_send == 0:
+                heapq.heappop(ready)
+                in_ready.discard(id(job))
+            packet = builder.build(probe.spec)
             probe.sent = clock()
             try:
                 sockets.send(packet, job.dst)
@@ -234,8 +247,6 @@ def run_jobs(
             outstanding[key] = (job, probe)
             counter += 1
             heapq.heappush(deadlines, (probe.sent + timeout, counter, key))
-            if job.to_send > 0:
-                ready.append(job)
         now = clock()
         wait = 0.05
         if deadlines:

@@ -34,6 +34,8 @@ __all__ = [
     "probe_key",
     "inet_checksum",
     "udp_compensation",
+    "load_scapy",
+    "ProbeBuilder",
 ]
 
 UDP_BASE_DPORT = 33434
@@ -60,7 +62,7 @@ class ProbeSpec:
         if self.proto == "ICMP":
             return 0
         if self.proto == "UDP" and not self.paris:
-            return UDP_BASE_DPORT + self.tag
+            return UDP_BASE_DPORT + 1 + (self.tag - 1) % 32000
         return self.dport
 
     @property
@@ -113,6 +115,11 @@ def _filler(n: int) -> bytes:
     return (_PAYLOAD_FILL * (n // len(_PAYLOAD_FILL) + 1))[:n]
 
 
+def load_scapy() -> None:
+    """Import scapy's IP layers now (about half a second), not at the first probe."""
+    import scapy.layers.inet  # noqa: F401
+
+
 def build_probe(spec: ProbeSpec) -> bytes:
     """The probe's IPv4 packet bytes, crafted with scapy (checksums computed by scapy)."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP
@@ -137,6 +144,49 @@ def build_probe(spec: ProbeSpec) -> bytes:
     else:  # pragma: no cover - validated by the caller
         raise ValueError(f"unknown protocol {spec.proto!r}")
     return bytes(pkt)
+
+
+class ProbeBuilder:
+    """Probe bytes from a per-trace scapy template, patched per probe.
+
+    scapy crafts one packet per (source, destination, protocol, mode, ports, size); each
+    probe then only changes the TTL, the IP id, the tagged transport fields and the
+    checksums, which is done on the bytes (a scapy build costs ~0.3 ms, a patch ~10 us).
+    The result is byte-identical to :func:`build_probe` (tested).
+    """
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple, bytes] = {}
+
+    def build(self, spec: ProbeSpec) -> bytes:
+        tkey = (spec.src, spec.dst, spec.proto, spec.paris, spec.payload_len, spec.dport)
+        template = self._templates.get(tkey)
+        if template is None:
+            template = build_probe(spec)
+            if template[0] != 0x45:  # pragma: no cover - scapy adds no IP options
+                raise ValueError("probe template has IP options")
+            self._templates[tkey] = template
+        pkt = bytearray(template)
+        pkt[8] = spec.ttl
+        struct.pack_into("!H", pkt, 4, spec.tag)
+        if spec.proto == "UDP":
+            rest = bytes(pkt[30:])
+            dport = spec.wire_dport
+            word = udp_compensation(spec.src, spec.dst, spec.sport, dport, rest, spec.tag)
+            struct.pack_into("!HHHHH", pkt, 20, spec.sport, dport, len(pkt) - 20, spec.tag, word)
+        elif spec.proto == "ICMP":
+            word = (~spec.tag & 0xFFFF) if spec.paris else 0
+            struct.pack_into("!HHHH", pkt, 22, 0, spec.sport, spec.tag, word)
+            struct.pack_into("!H", pkt, 22, inet_checksum(bytes(pkt[20:])))
+        else:  # TCP
+            struct.pack_into("!HHI", pkt, 20, spec.sport, spec.dport, spec.tag << 16)
+            struct.pack_into("!H", pkt, 36, 0)
+            pseudo = (socket.inet_aton(spec.src) + socket.inet_aton(spec.dst)
+                      + struct.pack("!BBH", 0, 6, len(pkt) - 20))
+            struct.pack_into("!H", pkt, 36, inet_checksum(pseudo + bytes(pkt[20:])))
+        struct.pack_into("!H", pkt, 10, 0)
+        struct.pack_into("!H", pkt, 10, inet_checksum(bytes(pkt[:20])))
+        return bytes(pkt)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from probes._local_engine import RawSockets, TraceJob, run_jobs
+from probes._local_packets import load_scapy
 from probes.errors import ConfigError, TargetRefused
 from probes.schema import LOCAL_MSM_ID_MIN
 from probes.workspace import Campaign
@@ -374,6 +375,7 @@ def tracer(
     run = TraceRun(results=[], src_addr=next(iter(src_cache.values()), None))
     if not jobs:
         return run
+    load_scapy()
     with RawSockets(tcp=proto == "TCP") as sockets:
         run.stats.update(
             run_jobs(

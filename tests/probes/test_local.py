@@ -354,3 +354,21 @@ def test_cli_trace_stores_like_ingest(netns_lab, tmp_path: Path) -> None:
                              capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
     assert refused.returncode == 2
     assert refused.stderr.count("\n") == 1 and "--allow-private" in refused.stderr
+
+
+def test_template_builder_is_byte_identical_to_scapy_builds() -> None:
+    """The per-probe patch of a scapy template equals a full scapy build of every probe."""
+    import random
+
+    from probes._local_packets import ProbeBuilder
+
+    rng = random.Random(7)
+    builder = ProbeBuilder()
+    for _ in range(300):
+        proto = rng.choice(["UDP", "ICMP", "TCP"])
+        spec = ProbeSpec(
+            "192.0.2.2", rng.choice(["203.0.113.10", "198.51.100.77"]), proto,
+            rng.randint(1, 64), rng.randint(1, 0xFFFE), rng.randint(1024, 65535),
+            rng.choice([33435, 80, 443]), rng.random() < 0.5, rng.choice([2, 12, 31]),
+        )
+        assert builder.build(spec) == build_probe(spec), spec
