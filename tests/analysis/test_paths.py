@@ -12,6 +12,7 @@ import pytest
 from analysis import paths as P
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, haversine_km, location_verdict
+from tests.analysis._snap import real_snapshot  # noqa: F401 - session fixture (helper A's)
 from tests.analysis.fixtures.annotated import build, ixp, priv, probes, pub
 
 NYC = (40.7128, -74.0060)
@@ -339,3 +340,40 @@ def test_pathexp_analyze_without_annotation_is_a_one_line_error(tmp_path, capsys
     rc = main(["analyze", "--campaign", "empty", "--workspace", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "pathexp annotate" in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------- real negative data
+@pytest.mark.slow
+def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data, tmp_path, real_snapshot):
+    """All real Atlas results in ../shared/data with the real 2020 CAIDA prefix table.
+
+    The probes sit in the Middle East and Africa and an independent scan found no hop in a
+    flagged prefix (SOURCES.md, check C), so nothing may be reported as transiting a flagged
+    family; IXP crossings, which that scan did find, must show up as IXP nodes.
+    """
+    import duckdb
+
+    from analysis.annotate import annotate_campaign
+    from probes import store
+    from probes.workspace import Campaign
+
+    campaign = Campaign("real", tmp_path / "ws")
+    added = store.ingest_files(campaign, sorted((test_data / "ripe-atlas" / "traceroutes").glob("*"))).added
+    assert added > 100_000
+    annotate_campaign(campaign, snapshot_id=real_snapshot.id, cache_dir=real_snapshot.path.parent.parent)
+    report = P.analyze_campaign(campaign, n_boot=100)
+
+    assert report["traceroutes"] == added
+    assert report["transiting_any"] == 0 and report["pop_crossings"] == 0 and report["detours"] == 0
+    for fam, entry in report["families"].items():
+        assert entry["path_exposure"]["transiting"] == 0, fam
+        assert entry["path_exposure"]["estimate"] == 0.0, fam
+        assert entry["path_exposure"]["ci_high"] < 0.001, fam  # n > 100k: the upper bound is tight
+    # oracle: traceroutes with any reply on an IXP LAN, straight from the annotated table
+    with_ixp_reply = duckdb.sql(
+        f"SELECT count(DISTINCT (msm_id, prb_id, timestamp)) FROM read_parquet('{campaign.glob('annotated')}') "
+        "WHERE ixp_id IS NOT NULL"
+    ).fetchall()[0][0]
+    assert with_ixp_reply > 20_000
+    # an IXP node is on the path unless the IXP address was not its hop's first reply
+    assert 0.97 * with_ixp_reply <= report["ixp_crossing_traceroutes"] <= with_ixp_reply
