@@ -14,7 +14,7 @@ from tests.probes.lab import Lab, build_lab, destroy, lab_skip_reason
 def netns_lab() -> Iterator[Lab]:
     """The traceroute lab of :mod:`tests.probes.lab`, built once per session.
 
-    Skips with the reason when not root or ``ip``/``nft`` is missing. Namespaces are named
+    Skips with the reason when not root or ``ip`` is missing. Namespaces are named
     ``pxl<pid>-<role>`` and deleted by that prefix in the finalizer, even on failure.
     """
     reason = lab_skip_reason()

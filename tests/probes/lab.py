@@ -12,7 +12,8 @@ on the destination namespace's loopback)::
   different flows spread over both.
 - r4 routes back to the source through r3a only, so the address r4 answers from does not
   depend on the branch a probe took; the branch shows at hop 3 alone.
-- r5 forwards but never answers: an nftables rule drops its outgoing ICMP time-exceeded.
+- r5 forwards but never answers: an nftables rule drops its outgoing ICMP time-exceeded
+  (without ``nft``, a blackhole route for its own packets toward the source does).
 - dst answers echo requests, sends port-unreachable for UDP and RST for TCP to closed ports.
 - ICMP rate limiting is off in every namespace (``icmp_ratelimit=0``, high
   ``icmp_msgs_per_sec``), so a fast tracer is never mistaken for a lossy path.
@@ -82,9 +83,8 @@ def lab_skip_reason() -> str | None:
     """Why the lab cannot be built here (None when it can)."""
     if os.geteuid() != 0:
         return "network-namespace lab needs root (CI runs as root)"
-    for tool in ("ip", "nft"):
-        if shutil.which(tool) is None:
-            return f"network-namespace lab needs `{tool}` (iproute2 / nftables packages)"
+    if shutil.which("ip") is None:
+        return "network-namespace lab needs `ip` (iproute2 package)"
     return None
 
 
@@ -165,9 +165,17 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
     ]
     for role in ROLES:
         _run(["ip", "netns", "exec", ns[role], "sysctl", "-q", "-w", *sysctls])
-    # r5: forwards, but its ICMP time-exceeded never leaves.
-    _run(["ip", "netns", "exec", ns["r5"], "nft", "-f", "-"], inp=(
-        "table inet pathexp_lab {\n"
-        "  chain out { type filter hook output priority 0; policy accept;\n"
-        "    icmp type time-exceeded drop\n  }\n}\n"))
+    # r5: forwards, but its ICMP time-exceeded never leaves: an nftables rule drops it
+    # (without nft, policy routing does: r5's own packets toward the source hit a
+    # blackhole, while packets it forwards back from r6 use a table with the real route).
+    if shutil.which("nft"):
+        _run(["ip", "netns", "exec", ns["r5"], "nft", "-f", "-"], inp=(
+            "table inet pathexp_lab {\n"
+            "  chain out { type filter hook output priority 0; policy accept;\n"
+            "    icmp type time-exceeded drop\n  }\n}\n"))
+    else:
+        back = _link_addr(_link("r4", "r5"), 0)
+        _run(["ip", "-n", ns["r5"], "route", "replace", "blackhole", "192.0.2.0/24"])
+        _run(["ip", "-n", ns["r5"], "route", "add", "192.0.2.0/24", "via", back, "table", "100"])
+        _run(["ip", "-n", ns["r5"], "rule", "add", "iif", "to-r6", "lookup", "100", "priority", "100"])
     return Lab(prefix=prefix, ns=ns, dsts=dsts)
