@@ -49,13 +49,11 @@ from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
 
 if TYPE_CHECKING:
-    from typing import Union
-
     from analysis.registry import Registry
     from probes.workspace import Campaign
 
     #: A flagged-carrier registry: a :class:`analysis.registry.Registry` or ``asn -> family``.
-    RegistryLike = Union[Mapping[int, str], Registry]
+    RegistryLike = Mapping[int, str] | Registry
 
 __all__ = [
     "AS_PREFIX",
@@ -755,7 +753,7 @@ def _destination_columns(
         res = con.sql(sql).to_arrow_table()
     finally:
         con.close()
-    
+
     country = res.column("dst_country").combine_chunks() if res.num_rows else pa.array([], pa.string())
     return _int_np(res.column("dst_asn")), country.cast(pa.string())
 

@@ -344,7 +344,7 @@ def test_pathexp_analyze_without_annotation_is_a_one_line_error(tmp_path, capsys
 
 # ------------------------------------------------------------------------- real negative data
 @pytest.mark.slow
-def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data, tmp_path, real_snapshot):
+def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data, tmp_path, request):
     """All real Atlas results in ../shared/data with the real 2020 CAIDA prefix table.
 
     The probes sit in the Middle East and Africa and an independent scan found no hop in a
@@ -357,10 +357,11 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     from probes import store
     from probes.workspace import Campaign
 
+    snap = request.getfixturevalue("real_snapshot")
     campaign = Campaign("real", tmp_path / "ws")
     added = store.ingest_files(campaign, sorted((test_data / "ripe-atlas" / "traceroutes").glob("*"))).added
     assert added > 100_000
-    annotate_campaign(campaign, snapshot_id=real_snapshot.id, cache_dir=real_snapshot.path.parent.parent)
+    annotate_campaign(campaign, snapshot_id=snap.id, cache_dir=snap.path.parent.parent)
     report = P.analyze_campaign(campaign, n_boot=100)
 
     assert report["traceroutes"] == added
