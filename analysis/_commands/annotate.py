@@ -1,0 +1,41 @@
+"""``pathexp annotate``: add AS / IXP / organisation / flagged-family columns to the hops."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from analysis.cli import add_campaign_args
+
+    p = sub.add_parser(
+        "annotate",
+        help="annotate a campaign's hops with AS, IXP, member, org and flagged family",
+        description=(
+            "Annotate every hop of a campaign with a pinned reference snapshot (the newest "
+            "unless --snapshot). Writes <campaign>/annotated/*.parquet and <campaign>/annotate.json "
+            "(snapshot id and digest, counts of unresolved hops by reason)."
+        ),
+    )
+    add_campaign_args(p)
+    p.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
+    p.add_argument("--cache-dir", default=None, help="reference-data cache root")
+    p.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
+    p.add_argument("--online", action="store_true",
+                   help="allow the ipwhois RDAP fallback for unresolved public addresses (network I/O)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.annotate import annotate_campaign
+    from analysis.cli import campaign_from_args
+
+    report = annotate_campaign(campaign_from_args(args), snapshot_id=args.snapshot, cache_dir=args.cache_dir,
+                               registry_path=args.registry, online=args.online)
+    c = report["counts"]
+    print(f"annotated {report['rows']} hop rows with snapshot {report['snapshot']['id']} "
+          f"({len(report['parts'])} parts)")
+    for k in sorted(c):
+        if k.startswith(("resolved:", "unresolved:")):
+            print(f"  {k:<28} {c[k]}")
+    return 0
