@@ -41,7 +41,6 @@ from typing import Any
 from probes._local_engine import RawSockets, TraceJob, run_jobs
 from probes._local_packets import load_scapy
 from probes.errors import ConfigError, TargetRefused
-from probes.schema import LOCAL_MSM_ID_MIN
 from probes.workspace import Campaign
 
 if sys.version_info >= (3, 11):
@@ -66,8 +65,6 @@ __all__ = [
 DEFAULT_LOCAL_PRB_ID = 2_000_000_000
 
 _PROTOCOLS = ("icmp", "udp", "tcp")
-#: Local msm ids stay below 2**32, the range the store accepts for Atlas keys.
-_LOCAL_MSM_SPAN = (1 << 32) - LOCAL_MSM_ID_MIN
 _ERR_CODES = {0: "N", 1: "H", 2: "P", 3: "p", 13: "A"}
 _TCP_FLAGS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "A"), (0x20, "U"))
 
@@ -284,12 +281,17 @@ def resolve_targets(names: Iterable[str], *, allow_private: bool = False) -> lis
 def local_msm_id(dst: str, *, protocol: str, paris: bool, paris_id: int) -> int:
     """The stable local measurement id of (destination, protocol, mode, flow).
 
-    >>> local_msm_id("192.0.2.1", protocol="udp", paris=True, paris_id=1) >= LOCAL_MSM_ID_MIN
+    >>> from probes.schema import LOCAL_MSM_ID_MIN
+    >>> LOCAL_MSM_ID_MIN <= local_msm_id("192.0.2.1", protocol="udp", paris=True, paris_id=1) < 2**32
     True
     """
+    # imported here: probes.schema pulls in pyarrow (0.25 s), not needed to trace
+    from probes.schema import LOCAL_MSM_ID_MIN
+
     text = f"{dst}|{protocol}|{'paris' if paris else 'classic'}|{paris_id}".encode()
     h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
-    return LOCAL_MSM_ID_MIN + h % _LOCAL_MSM_SPAN
+    # local ids stay below 2**32, the range the store accepts for Atlas keys
+    return LOCAL_MSM_ID_MIN + h % ((1 << 32) - LOCAL_MSM_ID_MIN)
 
 
 @dataclass
@@ -434,7 +436,8 @@ def _atlas_result(
         "dst_addr": target.addr,
         "dst_name": target.name,
         "src_addr": job.src,
-        "from": job.src,
+        # Atlas "from" is the probe's public address: known only when the source is public
+        "from": job.src if ipaddress.ip_address(job.src).is_global else None,
         "proto": proto,
         "paris_id": paris_id,
         "size": size,
