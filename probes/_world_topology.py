@@ -424,9 +424,9 @@ def build_topology(*, seed: int, size: str) -> Topology:
         peers[b].add(a)
 
     # relationships
-    for i, a in enumerate(tier1):
-        for b in tier1[i + 1 :]:
-            add_p2p(a, b)
+    for i, u in enumerate(tier1):
+        for v in tier1[i + 1 :]:
+            add_p2p(u, v)
     for f in FLAGGED_ASES:
         if f.provider is not None:
             add_c2p(f.asn, f.provider)
@@ -434,9 +434,9 @@ def build_topology(*, seed: int, size: str) -> Topology:
             for t in tier1:
                 add_p2p(f.asn, t)
     backbones = [f.asn for f in FLAGGED_ASES if f.role == "backbone" and f.provider is None]
-    for i, a in enumerate(backbones):
-        for b in backbones[i + 1 :]:
-            add_p2p(a, b)
+    for i, u in enumerate(backbones):
+        for v in backbones[i + 1 :]:
+            add_p2p(u, v)
     flagged_sellers = [4134, 4809, 4837, 58453, 10099]
     for cont, lst in transits.items():
         for asn in lst:
@@ -471,21 +471,21 @@ def build_topology(*, seed: int, size: str) -> Topology:
     pool = _Pool()
     size_of = {"tier1": 16, "transit": 18, "access": 19, "content": 20, "flagged": 19}
     for asn in sorted(ases):
-        a = ases[asn]
-        f = flagged_by_asn.get(asn)
-        own = list(f.prefixes) if f else []
-        pooled = pool.take(size_of[a.kind])
-        a.prefixes = [*own, str(pooled)] if f else [str(pooled)]
+        info = ases[asn]
+        fl = flagged_by_asn.get(asn)
+        own = list(fl.prefixes) if fl else []
+        pooled = pool.take(size_of[info.kind])
+        info.prefixes = [*own, str(pooled)]
         infra_parent = ipaddress.IPv4Network(
-            f.router_space if f and f.router_space else a.prefixes[0]
+            fl.router_space if fl and fl.router_space else info.prefixes[0]
         )
         base = int(infra_parent.network_address)
-        a.infra = str(ipaddress.IPv4Network((base, 22)))
-        a.links = str(ipaddress.IPv4Network((base + 4 * 256, 22)))
+        info.infra = str(ipaddress.IPv4Network((base, 22)))
+        info.links = str(ipaddress.IPv4Network((base + 4 * 256, 22)))
         hosts_base = int(pooled.network_address) + 8 * 256
-        a.hosts = str(ipaddress.IPv4Network((hosts_base, 24)))
+        info.hosts = str(ipaddress.IPv4Network((hosts_base, 24)))
         rate = {"tier1": 0.5, "transit": 0.4, "access": 0.2, "content": 0.3, "flagged": 0.0}
-        a.filters_leaks = bool(rng.random() < rate[a.kind])
+        info.filters_leaks = bool(rng.random() < rate[info.kind])
     for pfx, origins in MOAS_PREFIXES.items():
         for o in origins:
             if pfx not in ases[o].prefixes:
@@ -501,11 +501,11 @@ def build_topology(*, seed: int, size: str) -> Topology:
     for ix in ixps.values():
         members = []
         for asn in sorted(ases):
-            a = ases[asn]
-            if a.kind == "flagged":
+            info = ases[asn]
+            if info.kind == "flagged":
                 if ix.city in flagged_by_asn[asn].ixp_cities:
                     members.append(asn)
-            elif ix.city in a.cities and rng.random() < join_p[a.kind]:
+            elif ix.city in info.cities and rng.random() < join_p[info.kind]:
                 members.append(asn)
         lan = ipaddress.IPv4Network(ix.lan)
         for j, asn in enumerate(members):
@@ -527,22 +527,22 @@ def build_topology(*, seed: int, size: str) -> Topology:
     shared: dict[tuple[int, int], list[int]] = {}
     for ix in ixps.values():
         mem = sorted(ix.members)
-        for i, a in enumerate(mem):
-            for b in mem[i + 1 :]:
-                shared.setdefault((a, b), []).append(ix.ix_id)
+        for i, u in enumerate(mem):
+            for v in mem[i + 1 :]:
+                shared.setdefault((u, v), []).append(ix.ix_id)
 
-    def related(a: int, b: int) -> bool:
-        return b in providers[a] or a in providers[b] or b in peers[a]
+    def related(u: int, v: int) -> bool:
+        return v in providers[u] or u in providers[v] or v in peers[u]
 
-    for (a, b), _ixs in sorted(shared.items()):
-        ka, kb = ases[a].kind, ases[b].kind
-        if "tier1" in (ka, kb) or related(a, b):
+    for (u, v), _ixs in sorted(shared.items()):
+        ka, kb = ases[u].kind, ases[v].kind
+        if "tier1" in (ka, kb) or related(u, v):
             continue
         if ka == kb == "flagged":
             continue
         p = peer_p.get(frozenset([ka, kb]), 0.0)
         if rng.random() < p:
-            add_p2p(a, b)
+            add_p2p(u, v)
 
     # interconnect locations
     links: dict[tuple[int, int], list[Interconnect]] = {}
@@ -572,26 +572,26 @@ def build_topology(*, seed: int, size: str) -> Topology:
         for prov in sorted(providers[cust]):
             common = order_cities(list(set(ases[cust].cities) & set(ases[prov].cities)))[:4]
             links[(min(cust, prov), max(cust, prov))] = [pni(cust, prov, prov, c) for c in common]
-    for a in sorted(peers):
-        for b in sorted(peers[a]):
-            if b < a:
+    for u in sorted(peers):
+        for v in sorted(peers[u]):
+            if v < u:
                 continue
-            ixs = shared.get((a, b), [])
-            lst: list[Interconnect] = []
-            private_pair = {ases[a].kind, ases[b].kind} <= {"tier1", "flagged"}
+            ixs = shared.get((u, v), [])
+            places: list[Interconnect] = []
+            private_pair = {ases[u].kind, ases[v].kind} <= {"tier1", "flagged"}
             if private_pair or not ixs:
-                common = order_cities(list(set(ases[a].cities) & set(ases[b].cities)))
+                common = order_cities(list(set(ases[u].cities) & set(ases[v].cities)))
                 if not common:
-                    ases[b].cities.append(ases[a].cities[0])
-                    common = [ases[a].cities[0]]
-                lst = [pni(a, b, a, c) for c in common[:6]]
+                    ases[v].cities.append(ases[u].cities[0])
+                    common = [ases[u].cities[0]]
+                places = [pni(u, v, u, c) for c in common[:6]]
             if not private_pair:
                 for ix_id in ixs:
                     ix = ixps[ix_id]
-                    lst.append(
-                        Interconnect(ix.city, "ixp", ix_id, {a: ix.members[a], b: ix.members[b]})
+                    places.append(
+                        Interconnect(ix.city, "ixp", ix_id, {u: ix.members[u], v: ix.members[v]})
                     )
-            links[(a, b)] = lst
+            links[(u, v)] = places
 
     # probes
     probes: list[Probe] = []
@@ -617,8 +617,8 @@ def build_topology(*, seed: int, size: str) -> Topology:
     def add_probe(asn: int, *, anchor: bool) -> None:
         nonlocal prb_id
         prb_id += 1 + int(rng.integers(0, 40))
-        a = ases[asn]
-        city = a.cities[0] if anchor or len(a.cities) == 1 else pick(a.cities, 1)[0]
+        info = ases[asn]
+        city = info.cities[0] if anchor or len(info.cities) == 1 else pick(info.cities, 1)[0]
         c = cities[city]
         lat = round(c.lat + (0.0 if anchor else float(rng.uniform(-0.25, 0.25))), 4)
         lon = round(c.lon + (0.0 if anchor else float(rng.uniform(-0.25, 0.25))), 4)
@@ -660,8 +660,8 @@ def build_topology(*, seed: int, size: str) -> Topology:
     destinations: list[Destination] = []
     dst_asns = pick(content, params.destinations)
     for i, asn in enumerate(dst_asns):
-        a = ases[asn]
-        city = pick(a.cities, 1)[0]
+        info = ases[asn]
+        city = pick(info.cities, 1)[0]
         destinations.append(Destination(host_addr(asn), asn, city, f"www.syn{i:03d}.example"))
 
     # diversion scenario: AS4134 leaks more-specifics of part of the destinations

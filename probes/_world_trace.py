@@ -221,7 +221,7 @@ class TraceBuilder:
                 dist += great_circle_km(prev_lat, prev_lon, lat, lon)
                 base = 2.0 * dist * PATH_STRETCH / FIBER_KM_PER_MS + access_ms + 0.04 * n
             prev_lat, prev_lon = lat, lon
-            replies = []
+            replies: list[dict] = []
             for _ in range(3):
                 if not node.responsive or rng.random() < PACKET_LOSS:
                     replies.append({"x": "*"})
@@ -326,6 +326,7 @@ class TraceBuilder:
                 break  # the looping tail repeats earlier routers
             hop = truth_hops[i]
             if node.kind == "ixp":
+                assert node.ixp_id is not None
                 ix = topo.ixps[node.ixp_id]
                 path_nodes.append(f"IX:pdb:{node.ixp_id}")
                 ixp_x.append(

@@ -351,7 +351,11 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
             }
         )
 
-    ix, ixlan, ixpfx, fac, ixfac = [], [], [], [], []
+    ix: list[dict] = []
+    ixlan: list[dict] = []
+    ixpfx: list[dict] = []
+    fac: list[dict] = []
+    ixfac: list[dict] = []
     fac_of_city: dict[str, int] = {}
     for n, ck in enumerate(
         sorted({x.city for x in topo.ixps.values()}, key=lambda k: list(cities).index(k))
@@ -400,7 +404,7 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
                 "longitude": c.lon,
             }
         )
-    netixlan = []
+    netixlan: list[dict] = []
     net_ids = {asn: PDB_ID_BASE + 1000 + i for i, asn in enumerate(sorted(topo.ases))}
     for x in sorted(topo.ixps.values(), key=lambda v: v.ix_id):
         c = cities[x.city]
@@ -498,7 +502,8 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
                     **base,
                 }
             )
-    net, netfac = [], []
+    net: list[dict] = []
+    netfac: list[dict] = []
     info_type = {
         "tier1": "NSP",
         "flagged": "NSP",

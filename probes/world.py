@@ -753,7 +753,7 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
         "hops": n_hops,
         "ixp_crossings": len(ixp_x),
         "flagged_crossings": len(flag_x),
-        "traces_diverted": summary["diversion"]["traces_diverted"],
+        "traces_diverted": sum(1 for t in traces if t["leak"]),
     }
     manifest = WorldManifest(out, seed, size, dict(sorted(digests.items())), counts, (start, end))
     write_json(out / "world.json", manifest.as_dict())
