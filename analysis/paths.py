@@ -16,7 +16,10 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
 * Each *entry* into a flagged family (the first node row of a run of that family) is a
   **PoP crossing**. Where it happened: at an IXP when the entering hop's address is on an
   IXP LAN (evidence ``ixp-lan-member-interface``) or the hop right before it is
-  (``follows-ixp-lan-address``); otherwise ``private interconnect`` (``direct-adjacency``).
+  (``follows-ixp-lan-address``); ``unknown`` when the hop right before it did not answer
+  (``after-unresponsive-hop``: that hop may have been the IXP); otherwise ``private
+  interconnect`` (``direct-adjacency``). Entries are per family: moving between two ASes
+  of the same family (AS4134 -> AS23764) is not a new entry.
   The crossing's RTT is the minimum RTT of the hop that is on the IXP LAN; its location
   verdict comes from :func:`analysis.geo.location_verdict` against the probe's location.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
@@ -59,6 +62,7 @@ __all__ = [
     "AS_PREFIX",
     "IXP_PREFIX",
     "PRIVATE_INTERCONNECT",
+    "UNKNOWN_INTERCONNECT",
     "CHINA_REFERENCE_POINTS",
     "PATHS_SCHEMA",
     "as_node",
@@ -72,8 +76,10 @@ __all__ = [
 
 AS_PREFIX = "AS"
 IXP_PREFIX = "IXP:"
-#: ``kind`` of a crossing that is not at a known IXP.
+#: ``kind`` of a crossing that is not at a known IXP, the previous hop having answered.
 PRIVATE_INTERCONNECT = "private interconnect"
+#: ``kind`` of a crossing right after an unresponsive hop (which may have been an IXP LAN).
+UNKNOWN_INTERCONNECT = "unknown"
 
 #: (name, latitude, longitude) of the flagged carriers' main mainland-China backbone cities.
 CHINA_REFERENCE_POINTS = (
@@ -846,8 +852,16 @@ def _crossings(
     rows = node[e]  # hop-row index of the entering hop
     prev_rows = np.where(fresh[e], -1, node[np.maximum(e - 1, 0)])
     on_lan = is_ixp[rows]
-    after_lan = ~on_lan & (prev_rows >= 0) & is_ixp[np.maximum(prev_rows, 0)]
+    hop = hops["hop"]
+    prevc = np.maximum(prev_rows, 0)
+    after_lan = ~on_lan & (prev_rows >= 0) & is_ixp[prevc] & (hop[rows] - hop[prevc] == 1)
     loc = np.where(on_lan, rows, np.where(after_lan, prev_rows, -1))
+    # an unresponsive hop right before the entry (or no responsive hop before it at all)
+    # may have been the IXP address: the kind of interconnect is then unknown
+    prev_any = rows - 1
+    has_prev = (rows > 0) & (tid[np.maximum(prev_any, 0)] == tid[rows])
+    gap = ~has_prev | (hop[rows] - hop[np.maximum(prev_any, 0)] > 1)
+    unknown_kind = (loc < 0) & gap
 
     # the AS crossed from: nearest preceding plain-AS node row in the same traceroute
     as_idx = np.where(is_as, np.arange(len(tid)), -1)
@@ -870,8 +884,15 @@ def _crossings(
         return pc.if_else(mask, pa.nulls(len(locc), pa.string()), arr) if len(locc) else arr
 
     evidence = np.where(
-        on_lan, "ixp-lan-member-interface", np.where(after_lan, "follows-ixp-lan-address", "direct-adjacency")
+        on_lan,
+        "ixp-lan-member-interface",
+        np.where(
+            after_lan,
+            "follows-ixp-lan-address",
+            np.where(unknown_kind, "after-unresponsive-hop", "direct-adjacency"),
+        ),
     )
+    kind = np.where(has_loc, "ixp", np.where(unknown_kind, UNKNOWN_INTERCONNECT, PRIVATE_INTERCONNECT))
     struct = pa.StructArray.from_arrays(
         [
             pa.array(np.asarray(fam_names, dtype=object)[transit_fam[rows]].tolist() if len(rows) else [], pa.string()),
@@ -879,7 +900,7 @@ def _crossings(
             _nullable_int(from_asn),
             pa.array(hops["hop"][rows].astype(np.int16)),
             hops["addr"].take(pa.array(rows)) if len(rows) else pa.array([], pa.string()),
-            pa.array(np.where(has_loc, "ixp", PRIVATE_INTERCONNECT).tolist(), pa.string()),
+            pa.array(kind.tolist(), pa.string()),
             at_loc("ixp_id"),
             at_loc("ixp_name"),
             at_loc("ixp_city"),

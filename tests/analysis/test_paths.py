@@ -149,6 +149,32 @@ def test_private_interconnect_and_detour_through_china():
     assert [(j["from_hop"], j["to_hop"]) for j in near["rtt_jumps"]] == [(2, 3)]
 
 
+def test_entry_after_unresponsive_hop_is_of_unknown_kind():
+    _, rows, _ = _run([
+        dict(msm_id=14, prb_id=1001, dst_addr="8.8.8.8", hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [None, None, None],      # maybe the IXP address
+            [pub("202.97.2.2", 90.0, 4134, family=CT)],
+        ]),
+        # an IXP address two hops before the entry, with a silent hop between: not adjacent
+        dict(msm_id=15, prb_id=1001, dst_addr="8.8.8.8", hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [ixp("206.81.80.40", 75.0, *SEA, None)], [None],
+            [pub("219.158.1.1", 80.0, 4837, family=CU)],
+        ]),
+        # moving on to a second AS of the same family is not a second entry
+        dict(msm_id=16, prb_id=1001, dst_addr="8.8.8.8", hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [pub("202.97.2.2", 90.0, 4134, family=CT)],
+            [pub("59.43.1.1", 91.0, 4809, family=CT)],
+        ]),
+    ])
+    (c,) = rows[(14, 1001)]["pop_crossings"]
+    assert (c["kind"], c["evidence"], c["ixp_id"], c["verdict"]) == ("unknown", "after-unresponsive-hop", None, "unknown")
+    (c,) = rows[(15, 1001)]["pop_crossings"]
+    assert (c["kind"], c["evidence"], c["hop"]) == ("unknown", "after-unresponsive-hop", 4)
+    (c,) = rows[(16, 1001)]["pop_crossings"]
+    assert (c["kind"], c["asn"], c["hop"]) == ("private interconnect", 4134, 2)
+    assert rows[(16, 1001)]["as_path"] == ["AS3320", "AS4134", "AS4809"]
+
+
 def test_loop_endpoints_unknown_probe_and_empty_trace():
     _, rows, drops = _run([
         dict(msm_id=6, prb_id=1001, dst_addr="9.9.9.9", hops=[
