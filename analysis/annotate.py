@@ -369,17 +369,21 @@ def _annotate_unique(
                 member[sel[got]] = kasn[pos[got]]
                 has_member[sel[got]] = True
                 member_ixp[sel[got]] = kixp[pos[got]]
-    # an interface PeeringDB knows on an IXP whose LAN prefix we lack: take the IXP from it
-    fill = has_member & (ixp_row < 0) & np.array([x is not None for x in member_ixp], dtype=bool)
+    # an interface PeeringDB's netixlan places on an IXP: when the LAN prefix is unknown or
+    # known only to CAIDA/PCH, the PeeringDB IXP (id, name, city, country) is used
+    known_pdb = pc.fill_null(pc.starts_with(ixp_cols["ixp_id"], "pdb:"), False).to_numpy(zero_copy_only=False)
+    fill = has_member & ~known_pdb & np.array([x is not None for x in member_ixp], dtype=bool)
     if fill.any():
         ids = pa.array(np.where(fill, member_ixp, None).tolist(), pa.string())
-        ixp_cols["ixp_id"] = pc.coalesce(ixp_cols["ixp_id"], ids)
+        fmask = pa.array(fill)
+        ixp_cols["ixp_id"] = pc.if_else(fmask, ids, ixp_cols["ixp_id"])
         if snap.has("peeringdb"):
             ixt = snap.table("peeringdb", "ix")
             keys = pc.binary_join_element_wise("pdb:", pc.cast(ixt["id"], pa.string()), "")
             j = pc.index_in(ids, value_set=keys)
             for f, src in (("ixp_name", "name"), ("ixp_city", "city"), ("ixp_country", "country")):
-                ixp_cols[f] = pc.coalesce(ixp_cols[f], pc.take(ixt[src], j).combine_chunks())
+                got = pc.take(ixt[src], j).combine_chunks()
+                ixp_cols[f] = pc.if_else(pc.and_(fmask, pc.is_valid(got)), got, ixp_cols[f])
     on_ixp = (ixp_row >= 0) | fill
 
     # --- RIR delegation and static prefixes

@@ -250,10 +250,11 @@ def test_traceroutes_crossing_a_us_ixp_lan(atlas_hops, real_snapshot, test_data)
         ("206.223.115.10", "pdb:3814", "CA", None),
         # the four US IXP interfaces seen in the real Atlas data (checked by hand against
         # ../shared/data/peeringdb/ixp-dataset-2026-05/ixps.json peering LANs)
-        ("206.126.236.169", "pdb:1", "US", None),  # Equinix Ashburn 206.126.236.0/22
-        ("206.223.116.37", None, "US", None),  # Equinix San Jose 206.223.116.0/23
+        # members: PCH 2017 membership rows / PeeringDB 2026 netixlan 1225 (grep'd by hand)
+        ("206.126.236.169", "pdb:1", "US", 3223),  # Equinix Ashburn 206.126.236.0/22, Voxility
+        ("206.223.116.37", "pdb:5", "US", 6939),  # Equinix San Jose (netixlan ix 5), HE
         ("206.82.104.7", "pdb:804", "US", None),  # DE-CIX New York 206.82.104.0/23
-        ("198.32.176.137", "pdb:7", "US", None),  # Equinix Palo Alto 198.32.176.0/24
+        ("198.32.176.137", "pdb:7", "US", 15412),  # Equinix Palo Alto 198.32.176.0/24, FLAG
         # AS4134 at Equinix Miami: netixlan 198.32.242.217 (SOURCES.md check A)
         ("198.32.242.217", None, "US", 4134),
         # UAE-IX 185.1.8.0/24 (PeeringDB ix 587, Dubai); PCH 2017 membership 185.1.8.23 -> AS60924
