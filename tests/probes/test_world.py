@@ -494,3 +494,59 @@ def test_cli_generate(tmp_path, capsys):
     assert "traceroutes" in text and "china-telecom" in text
     assert json.loads((out / "world.json").read_text())["seed"] == 3
     assert "SYNTHETIC" in (out / "README.md").read_text()
+
+
+def _offered(routes: dict, d: int, rel, x: int, y: int) -> bool:
+    """Whether y offers its route toward d to its neighbour x (export rules, loop check)."""
+    p = routes[y]
+    if x in p:
+        return False
+    if y == d or rel(y, p[1]) == "customer":
+        return True
+    return rel(y, x) == "customer"  # peer/provider routes go to customers only
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_routing_follows_gao_rexford_preferences(seed):
+    """Every AS's route: valley-free, consistent with its next hop, and of the best class."""
+    w = World.build(seed=seed, size="small")
+    topo = w.topo
+
+    def rel(a: int, b: int) -> str:
+        if b in topo.customers[a]:
+            return "customer"
+        if b in topo.peers[a]:
+            return "peer"
+        assert b in topo.providers[a], (a, b)
+        return "provider"
+
+    rank = {"customer": 0, "peer": 1, "provider": 2}
+    rel_table = {
+        (a, b): rel(a, b)
+        for a in topo.ases
+        for b in (*topo.customers[a], *topo.peers[a], *topo.providers[a])
+    }
+    dests = sorted({d.asn for d in topo.destinations})
+    for d in dests:
+        routes = w.routes(d)
+        assert set(routes) == set(topo.ases), "every AS reaches every destination"
+
+        for x, path in routes.items():
+            assert path[0] == x and path[-1] == d
+            if x == d:
+                continue
+            assert path[1:] == routes[path[1]], "forwarding consistency"
+            assert _valley_free(list(path), rel_table)
+            offers = [
+                (rank[rel(x, y)], len(routes[y]) + 1)
+                for y in (*topo.customers[x], *topo.peers[x], *topo.providers[x])
+                if _offered(routes, d, rel, x, y)
+            ]
+            assert (rank[rel(x, path[1])], len(path)) == min(offers), (x, path)
+        leaks = w.leak_routes(d)
+        if d in topo.leaked_asns:
+            tail = routes[topo.leaker]
+            for x, path in leaks.items():
+                assert path[-len(tail) :] == tail and x not in tail
+                assert not any(topo.ases[a].filters_leaks for a in path[: -len(tail)])
+    assert any(w.leak_routes(d) for d in topo.leaked_asns)
