@@ -1,0 +1,206 @@
+"""Reference-data snapshots: real files of every kind, manifests, LPM, errors."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import ipaddress
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis import _lpm
+from analysis.datasets import cache_root, import_files, latest_snapshot, list_snapshots, load_snapshot
+from analysis.errors import DatasetFormatError, MissingReferenceData
+from tests.analysis._snap import real_snapshot, real_sources  # noqa: F401 - fixture
+
+
+def test_manifest_records_sources_rows_and_dates(real_snapshot, test_data):
+    for kind, paths in real_sources(test_data):
+        m = real_snapshot.manifest(kind)
+        want = {hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+        assert {s["sha256"] for s in m["sources"]} == want, kind
+        for s in m["sources"]:  # the imported bytes are kept in the snapshot
+            assert hashlib.sha256((real_snapshot.path / kind / "source" / s["file"]).read_bytes()).hexdigest() == s["sha256"]
+    m = real_snapshot.manifest("pfx2as")
+    # line counts of the two CAIDA files (SOURCES.md: 845,161 v4 + 83,125 v6)
+    assert m["rows"]["prefixes"] == 845_161 + 83_125
+    assert m["date"] == "2020-02"
+    assert real_snapshot.manifest("caida-ixp")["rows"]["ixs"] == 1452
+    assert real_snapshot.manifest("rir-delegated")["date"] == "2019-09-12"
+
+
+def test_pfx2as_rows_against_the_raw_file(real_snapshot, test_data):
+    p = real_snapshot.table("pfx2as", "prefixes")
+    f = test_data / "ip2asn" / "caida-pfx2as-mlab" / "routeviews-rv6.pfx2as.ipv6.2020-02.gz"
+    raw = {}
+    with gzip.open(f, "rt") as fh:
+        for line in fh:
+            net, plen, origins = line.rstrip("\n").split("\t")
+            raw[f"{net}/{plen}"] = [int(x) for x in origins.replace(",", "_").split("_")]
+    rows = {r["prefix"]: r for r in p.filter(pa.compute.equal(p["af"], 6)).select(["prefix", "asns", "as_set"]).to_pylist()}
+    assert rows.keys() == raw.keys()
+    assert rows["2001:410::/32"]["asns"] == [271, 7860, 8111] and rows["2001:410::/32"]["as_set"]
+    assert all(rows[k]["asns"] == v for k, v in raw.items())
+
+
+def test_rir_delegation_holds_cn2_space(real_snapshot):
+    t = real_snapshot.table("rir-delegated", "prefixes").to_pylist()
+    cn2 = [r for r in t if r["prefix"] == "59.43.0.0/16"]
+    assert cn2 and cn2[0]["registry"] == "apnic" and cn2[0]["cc"] == "CN"
+
+
+def test_lacnic_non_power_of_two_ranges_are_split_into_cidrs(tmp_path):
+    f = tmp_path / "delegated-test-extended"
+    f.write_text("2.3|lacnic|20190910|3|19870101|20190910|-0300\n"
+                 "lacnic|*|ipv4|*|2|summary\n"
+                 "lacnic|BR|ipv4|45.4.0.0|768|20170224|allocated|272078\n"
+                 "lacnic|AR|asn|1000|10|19970602|allocated|20118\n"
+                 "lacnic||ipv4|24.152.0.0|32768||reserved|\n")
+    snap = import_files("rir-delegated", [f], cache_dir=tmp_path)
+    pf = snap.table("rir-delegated", "prefixes")["prefix"].to_pylist()
+    assert pf == ["45.4.0.0/23", "45.4.2.0/24"]  # 768 = 512 + 256
+    assert snap.table("rir-delegated", "asns").to_pylist()[0]["asn_count"] == 10
+    assert snap.manifest("rir-delegated")["dropped"] == {"status-reserved": 1}
+
+
+def test_as2org_pipe_and_jsonl_formats(tmp_path):
+    pipe = tmp_path / "20240101.as-org2info.txt"
+    pipe.write_text(
+        "# name: AS Org\n"
+        "# format:org_id|changed|org_name|country|source\n"
+        "CHINANET-ARIN|20200101|China Telecom Americas|US|ARIN\n"
+        "@aut-4134-APNIC|20200101|CHINANET|CN|APNIC\n"
+        "# format:aut|changed|aut_name|org_id|opaque_id|source\n"
+        "4134|20200101|CHINANET-BACKBONE|@aut-4134-APNIC|x|APNIC\n"
+        "36678|20200101|CTA|CHINANET-ARIN|x|ARIN\n"
+        "bad|line\n"
+    )
+    jsonl = tmp_path / "20240201.as-org2info.jsonl"
+    jsonl.write_text(
+        '{"type": "Organization", "organizationId": "O1", "name": "Org One", "country": "DE"}\n'
+        '{"type": "ASN", "asn": "64500", "name": "ONE", "organizationId": "O1"}\n'
+    )
+    snap = import_files("as2org", [pipe, jsonl], cache_dir=tmp_path)
+    asns = {r["asn"]: r["org_id"] for r in snap.table("as2org", "asns").to_pylist()}
+    assert asns == {4134: "@aut-4134-APNIC", 36678: "CHINANET-ARIN", 64500: "O1"}
+    orgs = {r["org_id"]: (r["org_name"], r["country"]) for r in snap.table("as2org", "orgs").to_pylist()}
+    assert orgs["CHINANET-ARIN"] == ("China Telecom Americas", "US")
+    assert snap.manifest("as2org")["dropped"] == {"bad-asn-record": 1}
+    assert snap.manifest("as2org")["date"] == "2024-02-01"
+
+
+def test_peeringdb_dump_form_and_type_from_fields(tmp_path):
+    dump = tmp_path / "peeringdb_2_dump_2024_01_01.json"
+    dump.write_text('{"ix": {"data": [{"id": 7, "name": "X-IX", "city": "Paris", "country": "FR", "status": "ok"},'
+                    ' {"id": 8, "name": "gone", "status": "deleted"}]},'
+                    ' "ixlan": {"data": [{"id": 70, "ix_id": 7, "status": "ok"}]}}')
+    anon = tmp_path / "response.json"  # no type in the name: recognised from the fields
+    anon.write_text('{"data": [{"id": 1, "ixlan_id": 70, "protocol": "IPv4", "prefix": "192.0.2.0/24", "status": "ok"}]}')
+    snap = import_files("peeringdb", [dump, anon], cache_dir=tmp_path)
+    assert snap.table("peeringdb", "ix")["name"].to_pylist() == ["X-IX"]
+    assert snap.table("peeringdb", "ixpfx")["prefix"].to_pylist() == ["192.0.2.0/24"]
+    assert snap.manifest("peeringdb")["dropped"] == {"ix-status-deleted": 1}
+
+
+@pytest.mark.parametrize(
+    "kind, content, message",
+    [
+        ("pfx2as", "1.0.0.0 24 13335\n", r"bad\.gz:1: not a CAIDA prefix2as file"),
+        ("rir-delegated", "hello|world\n", r"bad\.gz:1: not an RIR delegated file"),
+        ("as2org", "4134|x|y|z\n", r"bad\.gz:1: not a CAIDA as2org file"),
+        ("peeringdb", "[1, 2]", r"bad\.gz: not a PeeringDB API response"),
+        ("caida-ixp", '{"name": "x"}\n', r"bad\.gz:1: not a CAIDA IXP record"),
+        ("pch-subnets", "a,b,c\n1,2,3\n", r"bad\.gz:1: not a PCH subnet file"),
+        ("pch-membership", "a,b\n", r"bad\.gz:1: not a PCH membership file"),
+    ],
+)
+def test_wrong_format_names_file_and_line(tmp_path, kind, content, message):
+    p = tmp_path / "bad.gz"
+    p.write_bytes(gzip.compress(content.encode()))
+    with pytest.raises(DatasetFormatError, match=message):
+        import_files(kind, [p], cache_dir=tmp_path)
+    assert not (tmp_path / "snapshots").exists() or not list((tmp_path / "snapshots").glob(f"*/{kind}/manifest.json"))
+
+
+def test_unknown_kind_and_missing_file(tmp_path):
+    with pytest.raises(DatasetFormatError, match="unknown dataset kind"):
+        import_files("nope", [tmp_path], cache_dir=tmp_path)
+    with pytest.raises(DatasetFormatError, match="no such file"):
+        import_files("pfx2as", [tmp_path / "missing.gz"], cache_dir=tmp_path)
+
+
+def test_snapshots_accumulate_and_latest_wins(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATHEXP_CACHE_DIR", str(tmp_path / "env"))
+    assert cache_root() == tmp_path / "env"
+    with pytest.raises(MissingReferenceData, match="no reference-data snapshot"):
+        latest_snapshot()
+    v4 = tmp_path / "a.pfx2as"
+    v4.write_text("1.0.0.0\t24\t13335\n")
+    v6 = tmp_path / "b.pfx2as"
+    v6.write_text("2001:db8::\t32\t64500\n")
+    import_files("pfx2as", [v4], snapshot_id="s1")
+    s = import_files("pfx2as", [v6], snapshot_id="s1")  # adds to the kind in s1
+    assert s.manifest("pfx2as")["rows"]["prefixes"] == 2
+    d1 = s.digest
+    again = import_files("pfx2as", [v6], snapshot_id="s1")  # same bytes: no change
+    assert again.digest == d1
+    import_files("pfx2as", [v4], snapshot_id="s2", replace=True)
+    assert latest_snapshot().id == "s2"
+    assert [x.id for x in list_snapshots()] == ["s1", "s2"]
+    assert load_snapshot("s1").digest == d1
+    with pytest.raises(MissingReferenceData, match="no snapshot 'zz'"):
+        load_snapshot("zz")
+    with pytest.raises(MissingReferenceData, match="has no 'as2org' data"):
+        load_snapshot("s1").manifest("as2org")
+
+
+# ------------------------------------------------------------------ LPM property test
+
+
+def _brute(prefixes: list[ipaddress._BaseNetwork], addr: ipaddress._BaseAddress) -> int:
+    best, blen = -1, -1
+    for i, n in enumerate(prefixes):
+        if addr in n and n.prefixlen > blen:
+            best, blen = i, n.prefixlen
+    return best
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    version=st.sampled_from([4, 6]),
+    seeds=st.lists(st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 128)), min_size=1, max_size=40),
+    queries=st.lists(st.integers(0, 2**128 - 1), min_size=1, max_size=40),
+)
+def test_lpm_equals_brute_force(version, seeds, queries):
+    width = 32 if version == 4 else 128
+    nets = []
+    for v, L in seeds:
+        L = L % (width + 1)
+        # cluster prefixes in a small region so they nest
+        base = (v >> (128 - width)) & ~((1 << (width - 8)) - 1) if version == 6 else v % (1 << 32) & 0xFF000000 | (v % (1 << 24))
+        cls = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+        nets.append(cls((base % (1 << width), L), strict=False))
+    af, hi, lo, plen = _lpm.parse_prefixes([str(n) for n in nets], where="t")
+    iv = _lpm.flatten(hi, lo, plen, width=width)
+    qs = [q % (1 << width) for q in queries] + [int(n.network_address) for n in nets] + \
+         [int(n.broadcast_address) for n in nets]
+    addrs = [ipaddress.IPv4Address(q) if version == 4 else ipaddress.IPv6Address(q) for q in qs]
+    qaf, qhi, qlo, ok = _lpm.parse_addresses(pa.array([str(a) for a in addrs]))
+    assert ok.all()
+    got = _lpm.lookup(iv, qhi, qlo)
+    for a, g in zip(addrs, got):
+        want = _brute(nets, a)
+        assert (g == -1) == (want == -1), a
+        if want >= 0:
+            assert nets[g] == nets[want], (a, nets[g], nets[want])
+
+
+def test_parse_addresses_rejects_junk():
+    af, hi, lo, ok = _lpm.parse_addresses(pa.array(["1.2.3.4", None, "1.2.3.256", "01.2.3.4", "x", "::ffff:1.2.3.4", "fe80::1%eth0"]))
+    assert ok.tolist() == [True, False, False, False, False, True, True]
+    assert lo[0] == 0x01020304 and af[5] == 6 and lo[5] == 0xFFFF01020304
