@@ -379,6 +379,7 @@ class TraceBuilder:
             prev_asn = node.asn
         fams = sorted({x["family"] for x in flagged_x})
         fams_us = sorted({x["family"] for x in flagged_x if x["us_pop"]})
+        fams_obs = sorted({x["family"] for x in flagged_x if x["observable"]})
         trace = {
             **key,
             "dst_addr": dst_addr,
@@ -392,5 +393,6 @@ class TraceBuilder:
             "reached": reached,
             "families": fams,
             "families_us": fams_us,
+            "families_observable": fams_obs,
         }
         return TraceOutput(result, trace, truth_hops, ixp_x, flagged_x)

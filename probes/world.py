@@ -95,6 +95,7 @@ TRUTH_TRACE_SCHEMA = pa.schema(
         ("reached", pa.bool_()),
         ("families", pa.list_(pa.string())),
         ("families_us", pa.list_(pa.string())),
+        ("families_observable", pa.list_(pa.string())),
     ]
 ).with_metadata(_SYNTHETIC_META)
 TRUTH_HOP_SCHEMA = pa.schema(
@@ -571,6 +572,7 @@ def _exposure(traces: list[dict], families: list[str]) -> dict:
             part: {
                 "transit": share(rows, fam, "families"),
                 "transit_us_pop": share(rows, fam, "families_us"),
+                "transit_observable": share(rows, fam, "families_observable"),
             }
             for part, rows in parts.items()
         }
