@@ -264,7 +264,14 @@ class World:
             raise ConfigError(f"{manifest}: unreadable world manifest: {exc}") from exc
         if info.get("generator") != "pathexp.world":
             raise ConfigError(f"{manifest}: not written by pathexp world")
-        return cls.build(seed=int(info["seed"]), size=str(info["size"]))
+        world = cls.build(seed=int(info["seed"]), size=str(info["size"]))
+        want = info.get("files", {}).get("atlas/probes.json")
+        if want != _sha(_api_list(world.probes())):
+            raise ConfigError(
+                f"{manifest}: the folder was written by another version of the world "
+                f"generator (probes differ); regenerate it with `pathexp world generate`"
+            )
+        return world
 
     # ------------------------------------------------------------------ properties
     @property

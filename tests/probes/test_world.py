@@ -487,6 +487,14 @@ def test_on_demand_edge_cases(world_dir):
         World.load(world_dir / "atlas")
 
 
+def test_load_refuses_a_folder_from_another_generator_version(world_dir, tmp_path):
+    info = json.loads((world_dir / "world.json").read_text())
+    info["files"]["atlas/probes.json"] = "0" * 64
+    (tmp_path / "world.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="another version"):
+        World.load(tmp_path)
+
+
 def test_cli_generate(tmp_path, capsys):
     out = tmp_path / "cli"
     assert cli_main(["world", "generate", str(out), "--seed", "3"]) == 0
