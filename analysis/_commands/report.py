@@ -1,0 +1,36 @@
+"""``pathexp report``: a self-contained HTML report of an analysed campaign."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: Any) -> None:
+    from analysis.cli import add_campaign_args
+
+    parser = subparsers.add_parser(
+        "report",
+        help="write a self-contained HTML report (figures embedded) for an analysed campaign",
+        description=(
+            "Write <workspace>/<campaign>/report/index.html: headline exposure with intervals, "
+            "figures, the method, the reference-data snapshot, drop and unresolved counts, and "
+            "tables of crossings. Run `pathexp analyze` first."
+        ),
+    )
+    add_campaign_args(parser)
+    parser.add_argument("--out", type=Path, default=None,
+                        help="write the report here instead (default: <campaign>/report/index.html)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.cli import campaign_from_args
+    from analysis.report import write_report
+
+    path = write_report(campaign_from_args(args), out=args.out)
+    print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KiB)")
+    return 0

@@ -1,0 +1,706 @@
+"""Charts of transit exposure, drawn on a matplotlib Axes (networkx-drawing style).
+
+Every ``plot_*`` function takes its table (or graph) first, options keyword-only, draws on
+``ax`` (the current Axes when ``ax`` is None) and returns that Axes. None of them saves or
+shows a figure: saving belongs to :mod:`analysis.report`, the CLI and notebooks.
+
+* :func:`plot_exposure_by_country` -- path exposure per source country, with interval bars.
+* :func:`plot_exposure_over_time` -- exposure per day (or hour) with its interval band and
+  the transit start/stop change events marked.
+* :func:`plot_top_pops` -- flagged PoPs (IXP, city) by traceroutes crossing into a flagged
+  carrier there, with the speed-of-light-inconsistent share hatched.
+* :func:`plot_flagged_graph` -- the AS/IXP graph around flagged nodes, edge width by
+  traceroutes.
+* :func:`plot_rtt_vs_distance` -- minimum RTT against probe-to-PoP distance per crossing,
+  with the speed-of-light bound; inconsistent location claims highlighted.
+* :func:`plot_probe_map` -- probes and PoPs on a longitude/latitude grid with reference
+  cities (no map tiles or shapefiles).
+
+The tables behind the charts come from :func:`crossing_table`, :func:`pop_counts` and
+:func:`pop_locations`, pure functions over the paths / annotated-hop tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.errors import SchemaMismatch
+from analysis.geo import KM_PER_MS_RTT
+
+if TYPE_CHECKING:
+    import networkx as nx
+    from matplotlib.axes import Axes
+
+__all__ = [
+    "REFERENCE_CITIES",
+    "WORLD_EXTENT",
+    "US_EXTENT",
+    "VERDICT_COLORS",
+    "crossing_table",
+    "pop_counts",
+    "pop_locations",
+    "plot_exposure_by_country",
+    "plot_exposure_over_time",
+    "plot_top_pops",
+    "plot_flagged_graph",
+    "plot_rtt_vs_distance",
+    "plot_probe_map",
+]
+
+#: (name, latitude, longitude) of cities drawn as landmarks on :func:`plot_probe_map`.
+REFERENCE_CITIES = (
+    ("New York", 40.71, -74.01),
+    ("Ashburn", 39.04, -77.49),
+    ("Chicago", 41.88, -87.63),
+    ("Atlanta", 33.75, -84.39),
+    ("Miami", 25.76, -80.19),
+    ("Dallas", 32.78, -96.80),
+    ("Denver", 39.74, -104.99),
+    ("Seattle", 47.61, -122.33),
+    ("San Jose", 37.34, -121.89),
+    ("Los Angeles", 34.05, -118.24),
+    ("Toronto", 43.65, -79.38),
+    ("Mexico City", 19.43, -99.13),
+    ("São Paulo", -23.55, -46.63),
+    ("London", 51.51, -0.13),
+    ("Amsterdam", 52.37, 4.90),
+    ("Frankfurt", 50.11, 8.68),
+    ("Moscow", 55.76, 37.62),
+    ("Johannesburg", -26.20, 28.05),
+    ("Lagos", 6.52, 3.38),
+    ("Dubai", 25.20, 55.27),
+    ("Mumbai", 19.08, 72.88),
+    ("Singapore", 1.35, 103.82),
+    ("Hong Kong", 22.32, 114.17),
+    ("Beijing", 39.90, 116.41),
+    ("Shanghai", 31.23, 121.47),
+    ("Tokyo", 35.68, 139.69),
+    ("Sydney", -33.87, 151.21),
+)
+
+#: (lon_min, lon_max, lat_min, lat_max) of the whole map and of the contiguous US.
+WORLD_EXTENT = (-180.0, 180.0, -60.0, 80.0)
+US_EXTENT = (-128.0, -64.0, 22.0, 52.0)
+
+#: Colours of the speed-of-light verdicts.
+VERDICT_COLORS = {"consistent": "#1f77b4", "inconsistent": "#d62728", "unknown": "#7f7f7f"}
+
+_FLAGGED = "#d62728"
+_IXP = "#ff7f0e"
+_OTHER = "#9aa5b1"
+_CONTEXT = ("msm_id", "prb_id", "timestamp", "probe_asn", "probe_country", "probe_lat",
+            "probe_lon", "dst_addr", "dst_asn", "dst_country")  # fmt: skip
+_BIN_SECONDS = {"hour": 3600, "day": 86400}
+
+
+# ---------------------------------------------------------------------------- tables
+def crossing_table(paths: pa.Table) -> pa.Table:
+    """One row per flagged PoP crossing, with the traceroute it belongs to.
+
+    Parameters
+    ----------
+    paths : pyarrow.Table
+        Paths table (:data:`analysis.paths.PATHS_SCHEMA`); needs ``pop_crossings``; the
+        traceroute context columns (``msm_id``, ``prb_id``, ``timestamp``, ``probe_*``,
+        ``dst_*``) are copied when present.
+
+    Returns
+    -------
+    pyarrow.Table
+        The context columns, then every field of the crossing struct (``family``, ``asn``,
+        ``from_asn``, ``hop``, ``address``, ``kind``, ``ixp_*``, ``evidence``, ``min_rtt``,
+        ``distance_km``, ``max_distance_km``, ``verdict``), in path order.
+
+    Examples
+    --------
+    >>> c = pa.struct([("family", pa.string()), ("verdict", pa.string())])
+    >>> t = pa.table({"prb_id": [1, 2], "pop_crossings": pa.array(
+    ...     [[{"family": "f", "verdict": "unknown"}, {"family": "g", "verdict": "consistent"}], []],
+    ...     pa.list_(c))})
+    >>> crossing_table(t).to_pylist()  # doctest: +NORMALIZE_WHITESPACE
+    [{'prb_id': 1, 'family': 'f', 'verdict': 'unknown'},
+     {'prb_id': 1, 'family': 'g', 'verdict': 'consistent'}]
+    """
+    if "pop_crossings" not in paths.column_names:
+        raise SchemaMismatch("paths table lacks column pop_crossings")
+    lists = paths.column("pop_crossings").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists)
+    ctx = [c for c in _CONTEXT if c in paths.column_names]
+    out = paths.select(ctx).take(parent) if ctx else pa.table({})
+    for i, field in enumerate(flat.type):
+        out = out.append_column(field.name, flat.field(i))
+    return out
+
+
+def pop_counts(
+    crossings: pa.Table, *, family: str | None = None, country: str | None = None
+) -> pa.Table:
+    """Flagged crossings at IXPs, per PoP (IXP, city): traceroutes, probes, verdicts.
+
+    Parameters
+    ----------
+    crossings : pyarrow.Table
+        :func:`crossing_table` output (needs ``msm_id``, ``prb_id``, ``timestamp``,
+        ``kind``, ``ixp_id``, ``ixp_name``, ``ixp_city``, ``ixp_country``, ``family``,
+        ``asn``, ``verdict``).
+    family : str, optional
+        Only crossings into this family (default: any flagged family).
+    country : str, optional
+        Only PoPs whose IXP is in this country.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``ixp_id, ixp_name, ixp_city, ixp_country, families, asns, traceroutes, probes,
+        crossings, consistent, inconsistent, unknown`` -- ``traceroutes`` counts distinct
+        traceroutes crossing there, the verdict columns count distinct traceroutes with a
+        crossing of that verdict there. Sorted by traceroutes (descending), then name.
+        Private-interconnect crossings (no located PoP) are left out.
+    """
+    need = ("msm_id", "prb_id", "timestamp", "kind", "ixp_id", "ixp_name", "ixp_city",
+            "ixp_country", "family", "asn", "verdict")  # fmt: skip
+    missing = [c for c in need if c not in crossings.column_names]
+    if missing:
+        raise SchemaMismatch(f"crossing table lacks column(s) {', '.join(missing)}")
+    mask = pc.fill_null(pc.equal(crossings.column("kind"), "ixp"), False)
+    if family is not None:
+        mask = pc.and_(mask, pc.fill_null(pc.equal(crossings.column("family"), family), False))
+    if country is not None:
+        mask = pc.and_(mask, pc.fill_null(pc.equal(crossings.column("ixp_country"), country), False))
+    sel = crossings.select(list(need)).filter(mask)
+    con = _duckdb()
+    try:
+        con.register("x", sel)
+        tr = "(msm_id, prb_id, timestamp)"
+        out = con.sql(
+            f"""SELECT ixp_id, any_value(ixp_name) AS ixp_name, ixp_city,
+                       any_value(ixp_country) AS ixp_country,
+                       list_sort(list(DISTINCT family)) AS families,
+                       list_sort(list(DISTINCT asn)) AS asns,
+                       count(DISTINCT {tr}) AS traceroutes, count(DISTINCT prb_id) AS probes,
+                       count(*) AS crossings,
+                       count(DISTINCT {tr}) FILTER (WHERE verdict = 'consistent') AS consistent,
+                       count(DISTINCT {tr}) FILTER (WHERE verdict = 'inconsistent') AS inconsistent,
+                       count(DISTINCT {tr}) FILTER (WHERE verdict = 'unknown') AS unknown
+                FROM x GROUP BY ixp_id, ixp_city
+                ORDER BY traceroutes DESC, ixp_name, ixp_city"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return out
+
+
+def pop_locations(annotated: pa.Table) -> pa.Table:
+    """IXPs seen on the paths with their location, and whether a flagged member was there.
+
+    Parameters
+    ----------
+    annotated : pyarrow.Table
+        Annotated hops (or any subset of them) with ``ixp_id``, ``ixp_name``, ``ixp_city``,
+        ``ixp_country``, ``ixp_lat``, ``ixp_lon``, ``family``.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``ixp_id, ixp_name, ixp_city, ixp_country, latitude, longitude, families, flagged,
+        replies`` per IXP, flagged ones first, then by replies (descending).
+    """
+    need = ("ixp_id", "ixp_name", "ixp_city", "ixp_country", "ixp_lat", "ixp_lon", "family")
+    missing = [c for c in need if c not in annotated.column_names]
+    if missing:
+        raise SchemaMismatch(f"annotated hops lack column(s) {', '.join(missing)}")
+    sel = annotated.select(list(need)).filter(pc.is_valid(annotated.column("ixp_id")))
+    con = _duckdb()
+    try:
+        con.register("a", sel)
+        out = con.sql(
+            """SELECT ixp_id, any_value(ixp_name) AS ixp_name, any_value(ixp_city) AS ixp_city,
+                      any_value(ixp_country) AS ixp_country, any_value(ixp_lat) AS latitude,
+                      any_value(ixp_lon) AS longitude,
+                      list_sort(list(DISTINCT family) FILTER (WHERE family IS NOT NULL)) AS families,
+                      bool_or(family IS NOT NULL) AS flagged, count(*) AS replies
+               FROM a GROUP BY ixp_id ORDER BY flagged DESC, replies DESC, ixp_id"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return out
+
+
+# ---------------------------------------------------------------------------- charts
+def plot_exposure_by_country(
+    exposure: pa.Table,
+    *,
+    family: str = "any",
+    top: int = 20,
+    min_traceroutes: int = 1,
+    ax: Axes | None = None,
+) -> Axes:
+    """Path (or PoP) exposure per source country as bars with their interval.
+
+    Parameters
+    ----------
+    exposure : pyarrow.Table
+        Exposure by source country: the output of
+        ``metrics.path_exposure(paths, by="source_country")`` (column ``probe_country``) or
+        the long-form ``exposure/path_exposure.parquet`` written by
+        :func:`analysis.paths.analyze_campaign` (rows with ``grouping == "source_country"``
+        are used). Needs ``exposure``, ``ci_low``, ``ci_high``, ``traceroutes``.
+    family : str
+        Family to show when the table has a ``family`` column (``"any"``: any flagged).
+    top : int
+        Show the ``top`` countries with the highest exposure.
+    min_traceroutes : int
+        Leave out countries with fewer traceroutes.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One bar per country (height = exposure), error bars from ``ci_low`` to ``ci_high``.
+    """
+    ax = _axes(ax)
+    t = _by_group(exposure, "source_country", "probe_country", family)
+    t = t.filter(pc.greater_equal(t.column("traceroutes"), min_traceroutes))
+    t = t.sort_by([("exposure", "descending"), ("traceroutes", "descending"), ("group", "ascending")])
+    t = t.slice(0, top)
+    labels = [g if g else "unknown" for g in t.column("group").to_pylist()]
+    est = _np(t.column("exposure"))
+    lo, hi = _np(t.column("ci_low")), _np(t.column("ci_high"))
+    x = np.arange(len(labels))
+    yerr = np.vstack([np.clip(est - lo, 0, None), np.clip(hi - est, 0, None)])
+    ax.bar(x, est, color="#4c72b0", label="exposure")
+    ax.errorbar(x, est, yerr=yerr, fmt="none", ecolor="black", capsize=3, lw=1, label=_ci_label(t))
+    for xi, n in zip(x, t.column("traceroutes").to_pylist(), strict=True):
+        ax.annotate(f"n={n:,}", (xi, 0), xytext=(0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, rotation=90, color="white")
+    ax.set_xticks(x, labels, rotation=60 if len(labels) > 12 else 0)
+    ax.set_xlabel("source country (probe)")
+    ax.set_ylabel(f"share of traceroutes transiting {family}")
+    ax.set_ylim(0, max(1e-3, float(np.nanmax(hi)) if len(hi) else 0.0) * 1.1 or 1.0)
+    ax.set_title(f"Exposure by source country ({family})")
+    if len(labels):
+        ax.legend(loc="upper right", fontsize=8)
+    else:
+        _empty(ax, "no source country with traceroutes")
+    return ax
+
+
+def plot_exposure_over_time(
+    paths: pa.Table,
+    *,
+    family: str | None = None,
+    freq: str = "day",
+    events: pa.Table | None = None,
+    confidence: float = 0.95,
+    ax: Axes | None = None,
+) -> Axes:
+    """Path exposure per time bin with its Wilson interval, and change events marked.
+
+    The per-bin exposure is :func:`analysis.metrics.path_exposure` grouped by the
+    timestamp floored to ``freq``; the events are :func:`analysis.metrics.change_events`
+    (unless given), counted per bin: starts as upward triangles at the top of the Axes,
+    stops as downward triangles at the bottom, each labelled with its count.
+
+    Parameters
+    ----------
+    paths : pyarrow.Table
+        Paths table (``timestamp``, ``prb_id``, ``dst_addr``, ``flagged_families``).
+    family : str, optional
+        Flagged family (default: any).
+    freq : {"day", "hour"}
+        Bin width (UTC).
+    events : pyarrow.Table, optional
+        Change events (``family``, ``event``, ``timestamp``); rows of other families are
+        ignored. Default: computed from ``paths``.
+    confidence : float
+        Interval coverage.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    from analysis import metrics
+
+    if freq not in _BIN_SECONDS:
+        raise ValueError(f"freq must be one of {sorted(_BIN_SECONDS)}, got {freq!r}")
+    for col in ("timestamp", "prb_id", "flagged_families"):
+        if col not in paths.column_names:
+            raise SchemaMismatch(f"paths table lacks column {col}")
+    ax = _axes(ax)
+    label = family or metrics.ANY_FAMILY
+    width = _BIN_SECONDS[freq]
+    t = paths.select(["prb_id", "flagged_families"]).append_column(
+        "bin", _floor(paths.column("timestamp"), width)
+    )
+    tab = metrics.path_exposure(t, family=family, by="bin", ci="wilson", confidence=confidence)
+    x = tab.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
+    est, lo, hi = _np(tab.column("exposure")), _np(tab.column("ci_low")), _np(tab.column("ci_high"))
+    ax.fill_between(x, lo, hi, color="#4c72b0", alpha=0.25, step="mid", label=f"{confidence:.0%} Wilson interval")
+    ax.plot(x, est, marker="o", ms=3, color="#4c72b0", label=f"exposure ({label})")
+
+    if events is None:
+        events = metrics.change_events(paths, family=family)
+    if events.num_rows and "family" in events.column_names:
+        events = events.filter(pc.fill_null(pc.equal(events.column("family"), label), False))
+    import matplotlib.dates as mdates
+    import matplotlib.transforms as mtransforms
+
+    blend = mtransforms.blended_transform_factory(ax.transData, ax.transAxes)
+    for kind, y, marker, color in (("start", 0.97, "^", "#2ca02c"), ("stop", 0.03, "v", _FLAGGED)):
+        if not events.num_rows:
+            break
+        ev = events.filter(pc.fill_null(pc.equal(events.column("event"), kind), False))
+        if not ev.num_rows:
+            continue
+        bins = _floor(ev.column("timestamp"), width).to_numpy(zero_copy_only=False).astype("datetime64[s]")
+        ub, cnt = np.unique(bins, return_counts=True)
+        ax.scatter(ub, np.full(len(ub), y), marker=marker, s=36, color=color, transform=blend,
+                   clip_on=False, zorder=3, label=f"transit {kind}s ({int(cnt.sum()):,} events)")
+        for xb, c in zip(mdates.date2num(ub), cnt, strict=True):
+            ax.annotate(str(int(c)), (xb, y), xycoords=blend, xytext=(5, -3), textcoords="offset points",
+                        fontsize=7, color=color)
+        ax.vlines(ub, 0, 1, transform=blend, colors=color, alpha=0.2, lw=1)
+    ax.set_ylim(0, max(0.05, float(np.nanmax(hi)) * 1.15 if len(hi) else 0.05))
+    ax.set_xlabel(f"time (UTC, {freq} bins)")
+    ax.set_ylabel(f"share of traceroutes transiting {label}")
+    ax.set_title(f"Exposure over time ({label})")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.tick_params(axis="x", labelrotation=30)
+    if not len(x):
+        _empty(ax, "no traceroutes")
+    return ax
+
+
+def plot_top_pops(pops: pa.Table, *, top: int = 15, ax: Axes | None = None) -> Axes:
+    """Flagged PoPs (IXP, city) by traceroutes crossing into a flagged carrier there.
+
+    Parameters
+    ----------
+    pops : pyarrow.Table
+        :func:`pop_counts` output (``ixp_name``, ``ixp_city``, ``traceroutes``,
+        ``inconsistent``; ``ixp_country`` and ``families`` are used in labels).
+    top : int
+        Number of PoPs shown (the first rows of ``pops``).
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Horizontal bars of length ``traceroutes`` (largest on top), overlaid with hatched
+        bars of length ``inconsistent`` (speed-of-light inconsistent location claims).
+    """
+    for col in ("ixp_name", "ixp_city", "traceroutes", "inconsistent"):
+        if col not in pops.column_names:
+            raise SchemaMismatch(f"PoP table lacks column {col}")
+    ax = _axes(ax)
+    t = pops.slice(0, top)
+    rows = t.to_pylist()
+    labels = [_pop_label(r) for r in rows]
+    y = np.arange(len(rows))[::-1]
+    n = np.array([r["traceroutes"] for r in rows], float)
+    bad = np.array([r["inconsistent"] for r in rows], float)
+    ax.barh(y, n, color=_FLAGGED, alpha=0.8, label="traceroutes crossing")
+    ax.barh(y, bad, color="none", edgecolor="black", hatch="///", lw=0.5,
+            label="of which speed-of-light inconsistent")
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("traceroutes crossing into a flagged carrier")
+    ax.set_ylabel("PoP (IXP, city)")
+    ax.set_title("Top flagged PoPs")
+    if rows:
+        ax.legend(loc="lower right", fontsize=8)
+    else:
+        _empty(ax, "no flagged crossing at an IXP")
+    return ax
+
+
+def plot_flagged_graph(
+    g: nx.DiGraph,
+    *,
+    radius: int = 1,
+    max_nodes: int = 40,
+    seed: int = 0,
+    ax: Axes | None = None,
+) -> Axes:
+    """The AS/IXP graph around flagged nodes, edge width proportional to traceroutes.
+
+    Flagged ASes are red, IXPs orange squares, other ASes grey. When the neighbourhood
+    (:func:`analysis.graph.flagged_subgraph`) has more than ``max_nodes`` nodes, the
+    flagged nodes are kept and the others ranked by traceroutes.
+
+    Parameters
+    ----------
+    g : networkx.DiGraph
+        :func:`analysis.graph.build_graph` output (or the GraphML written by
+        ``analyze_campaign``): node ``kind``, ``family``, ``traceroutes``, ``name``; edge
+        ``traceroutes``.
+    radius : int
+        Neighbourhood radius around flagged nodes (ignoring direction).
+    max_nodes : int
+        Most nodes drawn.
+    seed : int
+        Layout seed (spring layout), for a reproducible picture.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The edges are drawn in ``sub.edges()`` order; each edge's line width is
+        ``0.5 + 5 * traceroutes / max(traceroutes)``.
+    """
+    import networkx as nx
+
+    from analysis.graph import flagged_subgraph
+
+    ax = _axes(ax)
+    sub = flagged_subgraph(g, radius=radius)
+    if sub.number_of_nodes() > max_nodes:
+        flagged = [v for v, d in sub.nodes(data=True) if d.get("family")]
+        rest = sorted((v for v in sub if v not in set(flagged)),
+                      key=lambda v: (-int(sub.nodes[v].get("traceroutes", 0)), v))
+        sub = sub.subgraph(flagged[:max_nodes] + rest[: max(0, max_nodes - len(flagged))]).copy()
+    ax.set_axis_off()
+    ax.set_title("AS/IXP graph around flagged carriers (edge width: traceroutes)")
+    if sub.number_of_nodes() == 0:
+        return _empty(ax, "no flagged carrier on any path")
+    pos = nx.spring_layout(sub, seed=seed, k=1.5 / np.sqrt(sub.number_of_nodes()))
+    edges = list(sub.edges(data="traceroutes", default=1))
+    wmax = max((int(w) for _, _, w in edges), default=1) or 1
+    widths = [0.5 + 5.0 * int(w) / wmax for _, _, w in edges]
+    nx.draw_networkx_edges(sub, pos, edgelist=[(u, v) for u, v, _ in edges], width=widths,
+                           edge_color="#555555", alpha=0.7, arrows=True, arrowsize=8,
+                           node_size=300, ax=ax)
+    groups = (
+        ("flagged AS", _FLAGGED, "o", lambda d: bool(d.get("family")) and d.get("kind") != "ixp"),
+        ("IXP", _IXP, "s", lambda d: d.get("kind") == "ixp"),
+        ("other AS", _OTHER, "o", lambda d: not d.get("family") and d.get("kind") != "ixp"),
+    )
+    for name, color, shape, pred in groups:
+        nodes = [v for v, d in sub.nodes(data=True) if pred(d)]
+        if nodes:
+            nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_color=color, node_shape=shape,
+                                   node_size=300, label=name, ax=ax)
+    labels = {v: _node_label(v, d) for v, d in sub.nodes(data=True)}
+    nx.draw_networkx_labels(sub, pos, labels=labels, font_size=6, ax=ax)
+    ax.legend(loc="lower left", fontsize=7, markerscale=0.5)
+    return ax
+
+
+def plot_rtt_vs_distance(crossings: pa.Table, *, ax: Axes | None = None) -> Axes:
+    """Minimum RTT against probe-to-PoP distance per crossing, with the speed-of-light bound.
+
+    A reply cannot come from farther than light in fibre travels in half its RTT
+    (:data:`analysis.geo.KM_PER_MS_RTT` km per ms), so a claimed PoP location is possible
+    only on or above the line ``rtt = distance / KM_PER_MS_RTT``. Points are coloured by the
+    crossing's stored ``verdict``; inconsistent claims are drawn as large red crosses.
+    Crossings without a distance or RTT (verdict unknown) cannot be placed; their number is
+    given in the legend.
+
+    Parameters
+    ----------
+    crossings : pyarrow.Table
+        :func:`crossing_table` output (``distance_km``, ``min_rtt``, ``verdict``).
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        One scatter collection per verdict present (consistent, inconsistent) and the bound
+        line (label starting with ``"speed-of-light bound"``).
+    """
+    for col in ("distance_km", "min_rtt", "verdict"):
+        if col not in crossings.column_names:
+            raise SchemaMismatch(f"crossing table lacks column {col}")
+    ax = _axes(ax)
+    d, r = _np(crossings.column("distance_km")), _np(crossings.column("min_rtt"))
+    v = np.asarray(pc.fill_null(crossings.column("verdict"), "unknown").to_pylist(), dtype=object)
+    placed = ~(np.isnan(d) | np.isnan(r))
+    dmax = float(np.nanmax(d[placed])) if placed.any() else 1000.0
+    xs = np.linspace(0.0, dmax * 1.05, 50)
+    ax.fill_between(xs, 0, xs / KM_PER_MS_RTT, color=VERDICT_COLORS["inconsistent"], alpha=0.07,
+                    label="impossible at 2/3 c")
+    ax.plot(xs, xs / KM_PER_MS_RTT, color="black", lw=1,
+            label=f"speed-of-light bound ({KM_PER_MS_RTT:.1f} km per ms RTT)")
+    for verdict, style in (("consistent", {"marker": "o", "s": 14, "alpha": 0.6}),
+                           ("inconsistent", {"marker": "X", "s": 50, "edgecolors": "black",
+                                             "linewidths": 0.5, "zorder": 3})):
+        m = placed & (v == verdict)
+        if m.any():
+            ax.scatter(d[m], r[m], color=VERDICT_COLORS[verdict], label=f"{verdict} ({int(m.sum()):,})",
+                       **style)
+    unplaced = int((~placed).sum())
+    if unplaced:
+        ax.plot([], [], " ", label=f"no distance or RTT, not shown ({unplaced:,})")
+    ax.set_xlim(0, dmax * 1.05)
+    ax.set_ylim(0, max(float(np.nanmax(r[placed])) * 1.1 if placed.any() else 1.0, dmax / KM_PER_MS_RTT * 1.1))
+    ax.set_xlabel("great-circle distance, probe to claimed PoP city (km)")
+    ax.set_ylabel("minimum RTT at the crossing (ms)")
+    ax.set_title("Speed-of-light check of PoP locations")
+    ax.legend(loc="upper left", fontsize=8)
+    return ax
+
+
+def plot_probe_map(
+    probes: pa.Table,
+    pops: pa.Table | None = None,
+    *,
+    flagged_probes: Iterable[int] | None = None,
+    extent: tuple[float, float, float, float] = WORLD_EXTENT,
+    cities: Iterable[tuple[str, float, float]] = REFERENCE_CITIES,
+    label_pops: bool = False,
+    ax: Axes | None = None,
+) -> Axes:
+    """Probes and PoPs on a longitude/latitude grid (equirectangular, no tiles or shapefiles).
+
+    Parameters
+    ----------
+    probes : pyarrow.Table
+        Probe metadata with ``prb_id``, ``latitude``, ``longitude`` (e.g.
+        :func:`probes.store.read_probe_meta`); probes without a location are skipped.
+    pops : pyarrow.Table, optional
+        :func:`pop_locations` output (``latitude``, ``longitude``, ``flagged``,
+        ``ixp_name``); flagged PoPs are drawn as red stars, others as small orange squares.
+    flagged_probes : iterable of int, optional
+        Probe ids drawn in red (e.g. those with a path through a flagged carrier).
+    extent : (lon_min, lon_max, lat_min, lat_max)
+        Visible region (:data:`WORLD_EXTENT`, :data:`US_EXTENT`).
+    cities : iterable of (name, lat, lon)
+        Landmark cities drawn as open circles with their name, when inside ``extent``.
+    label_pops : bool
+        Write the IXP name next to each flagged PoP.
+    ax : matplotlib.axes.Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Scatter collections labelled ``"probes"``, ``"probes with flagged transit"``,
+        ``"flagged PoPs"`` and ``"other IXPs"`` (only those with points).
+    """
+    for col in ("prb_id", "latitude", "longitude"):
+        if col not in probes.column_names:
+            raise SchemaMismatch(f"probe table lacks column {col}")
+    ax = _axes(ax)
+    x0, x1, y0, y1 = extent
+    step = 30 if (x1 - x0) > 120 else 10
+    for lon in np.arange(np.ceil(x0 / step) * step, x1 + 1e-9, step):
+        ax.axvline(lon, color="#dddddd", lw=0.6, zorder=0)
+    for lat in np.arange(np.ceil(y0 / step) * step, y1 + 1e-9, step):
+        ax.axhline(lat, color="#dddddd", lw=0.6, zorder=0)
+    ax.axhline(0.0, color="#bbbbbb", lw=0.8, zorder=0)
+    for name, lat, lon in cities:
+        if x0 <= lon <= x1 and y0 <= lat <= y1:
+            ax.plot(lon, lat, "o", mfc="none", mec="#888888", ms=4, zorder=1)
+            ax.annotate(name, (lon, lat), xytext=(3, 2), textcoords="offset points", fontsize=6,
+                        color="#666666")
+
+    lat, lon = _np(probes.column("latitude")), _np(probes.column("longitude"))
+    ids = probes.column("prb_id").to_numpy(zero_copy_only=False)
+    ok = ~(np.isnan(lat) | np.isnan(lon))
+    hot = np.isin(ids, np.fromiter(flagged_probes, np.int64)) if flagged_probes is not None else np.zeros(len(ids), bool)
+    if (ok & ~hot).any():
+        ax.scatter(lon[ok & ~hot], lat[ok & ~hot], s=10, color="#4c72b0", alpha=0.7, zorder=2, label="probes")
+    if (ok & hot).any():
+        ax.scatter(lon[ok & hot], lat[ok & hot], s=14, color=_FLAGGED, alpha=0.8, zorder=2,
+                   label="probes with flagged transit")
+    if pops is not None and pops.num_rows:
+        plat, plon = _np(pops.column("latitude")), _np(pops.column("longitude"))
+        flag = np.asarray(pc.fill_null(pops.column("flagged"), False).to_pylist(), bool) \
+            if "flagged" in pops.column_names else np.ones(pops.num_rows, bool)
+        pok = ~(np.isnan(plat) | np.isnan(plon))
+        if (pok & ~flag).any():
+            ax.scatter(plon[pok & ~flag], plat[pok & ~flag], marker="s", s=14, color=_IXP, zorder=3,
+                       label="other IXPs")
+        if (pok & flag).any():
+            ax.scatter(plon[pok & flag], plat[pok & flag], marker="*", s=120, color=_FLAGGED,
+                       edgecolors="black", linewidths=0.5, zorder=4, label="flagged PoPs")
+            if label_pops and "ixp_name" in pops.column_names:
+                names = pops.column("ixp_name").to_pylist()
+                for i in np.flatnonzero(pok & flag):
+                    if x0 <= plon[i] <= x1 and y0 <= plat[i] <= y1:
+                        ax.annotate(str(names[i]), (plon[i], plat[i]), xytext=(4, -8),
+                                    textcoords="offset points", fontsize=7, color=_FLAGGED)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("longitude (°)")
+    ax.set_ylabel("latitude (°)")
+    ax.set_title("Probes and PoPs")
+    ax.legend(loc="lower left", fontsize=7)
+    return ax
+
+
+# ---------------------------------------------------------------------------- helpers
+def _axes(ax: Axes | None) -> Axes:
+    if ax is not None:
+        return ax
+    import matplotlib.pyplot as plt
+
+    return plt.gca()
+
+
+def _empty(ax: Axes, text: str) -> Axes:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#666666")
+    return ax
+
+
+def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    return pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False).astype(float)
+
+
+def _floor(ts: pa.Array | pa.ChunkedArray, seconds: int) -> pa.Array:
+    """Timestamps floored to multiples of ``seconds`` since the epoch (UTC)."""
+    sec = pc.cast(pc.cast(ts, pa.timestamp("s", tz="UTC")), pa.int64())
+    sec = sec.combine_chunks() if isinstance(sec, pa.ChunkedArray) else sec
+    arr = sec.to_numpy(zero_copy_only=False)
+    return pa.array((arr // seconds) * seconds, pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+
+
+def _by_group(table: pa.Table, grouping: str, column: str, family: str) -> pa.Table:
+    """Rows of one grouping with the group key as a ``group`` string column."""
+    for col in ("exposure", "ci_low", "ci_high", "traceroutes"):
+        if col not in table.column_names:
+            raise SchemaMismatch(f"exposure table lacks column {col}")
+    if "family" in table.column_names:
+        table = table.filter(pc.fill_null(pc.equal(table.column("family"), family), False))
+    if "grouping" in table.column_names:
+        table = table.filter(pc.fill_null(pc.equal(table.column("grouping"), grouping), False))
+        return table.set_column(table.column_names.index("group"), "group",
+                                pc.cast(table.column("group"), pa.string()))
+    if column not in table.column_names:
+        raise SchemaMismatch(f"exposure table has neither {column} nor grouping/group columns")
+    return table.append_column("group", pc.cast(table.column(column), pa.string()))
+
+
+def _ci_label(t: pa.Table) -> str:
+    if "method" in t.column_names and t.num_rows:
+        return f"interval ({t.column('method')[0].as_py()})"
+    return "interval"
+
+
+def _pop_label(row: dict[str, Any]) -> str:
+    name = row.get("ixp_name") or row.get("ixp_id") or "?"
+    city = row.get("ixp_city") or "?"
+    fams = row.get("families")
+    tail = f" [{', '.join(fams)}]" if fams else ""
+    return f"{name} ({city}){tail}"
+
+
+def _node_label(node: str, data: dict[str, Any]) -> str:
+    if data.get("kind") == "ixp":
+        name = str(data.get("name") or node.removeprefix("IXP:"))
+        return name if len(name) <= 18 else name[:17] + "…"
+    return node
+
+
+def _duckdb() -> Any:
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
+    return con

@@ -1,0 +1,560 @@
+"""A self-contained HTML report of one analysed campaign (the I/O edge of the charts).
+
+:func:`write_report` reads what :func:`analysis.paths.analyze_campaign` wrote
+(``exposure.json``, ``paths/paths.parquet``, ``exposure/*.parquet``,
+``graph/as_graph.graphml``), the annotation report (``annotate.json``), the ingest report
+(``ingest.json``), the probe metadata and the IXP hops of the annotated table, draws the
+figures of :mod:`analysis.plots` with matplotlib's Agg canvas, and writes
+``<workspace>/<campaign>/report/index.html``: one file, figures embedded as base64 PNG, no
+external resource, that can be mailed to a colleague.
+
+:func:`load_campaign` and the table helpers (:func:`headline_table`, :func:`drop_table`,
+:func:`snapshot_table`) are what the notebooks call too.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis import plots
+
+if TYPE_CHECKING:
+    import networkx as nx
+    from matplotlib.axes import Axes
+
+    from probes.workspace import Campaign
+
+__all__ = [
+    "CampaignData",
+    "load_campaign",
+    "headline_table",
+    "drop_table",
+    "snapshot_table",
+    "figure_png",
+    "report_figures",
+    "render_html",
+    "write_report",
+]
+
+#: Most rows of individual crossings written into the report (all are in paths.parquet).
+MAX_CROSSING_ROWS = 200
+_IXP_COLS = ("ixp_id", "ixp_name", "ixp_city", "ixp_country", "ixp_lat", "ixp_lon", "family")
+
+
+@dataclass(frozen=True)
+class CampaignData:
+    """Everything the report and the notebooks chart, for one analysed campaign.
+
+    Attributes
+    ----------
+    campaign : probes.workspace.Campaign
+    summary : dict
+        ``exposure.json`` (headline figures, method, analysis drops, snapshot id).
+    annotate : dict
+        ``annotate.json`` (snapshot with its kinds and dates, counts by reason); empty if absent.
+    ingest : dict
+        ``ingest.json`` (drops by reason and their meaning); empty if absent.
+    paths : pyarrow.Table
+        One row per traceroute (:data:`analysis.paths.PATHS_SCHEMA`).
+    crossings : pyarrow.Table
+        :func:`analysis.plots.crossing_table` of ``paths``.
+    path_exposure, pop_exposure, change_events, hegemony : pyarrow.Table
+        The tables in ``exposure/``.
+    graph : networkx.DiGraph
+        ``graph/as_graph.graphml``.
+    probes : pyarrow.Table
+        Probe metadata (:func:`probes.store.read_probe_meta`).
+    pops : pyarrow.Table
+        :func:`analysis.plots.pop_locations` of the annotated IXP hops.
+    """
+
+    campaign: Campaign
+    summary: dict[str, Any]
+    annotate: dict[str, Any]
+    ingest: dict[str, Any]
+    paths: pa.Table
+    crossings: pa.Table
+    path_exposure: pa.Table
+    pop_exposure: pa.Table
+    change_events: pa.Table
+    hegemony: pa.Table
+    graph: nx.DiGraph
+    probes: pa.Table
+    pops: pa.Table = field(repr=False)
+
+
+def load_campaign(campaign: Campaign) -> CampaignData:
+    """Read an analysed campaign's outputs (see the module docstring).
+
+    Raises
+    ------
+    analysis.errors.MissingReferenceData
+        When the campaign has not been analysed (no ``exposure.json`` or a table it names).
+    """
+    import networkx as nx
+    import orjson
+    import pyarrow.parquet as pq
+
+    from analysis.errors import MissingReferenceData, SchemaMismatch
+    from probes import store
+
+    root = campaign.root
+    summary_path = root / "exposure.json"
+    if not summary_path.is_file():
+        raise MissingReferenceData(
+            f"campaign {campaign.name!r} has not been analysed (no {summary_path}); "
+            "run `pathexp analyze` first"
+        )
+    needed = [campaign.paths_dir / "paths.parquet", root / "graph" / "as_graph.graphml"]
+    needed += [root / "exposure" / f"{n}.parquet"
+               for n in ("path_exposure", "pop_exposure", "change_events", "hegemony")]
+    for p in needed:
+        if not p.is_file():
+            raise MissingReferenceData(f"{p} is missing; run `pathexp analyze` again")
+
+    def js(path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            return {}
+        obj = orjson.loads(path.read_bytes())
+        if not isinstance(obj, dict):
+            raise SchemaMismatch(f"{path} is not a JSON object")
+        return obj
+
+    paths = pq.read_table(campaign.paths_dir / "paths.parquet")
+    exp = {n: pq.read_table(root / "exposure" / f"{n}.parquet")
+           for n in ("path_exposure", "pop_exposure", "change_events", "hegemony")}
+    return CampaignData(
+        campaign=campaign,
+        summary=js(summary_path),
+        annotate=js(root / "annotate.json"),
+        ingest=js(campaign.ingest_report),
+        paths=paths,
+        crossings=plots.crossing_table(paths),
+        graph=nx.read_graphml(root / "graph" / "as_graph.graphml"),
+        probes=store.read_probe_meta(campaign),
+        pops=plots.pop_locations(_ixp_hops(campaign)),
+        **exp,
+    )
+
+
+def headline_table(summary: dict[str, Any]) -> pa.Table:
+    """Per family: path and PoP exposure with their bootstrap and Wilson intervals.
+
+    Parameters
+    ----------
+    summary : dict
+        ``exposure.json`` as returned by :func:`analysis.paths.analyze_campaign`.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``family, traceroutes, path_transiting, path_exposure, path_ci_low, path_ci_high,
+        path_wilson_low, path_wilson_high, pop_transiting, pop_exposure, pop_ci_low,
+        pop_ci_high, pop_wilson_low, pop_wilson_high``; ``any`` first.
+
+    Examples
+    --------
+    >>> e = {"traceroutes": 4, "transiting": 1, "estimate": 0.25, "ci_low": 0.0, "ci_high": 0.6,
+    ...      "wilson": {"ci_low": 0.05, "ci_high": 0.7}}
+    >>> headline_table({"families": {"f": {"path_exposure": e, "pop_exposure": e}}}).column(
+    ...     "path_exposure").to_pylist()
+    [0.25]
+    """
+    fams = summary.get("families") or {}
+    order = sorted(fams, key=lambda f: (f != "any", f))
+    cols: dict[str, list[Any]] = {"family": order, "traceroutes": []}
+    for kind in ("path", "pop"):
+        for c in ("transiting", "exposure", "ci_low", "ci_high", "wilson_low", "wilson_high"):
+            cols[f"{kind}_{c}"] = []
+    for fam in order:
+        entry = fams[fam]
+        cols["traceroutes"].append(entry["path_exposure"]["traceroutes"])
+        for kind in ("path", "pop"):
+            e = entry[f"{kind}_exposure"]
+            w = e.get("wilson") or {}
+            cols[f"{kind}_transiting"].append(e["transiting"])
+            cols[f"{kind}_exposure"].append(e["estimate"])
+            cols[f"{kind}_ci_low"].append(e["ci_low"])
+            cols[f"{kind}_ci_high"].append(e["ci_high"])
+            cols[f"{kind}_wilson_low"].append(w.get("ci_low"))
+            cols[f"{kind}_wilson_high"].append(w.get("ci_high"))
+    types = {k: (pa.string() if k == "family" else pa.int64() if k.endswith(("transiting", "traceroutes"))
+                 else pa.float64()) for k in cols}
+    return pa.table({k: pa.array(v, types[k]) for k, v in cols.items()})
+
+
+def drop_table(
+    *, ingest: dict[str, Any], annotate: dict[str, Any], summary: dict[str, Any]
+) -> pa.Table:
+    """Every count of records set aside or left unresolved, by pipeline stage and reason.
+
+    Stages: ``ingest`` (``ingest.json`` drops, with their meaning), ``annotate`` (the
+    ``unresolved:*`` hop counts of ``annotate.json``) and ``analyze`` (the drops of
+    ``exposure.json``).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``stage, reason, count, meaning``.
+
+    Examples
+    --------
+    >>> drop_table(ingest={"drops": {"invalid_json": 2}, "drop_reasons": {"invalid_json": "bad"}},
+    ...            annotate={"counts": {"hops": 9, "unresolved:private": 3}},
+    ...            summary={"drops": {}}).to_pylist()  # doctest: +NORMALIZE_WHITESPACE
+    [{'stage': 'ingest', 'reason': 'invalid_json', 'count': 2, 'meaning': 'bad'},
+     {'stage': 'annotate', 'reason': 'unresolved:private', 'count': 3,
+      'meaning': 'hop replies not resolved to an AS'}]
+    """
+    rows: list[dict[str, Any]] = []
+    meanings = ingest.get("drop_reasons") or {}
+    for reason, n in sorted((ingest.get("drops") or {}).items()):
+        rows.append({"stage": "ingest", "reason": reason, "count": int(n), "meaning": meanings.get(reason, "")})
+    for reason, n in sorted((annotate.get("counts") or {}).items()):
+        if reason.startswith("unresolved:"):
+            rows.append({"stage": "annotate", "reason": reason, "count": int(n),
+                         "meaning": "hop replies not resolved to an AS"})
+    for reason, n in sorted((summary.get("drops") or {}).items()):
+        rows.append({"stage": "analyze", "reason": reason, "count": int(n),
+                     "meaning": "hop rows set aside or making no path node"})
+    schema = pa.schema([("stage", pa.string()), ("reason", pa.string()), ("count", pa.int64()),
+                        ("meaning", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def snapshot_table(annotate: dict[str, Any]) -> pa.Table:
+    """The reference-data kinds of the campaign's snapshot with their data dates and sources.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``kind, date, sources`` (number of source files), one row per kind.
+    """
+    snap = annotate.get("snapshot")
+    kinds = snap.get("kinds", {}) if isinstance(snap, dict) else {}
+    rows = [{"kind": k, "date": v.get("date"), "sources": len(v.get("sources") or [])}
+            for k, v in sorted(kinds.items())]
+    schema = pa.schema([("kind", pa.string()), ("date", pa.string()), ("sources", pa.int64())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def figure_png(draw: Callable[[Axes], Any], *, size: tuple[float, float] = (6.4, 4.2), dpi: int = 100) -> bytes:
+    """PNG bytes of a figure drawn by ``draw(ax)`` on a fresh Agg canvas (no pyplot state)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    draw(fig.add_subplot())
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+def report_figures(data: CampaignData) -> list[tuple[str, str, bytes, bool]]:
+    """The report's figures: ``(id, caption, png bytes, full_width)`` each."""
+    span = _span_days(data.paths)
+    freq = "hour" if span <= 8 else "day"
+    flagged_probes = pc.unique(
+        data.paths.filter(pc.fill_null(data.paths.column("transits_flagged"), False)).column("prb_id")
+    ).to_pylist()
+    pops = plots.pop_counts(data.crossings)
+    country = data.summary.get("pop_country", "US")
+    us_pops = data.pops.filter(pc.fill_null(pc.equal(data.pops.column("ixp_country"), country), False))
+    figs: list[tuple[str, str, Callable[[Axes], Any], tuple[float, float], bool]] = [
+        ("exposure-by-country", "Path exposure to any flagged carrier by the probe's country, "
+         "with Wilson intervals (n = traceroutes).",
+         lambda ax: plots.plot_exposure_by_country(data.path_exposure, family="any", ax=ax), (6.4, 4.2), False),
+        ("exposure-over-time", f"Path exposure per {freq} with its Wilson interval; transit "
+         "start/stop events per (probe, destination) are marked with their counts.",
+         lambda ax: plots.plot_exposure_over_time(data.paths, freq=freq, events=data.change_events, ax=ax),
+         (6.4, 4.2), False),
+        ("top-pops", "Flagged PoPs (IXP, city) by traceroutes entering a flagged carrier there; "
+         "hatched: location claim inconsistent with the speed of light.",
+         lambda ax: plots.plot_top_pops(pops, ax=ax), (6.4, 4.2), False),
+        ("rtt-vs-distance", "Minimum RTT at each crossing against the probe-to-PoP distance; "
+         "points below the line are physically impossible for the claimed city.",
+         lambda ax: plots.plot_rtt_vs_distance(data.crossings, ax=ax), (6.4, 4.2), False),
+        ("flagged-graph", "AS/IXP graph around the flagged carriers (edge width: traceroutes).",
+         lambda ax: plots.plot_flagged_graph(data.graph, ax=ax), (12.8, 6.0), True),
+        ("probe-map", "Probes (red: at least one path through a flagged carrier) and IXPs seen "
+         "on the paths (stars: with a flagged member).",
+         lambda ax: plots.plot_probe_map(data.probes, data.pops, flagged_probes=flagged_probes, ax=ax),
+         (12.8, 5.6), True),
+        ("pop-map", f"IXPs in {country} seen on the paths; stars mark PoPs of flagged carriers.",
+         lambda ax: plots.plot_probe_map(data.probes, us_pops, flagged_probes=flagged_probes,
+                                         extent=plots.US_EXTENT, label_pops=True, ax=ax),
+         (12.8, 6.4), True),
+    ]
+    return [(fid, cap, figure_png(draw, size=size), full) for fid, cap, draw, size, full in figs]
+
+
+def write_report(campaign: Campaign, *, out: str | Path | None = None) -> Path:
+    """Write the campaign's self-contained HTML report; return its path.
+
+    Parameters
+    ----------
+    campaign : probes.workspace.Campaign
+        An analysed campaign (``pathexp analyze`` has run).
+    out : path, optional
+        Target file; default ``<workspace>/<campaign>/report/index.html``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from probes import _io
+
+    data = load_campaign(campaign)
+    target = Path(out) if out is not None else campaign.root / "report" / "index.html"
+    _io.write_bytes(target, render_html(data).encode("utf-8"))
+    return target
+
+
+def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, bool]] | None = None) -> str:
+    """The report as one HTML string (figures from :func:`report_figures` unless given)."""
+    from analysis.geo import KM_PER_MS_RTT
+
+    s = data.summary
+    figs = report_figures(data) if figures is None else figures
+    e = html.escape
+    parts: list[str] = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>pathexp report: {e(str(s.get('campaign', data.campaign.name)))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>Transit exposure report: campaign <code>{e(str(s.get('campaign', data.campaign.name)))}</code></h1>",
+        f'<p class="meta">Generated {e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))} '
+        f"by pathexp from <code>{e(str(data.campaign.root))}</code>. "
+        f"Reference-data snapshot <code>{e(str(s.get('snapshot') or 'unknown'))}</code>.</p>",
+        "<h2>Headline</h2>",
+        _headline_html(s),
+        _counts_html(data),
+        "<h2>Figures</h2>", '<div class="figs">',
+    ]
+    for fid, caption, png, full in figs:
+        b64 = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f'<figure id="{e(fid)}" class="{"full" if full else "half"}">'
+            f'<img alt="{e(caption)}" src="data:image/png;base64,{b64}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>"
+        )
+    parts.append("</div>")
+    parts += ["<h2>Method</h2>", _method_html(s, KM_PER_MS_RTT)]
+    parts += ["<h2>Reference data</h2>", _snapshot_html(data.annotate, s)]
+    parts += ["<h2>Records set aside and unresolved</h2>",
+              "<p>Every record the pipeline set aside is counted by reason; hops whose address "
+              "resolved to no AS make no path node (they are bridged, not guessed).</p>",
+              _table_html(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
+                          empty="nothing was set aside")]
+    parts += _crossing_sections(data)
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------- helpers
+_CSS = """
+body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1300px;color:#222;font-size:14px}
+h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ccc;padding-bottom:3px;margin-top:28px}
+code{background:#f3f3f3;padding:0 3px}
+table{border-collapse:collapse;margin:8px 0;font-size:12px}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}
+th{background:#f0f0f0}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.meta{color:#555}.figs{display:flex;flex-wrap:wrap;gap:12px}
+figure{margin:0;border:1px solid #ddd;padding:4px;box-sizing:border-box}
+figure.half{width:calc(50% - 6px)}figure.full{width:100%}
+figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:#444;margin-top:4px}
+.headline td.big{font-size:15px;font-weight:bold}
+"""
+
+
+def _ixp_hops(campaign: Campaign) -> pa.Table:
+    """The IXP-LAN replies of the annotated table (only the columns the PoP map needs)."""
+    import duckdb
+
+    files = sorted(str(p) for p in campaign.annotated_dir.glob("**/*.parquet"))
+    if not files:
+        return pa.table({c: pa.array([], pa.float64() if c in ("ixp_lat", "ixp_lon") else pa.string())
+                         for c in _IXP_COLS})
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        names = {r[0] for r in con.execute(
+            "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [files]).fetchall()}
+        sel = ", ".join(c if c in names else f"NULL::{'DOUBLE' if c in ('ixp_lat', 'ixp_lon') else 'VARCHAR'} AS {c}"
+                        for c in _IXP_COLS)
+        if "ixp_id" not in names:
+            return con.sql(f"SELECT {sel} LIMIT 0").to_arrow_table()
+        return con.execute(
+            f"SELECT {sel} FROM read_parquet(?, union_by_name=true) WHERE ixp_id IS NOT NULL", [files]
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _span_days(paths: pa.Table) -> float:
+    if not paths.num_rows:
+        return 0.0
+    ts = pc.cast(paths.column("timestamp"), pa.int64())
+    mm = pc.min_max(ts).as_py()
+    return (mm["max"] - mm["min"]) / 86400.0
+
+
+def _pct(v: Any) -> str:
+    if v is None or v != v:
+        return "–"
+    return f"{100.0 * float(v):.2f}%"
+
+
+def _interval(lo: Any, hi: Any) -> str:
+    return f"[{_pct(lo)}, {_pct(hi)}]"
+
+
+def _headline_html(s: dict[str, Any]) -> str:
+    t = headline_table(s).to_pylist()
+    country = html.escape(str(s.get("pop_country", "US")))
+    method = html.escape(str((s.get("method") or {}).get("ci", "")))
+    rows = [
+        '<table class="headline"><tr><th>family</th><th>traceroutes</th>'
+        "<th>path exposure</th><th>95% interval (bootstrap)</th><th>Wilson</th><th>transiting</th>"
+        f"<th>PoP exposure ({country})</th><th>95% interval (bootstrap)</th><th>Wilson</th><th>transiting</th></tr>"
+    ]
+    for r in t:
+        rows.append(
+            f"<tr><td>{html.escape(r['family'])}</td><td class=num>{r['traceroutes']:,}</td>"
+            f"<td class='num big'>{_pct(r['path_exposure'])}</td>"
+            f"<td class=num>{_interval(r['path_ci_low'], r['path_ci_high'])}</td>"
+            f"<td class=num>{_interval(r['path_wilson_low'], r['path_wilson_high'])}</td>"
+            f"<td class=num>{r['path_transiting']:,}</td>"
+            f"<td class='num big'>{_pct(r['pop_exposure'])}</td>"
+            f"<td class=num>{_interval(r['pop_ci_low'], r['pop_ci_high'])}</td>"
+            f"<td class=num>{_interval(r['pop_wilson_low'], r['pop_wilson_high'])}</td>"
+            f"<td class=num>{r['pop_transiting']:,}</td></tr>"
+        )
+    rows.append(f"</table><p class=meta>Intervals: {method}.</p>")
+    return "".join(rows)
+
+
+def _counts_html(data: CampaignData) -> str:
+    s = data.summary
+    items = [
+        ("traceroutes", s.get("traceroutes")), ("probes", s.get("probes")),
+        ("traceroutes through any flagged carrier", s.get("transiting_any")),
+        ("traceroutes crossing an IXP", s.get("ixp_crossing_traceroutes")),
+        ("flagged PoP crossings", s.get("pop_crossings")),
+        ("detours through mainland China", s.get("detours")), ("paths with loops", s.get("loops")),
+        ("results stored (ingest)", data.ingest.get("results_stored")),
+    ]
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td class=num>{_fmt(v)}</td></tr>" for k, v in items)
+    return f"<table>{cells}</table>"
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return "–" if v != v else f"{v:,.2f}"
+    if isinstance(v, list):
+        return ", ".join(_fmt(x) for x in v)
+    if isinstance(v, dt.datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    return str(v)
+
+
+def _method_html(s: dict[str, Any], km_per_ms: float) -> str:
+    m = s.get("method") or {}
+    e = html.escape
+    return (
+        "<ul>"
+        f"<li><b>Path exposure</b>: {e(str(m.get('path_exposure', '')))}.</li>"
+        f"<li><b>PoP exposure</b>: {e(str(m.get('pop_exposure', '')))}.</li>"
+        f"<li><b>Intervals</b>: {e(str(m.get('ci', '')))}. The bootstrap resamples whole probes, "
+        "so traceroutes of one probe are not treated as independent.</li>"
+        "<li><b>Paths</b>: each hop is represented by its first reply; a hop becomes a path node "
+        "when its address is public and resolves to an AS (CAIDA prefix-to-AS, RIR delegations), "
+        "or lies on an IXP peering LAN (PeeringDB, CAIDA, PCH), followed by the member AS holding "
+        "that interface. Timeouts, private and unresolved addresses make no node.</li>"
+        "<li><b>Crossings</b>: each entry into a flagged family (the registry in "
+        "<code>analysis/flagged_carriers.toml</code>, with as2org siblings) is a PoP crossing; it is "
+        "located at an IXP when the entering hop or the hop right before it is on the IXP's LAN, "
+        "otherwise it is a private interconnect (or unknown after an unresponsive hop).</li>"
+        f"<li><b>Speed of light</b>: a crossing's claimed city is consistent only if the great-circle "
+        f"distance from the probe is at most {km_per_ms:.2f} km per ms of minimum RTT (2/3 c, "
+        "half the round trip; Gueye et al., IEEE/ACM ToN 2006); inconsistent claims do not count "
+        "towards PoP exposure. Unknown: no probe or city location.</li>"
+        "<li><b>Detours</b>: a flagged hop registered in CN whose RTT is large enough to reach "
+        "Beijing, Shanghai or Guangzhou from the probe, on a path between two non-Chinese endpoints.</li>"
+        "</ul>"
+    )
+
+
+def _snapshot_html(annotate: dict[str, Any], s: dict[str, Any]) -> str:
+    snap = annotate.get("snapshot") if isinstance(annotate.get("snapshot"), dict) else {}
+    reg = annotate.get("registry") or {}
+    head = (
+        f"<p>Snapshot <code>{html.escape(str(snap.get('id', s.get('snapshot') or 'unknown')))}</code>"
+        f" (digest <code>{html.escape(str(snap.get('digest', '–'))[:16])}</code>); "
+        f"flagged-carrier registry sha256 <code>{html.escape(str(reg.get('sha256', '–'))[:16])}</code>"
+        f"{' (default)' if reg.get('default') else ''}; RDAP fallback "
+        f"{'on' if annotate.get('online') else 'off'}. Dates are the data's own dates "
+        "(blank when the source files carry none).</p>"
+    )
+    counts = annotate.get("counts") or {}
+    resolved = ", ".join(f"{html.escape(k)} {v:,}" for k, v in sorted(counts.items()) if k.startswith("resolved:"))
+    tail = f"<p>Hop replies resolved: {resolved or '–'}.</p>"
+    return head + _table_html(snapshot_table(annotate), empty="no snapshot recorded (annotate.json missing)") + tail
+
+
+def _crossing_sections(data: CampaignData) -> list[str]:
+    cr = data.crossings
+    out = ["<h2>Crossings</h2>"]
+    out.append("<h3>Flagged PoPs at IXPs</h3>")
+    out.append(_table_html(plots.pop_counts(cr), empty="no flagged crossing at an IXP"))
+    if cr.num_rows:
+        by_kind = cr.group_by(["kind", "family"]).aggregate([("prb_id", "count"), ("prb_id", "count_distinct")])
+        by_kind = by_kind.rename_columns(["kind", "family", "crossings", "probes"]).sort_by(
+            [("crossings", "descending"), ("kind", "ascending"), ("family", "ascending")])
+    else:
+        by_kind = pa.table({"kind": pa.array([], pa.string())})
+    out += ["<h3>Crossings by kind and family</h3>", _table_html(by_kind, empty="no crossings")]
+    cols = [c for c in ("timestamp", "prb_id", "probe_country", "dst_addr", "family", "asn", "from_asn",
+                        "hop", "address", "kind", "ixp_name", "ixp_city", "ixp_country", "min_rtt",
+                        "distance_km", "verdict") if c in cr.column_names]
+    bad = cr.filter(pc.fill_null(pc.equal(cr.column("verdict"), "inconsistent"), False)) if cr.num_rows else cr
+    out += [f"<h3>Location claims inconsistent with the speed of light ({bad.num_rows:,})</h3>",
+            _table_html(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]
+    shown = cr.select(cols).slice(0, MAX_CROSSING_ROWS)
+    note = (f" (first {MAX_CROSSING_ROWS:,} of {cr.num_rows:,}; all are in paths/paths.parquet)"
+            if cr.num_rows > MAX_CROSSING_ROWS else f" ({cr.num_rows:,})")
+    out += [f"<h3>Individual crossings{note}</h3>", _table_html(shown, empty="no crossings")]
+    heg = data.hegemony.slice(0, 15)
+    out += ["<h3>Highest AS/IXP hegemony (IHR, trimmed mean of per-viewpoint betweenness)</h3>",
+            _table_html(heg, empty="no paths")]
+    return out
+
+
+def _table_html(table: pa.Table, *, empty: str) -> str:
+    if table.num_rows == 0:
+        return f"<p class=meta>{html.escape(empty)}.</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
+    body = []
+    for row in table.to_pylist():
+        cells = []
+        for v in row.values():
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            cells.append(f"<td{' class=num' if num else ''}>{html.escape(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
