@@ -387,6 +387,7 @@ def analyze_campaign(
     confidence: float = 0.95,
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
+    cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Paths, exposure tables, graphs and ``exposure.json`` for one campaign (the I/O edge).
 
@@ -400,6 +401,11 @@ def analyze_campaign(
     table and in the default registry file); ``"any"`` (any flagged family) is always
     reported. Path and PoP exposure carry a cluster-bootstrap interval over probes (the
     headline, ``n_boot`` replicates, ``seed``) and a Wilson interval for comparison.
+
+    Destination AS and country come from annotating the destination addresses with the
+    snapshot named in ``annotate.json`` (looked up in ``cache_dir``, see
+    :func:`analysis.datasets.cache_root`); if that snapshot is not in the cache, only
+    destinations that answered a hop are known, and ``exposure.json`` says so.
     """
     import orjson
     import pyarrow.csv as pacsv
@@ -419,12 +425,14 @@ def analyze_campaign(
     traces = store.read_traces(campaign)
     probe_meta = store.read_probe_meta(campaign)
     snapshot, annotate_info = _annotate_info(campaign)
+    destinations, dst_source = _destination_table(traces, snapshot, cache_dir, registry)
 
     paths, drops = build_paths(
         annotated,
         traces,
         probe_meta,
         registry=registry,
+        destinations=destinations,
         include_endpoints=include_endpoints,
         rtt_jump_ms=rtt_jump_ms,
     )
@@ -487,6 +495,7 @@ def analyze_campaign(
         "detours": int(pc.sum(pc.fill_null(paths.column("detour"), False)).as_py() or 0),
         "loops": int(pc.sum(paths.column("loop")).as_py() or 0),
         "pop_country": pop_country,
+        "destinations": dst_source,
         "families": summary,
         "method": {
             "ci": f"cluster bootstrap over probes (prb_id), percentile, {confidence:.0%}, "
@@ -526,6 +535,36 @@ def _read_annotated(files: list[Path]) -> pa.Table:
     finally:
         con.close()
     return table
+
+
+def _destination_table(
+    traces: pa.Table, snapshot_id: str | None, cache_dir: str | Path | None, registry: Any
+) -> tuple[pa.Table | None, str]:
+    """Annotate the distinct destination addresses with the campaign's snapshot."""
+    from analysis.annotate import annotate
+    from analysis.datasets import load_snapshot
+    from analysis.errors import MissingReferenceData
+    from probes.schema import HOP_SCHEMA
+
+    if snapshot_id is None:
+        return None, "from replying hops only (annotate.json names no snapshot)"
+    try:
+        snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
+    except MissingReferenceData as exc:
+        return None, f"from replying hops only (snapshot {snapshot_id!r} not available: {exc})"
+    dst = pc.unique(traces.column("dst_addr")).drop_null()
+    n = len(dst)
+    cols = {f.name: pa.nulls(n, f.type) for f in HOP_SCHEMA}
+    cols.update({"msm_id": pa.array(np.zeros(n, np.int64)), "prb_id": pa.array(np.zeros(n, np.int64)),
+                 "timestamp": pa.array(np.zeros(n, np.int64)).cast(HOP_SCHEMA.field("timestamp").type),
+                 "reply_from": dst, "dst_addr": dst})
+    hop_like = pa.Table.from_arrays([cols[f.name] for f in HOP_SCHEMA], schema=HOP_SCHEMA)
+    reg = registry if hasattr(registry, "lookup") else None
+    ann, _ = annotate(hop_like, snap, registry=reg)
+    asn = pc.if_else(pc.is_valid(ann.column("ixp_id")), ann.column("member_asn"), ann.column("asn"))
+    table = pa.table({"dst_addr": ann.column("reply_from"), "dst_asn": asn,
+                      "dst_country": ann.column("as_country")})
+    return table, f"annotated with snapshot {snapshot_id}, then replying hops"
 
 
 def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
@@ -738,28 +777,37 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
 def _destination_columns(
     tr: pa.Table, annotated: pa.Table, destinations: pa.Table | None
 ) -> tuple[np.ndarray, pa.Array]:
+    """Destination AS and country per traceroute: the ``destinations`` table first, then the
+    annotation of hops that replied from the destination address."""
+    d = (
+        _check_columns(destinations, ("dst_addr",), {"dst_asn": pa.int64(), "dst_country": pa.string()}, "destinations")
+        .select(["dst_addr", "dst_asn", "dst_country"])
+        if destinations is not None
+        else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64()),
+                       "dst_country": pa.array([], pa.string())})
+    )
     con = _connect()
     try:
         con.register("t", tr.select(["tid", "dst_addr"]))
-        if destinations is not None:
-            _check_columns(destinations, ("dst_addr",), {}, "destinations")
-            d = _check_columns(destinations, (), {"dst_asn": pa.int64(), "dst_country": pa.string()}, "destinations")
-            con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
-            sql = """SELECT t.tid, d.dst_asn, d.dst_country FROM t
-                     LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
-                                FROM d GROUP BY dst_addr) d USING (dst_addr) ORDER BY t.tid"""
-        else:
-            con.register("a", annotated.select(["reply_from", "asn", "ixp_id", "member_asn", "as_country"]))
-            sql = """SELECT t.tid, d.dst_asn, d.dst_country FROM t
-                     LEFT JOIN (SELECT reply_from AS dst_addr,
-                                       mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
-                                       mode(as_country) dst_country
-                                FROM a WHERE reply_from IN (SELECT DISTINCT dst_addr FROM t)
-                                GROUP BY reply_from) d USING (dst_addr) ORDER BY t.tid"""
-        res = con.sql(sql).to_arrow_table()
+        con.register("d", d)
+        con.register("a", annotated.select(["reply_from", "asn", "ixp_id", "member_asn", "as_country"]))
+        res = con.sql(
+            """
+            SELECT t.tid, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
+                   coalesce(g.dst_country, h.dst_country) AS dst_country
+            FROM t
+            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
+                       FROM d GROUP BY dst_addr) g USING (dst_addr)
+            LEFT JOIN (SELECT reply_from AS dst_addr,
+                              mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
+                              mode(as_country) dst_country
+                       FROM a WHERE reply_from IN (SELECT DISTINCT dst_addr FROM t)
+                       GROUP BY reply_from) h USING (dst_addr)
+            ORDER BY t.tid
+            """
+        ).to_arrow_table()
     finally:
         con.close()
-
     country = res.column("dst_country").combine_chunks() if res.num_rows else pa.array([], pa.string())
     return _int_np(res.column("dst_asn")), country.cast(pa.string())
 

@@ -30,6 +30,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="count hops in the probe's or destination's own AS as transit",
     )
+    parser.add_argument(
+        "--cache-dir", default=None, help="reference-data cache root (to annotate destinations)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
         n_boot=args.bootstrap,
         seed=args.seed,
         include_endpoints=args.include_endpoints,
+        cache_dir=args.cache_dir,
     )
     console = Console()
     table = Table(

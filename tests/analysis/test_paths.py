@@ -238,6 +238,22 @@ def test_hops_without_traceroute_and_duplicate_traces_are_counted():
     assert drops == {"hop-without-traceroute": 2, "duplicate-trace": 1}
 
 
+def test_destinations_table_fills_unreached_destinations():
+    hops, tr = build([
+        dict(msm_id=17, prb_id=1001, dst_addr="8.8.8.8", hops=[[pub("80.1.1.1", 2.0, 3320)]]),
+        dict(msm_id=18, prb_id=1001, dst_addr="9.9.9.9", reached=True, hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [pub("9.9.9.9", 9.0, 19281, country="US")]]),
+    ])
+    dst = pa.table({"dst_addr": ["8.8.8.8", "9.9.9.9"], "dst_asn": pa.array([15169, None], pa.int64()),
+                    "dst_country": ["US", None]})
+    table, _ = P.build_paths(hops, tr, PROBES, destinations=dst)
+    got = {r["msm_id"]: (r["dst_asn"], r["dst_country"]) for r in table.to_pylist()}
+    # 8.8.8.8 never answered: from the table; 9.9.9.9 unknown there: from its reply
+    assert got == {17: (15169, "US"), 18: (19281, "US")}
+    plain, _ = P.build_paths(hops, tr, PROBES)
+    assert plain.column("dst_asn").to_pylist() == [None, 19281]
+
+
 def test_missing_columns_raise_schema_mismatch():
     hops, tr = build([dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=[[pub("1.1.1.1", 1.0, 1)]])])
     with pytest.raises(SchemaMismatch, match="member_asn"):
@@ -284,15 +300,15 @@ def us_ixp_campaign(tmp_path):
     assert report.added == 4
     store.write_probe_meta(campaign, orjson.loads((US_IXP / "probes.json").read_bytes()))
     annotate_campaign(campaign, snapshot_id="fixture-1", cache_dir=cache)
-    return campaign
+    return campaign, cache
 
 
 def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
     import orjson
     import pyarrow.parquet as pq
 
-    campaign = us_ixp_campaign
-    report = P.analyze_campaign(campaign, n_boot=200, seed=3)
+    campaign, cache = us_ixp_campaign
+    report = P.analyze_campaign(campaign, n_boot=200, seed=3, cache_dir=cache)
     paths = pq.read_table(campaign.paths_dir / "paths.parquet")
     rows = {(r["prb_id"], r["timestamp"].day): r for r in paths.to_pylist()}
     assert len(rows) == 4
@@ -329,6 +345,7 @@ def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
     assert fam["china-mobile"]["pop_exposure"]["estimate"] == 0.0     # LA crossing inconsistent
     assert fam["any"]["path_exposure"]["method"].startswith("cluster bootstrap over prb_id")
     assert report["snapshot"] == "fixture-1"
+    assert report["destinations"] == "annotated with snapshot fixture-1, then replying hops"
     assert report["detours"] == 1 and report["ixp_crossing_traceroutes"] == 2
 
     on_disk = orjson.loads((campaign.root / "exposure.json").read_bytes())
@@ -351,9 +368,9 @@ def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
 def test_pathexp_analyze_cli_prints_table(us_ixp_campaign, capsys):
     from analysis.cli import main
 
-    campaign = us_ixp_campaign
+    campaign, cache = us_ixp_campaign
     rc = main(["analyze", "--campaign", campaign.name, "--workspace", str(campaign.workspace),
-               "--bootstrap", "100"])
+               "--bootstrap", "100", "--cache-dir", str(cache)])
     out = capsys.readouterr().out
     assert rc == 0
     assert "china-telecom" in out and "50.00%" in out and "25.00%" in out
@@ -388,7 +405,8 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     added = store.ingest_files(campaign, sorted((test_data / "ripe-atlas" / "traceroutes").glob("*"))).added
     assert added > 100_000
     annotate_campaign(campaign, snapshot_id=snap.id, cache_dir=snap.path.parent.parent)
-    report = P.analyze_campaign(campaign, n_boot=100)
+    report = P.analyze_campaign(campaign, n_boot=100, cache_dir=snap.path.parent.parent)
+    assert report["destinations"].startswith("annotated with snapshot")
 
     assert report["traceroutes"] == added
     assert report["transiting_any"] == 0 and report["pop_crossings"] == 0 and report["detours"] == 0
