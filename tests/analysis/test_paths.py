@@ -422,3 +422,77 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     assert with_ixp_reply > 20_000
     # an IXP node is on the path unless the IXP address was not its hop's first reply
     assert 0.97 * with_ixp_reply <= report["ixp_crossing_traceroutes"] <= with_ixp_reply
+
+
+# ------------------------------------------------------------------------- synthetic ground truth
+FLAGGED_ASNS = (4134, 4809, 23764, 4812, 4811, 36678, 4837, 9929, 10099, 9808, 58453, 58807)
+
+
+def test_synthetic_world_paths_match_ground_truth(tmp_path):
+    """The synthetic world (probes.world) through ingest -> annotate -> analyze, against its
+    ground truth: families per traceroute, IXP crossings, verdicts, exposure, detours."""
+    import duckdb
+    import orjson
+
+    from analysis.annotate import annotate_campaign
+    from analysis.datasets import import_files
+    from probes import store
+    from probes.workspace import Campaign
+    from probes.world import generate_world
+
+    out, cache = tmp_path / "world", tmp_path / "cache"
+    generate_world(out, seed=0, size="small")
+    for kind in ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated"):
+        import_files(kind, sorted((out / "reference" / kind).glob("*")), snapshot_id="world", cache_dir=cache)
+    campaign = Campaign("world", tmp_path / "ws")
+    store.ingest_files(campaign, sorted((out / "atlas" / "results").glob("*.gz")))
+    store.write_probe_meta(campaign, orjson.loads((out / "atlas" / "probes.json").read_bytes())["results"])
+    annotate_campaign(campaign, snapshot_id="world", cache_dir=cache)
+    report = P.analyze_campaign(campaign, n_boot=200, cache_dir=cache)
+    truth = orjson.loads((out / "truth" / "world.json").read_bytes())
+
+    con = duckdb.connect()
+    T, paths = out / "truth", campaign.paths_dir / "paths.parquet"
+    key = "t.msm_id = p.msm_id AND t.prb_id = p.prb_id AND t.timestamp = epoch(p.timestamp)"
+    n, wrong = con.sql(
+        f"SELECT count(*), count(*) FILTER (WHERE list_sort(t.families) <> list_sort(p.flagged_families)) "
+        f"FROM '{T}/traces.parquet' t JOIN '{paths}' p ON {key}").fetchall()[0]
+    assert (n, wrong) == (7200, 0)
+
+    for fam, entry in report["families"].items():
+        if fam == "any":
+            continue
+        share = truth["exposure"][fam]["all"]["transit"]["share"]
+        e = entry["path_exposure"]
+        assert e["estimate"] == pytest.approx(share) and e["ci_low"] <= share <= e["ci_high"], fam
+
+    # every flagged crossing at an IXP whose LAN address answered is found at the right hop,
+    # IXP and city, and the world's RTTs obey the speed of light: never inconsistent
+    total, found, consistent = con.sql(
+        f"""SELECT count(*),
+                   count(*) FILTER (WHERE len(list_filter(p.pop_crossings, lambda c:
+                       c.hop = f.hop AND c.ixp_id = f.ixp_id AND c.ixp_city = f.city)) > 0),
+                   count(*) FILTER (WHERE len(list_filter(p.pop_crossings, lambda c:
+                       c.hop = f.hop AND c.verdict = 'consistent')) > 0)
+            FROM '{T}/flagged_crossings.parquet' f
+            JOIN '{T}/hops.parquet' h ON h.msm_id = f.msm_id AND h.prb_id = f.prb_id
+                 AND h.timestamp = f.timestamp AND h.hop = f.hop
+            JOIN '{paths}' p ON f.msm_id = p.msm_id AND f.prb_id = p.prb_id AND f.timestamp = epoch(p.timestamp)
+            WHERE f.via = 'ixp' AND h.responded"""
+    ).fetchall()[0]
+    assert total > 300 and found == total and consistent == total
+
+    # detours: traceroutes with a flagged router physically in China and both ends outside it
+    flagged = ", ".join(map(str, FLAGGED_ASNS))
+    tp, fp, fn = con.sql(
+        f"""WITH cn AS (SELECT DISTINCT msm_id, prb_id, timestamp FROM '{T}/hops.parquet'
+                        WHERE country = 'CN' AND router_asn IN ({flagged}))
+            SELECT count(*) FILTER (WHERE p.detour AND cn.msm_id IS NOT NULL),
+                   count(*) FILTER (WHERE p.detour AND cn.msm_id IS NULL),
+                   count(*) FILTER (WHERE NOT p.detour AND cn.msm_id IS NOT NULL
+                                    AND p.probe_country <> 'CN' AND p.dst_country <> 'CN')
+            FROM '{paths}' p LEFT JOIN cn ON cn.msm_id = p.msm_id AND cn.prb_id = p.prb_id
+                 AND cn.timestamp = epoch(p.timestamp)"""
+    ).fetchall()[0]
+    assert tp > 100 and fn == 0
+    assert tp / (tp + fp) >= 0.85  # RTT + registry evidence is a heuristic: some false alarms
