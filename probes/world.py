@@ -197,8 +197,29 @@ class WorldManifest:
             "size": self.size,
             "counts": self.counts,
             "window": {"start": self.window[0], "end": self.window[1]},
+            "reference": {
+                k: [str(p.relative_to(self.out_dir)) for p in v]
+                for k, v in self.reference_files().items()
+            },
             "files": self.files,
         }
+
+    def reference_files(self) -> dict[str, list[Path]]:
+        """Reference data files by dataset kind (the kinds of :mod:`analysis.datasets`).
+
+        ``pfx2as``, ``peeringdb``, ``caida-ixp``, ``as2org``, ``rir-delegated``, plus
+        ``as-rel`` (CAIDA AS relationships, not imported by the annotator).
+        """
+        out: dict[str, list[Path]] = {}
+        for rel in sorted(self.files):
+            parts = rel.split("/")
+            if parts[0] == "reference":
+                out.setdefault(parts[1], []).append(self.out_dir / rel)
+        return out
+
+    def result_files(self) -> list[Path]:
+        """The Atlas result files (gzip NDJSON, one per measurement)."""
+        return [self.out_dir / r for r in sorted(self.files) if r.startswith("atlas/results/")]
 
 
 def _ip_int(addr: str) -> int:
@@ -211,7 +232,7 @@ def _ip_int(addr: str) -> int:
     return a << 24 | b << 16 | c << 8 | d
 
 
-@dataclass
+@dataclass(repr=False)
 class World:
     """The synthetic world, rebuilt from ``(seed, size)``.
 
@@ -226,6 +247,9 @@ class World:
     _probe_by_id: dict[int, Probe] = field(default_factory=dict, repr=False)
     _dest_by_addr: dict[str, Destination] = field(default_factory=dict, repr=False)
     _leaked24: frozenset[int] = field(default=frozenset(), repr=False)
+
+    def __repr__(self) -> str:
+        return f"World(seed={self.seed}, size={self.size!r})"
 
     def __post_init__(self) -> None:
         self._builder = TraceBuilder(self.topo)

@@ -126,6 +126,15 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(world_dir, tmp_p
     # the manifest lists every file with its sha256
     manifest = json.loads((world_dir / "world.json").read_text())
     assert {k: v for k, v in first.items() if k != "world.json"} == manifest["files"]
+    assert set(manifest["reference"]) == {
+        "pfx2as",
+        "peeringdb",
+        "caida-ixp",
+        "as2org",
+        "rir-delegated",
+        "as-rel",
+    }
+    assert len(manifest["reference"]["peeringdb"]) == 9
 
 
 def test_small_world_has_the_promised_shape(world_dir):
@@ -493,6 +502,15 @@ def test_load_refuses_a_folder_from_another_generator_version(world_dir, tmp_pat
     (tmp_path / "world.json").write_text(json.dumps(info))
     with pytest.raises(ConfigError, match="another version"):
         World.load(tmp_path)
+
+
+def test_large_size_schedules_about_100k_traceroutes():
+    w = World.build(seed=0, size="large")
+    n = sum(1 for _ in w.schedule())
+    assert 80_000 <= n <= 150_000
+    assert len(w.topo.ases) > 500 and len(w.probes()) >= 500
+    start, end = w.window
+    assert w.end - 86400 > end > start + 86400 > 1772409600 + 86400
 
 
 def test_cli_generate(tmp_path, capsys):
