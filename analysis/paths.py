@@ -504,7 +504,8 @@ def analyze_campaign(
             "(endpoints excluded)" if not include_endpoints else
             "share of traceroutes whose AS path contains the family",
             "pop_exposure": f"share of traceroutes entering the family at an IXP in {pop_country} "
-            "with a speed-of-light verdict that is not inconsistent",
+            "with a speed-of-light verdict that is not inconsistent; a lower bound, since "
+            "crossings over private interconnects have no located PoP",
         },
         "drops": dict(sorted(drops.items())),
         "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},

@@ -204,3 +204,24 @@ def test_change_events_per_pair_in_time_order():
     assert [(e["prb_id"], e["event"], e["timestamp"].day, e["previous_timestamp"].day) for e in ev] == [
         (1, "start", 2, 1), (1, "stop", 4, 3), (1, "start", 5, 4)]
     assert [e["event"] for e in M.change_events(t, family=CU).to_pylist()] == ["start", "stop"]
+
+
+# ------------------------------------------------------------------------- public API
+@pytest.mark.parametrize("modname", ["analysis.paths", "analysis.metrics", "analysis.graph", "analysis.geo"])
+def test_public_api_is_what_all_says(modname):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(modname)
+    public = {n for n, v in vars(mod).items()
+              if not n.startswith("_") and inspect.isfunction(v) and v.__module__ == modname}
+    assert public <= set(mod.__all__), public - set(mod.__all__)
+    for name in mod.__all__:
+        assert hasattr(mod, name), name
+
+
+@pytest.mark.parametrize("name", ["wilson_interval", "cluster_bootstrap", "path_exposure", "pop_exposure",
+                                  "hegemony", "change_events", "proportion_table"])
+def test_metric_docstrings_state_formula_paper_and_example(name):
+    doc = getattr(M, name).__doc__
+    assert "References" in doc and "Examples" in doc and (".. math::" in doc or "math:" in doc), name
