@@ -520,18 +520,22 @@ def analyze_campaign(
 
 
 def _read_annotated(files: list[Path]) -> pa.Table:
-    cols = list(_ANNOTATED_REQUIRED) + list(_ANNOTATED_OPTIONAL) + ["org", "dup", "late"]
+    """The columns :func:`build_paths` and :func:`node_attributes` use, from all parts."""
+    wanted = set(_ANNOTATED_REQUIRED) | set(_ANNOTATED_OPTIONAL) | {"org", "dup", "late"}
+    params = {"files": [str(f) for f in files]}
     con = _connect()
     try:
-        names = [r[0] for r in con.execute(
-            "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [[str(f) for f in files]]
+        names = [r[0] for r in con.sql(
+            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)", params=params
         ).fetchall()]
         missing = [c for c in _ANNOTATED_REQUIRED if c not in names]
         if missing:
-            raise SchemaMismatch(f"annotated hops lack required column(s) {', '.join(missing)}")
-        sel = ", ".join(sorted({c for c in cols if c in names}))
+            raise SchemaMismatch(
+                f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
+            )
+        sel = ", ".join(f'"{c}"' for c in names if c in wanted)
         table = con.sql(
-            f"SELECT {sel} FROM read_parquet({[str(f) for f in files]!r}, union_by_name=true)"
+            f"SELECT {sel} FROM read_parquet($files, union_by_name=true)", params=params
         ).to_arrow_table()
     finally:
         con.close()

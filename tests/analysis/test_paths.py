@@ -496,3 +496,16 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
     ).fetchall()[0]
     assert tp > 100 and fn == 0
     assert tp / (tp + fp) >= 0.85  # RTT + registry evidence is a heuristic: some false alarms
+
+
+def test_analyze_campaign_rejects_annotated_parts_without_required_columns(tmp_path):
+    import pyarrow.parquet as pq
+
+    from probes.workspace import Campaign
+
+    hops, _ = build([dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=[[pub("1.1.1.1", 1.0, 1)]])])
+    campaign = Campaign("bad", tmp_path)
+    campaign.annotated_dir.mkdir(parents=True)
+    pq.write_table(hops.drop_columns(["member_asn"]), campaign.annotated_dir / "part-000000.parquet")
+    with pytest.raises(SchemaMismatch, match="member_asn"):
+        P.analyze_campaign(campaign)
