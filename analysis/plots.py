@@ -42,6 +42,8 @@ __all__ = [
     "US_EXTENT",
     "VERDICT_COLORS",
     "crossing_table",
+    "select_crossings",
+    "flagged_probes",
     "pop_counts",
     "pop_locations",
     "plot_exposure_by_country",
@@ -136,6 +138,50 @@ def crossing_table(paths: pa.Table) -> pa.Table:
     for i, field in enumerate(flat.type):
         out = out.append_column(field.name, flat.field(i))
     return out
+
+
+def select_crossings(
+    crossings: pa.Table,
+    *,
+    ixp_id: str | None = None,
+    family: str | None = None,
+    kind: str | None = None,
+    verdict: str | None = None,
+) -> pa.Table:
+    """The rows of a :func:`crossing_table` matching every given field value.
+
+    Examples
+    --------
+    >>> t = pa.table({"ixp_id": ["pdb:1", "pdb:2", None], "family": ["f", "f", "g"]})
+    >>> select_crossings(t, ixp_id="pdb:1").num_rows, select_crossings(t, family="f").num_rows
+    (1, 2)
+    """
+    mask = pa.array(np.ones(crossings.num_rows, bool))
+    for name, value in (("ixp_id", ixp_id), ("family", family), ("kind", kind), ("verdict", verdict)):
+        if value is None:
+            continue
+        if name not in crossings.column_names:
+            raise SchemaMismatch(f"crossing table lacks column {name}")
+        mask = pc.and_(mask, pc.fill_null(pc.equal(crossings.column(name), value), False))
+    return crossings.filter(mask)
+
+
+def flagged_probes(paths: pa.Table, *, family: str | None = None) -> list[int]:
+    """Sorted ids of the probes with at least one traceroute transiting ``family`` (any if None).
+
+    Examples
+    --------
+    >>> t = pa.table({"prb_id": [3, 1, 3], "flagged_families": [["f"], [], ["g"]]})
+    >>> flagged_probes(t), flagged_probes(t, family="x")
+    ([3], [])
+    """
+    from analysis.metrics import transit_indicator
+
+    if "prb_id" not in paths.column_names:
+        raise SchemaMismatch("paths table lacks column prb_id")
+    hit = transit_indicator(paths, family=family)
+    ids = paths.column("prb_id").to_numpy(zero_copy_only=False)[hit]
+    return sorted(int(i) for i in np.unique(ids))
 
 
 def pop_counts(
@@ -342,7 +388,7 @@ def plot_exposure_over_time(
     tab = metrics.path_exposure(t, family=family, by="bin", ci="wilson", confidence=confidence)
     x = tab.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
     est, lo, hi = _np(tab.column("exposure")), _np(tab.column("ci_low")), _np(tab.column("ci_high"))
-    ax.fill_between(x, lo, hi, color="#4c72b0", alpha=0.25, step="mid", label=f"{confidence:.0%} Wilson interval")
+    ax.fill_between(x, lo, hi, color="#4c72b0", alpha=0.25, label=f"{confidence:.0%} Wilson interval")
     ax.plot(x, est, marker="o", ms=3, color="#4c72b0", label=f"exposure ({label})")
 
     if events is None:
@@ -424,7 +470,7 @@ def plot_flagged_graph(
     g: nx.DiGraph,
     *,
     radius: int = 1,
-    max_nodes: int = 40,
+    max_nodes: int = 30,
     seed: int = 0,
     ax: Axes | None = None,
 ) -> Axes:
@@ -469,7 +515,7 @@ def plot_flagged_graph(
     ax.set_title("AS/IXP graph around flagged carriers (edge width: traceroutes)")
     if sub.number_of_nodes() == 0:
         return _empty(ax, "no flagged carrier on any path")
-    pos = nx.spring_layout(sub, seed=seed, k=1.5 / np.sqrt(sub.number_of_nodes()))
+    pos = nx.spring_layout(sub, seed=seed, k=3.0 / np.sqrt(sub.number_of_nodes()), iterations=100)
     edges = list(sub.edges(data="traceroutes", default=1))
     wmax = max((int(w) for _, _, w in edges), default=1) or 1
     widths = [0.5 + 5.0 * int(w) / wmax for _, _, w in edges]

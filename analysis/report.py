@@ -43,6 +43,7 @@ __all__ = [
     "figure_png",
     "report_figures",
     "render_html",
+    "table_html",
     "write_report",
 ]
 
@@ -265,9 +266,7 @@ def report_figures(data: CampaignData) -> list[tuple[str, str, bytes, bool]]:
     """The report's figures: ``(id, caption, png bytes, full_width)`` each."""
     span = _span_days(data.paths)
     freq = "hour" if span <= 8 else "day"
-    flagged_probes = pc.unique(
-        data.paths.filter(pc.fill_null(data.paths.column("transits_flagged"), False)).column("prb_id")
-    ).to_pylist()
+    flagged_probes = plots.flagged_probes(data.paths)
     pops = plots.pop_counts(data.crossings)
     country = data.summary.get("pop_country", "US")
     us_pops = data.pops.filter(pc.fill_null(pc.equal(data.pops.column("ixp_country"), country), False))
@@ -354,11 +353,26 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
     parts += ["<h2>Records set aside and unresolved</h2>",
               "<p>Every record the pipeline set aside is counted by reason; hops whose address "
               "resolved to no AS make no path node (they are bridged, not guessed).</p>",
-              _table_html(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
+              table_html(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
                           empty="nothing was set aside")]
     parts += _crossing_sections(data)
     parts.append("</body></html>")
     return "\n".join(parts)
+
+
+def table_html(table: pa.Table, *, empty: str = "no rows") -> str:
+    """An HTML ``<table>`` of an Arrow table (values escaped, numbers right-aligned)."""
+    if table.num_rows == 0:
+        return f"<p class=meta>{html.escape(empty)}.</p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
+    body = []
+    for row in table.to_pylist():
+        cells = []
+        for v in row.values():
+            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            cells.append(f"<td{' class=num' if num else ''}>{html.escape(_fmt(v))}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -385,18 +399,16 @@ def _ixp_hops(campaign: Campaign) -> pa.Table:
     if not files:
         return pa.table({c: pa.array([], pa.float64() if c in ("ixp_lat", "ixp_lon") else pa.string())
                          for c in _IXP_COLS})
+    src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
     con = duckdb.connect()
     try:
         con.execute("SET enable_progress_bar = false")
-        names = {r[0] for r in con.execute(
-            "DESCRIBE SELECT * FROM read_parquet(?, union_by_name=true)", [files]).fetchall()}
+        names = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         sel = ", ".join(c if c in names else f"NULL::{'DOUBLE' if c in ('ixp_lat', 'ixp_lon') else 'VARCHAR'} AS {c}"
                         for c in _IXP_COLS)
         if "ixp_id" not in names:
             return con.sql(f"SELECT {sel} LIMIT 0").to_arrow_table()
-        return con.execute(
-            f"SELECT {sel} FROM read_parquet(?, union_by_name=true) WHERE ixp_id IS NOT NULL", [files]
-        ).to_arrow_table()
+        return con.sql(f"SELECT {sel} FROM {src} WHERE ixp_id IS NOT NULL").to_arrow_table()
     finally:
         con.close()
 
@@ -404,7 +416,7 @@ def _ixp_hops(campaign: Campaign) -> pa.Table:
 def _span_days(paths: pa.Table) -> float:
     if not paths.num_rows:
         return 0.0
-    ts = pc.cast(paths.column("timestamp"), pa.int64())
+    ts = pc.cast(pc.cast(paths.column("timestamp"), pa.timestamp("s", tz="UTC")), pa.int64())
     mm = pc.min_max(ts).as_py()
     return (mm["max"] - mm["min"]) / 86400.0
 
@@ -515,46 +527,32 @@ def _snapshot_html(annotate: dict[str, Any], s: dict[str, Any]) -> str:
     counts = annotate.get("counts") or {}
     resolved = ", ".join(f"{html.escape(k)} {v:,}" for k, v in sorted(counts.items()) if k.startswith("resolved:"))
     tail = f"<p>Hop replies resolved: {resolved or '–'}.</p>"
-    return head + _table_html(snapshot_table(annotate), empty="no snapshot recorded (annotate.json missing)") + tail
+    return head + table_html(snapshot_table(annotate), empty="no snapshot recorded (annotate.json missing)") + tail
 
 
 def _crossing_sections(data: CampaignData) -> list[str]:
     cr = data.crossings
     out = ["<h2>Crossings</h2>"]
     out.append("<h3>Flagged PoPs at IXPs</h3>")
-    out.append(_table_html(plots.pop_counts(cr), empty="no flagged crossing at an IXP"))
+    out.append(table_html(plots.pop_counts(cr), empty="no flagged crossing at an IXP"))
     if cr.num_rows:
         by_kind = cr.group_by(["kind", "family"]).aggregate([("prb_id", "count"), ("prb_id", "count_distinct")])
         by_kind = by_kind.rename_columns(["kind", "family", "crossings", "probes"]).sort_by(
             [("crossings", "descending"), ("kind", "ascending"), ("family", "ascending")])
     else:
         by_kind = pa.table({"kind": pa.array([], pa.string())})
-    out += ["<h3>Crossings by kind and family</h3>", _table_html(by_kind, empty="no crossings")]
+    out += ["<h3>Crossings by kind and family</h3>", table_html(by_kind, empty="no crossings")]
     cols = [c for c in ("timestamp", "prb_id", "probe_country", "dst_addr", "family", "asn", "from_asn",
                         "hop", "address", "kind", "ixp_name", "ixp_city", "ixp_country", "min_rtt",
                         "distance_km", "verdict") if c in cr.column_names]
     bad = cr.filter(pc.fill_null(pc.equal(cr.column("verdict"), "inconsistent"), False)) if cr.num_rows else cr
     out += [f"<h3>Location claims inconsistent with the speed of light ({bad.num_rows:,})</h3>",
-            _table_html(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]
+            table_html(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]
     shown = cr.select(cols).slice(0, MAX_CROSSING_ROWS)
     note = (f" (first {MAX_CROSSING_ROWS:,} of {cr.num_rows:,}; all are in paths/paths.parquet)"
             if cr.num_rows > MAX_CROSSING_ROWS else f" ({cr.num_rows:,})")
-    out += [f"<h3>Individual crossings{note}</h3>", _table_html(shown, empty="no crossings")]
+    out += [f"<h3>Individual crossings{note}</h3>", table_html(shown, empty="no crossings")]
     heg = data.hegemony.slice(0, 15)
     out += ["<h3>Highest AS/IXP hegemony (IHR, trimmed mean of per-viewpoint betweenness)</h3>",
-            _table_html(heg, empty="no paths")]
+            table_html(heg, empty="no paths")]
     return out
-
-
-def _table_html(table: pa.Table, *, empty: str) -> str:
-    if table.num_rows == 0:
-        return f"<p class=meta>{html.escape(empty)}.</p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
-    body = []
-    for row in table.to_pylist():
-        cells = []
-        for v in row.values():
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f"<td{' class=num' if num else ''}>{html.escape(_fmt(v))}</td>")
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
