@@ -59,6 +59,7 @@ CREATE TABLE IF NOT EXISTS cursors(
     done INTEGER NOT NULL DEFAULT 0,
     results INTEGER NOT NULL DEFAULT 0,
     windows INTEGER NOT NULL DEFAULT 0,
+    final INTEGER NOT NULL DEFAULT 0,
     updated REAL
 );
 CREATE TABLE IF NOT EXISTS probes(prb_id INTEGER PRIMARY KEY, obj TEXT NOT NULL);
@@ -282,17 +283,28 @@ class CampaignState:
 
     # -- cursors --------------------------------------------------------------------
     def cursor(self, msm_id: int) -> tuple[int | None, bool, int]:
-        row = self._conn.execute("SELECT next_start, done, results FROM cursors WHERE msm_id=?",
-                                 (int(msm_id),)).fetchone()
-        if row is None:
-            return None, False, 0
-        return row[0], bool(row[1]), int(row[2])
+        """``(next_start, done, records)`` of a measurement's fetch cursor."""
+        c, done, n, _ = self.cursor_full(msm_id)
+        return c, done, n
 
-    def advance(self, msm_id: int, *, next_start: int, results: int, done: bool) -> None:
+    def cursor_full(self, msm_id: int) -> tuple[int | None, bool, int, bool]:
+        """Also whether the cursor was set while the measurement had already finished."""
+        row = self._conn.execute(
+            "SELECT next_start, done, results, final FROM cursors WHERE msm_id=?",
+            (int(msm_id),)).fetchone()
+        if row is None:
+            return None, False, 0, False
+        return row[0], bool(row[1]), int(row[2]), bool(row[3])
+
+    def advance(self, msm_id: int, *, next_start: int, results: int, done: bool,
+                final: bool = False) -> None:
+        """Move a cursor after its window was ingested (one transaction)."""
         with self._tx() as c:
             c.execute("UPDATE cursors SET next_start=MAX(COALESCE(next_start, 0), ?), "
-                      "results=results+?, windows=windows+1, done=?, updated=? WHERE msm_id=?",
-                      (int(next_start), int(results), int(done), time.time(), int(msm_id)))
+                      "results=results+?, windows=windows+1, done=?, final=?, updated=? "
+                      "WHERE msm_id=?",
+                      (int(next_start), int(results), int(done), int(final), time.time(),
+                       int(msm_id)))
 
     # -- probes ---------------------------------------------------------------------
     def probe_objects(self) -> list[dict]:

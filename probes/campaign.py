@@ -392,10 +392,13 @@ class FetchReport:
         return d
 
 
-def _windows(meta: dict, cursor: int | None, now: float,
-             limits: Any) -> tuple[list[tuple[int, int | None]], bool]:
+def _windows(meta: dict, cursor: int | None, now: float, limits: Any, *,
+             cursor_final: bool = False) -> tuple[list[tuple[int, int | None]], bool]:
     """Result windows ``[a, b]`` still to read; the last one of a finished measurement is
-    open-ended (``b = None``): real Atlas results can carry timestamps after ``stop_time``."""
+    open-ended (``b = None``): real Atlas results can carry timestamps after ``stop_time``.
+
+    A cursor set while the measurement was running is moved back by ``fetch_overlap``
+    (results reach Atlas late); one set after it finished is exact."""
     from probes.atlas import STATUS_FINAL
 
     s = meta.get("status") or {}
@@ -407,7 +410,8 @@ def _windows(meta: dict, cursor: int | None, now: float,
         end = int(now)
     if not final and meta.get("stop_time"):
         end = min(end, int(meta["stop_time"]))
-    lo = start if cursor is None else max(start, cursor - limits.fetch_overlap)
+    back = 0 if (final and cursor_final) else limits.fetch_overlap
+    lo = start if cursor is None else max(start, cursor - back)
     out: list[tuple[int, int | None]] = []
     a = lo
     while a <= end:
@@ -447,25 +451,26 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
     report = FetchReport()
     with CampaignState.open(campaign, create=False) as st:
         wanted = None if msm_ids is None else {int(x) for x in msm_ids}
-        todo: dict[int, int | None] = {}
+        todo: dict[int, tuple[int | None, bool]] = {}
         for u in st.units(states=("created", "imported")):
             assert u.msm_id is not None
             if wanted is not None and u.msm_id not in wanted:
                 continue
-            cur, done, _ = st.cursor(u.msm_id)
+            cur, done, _, cur_final = st.cursor_full(u.msm_id)
             if not done:
-                todo[u.msm_id] = cur
+                todo[u.msm_id] = (cur, cur_final)
         report.measurements = len(todo)
         q: queue.Queue = queue.Queue()
         t_now = now()
 
-        def work(mid: int, cur: int | None) -> None:
+        def work(mid: int, cur: tuple[int | None, bool]) -> None:
             meta = client.measurement(mid)
-            windows, final = _windows(meta, cur, t_now, settings.limits)
+            windows, final = _windows(meta, cur[0], t_now, settings.limits,
+                                      cursor_final=cur[1])
             q.put(("meta", mid, meta, windows, final))
             for i, (a, b) in enumerate(windows):
                 recs = client.results(mid, start=a, stop=b)
-                q.put(("window", mid, a, b, recs, final and i == len(windows) - 1))
+                q.put(("window", mid, a, b, recs, final, final and i == len(windows) - 1))
 
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -497,7 +502,7 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
                     st.record_status(mid, status_id=s.get("id"), status_name=s.get("name"),
                                      credits_per_result=meta.get("credits_per_result"))
                     continue
-                _, mid, a, b, recs, last = item
+                _, mid, a, b, recs, final, last = item
                 good = []
                 for r in recs:
                     if not isinstance(r, dict):
@@ -518,7 +523,7 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
                 if b is None:
                     b = max([a - 1] + [int(r["timestamp"]) for r in good
                                        if isinstance(r.get("timestamp"), int)])
-                st.advance(mid, next_start=b + 1, results=len(good), done=last)
+                st.advance(mid, next_start=b + 1, results=len(good), done=last, final=final)
                 report.windows += 1
                 report.records += len(good)
                 bar.update(task, records=report.records)

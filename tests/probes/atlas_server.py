@@ -183,6 +183,7 @@ class _State:
     random_faults: tuple[float, tuple[str, ...], random.Random] | None = None
     log: list[tuple[str, str, int]] = field(default_factory=list)
     seen_auth: list[str] = field(default_factory=list)
+    latency: float = 0.0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -260,6 +261,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = url.path
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self._fault = fault = self._pick_fault(path)
+        if self.server.state.latency:
+            time.sleep(self.server.state.latency)
         if fault is not None:
             if fault.kind in ("429", "500", "502", "503"):
                 status = int(fault.kind)
@@ -559,6 +562,15 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     state: _State
     host_port: str
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients killed mid-request (the crash tests) are expected: stay quiet."""
+        import sys
+
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (OSError, ssl.SSLError, ValueError)):
+            return
+        super().handle_error(request, client_address)
 
     def all_results(self, mid: int) -> list[dict]:
         """Every result of a measurement visible at the server's current time."""
