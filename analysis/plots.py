@@ -269,7 +269,7 @@ def pop_locations(annotated: pa.Table) -> pa.Table:
             """SELECT ixp_id, any_value(ixp_name) AS ixp_name, any_value(ixp_city) AS ixp_city,
                       any_value(ixp_country) AS ixp_country, any_value(ixp_lat) AS latitude,
                       any_value(ixp_lon) AS longitude,
-                      list_sort(list(DISTINCT family) FILTER (WHERE family IS NOT NULL)) AS families,
+                      coalesce(list_sort(list(DISTINCT family) FILTER (WHERE family IS NOT NULL)), []::VARCHAR[]) AS families,
                       bool_or(family IS NOT NULL) AS flagged, count(*) AS replies
                FROM a GROUP BY ixp_id ORDER BY flagged DESC, replies DESC, ixp_id"""
         ).to_arrow_table()
