@@ -201,7 +201,7 @@ def default_config_path() -> Path:
 
 
 _SECTIONS: dict[str, type] = {"atlas": Settings, "credits": CreditRates, "limits": AtlasLimits}
-_ATLAS_SCALARS = {
+_ATLAS_SCALARS: dict[str, type | tuple[type, ...]] = {
     "server": str,
     "ca_bundle": str,
     "key": str,
@@ -263,12 +263,12 @@ def _file_values(path: Path) -> tuple[dict[str, Any], ApiKey | None]:
                             f"{path} holds an API key but its mode is {mode:04o}; "
                             f"run: chmod 600 {path}"
                         )
-                    key = ApiKey(value)
+                    key = ApiKey(str(value))
                     continue
                 if name == "server":
-                    value = parse_server(value)
+                    value = parse_server(str(value))
                 if name == "ca_bundle":
-                    value = Path(value).expanduser()
+                    value = Path(str(value)).expanduser()
             elif not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ConfigError(f"{where}: {section}.{name} must be a positive integer")
             sub[name] = value

@@ -144,17 +144,18 @@ def run(args: argparse.Namespace) -> int:
             new = cp.import_measurements(camp, args.msm_ids, client=client)
             print(f"imported {len(new)} new measurement(s) into {camp.name}", file=sys.stderr)
             ids = args.msm_ids
-        rep = cp.fetch(camp, client=client, settings=settings, msm_ids=ids,
-                       progress=not args.no_progress and sys.stderr.isatty())
+        frep = cp.fetch(camp, client=client, settings=settings, msm_ids=ids,
+                        progress=not args.no_progress and sys.stderr.isatty())
         if args.json:
-            _print_json(rep.as_dict())
+            _print_json(frep.as_dict())
         else:
-            print(f"campaign {camp.name}: {rep.measurements} measurement(s), {rep.windows} "
-                  f"window(s), {rep.records} records received, {rep.added} new, "
-                  f"{rep.duplicates} duplicates; {rep.done} measurement(s) complete")
-            if rep.drops:
-                print("  set aside: " + ", ".join(f"{k} {v}" for k, v in sorted(rep.drops.items())))
-            for e in rep.errors:
+            print(f"campaign {camp.name}: {frep.measurements} measurement(s), {frep.windows} "
+                  f"window(s), {frep.records} records received, {frep.added} new, "
+                  f"{frep.duplicates} duplicates; {frep.done} measurement(s) complete")
+            if frep.drops:
+                print("  set aside: "
+                      + ", ".join(f"{k} {v}" for k, v in sorted(frep.drops.items())))
+            for e in frep.errors:
                 print(f"  error: {e}", file=sys.stderr)
-        return 1 if rep.errors else 0
+        return 1 if frep.errors else 0
     raise ConfigError(f"unknown campaign action {args.action!r}")  # pragma: no cover

@@ -161,6 +161,7 @@ def test_plan_selects_diverse_probes_and_prices_the_matrix(standin, test_data):
     assert p.total_credits == len(p.probes) * len(p.targets) * 60
     out = cp.render_plan(p, balance=5)
     assert "NOT ENOUGH" in out and f"{p.total_credits} credits" in out
+    assert {method for method, _, _ in standin.log} == {"GET"}  # plan writes nothing remote
 
 
 def test_no_probes_matching_names_the_source(standin):
@@ -273,11 +274,35 @@ def test_submit_fetch_roundtrip_with_world_results(standin, tmp_path, atlas_worl
     assert r["result"] == expect["result"]
     meta = store.read_probe_meta(spec.campaign)
     assert sorted(meta.column("prb_id").to_pylist()) == sorted({k[1] for k in want})
-    # nothing new: a second fetch does no work
-    f2 = cp.fetch(spec.campaign, client=c, settings=s)
+    # nothing new: a second fetch does no work (progress bar on: rich renders to stderr)
+    f2 = cp.fetch(spec.campaign, client=c, settings=s, progress=True)
     assert (f2.measurements, f2.records) == (0, 0)
     rows = cp.status(spec.campaign, client=c)
     assert {r["status"] for r in rows} == {"Stopped"} and all(r["fetch_done"] for r in rows)
+
+
+def test_changed_spec_after_submit_is_refused(standin, tmp_path):
+    spec = _spec(tmp_path)
+    s = settings_for(standin)
+    cp.submit(spec, client=AtlasClient(s), settings=s, resolver=resolver)
+    changed = _spec(tmp_path, budget=99999)
+    with pytest.raises(ConfigError, match="spec changed since campaign 't1' was first submitted"):
+        cp.submit(changed, client=AtlasClient(s), settings=s, resolver=resolver)
+    rows = cp.status(spec.campaign)  # offline: recorded state only
+    assert [(r["state"], r["committed_credits"], r["budget"]) for r in rows] == [
+        ("created", 240, 100000)]
+
+
+def test_progress_bar_shows_fetch(standin, tmp_path, capsys):
+    spec = _spec(tmp_path)
+    s = settings_for(standin)
+    c = AtlasClient(s)
+    cp.submit(spec, client=c, settings=s, resolver=resolver)
+    standin.clock.t += 3600
+    capsys.readouterr()
+    f = cp.fetch(spec.campaign, client=c, settings=s, progress=True)
+    err = capsys.readouterr().err
+    assert f.records == 4 and "fetch t1" in err and "4 records" in err
 
 
 @pytest.mark.parametrize("kind", ["applied_502", "applied_reset"])
