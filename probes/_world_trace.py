@@ -358,6 +358,14 @@ class TraceBuilder:
                         if m.asn == node.asn and (m.city or probe.city) not in pops:
                             pops.append(m.city or probe.city)
                     last = topo.cities[pops[-1]]
+                    idx = [j for j, m in enumerate(nodes[:limit]) if m.asn == node.asn]
+                    nxt = nodes[idx[-1] + 1] if idx[-1] + 1 < limit else None
+                    if nxt is None or nxt.asn == node.asn:
+                        exit_via, exit_ixp = None, None
+                    elif nxt.kind == "ixp":
+                        exit_via, exit_ixp = "ixp", f"pdb:{nxt.ixp_id}"
+                    else:
+                        exit_via, exit_ixp = "private", None
                     flagged_x.append(
                         {
                             **key,
@@ -372,6 +380,8 @@ class TraceBuilder:
                             "observable": any(h["responded"] for h in seg),
                             "exit_city": last.name,
                             "exit_country": last.country,
+                            "exit_via": exit_via,
+                            "exit_ixp_id": exit_ixp,
                             "pop_cities": [topo.cities[c].name for c in pops],
                             "us_pop": any(topo.cities[c].country == "US" for c in pops),
                         }

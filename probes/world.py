@@ -147,6 +147,8 @@ TRUTH_FLAGGED_SCHEMA = pa.schema(
         ("observable", pa.bool_()),
         ("exit_city", pa.string()),
         ("exit_country", pa.string()),
+        ("exit_via", pa.string()),
+        ("exit_ixp_id", pa.string()),
         ("pop_cities", pa.list_(pa.string())),
         ("us_pop", pa.bool_()),
     ]

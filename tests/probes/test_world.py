@@ -408,14 +408,18 @@ def test_crossings_sit_on_the_written_peering_lans(world_dir):
         where.setdefault((h["msm_id"], h["prb_id"], h["timestamp"], h["router_asn"]), []).append(
             (h["city"], h["country"])
         )
-    us_exit_only = 0
+    us_exit_only = exits_ixp = 0
     for x in flagged:
         seen = where[(x["msm_id"], x["prb_id"], x["timestamp"], x["asn"])]
         assert x["us_pop"] == any(c == "US" for _, c in seen)
         assert x["pop_cities"] == list(dict.fromkeys(city for city, _ in seen))
         assert (x["city"], x["country"]) == seen[0]
         us_exit_only += x["us_pop"] and x["country"] != "US"
+        if x["exit_via"] == "ixp":
+            assert x["exit_ixp_id"] in lan_of_ix
+            exits_ixp += 1
     assert us_exit_only > 0  # e.g. a probe in China entering in Shanghai, leaving in LA
+    assert exits_ixp > 0
     for x in pq.read_table(world_dir / "truth" / "ixp_crossings.parquet").to_pylist():
         addr = ipaddress.IPv4Address(x["addr"])
         assert any(addr in n for n in lan_of_ix[x["ixp_id"]])
