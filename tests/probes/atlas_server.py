@@ -150,7 +150,7 @@ class WorldResults:
 class Fault:
     """One injected fault.
 
-    ``kind``: ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"reset"``, ``"slow"``,
+    ``kind``: ``"400"``, ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"reset"``, ``"slow"``,
     ``"truncate"`` (Content-Length promised, body cut, connection closed), ``"badjson"``
     (complete response of cut JSON), ``"repeat_page"`` (list endpoints serve the previous
     page again), ``"applied_502"`` / ``"applied_reset"`` (POST: create, then fail).
@@ -264,7 +264,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server.state.latency:
             time.sleep(self.server.state.latency)
         if fault is not None:
-            if fault.kind in ("429", "500", "502", "503"):
+            if fault.kind in ("400", "429", "500", "502", "503"):
                 status = int(fault.kind)
                 hdr = {"Retry-After": str(fault.retry_after)} if (
                     status in (429, 503) and fault.retry_after is not None) else {}

@@ -293,6 +293,35 @@ def test_changed_spec_after_submit_is_refused(standin, tmp_path):
         ("created", 240, 100000)]
 
 
+def test_rejected_create_releases_its_credits(standin, tmp_path):
+    # 3 targets, one definition per request: the first create is rejected (HTTP 400)
+    spec = _spec(tmp_path, targets='addresses = ["24.39.56.10", "24.39.56.11", "24.39.56.12"]\n')
+    s = settings_for(standin, limits=AtlasLimits(max_definitions_per_request=1))
+    standin.add_fault(Fault("400", method="POST", path=".*"))
+    rep = cp.submit(spec, client=AtlasClient(s), settings=s, resolver=resolver)
+    assert (rep.created, rep.failed) == (2, 1) and "HTTP 400" in rep.failures[0]
+    assert rep.committed_credits == 2 * 240 and len(standin.measurements()) == 2
+    states = sorted(r["state"] for r in cp.status(spec.campaign))
+    assert states == ["created", "created", "failed"]
+
+
+def test_one_process_per_campaign(standin, tmp_path):
+    from probes._campaign_state import CampaignState
+    from probes.errors import StoreError
+
+    spec = _spec(tmp_path)
+    s = settings_for(standin)
+    cp.submit(spec, client=AtlasClient(s), settings=s, resolver=resolver)
+    with CampaignState.open(spec.campaign):
+        r = subprocess.run([sys.executable, "-c", (
+            "import sys; from probes import campaign as cp; from probes.workspace import Campaign;"
+            f"cp.status(Campaign('t1', {str(tmp_path / 'ws')!r}))")],
+            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+            timeout=60)
+        assert r.returncode != 0 and "another pathexp process is working on campaign" in r.stderr
+    assert StoreError.__name__ in r.stderr
+
+
 def test_progress_bar_shows_fetch(standin, tmp_path, capsys):
     spec = _spec(tmp_path)
     s = settings_for(standin)
