@@ -62,6 +62,8 @@ __all__ = [
     "WorldManifest",
     "ScheduledTrace",
     "generate_world",
+    "WorldTruth",
+    "read_truth",
     "SIZES",
     "WORLD_START",
     "TRUTH_TRACE_SCHEMA",
@@ -793,6 +795,57 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     manifest = WorldManifest(out, seed, size, dict(sorted(digests.items())), counts, (start, end))
     write_json(out / "world.json", manifest.as_dict())
     return manifest
+
+
+@dataclass(frozen=True)
+class WorldTruth:
+    """The ground truth of a generated world (see the folder's README for the columns).
+
+    Attributes
+    ----------
+    traces, hops, ixp_crossings, flagged_crossings : pyarrow.Table
+        ``truth/*.parquet``; keyed by ``(msm_id, prb_id, timestamp)``, timestamp in
+        Unix seconds.
+    summary : dict
+        ``truth/world.json``: exposure per family, the diversion, flagged PoPs, counts.
+    """
+
+    traces: pa.Table
+    hops: pa.Table
+    ixp_crossings: pa.Table
+    flagged_crossings: pa.Table
+    summary: dict
+
+
+def read_truth(path: str | Path, *, hops: bool = True) -> WorldTruth:
+    """Read the ground truth of a folder written by :func:`generate_world`.
+
+    Parameters
+    ----------
+    path : path
+        The world folder.
+    hops : bool
+        Read ``truth/hops.parquet`` too (the largest table); else an empty table.
+
+    Raises
+    ------
+    ConfigError
+        The folder has no complete ``truth/``.
+    """
+    truth = Path(path) / "truth"
+    try:
+        summary = orjson.loads((truth / "world.json").read_bytes())
+        return WorldTruth(
+            traces=pq.read_table(truth / "traces.parquet"),
+            hops=(
+                pq.read_table(truth / "hops.parquet") if hops else TRUTH_HOP_SCHEMA.empty_table()
+            ),
+            ixp_crossings=pq.read_table(truth / "ixp_crossings.parquet"),
+            flagged_crossings=pq.read_table(truth / "flagged_crossings.parquet"),
+            summary=summary,
+        )
+    except (FileNotFoundError, orjson.JSONDecodeError) as exc:
+        raise ConfigError(f"{truth}: no complete ground truth ({exc})") from exc
 
 
 def _api_list(results: list[dict]) -> bytes:

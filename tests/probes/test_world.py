@@ -521,6 +521,14 @@ def test_large_size_schedules_about_100k_traceroutes():
     assert w.end - 86400 > end > start + 86400 > 1772409600 + 86400
 
 
+def test_read_truth(world_dir, tmp_path):
+    t = world_mod.read_truth(world_dir, hops=False)
+    assert t.traces.num_rows == t.summary["counts"]["traces"]
+    assert t.hops.num_rows == 0 and t.flagged_crossings.num_rows > 0
+    with pytest.raises(ConfigError, match="ground truth"):
+        world_mod.read_truth(tmp_path)
+
+
 def test_cli_generate(tmp_path, capsys):
     out = tmp_path / "cli"
     assert cli_main(["world", "generate", str(out), "--seed", "3"]) == 0
