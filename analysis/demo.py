@@ -1,0 +1,376 @@
+"""The offline demo: the whole pipeline on the synthetic world, checked against its truth.
+
+:func:`run_demo` needs no network and touches nothing outside ``<workspace>/demo/``:
+
+1. generates the synthetic world (:func:`probes.world.generate_world`) into
+   ``<workspace>/demo/world/``;
+2. imports the world's reference data (CAIDA pfx2as, PeeringDB JSON, CAIDA IXP jsonl,
+   CAIDA as2org, APNIC delegated-extended) as snapshot ``demo-<size>-seed<N>`` into a cache
+   *inside the demo folder* (``<workspace>/demo/cache/``) unless ``cache_dir`` is given, so
+   the demo neither reads nor pollutes the user's reference-data cache;
+3. ingests the Atlas results and probe metadata into campaign ``demo``
+   (``<workspace>/demo/`` is that campaign's folder);
+4. annotates, analyzes (paths, exposure with 95% intervals, change events, graphs) and,
+   when :mod:`analysis.report` exists, writes the report;
+5. compares the outcome with the ground truth (see :mod:`analysis._accuracy`) and writes
+   ``<workspace>/demo/accuracy.json``; ``demo.json`` records seed, size and stage timings.
+
+Every run starts from an empty ``<workspace>/demo/`` (a folder there that the demo did not
+create is refused, never deleted), so the same seed gives the same ``exposure.json``,
+``paths/paths.parquet`` and ``accuracy.json`` byte for byte.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from probes.errors import ConfigError
+from probes.workspace import DEFAULT_WORKSPACE, Campaign
+
+__all__ = ["CAMPAIGN", "REFERENCE_KINDS", "DemoResult", "run_demo"]
+
+#: The demo's campaign name (its folder is ``<workspace>/demo``).
+CAMPAIGN = "demo"
+#: Snapshot kind -> glob (relative to the world folder) of the files imported for it.
+REFERENCE_KINDS = {
+    "pfx2as": "reference/pfx2as/*",
+    "peeringdb": "reference/peeringdb/*.json",
+    "caida-ixp": "reference/caida-ixp/*",
+    "as2org": "reference/as2org/*",
+    "rir-delegated": "reference/rir-delegated/*",
+}
+_MARKER = "demo.json"
+_TOP_POPS = 8
+
+
+@dataclass
+class DemoResult:
+    """What :func:`run_demo` produced.
+
+    Attributes
+    ----------
+    campaign : probes.workspace.Campaign
+        Campaign ``demo``; its folder holds everything the demo wrote.
+    seed, size : int, str
+    world : dict
+        The world manifest (counts, diversion window, ...).
+    exposure : dict
+        What :func:`analysis.paths.analyze_campaign` returned (``exposure.json``).
+    top_pops : list of dict
+        The most crossed flagged PoPs: family, asn, name, where, detected and true
+        traceroute counts.
+    episodes : list of dict
+        Change-event episodes found (:func:`analysis._accuracy.episodes`).
+    accuracy : dict
+        What ``accuracy.json`` holds.
+    timings : dict
+        Wall seconds per stage.
+    files : dict
+        Name -> path of the main outputs.
+    family_names : dict
+        Family id -> display name (from the flagged-carrier registry).
+    report_error : str or None
+        Why the report step failed (the other outputs are complete), None if it did not.
+    """
+
+    campaign: Campaign
+    seed: int
+    size: str
+    world: dict
+    exposure: dict
+    top_pops: list[dict]
+    episodes: list[dict]
+    accuracy: dict
+    timings: dict[str, float] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    family_names: dict[str, str] = field(default_factory=dict)
+    report_error: str | None = None
+
+
+def _say(console: Any, text: str) -> None:
+    if console is not None:
+        console.print(text)
+
+
+def _prepare(root: Path) -> None:
+    """Empty ``root`` if an earlier demo made it; refuse a folder the demo did not make."""
+    if root.exists():
+        if not (root / _MARKER).is_file():
+            if root.is_dir() and not any(root.iterdir()):
+                return
+            raise ConfigError(
+                f"{root} exists and was not created by `pathexp demo`; "
+                "choose another folder with --workspace (nothing was changed)"
+            )
+        shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def run_demo(
+    *,
+    workspace: Path = DEFAULT_WORKSPACE,
+    seed: int = 0,
+    size: str = "small",
+    cache_dir: Path | None = None,
+    console: Any = None,
+) -> DemoResult:
+    """Run the whole pipeline offline on the synthetic world and score it against the truth.
+
+    Parameters
+    ----------
+    workspace : path
+        Folder of campaign workspaces; the demo owns ``<workspace>/demo/``.
+    seed : int
+        World seed (same seed, same outputs).
+    size : {"small", "large"}
+        World size.
+    cache_dir : path, optional
+        Reference-data cache for the world's snapshot. Default: ``<workspace>/demo/cache``,
+        so the user's cache (``PATHEXP_CACHE_DIR`` / the platform cache) is never touched.
+    console : rich.console.Console, optional
+        Where to print one line per stage as it finishes.
+
+    Returns
+    -------
+    DemoResult
+
+    Raises
+    ------
+    probes.errors.ConfigError
+        ``<workspace>/demo`` holds something the demo did not create, or a bad seed/size.
+    """
+    from analysis import _accuracy as acc
+    from analysis.annotate import annotate_campaign
+    from analysis.datasets import import_files
+    from analysis.paths import analyze_campaign
+    from analysis.registry import load_registry
+    from probes import store
+    from probes._io import write_bytes
+    from probes.world import SIZES, generate_world
+
+    if size not in SIZES:
+        raise ConfigError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
+    campaign = Campaign(CAMPAIGN, Path(workspace))
+    root = campaign.root
+    _prepare(root)
+    timings: dict[str, float] = {}
+    marker = {"generator": "pathexp demo", "seed": seed, "size": size}
+    write_bytes(root / _MARKER, orjson.dumps(marker, option=orjson.OPT_INDENT_2) + b"\n")
+
+    def stage(name: str, t0: float, text: str) -> None:
+        timings[name] = round(time.perf_counter() - t0, 3)
+        _say(console, f"[green]✓[/green] {text} [dim]({timings[name]:.1f} s)[/dim]")
+
+    # 1. world
+    t0 = time.perf_counter()
+    world_dir = root / "world"
+    manifest = generate_world(world_dir, seed=seed, size=size)
+    c = manifest.counts
+    stage("world", t0, f"synthetic world: {c['ases']} ASes, {c['ixps']} IXPs, {c['probes']} probes, "
+                       f"{c['traces']:,} traceroutes")
+
+    # 2. reference data
+    t0 = time.perf_counter()
+    cache = Path(cache_dir) if cache_dir is not None else root / "cache"
+    snapshot_id = f"demo-{size}-seed{seed}"
+    for kind, pattern in REFERENCE_KINDS.items():
+        files = sorted(world_dir.glob(pattern))
+        if not files:
+            raise ConfigError(f"the world in {world_dir} has no {kind} reference data ({pattern})")
+        import_files(kind, files, snapshot_id=snapshot_id, cache_dir=cache, replace=True,
+                     source_url="synthetic:pathexp-world")
+    stage("reference", t0, f"reference data imported as snapshot {snapshot_id}")
+
+    # 3. ingest
+    t0 = time.perf_counter()
+    results = sorted((world_dir / "atlas" / "results").glob("*.ndjson.gz"))
+    ingest = store.ingest_files(campaign, results)
+    probes_doc = orjson.loads((world_dir / "atlas" / "probes.json").read_bytes())
+    n_probes = store.write_probe_meta(campaign, probes_doc["results"])
+    stage("ingest", t0, f"ingested {ingest.added:,} traceroutes ({ingest.hop_rows:,} hop rows), "
+                        f"{n_probes} probes")
+
+    # 4. annotate
+    t0 = time.perf_counter()
+    ann = annotate_campaign(campaign, snapshot_id=snapshot_id, cache_dir=cache)
+    counts = ann["counts"]
+    resolved = sum(v for k, v in counts.items() if k.startswith("resolved:"))
+    stage("annotate", t0, f"annotated {counts.get('replies', 0):,} replies "
+                          f"({resolved / max(counts.get('replies', 1), 1):.1%} resolved to an AS or IXP)")
+
+    # 5. analyze
+    t0 = time.perf_counter()
+    exposure = analyze_campaign(campaign, cache_dir=cache)
+    stage("analyze", t0, f"paths, exposure, change events and graphs for {exposure['traceroutes']:,} "
+                         "traceroutes")
+
+    files: dict[str, Path] = {
+        "world": world_dir,
+        "exposure": root / "exposure.json",
+        "paths": campaign.paths_dir / "paths.parquet",
+        "tables": root / "exposure",
+        "graph": root / "graph" / "as_graph.graphml",
+    }
+
+    # 6. accuracy against the truth
+    t0 = time.perf_counter()
+    truth_dir = world_dir / "truth"
+    truth = orjson.loads((truth_dir / "world.json").read_bytes())
+    t_traces = pq.read_table(truth_dir / "traces.parquet")
+    t_flagged = pq.read_table(truth_dir / "flagged_crossings.parquet")
+    t_ixp = pq.read_table(truth_dir / "ixp_crossings.parquet")
+    paths = pq.read_table(files["paths"])
+    events = pq.read_table(root / "exposure" / "change_events.parquet")
+
+    t_hops = pq.read_table(truth_dir / "hops.parquet", columns=[*acc.TRACE_KEY, "hop", "responded"])
+    entries = acc.true_entries(t_flagged, t_traces, truth["families"], t_hops)
+    found = acc.detected_crossings(paths)
+    key = [*acc.TRACE_KEY, "family", "asn"]
+    crossing = acc.score(entries, found, keys=key, observable="observable")
+    located = found.filter(pc.not_equal(found.column("via"), "unknown"))  # no claim, no error
+    location = acc.score(entries, located, keys=[*key, "via", "ixp_id"], observable="location_observable",
+                         cause="cause")
+    ixp = acc.score(acc.true_ixp_crossings(t_ixp), acc.detected_ixp_crossings(paths),
+                    keys=[*acc.TRACE_KEY, "ixp_id", "member_asn"], observable="observable")
+    families = sorted(truth["families"])
+    true_exp = acc.truth_exposure(t_traces, entries, families, pop_country=exposure["pop_country"])
+    checks = acc.exposure_checks(exposure["families"], true_exp)
+
+    div = truth["diversion"]
+    registry = load_registry()
+    leak_family = registry.family_of(int(div["leaker_asn"]))
+    leak_family_id = leak_family.family if leak_family else None
+    eps = acc.episodes(events.filter(pc.not_equal(events.column("family"), "any")))
+    diversion = acc.diversion_check(eps, family=leak_family_id or "", start=div["start"], end=div["end"])
+    change_scores = {}
+    for fam in families:
+        true_ev = acc.truth_change_events(t_traces, family=fam)
+        got = events.filter(pc.equal(events.column("family"), fam))
+        got = got.set_column(got.schema.get_field_index("timestamp"), "timestamp",
+                             acc.epoch_seconds(got.column("timestamp")))
+        change_scores[fam] = acc.score(true_ev, got, keys=["prb_id", "dst_addr", "family", "event", "timestamp"]).as_dict()
+
+    accuracy = {
+        "synthetic": True,
+        "seed": seed,
+        "size": size,
+        "definitions": {
+            "flagged_crossing": "entry of a traceroute into a flagged family, keyed by "
+            "(msm_id, prb_id, timestamp, family, entering ASN); hand-overs between ASes of one "
+            "family are not entries",
+            "crossing_location": "the same, plus via (ixp | private) and ixp_id; the place is "
+            "unobservable when the hops showing it did not answer (the peering-LAN hop for an "
+            "IXP; the entering hop and the one before it for a private interconnect); a "
+            "detection of unknown kind makes no claim",
+            "ixp_crossing": "(msm_id, prb_id, timestamp, ixp_id, member ASN); true crossings "
+            "whose LAN hop did not answer are unobservable (left out of recall)",
+            "recall": "over observable true items; recall_all over every true item",
+            "exposure_truth": "path: share of the measured traceroutes whose true path "
+            "transits the family; pop: share whose true entry into the family is at an IXP "
+            f"in {exposure['pop_country']}",
+            "diversion_detected": "the largest change-event episode of the leaker's family "
+            "starts in the measurement round where the leak began and ends in the round "
+            "where it ended",
+        },
+        "flagged_crossings": crossing.as_dict(),
+        "crossing_locations": location.as_dict(),
+        "ixp_crossings": ixp.as_dict(),
+        "exposure": checks,
+        "change_events": change_scores,
+        "diversion": diversion,
+    }
+    write_bytes(root / "accuracy.json",
+                orjson.dumps(accuracy, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+                             | orjson.OPT_NON_STR_KEYS) + b"\n")
+    files["accuracy"] = root / "accuracy.json"
+    stage("accuracy", t0, "scored against the ground truth")
+
+    # 7. report (when analysis.report exists); a failure there is shown, not fatal
+    report_error = None
+    t0 = time.perf_counter()
+    try:
+        report_path = _write_report(campaign)
+    except Exception as exc:  # noqa: BLE001 - last, optional stage: surfaced to the caller
+        report_path = None
+        report_error = f"{type(exc).__name__}: {exc}"
+        _say(console, f"[red]✗[/red] report step failed: {report_error}")
+    if report_path is not None:
+        files["report"] = report_path
+        stage("report", t0, f"report written to {report_path}")
+
+    top = _top_pops(found, entries, paths, registry)
+    marker.update({"timings": timings, "files": {k: str(v) for k, v in files.items()},
+                   "report_error": report_error})
+    write_bytes(root / _MARKER, orjson.dumps(marker, option=orjson.OPT_INDENT_2) + b"\n")
+    return DemoResult(
+        campaign=campaign,
+        seed=seed,
+        size=size,
+        world=manifest.as_dict() | {"diversion": {k: v for k, v in div.items() if k != "affected_pairs"}},
+        exposure=exposure,
+        top_pops=top,
+        episodes=eps,
+        accuracy=accuracy,
+        timings=timings,
+        files=files,
+        family_names=dict(registry.families),
+        report_error=report_error,
+    )
+
+
+def _write_report(campaign: Campaign) -> Path | None:
+    """Call :func:`analysis.report.write_report` when that module exists."""
+    import importlib.util
+
+    if importlib.util.find_spec("analysis.report") is None:
+        return None
+    from analysis import report
+
+    writer = getattr(report, "write_report", None)
+    if writer is None:
+        return None
+    out = writer(campaign)
+    return Path(out) if isinstance(out, (str, Path)) else None
+
+
+def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any) -> list[dict]:
+    """The most crossed flagged PoPs (family entry points), detected vs true traceroutes."""
+    lists = paths.column("pop_crossings").combine_chunks()
+    flat = pc.list_flatten(lists)
+    det = found.append_column("ixp_name", pc.fill_null(flat.field("ixp_name"), "")).append_column(
+        "ixp_city", pc.fill_null(flat.field("ixp_city"), "")
+    )
+    keys = ["family", "asn", "via", "ixp_id"]
+    counted = det.group_by([*keys, "ixp_name", "ixp_city"], use_threads=False).aggregate([("msm_id", "count")])
+    true = entries.group_by(keys, use_threads=False).aggregate([("msm_id", "count")])
+    true = true.rename_columns([*keys, "true"])
+    counted = counted.join(true, keys=keys, join_type="left outer", use_threads=False)
+    rows = sorted(counted.to_pylist(), key=lambda r: (-r["msm_id_count"], r["family"], r["asn"], r["ixp_id"]))
+    out = []
+    for r in rows[:_TOP_POPS]:
+        entry = registry.family_of(int(r["asn"]))
+        where = (f"{r['ixp_name'] or r['ixp_id']}" + (f" ({r['ixp_city']})" if r["ixp_city"] else "")
+                 if r["via"] == "ixp" else "private interconnect")
+        out.append(
+            {
+                "family": r["family"],
+                "family_name": registry.families.get(r["family"], r["family"]),
+                "asn": r["asn"],
+                "name": entry.name if entry else None,
+                "via": r["via"],
+                "ixp_id": r["ixp_id"] or None,
+                "where": where,
+                "traceroutes": r["msm_id_count"],
+                "true_traceroutes": r["true"] or 0,
+            }
+        )
+    return out

@@ -1,0 +1,254 @@
+"""Validity of the whole pipeline on the synthetic world: ``pathexp demo`` against ground truth.
+
+One demo run (small world, seed 0) is shared by the module; its numbers are checked against
+the world's truth files, which the generator writes independently of the pipeline. A second
+run through the CLI checks determinism and the printed output.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis import _accuracy as acc
+from analysis.demo import run_demo
+from probes.errors import ConfigError
+
+TARGET = 0.99
+
+
+@pytest.fixture(scope="module")
+def user_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stand-in for the user's cache: the demo must never write there."""
+    return tmp_path_factory.mktemp("user-cache")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory, user_cache: Path):
+    ws = tmp_path_factory.mktemp("ws")
+    old = os.environ.get("PATHEXP_CACHE_DIR")
+    os.environ["PATHEXP_CACHE_DIR"] = str(user_cache)
+    try:
+        result = run_demo(workspace=ws, seed=0, size="small")
+    finally:
+        if old is None:
+            os.environ.pop("PATHEXP_CACHE_DIR", None)
+        else:
+            os.environ["PATHEXP_CACHE_DIR"] = old
+    saved = {name: (ws / "demo" / rel).read_bytes() for name, rel in (
+        ("exposure", "exposure.json"), ("paths", "paths/paths.parquet"), ("accuracy", "accuracy.json"))}
+    return result, ws, saved
+
+
+@pytest.fixture(scope="module")
+def truth(demo) -> dict:
+    result, _ws, _saved = demo
+    return orjson.loads((result.files["world"] / "truth" / "world.json").read_bytes())
+
+
+def test_demo_writes_everything_inside_its_folder(demo, user_cache: Path) -> None:
+    result, ws, _ = demo
+    root = ws / "demo"
+    for rel in ("world/world.json", "world/truth/traces.parquet", "cache/snapshots/demo-small-seed0/snapshot.json",
+                "exposure.json", "paths/paths.parquet", "exposure/change_events.csv", "accuracy.json",
+                "annotate.json", "probes.parquet", "demo.json"):
+        assert (root / rel).is_file(), rel
+    assert list(user_cache.iterdir()) == []  # the user's reference-data cache is untouched
+    assert set(os.listdir(ws)) == {"demo"}
+
+
+def test_flagged_crossing_detection(demo) -> None:
+    s = demo[0].accuracy["flagged_crossings"]
+    assert s["truth"] > 1000  # the small world has ~1,600 family entries
+    assert s["precision"] >= TARGET, s["false_examples"]
+    assert s["recall"] >= TARGET, s["missed_examples"]
+
+
+def test_flagged_crossings_hand_count(demo, truth) -> None:
+    """The truth side of the comparison, recounted here from the truth tables alone."""
+    world = demo[0].files["world"] / "truth"
+    flagged = pq.read_table(world / "flagged_crossings.parquet").to_pylist()
+    paths = {(r["msm_id"], r["prb_id"], r["timestamp"]): r["as_path"]
+             for r in pq.read_table(world / "traces.parquet").to_pylist()}
+    fam = {a: f for f, asns in truth["families"].items() for a in asns}
+    entries = set()
+    for r in flagged:
+        path = paths[(r["msm_id"], r["prb_id"], r["timestamp"])]
+        i = path.index(r["asn"])
+        if i == 0 or fam.get(path[i - 1]) != r["family"]:
+            entries.add((r["msm_id"], r["prb_id"], r["timestamp"], r["family"], r["asn"]))
+    assert demo[0].accuracy["flagged_crossings"]["truth"] == len(entries)
+    # every truth crossing is either an entry or a hand-over between ASes of one family
+    assert len(flagged) > len(entries)
+
+
+def test_crossing_location_recall(demo) -> None:
+    s = demo[0].accuracy["crossing_locations"]
+    assert s["recall"] >= TARGET, s["missed_examples"]
+
+
+def test_crossing_location_precision(demo) -> None:
+    s = demo[0].accuracy["crossing_locations"]
+    assert s["precision"] >= TARGET, s["false_examples"]
+
+
+def test_ixp_crossing_detection(demo) -> None:
+    s = demo[0].accuracy["ixp_crossings"]
+    world = demo[0].files["world"] / "truth"
+    ixp = pq.read_table(world / "ixp_crossings.parquet")
+    observable = sum(ixp.column("observable").to_pylist())
+    assert s["truth"] == ixp.num_rows
+    assert s["truth_observable"] == observable
+    assert s["precision"] >= TARGET, s["false_examples"]
+    assert s["recall"] >= TARGET, s["missed_examples"]
+
+
+def test_true_exposure_inside_interval(demo, truth) -> None:
+    checks = demo[0].accuracy["exposure"]
+    families = sorted(truth["families"])
+    assert {(r["family"], r["kind"]) for r in checks} == {
+        (f, k) for f in ["any", *families] for k in ("path_exposure", "pop_exposure")
+    }
+    # the truth the checks use agrees with the generator's own exposure figures
+    for r in checks:
+        if r["kind"] == "path_exposure" and r["family"] != "any":
+            assert r["true"] == pytest.approx(truth["exposure"][r["family"]]["all"]["transit"]["share"])
+    bad = [r for r in checks if not r["inside"]]
+    assert not bad
+
+
+def test_diversion_detected_within_true_window(demo, truth) -> None:
+    result = demo[0]
+    div = truth["diversion"]
+    start, end = div["start"], div["end"]
+    check = result.accuracy["diversion"]
+    assert check["family"] == "china-telecom"
+    assert check["detected"], check
+    # independently: the detected start events that bracket the true onset belong to the
+    # pairs the generator says the leak diverts through AS4134
+    events = pq.read_table(result.campaign.root / "exposure" / "change_events.parquet")
+    ev = [r for r in events.to_pylist() if r["family"] == "china-telecom" and r["event"] == "start"]
+    bracket = {(r["prb_id"], r["dst_addr"]) for r in ev
+               if r["previous_timestamp"].timestamp() < start <= r["timestamp"].timestamp()}
+    telecom = set(truth["families"]["china-telecom"])
+    diverted = {(p["prb_id"], p["dst_addr"]) for p in div["affected_pairs"]
+                if not telecom & set(p["baseline_as_path"][1:-1]) and telecom & set(p["diverted_as_path"][1:-1])}
+    assert bracket <= {(p["prb_id"], p["dst_addr"]) for p in div["affected_pairs"]}
+    assert len(bracket & diverted) >= TARGET * len(diverted) > 0
+    stops = {(r["prb_id"], r["dst_addr"]) for r in events.to_pylist()
+             if r["family"] == "china-telecom" and r["event"] == "stop"
+             and r["previous_timestamp"].timestamp() < end <= r["timestamp"].timestamp()}
+    assert stops == bracket
+
+
+def test_change_events_against_truth(demo) -> None:
+    for fam, s in demo[0].accuracy["change_events"].items():
+        if s["truth"]:
+            assert s["precision"] >= TARGET and s["recall"] >= TARGET, (fam, s)
+
+
+def test_cli_rerun_is_deterministic_and_readable(demo, capsys: pytest.CaptureFixture[str]) -> None:
+    from analysis.cli import main
+
+    result, ws, saved = demo
+    assert main(["demo", "--workspace", str(ws)]) in (0, 1)  # 1 only if the report step failed
+    out = capsys.readouterr().out
+    for rel, name in (("exposure.json", "exposure"), ("paths/paths.parquet", "paths"),
+                      ("accuracy.json", "accuracy")):
+        assert (ws / "demo" / rel).read_bytes() == saved[name], rel
+    for section in ("1. Exposure", "2. Where paths enter", "3. Change events", "4. Accuracy", "5. Files"):
+        assert section in out
+    assert str(ws / "demo" / "accuracy.json") in out.replace("\n", "")
+    assert "China Telecom" in out and "AS4134 route leak" in out
+
+
+def test_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    mine = tmp_path / "demo" / "precious.txt"
+    mine.parent.mkdir()
+    mine.write_text("keep me")
+    with pytest.raises(ConfigError, match="not created by `pathexp demo`"):
+        run_demo(workspace=tmp_path)
+    assert mine.read_text() == "keep me"
+
+
+def test_bad_size_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown world size"):
+        run_demo(workspace=tmp_path, size="huge")
+    assert not (tmp_path / "demo").exists()
+
+
+# ---------------------------------------------------------------------------- _accuracy units
+def test_score_counts_unobservable_and_causes() -> None:
+    truth = pa.table({
+        "msm_id": [1, 1, 1, 2], "prb_id": [1, 1, 1, 1], "timestamp": [10, 10, 10, 20],
+        "via": ["ixp", "private", "ixp", "ixp"], "observable": [True, True, False, True],
+        "cause": [None, None, "ixp-lan-hop-unresponsive", None],
+    })
+    truth = truth.append_column("k", pa.array([1, 2, 3, 4]))
+    detected = pa.table({"msm_id": [1, 1, 1, 2], "prb_id": [1, 1, 1, 1], "timestamp": [10, 10, 10, 20],
+                         "k": [1, 1, 9, 4]})
+    s = acc.score(truth, detected, keys=["msm_id", "prb_id", "timestamp", "k"], observable="observable",
+                  cause="cause")
+    # truth {1,2,3,4} (3 unobservable); detected {1,9,4}: tp 2, false 1 (explained by trace 1's cause)
+    assert (s.truth, s.truth_observable, s.detected, s.true_positives) == (4, 3, 3, 2)
+    assert (s.missed, s.false) == (1, 1)  # item 2 missed; item 3 unobservable, not counted
+    assert s.precision == pytest.approx(2 / 3)
+    assert s.recall == pytest.approx(2 / 3)
+    assert s.recall_all == pytest.approx(2 / 4)
+    assert s.false_by_cause == {"ixp-lan-hop-unresponsive": 1}
+
+
+def test_detected_ixp_crossings_in_a_loop_count_once() -> None:
+    import datetime as dt
+
+    ts = dt.datetime(2026, 3, 2, tzinfo=dt.timezone.utc)
+    paths = pa.table({
+        "msm_id": [1, 2], "prb_id": [7, 7], "timestamp": pa.array([ts, ts], pa.timestamp("s", tz="UTC")),
+        "as_path": [["AS1", "IXP:pdb:5", "AS2", "IXP:pdb:5", "AS2"], ["AS1", "AS3", "IXP:pdb:6"]],
+    })
+    d = acc.detected_ixp_crossings(paths)
+    assert d.to_pylist() == [
+        {"msm_id": 1, "prb_id": 7, "timestamp": 1772409600, "ixp_id": "pdb:5", "member_asn": 2},
+        {"msm_id": 1, "prb_id": 7, "timestamp": 1772409600, "ixp_id": "pdb:5", "member_asn": 2},
+        {"msm_id": 2, "prb_id": 7, "timestamp": 1772409600, "ixp_id": "pdb:6", "member_asn": None},
+    ]
+    truth = pa.table({"msm_id": [1], "prb_id": [7], "timestamp": [1772409600], "ixp_id": ["pdb:5"],
+                      "member_asn": [2]})
+    s = acc.score(truth, d, keys=["msm_id", "prb_id", "timestamp", "ixp_id", "member_asn"])
+    assert (s.true_positives, s.false, s.missed) == (1, 1, 0)
+
+
+def test_true_entries_skip_hand_overs_and_mark_silent_hops() -> None:
+    key = {"msm_id": [1, 1, 2, 3], "prb_id": [1, 1, 1, 1], "timestamp": [5, 5, 6, 7]}
+    flagged = pa.table({
+        **key, "family": ["ct", "ct", "cu", "cu"], "asn": [4134, 23764, 10099, 4837],
+        "via": ["ixp", "private", "ixp", "private"], "ixp_id": ["pdb:1", None, "pdb:2", None],
+        "city": ["Ashburn", "New York", "London", "Shanghai"], "country": ["US", "US", "GB", "CN"],
+        "hop": pa.array([3, 6, 6, 4], pa.int16()), "addr": ["a", "b", "c", "d"],
+        "observable": [True, True, True, True],
+    })
+    traces = pa.table({"msm_id": [1, 2, 3], "prb_id": [1, 1, 1], "timestamp": [5, 6, 7],
+                       "as_path": [[64500, 4134, 23764, 64501], [64502, 64503, 10099, 64504],
+                                   [64505, 4837, 64506]]})
+    # trace 1: hops 2-3 answer (LAN hop 3); trace 2: LAN hop 6 silent; trace 3: hop 3 silent
+    hops = pa.table({"msm_id": [1, 1, 2, 2, 3, 3], "prb_id": [1] * 6, "timestamp": [5, 5, 6, 6, 7, 7],
+                     "hop": pa.array([2, 3, 5, 6, 3, 4], pa.int16()),
+                     "responded": [True, True, True, False, False, True]})
+    e = acc.true_entries(flagged, traces, {"ct": [4134, 23764], "cu": [10099, 4837]}, hops)
+    rows = [(r["asn"], r["location_observable"], r["cause"]) for r in e.to_pylist()]
+    assert rows == [(4134, True, None), (10099, False, "ixp-lan-hop-unresponsive"),
+                    (4837, False, "hop-at-boundary-silent")]
+
+
+def test_diversion_check_brackets() -> None:
+    eps = [{"family": "f", "pairs": 3, "onset_after": 90, "onset_by": 110, "last_seen": 190,
+            "cleared_by": 210, "pairs_cleared": 3}]
+    assert acc.diversion_check(eps, family="f", start=100, end=200)["detected"]
+    assert not acc.diversion_check(eps, family="f", start=120, end=200)["detected"]  # onset late
+    assert not acc.diversion_check(eps, family="f", start=100, end=185)["detected"]  # end early
+    assert not acc.diversion_check(eps, family="g", start=100, end=200)["detected"]
