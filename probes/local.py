@@ -359,6 +359,32 @@ def tracer(
     resolved.extend(resolve_targets(names, allow_private=options.allow_private))
     salt = options.flow_salt if options.flow_salt is not None else os.getpid()
     proto = options.protocol.upper()
+    run = TraceRun(results=[])
+    if not resolved:
+        return run
+    load_scapy()
+    # raw sockets first: without permission, say so before anything else can fail
+    with RawSockets(tcp=proto == "TCP") as sockets:
+        jobs = _plan_jobs(resolved, options, salt)
+        run.src_addr = jobs[0][2].src
+        run.stats.update(
+            run_jobs(
+                [j for _, _, j in jobs], pps=options.pps, concurrency=options.concurrency,
+                timeout=options.timeout, sockets=sockets,
+            )
+        )
+    for target, paris_id, job in jobs:
+        run.results.append(_atlas_result(target, paris_id, job, options, probe))
+        run.stats[f"stop_{job.stop_reason}"] += 1
+    run.stats["traces"] = len(jobs)
+    return run
+
+
+def _plan_jobs(
+    resolved: list[Target], options: TraceOptions, salt: int
+) -> list[tuple[Target, int, TraceJob]]:
+    """One job per (target, flow), with the source address the kernel picks for it."""
+    proto = options.protocol.upper()
     jobs: list[tuple[Target, int, TraceJob]] = []
     src_cache: dict[str, str] = {}
     for target in resolved:
@@ -374,22 +400,7 @@ def tracer(
                 stop_after_silent=options.stop_after_silent, payload_len=options.payload_len,
             )
             jobs.append((target, paris_id, job))
-    run = TraceRun(results=[], src_addr=next(iter(src_cache.values()), None))
-    if not jobs:
-        return run
-    load_scapy()
-    with RawSockets(tcp=proto == "TCP") as sockets:
-        run.stats.update(
-            run_jobs(
-                [j for _, _, j in jobs], pps=options.pps, concurrency=options.concurrency,
-                timeout=options.timeout, sockets=sockets,
-            )
-        )
-    for target, paris_id, job in jobs:
-        run.results.append(_atlas_result(target, paris_id, job, options, probe))
-        run.stats[f"stop_{job.stop_reason}"] += 1
-    run.stats["traces"] = len(jobs)
-    return run
+    return jobs
 
 
 def _reply_entry(probe: Any, dst: str) -> dict[str, Any]:

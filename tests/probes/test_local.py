@@ -295,22 +295,25 @@ def test_same_responders_as_scamper(netns_lab, protocol: str, method: str, dport
 
 @pytest.mark.netns
 def test_without_raw_socket_permission_one_line_error(netns_lab, tmp_path: Path) -> None:
+    """As an unprivileged user (in the lab's source namespace), ``pathexp trace`` says how to grant it."""
     if shutil.which("setpriv") is None:
         pytest.skip("setpriv (util-linux) not available to drop privileges")
-    code = (
-        "from probes.local import tracer, TraceOptions\n"
-        "tracer(['192.0.2.1'], options=TraceOptions(allow_private=True))\n"
-    )
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
     env = dict(os.environ, PYTHONPATH=str(REPO), HOME=str(tmp_path))
-    proc = subprocess.run(
-        netns_lab.exec_argv("src", ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                    "--inh-caps=-all", PY, "-c", code]),
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60, check=False,
-    )
-    assert proc.returncode != 0
-    last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith("probes.errors.RawSocketPermission: raw sockets are not permitted")
-    assert "setcap cap_net_raw+ep" in last and "root" in last
+    probe = subprocess.run(netns_lab.exec_argv("src", [*nobody, PY, "-c", "pass"]),
+                           capture_output=True, env=env, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"the unprivileged user cannot start {PY}: {probe.stderr.decode().strip()}")
+    argv = [*nobody, PY, "-m", "analysis.cli", "trace", netns_lab.dsts[0], "--allow-private",
+            "--campaign", "x", "--workspace", str(tmp_path / "ws")]
+    proc = subprocess.run(netns_lab.exec_argv("src", argv), capture_output=True, text=True,
+                          cwd=tmp_path, env=env, timeout=60, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("pathexp trace: error: raw sockets are not permitted")
+    assert "setcap cap_net_raw+ep" in lines[0] and "root" in lines[0]
+    assert not (tmp_path / "ws" / "x" / "raw").exists()
 
 
 @pytest.mark.netns
