@@ -456,7 +456,7 @@ def plot_top_pops(pops: pa.Table, *, top: int = 15, ax: Axes | None = None) -> A
     ax.barh(y, bad, color="none", edgecolor="black", hatch="///", lw=0.5,
             label="of which speed-of-light inconsistent")
     ax.set_yticks(y, labels, fontsize=8)
-    ax.set_xlabel("traceroutes crossing into a flagged carrier")
+    ax.set_xlabel("traceroutes crossing")
     ax.set_ylabel("PoP (IXP, city)")
     ax.set_title("Top flagged PoPs")
     if rows:
@@ -471,7 +471,7 @@ def plot_flagged_graph(
     *,
     radius: int = 1,
     max_nodes: int = 30,
-    seed: int = 0,
+    rotate: float = 0.3,
     ax: Axes | None = None,
 ) -> Axes:
     """The AS/IXP graph around flagged nodes, edge width proportional to traceroutes.
@@ -490,8 +490,9 @@ def plot_flagged_graph(
         Neighbourhood radius around flagged nodes (ignoring direction).
     max_nodes : int
         Most nodes drawn.
-    seed : int
-        Layout seed (spring layout), for a reproducible picture.
+    rotate : float
+        Angle (radians) by which each ring of the shell layout (flagged ASes inside, then
+        IXPs, then other ASes) is turned against the previous one.
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -515,7 +516,13 @@ def plot_flagged_graph(
     ax.set_title("AS/IXP graph around flagged carriers (edge width: traceroutes)")
     if sub.number_of_nodes() == 0:
         return _empty(ax, "no flagged carrier on any path")
-    pos = nx.spring_layout(sub, seed=seed, k=3.0 / np.sqrt(sub.number_of_nodes()), iterations=100)
+    rings = [
+        sorted(v for v, d in sub.nodes(data=True) if d.get("family") and d.get("kind") != "ixp"),
+        sorted(v for v, d in sub.nodes(data=True) if d.get("kind") == "ixp"),
+        sorted(v for v, d in sub.nodes(data=True) if not d.get("family") and d.get("kind") != "ixp"),
+    ]
+    rings = [r for r in rings if r]
+    pos = nx.shell_layout(sub, nlist=rings, rotate=rotate)
     edges = list(sub.edges(data="traceroutes", default=1))
     wmax = max((int(w) for _, _, w in edges), default=1) or 1
     widths = [0.5 + 5.0 * int(w) / wmax for _, _, w in edges]

@@ -199,7 +199,7 @@ def test_top_pops_bar_lengths_are_traceroutes_and_hatched_inconsistent():
     assert labels == ["Equinix Ashburn (Ashburn) [china-telecom]",
                       "Equinix Los Angeles (Los Angeles) [china-mobile]"]
     assert full[0].get_y() > full[1].get_y()  # most crossed on top
-    assert ax.get_xlabel() == "traceroutes crossing into a flagged carrier"
+    assert ax.get_xlabel() == "traceroutes crossing"
     assert ax.get_ylabel() == "PoP (IXP, city)"
 
 
