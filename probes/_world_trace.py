@@ -254,7 +254,7 @@ class TraceBuilder:
                     "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
                 }
             )
-        reached = routed and not loop and not dest_silent
+        reached = routed and not loop and not dest_silent and len(nodes) <= MAX_HOPS
         if not reached and not loop:
             last = len(hops_json)
             for n in range(last + 1, min(last + GAP_LIMIT, MAX_HOPS) + 1):
@@ -282,8 +282,6 @@ class TraceBuilder:
             "timestamp": timestamp,
             "type": "traceroute",
         }
-        if proto == "TCP":
-            result["size"] = 0
         return self._truth(
             result,
             truth_hops,
