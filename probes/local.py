@@ -387,12 +387,15 @@ def _plan_jobs(
     proto = options.protocol.upper()
     jobs: list[tuple[Target, int, TraceJob]] = []
     src_cache: dict[str, str] = {}
+    repeats: Counter[str] = Counter()  # names resolving to one address get distinct flows
     for target in resolved:
         src = src_cache.get(target.addr) or _source_for(target.addr)
         src_cache[target.addr] = src
+        shift = repeats[target.addr] * options.flow_diversity
+        repeats[target.addr] += 1
         flows = range(1, options.flow_diversity + 1) if options.paris else [0]
         for paris_id in flows:
-            sport, dport = _flow_ports(options, salt, max(paris_id, 1))
+            sport, dport = _flow_ports(options, salt, max(paris_id, 1) + shift)
             job = TraceJob(
                 dst=target.addr, src=src, proto=proto, paris=options.paris,
                 sport=sport, dport=dport, first_hop=options.first_hop,

@@ -375,3 +375,22 @@ def test_template_builder_is_byte_identical_to_scapy_builds() -> None:
             rng.choice([33435, 80, 443]), rng.random() < 0.5, rng.choice([2, 12, 31]),
         )
         assert builder.build(spec) == build_probe(spec), spec
+
+
+@pytest.mark.netns
+@pytest.mark.parametrize(
+    "options, hops, reason",
+    [
+        ({"first_hop": 3, "max_hops": 4}, [3, 4], "hoplimit"),
+        ({"stop_after_silent": 1}, [1, 2, 3, 4, 5], "gaplimit"),
+        ({"first_hop": 6}, [6, 7], "completed"),
+    ],
+)
+def test_first_hop_max_hops_and_gap_limit(netns_lab, options: dict, hops: list[int], reason: str) -> None:
+    (res,) = run_in_lab(netns_lab, netns_lab.dsts[30:31], protocol="icmp", attempts=1, **options)["results"]
+    assert [h["hop"] for h in res["result"]] == hops
+    assert res["pathexp"]["stop_reason"] == reason
+    want = netns_lab.expected(res["dst_addr"], branch="a")
+    for h in res["result"]:
+        if h["hop"] != 3:
+            assert h["result"][0].get("from") == want[h["hop"] - 1]
