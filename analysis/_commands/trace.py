@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow private, reserved, documentation and multicast targets")
     p.add_argument("--probe-config", type=Path, metavar="FILE",
                    help="TOML file with a [local_probe] table (prb_id, latitude, longitude, "
-                        "country_code, asn_v4)")
+                        "country_code, asn_v4); default: the pathexp settings file if present")
     p.add_argument("--probe-id", type=int, help="local probe id (default 2000000000)")
     p.add_argument("--probe-lat", type=float, help="local probe latitude")
     p.add_argument("--probe-lon", type=float, help="local probe longitude")
@@ -91,8 +91,14 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         sport=args.sport,
     )
+    config = args.probe_config
+    if config is None:
+        from probes.config import default_config_path
+
+        candidate = default_config_path()
+        config = candidate if candidate.is_file() else None
     probe = load_local_probe(
-        args.probe_config,
+        config,
         overrides={
             "prb_id": args.probe_id,
             "latitude": args.probe_lat,
