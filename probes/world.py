@@ -635,6 +635,12 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     world = World.build(seed=seed, size=size)
     topo = world.topo
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"cannot write the world into {out}: it is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the world folder {out}: {exc}") from exc
     files: dict[str, bytes] = {}
     date = WORLD_START
 

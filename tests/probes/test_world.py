@@ -527,6 +527,13 @@ def test_read_truth(world_dir, tmp_path):
         world_mod.read_truth(tmp_path)
 
 
+def test_cli_generate_refuses_a_file_as_output(tmp_path, capsys):
+    target = tmp_path / "a-file"
+    target.write_text("x")
+    assert cli_main(["world", "generate", str(target)]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
 def test_cli_generate(tmp_path, capsys):
     out = tmp_path / "cli"
     assert cli_main(["world", "generate", str(out), "--seed", "3"]) == 0
