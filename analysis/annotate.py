@@ -243,6 +243,7 @@ def annotate(
     registry: Registry | None = None,
     online: bool = False,
     rdap: Any = None,
+    dictionary: bool = False,
 ) -> tuple[pa.Table, Counter]:
     """Annotate a hop table with AS, IXP, member, organisation and flagged family.
 
@@ -259,6 +260,10 @@ def annotate(
         Allow the RDAP fallback (network I/O). Off by default.
     rdap : analysis._rdap.RdapClient, optional
         The RDAP client used when ``online`` (default: one caching under the cache root).
+    dictionary : bool
+        Return the annotation columns (all but ``asns``) dictionary-encoded over the unique
+        addresses instead of materialized: the same values, no per-row copy (in-memory
+        pipelines; :func:`annotate_campaign` writes the plain types).
 
     Returns
     -------
@@ -281,30 +286,37 @@ def annotate(
         registry = with_siblings(registry, snapshot.table("as2org", "asns"))
     counts: Counter = Counter()
     n_rows = hops.num_rows
-    col = pc.cast(col, pa.string()).combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    uniq = pc.unique(col.drop_null())
-    if isinstance(uniq, pa.ChunkedArray):
-        uniq = uniq.combine_chunks()
-    hop_idx = pc.index_in(col, value_set=uniq)  # null for timeouts
+    col = pc.cast(col, pa.string())
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
+    # one hash pass: the unique addresses and each row's index into them (null = timeout)
+    enc = pc.dictionary_encode(col)
+    uniq = enc.dictionary
+    n_u = len(uniq)
+    idx_np = pc.fill_null(enc.indices, n_u).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
     u = _annotate_unique(uniq, snapshot, registry, online=online, rdap=rdap)
     # hop-level counts, by reason
-    idx_np = pc.fill_null(hop_idx, -1).to_numpy(zero_copy_only=False)
-    replies = idx_np >= 0
+    per_u = np.bincount(idx_np, minlength=n_u + 1)
     counts["hops"] = n_rows
-    counts["replies"] = int(replies.sum())
-    counts["unique_addresses"] = len(uniq)
-    per_u = np.bincount(idx_np[replies], minlength=len(uniq)) if len(uniq) else np.zeros(0, np.int64)
+    counts["replies"] = int(n_rows - per_u[n_u])
+    counts["unique_addresses"] = n_u
     for key, mask in u.pop("_reasons").items():
-        c = int(per_u[mask].sum())
+        c = int(per_u[:n_u][mask].sum())
         if c:
             counts[key] = c
-    cols = {}
-    for f in ANNOTATION_FIELDS:
-        arr = u[f.name]
-        cols[f.name] = pc.take(arr, hop_idx) if n_rows else pa.array([], f.type)
+    # broadcast to hop rows: the extra all-null row at index n_u stands for timeouts, so
+    # the indices carry no nulls (Arrow's take is much faster that way)
+    idx = pa.array(idx_np)
     out = hops
     for f in ANNOTATION_FIELDS:
-        out = out.append_column(f, pa.chunked_array([cols[f.name]], f.type) if not isinstance(cols[f.name], pa.ChunkedArray) else cols[f.name])
+        ext = pa.concat_arrays([u[f.name].cast(f.type), pa.nulls(1, f.type)])
+        if dictionary and f.name != "asns":
+            col_out = pa.DictionaryArray.from_arrays(idx, ext)
+            field = pa.field(f.name, col_out.type)
+        else:
+            col_out = pc.take(ext, idx)
+            field = f
+        out = out.append_column(field, pa.chunked_array([col_out], field.type))
     return out, counts
 
 
