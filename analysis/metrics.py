@@ -289,7 +289,9 @@ def proportion_table(
     -------
     pyarrow.Table
         Group columns, then ``traceroutes``, ``transiting``, ``probes``, ``exposure``,
-        ``ci_low``, ``ci_high``, ``method``; sorted by the group columns.
+        ``ci_low``, ``ci_high``, ``method`` (the interval asked for), and ``wilson_low``,
+        ``wilson_high`` (always, for comparison); sorted by the group columns. A group
+        with a single probe has a zero-width bootstrap interval: read ``probes``.
 
     References
     ----------
@@ -336,7 +338,7 @@ def proportion_table(
         members = [np.arange(paths.num_rows)]
         group_keys = None
 
-    n, k, nprobes, est, lo, hi = [], [], [], [], [], []
+    n, k, nprobes, est, lo, hi, wlo, whi = [], [], [], [], [], [], [], []
     method = _method_name(ci, weight, n_boot, seed, confidence, cluster)
     for rows in members:
         xs, ws = x[rows], w[rows]
@@ -346,11 +348,13 @@ def proportion_table(
         nprobes.append(len(np.unique(clus[rows])) if len(rows) else 0)
         p = swx / sw if sw > 0 else math.nan
         est.append(p)
+        neff = sw * sw / sw2 if sw2 > 0 else 0.0
+        wa, wb = wilson_interval(p * neff if neff else 0.0, neff, confidence=confidence)
+        wlo.append(float(wa))
+        whi.append(float(wb))
         if ci == "wilson":
-            neff = sw * sw / sw2 if sw2 > 0 else 0.0
-            a, b = wilson_interval(p * neff if neff else 0.0, neff, confidence=confidence)
-            lo.append(float(a))
-            hi.append(float(b))
+            lo.append(float(wa))
+            hi.append(float(wb))
         elif ci == "cluster-bootstrap":
             _, a, b = cluster_bootstrap(
                 xs, clus[rows], weights=ws, n_boot=n_boot, confidence=confidence, seed=seed
@@ -368,6 +372,8 @@ def proportion_table(
         "ci_low": pa.array(lo, pa.float64(), from_pandas=True),
         "ci_high": pa.array(hi, pa.float64(), from_pandas=True),
         "method": pa.array([method] * len(members), pa.string()),
+        "wilson_low": pa.array(wlo, pa.float64(), from_pandas=True),
+        "wilson_high": pa.array(whi, pa.float64(), from_pandas=True),
     }
     table = pa.table(out)
     if group_keys is not None:
