@@ -299,12 +299,19 @@ class CampaignState:
     def advance(self, msm_id: int, *, next_start: int, results: int, done: bool,
                 final: bool = False) -> None:
         """Move a cursor after its window was ingested (one transaction)."""
+        self.advance_many([(msm_id, next_start, results, done, final)])
+
+    def advance_many(self, moves: Sequence[tuple[int, int, int, bool, bool]]) -> None:
+        """Move cursors ``(msm_id, next_start, results, done, final)`` after the windows
+        they cover were ingested, in one transaction."""
+        now = time.time()
         with self._tx() as c:
-            c.execute("UPDATE cursors SET next_start=MAX(COALESCE(next_start, 0), ?), "
-                      "results=results+?, windows=windows+1, done=?, final=?, updated=? "
-                      "WHERE msm_id=?",
-                      (int(next_start), int(results), int(done), int(final), time.time(),
-                       int(msm_id)))
+            for msm_id, next_start, results, done, final in moves:
+                c.execute("UPDATE cursors SET next_start=MAX(COALESCE(next_start, 0), ?), "
+                          "results=results+?, windows=windows+1, done=?, final=?, updated=? "
+                          "WHERE msm_id=?",
+                          (int(next_start), int(results), int(done), int(final), now,
+                           int(msm_id)))
 
     # -- probes ---------------------------------------------------------------------
     def probe_objects(self) -> list[dict]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -460,22 +461,50 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
             if not done:
                 todo[u.msm_id] = (cur, cur_final)
         report.measurements = len(todo)
-        q: queue.Queue = queue.Queue()
+        q: queue.Queue = queue.Queue(maxsize=4 * max(1, settings.fetch_workers))
+        stop = threading.Event()
         t_now = now()
+
+        def put(item: tuple) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
 
         def work(mid: int, cur: tuple[int | None, bool]) -> None:
             meta = client.measurement(mid)
             windows, final = _windows(meta, cur[0], t_now, settings.limits,
                                       cursor_final=cur[1])
-            q.put(("meta", mid, meta, windows, final))
+            if not put(("meta", mid, meta, windows, final)):
+                return
             for i, (a, b) in enumerate(windows):
                 recs = client.results(mid, start=a, stop=b)
-                q.put(("window", mid, a, b, recs, final, final and i == len(windows) - 1))
+                if not put(("window", mid, a, b, recs, final, final and i == len(windows) - 1)):
+                    return
 
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         seen_probes: set[int] = set()
+        batch: list[dict] = []
+        moves: list[tuple[int, int, int, bool, bool]] = []
+
+        def flush() -> None:
+            if batch:
+                ing = sink(list(batch))
+                if ing is not None and hasattr(ing, "added"):
+                    report.added += int(ing.added)
+                    report.duplicates += int(getattr(ing, "duplicates", 0))
+                    for k, v in (getattr(ing, "drops", None) or {}).items():
+                        report.drops[k] += int(v)
+            if moves:
+                st.advance_many(moves)  # only after the windows' results are ingested
+            batch.clear()
+            moves.clear()
+
         bar = Progress(TextColumn("fetch {task.description}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("{task.fields[records]} records"),
                        console=Console(stderr=True), disable=not progress, transient=False)
@@ -483,53 +512,53 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
             task = bar.add_task(campaign.name, total=len(todo), records=0)
             futures: dict[Future, int] = {pool.submit(work, m, c): m for m, c in todo.items()}
             remaining = set(futures)
-            while remaining or not q.empty():
-                try:
-                    item = q.get(timeout=0.05)
-                except queue.Empty:
-                    for f in [f for f in remaining if f.done()]:
-                        remaining.discard(f)
-                        exc = f.exception()
-                        if exc is not None:
-                            if not isinstance(exc, AtlasAPIError):
-                                f.result()  # re-raise the worker's unexpected error
-                            report.errors.append(f"measurement {futures[f]}: {exc}")
-                            bar.advance(task)
-                    continue
-                if item[0] == "meta":
-                    _, mid, meta, windows, final = item
-                    s = meta.get("status") or {}
-                    st.record_status(mid, status_id=s.get("id"), status_name=s.get("name"),
-                                     credits_per_result=meta.get("credits_per_result"))
-                    continue
-                _, mid, a, b, recs, final, last = item
-                good = []
-                for r in recs:
-                    if not isinstance(r, dict):
-                        report.drops["not an object"] += 1
-                    elif r.get("msm_id") != mid:
-                        report.drops["msm_id mismatch"] += 1
-                    else:
-                        good.append(r)
-                        if isinstance(r.get("prb_id"), int):
-                            seen_probes.add(r["prb_id"])
-                if good:
-                    ing = sink(good)
-                    if ing is not None and hasattr(ing, "added"):
-                        report.added += int(ing.added)
-                        report.duplicates += int(getattr(ing, "duplicates", 0))
-                        for k, v in (getattr(ing, "drops", None) or {}).items():
-                            report.drops[k] += int(v)
-                if b is None:
-                    b = max([a - 1] + [int(r["timestamp"]) for r in good
-                                       if isinstance(r.get("timestamp"), int)])
-                st.advance(mid, next_start=b + 1, results=len(good), done=last, final=final)
-                report.windows += 1
-                report.records += len(good)
-                bar.update(task, records=report.records)
-                if last:
-                    report.done += 1
-                    bar.advance(task)
+            try:
+                while remaining or not q.empty():
+                    try:
+                        item = q.get(timeout=0.05)
+                    except queue.Empty:
+                        for f in [f for f in remaining if f.done()]:
+                            remaining.discard(f)
+                            exc = f.exception()
+                            if exc is not None:
+                                if not isinstance(exc, AtlasAPIError):
+                                    f.result()  # re-raise the worker's unexpected error
+                                report.errors.append(f"measurement {futures[f]}: {exc}")
+                                bar.advance(task)
+                        continue
+                    if item[0] == "meta":
+                        _, mid, meta, windows, final = item
+                        s = meta.get("status") or {}
+                        st.record_status(mid, status_id=s.get("id"), status_name=s.get("name"),
+                                         credits_per_result=meta.get("credits_per_result"))
+                        continue
+                    _, mid, a, b, recs, final, last = item
+                    good = []
+                    for r in recs:
+                        if not isinstance(r, dict):
+                            report.drops["not an object"] += 1
+                        elif r.get("msm_id") != mid:
+                            report.drops["msm_id mismatch"] += 1
+                        else:
+                            good.append(r)
+                            if isinstance(r.get("prb_id"), int):
+                                seen_probes.add(r["prb_id"])
+                    if b is None:
+                        b = max([a - 1] + [int(r["timestamp"]) for r in good
+                                           if isinstance(r.get("timestamp"), int)])
+                    batch.extend(good)
+                    moves.append((mid, b + 1, len(good), last, final))
+                    if len(batch) >= settings.limits.ingest_batch:
+                        flush()
+                    report.windows += 1
+                    report.records += len(good)
+                    bar.update(task, records=report.records)
+                    if last:
+                        report.done += 1
+                        bar.advance(task)
+                flush()
+            finally:
+                stop.set()
         missing = seen_probes - st.known_probes()
         if missing:
             try:

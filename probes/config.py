@@ -140,6 +140,7 @@ class AtlasLimits:
     ``fetch_window``: longest start..stop window of one results request, seconds.
     ``fetch_overlap``: how far back (s) each fetch of a running measurement re-reads, for
     results that reach Atlas late (ingest drops the duplicates).
+    ``ingest_batch``: results handed to the store at once (cursors move after each batch).
     """
 
     max_probes_per_measurement: int = 1000
@@ -148,6 +149,7 @@ class AtlasLimits:
     page_size: int = 500
     fetch_window: int = 86_400
     fetch_overlap: int = 3_600
+    ingest_batch: int = 10_000
 
 
 @dataclass(frozen=True)
