@@ -752,8 +752,11 @@ def _node_label(node: str, data: dict[str, Any]) -> str:
 
 
 def _duckdb() -> Any:
+    """An in-memory DuckDB connection without the interactive progress bar."""
     import duckdb
 
     con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
+    # Inside Jupyter without ipywidgets DuckDB starts with the bar off and refuses any SET of it.
+    if con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0]:
+        con.execute("SET enable_progress_bar = false")
     return con

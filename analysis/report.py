@@ -393,16 +393,13 @@ figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:
 
 def _ixp_hops(campaign: Campaign) -> pa.Table:
     """The IXP-LAN replies of the annotated table (only the columns the PoP map needs)."""
-    import duckdb
-
     files = sorted(str(p) for p in campaign.annotated_dir.glob("**/*.parquet"))
     if not files:
         return pa.table({c: pa.array([], pa.float64() if c in ("ixp_lat", "ixp_lon") else pa.string())
                          for c in _IXP_COLS})
     src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
-    con = duckdb.connect()
+    con = plots._duckdb()
     try:
-        con.execute("SET enable_progress_bar = false")
         names = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         sel = ", ".join(c if c in names else f"NULL::{'DOUBLE' if c in ('ixp_lat', 'ixp_lon') else 'VARCHAR'} AS {c}"
                         for c in _IXP_COLS)
