@@ -254,3 +254,32 @@ def test_settings_precedence_and_errors(tmp_path):
     with pytest.raises(ConfigError, match="HOST"):
         parse_server("https://x/y")
     assert replace(Settings(), server="z").server == "z"
+
+
+# ---------------------------------------------------------------------------- boundary
+def test_cousteau_and_requests_only_at_the_boundary():
+    """probes.atlas is the one module of probes that talks to Atlas (cousteau/requests)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "probes"
+    offenders = []
+    for f in sorted(root.glob("*.py")):
+        tree = ast.parse(f.read_text())
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n.startswith(("ripe.atlas.cousteau", "requests")) for n in names):
+                offenders.append(f.name)
+    assert sorted(set(offenders)) == ["atlas.py"]
+
+
+def test_public_api_is_what_the_modules_declare():
+    import probes.atlas as atlas
+    import probes.campaign as campaign
+    import probes.config as config
+
+    for mod in (atlas, campaign, config):
+        for name in mod.__all__:
+            assert hasattr(mod, name), f"{mod.__name__}.{name}"
+    assert {"plan", "submit", "status", "fetch", "import_measurements"} <= set(campaign.__all__)
+    assert {"AtlasClient", "CreateOutcomeUnknown"} <= set(atlas.__all__)

@@ -443,7 +443,7 @@ def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Complete
                           capture_output=True, text=True, timeout=120)
 
 
-def test_cli_end_to_end_never_reveals_the_key(standin, tmp_path):
+def test_cli_end_to_end_never_reveals_the_key(standin, tmp_path, test_data):
     (tmp_path / "spec.toml").write_text(spec_text(
         name="clikey", targets='addresses = ["24.39.56.10", "24.39.56.11"]\n'))
     env = {**os.environ, "RIPE_ATLAS_KEY": TEST_KEY, "PATHEXP_ATLAS_SERVER": standin.server,
@@ -470,6 +470,19 @@ def test_cli_end_to_end_never_reveals_the_key(standin, tmp_path):
         assert p.returncode == 0, p.stderr
     rows = json.loads(outs[-1].stdout)
     assert [r["records_fetched"] for r in rows] == [4, 4]
+    # import a recorded public measurement (TCP, 8 real results) without any key
+    bundle = json.loads((test_data / "ripe-atlas" / "pierky-ripe-atlas-monitor-fixtures" /
+                         "3082698.json").read_text())
+    standin.preload(v2_measurement_from_v1(bundle["meta_data"]), bundle["results"])
+    nokey = {k: v for k, v in env.items() if k != "RIPE_ATLAS_KEY"}
+    p = _cli(["campaign", "import", "3082698", "--campaign", "imp", *common], nokey, tmp_path)
+    outs.append(p)
+    assert p.returncode == 0, p.stderr
+    assert "8 records received, 8 new" in p.stdout
+    from probes.workspace import Campaign
+
+    assert sorted(_stored_keys(Campaign("imp", tmp_path / "ws"))) == sorted(
+        (r["msm_id"], r["prb_id"], r["timestamp"]) for r in bundle["results"])
     # invalid key: one-line error, status 403, no key
     bad = {**env, "RIPE_ATLAS_KEY": TEST_KEY + "-wrong"}
     p = _cli(["campaign", "plan", "spec.toml", *common], bad, tmp_path)
