@@ -255,8 +255,10 @@ class CampaignState:
                     c.execute("INSERT OR IGNORE INTO ledger(unit, kind, credits, at) "
                               "VALUES (?, 'release', ?, ?)", (unit, cost[0], now))
 
-    def record_imported(self, msm: dict[str, Any]) -> bool:
-        """Add an existing measurement (``campaign import``); False if already present."""
+    def record_imported(self, msm: dict[str, Any], *, since: int | None = None) -> bool:
+        """Add an existing measurement (``campaign import``); False if already present.
+
+        ``since``: where its fetch cursor starts (default: the measurement's start)."""
         now = time.time()
         mid = int(msm["id"])
         with self._tx() as c:
@@ -270,7 +272,8 @@ class CampaignState:
                 (f"import-{mid}", seq, str(msm.get("target") or msm.get("target_ip") or ""),
                  "[]", json.dumps({"type": msm.get("type")}), f"import-{mid}", mid,
                  st.get("id"), st.get("name"), now))
-            c.execute("INSERT OR IGNORE INTO cursors(msm_id) VALUES (?)", (mid,))
+            c.execute("INSERT OR IGNORE INTO cursors(msm_id, next_start) VALUES (?, ?)",
+                      (mid, since))
         return True
 
     def record_status(self, msm_id: int, *, status_id: int | None, status_name: str | None,

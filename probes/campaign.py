@@ -576,8 +576,17 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
 
 # ---------------------------------------------------------------------------- import
 def import_measurements(campaign: Campaign, msm_ids: Iterable[int], *,
-                        client: AtlasClient) -> list[int]:
-    """Add existing (public) traceroute measurements to a campaign; returns the new ids."""
+                        client: AtlasClient, since: int | None = None,
+                        now: Callable[[], float] = time.time,
+                        lookback: int = 86_400) -> list[int]:
+    """Add existing (public) traceroute measurements to a campaign; returns the new ids.
+
+    Their results are fetched from ``since`` (Unix seconds) on. Without ``since``, a
+    finished measurement is fetched whole and a running one (built-in and anchoring
+    measurements run for years) from ``lookback`` seconds ago.
+    """
+    from probes.atlas import STATUS_FINAL
+
     added = []
     metas = []
     for mid in msm_ids:
@@ -589,7 +598,10 @@ def import_measurements(campaign: Campaign, msm_ids: Iterable[int], *,
         metas.append(meta)
     with CampaignState.open(campaign) as st:
         for meta in metas:
-            if st.record_imported(meta):
+            start = since
+            if start is None and (meta.get("status") or {}).get("id") not in STATUS_FINAL:
+                start = int(now()) - lookback
+            if st.record_imported(meta, since=start):
                 added.append(int(meta["id"]))
     return added
 

@@ -47,9 +47,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = csub.add_parser("import", help="pull existing public measurements into a campaign")
     a.add_argument("msm_ids", nargs="+", type=int, metavar="MSM_ID")
+    a.add_argument("--since", type=_when, default=None, metavar="TIME",
+                   help="fetch results from TIME on (ISO 8601 or Unix seconds; default: all of "
+                        "a finished measurement, the last day of a running one)")
     _common(a, spec="none")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _when(text: str) -> int:
+    from datetime import datetime, timezone
+
+    if text.isdigit():
+        return int(text)
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not a time: {text!r} (ISO 8601 or Unix seconds)") \
+            from exc
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return int(t.timestamp())
 
 
 def _settings(args: argparse.Namespace):  # noqa: ANN202
@@ -141,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
         camp = _campaign(args)
         ids = None
         if args.action == "import":
-            new = cp.import_measurements(camp, args.msm_ids, client=client)
+            new = cp.import_measurements(camp, args.msm_ids, client=client, since=args.since)
             print(f"imported {len(new)} new measurement(s) into {camp.name}", file=sys.stderr)
             ids = args.msm_ids
         frep = cp.fetch(camp, client=client, settings=settings, msm_ids=ids,

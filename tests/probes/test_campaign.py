@@ -427,6 +427,27 @@ def test_import_public_measurement_without_key(standin, tmp_path, test_data):
     assert standin.state.seen_auth and not any(standin.state.seen_auth)  # no key was sent
 
 
+def test_import_running_measurement_starts_at_since(standin, tmp_path, atlas_world):
+    from probes.workspace import Campaign
+
+    c = AtlasClient(settings_for(standin))
+    t0 = int(standin.clock.t)
+    pids = [p["id"] for p in atlas_world.probes()[:2]]
+    (mid,) = c.create_traceroutes(
+        [{"af": 4, "target": "24.39.56.10", "description": "long", "protocol": "ICMP",
+          "interval": 900}], probe_ids=pids, is_oneoff=False, start_time=t0,
+        stop_time=t0 + 100 * 900)
+    standin.clock.t = t0 + 20 * 900 + 100  # running: rounds 0..20 have happened
+    s = settings_for(standin, key=None, limits=AtlasLimits(fetch_overlap=0))
+    camp = Campaign("since", tmp_path / "ws")
+    since = t0 + 15 * 900
+    cp.import_measurements(camp, [mid], client=AtlasClient(s), since=since)
+    cp.fetch(camp, client=AtlasClient(s), settings=s, now=lambda: standin.clock.t)
+    got = _stored_keys(camp)
+    want = {k for k in _server_keys(standin, [mid]) if k[2] >= since}
+    assert set(got) == want and len(got) == 2 * 6  # rounds 15..20, two probes
+
+
 def test_import_refuses_non_traceroute(standin, tmp_path):
     meta = {"id": 42, "type": "ping", "af": 4, "status": {"id": 4, "name": "Stopped"}}
     standin.preload(meta, [])
