@@ -12,7 +12,7 @@ import pytest
 from analysis import paths as P
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, haversine_km, location_verdict
-from tests.analysis._snap import real_snapshot  # noqa: F401 - session fixture (helper A's)
+from tests.analysis._snap import shared_snapshot
 from tests.analysis.fixtures.annotated import build, ixp, priv, probes, pub
 
 NYC = (40.7128, -74.0060)
@@ -387,7 +387,7 @@ def test_pathexp_analyze_without_annotation_is_a_one_line_error(tmp_path, capsys
 
 # ------------------------------------------------------------------------- real negative data
 @pytest.mark.slow
-def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data, tmp_path, request):
+def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data, tmp_path, tmp_path_factory):
     """All real Atlas results in ../shared/data with the real 2020 CAIDA prefix table.
 
     The probes sit in the Middle East and Africa and an independent scan found no hop in a
@@ -400,7 +400,7 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     from probes import store
     from probes.workspace import Campaign
 
-    snap = request.getfixturevalue("real_snapshot")
+    snap = shared_snapshot(test_data, tmp_path_factory)  # the real snapshot, built once per session
     campaign = Campaign("real", tmp_path / "ws")
     added = store.ingest_files(campaign, sorted((test_data / "ripe-atlas" / "traceroutes").glob("*"))).added
     assert added > 100_000
