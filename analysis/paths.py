@@ -65,6 +65,8 @@ __all__ = [
     "UNKNOWN_INTERCONNECT",
     "CHINA_REFERENCE_POINTS",
     "PATHS_SCHEMA",
+    "CROSSING_TYPE",
+    "RTT_JUMP_TYPE",
     "as_node",
     "ixp_node",
     "parse_node",
