@@ -249,20 +249,25 @@ def true_entries(
     show it answered: for a crossing at an IXP, the peering-LAN hop (else ``cause`` is
     ``"ixp-lan-hop-unresponsive"``); for a private interconnect, the entering hop and the
     hop right before it (else ``"hop-at-boundary-silent"``: a silent hop there could have
-    been an IXP). ``location_observable`` is False in those cases.
+    been an IXP). ``location_observable`` is False in those cases. On a traceroute caught
+    in a forwarding loop (truth ``loop``) ``cause`` is ``"forwarding-loop"`` otherwise: a
+    loop re-enters the family again and again, which the truth counts once.
     """
     fam_of = {int(a): f for f, asns in families.items() for a in asns}
-    tk = traces.select([*TRACE_KEY, "as_path"])
+    tk = traces.select([*TRACE_KEY, "as_path", "loop"])
     idx = {(m, p, t): i for i, (m, p, t) in enumerate(zip(*(tk.column(k).to_pylist() for k in TRACE_KEY), strict=True))}
     as_paths = tk.column("as_path").to_pylist()
     keys = zip(*(flagged.column(k).to_pylist() for k in TRACE_KEY), strict=True)
-    entry = []
+    loops = tk.column("loop").to_pylist()
+    entry, looped = [], []
     for key, asn, fam in zip(keys, flagged.column("asn").to_pylist(), flagged.column("family").to_pylist(), strict=True):
         path = as_paths[idx[key]]
         pos = path.index(asn) if asn in path else -1
         entry.append(pos <= 0 or fam_of.get(path[pos - 1]) != fam)
+        looped.append(bool(loops[idx[key]]))
     cols = [*TRACE_KEY, "family", "asn", "via", "ixp_id", "city", "country", "hop", "addr", "observable"]
-    out = flagged.filter(pa.array(entry, pa.bool_())).select(cols)
+    out = flagged.select(cols).append_column("__loop", pa.array(looped, pa.bool_()))
+    out = out.filter(pa.array(entry, pa.bool_()))
     out = out.set_column(out.schema.get_field_index("ixp_id"), "ixp_id", pc.fill_null(out.column("ixp_id"), ""))
     # did the hops that reveal the place answer?
     h = hops.select([*TRACE_KEY, "hop", "responded"])
@@ -280,10 +285,10 @@ def true_entries(
     loc_obs = pc.and_(pc.fill_null(out.column("observable"), False), seen)
     cause = pc.if_else(
         seen,
-        pa.scalar(None, pa.string()),
+        pc.if_else(out.column("__loop"), pa.scalar("forwarding-loop"), pa.scalar(None, pa.string())),
         pc.if_else(at_ixp, pa.scalar("ixp-lan-hop-unresponsive"), pa.scalar("hop-at-boundary-silent")),
     )
-    out = out.drop_columns(["__hop", "__prev", "__at_ok", "__before_ok"])
+    out = out.drop_columns(["__hop", "__prev", "__at_ok", "__before_ok", "__loop"])
     out = out.append_column("location_observable", loc_obs).append_column("cause", cause)
     return out.sort_by([(k, "ascending") for k in (*TRACE_KEY, "hop")])
 

@@ -67,7 +67,7 @@ class DemoResult:
         What :func:`analysis.paths.analyze_campaign` returned (``exposure.json``).
     top_pops : list of dict
         The most crossed flagged PoPs: family, asn, name, where, detected and true
-        traceroute counts.
+        traceroute counts (``true_traceroutes`` is None for entries of unknown place).
     episodes : list of dict
         Change-event episodes found (:func:`analysis._accuracy.episodes`).
     accuracy : dict
@@ -183,10 +183,10 @@ def run_demo(
     cache = Path(cache_dir) if cache_dir is not None else root / "cache"
     snapshot_id = f"demo-{size}-seed{seed}"
     for kind, pattern in REFERENCE_KINDS.items():
-        files = sorted(world_dir.glob(pattern))
-        if not files:
+        sources = sorted(world_dir.glob(pattern))
+        if not sources:
             raise ConfigError(f"the world in {world_dir} has no {kind} reference data ({pattern})")
-        import_files(kind, files, snapshot_id=snapshot_id, cache_dir=cache, replace=True,
+        import_files(kind, sources, snapshot_id=snapshot_id, cache_dir=cache, replace=True,
                      source_url="synthetic:pathexp-world")
     stage("reference", t0, f"reference data imported as snapshot {snapshot_id}")
 
@@ -358,8 +358,12 @@ def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any
     out = []
     for r in rows[:_TOP_POPS]:
         entry = registry.family_of(int(r["asn"]))
-        where = (f"{r['ixp_name'] or r['ixp_id']}" + (f" ({r['ixp_city']})" if r["ixp_city"] else "")
-                 if r["via"] == "ixp" else "private interconnect")
+        if r["via"] == "ixp":
+            where = f"{r['ixp_name'] or r['ixp_id']}" + (f" ({r['ixp_city']})" if r["ixp_city"] else "")
+        elif r["via"] == "private":
+            where = "private interconnect"
+        else:
+            where = "unknown (silent hop before it)"
         out.append(
             {
                 "family": r["family"],
@@ -370,7 +374,7 @@ def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any
                 "ixp_id": r["ixp_id"] or None,
                 "where": where,
                 "traceroutes": r["msm_id_count"],
-                "true_traceroutes": r["true"] or 0,
+                "true_traceroutes": (r["true"] or 0) if r["via"] != "unknown" else None,
             }
         )
     return out

@@ -55,6 +55,8 @@ _CAUSES = {
     "ixp-lan-hop-unresponsive": "at an IXP whose peering-LAN hop never answered, but reported "
     "as a private interconnect (the place cannot be seen; 'unknown' would be right)",
     "hop-at-boundary-silent": "a silent hop at the carrier boundary, yet a place was claimed",
+    "forwarding-loop": "re-entries into the carrier inside a forwarding loop (the truth counts "
+    "one crossing)",
 }
 
 
@@ -119,8 +121,9 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
     t.add_column("traceroutes", justify="right")
     t.add_column("true", justify="right")
     for p in result.top_pops:
+        true = p["true_traceroutes"]
         t.add_row(p["family_name"], str(p["asn"]), p["where"], f"{p['traceroutes']:,}",
-                  f"{p['true_traceroutes']:,}")
+                  "-" if true is None else f"{true:,}")
     console.print(t)
 
     # change events

@@ -234,14 +234,14 @@ def test_true_entries_skip_hand_overs_and_mark_silent_hops() -> None:
     })
     traces = pa.table({"msm_id": [1, 2, 3], "prb_id": [1, 1, 1], "timestamp": [5, 6, 7],
                        "as_path": [[64500, 4134, 23764, 64501], [64502, 64503, 10099, 64504],
-                                   [64505, 4837, 64506]]})
+                                   [64505, 4837, 64506]], "loop": [True, False, False]})
     # trace 1: hops 2-3 answer (LAN hop 3); trace 2: LAN hop 6 silent; trace 3: hop 3 silent
     hops = pa.table({"msm_id": [1, 1, 2, 2, 3, 3], "prb_id": [1] * 6, "timestamp": [5, 5, 6, 6, 7, 7],
                      "hop": pa.array([2, 3, 5, 6, 3, 4], pa.int16()),
                      "responded": [True, True, True, False, False, True]})
     e = acc.true_entries(flagged, traces, {"ct": [4134, 23764], "cu": [10099, 4837]}, hops)
     rows = [(r["asn"], r["location_observable"], r["cause"]) for r in e.to_pylist()]
-    assert rows == [(4134, True, None), (10099, False, "ixp-lan-hop-unresponsive"),
+    assert rows == [(4134, True, "forwarding-loop"), (10099, False, "ixp-lan-hop-unresponsive"),
                     (4837, False, "hop-at-boundary-silent")]
 
 
