@@ -164,6 +164,28 @@ def test_plan_selects_diverse_probes_and_prices_the_matrix(standin, test_data):
     assert {method for method, _, _ in standin.log} == {"GET"}  # plan writes nothing remote
 
 
+@pytest.mark.parametrize(("source", "oracle"), [
+    ('asn = 6830\nrequested = 100', lambda p: p.get("asn_v4") == 6830),
+    ('prefix = "24.0.0.0/8"\nrequested = 1000',
+     lambda p: (p.get("address_v4") or "").startswith("24.")),
+    ('area = "South-East"\nrequested = 500',
+     lambda p: p["geometry"]["coordinates"][0] >= 60 and p["geometry"]["coordinates"][1] < 35),
+    ('probes = [2060, 2101, 10743]', lambda p: p["id"] in (2060, 2101, 10743)),
+    ('country = "US"\nrequested = 500\nanchors = "only"', lambda p: p["country_code"] == "US"
+     and p.get("is_anchor")),
+    ('country = "US"\nrequested = 500\nanchors = "exclude"\ntags_exclude = ["nat"]',
+     lambda p: p["country_code"] == "US" and not p.get("is_anchor")
+     and "nat" not in {t["slug"] for t in p["tags"]}),
+])
+def test_each_source_kind_selects_what_it_says(standin, source, oracle):
+    spec = parse_spec(spec_text(sources=f"[[sources]]\n{source}\n"))
+    s = settings_for(standin)
+    p = cp.plan(spec, client=AtlasClient(s), settings=s, resolver=resolver)
+    want = {q["id"] for q in standin.state.probes.values()
+            if q["status"]["id"] == 1 and oracle(q)}
+    assert want and {q["id"] for q in p.probes} == want
+
+
 def test_no_probes_matching_names_the_source(standin):
     spec = parse_spec(spec_text(sources='[[sources]]\ncountry = "IS"\nrequested = 3\n'),
                       origin="s.toml")
