@@ -580,9 +580,11 @@ def plot_rtt_vs_distance(crossings: pa.Table, *, ax: Axes | None = None) -> Axes
                     label="impossible at 2/3 c")
     ax.plot(xs, xs / KM_PER_MS_RTT, color="black", lw=1,
             label=f"speed-of-light bound ({KM_PER_MS_RTT:.1f} km per ms RTT)")
-    for verdict, style in (("consistent", {"marker": "o", "s": 14, "alpha": 0.6}),
-                           ("inconsistent", {"marker": "X", "s": 50, "edgecolors": "black",
-                                             "linewidths": 0.5, "zorder": 3})):
+    styles: tuple[tuple[str, dict[str, Any]], ...] = (
+        ("consistent", {"marker": "o", "s": 14, "alpha": 0.6}),
+        ("inconsistent", {"marker": "X", "s": 50, "edgecolors": "black", "linewidths": 0.5, "zorder": 3}),
+    )
+    for verdict, style in styles:
         m = placed & (v == verdict)
         if m.any():
             ax.scatter(d[m], r[m], color=VERDICT_COLORS[verdict], label=f"{verdict} ({int(m.sum()):,})",

@@ -511,7 +511,8 @@ def _method_html(s: dict[str, Any], km_per_ms: float) -> str:
 
 
 def _snapshot_html(annotate: dict[str, Any], s: dict[str, Any]) -> str:
-    snap = annotate.get("snapshot") if isinstance(annotate.get("snapshot"), dict) else {}
+    raw = annotate.get("snapshot")
+    snap: dict[str, Any] = raw if isinstance(raw, dict) else {}
     reg = annotate.get("registry") or {}
     head = (
         f"<p>Snapshot <code>{html.escape(str(snap.get('id', s.get('snapshot') or 'unknown')))}</code>"
