@@ -159,6 +159,8 @@ def run_demo(
 
     if size not in SIZES:
         raise ConfigError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"world seed must be a non-negative integer, got {seed!r}")
     campaign = Campaign(CAMPAIGN, Path(workspace))
     root = campaign.root
     _prepare(root)
@@ -203,9 +205,12 @@ def run_demo(
     t0 = time.perf_counter()
     ann = annotate_campaign(campaign, snapshot_id=snapshot_id, cache_dir=cache)
     counts = ann["counts"]
+    replies = max(int(counts.get("replies", 0)), 1)
     resolved = sum(v for k, v in counts.items() if k.startswith("resolved:"))
-    stage("annotate", t0, f"annotated {counts.get('replies', 0):,} replies "
-                          f"({resolved / max(counts.get('replies', 1), 1):.1%} resolved to an AS or IXP)")
+    public_unresolved = sum(counts.get(f"unresolved:{k}", 0) for k in ("no-route", "rdap-failed"))
+    stage("annotate", t0, f"annotated {counts.get('replies', 0):,} replies: {resolved / replies:.1%} "
+                          f"to an AS or IXP, {public_unresolved:,} public addresses unresolved, "
+                          "the rest private/shared")
 
     # 5. analyze
     t0 = time.perf_counter()

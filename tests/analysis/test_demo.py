@@ -176,10 +176,20 @@ def test_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     assert mine.read_text() == "keep me"
 
 
-def test_bad_size_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="unknown world size"):
-        run_demo(workspace=tmp_path, size="huge")
+@pytest.mark.parametrize(("kw", "match"), [({"size": "huge"}, "unknown world size"),
+                                           ({"seed": -1}, "non-negative integer")])
+def test_bad_options_are_refused_before_touching_anything(tmp_path: Path, kw: dict, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        run_demo(workspace=tmp_path, **kw)
     assert not (tmp_path / "demo").exists()
+
+
+def test_public_api() -> None:
+    import analysis.demo as demo_mod
+
+    assert demo_mod.__all__ == ["CAMPAIGN", "REFERENCE_KINDS", "DemoResult", "run_demo"]
+    assert all(hasattr(demo_mod, n) for n in demo_mod.__all__)
+    assert all(hasattr(acc, n) for n in acc.__all__)
 
 
 # ---------------------------------------------------------------------------- _accuracy units
