@@ -66,7 +66,7 @@ def parse_addresses(addrs: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray
     rest = np.flatnonzero(~is_v4)
     if rest.size:
         strings = addrs.take(pa.array(rest)).to_pylist()
-        for j, s in zip(rest.tolist(), strings):
+        for j, s in zip(rest.tolist(), strings, strict=True):
             if s is None or ":" not in s:
                 continue
             try:

@@ -266,7 +266,7 @@ def _with_words(table: pa.Table, counts: Counter, column: str = "prefix") -> pa.
     canon = [
         _lpm.format_prefix(a, h, l_, p)
         for a, h, l_, p in zip(
-            t["af"].to_pylist(), t["hi"].to_pylist(), t["lo"].to_pylist(), t["plen"].to_pylist()
+            t["af"].to_pylist(), t["hi"].to_pylist(), t["lo"].to_pylist(), t["plen"].to_pylist(), strict=True
         )
     ]
     t = t.set_column(t.schema.get_field_index(column), column, pa.array(canon, pa.string()))

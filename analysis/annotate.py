@@ -103,7 +103,7 @@ def _build_ixp_index(snap: Snapshot) -> dict | None:
                 continue
             name, city, cc = pdb_ix.get(ix_id, (None, None, None))
             lat, lon = pdb_loc.get(ix_id, (None, None))
-            for k, v in zip(rows, (r["prefix"], f"pdb:{ix_id}", name, city, cc, lat, lon)):
+            for k, v in zip(rows, (r["prefix"], f"pdb:{ix_id}", name, city, cc, lat, lon), strict=True):
                 rows[k].append(v)
     pch_to_pdb: dict[int, int] = {}
     if snap.has("caida-ixp"):
@@ -118,7 +118,7 @@ def _build_ixp_index(snap: Snapshot) -> dict | None:
             name, city, cc = pdb_ix.get(pdb_id, (None, None, None)) if pdb_id is not None else (None, None, None)
             lat, lon = pdb_loc.get(pdb_id, (x.get("latitude"), x.get("longitude"))) if pdb_id is not None else (x.get("latitude"), x.get("longitude"))
             for k, v in zip(rows, (r["prefix"], ixp_id, name or x.get("name"), city or x.get("city"),
-                                   cc or x.get("country"), lat, lon)):
+                                   cc or x.get("country"), lat, lon), strict=True):
                 rows[k].append(v)
     if snap.has("pch-subnets"):
         for r in snap.table("pch-subnets", "prefixes").to_pylist():
@@ -130,7 +130,7 @@ def _build_ixp_index(snap: Snapshot) -> dict | None:
             else:
                 ixp_id = f"pch:{r['pch_id'] if r['pch_id'] is not None else r['name']}"
                 name, city, cc, lat, lon = r["name"], r["city"], r["country"], None, None
-            for k, v in zip(rows, (r["prefix"], ixp_id, name or r["name"], city or r["city"], cc or r["country"], lat, lon)):
+            for k, v in zip(rows, (r["prefix"], ixp_id, name or r["name"], city or r["city"], cc or r["country"], lat, lon), strict=True):
                 rows[k].append(v)
     if not rows["prefix"]:
         return None

@@ -267,7 +267,7 @@ def import_files(
     if tmp_dir.exists():
         shutil.rmtree(tmp_dir)
     (tmp_dir / "source").mkdir(parents=True)
-    for name, raw, src in inputs:
+    for _name, raw, src in inputs:
         (tmp_dir / "source" / src["file"]).write_bytes(raw)
     rows = {}
     for tname, t in {**tables, **extra}.items():

@@ -9,7 +9,6 @@ that CAIDA as2org places in the same organisation as a listed ASN, flagged
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import tomllib
 
 from analysis.errors import RegistryError
 
@@ -164,7 +164,7 @@ def with_siblings(registry: Registry, asns: pa.Table) -> Registry:
         ``source="as2org:<org_id>"``. An organisation holding ASNs of two families adds no
         siblings (ambiguous).
     """
-    by_asn = dict(zip(asns["asn"].to_pylist(), asns["org_id"].to_pylist()))
+    by_asn = dict(zip(asns["asn"].to_pylist(), asns["org_id"].to_pylist(), strict=True))
     org_family: dict[str, set[str]] = {}
     for e in registry.asns:
         org = by_asn.get(e.asn)

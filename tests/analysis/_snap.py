@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.datasets import Snapshot, import_files
+from analysis.datasets import Snapshot, import_files, load_snapshot
 
 
 def real_sources(root: Path) -> list[tuple[str, list[Path]]]:
@@ -33,7 +33,10 @@ def build(root: Path, cache: Path, snapshot_id: str = "real") -> Snapshot:
     return snap
 
 
-@pytest.fixture(scope="session")
-def real_snapshot(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
-    """A snapshot holding every real reference file kind the data set has (no as2org)."""
-    return build(test_data, tmp_path_factory.mktemp("refcache"))
+def shared_snapshot(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Snapshot:
+    """Build the real snapshot once per test session (later callers load it)."""
+    cache = tmp_path_factory.getbasetemp() / "refcache-real"
+    done = cache / "snapshots" / "real" / "rir-delegated" / "manifest.json"
+    if done.is_file():
+        return load_snapshot("real", cache_dir=cache)
+    return build(test_data, cache)

@@ -29,9 +29,15 @@ from analysis.datasets import import_files
 from analysis.errors import SchemaMismatch
 from probes.schema import HOP_SCHEMA
 from tests.analysis._hops import atlas_records, hop_table
-from tests.analysis._snap import real_snapshot  # noqa: F401 - fixture
+from tests.analysis._snap import shared_snapshot
 
 TRACES = "ripe-atlas/traceroutes"
+
+
+@pytest.fixture(scope="session")
+def real_snapshot(test_data, tmp_path_factory):
+    """Every real reference-file kind in ../shared/data (no as2org there), imported once."""
+    return shared_snapshot(test_data, tmp_path_factory)
 
 
 def _hops_of(addresses: list[str | None]) -> pa.Table:
@@ -79,7 +85,7 @@ def _compare_with_pyasn(table: pa.Table, db) -> int:
     rows = table.filter(pc.equal(table["ip_class"], "public")).select(
         ["reply_from", "asn", "asns", "prefix", "resolved_by"])
     checked = 0
-    for addr, asn, asns, prefix, by in zip(*(rows[c].to_pylist() for c in rows.column_names)):
+    for addr, asn, asns, prefix, by in zip(*(rows[c].to_pylist() for c in rows.column_names), strict=True):
         want_asn, want_prefix = db.lookup(addr)
         if by in ("rir", "rdap"):  # fallbacks only act where BGP has no route
             assert want_asn is None and prefix is None, addr
@@ -106,13 +112,13 @@ def _random_v6_in(db_prefixes: list[str], rng: np.random.Generator, n: int) -> l
     nets = [ipaddress.IPv6Network(p) for p in db_prefixes]
     picks = rng.integers(0, len(nets), n // 2)
     offs = rng.integers(0, 2**63, (n // 2, 2), dtype=np.uint64)
-    for k, (a, b) in zip(picks.tolist(), offs.tolist()):
+    for k, (a, b) in zip(picks.tolist(), offs.tolist(), strict=True):
         net = nets[k]
         off = ((a << 64) | b) % net.num_addresses
         out.append(socket.inet_ntop(socket.AF_INET6, (int(net.network_address) + off).to_bytes(16, "big")))
     hi = rng.integers(0, 2**61, n - n // 2, dtype=np.uint64)
     lo = rng.integers(0, 2**63, n - n // 2, dtype=np.uint64)
-    for h, l_ in zip(hi.tolist(), lo.tolist()):
+    for h, l_ in zip(hi.tolist(), lo.tolist(), strict=True):
         v = ((0b001 << 125) | (h << 64) | (l_ << 1)) & ((1 << 128) - 1)
         out.append(socket.inet_ntop(socket.AF_INET6, v.to_bytes(16, "big")))
     return out
@@ -138,7 +144,7 @@ def test_origin_as_equals_pyasn_on_1m_random_v4_and_v6(real_snapshot, pyasn_db):
         by = table["resolved_by"].to_pylist()
         mismatches = 0
         hits = 0
-        for a, asn, pfx, pub, b in zip(addrs, got_asn, got_pfx, public, by):
+        for a, asn, pfx, pub, b in zip(addrs, got_asn, got_pfx, public, by, strict=True):
             if not pub:
                 continue
             want_asn, want_pfx = pyasn_db.lookup(a)

@@ -5,18 +5,28 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ipaddress
-from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis import _lpm
-from analysis.datasets import cache_root, import_files, latest_snapshot, list_snapshots, load_snapshot
+from analysis.datasets import (
+    cache_root,
+    import_files,
+    latest_snapshot,
+    list_snapshots,
+    load_snapshot,
+)
 from analysis.errors import DatasetFormatError, MissingReferenceData
-from tests.analysis._snap import real_snapshot, real_sources  # noqa: F401 - fixture
+from tests.analysis._snap import real_sources, shared_snapshot
+
+
+@pytest.fixture(scope="session")
+def real_snapshot(test_data, tmp_path_factory):
+    """Every real reference-file kind in ../shared/data (no as2org there), imported once."""
+    return shared_snapshot(test_data, tmp_path_factory)
 
 
 def test_manifest_records_sources_rows_and_dates(real_snapshot, test_data):
@@ -193,7 +203,7 @@ def test_lpm_equals_brute_force(version, seeds, queries):
     qaf, qhi, qlo, ok = _lpm.parse_addresses(pa.array([str(a) for a in addrs]))
     assert ok.all()
     got = _lpm.lookup(iv, qhi, qlo)
-    for a, g in zip(addrs, got):
+    for a, g in zip(addrs, got, strict=True):
         want = _brute(nets, a)
         assert (g == -1) == (want == -1), a
         if want >= 0:

@@ -80,7 +80,7 @@ def main() -> None:
         rf = hops["reply_from"].to_pylist()
         by = table["resolved_by"].to_pylist()
         k = 0
-        for a, asn, b in zip(rf, ours_asn, by):
+        for a, asn, b in zip(rf, ours_asn, by, strict=True):
             if a is None:
                 continue
             if b != "rir":
