@@ -295,8 +295,8 @@ def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
             raise BudgetExceeded(f"frozen plan costs {total} > budget {spec.budget}")
         report.already = sum(u.state == "created" for u in units)
         intent = [u for u in units if u.state == "intent"]
-        if intent:
-            done = _adopt_orphans(st, client, token, intent, report)
+        if intent:  # an earlier run stopped between create and record: adopt, never re-create
+            _adopt_orphans(st, client, token, intent, report)
             units = st.units()
         pending = [u for u in units if u.state in ("planned", "intent")]
         if pending:
