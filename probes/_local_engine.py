@@ -20,13 +20,14 @@ import heapq
 import logging
 import select
 import socket
+import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from probes._local_pacing import TokenBucket
-from probes._local_packets import ProbeBuilder, ProbeSpec, Reply, parse_reply
+from probes._local_packets import ProbeBuilder, ProbeSpec, Reply, parse_reply, parse_reply6
 from probes.errors import ProbeError, RawSocketPermission
 
 __all__ = ["TraceJob", "HopProbe", "RawSockets", "run_jobs", "permission_message"]
@@ -34,6 +35,7 @@ __all__ = ["TraceJob", "HopProbe", "RawSockets", "run_jobs", "permission_message
 log = logging.getLogger(__name__)
 
 _RCVBUF = 4 << 20
+_CMSG6 = socket.CMSG_SPACE(4)  # room for the IPV6_HOPLIMIT ancillary int
 
 
 def permission_message(exc: OSError) -> str:
@@ -44,16 +46,30 @@ def permission_message(exc: OSError) -> str:
 
 
 class RawSockets:
-    """The send socket (IPPROTO_RAW) and the receive sockets (ICMP, optionally TCP)."""
+    """Send sockets (IPPROTO_RAW, header included) and kernel-filtered receive sockets.
 
-    def __init__(self, *, tcp: bool) -> None:
+    IPv4: replies arrive with their IP header (ICMP, and TCP for TCP traces). IPv6 raw
+    sockets deliver only the payload; the source comes from ``recvmsg`` and the hop limit
+    from ancillary data (IPV6_RECVHOPLIMIT).
+    """
+
+    def __init__(self, *, tcp: bool, v4: bool = True, v6: bool = False) -> None:
         self._socks: list[socket.socket] = []
+        self.out: dict[int, socket.socket] = {}
+        #: (socket, address family, protocol) of each receive socket
+        self.ins: list[tuple[socket.socket, int, int]] = []
         try:
-            self.out = self._open(socket.IPPROTO_RAW)
-            self.out.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-            self.ins = [self._open(socket.IPPROTO_ICMP)]
-            if tcp:
-                self.ins.append(self._open(socket.IPPROTO_TCP))
+            if v4:
+                self.out[4] = self._open(socket.AF_INET, socket.IPPROTO_RAW)
+                self.out[4].setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+                self._listen(socket.AF_INET, socket.IPPROTO_ICMP)
+                if tcp:
+                    self._listen(socket.AF_INET, socket.IPPROTO_TCP)
+            if v6:
+                self.out[6] = self._open(socket.AF_INET6, socket.IPPROTO_RAW)
+                self._listen(socket.AF_INET6, socket.IPPROTO_ICMPV6)
+                if tcp:
+                    self._listen(socket.AF_INET6, socket.IPPROTO_TCP)
         except PermissionError as exc:
             self.close()
             raise RawSocketPermission(permission_message(exc)) from exc
@@ -62,17 +78,40 @@ class RawSockets:
             if exc.errno in (errno.EPERM, errno.EACCES):
                 raise RawSocketPermission(permission_message(exc)) from exc
             raise ProbeError(f"cannot open raw socket: {exc}") from exc
-        for s in self.ins:
-            s.setblocking(False)
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
 
-    def _open(self, proto: int) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, proto)
+    def _open(self, family: int, proto: int) -> socket.socket:
+        s = socket.socket(family, socket.SOCK_RAW, proto)
         self._socks.append(s)
         return s
 
-    def send(self, packet: bytes, dst: str) -> None:
-        self.out.sendto(packet, (dst, 0))
+    def _listen(self, family: int, proto: int) -> None:
+        s = self._open(family, proto)
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RCVBUF)
+        if family == socket.AF_INET6:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVHOPLIMIT, 1)
+        self.ins.append((s, family, proto))
+
+    def send(self, packet: bytes, dst: str, af: int) -> None:
+        self.out[af].sendto(packet, (dst, 0))
+
+    def read(self, entry: tuple[socket.socket, int, int]) -> Iterator[Reply | None]:
+        """Every packet waiting on one receive socket, dissected (None: not a reply)."""
+        sock, family, proto = entry
+        while True:
+            try:
+                if family == socket.AF_INET:
+                    data = sock.recv(65535)
+                    yield parse_reply(data)
+                    continue
+                data, anc, _flags, addr = sock.recvmsg(65535, _CMSG6)
+            except BlockingIOError:
+                return
+            hlim = None
+            for level, kind, value in anc:
+                if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_HOPLIMIT:
+                    hlim = int.from_bytes(value[:4], sys.byteorder)
+            yield parse_reply6(data, addr[0].split("%", 1)[0], hlim, proto)
 
     def close(self) -> None:
         for s in self._socks:
@@ -207,8 +246,8 @@ def run_jobs(
     expired: set[tuple[str, int, int, int, int]] = set()
     counter = 0
     remaining = len(jobs)
-    buf = bytearray(65535)
     builder = ProbeBuilder()
+    by_sock = {e[0]: e for e in sockets.ins}
 
     def admit() -> None:
         nonlocal active
@@ -239,7 +278,7 @@ def run_jobs(
             packet = builder.build(probe.spec)
             probe.sent = clock()
             try:
-                sockets.send(packet, job.dst)
+                sockets.send(packet, job.dst, probe.spec.af)
             except OSError as exc:
                 raise ProbeError(f"sending a probe to {job.dst} failed: {exc}") from exc
             stats["probes_sent"] += 1
@@ -253,15 +292,10 @@ def run_jobs(
             wait = min(wait, max(0.0, deadlines[0][0] - now))
         if ready:
             wait = min(wait, bucket.wait_time())
-        readable, _, _ = select.select(sockets.ins, [], [], wait)
+        readable, _, _ = select.select(list(by_sock), [], [], wait)
         for sock in readable:
-            while True:
-                try:
-                    n = sock.recv_into(buf)
-                except BlockingIOError:
-                    break
+            for reply in sockets.read(by_sock[sock]):
                 t_rx = clock()
-                reply = parse_reply(bytes(buf[:n]))
                 if reply is None:
                     continue
                 entry = outstanding.pop(reply.key, None)

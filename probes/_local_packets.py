@@ -15,7 +15,10 @@ TCP    SYN, ports constant, seq = tag << 16      SYN, sport varies per probe
 ====== ======================================= =======================================
 
 Load balancers hash the first transport bytes (ports; ICMP type/code/checksum), so a Paris
-probe's flow is constant while its tag changes. A reply is matched on the exact tuple
+probe's flow is constant while its tag changes. IPv6 probes work the same way (ICMPv6 echo
+for ICMP; the flow label is always 0); ICMPv6 replies are normalised to the ICMPv4 type and
+code numbering (time exceeded -> 11, unreachable -> 3 with code no-route 0, address 1,
+admin 13, port 3) so one Atlas ``err`` mapping serves both families. A reply is matched on the exact tuple
 ``(dst, proto, a, b, tag)`` (:func:`probe_key`), rebuilt from the quoted headers of ICMP
 errors, from echo replies, or from a destination's TCP RST / SYN-ACK (ack = seq + 1).
 """
@@ -36,6 +39,7 @@ __all__ = [
     "udp_compensation",
     "load_scapy",
     "ProbeBuilder",
+    "parse_reply6",
 ]
 
 UDP_BASE_DPORT = 33434
@@ -55,6 +59,10 @@ class ProbeSpec:
     dport: int  # UDP/TCP destination port; 0 for ICMP
     paris: bool
     payload_len: int = 12
+
+    @property
+    def af(self) -> int:
+        return 6 if ":" in self.dst else 4
 
     @property
     def wire_dport(self) -> int:
@@ -97,6 +105,14 @@ def _ones_add(a: int, b: int) -> int:
     return (s & 0xFFFF) + (s >> 16)
 
 
+def _pseudo(src: str, dst: str, proto: int, length: int) -> bytes:
+    """The pseudo-header of the transport checksum (IPv4 or IPv6)."""
+    if ":" in dst:
+        return (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                + struct.pack("!I3xB", length, proto))
+    return socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, proto, length)
+
+
 def udp_compensation(src: str, dst: str, sport: int, dport: int, rest: bytes, target: int) -> int:
     """The 16-bit word that, placed first in the UDP payload, makes the checksum ``target``.
 
@@ -105,7 +121,7 @@ def udp_compensation(src: str, dst: str, sport: int, dport: int, rest: bytes, ta
     counted, ``~(S0 + w) = target``, so ``w = ~target - S0`` in one's complement.
     """
     length = 8 + 2 + len(rest)
-    pseudo = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 17, length)
+    pseudo = _pseudo(src, dst, 17, length)
     header = struct.pack("!HHHH", sport, dport, length, 0)
     s0 = ~inet_checksum(pseudo + header + b"\x00\x00" + rest) & 0xFFFF
     return _ones_add(~target & 0xFFFF, ~s0 & 0xFFFF) & 0xFFFF
@@ -121,11 +137,16 @@ def load_scapy() -> None:
 
 
 def build_probe(spec: ProbeSpec) -> bytes:
-    """The probe's IPv4 packet bytes, crafted with scapy (checksums computed by scapy)."""
+    """The probe's IP packet bytes, crafted with scapy (checksums computed by scapy)."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
     from scapy.packet import Raw
 
-    ip = IP(src=spec.src, dst=spec.dst, ttl=spec.ttl, id=spec.tag, flags=0)
+    v6 = spec.af == 6
+    if v6:
+        ip = IPv6(src=spec.src, dst=spec.dst, hlim=spec.ttl, fl=0, tc=0)
+    else:
+        ip = IP(src=spec.src, dst=spec.dst, ttl=spec.ttl, id=spec.tag, flags=0)
     if spec.proto == "UDP":
         rest = _filler(max(0, spec.payload_len - 2))
         dport = spec.wire_dport
@@ -134,9 +155,11 @@ def build_probe(spec: ProbeSpec) -> bytes:
     elif spec.proto == "ICMP":
         rest = _filler(max(0, spec.payload_len - 2))
         word = (~spec.tag & 0xFFFF) if spec.paris else 0
-        pkt = ip / ICMP(type=8, code=0, id=spec.sport, seq=spec.tag) / Raw(
-            struct.pack("!H", word) + rest
-        )
+        data = struct.pack("!H", word) + rest
+        if v6:
+            pkt = ip / ICMPv6EchoRequest(id=spec.sport, seq=spec.tag, data=data)
+        else:
+            pkt = ip / ICMP(type=8, code=0, id=spec.sport, seq=spec.tag) / Raw(data)
     elif spec.proto == "TCP":
         pkt = ip / TCP(
             sport=spec.sport, dport=spec.dport, seq=(spec.tag << 16), flags="S", window=5840
@@ -163,29 +186,35 @@ class ProbeBuilder:
         template = self._templates.get(tkey)
         if template is None:
             template = build_probe(spec)
-            if template[0] != 0x45:  # pragma: no cover - scapy adds no IP options
+            if spec.af == 4 and template[0] != 0x45:  # pragma: no cover - no IP options
                 raise ValueError("probe template has IP options")
             self._templates[tkey] = template
         pkt = bytearray(template)
-        pkt[8] = spec.ttl
-        struct.pack_into("!H", pkt, 4, spec.tag)
+        v6 = spec.af == 6
+        t = 40 if v6 else 20  # transport header offset
+        if v6:
+            pkt[7] = spec.ttl
+        else:
+            pkt[8] = spec.ttl
+            struct.pack_into("!H", pkt, 4, spec.tag)
         if spec.proto == "UDP":
-            rest = bytes(pkt[30:])
+            rest = bytes(pkt[t + 10:])
             dport = spec.wire_dport
             word = udp_compensation(spec.src, spec.dst, spec.sport, dport, rest, spec.tag)
-            struct.pack_into("!HHHHH", pkt, 20, spec.sport, dport, len(pkt) - 20, spec.tag, word)
+            struct.pack_into("!HHHHH", pkt, t, spec.sport, dport, len(pkt) - t, spec.tag, word)
         elif spec.proto == "ICMP":
             word = (~spec.tag & 0xFFFF) if spec.paris else 0
-            struct.pack_into("!HHHH", pkt, 22, 0, spec.sport, spec.tag, word)
-            struct.pack_into("!H", pkt, 22, inet_checksum(bytes(pkt[20:])))
+            struct.pack_into("!HHHH", pkt, t + 2, 0, spec.sport, spec.tag, word)
+            pseudo = _pseudo(spec.src, spec.dst, 58, len(pkt) - t) if v6 else b""
+            struct.pack_into("!H", pkt, t + 2, inet_checksum(pseudo + bytes(pkt[t:])))
         else:  # TCP
-            struct.pack_into("!HHI", pkt, 20, spec.sport, spec.dport, spec.tag << 16)
-            struct.pack_into("!H", pkt, 36, 0)
-            pseudo = (socket.inet_aton(spec.src) + socket.inet_aton(spec.dst)
-                      + struct.pack("!BBH", 0, 6, len(pkt) - 20))
-            struct.pack_into("!H", pkt, 36, inet_checksum(pseudo + bytes(pkt[20:])))
-        struct.pack_into("!H", pkt, 10, 0)
-        struct.pack_into("!H", pkt, 10, inet_checksum(bytes(pkt[:20])))
+            struct.pack_into("!HHI", pkt, t, spec.sport, spec.dport, spec.tag << 16)
+            struct.pack_into("!H", pkt, t + 16, 0)
+            pseudo = _pseudo(spec.src, spec.dst, 6, len(pkt) - t)
+            struct.pack_into("!H", pkt, t + 16, inet_checksum(pseudo + bytes(pkt[t:])))
+        if not v6:
+            struct.pack_into("!H", pkt, 10, 0)
+            struct.pack_into("!H", pkt, 10, inet_checksum(bytes(pkt[:20])))
         return bytes(pkt)
 
 
@@ -259,11 +288,61 @@ def parse_reply(data: bytes) -> Reply | None:
             _t, _c, _ck, ident, seq = struct.unpack("!BBHHH", body[:8])
             return Reply((src, 1, ident, 0, seq), src, ttl, len(body), 0, code, None, None)
         return None
-    if proto == 6 and len(body) >= 20:
-        sport, dport, _seq, ack = struct.unpack("!HHII", body[:12])
-        flags = body[13]
-        if not (flags & 0x04 or (flags & 0x12) == 0x12):
+    if proto == 6:
+        return _tcp_reply(src, ttl, body)
+    return None
+
+
+#: ICMPv6 destination-unreachable codes -> ICMPv4 codes (Atlas ``err`` letters).
+_V6_UNREACH = {0: 0, 1: 13, 2: 13, 3: 1, 4: 3, 5: 13, 6: 13}
+
+
+def _tcp_reply(src: str, ttl: int, body: bytes) -> Reply | None:
+    if len(body) < 20:
+        return None
+    sport, dport, _seq, ack = struct.unpack("!HHII", body[:12])
+    flags = body[13]
+    if not (flags & 0x04 or (flags & 0x12) == 0x12):
+        return None
+    key = (src, 6, dport, sport, ((ack - 1) & 0xFFFFFFFF) >> 16)
+    return Reply(key, src, ttl, max(0, len(body) - 20), None, None, None, flags)
+
+
+def _quoted_key6(inner: bytes) -> tuple[tuple[str, int, int, int, int], int] | None:
+    if len(inner) < 48 or inner[0] >> 4 != 6:
+        return None
+    nh, qhlim = inner[6], inner[7]
+    dst = socket.inet_ntop(socket.AF_INET6, inner[24:40])
+    l4 = inner[40:48]
+    if nh == 17:
+        sport, dport, _length, cksum = struct.unpack("!HHHH", l4)
+        return (dst, 17, sport, dport, cksum), qhlim
+    if nh == 58:
+        itype, _code, _ck, ident, seq = struct.unpack("!BBHHH", l4)
+        return ((dst, 1, ident, 0, seq), qhlim) if itype == 128 else None
+    if nh == 6:
+        sport, dport, seq = struct.unpack("!HHI", l4)
+        return (dst, 6, sport, dport, seq >> 16), qhlim
+    return None
+
+
+def parse_reply6(data: bytes, src: str, hlim: int | None, proto: int) -> Reply | None:
+    """Dissect what an IPv6 raw socket delivered (no IPv6 header: ``src`` and the hop limit
+    come from ``recvmsg``); ``proto`` is the socket's protocol (58 ICMPv6 or 6 TCP)."""
+    ttl = hlim if hlim is not None else 0
+    if proto == 6:
+        return _tcp_reply(src, ttl, data)
+    if len(data) < 8:
+        return None
+    itype, code = data[0], data[1]
+    if itype in (1, 3):
+        quoted = _quoted_key6(data[8:])
+        if quoted is None:
             return None
-        key = (src, 6, dport, sport, ((ack - 1) & 0xFFFFFFFF) >> 16)
-        return Reply(key, src, ttl, max(0, len(body) - 20), None, None, None, flags)
+        key, qhlim = quoted
+        v4type, v4code = (11, code) if itype == 3 else (3, _V6_UNREACH.get(code, 100 + code))
+        return Reply(key, src, ttl, len(data) - 8, v4type, v4code, qhlim, None)
+    if itype == 129:
+        _t, _c, _ck, ident, seq = struct.unpack("!BBHHH", data[:8])
+        return Reply((src, 1, ident, 0, seq), src, ttl, len(data), 0, code, None, None)
     return None

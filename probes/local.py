@@ -106,6 +106,8 @@ class TraceOptions:
     flow_salt
         Offsets source ports / ICMP ids so concurrent runs do not share flows; default
         derived from the process id.
+    ipv6
+        Resolve host names to IPv6 addresses (address literals keep their family).
     """
 
     protocol: str = "icmp"
@@ -123,6 +125,7 @@ class TraceOptions:
     payload_len: int = 12
     sport: int | None = None
     flow_salt: int | None = None
+    ipv6: bool = False
 
     def __post_init__(self) -> None:
         proto = self.protocol.lower()
@@ -241,8 +244,12 @@ def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     return None
 
 
-def resolve_targets(names: Iterable[str], *, allow_private: bool = False) -> list[Target]:
-    """Resolve each name once (IPv4) and refuse non-public destinations.
+def resolve_targets(
+    names: Iterable[str], *, allow_private: bool = False, ipv6: bool = False
+) -> list[Target]:
+    """Resolve each name once (to IPv4, or IPv6 with ``ipv6``); refuse non-public ones.
+
+    Address literals of either family are taken as they are.
 
     >>> resolve_targets(["8.8.8.8"])
     [Target(name='8.8.8.8', addr='8.8.8.8')]
@@ -261,12 +268,11 @@ def resolve_targets(names: Iterable[str], *, allow_private: bool = False) -> lis
             ip = ipaddress.ip_address(name)
         except ValueError:
             try:
-                infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_RAW)
+                family = socket.AF_INET6 if ipv6 else socket.AF_INET
+                infos = socket.getaddrinfo(name, None, family, socket.SOCK_RAW)
             except (socket.gaierror, UnicodeError) as exc:
                 raise TargetRefused(f"cannot resolve {name!r}: {exc}") from exc
             ip = ipaddress.ip_address(infos[0][4][0])
-        if ip.version != 4:
-            raise TargetRefused(f"{name}: IPv6 destinations are not supported by the local tracer yet")
         reason = _refusal(ip)
         if reason is not None and not allow_private:
             raise TargetRefused(
@@ -305,7 +311,8 @@ class TraceRun:
 
 def _source_for(dst: str) -> str:
     """The local address the kernel would use toward ``dst`` (no packet is sent)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
         try:
             s.connect((dst, 9))
         except OSError as exc:
@@ -356,7 +363,9 @@ def tracer(
             resolved[-1] = Target(t.name, resolved[-1].addr)
         else:
             names.append(t)
-    resolved.extend(resolve_targets(names, allow_private=options.allow_private))
+    resolved.extend(
+        resolve_targets(names, allow_private=options.allow_private, ipv6=options.ipv6)
+    )
     salt = options.flow_salt if options.flow_salt is not None else os.getpid()
     proto = options.protocol.upper()
     run = TraceRun(results=[])
@@ -364,7 +373,8 @@ def tracer(
         return run
     load_scapy()
     # raw sockets first: without permission, say so before anything else can fail
-    with RawSockets(tcp=proto == "TCP") as sockets:
+    families = {6 if ":" in t.addr else 4 for t in resolved}
+    with RawSockets(tcp=proto == "TCP", v4=4 in families, v6=6 in families) as sockets:
         jobs = _plan_jobs(resolved, options, salt)
         run.src_addr = jobs[0][2].src
         run.stats.update(
@@ -441,12 +451,13 @@ def _atlas_result(
             "hop": hop_probes[0].ttl,
             "result": [_reply_entry(p, job.dst) for p in hop_probes],
         })
-    size = 20 + (20 if proto == "TCP" else 8 + options.payload_len)
+    af = 6 if ":" in target.addr else 4
+    size = (40 if af == 6 else 20) + (20 if proto == "TCP" else 8 + options.payload_len)
     flow: dict[str, int] = (
         {"icmp_id": job.sport} if proto == "ICMP" else {"sport": job.sport, "dport": job.dport}
     )
     return {
-        "af": 4,
+        "af": af,
         "dst_addr": target.addr,
         "dst_name": target.name,
         "src_addr": job.src,

@@ -41,6 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="stop a trace after N silent hops in a row (0: never; default 5)")
     p.add_argument("--port", type=int, help="destination port (UDP 33435, TCP 80 by default)")
     p.add_argument("--sport", type=int, help="source port / ICMP id of flow 1")
+    p.add_argument("-6", "--ipv6", action="store_true",
+                   help="resolve host names to IPv6 (address literals keep their family)")
     p.add_argument("--allow-private", action="store_true",
                    help="allow private, reserved, documentation and multicast targets")
     p.add_argument("--probe-config", type=Path, metavar="FILE",
@@ -90,13 +92,17 @@ def run(args: argparse.Namespace) -> int:
         flow_diversity=args.flow_diversity,
         port=args.port,
         sport=args.sport,
+        ipv6=args.ipv6,
     )
     config = args.probe_config
     if config is None:
         from probes.config import default_config_path
 
         candidate = default_config_path()
-        config = candidate if candidate.is_file() else None
+        try:
+            config = candidate if candidate.is_file() else None
+        except OSError:  # an unreadable settings folder: no settings file
+            config = None
     probe = load_local_probe(
         config,
         overrides={

@@ -2,7 +2,8 @@
 
 Topology (every address from the documentation ranges; router links are /30s of
 198.51.100.0/24, the source sits in 192.0.2.0/24, destinations are /32s of 203.0.113.0/24
-on the destination namespace's loopback)::
+on the destination namespace's loopback; the same for IPv6 in 2001:db8::/32: link ``k`` is
+2001:db8:<k+1>::/64, the source 2001:db8:ff::/64, destinations 2001:db8:ee::<n>)::
 
     src --- r1 --- r2 ===<  r3a  >=== r4 --- r5 (silent) --- r6 --- dst
                          \\  r3b  /
@@ -46,6 +47,17 @@ def _link_addr(k: int, side: int) -> str:
     return f"198.51.100.{4 * k + 1 + side}"
 
 
+def _link_addr6(k: int, side: int) -> str:
+    """IPv6 twin of :func:`_link_addr`: link ``k`` is 2001:db8:<k+1>::/64."""
+    return f"2001:db8:{k + 1}::{side + 1}"
+
+
+SRC_ADDR6 = "2001:db8:ff::2"
+R1_SRC_SIDE6 = "2001:db8:ff::1"
+#: Source-side prefix (IPv6) the routers route back to.
+SRC_NET6 = "2001:db8:ff::/64"
+
+
 def _link(a: str, b: str) -> int:
     return LINKS.index((a, b))
 
@@ -67,12 +79,26 @@ class Lab:
     hop4: str = _link_addr(3, 1)  # r4, facing r3a (its only route back)
     hop5_silent: str = _link_addr(5, 1)  # r5, facing r4 (never answers)
     hop6: str = _link_addr(6, 1)  # r6, facing r5
+    dsts6: tuple[str, ...] = ()
+    src_addr6: str = SRC_ADDR6
     extra: dict[str, str] = field(default_factory=dict)
 
     def expected(self, dst: str, *, branch: str) -> list[str | None]:
         """Responder per TTL 1..7 for a probe that takes ``branch`` ('a' or 'b')."""
+        if ":" in dst:
+            # IPv6 routers answer from the interface the probe came in on, so r4's
+            # address depends on the branch too
+            a = branch == "a"
+            hop3, hop4 = (_link_addr6(1, 1), _link_addr6(3, 1)) if a else (_link_addr6(2, 1), _link_addr6(4, 1))
+            return [R1_SRC_SIDE6, _link_addr6(0, 1), hop3, hop4, None, _link_addr6(6, 1), dst]
         hop3 = self.hop3_a if branch == "a" else self.hop3_b
         return [self.hop1, self.hop2, hop3, self.hop4, None, self.hop6, dst]
+
+    def branch_addrs(self, dst: str) -> dict[str, str]:
+        """The hop-3 address of each branch of the diamond for ``dst``'s family."""
+        if ":" in dst:
+            return {"a": _link_addr6(1, 1), "b": _link_addr6(2, 1)}
+        return {"a": self.hop3_a, "b": self.hop3_b}
 
     def exec_argv(self, role: str, argv: Sequence[str]) -> list[str]:
         """``ip netns exec <ns> argv...``: run a command inside a namespace."""
@@ -109,8 +135,27 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
     """Create the namespaces, links, routes, sysctls and the silent router's firewall."""
     ns = {role: f"{prefix}{role}" for role in ROLES}
     dsts = tuple(f"{DST_BASE}{10 + i}" for i in range(n_dst))
+    dsts6 = tuple(f"2001:db8:ee::{10 + i:x}" for i in range(n_dst))
     for name in ns.values():
         _run(["ip", "netns", "add", name])
+    sysctls = [
+        "net.ipv4.ip_forward=1",
+        "net.ipv4.icmp_ratelimit=0",
+        "net.ipv4.icmp_msgs_per_sec=100000",
+        "net.ipv4.icmp_msgs_burst=100000",
+        "net.ipv4.fib_multipath_hash_policy=1",
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.default.rp_filter=0",
+        "net.ipv6.conf.all.forwarding=1",
+        "net.ipv6.icmp.ratelimit=0",
+        "net.ipv6.fib_multipath_hash_policy=1",
+        # no duplicate address detection: link-local addresses usable at once, so
+        # neighbour discovery does not hold the first IPv6 replies back for a second
+        "net.ipv6.conf.default.accept_dad=0",
+        "net.ipv6.conf.all.accept_dad=0",
+    ]
+    for role in ROLES:
+        _run(["ip", "netns", "exec", ns[role], "sysctl", "-q", "-w", *sysctls])
     cmds: list[list[str]] = []
 
     def ipn(role: str, *args: str) -> None:
@@ -135,6 +180,14 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
         ipn(b, "link", "set", ib, "up")
     for d in dsts:
         ipn("dst", "addr", "add", f"{d}/32", "dev", "lo")
+    # IPv6 twins of every address (nodad: usable at once, no duplicate detection wait)
+    ipn("src", "addr", "add", f"{SRC_ADDR6}/64", "dev", "eth0", "nodad")
+    ipn("r1", "addr", "add", f"{R1_SRC_SIDE6}/64", "dev", "eth-src", "nodad")
+    for k, (a, b) in enumerate(LINKS):
+        ipn(a, "addr", "add", f"{_link_addr6(k, 0)}/64", "dev", f"to-{b}", "nodad")
+        ipn(b, "addr", "add", f"{_link_addr6(k, 1)}/64", "dev", f"to-{a}", "nodad")
+    for d in dsts6:
+        ipn("dst", "addr", "add", f"{d}/128", "dev", "lo", "nodad")
     # routes: toward destinations (default) and back to the source (192.0.2.0/24)
     ipn("src", "route", "add", "default", "via", R1_SRC_SIDE)
     ipn("r1", "route", "add", "default", "via", _link_addr(_link("r1", "r2"), 1))
@@ -152,19 +205,25 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
     ipn("r6", "route", "add", "203.0.113.0/24", "via", _link_addr(_link("r6", "dst"), 1))
     ipn("r6", "route", "add", "192.0.2.0/24", "via", _link_addr(_link("r5", "r6"), 0))
     ipn("dst", "route", "add", "default", "via", _link_addr(_link("r6", "dst"), 0))
+    # the same routes for IPv6
+    ipn("src", "-6", "route", "add", "default", "via", R1_SRC_SIDE6)
+    ipn("r1", "-6", "route", "add", "default", "via", _link_addr6(_link("r1", "r2"), 1))
+    ipn("r2", "-6", "route", "add", "default",
+        "nexthop", "via", _link_addr6(_link("r2", "r3a"), 1), "dev", "to-r3a", "weight", "1",
+        "nexthop", "via", _link_addr6(_link("r2", "r3b"), 1), "dev", "to-r3b", "weight", "1")
+    ipn("r2", "-6", "route", "add", SRC_NET6, "via", _link_addr6(_link("r1", "r2"), 0))
+    for r3 in ("r3a", "r3b"):
+        ipn(r3, "-6", "route", "add", "default", "via", _link_addr6(_link(r3, "r4"), 1))
+        ipn(r3, "-6", "route", "add", SRC_NET6, "via", _link_addr6(_link("r2", r3), 0))
+    ipn("r4", "-6", "route", "add", "default", "via", _link_addr6(_link("r4", "r5"), 1))
+    ipn("r4", "-6", "route", "add", SRC_NET6, "via", _link_addr6(_link("r3a", "r4"), 0))
+    ipn("r5", "-6", "route", "add", "default", "via", _link_addr6(_link("r5", "r6"), 1))
+    ipn("r5", "-6", "route", "add", SRC_NET6, "via", _link_addr6(_link("r4", "r5"), 0))
+    ipn("r6", "-6", "route", "add", "2001:db8:ee::/64", "via", _link_addr6(_link("r6", "dst"), 1))
+    ipn("r6", "-6", "route", "add", SRC_NET6, "via", _link_addr6(_link("r5", "r6"), 0))
+    ipn("dst", "-6", "route", "add", "default", "via", _link_addr6(_link("r6", "dst"), 0))
     for argv in cmds:
         _run(argv)
-    sysctls = [
-        "net.ipv4.ip_forward=1",
-        "net.ipv4.icmp_ratelimit=0",
-        "net.ipv4.icmp_msgs_per_sec=100000",
-        "net.ipv4.icmp_msgs_burst=100000",
-        "net.ipv4.fib_multipath_hash_policy=1",
-        "net.ipv4.conf.all.rp_filter=0",
-        "net.ipv4.conf.default.rp_filter=0",
-    ]
-    for role in ROLES:
-        _run(["ip", "netns", "exec", ns[role], "sysctl", "-q", "-w", *sysctls])
     # r5: forwards, but its ICMP time-exceeded never leaves: an nftables rule drops it
     # (without nft, policy routing does: r5's own packets toward the source hit a
     # blackhole, while packets it forwards back from r6 use a table with the real route).
@@ -172,10 +231,15 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
         _run(["ip", "netns", "exec", ns["r5"], "nft", "-f", "-"], inp=(
             "table inet pathexp_lab {\n"
             "  chain out { type filter hook output priority 0; policy accept;\n"
-            "    icmp type time-exceeded drop\n  }\n}\n"))
+            "    icmp type time-exceeded drop\n"
+            "    icmpv6 type time-exceeded drop\n  }\n}\n"))
     else:
         back = _link_addr(_link("r4", "r5"), 0)
         _run(["ip", "-n", ns["r5"], "route", "replace", "blackhole", "192.0.2.0/24"])
         _run(["ip", "-n", ns["r5"], "route", "add", "192.0.2.0/24", "via", back, "table", "100"])
         _run(["ip", "-n", ns["r5"], "rule", "add", "iif", "to-r6", "lookup", "100", "priority", "100"])
-    return Lab(prefix=prefix, ns=ns, dsts=dsts)
+        back6 = _link_addr6(_link("r4", "r5"), 0)
+        _run(["ip", "-n", ns["r5"], "-6", "route", "replace", "blackhole", SRC_NET6])
+        _run(["ip", "-n", ns["r5"], "-6", "route", "add", SRC_NET6, "via", back6, "table", "100"])
+        _run(["ip", "-n", ns["r5"], "-6", "rule", "add", "iif", "to-r6", "lookup", "100", "priority", "100"])
+    return Lab(prefix=prefix, ns=ns, dsts=dsts, dsts6=dsts6)
