@@ -313,3 +313,32 @@ def test_public_api():
     assert defined == {n for n in plots.__all__ if inspect.isfunction(getattr(plots, n))}
     assert {"REFERENCE_CITIES", "WORLD_EXTENT", "US_EXTENT", "VERDICT_COLORS"} <= set(plots.__all__)
     assert all(hasattr(plots, n) for n in plots.__all__)
+
+
+def test_charts_of_a_campaign_without_flagged_transit_say_so_instead_of_failing():
+    paths = _paths()
+    none = paths.set_column(paths.column_names.index("flagged_families"), "flagged_families",
+                            pa.array([[]] * paths.num_rows, pa.list_(pa.string())))
+    none = none.set_column(none.column_names.index("pop_crossings"), "pop_crossings",
+                           pa.array([[]] * paths.num_rows, pa.list_(CROSSING_TYPE)))
+    cr = plots.crossing_table(none)
+    assert cr.num_rows == 0
+    pops = plots.pop_counts(cr)
+    assert pops.num_rows == 0
+    ax = plots.plot_top_pops(pops, ax=_ax())
+    assert not _bars(ax) and any("no flagged crossing" in t.get_text() for t in ax.texts)
+    ax = plots.plot_rtt_vs_distance(cr, ax=_ax())
+    assert not [c for c in ax.collections if isinstance(c, PathCollection)]
+    ax = plots.plot_exposure_over_time(none, ax=_ax())
+    assert np.allclose(ax.get_lines()[0].get_ydata(), [0.0, 0.0])
+    assert not [c for c in ax.collections if isinstance(c, PathCollection)]  # no change events
+    empty = metrics.path_exposure(none.slice(0, 0), by="source_country")
+    ax = plots.plot_exposure_by_country(empty, ax=_ax())
+    assert not _bars(ax) and any("no source country" in t.get_text() for t in ax.texts)
+    fig = Figure()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    for draw in (lambda a: plots.plot_top_pops(pops, ax=a), lambda a: plots.plot_rtt_vs_distance(cr, ax=a)):
+        draw(fig.add_subplot())
+    fig.canvas.draw()  # renders without error

@@ -214,3 +214,11 @@ def test_report_renders_in_headless_chromium(written: Path, tmp_path: Path):
         assert ra.std() > 15, f"figure at y={y0} looks blank"
         assert rb.std() < 1.0, "the images-hidden rendering should be empty there"
         assert (np.abs(ra - rb) > 30).mean() > 0.02, f"figure at y={y0} did not paint"
+
+
+def test_public_api():
+    import inspect
+
+    defined = {n for n, v in vars(report).items() if not n.startswith("_")
+               and (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == report.__name__}
+    assert defined == set(report.__all__)
