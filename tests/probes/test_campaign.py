@@ -367,6 +367,49 @@ def test_create_lost_in_transit_is_adopted_not_duplicated(standin, tmp_path, kin
     assert len(standin.measurements()) == 3 and set(tags.values()) == {1}
 
 
+def test_rerun_after_crash_between_create_and_record_adopts_the_orphan(standin, tmp_path):
+    """Rebuild exactly what a process killed after its create request left behind: units
+    in state 'intent' with credits reserved, and on the server the measurement it created."""
+    from probes._campaign_state import CampaignState
+
+    spec = _spec(tmp_path, targets='addresses = ["24.39.56.10", "24.39.56.11"]\n')
+    s = settings_for(standin)
+    c = AtlasClient(s)
+    p = cp.plan(spec, client=c, settings=s, resolver=resolver)
+    with CampaignState.open(spec.campaign) as st:
+        cp._freeze(st, spec, p)
+        units = st.units()
+        st.reserve(units[:1], budget=spec.budget)
+        (orphan,) = c.create_traceroutes([units[0].definition], probe_ids=units[0].probe_ids,
+                                         is_oneoff=True)
+        assert st.committed() == units[0].cost
+    rep = cp.submit(spec, client=c, settings=s, resolver=resolver)
+    assert (rep.adopted, rep.created, rep.duplicates_stopped) == (1, 1, 0)
+    assert len(standin.measurements()) == 2
+    rows = cp.status(spec.campaign)
+    assert rows[0]["msm_id"] == orphan and rows[0]["committed_credits"] == 2 * 240
+
+
+def test_two_measurements_for_one_unit_keep_the_first_and_stop_the_other(standin, tmp_path):
+    from probes._campaign_state import CampaignState
+
+    spec = _spec(tmp_path)
+    s = settings_for(standin)
+    c = AtlasClient(s)
+    p = cp.plan(spec, client=c, settings=s, resolver=resolver)
+    with CampaignState.open(spec.campaign) as st:
+        cp._freeze(st, spec, p)
+        (u,) = st.units()
+        st.reserve([u], budget=spec.budget)
+        ids = [c.create_traceroutes([u.definition], probe_ids=u.probe_ids, is_oneoff=True)[0]
+               for _ in range(2)]
+    rep = cp.submit(spec, client=c, settings=s, resolver=resolver)
+    assert (rep.adopted, rep.created, rep.duplicates_stopped) == (1, 0, 1)
+    assert cp.status(spec.campaign)[0]["msm_id"] == min(ids)
+    stopped = {m["id"] for m in standin.measurements() if m.get("_stopped_at") is not None}
+    assert stopped == {max(ids)}
+
+
 def test_insufficient_credits_refuses_before_creating(standin, tmp_path):
     standin.state.balance = 200
     spec = _spec(tmp_path)
