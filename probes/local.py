@@ -10,7 +10,7 @@ Atlas results.
 How local results are marked
 ----------------------------
 - ``msm_id``: :data:`probes.schema.LOCAL_MSM_ID_MIN` + a stable hash of (destination,
-  protocol, mode, flow), below 2**32: like an Atlas measurement, repeating a run keeps
+  name, protocol, mode, flow), below 2**32: like an Atlas measurement, repeating a run keeps
   the id and changes the timestamp. (Two different flows may share an id, rarely; their
   results stay distinct unless they also share the probe and the second.)
 - ``prb_id``: the local probe id from the configuration (:class:`LocalProbe`, default
@@ -284,8 +284,13 @@ def resolve_targets(
     return out
 
 
-def local_msm_id(dst: str, *, protocol: str, paris: bool, paris_id: int) -> int:
-    """The stable local measurement id of (destination, protocol, mode, flow).
+def local_msm_id(
+    dst: str, *, protocol: str, paris: bool, paris_id: int, name: str | None = None
+) -> int:
+    """The stable local measurement id of (destination, name, protocol, mode, flow).
+
+    ``name`` is the target as given (a host name); it defaults to ``dst``, so two names
+    resolving to one address get two measurements.
 
     >>> from probes.schema import LOCAL_MSM_ID_MIN
     >>> LOCAL_MSM_ID_MIN <= local_msm_id("192.0.2.1", protocol="udp", paris=True, paris_id=1) < 2**32
@@ -294,7 +299,8 @@ def local_msm_id(dst: str, *, protocol: str, paris: bool, paris_id: int) -> int:
     # imported here: probes.schema pulls in pyarrow (0.25 s), not needed to trace
     from probes.schema import LOCAL_MSM_ID_MIN
 
-    text = f"{dst}|{protocol}|{'paris' if paris else 'classic'}|{paris_id}".encode()
+    label = "" if name is None or name == dst else f"|{name}"
+    text = f"{dst}|{protocol}|{'paris' if paris else 'classic'}|{paris_id}{label}".encode()
     h = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "big")
     # local ids stay below 2**32, the range the store accepts for Atlas keys
     return LOCAL_MSM_ID_MIN + h % ((1 << 32) - LOCAL_MSM_ID_MIN)
@@ -442,7 +448,7 @@ def _atlas_result(
 ) -> dict[str, Any]:
     proto = options.protocol.upper()
     msm_id = local_msm_id(target.addr, protocol=options.protocol, paris=options.paris,
-                          paris_id=paris_id)
+                          paris_id=paris_id, name=target.name)
     hops = []
     for hop_probes in job.hops:
         if not hop_probes:

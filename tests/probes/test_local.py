@@ -172,7 +172,9 @@ def test_msm_ids_local_and_distinct_per_flow() -> None:
     ids = {local_msm_id("203.0.113.10", protocol="udp", paris=True, paris_id=k) for k in range(1, 65)}
     ids.add(local_msm_id("203.0.113.10", protocol="udp", paris=False, paris_id=0))
     ids.add(local_msm_id("203.0.113.10", protocol="icmp", paris=True, paris_id=1))
-    assert len(ids) == 66 and min(ids) >= LOCAL_MSM_ID_MIN and max(ids) < 2**32
+    ids.add(local_msm_id("203.0.113.10", protocol="udp", paris=True, paris_id=1, name="www.example"))
+    assert local_msm_id("203.0.113.10", protocol="udp", paris=True, paris_id=1, name="203.0.113.10") in ids
+    assert len(ids) == 67 and min(ids) >= LOCAL_MSM_ID_MIN and max(ids) < 2**32
 
 
 # --- the lab ------------------------------------------------------------------------------
