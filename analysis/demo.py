@@ -349,14 +349,20 @@ def _write_report(campaign: Campaign) -> Path | None:
 
 def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any) -> list[dict]:
     """The most crossed flagged PoPs (family entry points), detected vs true traceroutes."""
+    from analysis._accuracy import TRACE_KEY
+
     lists = paths.column("pop_crossings").combine_chunks()
     flat = pc.list_flatten(lists)
     det = found.append_column("ixp_name", pc.fill_null(flat.field("ixp_name"), "")).append_column(
         "ixp_city", pc.fill_null(flat.field("ixp_city"), "")
     )
     keys = ["family", "asn", "via", "ixp_id"]
-    counted = det.group_by([*keys, "ixp_name", "ixp_city"], use_threads=False).aggregate([("msm_id", "count")])
-    true = entries.group_by(keys, use_threads=False).aggregate([("msm_id", "count")])
+    place = [*keys, "ixp_name", "ixp_city"]
+    # distinct traceroutes per place: a forwarding loop repeats a crossing within one traceroute
+    det = det.group_by([*place, *TRACE_KEY], use_threads=False).aggregate([])
+    counted = det.group_by(place, use_threads=False).aggregate([("msm_id", "count")])
+    true = entries.group_by([*keys, *TRACE_KEY], use_threads=False).aggregate([])
+    true = true.group_by(keys, use_threads=False).aggregate([("msm_id", "count")])
     true = true.rename_columns([*keys, "true"])
     counted = counted.join(true, keys=keys, join_type="left outer", use_threads=False)
     rows = sorted(counted.to_pylist(), key=lambda r: (-r["msm_id_count"], r["family"], r["asn"], r["ixp_id"]))
