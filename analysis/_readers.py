@@ -206,7 +206,8 @@ def read_rir(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, p
                 if kind == "ipv4":
                     first = ipaddress.IPv4Address(start)
                     last = first + int(value) - 1
-                    nets = list(ipaddress.summarize_address_range(first, last))
+                    nets: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = list(
+                        ipaddress.summarize_address_range(first, last))
                 elif kind == "ipv6":
                     nets = [ipaddress.IPv6Network(f"{start}/{int(value)}")]
                 elif kind == "asn":
@@ -470,8 +471,8 @@ def read_peeringdb(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[
 
 def read_caida_ixp(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
     """CAIDA IXP dataset ``ixs_YYYYMM.jsonl`` (``#`` header lines, one IXP per line)."""
-    ixs = {k: [] for k in ("ix_id", "pdb_id", "pch_id", "name", "city", "country", "latitude", "longitude")}
-    pfx = {"ix_id": [], "prefix": []}
+    ixs: dict[str, list] = {k: [] for k in ("ix_id", "pdb_id", "pch_id", "name", "city", "country", "latitude", "longitude")}
+    pfx: dict[str, list] = {"ix_id": [], "prefix": []}
     for name, data in files:
         any_row = False
         for lineno, line in enumerate(_lines(name, data), 1):
@@ -536,7 +537,7 @@ def read_pch_subnets(files: Sequence[tuple[str, bytes]], counts: Counter) -> dic
     (``exchange_point_id, short_name, status, version, ..., subnet, ...``) with the optional
     ``ixp_exchange.csv`` (``exchange_point_id, region, country, city, long_name, ...``) in
     the same import, and the ``Prefix,Name`` lists of the PCH API (``ix_ip4.csv``)."""
-    sub = {"pch_id": [], "name": [], "prefix": []}
+    sub: dict[str, list] = {"pch_id": [], "name": [], "prefix": []}
     exch: dict[int, tuple[str | None, str | None, str | None]] = {}
     for name, data in files:
         header, rows = _csv_rows(name, data)
@@ -612,7 +613,7 @@ _COUNTRY_NAMES = {
 
 def read_pch_membership(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
     """PCH IXP member interfaces ``subnet, ip, fqdn, asn, organization``."""
-    rows_out = {"subnet": [], "ip": [], "asn": [], "organization": []}
+    rows_out: dict[str, list] = {"subnet": [], "ip": [], "asn": [], "organization": []}
     for name, data in files:
         header, rows = _csv_rows(name, data)
         if "ip" not in header or "asn" not in header:

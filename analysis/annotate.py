@@ -386,7 +386,7 @@ def _annotate_unique(
     known_pdb = pc.fill_null(pc.starts_with(ixp_cols["ixp_id"], "pdb:"), False).to_numpy(zero_copy_only=False)
     fill = has_member & ~known_pdb & np.array([x is not None for x in member_ixp], dtype=bool)
     if fill.any():
-        ids = pa.array(np.where(fill, member_ixp, None).tolist(), pa.string())
+        ids = pa.array([x if f else None for x, f in zip(member_ixp.tolist(), fill.tolist(), strict=True)], pa.string())
         fmask = pa.array(fill)
         ixp_cols["ixp_id"] = pc.if_else(fmask, ids, ixp_cols["ixp_id"])
         if snap.has("peeringdb"):
@@ -468,7 +468,7 @@ def _annotate_unique(
     info = _derived(snap, "asn_info", _build_asn_info)
     org, as_cc = _asn_attrs(info, eff, eff_has)
     as_cc = pc.coalesce(as_cc, pc.if_else(pa.array(via_rir), rir_cc, pa.nulls(n, pa.string())),
-                        pa.array(np.where(via_rdap, rdap_cc, None).tolist(), pa.string()))
+                        pa.array([c if v else None for c, v in zip(rdap_cc.tolist(), via_rdap.tolist(), strict=True)], pa.string()))
     fam, via = registry.lookup(pa.array(np.where(eff_has, eff, -1)))
     fam = pc.if_else(pa.array(eff_has), fam, pa.nulls(n, pa.string()))
     via = pc.if_else(pa.array(eff_has), via, pa.nulls(n, pa.string()))

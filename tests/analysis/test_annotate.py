@@ -354,3 +354,30 @@ def test_annotate_campaign_counts_add_up(test_data, tmp_path, real_snapshot):
     c = Counter(rep["counts"])
     by_reason = sum(v for k, v in c.items() if k.startswith(("resolved:", "unresolved:")))
     assert by_reason == c["replies"]
+
+
+def test_org_country_and_as2org_siblings(test_data, tmp_path):
+    """A hand-written as2org file (our own fixture): org names, countries, sibling family."""
+    pfx = sorted((test_data / "ip2asn" / "caida-pfx2as-mlab").glob("*ipv4*"))
+    import_files("pfx2as", pfx, cache_dir=tmp_path, snapshot_id="org")
+    a2o = tmp_path / "20200201.as-org2info.txt"
+    a2o.write_text(
+        "# format:org_id|changed|org_name|country|source\n"
+        "CT|20200101|China Telecom|CN|APNIC\n"
+        "CF|20200101|Cloudflare, Inc.|US|ARIN\n"
+        "# format:aut|changed|aut_name|org_id|opaque_id|source\n"
+        "4134|20200101|CHINANET-BACKBONE|CT||APNIC\n"
+        "24409|20200101|PRETEND-SIBLING|CT||APNIC\n"
+        "13335|20200101|CLOUDFLARENET|CF||ARIN\n"
+    )
+    snap = import_files("as2org", [a2o], cache_dir=tmp_path, snapshot_id="org")
+    # 202.97.4.5 -> 202.97.0.0/19 AS4134; 1.2.4.8 -> 1.2.4.0/24 AS24409 (MOAS, first origin);
+    # 1.0.0.1 -> AS13335
+    rows = annotate(_hops_of(["202.97.4.5", "1.2.4.8", "1.0.0.1"]), snap)[0].select(
+        ["asn", "org", "as_country", "family", "family_via"]).to_pylist()
+    assert rows[0] == {"asn": 4134, "org": "China Telecom", "as_country": "CN",
+                       "family": "china-telecom", "family_via": "registry"}
+    assert rows[1] == {"asn": 24409, "org": "China Telecom", "as_country": "CN",
+                       "family": "china-telecom", "family_via": "as2org-sibling"}
+    assert rows[2] == {"asn": 13335, "org": "Cloudflare, Inc.", "as_country": "US",
+                       "family": None, "family_via": None}

@@ -214,3 +214,98 @@ def test_parse_addresses_rejects_junk():
     af, hi, lo, ok = _lpm.parse_addresses(pa.array(["1.2.3.4", None, "1.2.3.256", "01.2.3.4", "x", "::ffff:1.2.3.4", "fe80::1%eth0"]))
     assert ok.tolist() == [True, False, False, False, False, True, True]
     assert lo[0] == 0x01020304 and af[5] == 6 and lo[5] == 0xFFFF01020304
+
+
+# ------------------------------------------------------------------ fetch (local server)
+
+
+class _Site:
+    """A real HTTP server on 127.0.0.1 serving a folder, plus a PeeringDB-like paged API."""
+
+    def __init__(self, root: Path, pdb_pages: dict[str, list[bytes]]):
+        import http.server
+        import threading
+        import urllib.parse
+
+        site = self
+        self.requests: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlsplit(self.path)
+                site.requests.append(self.path)
+                if url.path.startswith("/api/"):
+                    obj = url.path[len("/api/"):]
+                    q = urllib.parse.parse_qs(url.query)
+                    page = int(q["skip"][0]) // int(q["limit"][0])
+                    pages = pdb_pages.get(obj, [])
+                    body = pages[page] if page < len(pages) else b'{"data": [], "meta": {}}'
+                else:
+                    f = root / url.path.lstrip("/")
+                    if f.is_dir():
+                        f = f / "index.html"
+                    if not f.is_file():
+                        self.send_error(404)
+                        return
+                    body = f.read_bytes()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_fetch_downloads_from_the_sources_and_imports(test_data, tmp_path):
+    from analysis._download import fetch
+
+    web = tmp_path / "web"
+    caida = test_data / "ip2asn" / "caida-pfx2as-mlab"
+    for sub, name in (("v4", "routeviews-rv2.pfx2as.ipv4.2020-02.gz"), ("v6", "routeviews-rv6.pfx2as.ipv6.2020-02.gz")):
+        d = web / sub / "2020" / "02"
+        d.mkdir(parents=True)
+        (d / f"routeviews-{sub}-20200201-1200.pfx2as.gz").write_bytes((caida / name).read_bytes())
+        (web / sub / "pfx2as-creation.log").write_text(
+            f"# seq\ttimestamp\tpath\n1\t1580000000\t2020/01/routeviews-{sub}-20200101-1200.pfx2as.gz\n"
+            f"2\t1580600000\t2020/02/routeviews-{sub}-20200201-1200.pfx2as.gz\n")
+    (web / "ixps").mkdir()
+    (web / "ixps" / "ixs_202310.jsonl").write_bytes((test_data / "caida" / "ixp-dataset" / "ixs_202310.jsonl").read_bytes())
+    (web / "ixps" / "index.html").write_text('<a href="ixs_202307.jsonl">x</a> <a href="ixs_202310.jsonl">y</a>')
+    (web / "apnic").write_bytes(gzip.decompress((test_data / "other" / "rir-delegated" / "2019-09-12_delegated-apnic-latest.gz").read_bytes()))
+    pdb_dir = test_data / "peeringdb" / "api-samples-beta-2026-04"
+    pages = {"ixpfx": [(pdb_dir / "ixpfx-page-1.json").read_bytes(), (pdb_dir / "ixpfx-page-2.json").read_bytes()]}
+    site = _Site(web, pages)
+    sleeps: list[float] = []
+    try:
+        src = {"pfx2as-v4": site.url + "v4/", "pfx2as-v6": site.url + "v6/", "caida-ixp": site.url + "ixps/",
+               "apnic": site.url + "apnic", "peeringdb": site.url + "api/"}
+        cache = tmp_path / "cache"
+        snap = fetch("pfx2as", snapshot_id="web", cache_dir=cache, sources=src)
+        assert snap.manifest("pfx2as")["rows"]["prefixes"] == 845_161 + 83_125
+        assert snap.manifest("pfx2as")["sources"][0]["url"] == src["pfx2as-v4"]
+        fetch("caida-ixp", snapshot_id="web", cache_dir=cache, sources=src)
+        fetch("rir-delegated", snapshot_id="web", cache_dir=cache, sources=src, rirs=["apnic"])
+        snap = fetch("peeringdb", snapshot_id="web", cache_dir=cache, sources=src, sleep=sleeps.append)
+    finally:
+        site.close()
+    assert snap.manifest("caida-ixp")["rows"]["ixs"] == 1452
+    assert snap.manifest("caida-ixp")["date"] == "2023-10"  # the newest listed file was taken
+    assert snap.manifest("rir-delegated")["rows"]["prefixes"] > 40_000
+    assert snap.manifest("peeringdb")["rows"]["ixpfx"] == 500
+    # paging: ixpfx pages 1, 2, then an empty page 3; every other type one empty page
+    api = [r for r in site.requests if r.startswith("/api/")]
+    assert [r for r in api if "ixpfx" in r] == [f"/api/ixpfx?limit=250&skip={s}&depth=0" for s in (0, 250, 500)]
+    assert len(api) == 3 + 8
+    # anonymous rate limit respected: one pause before every request but the first
+    assert sleeps == [3.1] * (len(api) - 1)
+    assert not list(cache.glob(".fetch-*"))  # temporary downloads removed
