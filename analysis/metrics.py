@@ -218,15 +218,16 @@ def pop_indicator(
 ) -> np.ndarray:
     """Boolean per traceroute: does it enter ``family`` at a PoP located in ``country``?
 
-    A crossing counts when its IXP country is ``country`` and its speed-of-light verdict is
-    ``consistent`` (or ``unknown`` if ``allow_unknown``), i.e. never ``inconsistent``.
-    Private-interconnect crossings have no located PoP and never count.
+    A crossing counts when its PoP country (``pop_country``: the IXP's, or the facility
+    search's; ``ixp_country`` for tables without it) is ``country`` and its speed-of-light
+    verdict is ``consistent`` (or ``unknown`` if ``allow_unknown``), i.e. never
+    ``inconsistent``. Crossings with no located PoP never count.
 
     Examples
     --------
-    >>> c = pa.struct([("family", pa.string()), ("ixp_country", pa.string()), ("verdict", pa.string())])
-    >>> t = pa.table({"pop_crossings": pa.array([[{"family": "f", "ixp_country": "US", "verdict": "consistent"}],
-    ...     [{"family": "f", "ixp_country": "US", "verdict": "inconsistent"}], []], pa.list_(c))})
+    >>> c = pa.struct([("family", pa.string()), ("pop_country", pa.string()), ("verdict", pa.string())])
+    >>> t = pa.table({"pop_crossings": pa.array([[{"family": "f", "pop_country": "US", "verdict": "consistent"}],
+    ...     [{"family": "f", "pop_country": "US", "verdict": "inconsistent"}], []], pa.list_(c))})
     >>> pop_indicator(t).tolist()
     [True, False, False]
     """
@@ -234,7 +235,9 @@ def pop_indicator(
     lists = paths.column("pop_crossings").combine_chunks()
     flat = pc.list_flatten(lists)
     parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    ok = pc.equal(flat.field("ixp_country"), country)
+    names = {f.name for f in flat.type}
+    where = flat.field("pop_country" if "pop_country" in names else "ixp_country")
+    ok = pc.equal(where, country)
     verdict = flat.field("verdict")
     good = pc.equal(verdict, "consistent")
     if allow_unknown:
@@ -441,14 +444,15 @@ def pop_exposure(
     r"""PoP exposure: the share of traceroutes entering F at a PoP located in ``country``.
 
     .. math:: E_\text{PoP}(F, c) = \frac{\sum_i w_i\,[\exists \text{ crossing into } F
-              \text{ at an IXP in } c,\ \text{verdict} \ne \text{inconsistent}]}{\sum_i w_i}
+              \text{ at a PoP in } c,\ \text{verdict} \ne \text{inconsistent}]}{\sum_i w_i}
 
     See :func:`pop_indicator` for which crossings count.
 
     References
     ----------
     G. Nomikos, X. Dimitropoulos, "traIXroute: Detecting IXPs in traceroute paths", PAM
-    2016 (IXP crossings). B. Gueye et al., "Constraint-based geolocation of Internet hosts",
+    2016 (IXP crossings). V. Giotsas et al., "Mapping peering interconnections to a
+    facility", CoNEXT 2015 (constrained facility search). B. Gueye et al., "Constraint-based geolocation of Internet hosts",
     IEEE/ACM ToN 14(6), 2006 (the speed-of-light bound).
 
     Examples

@@ -20,6 +20,15 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   (``after-unresponsive-hop``: that hop may have been the IXP); otherwise ``private
   interconnect`` (``direct-adjacency``). Entries are per family: moving between two ASes
   of the same family (AS4134 -> AS23764) is not a new entry.
+* Every crossing carries ``pop_city`` / ``pop_country`` / ``location_evidence``: the IXP's
+  (``ixp``), or, for crossings not at an IXP and when ``facilities`` are given, the result
+  of a constrained facility search after Giotsas et al. (CoNEXT 2015): the facilities
+  (cities) where both the entered AS and the AS crossed from are present and that lie
+  within ``min RTT x 99.93 km`` of the probe (``netfac-shared``). A country (city) is set
+  only when all of them agree on it; such a crossing's verdict is ``consistent`` by
+  construction. The entered AS's facilities alone are not used: the flagged carriers'
+  facility lists miss their home-country PoPs. PeeringDB is incomplete, so this locates,
+  never refutes.
   The crossing's RTT is the minimum RTT of the hop that is on the IXP LAN; its location
   verdict comes from :func:`analysis.geo.location_verdict` against the probe's location.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
@@ -123,6 +132,9 @@ CROSSING_TYPE = pa.struct(
         ("distance_km", pa.float64()),
         ("max_distance_km", pa.float64()),
         ("verdict", pa.string()),
+        ("pop_city", pa.string()),
+        ("pop_country", pa.string()),
+        ("location_evidence", pa.string()),
     ]
 )
 RTT_JUMP_TYPE = pa.struct(
@@ -212,6 +224,7 @@ def build_paths(
     destinations: pa.Table | None = None,
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
+    facilities: pa.Table | None = None,
 ) -> tuple[pa.Table, Counter[str]]:
     """One row per traceroute: AS/IXP path, flagged crossings, verdicts, RTT jumps, detours.
 
@@ -235,6 +248,10 @@ def build_paths(
         Count hops in the probe's or the destination's AS as transit.
     rtt_jump_ms : float
         Smallest RTT increase between consecutive responsive hops recorded as a jump.
+    facilities : pyarrow.Table, optional
+        ``asn, city, country, lat, lon``: the facilities each network is present at
+        (PeeringDB ``netfac`` + ``fac``). Locates crossings that are not at an IXP by a
+        constrained facility search (see the module notes).
 
     Returns
     -------
@@ -286,7 +303,9 @@ def build_paths(
     transits = np.zeros(ntr, bool)
     transits[f_tid] = True
 
-    crossings = _crossings(hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr)
+    crossings = _crossings(
+        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities
+    )
     jumps = _rtt_jumps(tid, hops["hop"], hops["rtt"], rtt_jump_ms, ntr)
     detour, detour_hops = _detours(
         hops, tid, transit_fam, is_ixp, p_lat, p_lon, probe_cols["probe_country"], dst_country, ntr
@@ -427,7 +446,9 @@ def analyze_campaign(
     traces = store.read_traces(campaign)
     probe_meta = store.read_probe_meta(campaign)
     snapshot, annotate_info = _annotate_info(campaign)
-    destinations, dst_source = _destination_table(traces, snapshot, cache_dir, registry)
+    snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
+    destinations, dst_source = _destination_table(traces, snap, snap_note, registry)
+    facilities, fac_source = _facility_table(snap, snap_note)
 
     paths, drops = build_paths(
         annotated,
@@ -435,6 +456,7 @@ def analyze_campaign(
         probe_meta,
         registry=registry,
         destinations=destinations,
+        facilities=facilities,
         include_endpoints=include_endpoints,
         rtt_jump_ms=rtt_jump_ms,
     )
@@ -497,6 +519,7 @@ def analyze_campaign(
         "loops": int(pc.sum(paths.column("loop")).as_py() or 0),
         "pop_country": pop_country,
         "destinations": dst_source,
+        "facilities": fac_source,
         "families": summary,
         "method": {
             "ci": f"cluster bootstrap over probes (prb_id), percentile, {confidence:.0%}, "
@@ -543,21 +566,28 @@ def _read_annotated(files: list[Path]) -> pa.Table:
     return table
 
 
+def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:
+    """The reference snapshot ``annotate.json`` names, or None and why it is not available."""
+    from analysis.datasets import load_snapshot
+    from analysis.errors import MissingReferenceData
+
+    if snapshot_id is None:
+        return None, "annotate.json names no snapshot"
+    try:
+        return load_snapshot(snapshot_id, cache_dir=cache_dir), f"snapshot {snapshot_id}"
+    except MissingReferenceData as exc:
+        return None, f"snapshot {snapshot_id!r} not available: {exc}"
+
+
 def _destination_table(
-    traces: pa.Table, snapshot_id: str | None, cache_dir: str | Path | None, registry: Any
+    traces: pa.Table, snap: Any, note: str, registry: Any
 ) -> tuple[pa.Table | None, str]:
     """Annotate the distinct destination addresses with the campaign's snapshot."""
     from analysis.annotate import annotate
-    from analysis.datasets import load_snapshot
-    from analysis.errors import MissingReferenceData
     from probes.schema import HOP_SCHEMA
 
-    if snapshot_id is None:
-        return None, "from replying hops only (annotate.json names no snapshot)"
-    try:
-        snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
-    except MissingReferenceData as exc:
-        return None, f"from replying hops only (snapshot {snapshot_id!r} not available: {exc})"
+    if snap is None:
+        return None, f"from replying hops only ({note})"
     dst = pc.unique(traces.column("dst_addr")).drop_null()
     n = len(dst)
     cols = {f.name: pa.nulls(n, f.type) for f in HOP_SCHEMA}
@@ -570,7 +600,33 @@ def _destination_table(
     asn = pc.if_else(pc.is_valid(ann.column("ixp_id")), ann.column("member_asn"), ann.column("asn"))
     table = pa.table({"dst_addr": ann.column("reply_from"), "dst_asn": asn,
                       "dst_country": ann.column("as_country")})
-    return table, f"annotated with snapshot {snapshot_id}, then replying hops"
+    return table, f"annotated with {note}, then replying hops"
+
+
+def _facility_table(snap: Any, note: str) -> tuple[pa.Table | None, str]:
+    """``asn, city, country, lat, lon`` of every PeeringDB netfac row of the snapshot."""
+    if snap is None:
+        return None, f"none ({note})"
+    if not snap.has("peeringdb"):
+        return None, f"none ({note} has no PeeringDB data)"
+    con = _connect()
+    try:
+        con.register("nf", snap.table("peeringdb", "netfac"))
+        con.register("net", snap.table("peeringdb", "net"))
+        con.register("fac", snap.table("peeringdb", "fac"))
+        table = con.sql(
+            """
+            SELECT DISTINCT coalesce(nf.local_asn, net.asn) AS asn, fac.city, fac.country,
+                   fac.latitude AS lat, fac.longitude AS lon
+            FROM nf LEFT JOIN net ON net.id = nf.net_id JOIN fac ON fac.id = nf.fac_id
+            WHERE coalesce(nf.local_asn, net.asn) IS NOT NULL
+              AND fac.latitude IS NOT NULL AND fac.longitude IS NOT NULL
+            ORDER BY ALL
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table, f"PeeringDB netfac/fac of {note}: {table.num_rows} (network, facility) rows"
 
 
 def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
@@ -894,6 +950,7 @@ def _crossings(
     p_lat: np.ndarray,
     p_lon: np.ndarray,
     ntr: int,
+    facilities: pa.Table | None = None,
 ) -> pa.Array:
     node = np.flatnonzero(is_ixp | is_as)  # hop rows that are path nodes, in order
     ntid = tid[node]
@@ -948,6 +1005,17 @@ def _crossings(
         ),
     )
     kind = np.where(has_loc, "ixp", np.where(unknown_kind, UNKNOWN_INTERCONNECT, PRIVATE_INTERCONNECT))
+    pop_city = np.asarray(at_loc("ixp_city").to_pylist(), dtype=object)
+    pop_country = np.asarray(at_loc("ixp_country").to_pylist(), dtype=object)
+    loc_ev = np.where(has_loc, "ixp", None).astype(object)
+    if facilities is not None and len(rows):
+        todo = np.flatnonzero(~has_loc)
+        f_city, f_cc, f_ev = _facility_search(
+            facilities, eff_asn[rows][todo], from_asn[todo],
+            p_lat[etid][todo], p_lon[etid][todo], rtt[todo],
+        )
+        pop_city[todo], pop_country[todo], loc_ev[todo] = f_city, f_cc, f_ev
+        verdict[todo[f_cc != None]] = 0  # noqa: E711 - consistent by construction
     struct = pa.StructArray.from_arrays(
         [
             pa.array(np.asarray(fam_names, dtype=object)[transit_fam[rows]].tolist() if len(rows) else [], pa.string()),
@@ -965,10 +1033,77 @@ def _crossings(
             _nullable_float(dist),
             _nullable_float(rtt * KM_PER_MS_RTT),
             pa.array([VERDICTS[v] for v in verdict], pa.string()),
+            pa.array(pop_city.tolist(), pa.string()),
+            pa.array(pop_country.tolist(), pa.string()),
+            pa.array(loc_ev.tolist(), pa.string()),
         ],
         fields=list(CROSSING_TYPE),
     )
     return _list_of(struct, etid, ntr)
+
+
+def _facility_search(
+    facilities: pa.Table,
+    asn: np.ndarray,
+    from_asn: np.ndarray,
+    lat: np.ndarray,
+    lon: np.ndarray,
+    rtt: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constrained facility search for crossings: (city, country, evidence) per crossing."""
+    fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
+    f_asn = _int_np(fac.column("asn"))
+    order = np.argsort(f_asn, kind="stable")
+    f_asn = f_asn[order]
+    city_enc = pc.dictionary_encode(fac.column("city")).combine_chunks()
+    cc_enc = pc.dictionary_encode(fac.column("country")).combine_chunks()
+    f_city = pc.fill_null(city_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)[order]
+    f_cc = pc.fill_null(cc_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)[order]
+    f_lat, f_lon = _float_np(fac.column("lat"))[order], _float_np(fac.column("lon"))[order]
+    cities = np.asarray(city_enc.dictionary.to_pylist() + [None], dtype=object)
+    ccs = np.asarray(cc_enc.dictionary.to_pylist() + [None], dtype=object)
+    m = len(asn)
+    out_city = np.full(m, None, dtype=object)
+    out_cc = np.full(m, None, dtype=object)
+    out_ev = np.full(m, None, dtype=object)
+    if not m or not len(f_asn):
+        return out_city, out_cc, out_ev
+
+    lo = np.searchsorted(f_asn, asn, side="left")
+    hi = np.searchsorted(f_asn, asn, side="right")
+    counts = np.where(asn >= 0, hi - lo, 0)
+    rep = np.repeat(np.arange(m), counts)
+    fidx = lo[rep] + (np.arange(len(rep)) - (np.cumsum(counts) - counts)[rep])
+    dist = haversine_km(lat[rep], lon[rep], f_lat[fidx], f_lon[fidx])
+    ok = dist <= rtt[rep] * KM_PER_MS_RTT  # NaN (no location / RTT) never passes
+    # facilities (by city) the AS crossed from is also present at
+    ncity = len(cities)
+    have = np.unique(f_asn * ncity + f_city)
+    want = from_asn[rep] * ncity + f_city[fidx]
+    pos = np.clip(np.searchsorted(have, want), 0, max(len(have) - 1, 0))
+    shared = ok & (from_asn[rep] >= 0) & (have[pos] == want)
+    # only facilities both networks are present at: the flagged carriers' own facility
+    # lists miss their home-country PoPs, so the entered AS's list alone misleads
+    sel = shared
+
+    def unanimous(code: np.ndarray) -> np.ndarray:
+        r, c = rep[sel], code[fidx][sel]
+        pairs = np.unique(r * (len(cities) + len(ccs) + 1) + (c + 1))
+        owner = pairs // (len(cities) + len(ccs) + 1)
+        n_distinct = np.bincount(owner, minlength=m)
+        value = np.full(m, -1, np.int64)
+        one = n_distinct == 1
+        value[owner[one[owner]]] = (pairs % (len(cities) + len(ccs) + 1))[one[owner]] - 1
+        return np.where(one, value, -1)
+
+    cc_code = unanimous(f_cc)
+    city_code = unanimous(f_city)
+    located = cc_code >= 0
+    out_cc[located] = ccs[cc_code[located]]
+    city_ok = located & (city_code >= 0)
+    out_city[city_ok] = cities[city_code[city_ok]]
+    out_ev[located] = "netfac-shared"
+    return out_city, out_cc, out_ev
 
 
 def _rtt_jumps(tid: np.ndarray, hop: np.ndarray, rtt: np.ndarray, threshold: float, ntr: int) -> pa.Array:

@@ -238,6 +238,47 @@ def test_hops_without_traceroute_and_duplicate_traces_are_counted():
     assert drops == {"hop-without-traceroute": 2, "duplicate-trace": 1}
 
 
+def test_facility_search_locates_private_interconnects():
+    # AS4134 is at New York, Ashburn, Los Angeles and Frankfurt; AS7922 (crossed from) at
+    # New York and Ashburn; AS3320 at Frankfurt only.
+    fac = pa.table({
+        "asn": [4134, 4134, 4134, 4134, 7922, 7922, 3320],
+        "city": ["New York", "Ashburn", "Los Angeles", "Frankfurt", "New York", "Ashburn", "Frankfurt"],
+        "country": ["US", "US", "US", "DE", "US", "US", "DE"],
+        "lat": [40.7506, 39.0438, 34.0522, 50.1109, 40.7506, 39.0438, 50.1109],
+        "lon": [-73.9971, -77.4874, -118.2437, 8.6821, -73.9971, -77.4874, 8.6821],
+    })
+
+    def trace(msm, prb, first_asn, rtt):
+        return dict(msm_id=msm, prb_id=prb, dst_addr="8.8.8.8", hops=[
+            [pub("10.0.0.1" if prb == 2002 else "80.1.1.1", 1.0, first_asn)],
+            [pub("202.97.1.1", rtt, 4134, family=CT)]])
+
+    _, rows, _ = _run([
+        trace(20, 2002, 7922, 3.0),    # <= 300 km from New York: New York only (shared)
+        trace(21, 2002, 7922, 8.0),    # <= 800 km: New York and Ashburn -> US, no city
+        trace(22, 2002, 7922, 100.0),  # shared facilities are all in the US whatever the RTT
+        trace(23, 1001, 3320, 1.0),    # Frankfurt probe, <= 100 km: Frankfurt (shared)
+        trace(24, 1001, 6830, 1.0),    # AS6830 has no facility listed: not located
+    ], facilities=fac)
+
+    def loc(key):
+        (c,) = rows[key]["pop_crossings"]
+        return c["pop_city"], c["pop_country"], c["location_evidence"], c["verdict"]
+
+    assert loc((20, 2002)) == ("New York", "US", "netfac-shared", "consistent")
+    assert loc((21, 2002)) == (None, "US", "netfac-shared", "consistent")
+    assert loc((22, 2002)) == (None, "US", "netfac-shared", "consistent")
+    assert loc((23, 1001)) == ("Frankfurt", "DE", "netfac-shared", "consistent")
+    assert loc((24, 1001)) == (None, None, None, "unknown")
+    # an IXP crossing keeps the IXP as its PoP
+    _, rows, _ = _run([dict(msm_id=25, prb_id=2002, dst_addr="8.8.8.8", hops=[
+        [pub("10.0.0.1", 1.0, 7922)], [ixp("206.126.236.50", 6.0, *ASHBURN, 4134, family=CT)]])],
+        facilities=fac)
+    (c,) = rows[(25, 2002)]["pop_crossings"]
+    assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == ("Ashburn", "US", "ixp")
+
+
 def test_destinations_table_fills_unreached_destinations():
     hops, tr = build([
         dict(msm_id=17, prb_id=1001, dst_addr="8.8.8.8", hops=[[pub("80.1.1.1", 2.0, 3320)]]),
@@ -481,6 +522,20 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
             WHERE f.via = 'ixp' AND h.responded"""
     ).fetchall()[0]
     assert total > 300 and found == total and consistent == total
+
+    # PoP exposure is a lower bound with no false alarms: a traceroute we place at a US PoP
+    # of F really crosses F at a US PoP
+    fp_pop, tp_pop = con.sql(
+        f"""SELECT count(*) FILTER (WHERE NOT list_contains(t.families_us, fam) AND ours),
+                   count(*) FILTER (WHERE list_contains(t.families_us, fam) AND ours)
+            FROM (SELECT t.families_us, fam, len(list_filter(p.pop_crossings, lambda c: c.family = fam
+                         AND c.pop_country = 'US' AND c.verdict <> 'inconsistent')) > 0 AS ours
+                  FROM '{T}/traces.parquet' t JOIN '{paths}' p ON {key},
+                       (SELECT unnest(['china-telecom', 'china-unicom', 'china-mobile']) AS fam)) t"""
+    ).fetchall()[0]
+    assert fp_pop == 0 and tp_pop > 500
+    for fam in ("china-telecom", "china-unicom", "china-mobile"):
+        assert report["families"][fam]["pop_exposure"]["estimate"] <= truth["exposure"][fam]["all"]["transit_us_pop"]["share"]
 
     # detours: traceroutes with a flagged router physically in China and both ends outside it
     flagged = ", ".join(map(str, FLAGGED_ASNS))
