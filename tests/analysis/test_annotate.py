@@ -381,3 +381,23 @@ def test_org_country_and_as2org_siblings(test_data, tmp_path):
                        "family": "china-telecom", "family_via": "as2org-sibling"}
     assert rows[2] == {"asn": 13335, "org": "Cloudflare, Inc.", "as_country": "US",
                        "family": None, "family_via": None}
+
+
+def test_rdap_fallback_only_when_online_and_from_the_disk_cache(test_data, tmp_path):
+    """The RDAP wiring with the real client reading its disk cache (no network here: ipwhois
+    only speaks https to fixed RIR hosts, so a live lookup is not tested)."""
+    from analysis._rdap import RdapClient
+    from probes._io import write_json
+
+    snap = import_files("pfx2as", sorted((test_data / "ip2asn" / "caida-pfx2as-mlab").glob("*ipv4*")),
+                        cache_dir=tmp_path, snapshot_id="rdap")
+    client = RdapClient(cache_dir=tmp_path, min_interval=3600)
+    write_json(tmp_path / "rdap" / "59.43.39.161.json", {"asn": 4809, "country": "CN", "cidr": "59.43.0.0/16"})
+    hops = _hops_of(["59.43.39.161"])
+    off, c_off = annotate(hops, snap, rdap=client)  # online=False: never consulted
+    assert off["resolved_by"][0].as_py() is None and c_off["unresolved:no-route"] == 1
+    on, c_on = annotate(hops, snap, online=True, rdap=client)
+    row = on.to_pylist()[0]
+    assert row["resolved_by"] == "rdap" and row["asn"] == 4809 and row["as_country"] == "CN"
+    assert row["family"] == "china-telecom" and row["family_via"] == "registry"
+    assert c_on["resolved:rdap"] == 1
