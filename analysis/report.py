@@ -42,6 +42,7 @@ __all__ = [
     "snapshot_table",
     "figure_png",
     "report_figures",
+    "MAX_CROSSING_ROWS",
     "render_html",
     "table_html",
     "write_report",
