@@ -528,8 +528,9 @@ def analyze_campaign(
             "(endpoints excluded)" if not include_endpoints else
             "share of traceroutes whose AS path contains the family",
             "pop_exposure": f"share of traceroutes entering the family at an IXP in {pop_country} "
-            "with a speed-of-light verdict that is not inconsistent; a lower bound, since "
-            "crossings over private interconnects have no located PoP",
+            "(or at a facility located by a constrained facility search) with a speed-of-light "
+            "verdict that is not inconsistent; a lower bound: crossings that cannot be located "
+            "do not count",
         },
         "drops": dict(sorted(drops.items())),
         "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
