@@ -369,9 +369,10 @@ def table_html(table: pa.Table, *, empty: str = "no rows") -> str:
     body = []
     for row in table.to_pylist():
         cells = []
-        for v in row.values():
+        for col, v in row.items():
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            cells.append(f"<td{' class=num' if num else ''}>{html.escape(_fmt(v))}</td>")
+            text = _fmt(v, ident=_is_identifier(col))
+            cells.append(f"<td{' class=num' if num else ''}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -468,17 +469,22 @@ def _counts_html(data: CampaignData) -> str:
     return f"<table>{cells}</table>"
 
 
-def _fmt(v: Any) -> str:
+def _is_identifier(column: str) -> bool:
+    """Columns holding ids (probe, AS, measurement numbers, hop index): no thousands separator."""
+    return column.endswith(("_id", "asn", "asns")) or column in ("hop", "node")
+
+
+def _fmt(v: Any, *, ident: bool = False) -> str:
     if v is None:
         return "–"
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, int):
-        return f"{v:,}"
+        return str(v) if ident else f"{v:,}"
     if isinstance(v, float):
         return "–" if v != v else f"{v:,.2f}"
     if isinstance(v, list):
-        return ", ".join(_fmt(x) for x in v)
+        return ", ".join(_fmt(x, ident=ident) for x in v)
     if isinstance(v, dt.datetime):
         return v.strftime("%Y-%m-%d %H:%M:%S")
     return str(v)

@@ -148,6 +148,10 @@ def test_table_helpers():
     assert snap.to_pylist() == [{"kind": "pfx2as", "date": "2026-03-02", "sources": 2}]
     assert report.snapshot_table({}).num_rows == 0
     assert "<td>a &lt;b&gt;</td>" in report.table_html(snap.set_column(0, "kind", [["a <b>"]]).select([0]))
+    import pyarrow as pa
+
+    ids = report.table_html(pa.table({"prb_id": [1000798], "asn": [4134], "traceroutes": [12345]}))
+    assert "<td class=num>1000798</td><td class=num>4134</td><td class=num>12,345</td>" in ids
 
 
 # ------------------------------------------------------------------------------ browser
