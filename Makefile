@@ -18,7 +18,8 @@ $(VENV)/.stamp-install: pyproject.toml
 setup: $(VENV)/.stamp-install
 
 # Debian packages the test suite drives for real: iproute2 (network-namespace lab),
-# scamper (differential oracle for local traces), chromium (report rendering).
+# scamper (differential oracle for local traces), chromium (report rendering),
+# traceroute and mtr (real output for the converters), nftables (the lab's silent router).
 system-deps:
 	@bash tests/install-system-deps.sh
 

@@ -6,6 +6,10 @@ need=()
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v scamper >/dev/null 2>&1 || need+=(scamper)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v traceroute >/dev/null 2>&1 || need+=(traceroute)   # real output for the converter tests
+command -v mtr >/dev/null 2>&1 || need+=(mtr-tiny)
+command -v nft >/dev/null 2>&1 || need+=(nftables)            # the lab's silent router
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)      # the raw-socket permission test
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
   echo "install-system-deps: not root; missing ${need[*]} (tests that need them will skip)" >&2
