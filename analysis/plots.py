@@ -609,6 +609,7 @@ def plot_probe_map(
     extent: tuple[float, float, float, float] = WORLD_EXTENT,
     cities: Iterable[tuple[str, float, float]] = REFERENCE_CITIES,
     label_pops: bool = False,
+    highlight_label: str = "probes with flagged transit",
     ax: Axes | None = None,
 ) -> Axes:
     """Probes and PoPs on a longitude/latitude grid (equirectangular, no tiles or shapefiles).
@@ -629,12 +630,14 @@ def plot_probe_map(
         Landmark cities drawn as open circles with their name, when inside ``extent``.
     label_pops : bool
         Write the IXP name next to each flagged PoP.
+    highlight_label : str
+        Legend entry of the ``flagged_probes``.
     ax : matplotlib.axes.Axes, optional
 
     Returns
     -------
     matplotlib.axes.Axes
-        Scatter collections labelled ``"probes"``, ``"probes with flagged transit"``,
+        Scatter collections labelled ``"probes"``, ``highlight_label``,
         ``"flagged PoPs"`` and ``"other IXPs"`` (only those with points).
     """
     for col in ("prb_id", "latitude", "longitude"):
@@ -662,7 +665,7 @@ def plot_probe_map(
         ax.scatter(lon[ok & ~hot], lat[ok & ~hot], s=10, color="#4c72b0", alpha=0.7, zorder=2, label="probes")
     if (ok & hot).any():
         ax.scatter(lon[ok & hot], lat[ok & hot], s=14, color=_FLAGGED, alpha=0.8, zorder=2,
-                   label="probes with flagged transit")
+                   label=highlight_label)
     if pops is not None and pops.num_rows:
         plat, plon = _np(pops.column("latitude")), _np(pops.column("longitude"))
         flag = np.asarray(pc.fill_null(pops.column("flagged"), False).to_pylist(), bool) \
