@@ -37,6 +37,7 @@ __all__ = [
     "trimmed_mean",
     "hegemony",
     "change_events",
+    "crossing_locations",
 ]
 
 #: ``family=None`` means "any flagged family"; this is how it is labelled in output tables.
@@ -664,6 +665,67 @@ def change_events(
     )
     out = out.append_column("timestamp", ts.take(pa.array(idx)))
     return out.append_column("previous_timestamp", ts.take(pa.array(idx - 1, pa.int64())))
+
+
+# ---------------------------------------------------------------------------- locations
+def crossing_locations(paths: pa.Table, *, family: str | None = None) -> pa.Table:
+    """Where traceroutes enter flagged families: one row per (family, PoP).
+
+    A PoP is an IXP (``kind="ixp"``) or a located facility city, or ``unlocated`` for
+    crossings nothing places. Counts are of distinct traceroutes and probes; the verdict
+    columns count traceroutes with a crossing of that verdict there.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``family, kind, ixp_id, ixp_name, pop_city, pop_country, location_evidence,
+        traceroutes, probes, consistent, inconsistent, unknown``, most traceroutes first.
+
+    Examples
+    --------
+    >>> c = pa.struct([("family", pa.string()), ("kind", pa.string()), ("ixp_id", pa.string()),
+    ...     ("ixp_name", pa.string()), ("pop_city", pa.string()), ("pop_country", pa.string()),
+    ...     ("location_evidence", pa.string()), ("verdict", pa.string())])
+    >>> x = {"family": "f", "kind": "ixp", "ixp_id": "pdb:1", "ixp_name": "X", "pop_city": "Ashburn",
+    ...      "pop_country": "US", "location_evidence": "ixp", "verdict": "consistent"}
+    >>> t = pa.table({"msm_id": [1, 1], "prb_id": [1, 2], "timestamp": [0, 0],
+    ...               "pop_crossings": pa.array([[x], [x]], pa.list_(c))})
+    >>> crossing_locations(t).select(["pop_city", "traceroutes", "probes"]).to_pylist()
+    [{'pop_city': 'Ashburn', 'traceroutes': 2, 'probes': 2}]
+    """
+    import duckdb
+
+    _require(paths, ("msm_id", "prb_id", "timestamp", "pop_crossings"))
+    lists = paths.column("pop_crossings").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pa.array(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64))
+    cols = {f.name: flat.field(f.name) for f in flat.type}
+    need = ("family", "kind", "ixp_id", "ixp_name", "pop_city", "pop_country", "location_evidence", "verdict")
+    missing = [c for c in need if c not in cols]
+    if missing:
+        raise SchemaMismatch(f"pop_crossings lack field(s) {', '.join(missing)}")
+    x = pa.table({**{c: cols[c] for c in need}, "__tr": parent,
+                  "__prb": paths.column("prb_id").combine_chunks().take(parent)})
+    if family is not None:
+        x = x.filter(pc.fill_null(pc.equal(x.column("family"), family), False))
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.register("x", x)
+        return con.sql(
+            """
+            SELECT family, kind, ixp_id, any_value(ixp_name) AS ixp_name, pop_city, pop_country,
+                   any_value(location_evidence) AS location_evidence,
+                   count(DISTINCT __tr) AS traceroutes, count(DISTINCT __prb) AS probes,
+                   count(DISTINCT __tr) FILTER (WHERE verdict = 'consistent') AS consistent,
+                   count(DISTINCT __tr) FILTER (WHERE verdict = 'inconsistent') AS inconsistent,
+                   count(DISTINCT __tr) FILTER (WHERE verdict = 'unknown') AS unknown
+            FROM x GROUP BY family, kind, ixp_id, pop_city, pop_country
+            ORDER BY traceroutes DESC, family, kind, ixp_id NULLS LAST, pop_city NULLS LAST
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 # ---------------------------------------------------------------------------- helpers

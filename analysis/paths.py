@@ -415,7 +415,8 @@ def analyze_campaign(
     Reads ``<campaign>/annotated/**/*.parquet``, the traceroute table and the probe
     metadata; writes ``paths/paths.parquet``, ``exposure/{path_exposure,pop_exposure,
     hegemony,change_events}.{parquet,csv}``, ``graph/as_graph.graphml``,
-    ``graph/flagged_subgraph.graphml`` and ``exposure.json``, and returns what
+    ``graph/flagged_subgraph.graphml`` and ``exposure.json`` (``exposure/pops`` lists where
+    the flagged families are entered: IXP or located facility city), and returns what
     ``exposure.json`` holds.
 
     ``families``: families to report (default: those in ``registry``, in the annotated
@@ -489,6 +490,7 @@ def analyze_campaign(
         "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
         "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
         "hegemony": metrics.hegemony(paths),
+        "pops": metrics.crossing_locations(paths),
         "change_events": pa.concat_tables(
             [metrics.change_events(paths, family=f) for f in [None, *fams]]
         ),
@@ -534,6 +536,7 @@ def analyze_campaign(
         },
         "drops": dict(sorted(drops.items())),
         "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
+        "top_pops": tables["pops"].slice(0, 20).to_pylist(),
         "outputs": written,
     }
     _io.write_bytes(

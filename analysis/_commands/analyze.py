@@ -74,6 +74,25 @@ def run(args: argparse.Namespace) -> int:
             f"{po['transiting']:,}",
         )
     console.print(table)
+    if report["top_pops"]:
+        pops = Table(title="Where the flagged families are entered (top PoPs)")
+        pops.add_column("family", no_wrap=True)
+        pops.add_column("PoP", no_wrap=True)
+        pops.add_column("place")
+        pops.add_column("paths", justify="right")
+        pops.add_column("probes", justify="right")
+        pops.add_column("light: ok/bad/?", justify="right")
+        for p in report["top_pops"][:10]:
+            place = ", ".join(x for x in (p["pop_city"], p["pop_country"]) if x) or "-"
+            pops.add_row(
+                p["family"],
+                p["ixp_name"] or p["ixp_id"] or p["kind"],
+                place,
+                f"{p['traceroutes']:,}",
+                f"{p['probes']:,}",
+                f"{p['consistent']}/{p['inconsistent']}/{p['unknown']}",
+            )
+        console.print(pops)
     console.print(f"intervals: {report['method']['ci']}")
     console.print(
         f"IXP crossings in {report['ixp_crossing_traceroutes']:,} traceroutes; "

@@ -391,7 +391,14 @@ def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
 
     on_disk = orjson.loads((campaign.root / "exposure.json").read_bytes())
     assert on_disk["families"]["china-telecom"]["path_exposure"]["estimate"] == 0.5
-    for name in ("path_exposure", "pop_exposure", "hegemony", "change_events"):
+    pops = {(r["family"], r["kind"], r["pop_city"]): (r["traceroutes"], r["consistent"], r["inconsistent"], r["unknown"])
+            for r in pq.read_table(campaign.root / "exposure" / "pops.parquet").to_pylist()}
+    assert pops == {
+        ("china-telecom", "ixp", "Ashburn"): (1, 1, 0, 0),
+        ("china-mobile", "ixp", "Los Angeles"): (1, 0, 1, 0),
+        ("china-telecom", "private interconnect", None): (1, 0, 0, 1),
+    }
+    for name in ("path_exposure", "pop_exposure", "hegemony", "change_events", "pops"):
         assert (campaign.root / "exposure" / f"{name}.parquet").is_file()
         assert (campaign.root / "exposure" / f"{name}.csv").read_text().count("\n") >= 2
     # change events for china-telecom: prb 6001 stops (CT on day 1, not day 2), prb 6002 stops
@@ -415,6 +422,7 @@ def test_pathexp_analyze_cli_prints_table(us_ixp_campaign, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "china-telecom" in out and "50.00%" in out and "25.00%" in out
+    assert "Equinix Ashburn" in out and "Los Angeles" in out
     assert (campaign.root / "exposure.json").is_file()
 
 
