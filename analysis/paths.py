@@ -20,6 +20,9 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   (``after-unresponsive-hop``: that hop may have been the IXP); otherwise ``private
   interconnect`` (``direct-adjacency``). Entries are per family: moving between two ASes
   of the same family (AS4134 -> AS23764) is not a new entry.
+  The crossing's RTT is the minimum RTT of the hop that is on the IXP LAN (else of the
+  entering hop); an IXP crossing's location verdict comes from
+  :func:`analysis.geo.location_verdict` against the probe's location.
 * Every crossing carries ``pop_city`` / ``pop_country`` / ``location_evidence``: the IXP's
   (``ixp``), or, for crossings not at an IXP and when ``facilities`` are given, the result
   of a constrained facility search after Giotsas et al. (CoNEXT 2015): the facilities
@@ -29,8 +32,6 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   construction. The entered AS's facilities alone are not used: the flagged carriers'
   facility lists miss their home-country PoPs. PeeringDB is incomplete, so this locates,
   never refutes.
-  The crossing's RTT is the minimum RTT of the hop that is on the IXP LAN; its location
-  verdict comes from :func:`analysis.geo.location_verdict` against the probe's location.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
   ``include_endpoints=True``.
 * **RTT jumps** of at least ``rtt_jump_ms`` between consecutive responsive hops are
@@ -42,7 +43,8 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   the probe location or either country is unknown.
 
 Node ids are made by :func:`as_node` and :func:`ixp_node` only, and read by
-:func:`parse_node`.
+:func:`parse_node`. :func:`analyze_campaign` is the I/O edge that runs all of this (and
+:mod:`analysis.metrics`, :mod:`analysis.graph`) over a campaign workspace.
 """
 
 from __future__ import annotations
