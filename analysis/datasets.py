@@ -201,7 +201,7 @@ def import_files(
     kind : str
         One of :data:`KINDS`.
     paths : sequence of path
-        The files (gzip / bz2 / xz compressed or plain). For ``pfx2as`` pass the v4 and the
+        The files (gzip / bz2 / xz compressed or plain); a folder stands for its files. For ``pfx2as`` pass the v4 and the
         v6 file together, or import them one after the other: files already in the
         snapshot's kind are kept unless ``replace``.
     snapshot_id : str, optional
@@ -240,8 +240,10 @@ def import_files(
         raw = (kind_dir / "source" / src["file"]).read_bytes()
         inputs.append((src["name"], raw, src))
     known = {s["sha256"] for s in old_sources}
-    for p in paths:
-        p = Path(p)
+    files_in: list[Path] = []
+    for p in map(Path, paths):  # a folder stands for the files in it (e.g. PeeringDB pages)
+        files_in.extend(sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p])
+    for p in files_in:
         if not p.is_file():
             raise DatasetFormatError(f"{kind}: no such file {p}")
         raw = p.read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ipaddress
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -111,7 +112,10 @@ def test_peeringdb_dump_form_and_type_from_fields(tmp_path):
                     ' "ixlan": {"data": [{"id": 70, "ix_id": 7, "status": "ok"}]}}')
     anon = tmp_path / "response.json"  # no type in the name: recognised from the fields
     anon.write_text('{"data": [{"id": 1, "ixlan_id": 70, "protocol": "IPv4", "prefix": "192.0.2.0/24", "status": "ok"}]}')
-    snap = import_files("peeringdb", [dump, anon], cache_dir=tmp_path)
+    folder = tmp_path / "pdb"
+    folder.mkdir()
+    dump.rename(folder / dump.name)
+    snap = import_files("peeringdb", [folder, anon], cache_dir=tmp_path)  # a folder = its files
     assert snap.table("peeringdb", "ix")["name"].to_pylist() == ["X-IX"]
     assert snap.table("peeringdb", "ixpfx")["prefix"].to_pylist() == ["192.0.2.0/24"]
     assert snap.manifest("peeringdb")["dropped"] == {"ix-status-deleted": 1}
