@@ -655,12 +655,10 @@ def _report_families(
 ) -> list[str]:
     if families is not None:
         return list(dict.fromkeys(families))
-    found: set[str] = set()
-    if registry is not None:
-        found.update(_registry_family_ids(registry))
-    found.update(f for f in nodes.column("family").to_pylist() if f)
+    found = set(_registry_family_ids(registry) if registry is not None else _default_family_ids())
     found.update(f for f in pc.list_flatten(paths.column("flagged_families")).to_pylist() if f)
-    found.update(_default_family_ids())
+    if registry is None:
+        found.update(f for f in nodes.column("family").to_pylist() if f)
     return sorted(found)
 
 

@@ -31,6 +31,12 @@ def register(subparsers: Any) -> None:
         help="count hops in the probe's or destination's own AS as transit",
     )
     parser.add_argument(
+        "--registry",
+        default=None,
+        metavar="FILE",
+        help="flagged-carrier registry TOML overriding the families recorded by annotate",
+    )
+    parser.add_argument(
         "--cache-dir", default=None, help="reference-data cache root (to annotate destinations)"
     )
     parser.set_defaults(func=run)
@@ -44,8 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from analysis.paths import analyze_campaign
 
     campaign = campaign_from_args(args)
+    registry = None
+    if args.registry:
+        from analysis.registry import load_registry
+
+        registry = load_registry(args.registry)
     report = analyze_campaign(
         campaign,
+        registry=registry,
         pop_country=args.pop_country,
         n_boot=args.bootstrap,
         seed=args.seed,

@@ -572,3 +572,21 @@ def test_analyze_campaign_rejects_annotated_parts_without_required_columns(tmp_p
     pq.write_table(hops.drop_columns(["member_asn"]), campaign.annotated_dir / "part-000000.parquet")
     with pytest.raises(SchemaMismatch, match="member_asn"):
         P.analyze_campaign(campaign)
+
+
+def test_pathexp_analyze_with_a_user_registry(us_ixp_campaign, tmp_path):
+    from analysis.cli import main
+
+    campaign, cache = us_ixp_campaign
+    reg = tmp_path / "mine.toml"
+    reg.write_text('schema = 1\n\n[[family]]\nid = "arelion"\nname = "Arelion"\n\n'
+                   '  [[family.asn]]\n  asn = 1299\n  name = "Twelve99"\n  source = "https://example.org/1299"\n')
+    assert main(["analyze", "--campaign", campaign.name, "--workspace", str(campaign.workspace),
+                 "--cache-dir", str(cache), "--registry", str(reg), "--bootstrap", "50"]) == 0
+    import orjson
+
+    report = orjson.loads((campaign.root / "exposure.json").read_bytes())
+    # only the Frankfurt traceroute of day 2 crosses AS1299; the annotation's china-* families
+    # are replaced by the user's registry
+    assert sorted(report["families"]) == ["any", "arelion"]
+    assert report["families"]["arelion"]["path_exposure"]["estimate"] == 0.25
