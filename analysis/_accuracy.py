@@ -214,6 +214,8 @@ def detected_crossings(paths: pa.Table) -> pa.Table:
 
     ``via`` is ``"ixp"`` (located at an IXP), ``"private"`` (the pipeline says private
     interconnect) or ``"unknown"`` (any other ``kind``: no claim about the place).
+    ``city`` / ``country`` are the located PoP (``pop_city`` / ``pop_country``; null when
+    the pipeline did not locate it).
     """
     from analysis.paths import PRIVATE_INTERCONNECT
 
@@ -223,6 +225,11 @@ def detected_crossings(paths: pa.Table) -> pa.Table:
     keys = {k: (epoch_seconds(paths.column(k)) if k == "timestamp" else paths.column(k).combine_chunks())
             for k in TRACE_KEY}
     kind = flat.field("kind")
+    names = {f.name for f in flat.type}
+
+    def opt(name: str) -> pa.Array:
+        return flat.field(name) if name in names else pa.nulls(len(flat), pa.string())
+
     return pa.table(
         {
             **{k: v.take(parent) for k, v in keys.items()},
@@ -232,6 +239,8 @@ def detected_crossings(paths: pa.Table) -> pa.Table:
                               pc.if_else(pc.equal(kind, PRIVATE_INTERCONNECT), "private", "unknown")),
             "ixp_id": pc.fill_null(flat.field("ixp_id"), ""),
             "hop": flat.field("hop"),
+            "city": opt("pop_city"),
+            "country": opt("pop_country"),
         }
     )
 
@@ -337,16 +346,17 @@ def truth_exposure(
     """True exposure over the measured traceroutes, per family and ``"any"``.
 
     ``path``: share of traceroutes whose true path transits the family (truth
-    ``families``). ``pop``: share entering the family at an IXP in ``pop_country``
-    (truth family entries with ``via == "ixp"``) -- the quantity of
-    :func:`analysis.metrics.pop_exposure`.
+    ``families``). ``pop``: share entering the family at a PoP in ``pop_country`` (truth
+    family entries whose entry city is in that country, at an IXP or a private
+    interconnect) -- the quantity :func:`analysis.metrics.pop_exposure` estimates, from
+    below (it counts only the crossings it can locate).
     """
     n = traces.num_rows
     fl = traces.column("families").combine_chunks()
     flat = pc.list_flatten(fl)
     parent = pc.list_parent_indices(fl).to_numpy(zero_copy_only=False)
     key = [traces.column(k).to_numpy() for k in TRACE_KEY]
-    at_pop = entries.filter(pc.and_(pc.equal(entries.column("via"), "ixp"), pc.equal(entries.column("country"), pop_country)))
+    at_pop = entries.filter(pc.equal(entries.column("country"), pop_country))
     out = {}
     for fam in [None, *families]:
         if fam is None:

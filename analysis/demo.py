@@ -244,6 +244,12 @@ def run_demo(
     located = found.filter(pc.not_equal(found.column("via"), "unknown"))  # no claim, no error
     location = acc.score(entries, located, keys=[*key, "via", "ixp_id"], observable="location_observable",
                          cause="cause")
+    claimed = found.filter(pc.is_valid(found.column("city")))  # crossings the pipeline located
+    cities = acc.score(entries, claimed, keys=[*key, "city"], observable="observable")
+    pop_cc = exposure["pop_country"]
+    in_cc = acc.score(entries.filter(pc.equal(entries.column("country"), pop_cc)),
+                      claimed.filter(pc.equal(claimed.column("country"), pop_cc)),
+                      keys=[*key, "country"], observable="observable")
     ixp = acc.score(acc.true_ixp_crossings(t_ixp), acc.detected_ixp_crossings(paths),
                     keys=[*acc.TRACE_KEY, "ixp_id", "member_asn"], observable="observable")
     families = sorted(truth["families"])
@@ -276,18 +282,26 @@ def run_demo(
             "unobservable when the hops showing it did not answer (the peering-LAN hop for an "
             "IXP; the entering hop and the one before it for a private interconnect); a "
             "detection of unknown kind makes no claim",
+            "crossing_city": "the same as flagged_crossing plus the PoP city; detections count "
+            "only where the pipeline located the PoP (pop_city set), so recall is the share of "
+            "entries it placed in the right city; false ones are wrong cities",
+            "crossing_pop_country": "flagged crossings whose PoP is in the PoP country "
+            "(truth: entry city there; detected: located there), keyed with the country",
             "ixp_crossing": "(msm_id, prb_id, timestamp, ixp_id, member ASN); true crossings "
             "whose LAN hop did not answer are unobservable (left out of recall)",
             "recall": "over observable true items; recall_all over every true item",
             "exposure_truth": "path: share of the measured traceroutes whose true path "
-            "transits the family; pop: share whose true entry into the family is at an IXP "
-            f"in {exposure['pop_country']}",
+            "transits the family; pop: share whose true entry into the family is at a PoP "
+            f"in {exposure['pop_country']} (IXP or private interconnect); the reported PoP "
+            "exposure counts only the PoPs the pipeline locates, so it is a lower bound",
             "diversion_detected": "the largest change-event episode of the leaker's family "
             "starts in the measurement round where the leak began and ends in the round "
             "where it ended",
         },
         "flagged_crossings": crossing.as_dict(),
         "crossing_locations": location.as_dict(),
+        "crossing_cities": cities.as_dict(),
+        "crossing_pop_country": {"country": pop_cc, **in_cc.as_dict()},
         "ixp_crossings": ixp.as_dict(),
         "exposure": checks,
         "change_events": change_scores,

@@ -52,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- rendering
 _CAUSES = {
+    "crossing_cities:unexplained": "wrong city (see false_examples in accuracy.json; with "
+    "PeeringDB facilities, a carrier PoP missing from PeeringDB is placed at a facility the "
+    "two networks share elsewhere)",
     "ixp-lan-hop-unresponsive": "at an IXP whose peering-LAN hop never answered, but reported "
     "as a private interconnect (the place cannot be seen; 'unknown' would be right)",
     "hop-at-boundary-silent": "a silent hop at the carrier boundary, yet a place was claimed",
@@ -155,7 +158,9 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
     t.add_column("precision", justify="right")
     t.add_column("recall", justify="right")
     rows = [("flagged-carrier crossings", "flagged_crossings"),
-            ("  … and their place (IXP/private)", "crossing_locations"),
+            ("  … at an IXP or private", "crossing_locations"),
+            ("  … located in a city", "crossing_cities"),
+            (f"  … located in the {exp['pop_country']}", "crossing_pop_country"),
             ("IXP crossings", "ixp_crossings")]
     notes = []
     for label, key in rows:
@@ -163,11 +168,13 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
         t.add_row(label, f"{s['truth']:,}", f"{s['detected']:,}", _pct(s["precision"], 2),
                   _pct(s["recall"], 2))
         unobs = s["truth"] - s["truth_observable"]
-        if unobs:
-            notes.append(f"{label.strip(' …')}: {unobs:,} true ones cannot be seen (a hop that "
-                         "would show them never answered); recall leaves them out")
+        name = label.strip(" …")
+        if unobs and key in ("crossing_locations", "ixp_crossings"):
+            notes.append(f"{name}: recall leaves out {unobs:,} true ones behind a hop that never "
+                         "answered (no traceroute can show them)")
         for cause, n in s["false_by_cause"].items():
-            notes.append(f"{label.strip(' …')}: {n:,} false: " + _CAUSES.get(cause, cause))
+            why = _CAUSES.get(f"{key}:{cause}", _CAUSES.get(cause, cause))
+            notes.append(f"{name}: {n:,} false, {why}")
     for fam, s in acc["change_events"].items():
         if s["truth"] or s["detected"]:
             t.add_row(f"change events, {names.get(fam, fam)}", f"{s['truth']:,}", f"{s['detected']:,}",

@@ -77,14 +77,22 @@ def test_flagged_crossings_hand_count(demo, truth) -> None:
              for r in pq.read_table(world / "traces.parquet").to_pylist()}
     fam = {a: f for f, asns in truth["families"].items() for a in asns}
     entries = set()
+    us_entry: dict[str, set] = {"any": set()}
     for r in flagged:
         path = paths[(r["msm_id"], r["prb_id"], r["timestamp"])]
         i = path.index(r["asn"])
         if i == 0 or fam.get(path[i - 1]) != r["family"]:
             entries.add((r["msm_id"], r["prb_id"], r["timestamp"], r["family"], r["asn"]))
+            if r["country"] == "US":
+                for f in ("any", r["family"]):
+                    us_entry.setdefault(f, set()).add((r["msm_id"], r["prb_id"], r["timestamp"]))
     assert demo[0].accuracy["flagged_crossings"]["truth"] == len(entries)
     # every truth crossing is either an entry or a hand-over between ASes of one family
     assert len(flagged) > len(entries)
+    # the true PoP exposure the interval check uses: traceroutes entering a family in the US
+    for r in demo[0].accuracy["exposure"]:
+        if r["kind"] == "pop_exposure":
+            assert r["true"] == pytest.approx(len(us_entry.get(r["family"], ())) / len(paths)), r
 
 
 def test_crossing_location_recall(demo) -> None:
@@ -94,6 +102,13 @@ def test_crossing_location_recall(demo) -> None:
 
 def test_crossing_location_precision(demo) -> None:
     s = demo[0].accuracy["crossing_locations"]
+    assert s["precision"] >= TARGET, s["false_examples"]
+
+
+def test_us_pop_claims_are_right(demo) -> None:
+    """PoP exposure counts crossings located in the US: such a claim must be true."""
+    s = demo[0].accuracy["crossing_pop_country"]
+    assert s["country"] == "US" and s["detected"] > 0
     assert s["precision"] >= TARGET, s["false_examples"]
 
 
