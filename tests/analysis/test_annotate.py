@@ -401,3 +401,16 @@ def test_rdap_fallback_only_when_online_and_from_the_disk_cache(test_data, tmp_p
     assert row["resolved_by"] == "rdap" and row["asn"] == 4809 and row["as_country"] == "CN"
     assert row["family"] == "china-telecom" and row["family_via"] == "registry"
     assert c_on["resolved:rdap"] == 1
+
+
+def test_empty_all_timeout_and_multi_chunk_tables(real_snapshot):
+    from probes.schema import empty_hops
+
+    t, c = annotate(empty_hops(), real_snapshot)
+    assert t.num_rows == 0 and t.schema.names == HOP_SCHEMA.names + ANNOTATION_FIELDS.names
+    t, c = annotate(_hops_of([None, None]), real_snapshot)
+    assert t["ip_class"].to_pylist() == [None, None] and c["replies"] == 0
+    chunked = pa.concat_tables([_hops_of(["1.1.1.1"]), _hops_of(["8.8.8.8", None])])
+    t, c = annotate(chunked, real_snapshot)
+    assert t["asn"].to_pylist() == [13335, 15169, None]  # 1.1.1.0/24, 8.8.8.0/24 in the 2020 table
+    assert c["resolved:pfx2as"] == 2
