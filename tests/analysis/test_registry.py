@@ -80,3 +80,17 @@ def test_org_spanning_two_families_adds_no_sibling():
     reg = load_registry()
     asns = pa.table({"asn": pa.array([4134, 4837, 64510], pa.int64()), "org_id": pa.array(["X", "X", "X"])})
     assert with_siblings(reg, asns).family_of(64510) is None
+
+
+@pytest.mark.parametrize("module", ["analysis.datasets", "analysis.annotate", "analysis.registry"])
+def test_public_api_is_what_the_module_says(module):
+    import importlib
+    import inspect
+
+    mod = importlib.import_module(module)
+    for name in mod.__all__:
+        assert hasattr(mod, name), name
+    defined = {n for n, obj in vars(mod).items()
+               if not n.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj))
+               and getattr(obj, "__module__", None) == module}
+    assert defined <= set(mod.__all__), defined - set(mod.__all__)
