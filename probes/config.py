@@ -238,11 +238,17 @@ def _read_file(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
 
 
+#: Sections of the settings file that other modules read.
+_OTHER_SECTIONS = frozenset({"local_probe"})
+
+
 def _file_values(path: Path) -> tuple[dict[str, Any], ApiKey | None]:
     data, text = _read_file(path)
     out: dict[str, Any] = {}
     key: ApiKey | None = None
     for section, body in data.items():
+        if section in _OTHER_SECTIONS and isinstance(body, dict):
+            continue  # read by its own loader (probes.local.load_local_probe)
         if section not in _SECTIONS or not isinstance(body, dict):
             raise ConfigError(
                 f"{path}: unknown section [{section}] (expected one of {sorted(_SECTIONS)})"

@@ -256,6 +256,19 @@ def test_settings_precedence_and_errors(tmp_path):
     assert replace(Settings(), server="z").server == "z"
 
 
+def test_one_settings_file_holds_the_local_probe_too(tmp_path):
+    """[local_probe] belongs to pathexp trace; the Atlas settings loader leaves it alone."""
+    from probes.local import load_local_probe
+
+    f = tmp_path / "c.toml"
+    f.write_text('[atlas]\nserver = "a.example:1"\n\n[local_probe]\nprb_id = 2000000007\nlatitude = 1.5\n')
+    assert load_settings(path=f, env={}).server == "a.example:1"
+    assert load_local_probe(f).prb_id == 2000000007
+    f.write_text('[local_probes]\nprb_id = 1\n')
+    with pytest.raises(ConfigError, match="unknown section"):
+        load_settings(path=f, env={})
+
+
 # ---------------------------------------------------------------------------- boundary
 def test_cousteau_and_requests_only_at_the_boundary():
     """probes.atlas is the one module of probes that talks to Atlas (cousteau/requests)."""
