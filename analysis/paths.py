@@ -468,6 +468,9 @@ def analyze_campaign(
 
     fams = _report_families(paths, nodes, registry, families)
     opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
+    weighted = paths.append_column("probe_weight", _probe_weights(paths))
+    hegemony = metrics.hegemony(paths)
+    node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
     path_tabs, pop_tabs, summary = [], [], {}
     for fam in [None, *fams]:
         label = fam or metrics.ANY_FAMILY
@@ -478,11 +481,18 @@ def analyze_campaign(
         ):
             boot = fn(paths, family=fam, ci="cluster-bootstrap", **extra, **opts)
             entry[kind] = _summary_row(boot)
+            pw = fn(weighted, family=fam, weight="probe_weight", ci="cluster-bootstrap", **extra, **opts)
+            row = pw.to_pylist()[0]
+            entry[kind]["probe_weighted"] = {
+                "estimate": row["exposure"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "method": row["method"] + "; every probe weighs the same (1 / its traceroutes)",
+            }
             tabs = path_tabs if kind == "path_exposure" else pop_tabs
             tabs.append(_long(boot, None))
             for grouping in GROUPINGS:
                 grouped = fn(paths, family=fam, by=grouping, ci="cluster-bootstrap", **extra, **opts)
                 tabs.append(_long(grouped, grouping))
+        entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
     out = campaign.root
@@ -491,7 +501,7 @@ def analyze_campaign(
     tables = {
         "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
         "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
-        "hegemony": metrics.hegemony(paths),
+        "hegemony": hegemony,
         "pops": metrics.crossing_locations(paths),
         "change_events": pa.concat_tables(
             [metrics.change_events(paths, family=f) for f in [None, *fams]]
@@ -539,6 +549,7 @@ def analyze_campaign(
         "drops": dict(sorted(drops.items())),
         "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
         "top_pops": tables["pops"].slice(0, 20).to_pylist(),
+        "top_hegemony": hegemony.slice(0, 20).to_pylist(),
         "outputs": written,
     }
     _io.write_bytes(
@@ -666,6 +677,23 @@ def _default_family_ids() -> list[str]:
     from analysis.registry import load_registry
 
     return list(load_registry().families)
+
+
+def _probe_weights(paths: pa.Table) -> pa.Array:
+    """1 / (traceroutes of the row's probe): every probe weighs the same in total."""
+    prb = paths.column("prb_id").to_numpy(zero_copy_only=False)
+    _, inv, counts = np.unique(prb, return_inverse=True, return_counts=True)
+    return pa.array(1.0 / counts[inv] if len(prb) else np.empty(0), pa.float64())
+
+
+def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family: str | None) -> dict[str, Any]:
+    """The family's node with the highest AS hegemony (IHR), or nulls."""
+    for row in hegemony.to_pylist():  # sorted by hegemony, descending
+        fam = node_family.get(row["node"])
+        if fam and (family is None or fam == family):
+            return {"node": row["node"], "hegemony": row["hegemony"], "viewpoints": row["n_viewpoints"]}
+    return {"node": None, "hegemony": 0.0, "viewpoints": hegemony.column("n_viewpoints")[0].as_py()
+            if hegemony.num_rows else 0}
 
 
 def _summary_row(boot: pa.Table) -> dict[str, Any]:

@@ -385,6 +385,13 @@ def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
     assert fam["china-telecom"]["pop_exposure"]["estimate"] == 0.25  # only the Ashburn crossing
     assert fam["china-mobile"]["pop_exposure"]["estimate"] == 0.0     # LA crossing inconsistent
     assert fam["any"]["path_exposure"]["method"].startswith("cluster bootstrap over prb_id")
+    # two probes with two traceroutes each: per-probe weighting changes nothing here
+    assert fam["china-telecom"]["path_exposure"]["probe_weighted"]["estimate"] == pytest.approx(0.5)
+    # hegemony, 2 viewpoints (AS7922, AS3320), nothing trimmed: AS4134 is on 1 of 2 paths of
+    # each -> (0.5 + 0.5) / 2; AS58453 on 1 of 2 of AS7922's only -> (0.5 + 0) / 2
+    assert fam["china-telecom"]["hegemony"] == {"node": "AS4134", "hegemony": 0.5, "viewpoints": 2}
+    assert fam["china-mobile"]["hegemony"] == {"node": "AS58453", "hegemony": 0.25, "viewpoints": 2}
+    assert fam["china-unicom"]["hegemony"]["node"] is None
     assert report["snapshot"] == "fixture-1"
     assert report["destinations"] == "annotated with snapshot fixture-1, then replying hops"
     assert report["detours"] == 1 and report["ixp_crossing_traceroutes"] == 2
