@@ -31,7 +31,8 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -230,6 +231,26 @@ def import_files(
     if not _ID.match(snapshot_id):
         raise DatasetFormatError(f"invalid snapshot id {snapshot_id!r}")
     snap_dir = _snapshots_dir(cache_dir) / snapshot_id
+    snap_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(snap_dir):  # concurrent imports into one snapshot take turns
+        return _import_locked(kind, paths, snap_dir, replace=replace, source_url=source_url)
+
+
+@contextmanager
+def _locked(snap_dir: Path) -> Iterator[None]:
+    import fcntl
+
+    with open(snap_dir / ".lock", "a+") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _import_locked(
+    kind: str, paths: Sequence[str | Path], snap_dir: Path, *, replace: bool, source_url: str | None
+) -> Snapshot:
     kind_dir = snap_dir / kind
     old_sources: list[dict] = []
     if kind_dir.joinpath("manifest.json").is_file() and not replace:
