@@ -66,8 +66,9 @@ class DemoResult:
     exposure : dict
         What :func:`analysis.paths.analyze_campaign` returned (``exposure.json``).
     top_pops : list of dict
-        The most crossed flagged PoPs: family, asn, name, where, detected and true
-        traceroute counts (``true_traceroutes`` is None for entries of unknown place).
+        The most crossed flagged PoPs: family, asn, name, via, ixp_id, city, where (a
+        readable place), detected and true traceroute counts (``true_traceroutes`` is None
+        where the pipeline did not locate the PoP in a city).
     episodes : list of dict
         Change-event episodes found (:func:`analysis._accuracy.episodes`).
     accuracy : dict
@@ -362,33 +363,38 @@ def _write_report(campaign: Campaign) -> Path | None:
 
 
 def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any) -> list[dict]:
-    """The most crossed flagged PoPs (family entry points), detected vs true traceroutes."""
+    """The most crossed flagged PoPs (family entry points), detected vs true traceroutes.
+
+    A PoP is (family, AS, IXP or private interconnect, city); the city is the pipeline's
+    located ``pop_city`` (empty when it could not locate the crossing: no true count then).
+    """
     from analysis._accuracy import TRACE_KEY
 
     lists = paths.column("pop_crossings").combine_chunks()
     flat = pc.list_flatten(lists)
-    det = found.append_column("ixp_name", pc.fill_null(flat.field("ixp_name"), "")).append_column(
-        "ixp_city", pc.fill_null(flat.field("ixp_city"), "")
-    )
-    keys = ["family", "asn", "via", "ixp_id"]
-    place = [*keys, "ixp_name", "ixp_city"]
+    det = found.append_column("ixp_name", pc.fill_null(flat.field("ixp_name"), ""))
+    det = det.set_column(det.schema.get_field_index("city"), "city", pc.fill_null(det.column("city"), ""))
+    keys = ["family", "asn", "via", "ixp_id", "city"]
     # distinct traceroutes per place: a forwarding loop repeats a crossing within one traceroute
-    det = det.group_by([*place, *TRACE_KEY], use_threads=False).aggregate([])
-    counted = det.group_by(place, use_threads=False).aggregate([("msm_id", "count")])
+    det = det.group_by([*keys, "ixp_name", *TRACE_KEY], use_threads=False).aggregate([])
+    counted = det.group_by([*keys, "ixp_name"], use_threads=False).aggregate([("msm_id", "count")])
     true = entries.group_by([*keys, *TRACE_KEY], use_threads=False).aggregate([])
     true = true.group_by(keys, use_threads=False).aggregate([("msm_id", "count")])
     true = true.rename_columns([*keys, "true"])
     counted = counted.join(true, keys=keys, join_type="left outer", use_threads=False)
-    rows = sorted(counted.to_pylist(), key=lambda r: (-r["msm_id_count"], r["family"], r["asn"], r["ixp_id"]))
+    rows = sorted(counted.to_pylist(),
+                  key=lambda r: (-r["msm_id_count"], r["family"], r["asn"], r["ixp_id"], r["city"]))
     out = []
     for r in rows[:_TOP_POPS]:
         entry = registry.family_of(int(r["asn"]))
+        city = r["city"] or None
         if r["via"] == "ixp":
-            where = f"{r['ixp_name'] or r['ixp_id']}" + (f" ({r['ixp_city']})" if r["ixp_city"] else "")
+            name = r["ixp_name"] or r["ixp_id"]
+            where = name + (f" ({city})" if city and city not in name else "")
         elif r["via"] == "private":
-            where = "private interconnect"
+            where = f"private interconnect, {city or 'not located'}"
         else:
-            where = "unknown (silent hop before it)"
+            where = f"IXP or private?, {city or 'not located'}"
         out.append(
             {
                 "family": r["family"],
@@ -397,9 +403,10 @@ def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any
                 "name": entry.name if entry else None,
                 "via": r["via"],
                 "ixp_id": r["ixp_id"] or None,
+                "city": city,
                 "where": where,
                 "traceroutes": r["msm_id_count"],
-                "true_traceroutes": (r["true"] or 0) if r["via"] != "unknown" else None,
+                "true_traceroutes": (r["true"] or 0) if city and r["via"] != "unknown" else None,
             }
         )
     return out

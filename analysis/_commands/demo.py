@@ -99,7 +99,7 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
     t.add_column("carrier family")
     t.add_column("transit [95% CI]", justify="right")
     t.add_column("true", justify="right")
-    t.add_column(f"enters at {exp['pop_country']} IXP", justify="right")
+    t.add_column(f"enters at a {exp['pop_country']} PoP", justify="right")
     t.add_column("true", justify="right")
     for fam, entry in exp["families"].items():
         row = [names.get(fam, fam)]
@@ -110,10 +110,18 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
             row.append(f"{_pct(chk['true'])} {_ok(chk['inside'])}" if chk else "-")
         t.add_row(*row)
     console.print(t)
-    console.print("[dim]  transit: share of traceroutes whose AS path crosses the family; enters at "
-                  "US IXP: the crossing is at an IXP in the US, consistent with the speed of light. "
-                  "Intervals: cluster bootstrap over probes. true ✓ = the world's true share lies "
-                  "inside.[/dim]")
+    cc = exp["pop_country"]
+    console.print(f"[dim]  transit: share of traceroutes whose AS path crosses the family. enters at a "
+                  f"{cc} PoP: the crossing is located in the {cc} (at an IXP, or by the facilities "
+                  "both networks share) and consistent with the speed of light; a lower bound, "
+                  "since not every crossing can be located. Intervals: cluster bootstrap over "
+                  "probes. true ✓: the world's true share lies inside.[/dim]")
+    loc = acc.get("crossing_pop_country")
+    missed_pop = [r for r in acc["exposure"] if r["kind"] == "pop_exposure" and not r["inside"]]
+    if loc and missed_pop:
+        console.print(f"[dim]  ✗ above: only {loc['true_positives']:,} of {loc['truth']:,} true {cc} "
+                      "entries could be located, so the lower bound falls below the truth "
+                      "(see crossing_pop_country in accuracy.json)[/dim]")
 
     # top PoPs
     console.print()
