@@ -25,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,7 +63,7 @@ __all__ = [
 #: Lines parsed together (one Arrow JSON decode per block).
 BLOCK_LINES = 4096
 #: Results collected before a segment is written.
-SEGMENT_RESULTS = 65_536
+SEGMENT_RESULTS = 32_768
 _SEG = re.compile(r"^seg-(\d{6})\.")
 
 PROBE_META_SCHEMA = pa.schema(
@@ -273,10 +274,24 @@ class _Store:
         self.next_seg = _next_segment(campaign)
         self._pending: list[Parsed] = []
         self._pending_n = 0
+        # one background writer: compressing a segment overlaps with parsing the next;
+        # segments are still written strictly in order, at most one in flight
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-store")
+        self._inflight: Future | None = None
+
+    def drain(self) -> None:
+        """Wait for the segment being written; re-raise its error, if any."""
+        if self._inflight is not None:
+            inflight, self._inflight = self._inflight, None
+            inflight.result()
 
     def close(self) -> None:
-        fcntl.flock(self._lock, fcntl.LOCK_UN)
-        self._lock.close()
+        try:
+            self.drain()
+        finally:
+            self._writer.shutdown(wait=True)
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
 
     def add(self, parsed: Parsed, report: IngestReport) -> None:
         msm, prb, ts = parsed.keys
@@ -300,7 +315,9 @@ class _Store:
             return
         name = f"seg-{self.next_seg:06d}"
         self.next_seg += 1
-        _write_segment(
+        self.drain()
+        self._inflight = self._writer.submit(
+            _write_segment,
             self.campaign,
             name,
             [ln for p in self._pending for ln in p.raw],
@@ -422,6 +439,7 @@ def ingest_stream(
         if block:
             _ingest_block(store, block, origin, report, drops)
         store.flush(report)
+        store.drain()
     finally:
         if _store is None:
             store.close()

@@ -1,0 +1,57 @@
+"""A large Atlas corpus for the scale benchmarks, built by replaying real results.
+
+Real shapes, no invented hops: each replica of the real MENOG traceroutes keeps every
+hop and reply as recorded and changes only the result's identity — ``msm_id`` shifted by
+``replica * 10**8`` and ``timestamp`` by ``replica`` weeks — so deduplication keeps every
+replica. Written once per size as zstd NDJSON under the bench work folder.
+"""
+
+from __future__ import annotations
+
+import lzma
+import os
+import re
+from pathlib import Path
+
+import pyarrow as pa
+
+_MSM = re.compile(rb'"msm_id":(\d+)')
+_TS = re.compile(rb'"timestamp":(\d+)')
+_WEEK = 7 * 86400
+
+
+def work_dir() -> Path:
+    """Scratch folder of the benchmarks (``PATHEXP_BENCH_DIR``, default ``.bench/``; git-ignored)."""
+    d = Path(os.environ.get("PATHEXP_BENCH_DIR", Path(__file__).resolve().parents[2] / ".bench"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def menog_lines(root: Path) -> list[bytes]:
+    path = root / "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
+    return [ln for ln in lzma.decompress(path.read_bytes()).split(b"\n") if ln.strip()]
+
+
+def build_corpus(root: Path, n: int) -> Path:
+    """``n`` results replayed from the real MENOG file, as one zstd NDJSON file."""
+    out = work_dir() / f"corpus-{n}.ndjson.zst"
+    if out.exists():
+        return out
+    lines = menog_lines(root)
+    tmp = out.with_suffix(".part")
+    with pa.CompressedOutputStream(str(tmp), "zstd") as f:
+        written, replica = 0, 0
+        while written < n:
+            shift_msm, shift_ts = replica * 10**8, replica * _WEEK
+            take = lines[: n - written]
+            if replica:
+                take = [
+                    _TS.sub(lambda m: b'"timestamp":%d' % (int(m.group(1)) + shift_ts),
+                            _MSM.sub(lambda m: b'"msm_id":%d' % (int(m.group(1)) + shift_msm), ln, 1), 1)
+                    for ln in take
+                ]
+            f.write(b"\n".join(take) + b"\n")
+            written += len(take)
+            replica += 1
+    tmp.rename(out)
+    return out

@@ -1,0 +1,104 @@
+"""End to end at scale: ingest -> annotate -> analyze on a corpus replayed from real results.
+
+Run: ``.venv/bin/python tests/bench/bench_pipeline.py [--sizes 100000 1000000]``.
+Each size runs in a fresh process (peak RSS is per run) on the local engine; the parent
+prints one JSON line per figure, including peak RSS at the largest size relative to the
+smallest (memory flat in input size: target <= 1.5) and wall time against the 2-minute,
+4 GB target at 1M. The reference data is the real 2020 CAIDA prefix table and the real
+IXP files of ../shared/data, imported once into the bench work folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bench._common import data_root, emit, peak_rss_mb  # noqa: E402
+from tests.bench._corpus import build_corpus, work_dir  # noqa: E402
+
+
+def snapshot_cache() -> Path:
+    from analysis.datasets import load_snapshot
+    from analysis.errors import MissingReferenceData
+    from tests.analysis._snap import build
+
+    cache = work_dir() / "refcache"
+    try:
+        load_snapshot("bench-real", cache_dir=cache)
+    except MissingReferenceData:
+        build(data_root(), cache, snapshot_id="bench-real")
+    return cache
+
+
+def child(n: int, engine: str, workers: int) -> None:
+    """One full pipeline run; prints a JSON object of stage times and peak RSS."""
+    from analysis.annotate import annotate_campaign
+    from analysis.paths import analyze_campaign
+    from probes import store
+    from probes.workspace import Campaign
+
+    cache = snapshot_cache()
+    corpus = build_corpus(data_root(), n)
+    ws = work_dir() / f"ws-{n}-{engine}-{workers}"
+    shutil.rmtree(ws, ignore_errors=True)
+    c = Campaign("bench", ws)
+    times = {}
+    kw = {} if engine == "local" else {"engine": engine, "workers": workers}
+    t0 = time.perf_counter()
+    rep = store.ingest_files(c, [corpus], **kw)
+    times["ingest"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    annotate_campaign(c, snapshot_id="bench-real", cache_dir=cache, **kw)
+    times["annotate"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    analyze_campaign(c, cache_dir=cache, **kw)
+    times["analyze"] = time.perf_counter() - t2
+    times["total"] = time.perf_counter() - t0
+    print(json.dumps({"n": n, "added": rep.added, "hop_rows": rep.hop_rows, "times": times, "peak_rss_mb": peak_rss_mb()}))
+    shutil.rmtree(ws, ignore_errors=True)
+
+
+def run_child(n: int, engine: str = "local", workers: int = 1) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(n), "--engine", engine, "--workers", str(workers)],
+        check=True, capture_output=True, text=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--child", type=int)
+    ap.add_argument("--engine", default="local")
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.engine, args.workers)
+        return
+    snapshot_cache()
+    runs = {}
+    for n in args.sizes:
+        build_corpus(data_root(), n)
+        r = run_child(n)
+        runs[n] = r
+        for stage, secs in r["times"].items():
+            emit("pipeline", f"{stage}_wall", secs, "s", n=n, engine="local", results_per_s=round(n / secs))
+        emit("pipeline", "peak_rss", r["peak_rss_mb"], "MiB", n=n, engine="local")
+    small, large = min(runs), max(runs)
+    if small != large:
+        emit("pipeline", "peak_rss_ratio", runs[large]["peak_rss_mb"] / runs[small]["peak_rss_mb"], "x",
+             sizes=[small, large], target="<= 1.5")
+    emit("pipeline", "total_wall_vs_target", runs[large]["times"]["total"] / 120, "x of 120 s", n=large)
+
+
+if __name__ == "__main__":
+    main()
