@@ -26,7 +26,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="world seed (default: 0)")
     parser.add_argument("--size", choices=("small", "large"), default="small",
-                        help="small: 7,200 traceroutes, seconds; large: ~100k traceroutes (default: small)")
+                        help="small: 7,200 traceroutes, seconds; large: ~100k traceroutes, 1-2 minutes "
+                             "and ~2 GB of memory (default: small)")
     parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
                         help=f"folder of campaign workspaces; the demo uses <workspace>/demo "
                              f"(default: {DEFAULT_WORKSPACE}/)")
