@@ -315,12 +315,10 @@ def detected_ixp_crossings(paths: pa.Table) -> pa.Table:
     nxt = pos + 1
     ok = nxt < len(flat)
     ok[ok] &= parent[nxt[ok]] == parent[pos[ok]]
-    nxt_vals = np.asarray(flat.to_numpy(zero_copy_only=False), dtype=object)
-    member = np.full(len(pos), -1, np.int64)
-    for j in np.flatnonzero(ok):  # one string check per IXP node (a few per traceroute)
-        v = nxt_vals[nxt[j]]
-        if v.startswith("AS") and v[2:].isdigit():
-            member[j] = int(v[2:])
+    nv = flat.take(pa.array(np.where(ok, nxt, 0), pa.int64())) if len(pos) else pa.array([], pa.string())
+    is_as = pc.and_(pa.array(ok, pa.bool_()), pc.match_substring_regex(nv, r"^AS[0-9]+$"))
+    digits = pc.utf8_slice_codeunits(pc.if_else(is_as, nv, pa.scalar("AS-1")), 2)
+    member = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
     keys = {k: (epoch_seconds(paths.column(k)) if k == "timestamp" else paths.column(k).combine_chunks())
             for k in TRACE_KEY}
     take = pa.array(parent[pos])
