@@ -29,8 +29,8 @@ def hop_table_summary(campaign: Campaign) -> dict:
             FROM read_parquet('{hops}')"""
     ).fetchone()
     keys = ["traceroutes", "measurements", "probes", "destinations", "destination_reached", "first", "last"]
-    out = dict(zip(keys, t))
-    out.update(dict(zip(["hop_rows", "replies", "timeouts", "distinct_reply_addresses"], h)))
+    out = dict(zip(keys, t, strict=True))
+    out.update(dict(zip(["hop_rows", "replies", "timeouts", "distinct_reply_addresses"], h, strict=True)))
     return out
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bench._common import data_root, emit, peak_rss_mb  # noqa: E402
-
 from probes.parse import parse_lines  # noqa: E402
 from probes.store import BLOCK_LINES  # noqa: E402
+from tests.bench._common import data_root, emit, peak_rss_mb  # noqa: E402
 
 
 def rate(fn, lines, repeat=3):
@@ -47,7 +46,7 @@ def sagan(lines):
         res = TracerouteResult(orjson.loads(ln), on_error=TracerouteResult.ACTION_IGNORE)
         for hop in res.hops:
             for pkt in hop.packets:
-                (pkt.origin, pkt.rtt, pkt.ttl)
+                _ = (pkt.origin, pkt.rtt, pkt.ttl)
 
 
 def main() -> None:

@@ -71,6 +71,7 @@ def pathexp_sequences(lines: list[bytes]) -> dict[tuple, list[tuple]]:
             t.column("msm_id").to_pylist(),
             t.column("prb_id").to_pylist(),
             t.column("timestamp").cast(pa.int64()).to_pylist(),
+            strict=True,
         )
     )
     out: dict[tuple, list[tuple]] = {k: [] for k in keys}
@@ -125,7 +126,7 @@ def one(result, **top):
 
 
 def rows(parsed, *cols):
-    return list(zip(*(parsed.hops.column(c).to_pylist() for c in cols)))
+    return list(zip(*(parsed.hops.column(c).to_pylist() for c in cols), strict=True))
 
 
 def test_timeouts_err_late_edst_itos_dup():

@@ -5,12 +5,10 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import orjson
