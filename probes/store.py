@@ -58,6 +58,7 @@ __all__ = [
     "read_probe_meta",
     "PROBE_META_SCHEMA",
     "open_input",
+    "epoch_seconds",
 ]
 
 #: Lines parsed together (one Arrow JSON decode per block).
