@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import io
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "Parsed",
     "parse_results",
     "parse_lines",
+    "iter_parsed",
     "RAW_SCHEMA",
     "DROP_REASONS",
 ]
@@ -204,17 +206,45 @@ def parse_lines(lines: Sequence[bytes], *, origin: str = "atlas", use_threads: b
 
     ``use_threads=False`` keeps Arrow's JSON decoder on the calling thread.
     """
+    return _finish(*_decode(lines, use_threads), origin)
+
+
+def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas") -> Iterator[Parsed]:
+    """Parse blocks of lines in order, as :func:`parse_lines` would, one by one.
+
+    The JSON of the next block is decoded on a helper thread (Arrow releases the GIL)
+    while the current block is flattened and handed to the caller, so decoding overlaps
+    with everything the caller does with a block.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-parse") as pool:
+        pending: Future | None = None
+        for block in blocks:
+            decoding = pool.submit(_decode, block, True)
+            if pending is not None:
+                yield _finish(*pending.result(), origin)
+            pending = decoding
+        if pending is not None:
+            yield _finish(*pending.result(), origin)
+
+
+def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None, list[bytes], Counter]:
+    """JSON to a raw Arrow table (RAW_SCHEMA); damaged blocks go through :func:`_sanitize`."""
     lines = [ln for ln in lines if ln.strip()]
     drops: Counter = Counter()
     if not lines:
-        return Parsed(HOP_SCHEMA.empty_table(), TRACE_SCHEMA.empty_table(), drops, [])
+        return None, lines, drops
     try:
-        raw = _read_block(lines, use_threads)
+        return _read_block(lines, use_threads), lines, drops
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         lines = _sanitize(lines, drops)
         if not lines:
-            return Parsed(HOP_SCHEMA.empty_table(), TRACE_SCHEMA.empty_table(), drops, [])
-        raw = _read_block(lines, use_threads)
+            return None, lines, drops
+        return _read_block(lines, use_threads), lines, drops
+
+
+def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: str) -> Parsed:
+    if raw is None:
+        return Parsed(HOP_SCHEMA.empty_table(), TRACE_SCHEMA.empty_table(), drops, [])
     raw, lines = _validate(raw, lines, drops)
     traces, hops, hop_trace = _flatten(raw, origin)
     return Parsed(hops, traces, drops, lines, hop_trace)
