@@ -20,13 +20,15 @@ import gzip
 import hashlib
 import io
 import lzma
+import os
 import re
+import shutil
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO
@@ -66,6 +68,8 @@ BLOCK_LINES = 4096
 #: Results collected before a segment is written.
 SEGMENT_RESULTS = 32_768
 _SEG = re.compile(r"^seg-(\d{6})\.")
+#: Folder (inside the campaign) where Dask workers stage parsed parts before the commit.
+STAGING = ".staging"
 
 PROBE_META_SCHEMA = pa.schema(
     [
@@ -271,6 +275,8 @@ class _Store:
         self._lock = open(campaign.root / ".lock", "a+")
         fcntl.flock(self._lock, fcntl.LOCK_EX)
         recover(campaign, _locked=True)
+        # parts staged by an earlier, interrupted Dask ingest were never committed
+        shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
         self.index = _KeyIndex(_stored_keys(campaign))
         self.next_seg = _next_segment(campaign)
         self._pending: list[Parsed] = []
@@ -329,13 +335,51 @@ class _Store:
         self._pending, self._pending_n = [], 0
 
 
-def _write_segment(campaign: Campaign, name: str, raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
-    raw_path = campaign.raw_dir / f"{name}.ndjson.zst"
-    with _io.atomic_path(raw_path) as tmp:
+    def commit_staged(self, part: dict, keys: np.ndarray, report: IngestReport) -> None:
+        """Move a staged part (no stored key among its ``keys``) into the store as a segment.
+
+        Renamed in the same order as :func:`_write_segment` writes (raw, traces, hops), so
+        an interruption leaves what :func:`recover` repairs.
+        """
+        self.drain()
+        name = f"seg-{self.next_seg:06d}"
+        self.next_seg += 1
+        src = _staged_files(Path(part["stem"]))
+        dst = _segment_files(self.campaign, name)
+        for key in ("raw", "traces", "hops"):
+            os.replace(src[key], dst[key])
+        self.index.add(keys)
+        report.added += part["results"]
+        report.hop_rows += part["hop_rows"]
+        report.segments.append(name)
+
+
+def _segment_files(campaign: Campaign, name: str) -> dict[str, Path]:
+    return {
+        "raw": campaign.raw_dir / f"{name}.ndjson.zst",
+        "traces": campaign.traces_dir / f"{name}.parquet",
+        "hops": campaign.hops_dir / f"{name}.parquet",
+    }
+
+
+def _staged_files(stem: Path) -> dict[str, Path]:
+    return {
+        "raw": stem.with_name(stem.name + ".ndjson.zst"),
+        "traces": stem.with_name(stem.name + ".traces.parquet"),
+        "hops": stem.with_name(stem.name + ".hops.parquet"),
+    }
+
+
+def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
+    with _io.atomic_path(files["raw"]) as tmp:
         with pa.CompressedOutputStream(str(tmp), "zstd") as out:
             out.write(b"\n".join(raw) + b"\n")
-    _io.write_parquet(traces, campaign.traces_dir / f"{name}.parquet")
-    _io.write_parquet(hops, campaign.hops_dir / f"{name}.parquet")
+    _io.write_parquet(traces, files["traces"])
+    _io.write_parquet(hops, files["hops"])
+
+
+def _write_segment(campaign: Campaign, name: str, raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
+    _write_files(_segment_files(campaign, name), raw, traces, hops)
 
 
 def _segments(directory: Path, suffix: str) -> dict[str, Path]:
@@ -429,15 +473,7 @@ def ingest_stream(
     store = _store or _Store(campaign)
     drops: Counter = Counter()
     try:
-        block: list[bytes] = []
-        for line in lines:
-            if not line.strip():
-                continue
-            block.append(line)
-            if len(block) >= BLOCK_LINES:
-                _ingest_block(store, block, origin, report, drops)
-                block = []
-        if block:
+        for block in _blocks(lines):
             _ingest_block(store, block, origin, report, drops)
         store.flush(report)
         store.drain()
@@ -447,6 +483,20 @@ def ingest_stream(
     for k, v in drops.items():
         report.drops[k] = report.drops.get(k, 0) + v
     return report
+
+
+def _blocks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """Non-blank lines in blocks of :data:`BLOCK_LINES` (the unit of parsing and dedup)."""
+    block: list[bytes] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        block.append(line)
+        if len(block) >= BLOCK_LINES:
+            yield block
+            block = []
+    if block:
+        yield block
 
 
 def _ingest_block(store: _Store, block: list[bytes], origin: str, report: IngestReport, drops: Counter) -> None:
@@ -485,6 +535,9 @@ def ingest_files(
     *,
     origin: str = "atlas",
     segment_results: int = SEGMENT_RESULTS,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> IngestReport:
     """Ingest Atlas traceroute results from files (NDJSON, JSON array or object; gz/bz2/xz/zstd).
 
@@ -492,33 +545,154 @@ def ingest_files(
     converted to the Atlas format first. Each input's counts are stored in
     ``<campaign>/ingest.json`` keyed by the sha256 of its content, so re-ingesting a file
     replaces its entry instead of counting its drops twice.
+
+    With ``engine="dask"`` (see :func:`probes._engine.open_runner` for ``scheduler`` and
+    ``workers``) each input file is parsed by a worker into parts staged under
+    ``<campaign>/.staging/`` (the same :func:`probes.parse.parse_lines` over the same
+    blocks); this process deduplicates them against the store and commits them in input
+    order, renaming a part into a segment when none of its results is stored yet. The
+    segments, tables and counts are those of the local engine. A killed run leaves
+    committed segments only (the staging folder is discarded by the next ingest), and a
+    re-run adds the rest without duplicates.
     """
+    from probes._engine import open_runner
+
     total = IngestReport()
-    store = _Store(campaign, segment_results=segment_results)
     inputs = []
-    try:
-        for path in paths:
-            one = IngestReport()
-            with open_input(path) as stream:
-                hashing = _Hashing(stream)
-                name = "<stdin>" if str(path) == "-" else str(path)
-                ingest_stream(campaign, _records_of(hashing, name), origin=origin, _store=store, report=one)
-            entry = {
-                "name": name,
-                "sha256": hashing.sha.hexdigest(),
-                "bytes": hashing.size,
-                "seen": one.seen,
-                "added": one.added,
-                "duplicates": one.duplicates,
-                "drops": dict(sorted(one.drops.items())),
-            }
-            one.inputs = [entry]
-            inputs.append(entry)
-            total.merge(one)
-    finally:
-        store.close()
+    with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+        store = _Store(campaign, segment_results=segment_results)
+        try:
+            if runner.engine == "local":
+                for path in paths:
+                    one, entry = _ingest_one_local(campaign, store, path, origin)
+                    inputs.append(entry)
+                    total.merge(one)
+            else:
+                staging = campaign.root / STAGING
+                staging.mkdir(parents=True, exist_ok=True)
+                files = [(i, str(p)) for i, p in enumerate(paths) if str(p) != "-"]
+                jobs = [(i, p, str(staging), origin, segment_results) for i, p in files]
+                with closing(runner.map(_stage_file, jobs)) as staged:
+                    for path in paths:
+                        if str(path) == "-":  # standard input is read here, in order
+                            one, entry = _ingest_one_local(campaign, store, path, origin)
+                        else:
+                            one, entry = _commit_staged_file(store, next(staged))
+                        inputs.append(entry)
+                        total.merge(one)
+        finally:
+            store.close()
+            shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
     _record_run(campaign, total, inputs)
     return total
+
+
+def _ingest_one_local(campaign: Campaign, store: _Store, path: str | Path, origin: str) -> tuple[IngestReport, dict]:
+    one = IngestReport()
+    with open_input(path) as stream:
+        hashing = _Hashing(stream)
+        name = "<stdin>" if str(path) == "-" else str(path)
+        ingest_stream(campaign, _records_of(hashing, name), origin=origin, _store=store, report=one)
+    return one, _input_entry(one, name, hashing.sha.hexdigest(), hashing.size)
+
+
+def _input_entry(one: IngestReport, name: str, sha256: str, size: int) -> dict:
+    entry = {
+        "name": name,
+        "sha256": sha256,
+        "bytes": size,
+        "seen": one.seen,
+        "added": one.added,
+        "duplicates": one.duplicates,
+        "drops": dict(sorted(one.drops.items())),
+    }
+    one.inputs = [entry]
+    return entry
+
+
+def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
+    """Worker side of a Dask ingest: parse one input file into staged parts.
+
+    Blocks, in-file deduplication and part boundaries follow the local engine exactly
+    (a part is cut where :class:`_Store` would cut a segment if nothing were stored yet),
+    so a part without stored results becomes a segment by renaming.
+    """
+    index, path, staging, origin, segment_results = job
+    index_keys = _KeyIndex()
+    drops: Counter = Counter()
+    parts: list[dict] = []
+    pending: list[Parsed] = []
+    blocks: list[int] = []
+    seen = dups = 0
+
+    def flush() -> None:
+        if not pending:
+            return
+        stem = Path(staging) / f"{index:06d}-{len(parts):06d}"
+        traces = pa.concat_tables([p.traces for p in pending])
+        hops = pa.concat_tables([p.hops for p in pending])
+        _write_files(_staged_files(stem), [ln for p in pending for ln in p.raw], traces, hops)
+        parts.append({"stem": str(stem), "blocks": list(blocks), "results": traces.num_rows, "hop_rows": hops.num_rows})
+        pending.clear()
+        blocks.clear()
+
+    with open_input(path) as stream:
+        hashing = _Hashing(stream)
+        for block in _blocks(_records_of(hashing, path)):
+            seen += len(block)
+            parsed = parse_lines(block, origin=origin)
+            drops.update(parsed.drops)
+            keys = _KeyIndex.encode(*parsed.keys)
+            new = index_keys.select_new(keys)
+            dups += len(keys) - len(new)
+            if len(new) == 0:
+                continue
+            if len(new) != len(keys):
+                parsed = parsed.take(new)
+            index_keys.add(keys[new])
+            pending.append(parsed)
+            blocks.append(parsed.traces.num_rows)
+            if sum(blocks) >= segment_results:
+                flush()
+        flush()
+    return {
+        "name": path, "sha256": hashing.sha.hexdigest(), "bytes": hashing.size, "seen": seen,
+        "duplicates": dups, "drops": dict(drops), "parts": parts,
+    }
+
+
+def _commit_staged_file(store: _Store, manifest: dict) -> tuple[IngestReport, dict]:
+    """Client side of a Dask ingest: dedup one file's staged parts and commit them in order."""
+    one = IngestReport(seen=manifest["seen"], duplicates=manifest["duplicates"], drops=dict(manifest["drops"]))
+    for part in manifest["parts"]:
+        files = _staged_files(Path(part["stem"]))
+        t = pq.read_table(files["traces"], columns=["msm_id", "prb_id", "timestamp"])
+        keys = _KeyIndex.encode(t.column("msm_id").to_numpy(), t.column("prb_id").to_numpy(),
+                                epoch_seconds(t.column("timestamp")))
+        if not store._pending and len(store.index.select_new(keys)) == len(keys):
+            store.commit_staged(part, keys, one)
+            continue
+        # some results are stored already: replay the part block by block, as the local
+        # engine would have added it
+        parsed = _read_staged(files, keys)
+        start = 0
+        for size in part["blocks"]:
+            store.add(parsed.take(np.arange(start, start + size)), one)
+            start += size
+    store.flush(one)
+    store.drain()
+    return one, _input_entry(one, manifest["name"], manifest["sha256"], manifest["bytes"])
+
+
+def _read_staged(files: dict[str, Path], keys: np.ndarray) -> Parsed:
+    """A staged part as :class:`Parsed` (its keys are unique: the worker deduplicated it)."""
+    traces = pq.read_table(files["traces"]).cast(TRACE_SCHEMA)
+    hops = pq.read_table(files["hops"]).cast(HOP_SCHEMA)
+    hop_keys = _KeyIndex.encode(hops.column("msm_id").to_numpy(), hops.column("prb_id").to_numpy(),
+                                epoch_seconds(hops.column("timestamp")))
+    order = np.argsort(keys, kind="stable")
+    hop_trace = order[np.searchsorted(keys[order], hop_keys)]
+    return Parsed(hops, traces, Counter(), list(_raw_lines(files["raw"])), hop_trace)
 
 
 def _record_run(campaign: Campaign, report: IngestReport, inputs: list[dict]) -> None:
@@ -586,6 +760,29 @@ def read_hops(campaign: Campaign, *, columns: Sequence[str] | None = None) -> pa
 def read_traces(campaign: Campaign, *, columns: Sequence[str] | None = None) -> pa.Table:
     """The whole traceroute table (see :func:`scan_traces`)."""
     return _collect(scan_traces(campaign, columns=columns), TRACE_SCHEMA, columns)
+
+
+def segment_names(campaign: Campaign, table: str = "hops") -> list[str]:
+    """Names (``seg-NNNNNN``) of the stored segments of ``table`` (raw, traces or hops), in order.
+
+    A segment holds whole traceroutes: its traceroute and hop tables describe the same
+    results, so per-traceroute work can run segment by segment.
+    """
+    return sorted(_segments(*_table_dir(campaign, table)))
+
+
+def segment_path(campaign: Campaign, name: str, table: str = "hops") -> Path:
+    """File of one segment of ``table`` (raw, traces or hops)."""
+    directory, suffix = _table_dir(campaign, table)
+    return directory / f"{name}{suffix}"
+
+
+def _table_dir(campaign: Campaign, table: str) -> tuple[Path, str]:
+    dirs = {"raw": (campaign.raw_dir, ".ndjson.zst"), "traces": (campaign.traces_dir, ".parquet"),
+            "hops": (campaign.hops_dir, ".parquet")}
+    if table not in dirs:
+        raise StoreError(f"unknown store table {table!r}: use raw, traces or hops")
+    return dirs[table]
 
 
 def iter_raw(campaign: Campaign) -> Iterator[dict]:
