@@ -66,10 +66,6 @@ ANNOTATION_FIELDS = pa.schema(
     ]
 )
 
-#: Rows per output part written by :func:`annotate_campaign`.
-PART_ROWS = 1_000_000
-
-
 def _derived(snapshot: Snapshot, key: str, build: Any) -> Any:
     """Per-snapshot cache of structures built from its tables (IXP index, member index)."""
     k = ("derived", key)
@@ -510,13 +506,6 @@ def _annotate_unique(
 # ----------------------------------------------------------------------------- campaign
 
 
-def _scan_hops(campaign: Any):
-    """Hop batches of a campaign via :func:`probes.store.scan_hops` (the store's reader)."""
-    from probes import store
-
-    return store.scan_hops(campaign)
-
-
 def annotate_campaign(
     campaign: Any,
     *,
@@ -524,8 +513,17 @@ def annotate_campaign(
     cache_dir: str | Path | None = None,
     registry_path: str | Path | None = None,
     online: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> dict:
     """Annotate every hop of a campaign; write ``annotated/`` and ``annotate.json``.
+
+    Runs :func:`annotate` segment by segment (``annotated/seg-NNNNNN.parquet`` for hop
+    segment ``seg-NNNNNN``): one segment is in memory at a time, so memory does not grow
+    with the campaign. With ``engine="dask"`` the segments are annotated by Dask workers
+    (see :func:`analysis.engine.open_runner`), each loading the snapshot once; the files
+    written are the same.
 
     Parameters
     ----------
@@ -538,6 +536,11 @@ def annotate_campaign(
         A registry TOML file instead of the default one.
     online : bool
         Allow the RDAP fallback.
+    engine : {"local", "dask"}
+    scheduler : str, optional
+        Dask scheduler address (default: a LocalCluster for the run).
+    workers : int, optional
+        Worker processes of that LocalCluster (default: one per core).
 
     Returns
     -------
@@ -546,7 +549,9 @@ def annotate_campaign(
         rows, parts, counts by reason. The same inputs and snapshot give byte-identical
         files.
     """
-    from probes._io import write_json, write_parquet
+    from probes import store
+    from probes._engine import open_runner
+    from probes._io import write_json
 
     snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
     registry = load_registry(registry_path)
@@ -557,29 +562,15 @@ def annotate_campaign(
         shutil.rmtree(tmp_dir)
     tmp_dir.mkdir(parents=True)
     parts: list[str] = []
-    buf: list[pa.RecordBatch] = []
-    buf_rows = 0
     rows = 0
-
-    def flush() -> None:
-        nonlocal buf, buf_rows, rows
-        if not buf:
-            return
-        table = pa.Table.from_batches(buf)
-        annotated, c = annotate(table, snap, registry=registry, online=online)
-        counts.update(c)
-        name = f"part-{len(parts):06d}.parquet"
-        write_parquet(annotated, tmp_dir / name)
-        parts.append(name)
-        rows += annotated.num_rows
-        buf, buf_rows = [], 0
-
-    for batch in _scan_hops(campaign):
-        buf.append(batch)
-        buf_rows += batch.num_rows
-        if buf_rows >= PART_ROWS:
-            flush()
-    flush()
+    shared = {"campaign": campaign, "snapshot_id": snap.id, "cache_dir": cache_dir,
+              "registry_path": registry_path, "online": online, "out": tmp_dir}
+    with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+        names = store.segment_names(campaign, "hops")
+        for name, n, c in runner.map(_annotate_segment, names, setup=_segment_context, shared=shared):
+            counts.update(c)
+            parts.append(f"{name}.parquet")
+            rows += n
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp_dir.rename(out_dir)
@@ -598,6 +589,25 @@ def annotate_campaign(
     }
     write_json(campaign.root / "annotate.json", report)
     return report
+
+
+def _segment_context(shared: dict) -> dict:
+    """Per process (or Dask worker): the snapshot and registry, loaded once."""
+    snap = load_snapshot(shared["snapshot_id"], cache_dir=shared["cache_dir"])
+    return {**shared, "snapshot": snap, "registry": load_registry(shared["registry_path"])}
+
+
+def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
+    """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
+    from probes import store
+    from probes._io import write_parquet
+    from probes.schema import HOP_SCHEMA
+
+    hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
+    annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"])
+    del hops
+    write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet")
+    return name, annotated.num_rows, counts
 
 
 def read_annotated(campaign: Any) -> pa.Table:

@@ -49,6 +49,7 @@ Node ids are made by :func:`as_node` and :func:`ixp_node` only, and read by
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -366,27 +367,35 @@ def node_attributes(annotated: pa.Table, *, registry: RegistryLike | None = None
     con = _connect()
     try:
         con.register("a", annotated)
-        rel = con.sql(
-            """
-            WITH x AS (
-              SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
-                     org, family, as_country
-              FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
-            )
-            SELECT 'AS' || node_asn::VARCHAR AS node, 'as' AS kind, node_asn AS asn,
-                   mode(org) AS org, mode(family) AS family, mode(as_country) AS country,
-                   NULL::VARCHAR AS name, NULL::VARCHAR AS city
-            FROM x WHERE node_asn IS NOT NULL GROUP BY node_asn
-            UNION ALL
-            SELECT 'IXP:' || ixp_id, 'ixp', NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR,
-                   mode(ixp_country), mode(ixp_name), mode(ixp_city)
-            FROM a WHERE ixp_id IS NOT NULL GROUP BY ixp_id
-            ORDER BY node
-            """
-        ).to_arrow_table()
+        table = _node_attributes_sql(con)
     finally:
         con.close()
-    table = rel
+    return _override_families(table, registry)
+
+
+def _node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The node attribute query over relation ``a`` (an annotated hop table or its files)."""
+    return con.sql(
+        """
+        WITH x AS (
+          SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
+                 org, family, as_country
+          FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
+        )
+        SELECT 'AS' || node_asn::VARCHAR AS node, 'as' AS kind, node_asn AS asn,
+               mode(org) AS org, mode(family) AS family, mode(as_country) AS country,
+               NULL::VARCHAR AS name, NULL::VARCHAR AS city
+        FROM x WHERE node_asn IS NOT NULL GROUP BY node_asn
+        UNION ALL
+        SELECT 'IXP:' || ixp_id, 'ixp', NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR,
+               mode(ixp_country), mode(ixp_name), mode(ixp_city)
+        FROM a WHERE ixp_id IS NOT NULL GROUP BY ixp_id
+        ORDER BY node
+        """
+    ).to_arrow_table()
+
+
+def _override_families(table: pa.Table, registry: RegistryLike | None) -> pa.Table:
     if registry is not None:
         asn = _int_np(table.column("asn"))
         fams = _registry_lookup(registry, asn)
@@ -411,6 +420,9 @@ def analyze_campaign(
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
     cache_dir: str | Path | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """Paths, exposure tables, graphs and ``exposure.json`` for one campaign (the I/O edge).
 
@@ -430,14 +442,25 @@ def analyze_campaign(
     snapshot named in ``annotate.json`` (looked up in ``cache_dir``, see
     :func:`analysis.datasets.cache_root`); if that snapshot is not in the cache, only
     destinations that answered a hop are known, and ``exposure.json`` says so.
+
+    Memory stays flat in the campaign's size: when the annotated files are the store's
+    segments (as :func:`analysis.annotate.annotate_campaign` writes them), the campaign-wide
+    lookups (destinations, node attributes) are aggregated from the files first, then
+    :func:`build_paths` runs segment by segment (a segment holds whole traceroutes) and
+    ``paths.parquet`` is written part by part, one row group per segment, in segment order
+    (rows sorted by key within a segment); the metrics then read the path columns they
+    need. ``engine="dask"`` runs the segments on Dask workers (``scheduler``, ``workers``:
+    see :func:`analysis.engine.open_runner`) with the same output.
     """
     import orjson
     import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
 
     from analysis import graph as graph_mod
     from analysis import metrics
     from analysis.errors import MissingReferenceData
     from probes import _io, store
+    from probes._engine import open_runner
 
     ann_files = sorted(campaign.annotated_dir.glob("**/*.parquet"))
     if not ann_files:
@@ -445,26 +468,42 @@ def analyze_campaign(
             f"campaign {campaign.name!r} has no annotated hops in {campaign.annotated_dir}; "
             "run `pathexp annotate` first"
         )
-    annotated = _read_annotated(ann_files)
-    traces = store.read_traces(campaign)
+    ann_columns = _annotated_columns(ann_files)
+    partitions = _partitions(campaign, ann_files)
+    trace_files = [f for _, _, tf in partitions for f in tf]
     probe_meta = store.read_probe_meta(campaign)
     snapshot, annotate_info = _annotate_info(campaign)
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
-    destinations, dst_source = _destination_table(traces, snap, snap_note, registry)
+    dst_addrs = _distinct_destinations(trace_files)
+    destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
+    destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
     facilities, fac_source = _facility_table(snap, snap_note)
+    nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
+    del snap
 
-    paths, drops = build_paths(
-        annotated,
-        traces,
-        probe_meta,
-        registry=registry,
-        destinations=destinations,
-        facilities=facilities,
-        include_endpoints=include_endpoints,
-        rtt_jump_ms=rtt_jump_ms,
-    )
-    nodes = node_attributes(annotated, registry=registry)
-    del annotated
+    tmp_dir = campaign.paths_dir.parent / ".paths.tmp"
+    if tmp_dir.exists():
+        shutil.rmtree(tmp_dir)
+    tmp_dir.mkdir(parents=True)
+    shared = {
+        "probes": probe_meta, "registry": registry, "destinations": destinations,
+        "facilities": facilities, "include_endpoints": include_endpoints,
+        "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(tmp_dir),
+    }
+    drops: Counter[str] = Counter()
+    part_files: list[Path] = []
+    with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+        for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
+            drops.update(part_drops)
+            part_files.append(Path(part))
+    del shared, destinations, facilities, probe_meta
+    paths_file = campaign.paths_dir / "paths.parquet"
+    with _io.atomic_path(paths_file) as tmp:
+        with pq.ParquetWriter(tmp, PATHS_SCHEMA, **_io.PARQUET_OPTIONS) as writer:
+            for f in part_files:
+                writer.write_table(pq.read_table(f, schema=PATHS_SCHEMA))
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    paths = pq.read_table(paths_file, columns=list(_METRIC_COLUMNS))
 
     fams = _report_families(paths, nodes, registry, families)
     opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
@@ -496,8 +535,7 @@ def analyze_campaign(
         summary[label] = entry
 
     out = campaign.root
-    _io.write_parquet(paths, campaign.paths_dir / "paths.parquet")
-    written = {"paths": str(campaign.paths_dir / "paths.parquet")}
+    written = {"paths": str(paths_file)}
     tables = {
         "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
         "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
@@ -560,27 +598,163 @@ def analyze_campaign(
     return report
 
 
-def _read_annotated(files: list[Path]) -> pa.Table:
-    """The columns :func:`build_paths` and :func:`node_attributes` use, from all parts."""
+#: Path columns the metrics, graph and report read back from ``paths.parquet``.
+_METRIC_COLUMNS = (
+    "msm_id", "prb_id", "timestamp", "day", "probe_asn", "probe_country", "dst_addr", "dst_asn",
+    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour",
+)  # fmt: skip
+
+
+def _annotated_columns(files: list[Path]) -> list[str]:
+    """Columns of the annotated parts that paths use; raises if a required one is missing."""
     wanted = set(_ANNOTATED_REQUIRED) | set(_ANNOTATED_OPTIONAL) | {"org", "dup", "late"}
-    params = {"files": [str(f) for f in files]}
     con = _connect()
     try:
         names = [r[0] for r in con.sql(
-            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)", params=params
+            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)",
+            params={"files": [str(f) for f in files]},
         ).fetchall()]
-        missing = [c for c in _ANNOTATED_REQUIRED if c not in names]
-        if missing:
-            raise SchemaMismatch(
-                f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
-            )
-        sel = ", ".join(f'"{c}"' for c in names if c in wanted)
-        table = con.sql(
-            f"SELECT {sel} FROM read_parquet($files, union_by_name=true)", params=params
+    finally:
+        con.close()
+    missing = [c for c in _ANNOTATED_REQUIRED if c not in names]
+    if missing:
+        raise SchemaMismatch(
+            f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
+        )
+    return [c for c in names if c in wanted]
+
+
+def _read_annotated(files: list[Path], columns: Sequence[str]) -> pa.Table:
+    """The columns :func:`build_paths` uses, from annotated parts."""
+    con = _connect()
+    try:
+        sel = ", ".join(f'"{c}"' for c in columns)
+        return con.sql(
+            f"SELECT {sel} FROM read_parquet($files, union_by_name=true)",
+            params={"files": [str(f) for f in files]},
         ).to_arrow_table()
     finally:
         con.close()
-    return table
+
+
+def _partitions(campaign: Campaign, ann_files: list[Path]) -> list[tuple[int, list[str], list[str]]]:
+    """(index, annotated files, traceroute files) per unit of work.
+
+    One per store segment when the annotated parts are named after the segments; otherwise
+    (parts written another way) a single partition of everything.
+    """
+    from probes import store
+
+    names = store.segment_names(campaign, "traces")
+    by_name = {f.name[: -len(".parquet")]: f for f in ann_files}
+    if names and sorted(by_name) == names and all(f.parent == campaign.annotated_dir for f in ann_files):
+        return [
+            (i, [str(by_name[n])], [str(store.segment_path(campaign, n, "traces"))])
+            for i, n in enumerate(names)
+        ]
+    return [(0, [str(f) for f in ann_files], [str(store.segment_path(campaign, n, "traces")) for n in names])]
+
+
+def _read_traces(files: Sequence[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    from probes.schema import TRACE_SCHEMA
+
+    if not files:
+        return TRACE_SCHEMA.empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=TRACE_SCHEMA) for f in files])
+
+
+def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]) -> tuple[str, Counter[str]]:
+    """Build the paths of one partition into ``<out>/part-NNNNNN.parquet``; return it and the drops."""
+    from probes import _io
+
+    index, ann_files, trace_files = part
+    annotated = _read_annotated([Path(f) for f in ann_files], ctx["columns"])
+    paths, drops = build_paths(
+        annotated,
+        _read_traces(trace_files),
+        ctx["probes"],
+        registry=ctx["registry"],
+        destinations=ctx["destinations"],
+        facilities=ctx["facilities"],
+        include_endpoints=ctx["include_endpoints"],
+        rtt_jump_ms=ctx["rtt_jump_ms"],
+    )
+    del annotated
+    target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
+    _io.write_parquet(paths, target)
+    return str(target), drops
+
+
+def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
+    """The distinct non-null ``dst_addr`` of the traceroute files, sorted."""
+    if not trace_files:
+        return pa.array([], pa.string())
+    con = _connect()
+    try:
+        res = con.sql(
+            "SELECT DISTINCT dst_addr FROM read_parquet($files) WHERE dst_addr IS NOT NULL ORDER BY 1",
+            params={"files": list(trace_files)},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return res.column(0).combine_chunks().cast(pa.string()) if res.num_rows else pa.array([], pa.string())
+
+
+def _with_replying_destinations(
+    destinations: pa.Table | None, dst_addrs: pa.Array, ann_files: list[Path], columns: Sequence[str]
+) -> pa.Table:
+    """Destination AS/country: the snapshot's, else the annotation of hops replying from it.
+
+    Campaign-wide (the replying hop may be in another segment than the traceroute), so a
+    segment's :func:`build_paths` sees what the whole table would give.
+    """
+    d = destinations if destinations is not None else pa.table({
+        "dst_addr": dst_addrs, "dst_asn": pa.nulls(len(dst_addrs), pa.int64()),
+        "dst_country": pa.nulls(len(dst_addrs), pa.string())})
+    country = "as_country" if "as_country" in columns else "NULL::VARCHAR"
+    con = _connect()
+    try:
+        con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
+        con.register("q", pa.table({"dst_addr": dst_addrs}))
+        return con.sql(
+            f"""
+            SELECT q.dst_addr, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
+                   coalesce(g.dst_country, h.dst_country) AS dst_country
+            FROM q
+            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
+                       FROM d GROUP BY dst_addr) g USING (dst_addr)
+            LEFT JOIN (SELECT reply_from AS dst_addr,
+                              mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
+                              mode({country}) dst_country
+                       FROM read_parquet($files, union_by_name=true)
+                       WHERE reply_from IN (SELECT dst_addr FROM q)
+                       GROUP BY reply_from) h USING (dst_addr)
+            ORDER BY q.dst_addr
+            """,
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table().cast(pa.schema([("dst_addr", pa.string()), ("dst_asn", pa.int64()),
+                                           ("dst_country", pa.string())]))
+    finally:
+        con.close()
+
+
+def _campaign_node_attributes(
+    ann_files: list[Path], columns: Sequence[str], registry: RegistryLike | None
+) -> pa.Table:
+    """:func:`node_attributes` over the annotated files, aggregated by DuckDB out of core."""
+    optional = ("org", "as_country", "ixp_name", "ixp_city", "ixp_country", "ip_class")
+    extra = "".join(f", NULL::VARCHAR AS {c}" for c in optional if c not in columns)
+    con = _connect()
+    try:
+        con.execute(
+            f"CREATE VIEW a AS SELECT *{extra} FROM read_parquet({[str(f) for f in ann_files]!r}, union_by_name=true)"
+        )
+        table = _node_attributes_sql(con)
+    finally:
+        con.close()
+    return _override_families(table, registry)
 
 
 def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:
@@ -597,7 +771,7 @@ def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) ->
 
 
 def _destination_table(
-    traces: pa.Table, snap: Any, note: str, registry: Any
+    dst: pa.Array, snap: Any, note: str, registry: Any
 ) -> tuple[pa.Table | None, str]:
     """Annotate the distinct destination addresses with the campaign's snapshot."""
     from analysis.annotate import annotate
@@ -605,7 +779,6 @@ def _destination_table(
 
     if snap is None:
         return None, f"from replying hops only ({note})"
-    dst = pc.unique(traces.column("dst_addr")).drop_null()
     n = len(dst)
     cols = {f.name: pa.nulls(n, f.type) for f in HOP_SCHEMA}
     cols.update({"msm_id": pa.array(np.zeros(n, np.int64)), "prb_id": pa.array(np.zeros(n, np.int64)),
