@@ -473,7 +473,7 @@ def ingest_stream(
     store = _store or _Store(campaign)
     drops: Counter = Counter()
     try:
-        for block in _blocks(lines):
+        for block in _blocks(lines, min(BLOCK_LINES, store.segment_results)):
             _ingest_block(store, block, origin, report, drops)
         store.flush(report)
         store.drain()
@@ -485,14 +485,18 @@ def ingest_stream(
     return report
 
 
-def _blocks(lines: Iterable[bytes]) -> Iterator[list[bytes]]:
-    """Non-blank lines in blocks of :data:`BLOCK_LINES` (the unit of parsing and dedup)."""
+def _blocks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    """Non-blank lines in blocks of ``size`` (the unit of parsing and dedup).
+
+    ``size`` is :data:`BLOCK_LINES`, or the segment size when that is smaller (a segment
+    is cut after the block that fills it).
+    """
     block: list[bytes] = []
     for line in lines:
         if not line.strip():
             continue
         block.append(line)
-        if len(block) >= BLOCK_LINES:
+        if len(block) >= size:
             yield block
             block = []
     if block:
@@ -638,7 +642,7 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
 
     with open_input(path) as stream:
         hashing = _Hashing(stream)
-        for block in _blocks(_records_of(hashing, path)):
+        for block in _blocks(_records_of(hashing, path), min(BLOCK_LINES, segment_results)):
             seen += len(block)
             parsed = parse_lines(block, origin=origin)
             drops.update(parsed.drops)

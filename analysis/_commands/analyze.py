@@ -10,6 +10,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers: Any) -> None:
     from analysis.cli import add_campaign_args
+    from analysis.engine import add_engine_args
 
     parser = subparsers.add_parser(
         "analyze",
@@ -39,6 +40,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir", default=None, help="reference-data cache root (to annotate destinations)"
     )
+    add_engine_args(parser)
     parser.set_defaults(func=run)
 
 
@@ -47,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from analysis.cli import campaign_from_args
+    from analysis.engine import engine_options
     from analysis.paths import analyze_campaign
 
     campaign = campaign_from_args(args)
@@ -63,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         include_endpoints=args.include_endpoints,
         cache_dir=args.cache_dir,
+        **engine_options(args),
     )
     console = Console()
     table = Table(

@@ -7,6 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     from analysis.cli import add_campaign_args
+    from analysis.engine import add_engine_args
 
     p = sub.add_parser(
         "annotate",
@@ -23,15 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     p.add_argument("--online", action="store_true",
                    help="allow the ipwhois RDAP fallback for unresolved public addresses (network I/O)")
+    add_engine_args(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from analysis.annotate import annotate_campaign
     from analysis.cli import campaign_from_args
+    from analysis.engine import engine_options
 
     report = annotate_campaign(campaign_from_args(args), snapshot_id=args.snapshot, cache_dir=args.cache_dir,
-                               registry_path=args.registry, online=args.online)
+                               registry_path=args.registry, online=args.online, **engine_options(args))
     c = report["counts"]
     print(f"annotated {report['rows']} hop rows with snapshot {report['snapshot']['id']} "
           f"({len(report['parts'])} parts)")

@@ -7,6 +7,7 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     from analysis.cli import add_campaign_args
+    from analysis.engine import add_engine_args
 
     p = sub.add_parser(
         "ingest",
@@ -23,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--probes", metavar="FILE", action="append", default=[],
                    help="Atlas API probe objects (JSON list or API page) to store as probe metadata")
     p.add_argument("--segment-results", type=int, default=None, metavar="N",
-                   help="results per stored segment (default 65536); smaller segments commit more often")
+                   help="results per stored segment (default 32768); smaller segments commit more often")
+    add_engine_args(p)
     p.set_defaults(func=run)
 
 
@@ -31,12 +33,13 @@ def run(args: argparse.Namespace) -> int:
     import orjson
 
     from analysis.cli import campaign_from_args
+    from analysis.engine import engine_options
     from analysis.summary import print_ingest_summary
     from probes import store
 
     campaign = campaign_from_args(args)
     kwargs = {"segment_results": args.segment_results} if args.segment_results else {}
-    report = store.ingest_files(campaign, args.paths, **kwargs)
+    report = store.ingest_files(campaign, args.paths, **kwargs, **engine_options(args))
     for path in args.probes:
         with store.open_input(path) as fh:
             doc = orjson.loads(fh.read())

@@ -1,0 +1,197 @@
+"""The Dask engine gives the local engine's outputs, on real Atlas results and real reference data.
+
+One real ``distributed.LocalCluster`` (2 single-threaded worker processes) serves the whole
+module through its scheduler address; one ingest starts its own LocalCluster (``workers=2``)
+to cover that path too.
+"""
+
+from __future__ import annotations
+
+import lzma
+import shutil
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from analysis.annotate import annotate_campaign
+from analysis.engine import ENGINES, add_engine_args, engine_options, open_runner
+from analysis.paths import analyze_campaign
+from probes import store
+from probes.errors import ConfigError
+from probes.workspace import Campaign
+from tests.analysis._snap import shared_snapshot
+
+MENOG = "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
+SEGMENT = 700  # results per segment: several segments from a few thousand results
+
+
+@pytest.fixture(scope="module")
+def real_snapshot(test_data, tmp_path_factory):
+    return shared_snapshot(test_data, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"}) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def inputs(test_data, tmp_path_factory):
+    """Three input files cut from the real MENOG results; b overlaps a, a is given twice."""
+    lines = [ln for ln in lzma.decompress((test_data / MENOG).read_bytes()).split(b"\n") if ln.strip()][:4000]
+    d = tmp_path_factory.mktemp("inputs")
+    (d / "a.ndjson").write_bytes(b"\n".join(lines[:2500]) + b"\n")
+    (d / "b.ndjson.xz").write_bytes(lzma.compress(b"\n".join(lines[1800:]) + b"\n"))
+    keys = {(o["msm_id"], o["prb_id"], o["timestamp"]) for o in map(orjson.loads, lines)}
+    return [d / "a.ndjson", d / "b.ndjson.xz", d / "a.ndjson"], len(keys), len(lines)
+
+
+def _pipeline(root: Path, files: list[Path], snap, **engine) -> Campaign:
+    c = Campaign("engine", root)
+    store.ingest_files(c, files, segment_results=SEGMENT, **engine)
+    annotate_campaign(c, snapshot_id=snap.id, cache_dir=snap.path.parent.parent, **engine)
+    analyze_campaign(c, cache_dir=snap.path.parent.parent, n_boot=50, **engine)
+    return c
+
+
+def _annotated(c: Campaign) -> pa.Table:
+    return pa.concat_tables(pq.read_table(f) for f in sorted(c.annotated_dir.glob("*.parquet")))
+
+
+def _report(c: Campaign) -> dict:
+    rep = orjson.loads((c.root / "exposure.json").read_bytes())
+    rep["outputs"] = {k: str(Path(v).relative_to(c.root)) for k, v in rep["outputs"].items()}
+    return rep
+
+
+@pytest.fixture(scope="module")
+def both(inputs, real_snapshot, cluster, tmp_path_factory):
+    files, _, _ = inputs
+    local = _pipeline(tmp_path_factory.mktemp("local"), files, real_snapshot)
+    dask = _pipeline(tmp_path_factory.mktemp("dask"), files, real_snapshot,
+                     engine="dask", scheduler=cluster.scheduler_address)
+    return local, dask
+
+
+def test_store_is_identical_and_deduplicated(both, inputs):
+    local, dask = both
+    _, n_unique, n_lines = inputs
+    # oracle: the distinct (msm_id, prb_id, timestamp) keys of the input lines
+    assert store.read_traces(local).num_rows == n_unique
+    assert store.segment_names(local) == store.segment_names(dask)
+    assert len(store.segment_names(local)) >= 4
+    assert store.read_hops(dask).equals(store.read_hops(local))
+    assert store.read_traces(dask).equals(store.read_traces(local))
+    assert list(store.iter_raw(dask)) == list(store.iter_raw(local))
+    ing = [orjson.loads((c.ingest_report).read_bytes()) for c in (local, dask)]
+    assert ing[0]["inputs"] == ing[1]["inputs"]
+    run = ing[1]["runs"][0]
+    assert run == {**ing[0]["runs"][0], "at": run["at"]}
+    assert run["seen"] == 2500 + (n_lines - 1800) + 2500
+    assert run["duplicates"] == run["seen"] - n_unique - sum(run["drops"].values())
+
+
+def test_annotated_paths_and_exposure_are_identical(both):
+    local, dask = both
+    assert sorted(p.name for p in dask.annotated_dir.iterdir()) == [f"{n}.parquet" for n in store.segment_names(local)]
+    ann = _annotated(local)
+    assert ann.num_rows == store.read_hops(local).num_rows
+    assert _annotated(dask).equals(ann)
+    a_local, a_dask = (orjson.loads((c.root / "annotate.json").read_bytes()) for c in both)
+    assert a_local == a_dask
+    p_local = pq.read_table(local.paths_dir / "paths.parquet")
+    assert p_local.num_rows == store.read_traces(local).num_rows
+    assert pq.read_table(dask.paths_dir / "paths.parquet").equals(p_local)
+    assert _report(dask) == _report(local)
+    for name in ("path_exposure", "pop_exposure", "hegemony", "pops", "change_events"):
+        assert pq.read_table(dask.root / "exposure" / f"{name}.parquet").equals(
+            pq.read_table(local.root / "exposure" / f"{name}.parquet")), name
+    assert (dask.root / "graph" / "as_graph.graphml").read_bytes() == (local.root / "graph" / "as_graph.graphml").read_bytes()
+
+
+def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, tmp_path):
+    """Per-segment paths (campaign-wide destination lookup) == build_paths on everything at once."""
+    local, _ = both
+    whole = Campaign("whole", tmp_path)
+    shutil.copytree(local.root, whole.root)
+    # annotated parts not named after segments: analyze falls back to one partition
+    files = sorted(whole.annotated_dir.glob("*.parquet"))
+    pq.write_table(pa.concat_tables(pq.read_table(f) for f in files), whole.annotated_dir / "all.parquet")
+    for f in files:
+        f.unlink()
+    analyze_campaign(whole, cache_dir=real_snapshot.path.parent.parent, n_boot=50)
+    streamed = pq.read_table(local.paths_dir / "paths.parquet")
+    keys = [("msm_id", "ascending"), ("prb_id", "ascending"), ("timestamp", "ascending")]
+    assert pq.read_table(whole.paths_dir / "paths.parquet").equals(streamed.sort_by(keys))
+    rep_w, rep_s = _report(whole), _report(local)
+    for rep in (rep_w, rep_s):
+        rep["campaign"] = None
+        for fam in rep["families"].values():  # weighted sums depend on row order in the last bits
+            for kind in ("path_exposure", "pop_exposure"):
+                fam[kind]["probe_weighted"] = round(fam[kind]["probe_weighted"]["estimate"], 12)
+    assert rep_w == rep_s
+
+
+def test_local_cluster_started_for_the_run_and_crash_recovery(inputs, tmp_path):
+    """A Dask ingest killed after staging (and between the renames of a commit) is completed
+    by the next run without duplicates, equal to a local ingest."""
+    files, n_unique, _ = inputs
+    ref = Campaign("ref", tmp_path / "ref")
+    store.ingest_files(ref, files, segment_results=SEGMENT)
+
+    c = Campaign("crash", tmp_path / "crash")
+    st = store._Store(c, segment_results=SEGMENT)
+    staging = c.root / store.STAGING
+    staging.mkdir()
+    manifest = store._stage_file((0, str(files[0]), str(staging), "atlas", SEGMENT), None)
+    assert len(manifest["parts"]) >= 3
+    rep = store.IngestReport()
+    first = manifest["parts"][0]
+    t = pq.read_table(first["stem"] + ".traces.parquet")
+    st.commit_staged(first, store._KeyIndex.encode(t["msm_id"].to_numpy(), t["prb_id"].to_numpy(),
+                                                     store.epoch_seconds(t["timestamp"])), rep)
+    # "killed" while committing the second part: only its raw file was renamed
+    (Path(manifest["parts"][1]["stem"] + ".ndjson.zst")).rename(c.raw_dir / "seg-000002.ndjson.zst")
+    st._writer.shutdown()
+    import fcntl
+
+    fcntl.flock(st._lock, fcntl.LOCK_UN)
+    st._lock.close()
+    assert staging.is_dir() and store.read_traces(c).num_rows == first["results"]
+
+    again = store.ingest_files(c, files, segment_results=SEGMENT, engine="dask", workers=2)
+    assert not staging.exists()
+    assert store.read_traces(c).num_rows == n_unique
+    assert again.added == n_unique - first["results"] - manifest["parts"][1]["results"]
+    assert store.read_hops(c).equals(store.read_hops(ref))
+    assert list(store.iter_raw(c)) == list(store.iter_raw(ref))
+    # nothing new the third time
+    assert store.ingest_files(c, files[:2], segment_results=SEGMENT, engine="dask", workers=2).added == 0
+
+
+def test_engine_options_and_errors():
+    import argparse
+
+    p = argparse.ArgumentParser()
+    add_engine_args(p)
+    args = p.parse_args(["--engine", "dask", "--scheduler", "tcp://127.0.0.1:1", "--workers", "3"])
+    assert engine_options(args) == {"engine": "dask", "scheduler": "tcp://127.0.0.1:1", "workers": 3}
+    assert engine_options(p.parse_args([]))["engine"] == "local" and ENGINES == ("local", "dask")
+    with pytest.raises(ConfigError, match="unknown engine 'spark'"):
+        with open_runner("spark"):
+            pass
+    with pytest.raises(ConfigError, match="--scheduler needs --engine dask"):
+        with open_runner("local", scheduler="tcp://127.0.0.1:1"):
+            pass
+    with pytest.raises(ConfigError, match="--workers must be at least 1"):
+        with open_runner("dask", workers=0):
+            pass
+    with open_runner() as r:
+        assert list(r.map(lambda item, ctx: item * ctx, [1, 2, 3], setup=lambda s: s + 1, shared=1)) == [2, 4, 6]
