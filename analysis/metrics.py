@@ -128,7 +128,11 @@ def cluster_bootstrap(
               \quad S_c = \sum_{i \in c} w_i x_i,\ W_c = \sum_{i \in c} w_i
 
     The interval is the ``(1-confidence)/2`` and ``1-(1-confidence)/2`` quantiles of the
-    replicates.
+    replicates. When no cluster differs from another at the edge of the range — every
+    probe saw 0 (or every probe saw only 1) — every replicate equals the estimate and the
+    percentile interval collapses to a point, which would claim certainty that :math:`C`
+    probes cannot give. The far bound is then the Wilson bound for 0 of :math:`C` (or
+    :math:`C` of :math:`C`) independent clusters, :math:`z^2 / (C + z^2)` for zero.
 
     Parameters
     ----------
@@ -184,6 +188,10 @@ def cluster_bootstrap(
     reps = reps[~np.isnan(reps)]
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
+    if est == 0.0 and hi == 0.0:
+        hi = float(wilson_interval(0, c, confidence=confidence)[1])
+    elif est == 1.0 and lo == 1.0:
+        lo = float(wilson_interval(c, c, confidence=confidence)[0])
     return est, float(lo), float(hi)
 
 

@@ -125,6 +125,15 @@ def test_cluster_bootstrap_is_seeded_and_names_its_method():
     assert est == lo == hi == pytest.approx(2 / 3)
 
 
+def test_cluster_bootstrap_without_any_event_keeps_an_honest_upper_bound():
+    """0 transits among 3 probes x 100 traceroutes: not [0, 0] but Wilson's 0-of-3 bound."""
+    z2 = 1.959963984540054 ** 2
+    est, lo, hi = M.cluster_bootstrap(np.zeros(300), np.repeat([1, 2, 3], 100), n_boot=200)
+    assert (est, lo) == (0.0, 0.0) and hi == pytest.approx(z2 / (3 + z2))
+    est, lo, hi = M.cluster_bootstrap(np.ones(40), np.repeat([1, 2, 3, 4], 10), n_boot=200)
+    assert (est, hi) == (1.0, 1.0) and lo == pytest.approx(4 / (4 + z2))
+
+
 def test_cluster_bootstrap_coverage_on_clustered_data():
     """Probes differ (p_c ~ Beta(2, 6), mean 0.25, ICC 1/9); 20 traceroutes per probe.
 
@@ -132,18 +141,18 @@ def test_cluster_bootstrap_coverage_on_clustered_data():
     traceroutes as independent undercover badly (design effect 1 + 19/9 = 3.1).
     """
     rng = np.random.default_rng(4)
-    n_sim, clusters, per = 300, 60, 20
+    n_sim, clusters, per = 1000, 60, 20
     truth = 2 / 8
     boot_hits = wilson_hits = 0
     for i in range(n_sim):
         pc_ = rng.beta(2, 6, size=clusters)
         x = (rng.random((clusters, per)) < pc_[:, None]).ravel()
         cl = np.repeat(np.arange(clusters), per)
-        _, lo, hi = M.cluster_bootstrap(x, cl, n_boot=300, seed=i)
+        _, lo, hi = M.cluster_bootstrap(x, cl, n_boot=400, seed=i)
         boot_hits += lo <= truth <= hi
         wlo, whi = M.wilson_interval(x.sum(), x.size)
         wilson_hits += wlo <= truth <= whi
-    assert 0.90 <= boot_hits / n_sim <= 0.98, boot_hits / n_sim
+    assert 0.93 <= boot_hits / n_sim <= 0.97, boot_hits / n_sim
     assert wilson_hits / n_sim < 0.85, wilson_hits / n_sim
 
 
