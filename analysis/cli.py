@@ -65,6 +65,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ProbeError, AnalysisError) as exc:
         print(f"pathexp {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment: a path that is a file, a full disk, no permission
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"pathexp {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"pathexp {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -25,6 +25,7 @@ Kinds (:data:`KINDS`): ``pfx2as`` (CAIDA RouteViews prefix2as, v4 and v6), ``pee
 
 from __future__ import annotations
 
+import csv
 import datetime as _dt
 import hashlib
 import os
@@ -283,7 +284,14 @@ def _import_locked(
             files.append((name, decompress(raw)))
         except (OSError, EOFError, ValueError) as exc:
             raise DatasetFormatError(f"{name}: cannot decompress: {exc}") from exc
-    tables = READERS[kind](files, counts)
+    try:
+        tables = READERS[kind](files, counts)
+    except DatasetFormatError:
+        raise
+    except (ValueError, KeyError, TypeError, IndexError, csv.Error, pa.ArrowException) as exc:
+        # the readers' foreign errors (csv, json, Arrow) become ours here, at one boundary
+        names = ", ".join(n for n, _ in files)
+        raise DatasetFormatError(f"{names}: not a valid {kind} file ({type(exc).__name__}: {exc})") from exc
     extra = _derived_tables(kind, tables)
     # write into a fresh folder, then swap it in
     tmp_dir = snap_dir / f".{kind}.tmp"

@@ -111,6 +111,10 @@ def load_registry(path: str | Path | None = None) -> Registry:
         raise RegistryError(f"registry file not found: {p}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise RegistryError(f"{p}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{p}: not a UTF-8 text file (bad byte at offset {exc.start})") from exc
+    except OSError as exc:
+        raise RegistryError(f"cannot read registry file {p}: {exc.strerror}") from exc
     if doc.get("schema") != 1:
         raise RegistryError(f"{p}: unsupported registry schema {doc.get('schema')!r} (want 1)")
     fams = doc.get("family")

@@ -424,6 +424,8 @@ def load_spec(path: Path | str, *, workspace: Path | None = None) -> CampaignSpe
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read campaign spec {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (bad byte at offset {exc.start})") from exc
     spec = parse_spec(text, origin=str(path), base=path.parent)
     if workspace is not None:
         from dataclasses import replace
