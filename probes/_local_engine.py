@@ -18,6 +18,7 @@ from __future__ import annotations
 import errno
 import heapq
 import logging
+import os
 import select
 import socket
 import sys
@@ -39,9 +40,10 @@ _CMSG6 = socket.CMSG_SPACE(4)  # room for the IPV6_HOPLIMIT ancillary int
 
 
 def permission_message(exc: OSError) -> str:
+    python = os.path.realpath(sys.executable)  # setcap wants the real binary, not a venv link
     return (
         f"raw sockets are not permitted ({exc.strerror or exc}): run as root, or grant the "
-        "capability with `sudo setcap cap_net_raw+ep $(readlink -f .venv/bin/python)`"
+        f"capability with `sudo setcap cap_net_raw+ep {python}`"
     )
 
 
