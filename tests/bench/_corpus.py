@@ -55,3 +55,21 @@ def build_corpus(root: Path, n: int) -> Path:
             replica += 1
     tmp.rename(out)
     return out
+
+
+def split_corpus(corpus: Path, files: int) -> list[Path]:
+    """The corpus cut into ``files`` contiguous zstd NDJSON files (written once)."""
+    out_dir = corpus.parent / f"{corpus.name.split('.')[0]}-in-{files}"
+    outs = [out_dir / f"part-{i:03d}.ndjson.zst" for i in range(files)]
+    if all(p.exists() for p in outs):
+        return outs
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with pa.CompressedInputStream(pa.OSFile(str(corpus)), "zstd") as f:
+        lines = [ln for ln in f.read().split(b"\n") if ln]
+    step = -(-len(lines) // files)
+    for i, path in enumerate(outs):
+        tmp = path.with_suffix(".part")
+        with pa.CompressedOutputStream(str(tmp), "zstd") as f:
+            f.write(b"\n".join(lines[i * step : (i + 1) * step]) + b"\n")
+        tmp.rename(path)
+    return outs

@@ -1,0 +1,101 @@
+"""Dask scaling: the same partitions on 1 and on 2 workers (target: 2 workers >= 1.6x faster).
+
+Run: ``.venv/bin/python tests/bench/bench_dask.py [--n 200000] [--files 8]``.
+The corpus replayed from the real MENOG results (tests/bench/_corpus.py) is cut into
+``--files`` input files; for 1 and then 2 workers a ``distributed.LocalCluster`` (one
+thread per worker, Arrow's pool sized to it) is started *before* the clock starts and
+the whole pipeline runs on it through its scheduler address: ``ingest`` (workers parse
+the files, this process commits the staged parts), ``annotate`` (one task per segment),
+``analyze`` (campaign-wide lookups and the metrics here, ``build_paths`` per segment on
+the workers). Besides each stage's wall time it times the bare map of the per-segment
+functions over the same segments (``*_map``), the part that Dask parallelizes. One JSON
+line per figure; ratios are 1-worker time / 2-worker time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.bench._common import data_root, emit  # noqa: E402
+from tests.bench._corpus import build_corpus, split_corpus, work_dir  # noqa: E402
+from tests.bench.bench_pipeline import snapshot_cache  # noqa: E402
+
+
+def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
+    from distributed import LocalCluster
+
+    from analysis import annotate as ann
+    from analysis import paths as pth
+    from analysis.annotate import annotate_campaign
+    from analysis.paths import analyze_campaign
+    from probes import store
+    from probes._engine import open_runner
+    from probes.workspace import Campaign
+
+    ws = work_dir() / f"dask-ws-{workers}"
+    shutil.rmtree(ws, ignore_errors=True)
+    c = Campaign("bench", ws)
+    times: dict[str, float] = {}
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None, silence_logs=logging.ERROR,
+                      scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"}) as cluster:
+        kw = {"engine": "dask", "scheduler": cluster.scheduler_address}
+        t = time.perf_counter()
+        store.ingest_files(c, files, **kw)
+        times["ingest"] = time.perf_counter() - t
+        t = time.perf_counter()
+        annotate_campaign(c, snapshot_id="bench-real", cache_dir=cache, **kw)
+        times["annotate"] = time.perf_counter() - t
+        t = time.perf_counter()
+        analyze_campaign(c, cache_dir=cache, **kw)
+        times["analyze"] = time.perf_counter() - t
+        times["total"] = times["ingest"] + times["annotate"] + times["analyze"]
+        # the bare per-segment maps over the same segments
+        names = store.segment_names(c)
+        out = ws / "map-out"
+        out.mkdir()
+        shared = {"campaign": c, "snapshot_id": "bench-real", "cache_dir": cache, "registry_path": None,
+                  "online": False, "out": out}
+        with open_runner(**kw) as runner:
+            t = time.perf_counter()
+            for _ in runner.map(ann._annotate_segment, names, setup=ann._segment_context, shared=shared):
+                pass
+            times["annotate_map"] = time.perf_counter() - t
+        parts = pth._partitions(c, sorted(c.annotated_dir.glob("*.parquet")))
+        ctx = {"probes": store.read_probe_meta(c), "registry": None, "destinations": None, "facilities": None,
+               "include_endpoints": False, "rtt_jump_ms": 40.0,
+               "columns": pth._annotated_columns(sorted(c.annotated_dir.glob("*.parquet"))), "out": str(out)}
+        with open_runner(**kw) as runner:
+            t = time.perf_counter()
+            for _ in runner.map(pth._paths_partition, parts, shared=ctx):
+                pass
+            times["paths_map"] = time.perf_counter() - t
+    shutil.rmtree(ws, ignore_errors=True)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200_000)
+    ap.add_argument("--files", type=int, default=8)
+    args = ap.parse_args()
+    cache = snapshot_cache()
+    files = split_corpus(build_corpus(data_root(), args.n), args.files)
+    runs = {w: run(files, cache, w) for w in (1, 2)}
+    for stage in runs[1]:
+        for w in (1, 2):
+            emit("dask", f"{stage}_wall", runs[w][stage], "s", n=args.n, files=args.files, workers=w)
+        emit("dask", f"{stage}_speedup_2v1", runs[1][stage] / runs[2][stage], "x", n=args.n,
+             target=">= 1.6")
+
+
+if __name__ == "__main__":
+    main()
