@@ -496,32 +496,34 @@ def analyze_campaign(
         for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
             drops.update(part_drops)
             part_files.append(Path(part))
-    del shared, destinations, facilities, probe_meta
-    paths_file = campaign.paths_dir / "paths.parquet"
-    with _io.atomic_path(paths_file) as tmp:
-        with pq.ParquetWriter(tmp, PATHS_SCHEMA, **_io.PARQUET_OPTIONS) as writer:
-            for f in part_files:
-                writer.write_table(pq.read_table(f, schema=PATHS_SCHEMA))
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    paths = pq.read_table(paths_file, columns=list(_METRIC_COLUMNS))
+        del shared, destinations, facilities, probe_meta
+        paths_file = campaign.paths_dir / "paths.parquet"
+        with _io.atomic_path(paths_file) as tmp:
+            with pq.ParquetWriter(tmp, PATHS_SCHEMA, **_io.PARQUET_OPTIONS) as writer:
+                for f in part_files:
+                    writer.write_table(pq.read_table(f, schema=PATHS_SCHEMA))
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        paths = pq.read_table(paths_file, columns=list(_METRIC_COLUMNS))
 
-    fams = _report_families(paths, nodes, registry, families)
-    opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
-    weighted = paths.append_column("probe_weight", _probe_weights(paths))
+        fams = _report_families(paths, nodes, registry, families)
+        opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
+        weighted = paths.append_column("probe_weight", _probe_weights(paths))
+        # the exposure tables (a cluster bootstrap per group) are independent tasks
+        tasks = [(fam, kind, by, w) for fam in [None, *fams] for kind in ("path_exposure", "pop_exposure")
+                 for by, w in ((None, False), (None, True), *((g, False) for g in GROUPINGS))]
+        exposure = dict(zip(tasks, runner.map(
+            _exposure_task, tasks, shared={"paths": weighted, "pop_country": pop_country, "opts": opts}), strict=True))
+    del weighted
     hegemony = metrics.hegemony(paths)
     node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
     path_tabs, pop_tabs, summary = [], [], {}
     for fam in [None, *fams]:
         label = fam or metrics.ANY_FAMILY
         entry: dict[str, Any] = {}
-        for kind, fn, extra in (
-            ("path_exposure", metrics.path_exposure, {}),
-            ("pop_exposure", metrics.pop_exposure, {"country": pop_country}),
-        ):
-            boot = fn(paths, family=fam, ci="cluster-bootstrap", **extra, **opts)
+        for kind in ("path_exposure", "pop_exposure"):
+            boot = exposure[(fam, kind, None, False)]
             entry[kind] = _summary_row(boot)
-            pw = fn(weighted, family=fam, weight="probe_weight", ci="cluster-bootstrap", **extra, **opts)
-            row = pw.to_pylist()[0]
+            row = exposure[(fam, kind, None, True)].to_pylist()[0]
             entry[kind]["probe_weighted"] = {
                 "estimate": row["exposure"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
                 "method": row["method"] + "; every probe weighs the same (1 / its traceroutes)",
@@ -529,8 +531,7 @@ def analyze_campaign(
             tabs = path_tabs if kind == "path_exposure" else pop_tabs
             tabs.append(_long(boot, None))
             for grouping in GROUPINGS:
-                grouped = fn(paths, family=fam, by=grouping, ci="cluster-bootstrap", **extra, **opts)
-                tabs.append(_long(grouped, grouping))
+                tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
         entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
@@ -685,6 +686,18 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
     target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
     _io.write_parquet(paths, target)
     return str(target), drops
+
+
+def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> pa.Table:
+    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted)."""
+    from analysis import metrics
+
+    family, kind, by, weighted = task
+    fn = metrics.path_exposure if kind == "path_exposure" else metrics.pop_exposure
+    extra = {"country": ctx["pop_country"]} if kind == "pop_exposure" else {}
+    if weighted:
+        extra["weight"] = "probe_weight"
+    return fn(ctx["paths"], family=family, by=by, ci="cluster-bootstrap", **extra, **ctx["opts"])
 
 
 def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
