@@ -565,7 +565,8 @@ def annotate_campaign(
     rows = 0
     shared = {"campaign": campaign, "snapshot_id": snap.id, "cache_dir": cache_dir,
               "registry_path": registry_path, "online": online, "out": tmp_dir}
-    with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+    # RDAP look-ups are rate-limited per client: one segment at a time when online
+    with open_runner(engine, scheduler=scheduler, workers=workers, local_threads=1 if online else None) as runner:
         names = store.segment_names(campaign, "hops")
         for name, n, c in runner.map(_annotate_segment, names, setup=_segment_context, shared=shared):
             counts.update(c)

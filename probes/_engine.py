@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -41,13 +43,18 @@ _KEEP_CONTEXTS = 2
 
 
 class Runner:
-    """Maps functions over items in this process (the ``local`` engine)."""
+    """Maps functions over items in this process (the ``local`` engine).
+
+    ``threads`` items are in flight at once (default: 2, or 1 on a single core): the
+    table kernels and Parquet writes release the GIL, so one partition is computed while
+    the previous one is compressed and written. Memory is bounded by ``threads``
+    partitions, whatever the number of items.
+    """
 
     engine = "local"
 
-    @property
-    def workers(self) -> int:
-        return 1
+    def __init__(self, *, threads: int | None = None) -> None:
+        self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
 
     def map(
         self,
@@ -59,8 +66,22 @@ class Runner:
     ) -> Iterator[Any]:
         """Yield ``fn(item, ctx)`` for each item, in order; ``ctx = setup(shared)``."""
         ctx = setup(shared) if setup is not None else shared
-        for item in items:
-            yield fn(item, ctx)
+        if self.threads <= 1:
+            for item in items:
+                yield fn(item, ctx)
+            return
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="pathexp-local") as pool:
+            window: deque[Future] = deque()
+            try:
+                for item in items:
+                    window.append(pool.submit(fn, item, ctx))
+                    if len(window) >= self.threads:
+                        yield window.popleft().result()
+                while window:
+                    yield window.popleft().result()
+            finally:
+                for fut in window:
+                    fut.cancel()
 
 
 class _DaskRunner(Runner):
@@ -68,10 +89,6 @@ class _DaskRunner(Runner):
 
     def __init__(self, client: Any) -> None:
         self.client = client
-
-    @property
-    def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info(n_workers=-1).get("workers", {})))
 
     def map(
         self,
@@ -138,7 +155,11 @@ def _context_plugin() -> Any:
 
 @contextmanager
 def open_runner(
-    engine: str = "local", *, scheduler: str | None = None, workers: int | None = None
+    engine: str = "local",
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    local_threads: int | None = None,
 ) -> Iterator[Runner]:
     """A runner for ``engine``; for ``dask``, connect to ``scheduler`` or start a LocalCluster.
 
@@ -150,6 +171,9 @@ def open_runner(
     workers : int, optional
         Worker processes of the LocalCluster started when there is no ``scheduler``
         (default: the number of cores). Each has one thread; the dashboard is off.
+    local_threads : int, optional
+        Items in flight on the ``local`` engine (see :class:`Runner`; 1 = strictly one
+        after the other).
 
     Raises
     ------
@@ -160,12 +184,14 @@ def open_runner(
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     if engine == "local":
-        if scheduler is not None:
-            raise ConfigError("--scheduler needs --engine dask")
-        yield Runner()
+        if scheduler is not None or workers is not None:
+            raise ConfigError("--scheduler and --workers need --engine dask")
+        yield Runner(threads=local_threads)
         return
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {workers}")
+    if workers is not None and scheduler is not None:
+        raise ConfigError("--workers sizes the LocalCluster started without --scheduler; give one of them")
     try:
         from distributed import Client, LocalCluster
     except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency

@@ -187,8 +187,11 @@ def test_engine_options_and_errors():
     with pytest.raises(ConfigError, match="unknown engine 'spark'"):
         with open_runner("spark"):
             pass
-    with pytest.raises(ConfigError, match="--scheduler needs --engine dask"):
+    with pytest.raises(ConfigError, match="--scheduler and --workers need --engine dask"):
         with open_runner("local", scheduler="tcp://127.0.0.1:1"):
+            pass
+    with pytest.raises(ConfigError, match="give one of them"):
+        with open_runner("dask", scheduler="tcp://127.0.0.1:1", workers=2):
             pass
     with pytest.raises(ConfigError, match="--workers must be at least 1"):
         with open_runner("dask", workers=0):
