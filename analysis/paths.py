@@ -511,8 +511,11 @@ def analyze_campaign(
         # the exposure tables (a cluster bootstrap per group) are independent tasks
         tasks = [(fam, kind, by, w) for fam in [None, *fams] for kind in ("path_exposure", "pop_exposure")
                  for by, w in ((None, False), (None, True), *((g, False) for g in GROUPINGS))]
+        # Dask workers read the paths file themselves (no large pickled table to ship)
+        source = {"paths": weighted} if runner.engine == "local" else {"paths_file": str(paths_file)}
         exposure = dict(zip(tasks, runner.map(
-            _exposure_task, tasks, shared={"paths": weighted, "pop_country": pop_country, "opts": opts}), strict=True))
+            _exposure_task, tasks, setup=_exposure_context,
+            shared={**source, "pop_country": pop_country, "opts": opts}), strict=True))
     del weighted
     hegemony = metrics.hegemony(paths)
     node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
@@ -686,6 +689,16 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
     target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
     _io.write_parquet(paths, target)
     return str(target), drops
+
+
+def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
+    """The probe-weighted metric columns of the paths, given or read from ``paths_file``."""
+    if "paths" in shared:
+        return shared
+    import pyarrow.parquet as pq
+
+    paths = pq.read_table(shared["paths_file"], columns=list(_METRIC_COLUMNS))
+    return {**shared, "paths": paths.append_column("probe_weight", _probe_weights(paths))}
 
 
 def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> pa.Table:
