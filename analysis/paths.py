@@ -519,7 +519,9 @@ def analyze_campaign(
     del weighted
     hegemony = metrics.hegemony(paths)
     node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
-    path_tabs, pop_tabs, summary = [], [], {}
+    path_tabs: list[pa.Table] = []
+    pop_tabs: list[pa.Table] = []
+    summary: dict[str, Any] = {}
     for fam in [None, *fams]:
         label = fam or metrics.ANY_FAMILY
         entry: dict[str, Any] = {}

@@ -26,7 +26,7 @@ import logging
 import os
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -63,7 +63,7 @@ class Runner:
         *,
         setup: Callable[[Any], Any] | None = None,
         shared: Any = None,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """Yield ``fn(item, ctx)`` for each item, in order; ``ctx = setup(shared)``."""
         ctx = setup(shared) if setup is not None else shared
         if self.threads <= 1:
@@ -97,7 +97,7 @@ class _DaskRunner(Runner):
         *,
         setup: Callable[[Any], Any] | None = None,
         shared: Any = None,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         items = list(items)
         if not items:
             return
@@ -124,7 +124,7 @@ def _run_task(fn: Callable[[Any, Any], Any], item: Any, setup: Callable[[Any], A
     from distributed import get_worker
 
     plugin = get_worker().plugins.get(_PLUGIN)
-    cache: dict[str, Any] = plugin.cache if plugin is not None else {}
+    cache: dict[str, Any] = getattr(plugin, "cache", {})
     if token not in cache:
         while len(cache) >= _KEEP_CONTEXTS:
             cache.pop(next(iter(cache)))

@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from probes import _io
 from probes.errors import StoreError
-from probes.parse import DROP_REASONS, Parsed, parse_lines
+from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 from probes.workspace import Campaign
 
@@ -129,7 +129,7 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
             raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
         close = True
     try:
-        buffered = io.BufferedReader(raw, 1 << 20) if not hasattr(raw, "peek") else raw
+        buffered = io.BufferedReader(raw, 1 << 20) if not hasattr(raw, "peek") else raw  # type: ignore[type-var]
         magic = buffered.peek(6)[:6]  # type: ignore[attr-defined]
         if magic[:2] == b"\x1f\x8b":
             stream: IO[bytes] = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
@@ -472,9 +472,16 @@ def ingest_stream(
     report = report if report is not None else IngestReport()
     store = _store or _Store(campaign)
     drops: Counter = Counter()
+    def counted(blocks: Iterator[list[bytes]]) -> Iterator[list[bytes]]:
+        for block in blocks:
+            report.seen += len(block)
+            yield block
+
     try:
-        for block in _blocks(lines, min(BLOCK_LINES, store.segment_results)):
-            _ingest_block(store, block, origin, report, drops)
+        # the next block's JSON is decoded while this one is flattened and stored
+        for parsed in iter_parsed(counted(_blocks(lines, min(BLOCK_LINES, store.segment_results))), origin=origin):
+            drops.update(parsed.drops)
+            store.add(parsed, report)
         store.flush(report)
         store.drain()
     finally:
@@ -501,13 +508,6 @@ def _blocks(lines: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
             block = []
     if block:
         yield block
-
-
-def _ingest_block(store: _Store, block: list[bytes], origin: str, report: IngestReport, drops: Counter) -> None:
-    report.seen += len(block)
-    parsed = parse_lines(block, origin=origin)
-    drops.update(parsed.drops)
-    store.add(parsed, report)
 
 
 def ingest_results(

@@ -46,8 +46,8 @@ def build_corpus(root: Path, n: int) -> Path:
             take = lines[: n - written]
             if replica:
                 take = [
-                    _TS.sub(lambda m: b'"timestamp":%d' % (int(m.group(1)) + shift_ts),
-                            _MSM.sub(lambda m: b'"msm_id":%d' % (int(m.group(1)) + shift_msm), ln, 1), 1)
+                    _TS.sub(lambda m, s=shift_ts: b'"timestamp":%d' % (int(m.group(1)) + s),
+                            _MSM.sub(lambda m, s=shift_msm: b'"msm_id":%d' % (int(m.group(1)) + s), ln, 1), 1)
                     for ln in take
                 ]
             f.write(b"\n".join(take) + b"\n")
