@@ -8,8 +8,16 @@ table, then the hop table — so a killed ingest leaves a readable store; the ne
 being the source of truth. Results are deduplicated on ``(msm_id, prb_id, timestamp)``
 against the whole store: ingesting the same input twice adds nothing.
 
+With ``engine="dask"`` (:func:`ingest_files`) Dask workers parse whole input files into
+parts staged under ``<campaign>/.staging/`` in the segment format; this process, holding
+the campaign lock, deduplicates them and commits them in input order (a part with no
+stored result is renamed into a segment, raw first). The staging folder is discarded by
+the next ingest, so a killed run leaves only committed segments behind.
+
 Readers (:func:`scan_hops`, :func:`scan_traces`) yield Arrow record batches;
-:func:`read_hops` and :func:`read_traces` collect them.
+:func:`read_hops` and :func:`read_traces` collect them. :func:`segment_names` and
+:func:`segment_path` give the per-segment files: a segment holds whole traceroutes, the
+unit :mod:`analysis` works on segment by segment.
 """
 
 from __future__ import annotations
@@ -585,8 +593,10 @@ def ingest_files(
                         inputs.append(entry)
                         total.merge(one)
         finally:
-            store.close()
-            shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
+            try:
+                shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
+            finally:
+                store.close()  # releases the campaign lock, after the staging folder is gone
     _record_run(campaign, total, inputs)
     return total
 
