@@ -71,12 +71,23 @@ def _report(c: Campaign) -> dict:
     return rep
 
 
+def _cli_pipeline(root: Path, files: list[Path], snap, scheduler: str) -> Campaign:
+    """The same pipeline through ``pathexp ... --engine dask --scheduler ADDRESS``."""
+    from analysis.cli import main
+
+    where = ["--campaign", "engine", "--workspace", str(root), "--engine", "dask", "--scheduler", scheduler]
+    cache = str(snap.path.parent.parent)
+    assert main(["ingest", *map(str, files), "--segment-results", str(SEGMENT), *where]) == 0
+    assert main(["annotate", "--snapshot", snap.id, "--cache-dir", cache, *where]) == 0
+    assert main(["analyze", "--cache-dir", cache, "--bootstrap", "50", *where]) == 0
+    return Campaign("engine", root)
+
+
 @pytest.fixture(scope="module")
 def both(inputs, real_snapshot, cluster, tmp_path_factory):
     files, _, _ = inputs
     local = _pipeline(tmp_path_factory.mktemp("local"), files, real_snapshot)
-    dask = _pipeline(tmp_path_factory.mktemp("dask"), files, real_snapshot,
-                     engine="dask", scheduler=cluster.scheduler_address)
+    dask = _cli_pipeline(tmp_path_factory.mktemp("dask"), files, real_snapshot, cluster.scheduler_address)
     return local, dask
 
 
@@ -101,6 +112,10 @@ def test_store_is_identical_and_deduplicated(both, inputs):
 def test_annotated_paths_and_exposure_are_identical(both):
     local, dask = both
     assert sorted(p.name for p in dask.annotated_dir.iterdir()) == [f"{n}.parquet" for n in store.segment_names(local)]
+    from analysis.paths import _partitions
+
+    # one unit of work per segment: a segment at a time in memory
+    assert len(_partitions(local, sorted(local.annotated_dir.glob("*.parquet")))) == len(store.segment_names(local))
     ann = _annotated(local)
     assert ann.num_rows == store.read_hops(local).num_rows
     assert _annotated(dask).equals(ann)
