@@ -94,8 +94,8 @@ def main() -> None:
         runs[n] = r
         for stage, secs in r["times"].items():
             emit("pipeline", f"{stage}_wall", secs, "s", n=n, **where, results_per_s=round(n / secs))
-        emit("pipeline", "peak_rss", r["peak_rss_mb"], "MiB", n=n, **where,
-             note="this process only" if args.engine != "local" else "")
+        note = {} if args.engine == "local" else {"note": "this process only, not the workers"}
+        emit("pipeline", "peak_rss", r["peak_rss_mb"], "MiB", n=n, **where, **note)
     small, large = min(runs), max(runs)
     if small != large:
         emit("pipeline", "peak_rss_ratio", runs[large]["peak_rss_mb"] / runs[small]["peak_rss_mb"], "x",
