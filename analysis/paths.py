@@ -513,9 +513,12 @@ def analyze_campaign(
                  for by, w in ((None, False), (None, True), *((g, False) for g in GROUPINGS))]
         # Dask workers read the paths file themselves (no large pickled table to ship)
         source = {"paths": weighted} if runner.engine == "local" else {"paths_file": str(paths_file)}
-        exposure = dict(zip(tasks, runner.map(
-            _exposure_task, tasks, setup=_exposure_context,
-            shared={**source, "pop_country": pop_country, "opts": opts}), strict=True))
+        # the graph is one more independent task, the longest: first in line
+        results = list(runner.map(
+            _exposure_task, [(None, "graph", None, False), *tasks], setup=_exposure_context,
+            shared={**source, "pop_country": pop_country, "opts": opts, "nodes": nodes}))
+        g = results[0]
+        exposure = dict(zip(tasks, results[1:], strict=True))
     del weighted
     hegemony = metrics.hegemony(paths)
     node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
@@ -556,7 +559,6 @@ def analyze_campaign(
         with _io.atomic_path(out / "exposure" / f"{name}.csv") as tmp:
             pacsv.write_csv(table, tmp)
         written[name] = str(out / "exposure" / f"{name}.parquet")
-    g = graph_mod.build_graph(paths, nodes=nodes)
     graph_mod.write_graphml(g, out / "graph" / "as_graph.graphml")
     graph_mod.write_graphml(graph_mod.flagged_subgraph(g), out / "graph" / "flagged_subgraph.graphml")
     written["graph"] = str(out / "graph" / "as_graph.graphml")
@@ -703,11 +705,16 @@ def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
     return {**shared, "paths": paths.append_column("probe_weight", _probe_weights(paths))}
 
 
-def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> pa.Table:
-    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted)."""
+def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> Any:
+    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted);
+    or, for kind ``"graph"``, the AS graph of the paths."""
     from analysis import metrics
 
     family, kind, by, weighted = task
+    if kind == "graph":
+        from analysis.graph import build_graph
+
+        return build_graph(ctx["paths"], nodes=ctx["nodes"])
     fn = metrics.path_exposure if kind == "path_exposure" else metrics.pop_exposure
     extra = {"country": ctx["pop_country"]} if kind == "pop_exposure" else {}
     if weighted:

@@ -38,6 +38,9 @@ __all__ = ["ENGINES", "Runner", "open_runner"]
 #: Engine names accepted by ``--engine``.
 ENGINES = ("local", "dask")
 _PLUGIN = "pathexp-context"
+#: Items submitted ahead per local thread: a long item does not idle the other threads
+#: (only ``threads`` items run at once; the results are small).
+_WINDOW = 4
 #: Contexts kept per worker (one per concurrent run is enough).
 _KEEP_CONTEXTS = 2
 
@@ -45,10 +48,10 @@ _KEEP_CONTEXTS = 2
 class Runner:
     """Maps functions over items in this process (the ``local`` engine).
 
-    ``threads`` items are in flight at once (default: 2, or 1 on a single core): the
-    table kernels and Parquet writes release the GIL, so one partition is computed while
-    the previous one is compressed and written. Memory is bounded by ``threads``
-    partitions, whatever the number of items.
+    ``threads`` items run at once (default: 2, or 1 on a single core): the table kernels
+    and Parquet writes release the GIL, so one partition is computed while the previous
+    one is compressed and written. Memory is bounded by ``threads`` partitions in work
+    (plus a few finished results waiting their turn), whatever the number of items.
     """
 
     engine = "local"
@@ -75,7 +78,7 @@ class Runner:
             try:
                 for item in items:
                     window.append(pool.submit(fn, item, ctx))
-                    if len(window) >= self.threads:
+                    if len(window) >= _WINDOW * self.threads:
                         yield window.popleft().result()
                 while window:
                     yield window.popleft().result()
