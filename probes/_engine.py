@@ -31,7 +31,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-from probes.errors import ConfigError
+from probes.errors import ConfigError, StoreError
 
 __all__ = ["ENGINES", "Runner", "open_runner"]
 
@@ -121,18 +121,29 @@ class _DaskRunner(Runner):
 
 
 def _run_task(fn: Callable[[Any, Any], Any], item: Any, setup: Callable[[Any], Any] | None, shared: Any, token: str) -> Any:
-    """Worker side: build (or reuse) the run's context, then call ``fn(item, ctx)``."""
-    if setup is None:
-        return fn(item, shared)
+    """Worker side: build (or reuse) the run's context, then call ``fn(item, ctx)``.
+
+    An OSError (a file the worker cannot read or write) becomes a
+    :class:`probes.errors.StoreError` naming the worker: on a remote cluster it usually
+    means the workers do not see the campaign folder at the same path.
+    """
     from distributed import get_worker
 
-    plugin = get_worker().plugins.get(_PLUGIN)
-    cache: dict[str, Any] = getattr(plugin, "cache", {})
-    if token not in cache:
-        while len(cache) >= _KEEP_CONTEXTS:
-            cache.pop(next(iter(cache)))
-        cache[token] = setup(shared)
-    return fn(item, cache[token])
+    worker = get_worker()
+    try:
+        if setup is None:
+            return fn(item, shared)
+        plugin = worker.plugins.get(_PLUGIN)
+        cache: dict[str, Any] = getattr(plugin, "cache", {})
+        if token not in cache:
+            while len(cache) >= _KEEP_CONTEXTS:
+                cache.pop(next(iter(cache)))
+            cache[token] = setup(shared)
+        return fn(item, cache[token])
+    except OSError as exc:
+        raise StoreError(
+            f"Dask worker {worker.address}: {exc} (do the workers see the campaign folder at the same path?)"
+        ) from exc
 
 
 def _context_plugin() -> Any:

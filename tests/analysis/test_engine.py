@@ -213,3 +213,14 @@ def test_engine_options_and_errors():
             pass
     with open_runner() as r:
         assert list(r.map(lambda item, ctx: item * ctx, [1, 2, 3], setup=lambda s: s + 1, shared=1)) == [2, 4, 6]
+
+
+def test_worker_file_errors_name_the_worker(cluster, tmp_path):
+    from probes.errors import StoreError
+
+    missing = tmp_path / "not-there.parquet"
+    with open_runner("dask", scheduler=cluster.scheduler_address) as r:
+        with pytest.raises(StoreError, match=r"Dask worker tcp://127\.0\.0\.1:\d+: .*not-there.*same path"):
+            list(r.map(lambda item, ctx: open(item, "rb").read(), [str(missing)]))
+    with pytest.raises(StoreError, match="cannot read"):
+        store.ingest_files(Campaign("x", tmp_path), [missing], engine="dask", scheduler=cluster.scheduler_address)
