@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from analysis import _lpm
 from analysis._ipclass import CLASSES, classify
 from analysis.datasets import Snapshot, load_snapshot
-from analysis.errors import SchemaMismatch
+from analysis.errors import MissingInput, SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
 
 __all__ = ["ANNOTATION_FIELDS", "annotate", "annotate_campaign", "read_annotated"]
@@ -553,6 +553,12 @@ def annotate_campaign(
     from probes._engine import open_runner
     from probes._io import write_json
 
+    names = store.segment_names(campaign, "hops")
+    if not names:
+        raise MissingInput(
+            f"campaign {campaign.name!r} has no hop table in {campaign.hops_dir}; "
+            "run `pathexp ingest ... --campaign NAME` (or campaign fetch / trace) first"
+        )
     snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
     registry = load_registry(registry_path)
     counts: Counter = Counter()
@@ -567,7 +573,6 @@ def annotate_campaign(
               "registry_path": registry_path, "online": online, "out": tmp_dir}
     # RDAP look-ups are rate-limited per client: one segment at a time when online
     with open_runner(engine, scheduler=scheduler, workers=workers, local_threads=1 if online else None) as runner:
-        names = store.segment_names(campaign, "hops")
         for name, n, c in runner.map(_annotate_segment, names, setup=_segment_context, shared=shared):
             counts.update(c)
             parts.append(f"{name}.parquet")
@@ -615,7 +620,5 @@ def read_annotated(campaign: Any) -> pa.Table:
     """The annotated hop table of a campaign (all parts, in order)."""
     files = sorted(Path(campaign.annotated_dir).glob("*.parquet"))
     if not files:
-        from analysis.errors import MissingReferenceData
-
-        raise MissingReferenceData(f"{campaign.annotated_dir}: no annotated hops; run `pathexp annotate`")
+        raise MissingInput(f"{campaign.annotated_dir}: no annotated hops; run `pathexp annotate`")
     return pa.concat_tables(pq.read_table(f) for f in files)

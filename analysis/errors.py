@@ -4,6 +4,7 @@ One tree, rooted at :class:`AnalysisError`::
 
     AnalysisError
     ├── MissingReferenceData   no snapshot / a source the step needs was never imported
+    ├── MissingInput           the step's input table does not exist (the step before it never ran)
     ├── DatasetFormatError     a reference-data file does not parse as its declared kind
     ├── SchemaMismatch         a table lacks columns or has the wrong types for the step
     └── RegistryError          the flagged-carrier registry file is invalid
@@ -17,6 +18,7 @@ from __future__ import annotations
 __all__ = [
     "AnalysisError",
     "MissingReferenceData",
+    "MissingInput",
     "DatasetFormatError",
     "SchemaMismatch",
     "RegistryError",
@@ -29,6 +31,10 @@ class AnalysisError(Exception):
 
 class MissingReferenceData(AnalysisError):
     """Reference data needed by a step has not been imported."""
+
+
+class MissingInput(AnalysisError):
+    """The input table of a step does not exist: the step before it has not run."""
 
 
 class DatasetFormatError(AnalysisError):

@@ -62,6 +62,7 @@ DROP_REASONS = {
     "bad_result": "result is missing or not a list of hop objects",
     "bad_field_type": "a field has a JSON type the Atlas format does not allow",
     "duplicate": "same (msm_id, prb_id, timestamp) as a result already kept",
+    "truncated_input": "the compressed input ended early or is corrupt; what could be read was ingested",
 }
 
 _TS = pa.timestamp("s", tz="UTC")
@@ -228,7 +229,11 @@ def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas") -> 
 
 
 def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None, list[bytes], Counter]:
-    """JSON to a raw Arrow table (RAW_SCHEMA); damaged blocks go through :func:`_sanitize`."""
+    """JSON to a raw Arrow table (RAW_SCHEMA); damaged blocks go through :func:`_sanitize`.
+
+    The lines returned are the accepted input lines exactly as received (the store keeps
+    them as the source of truth), even where the decoder was fed a repaired copy.
+    """
     lines = [ln for ln in lines if ln.strip()]
     drops: Counter = Counter()
     if not lines:
@@ -236,10 +241,10 @@ def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None,
     try:
         return _read_block(lines, use_threads), lines, drops
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        lines = _sanitize(lines, drops)
-        if not lines:
-            return None, lines, drops
-        return _read_block(lines, use_threads), lines, drops
+        kept, repaired = _sanitize(lines, drops)
+        if not kept:
+            return None, kept, drops
+        return _read_block(repaired, use_threads), kept, drops
 
 
 def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: str) -> Parsed:
@@ -261,8 +266,13 @@ def _read_block(lines: Sequence[bytes], use_threads: bool = True) -> pa.Table:
     return table
 
 
-def _sanitize(lines: Sequence[bytes], drops: Counter) -> list[bytes]:
-    """Slow path: decode each line, repair format ambiguities, set aside what is invalid."""
+def _sanitize(lines: Sequence[bytes], drops: Counter) -> tuple[list[bytes], list[bytes]]:
+    """Slow path: decode each line, repair format ambiguities, set aside what is invalid.
+
+    Returns the accepted lines as received and, in the same order, their repaired copies
+    for the decoder.
+    """
+    kept: list[bytes] = []
     clean: list[bytes] = []
     for line in lines:
         try:
@@ -274,8 +284,9 @@ def _sanitize(lines: Sequence[bytes], drops: Counter) -> list[bytes]:
         if reason:
             drops[reason] += 1
             continue
+        kept.append(line)
         clean.append(orjson.dumps(obj))
-    return clean
+    return kept, clean
 
 
 def _check_record(obj: object) -> str | None:

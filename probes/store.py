@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import bz2
 import fcntl
-import gzip
 import hashlib
 import io
 import lzma
@@ -33,6 +32,7 @@ import re
 import shutil
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,7 +48,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from probes import _io
-from probes.errors import StoreError
+from probes.errors import InputFormatError, StoreError
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 from probes.workspace import Campaign
@@ -140,11 +140,11 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
         buffered = io.BufferedReader(raw, 1 << 20) if not hasattr(raw, "peek") else raw  # type: ignore[type-var]
         magic = buffered.peek(6)[:6]  # type: ignore[attr-defined]
         if magic[:2] == b"\x1f\x8b":
-            stream: IO[bytes] = gzip.GzipFile(fileobj=buffered)  # type: ignore[assignment]
+            stream: IO[bytes] = _Decompressing(buffered, lambda: zlib.decompressobj(31))  # type: ignore[assignment]
         elif magic[:3] == b"BZh":
-            stream = bz2.BZ2File(buffered)  # type: ignore[assignment]
+            stream = _Decompressing(buffered, bz2.BZ2Decompressor)  # type: ignore[assignment]
         elif magic == b"\xfd7zXZ\x00":
-            stream = lzma.LZMAFile(buffered)  # type: ignore[assignment]
+            stream = _Decompressing(buffered, lzma.LZMADecompressor)  # type: ignore[assignment]
         elif magic[:4] == b"\x28\xb5\x2f\xfd":
             stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")  # type: ignore[assignment]
         else:
@@ -155,6 +155,36 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
             raw.close()
 
 
+class _Decompressing:
+    """Streaming decompression that keeps every byte a cut-off file still yields.
+
+    The standard file wrappers (``gzip.GzipFile``, ``lzma.LZMAFile``) raise at a
+    truncated end and discard what the failing read had decoded; a decompressor fed chunk
+    by chunk returns all it can, and a stream that ends before its end marker is flagged
+    in :attr:`truncated`. Concatenated members/streams (``cat a.gz b.gz``) are read on.
+    """
+
+    def __init__(self, raw: IO[bytes], factory) -> None:
+        self._raw = raw
+        self._factory = factory
+        self._d = factory()
+        self.truncated: str | None = None
+
+    def read(self, n: int = -1) -> bytes:
+        while True:
+            chunk = self._raw.read(1 << 20)
+            if not chunk:
+                if not self._d.eof:
+                    self.truncated = "compressed stream ended before its end marker"
+                return b""
+            out = self._d.decompress(chunk)
+            while self._d.eof and self._d.unused_data:
+                rest, self._d = self._d.unused_data, self._factory()
+                out += self._d.decompress(rest)
+            if out:
+                return out
+
+
 class _Hashing:
     """Wraps a binary stream, hashing everything read (identifies an input by content)."""
 
@@ -162,12 +192,27 @@ class _Hashing:
         self._stream = stream
         self.sha = hashlib.sha256()
         self.size = 0
+        #: why the input ended early (a cut-off or corrupt compressed file), or None
+        self.truncated: str | None = None
 
     def read(self, n: int = -1) -> bytes:
-        data = self._stream.read(n)
+        if self.truncated:
+            return b""
+        try:
+            data = self._stream.read(n)
+        except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
+            # corrupt compressed data: keep what was readable, count the input as truncated
+            self.truncated = f"{type(exc).__name__}: {exc}"
+            return b""
+        if not data:
+            self.truncated = getattr(self._stream, "truncated", None)
         self.sha.update(data)
         self.size += len(data)
         return data
+
+    def count_truncation(self, drops: Counter | dict) -> None:
+        if self.truncated:
+            drops["truncated_input"] = drops.get("truncated_input", 0) + 1
 
 
 def _iter_lines(stream: _Hashing, chunk: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
@@ -197,9 +242,11 @@ def _records_of(stream: _Hashing, name: str) -> Iterator[bytes]:
     """
     lines = _iter_lines(stream)
     head: list[bytes] = []
-    for _, line in lines:
+    first_lineno = 1
+    for lineno, line in lines:
         if line.strip():
             head.append(line)
+            first_lineno = lineno
             break
     if not head:
         return
@@ -227,8 +274,13 @@ def _records_of(stream: _Hashing, name: str) -> Iterator[bytes]:
     try:
         doc = orjson.loads(rest)
     except orjson.JSONDecodeError:
-        # not one JSON document: treat as NDJSON so each bad line is counted on its own
-        yield from rest.split(b"\n")
+        lines_ = rest.split(b"\n")
+        if not any(ln.lstrip().startswith(b"{") for ln in lines_):
+            raise InputFormatError(
+                f"{name}:{first_lineno}: neither RIPE Atlas JSON nor output of traceroute -n, mtr or scamper"
+            ) from None
+        # damaged NDJSON: each bad line is counted on its own, the rest is ingested
+        yield from lines_
         return
     items = doc if isinstance(doc, list) else [doc]
     for item in items:
@@ -607,6 +659,7 @@ def _ingest_one_local(campaign: Campaign, store: _Store, path: str | Path, origi
         hashing = _Hashing(stream)
         name = "<stdin>" if str(path) == "-" else str(path)
         ingest_stream(campaign, _records_of(hashing, name), origin=origin, _store=store, report=one)
+    hashing.count_truncation(one.drops)
     return one, _input_entry(one, name, hashing.sha.hexdigest(), hashing.size)
 
 
@@ -669,6 +722,7 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
             if sum(blocks) >= segment_results:
                 flush()
         flush()
+    hashing.count_truncation(drops)
     return {
         "name": path, "sha256": hashing.sha.hexdigest(), "bytes": hashing.size, "seen": seen,
         "duplicates": dups, "drops": dict(drops), "parts": parts,

@@ -52,3 +52,15 @@ def test_workspace_that_is_a_file(tmp_path, test_data):
 
 def test_missing_input_file(tmp_path):
     one_line_error(run("ingest", str(tmp_path / "absent.json"), "--campaign", "c", "--workspace", str(tmp_path)), "absent.json")
+
+
+def test_annotate_a_campaign_that_was_never_ingested(tmp_path):
+    proc = run("annotate", "--campaign", "typo", "--workspace", str(tmp_path))
+    one_line_error(proc, "typo", "no hop table", "pathexp ingest")
+    assert not (tmp_path / "typo").exists()  # nothing created for a misspelled name
+
+
+def test_unknown_text_input_is_refused_with_its_line(tmp_path):
+    f = tmp_path / "notes.txt"
+    f.write_text("hello\nworld\n")
+    one_line_error(run("ingest", str(f), "--campaign", "c", "--workspace", str(tmp_path)), "notes.txt:1")

@@ -276,3 +276,11 @@ def test_fuzz_never_crashes_and_nothing_vanishes(data):
     assert parsed.traces.num_rows == valid
     assert parsed.hops.num_rows == valid_rows
     assert set(parsed.drops) <= set(DROP_REASONS)
+
+
+def test_raw_lines_are_kept_exactly_as_received_even_when_repaired():
+    """A numeric err makes the block take the repair path; the stored raw line is untouched."""
+    line = orjson.dumps({**BASE, "result": [{"hop": 1, "result": [{"from": "192.0.2.1", "rtt": 1.0, "ttl": 64, "size": 28, "err": 10}]}]})
+    p = parse_lines([line])
+    assert p.raw == [line]
+    assert p.hops.column("err").to_pylist() == ["10"]
