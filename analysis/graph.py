@@ -75,16 +75,31 @@ def build_graph(paths: pa.Table, *, nodes: pa.Table | None = None) -> nx.DiGraph
         src, dst, tr = code[:-1][same], code[1:][same], parent[1:][same]
         if len(src):
             edge = src * nn + dst
-            uniq_tr = np.unique(np.stack([edge, tr], axis=1), axis=0)
-            e_codes, e_tr = np.unique(uniq_tr[:, 0], return_counts=True)
-            uniq_pb = np.unique(np.stack([uniq_tr[:, 0], prb[uniq_tr[:, 1]]], axis=1), axis=0)
-            pb_codes, e_pb = np.unique(uniq_pb[:, 0], return_counts=True)
+            edge_of_tr, tr_of = _unique_pairs(edge, tr, paths.num_rows)
+            e_codes, e_tr = np.unique(edge_of_tr, return_counts=True)
+            _, prb_code = np.unique(prb, return_inverse=True)
+            edge_of_pb, _ = _unique_pairs(edge_of_tr, prb_code[tr_of], int(prb_code.max()) + 1)
+            pb_codes, e_pb = np.unique(edge_of_pb, return_counts=True)
             pb_map = dict(zip(pb_codes.tolist(), e_pb.tolist(), strict=True))
             for e, cnt in zip(e_codes.tolist(), e_tr.tolist(), strict=True):
                 g.add_edge(names[e // nn], names[e % nn], traceroutes=int(cnt), probes=int(pb_map[e]))
     if nodes is not None:
         _attach(g, nodes)
     return g
+
+
+def _unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (a, b) pairs of non-negative ints with ``b < nb``, sorted by (a, b).
+
+    One int64 key ``a * nb + b`` when it cannot overflow (a sort of one column is several
+    times faster than ``np.unique(..., axis=0)``), the row-wise unique otherwise.
+    """
+    nb = max(nb, 1)
+    if len(a) == 0 or int(a.max()) < (1 << 62) // nb:
+        key = np.unique(a.astype(np.int64) * nb + b)
+        return key // nb, key % nb
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def flagged_subgraph(g: nx.DiGraph, *, radius: int = 1) -> nx.DiGraph:

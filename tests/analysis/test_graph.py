@@ -77,3 +77,17 @@ def test_empty_and_bad_input():
     assert g.number_of_nodes() == 0
     with pytest.raises(SchemaMismatch):
         G.build_graph(pa.table({"x": [1]}))
+
+
+def test_unique_pairs_matches_rowwise_unique_and_survives_huge_keys():
+    import numpy as np
+
+    from analysis.graph import _unique_pairs
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 5000, 50_000), rng.integers(0, 300, 50_000)
+    ref = np.unique(np.stack([a, b], axis=1), axis=0)
+    x, y = _unique_pairs(a, b, 300)
+    assert np.array_equal(x, ref[:, 0]) and np.array_equal(y, ref[:, 1])
+    x, y = _unique_pairs(np.array([2**61, 3, 3]), np.array([5, 7, 7]), 10)  # a * nb would overflow
+    assert x.tolist() == [3, 2**61] and y.tolist() == [7, 5]
