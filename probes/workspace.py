@@ -6,8 +6,13 @@ A campaign workspace is ``<workspace>/<campaign>/``::
     traces/seg-NNNNNN.parquet      one row per traceroute   (probes.schema.TRACE_SCHEMA)
     hops/seg-NNNNNN.parquet        one row per reply/timeout (probes.schema.HOP_SCHEMA)
     ingest.json                    cumulative ingest counts, drops by reason
+    probes.parquet                 probe metadata (Atlas API v2 probe objects)
     state.sqlite                   campaign state (Atlas measurements, cursors, credits)
-    annotated/ paths/ exposure/ graph/ report/   written by :mod:`analysis`
+    annotated/seg-NNNNNN.parquet   annotated hops, one file per hop segment (analysis)
+    annotate.json                  snapshot used, counts of what could not be resolved
+    paths/ exposure/ graph/ report/ exposure.json   written by :mod:`analysis`
+    .staging/ .annotated.tmp/ .paths.tmp/   work folders of a run in progress; a run that
+                                   was killed leaves them, the next run removes them
 
 Only :mod:`probes.store` writes ``raw/``, ``traces/`` and ``hops/``.
 """
