@@ -69,6 +69,8 @@ __all__ = [
     "PROBE_META_SCHEMA",
     "open_input",
     "epoch_seconds",
+    "segment_names",
+    "segment_path",
 ]
 
 #: Lines parsed together (one Arrow JSON decode per block).
