@@ -80,12 +80,12 @@ _PROTOS = ("ICMP", "ICMP", "ICMP", "UDP", "ICMP", "TCP", "ICMP", "UDP", "ICMP", 
 
 #: Marks every truth table as synthetic (Parquet key-value metadata).
 _SYNTHETIC_META = {b"pathexp.synthetic": b"true", b"pathexp.generator": b"pathexp.world"}
+#: Every truth table is keyed like an Atlas result; timestamps are Unix seconds.
+_TRUTH_KEYS = [("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64())]
 
 TRUTH_TRACE_SCHEMA = pa.schema(
     [
-        ("msm_id", pa.int64()),
-        ("prb_id", pa.int64()),
-        ("timestamp", pa.int64()),
+        *_TRUTH_KEYS,
         ("dst_addr", pa.string()),
         ("src_asn", pa.int64()),
         ("dst_asn", pa.int64()),
@@ -102,9 +102,7 @@ TRUTH_TRACE_SCHEMA = pa.schema(
 ).with_metadata(_SYNTHETIC_META)
 TRUTH_HOP_SCHEMA = pa.schema(
     [
-        ("msm_id", pa.int64()),
-        ("prb_id", pa.int64()),
-        ("timestamp", pa.int64()),
+        *_TRUTH_KEYS,
         ("hop", pa.int16()),
         ("addr", pa.string()),
         ("router_asn", pa.int64()),
@@ -119,9 +117,7 @@ TRUTH_HOP_SCHEMA = pa.schema(
 ).with_metadata(_SYNTHETIC_META)
 TRUTH_IXP_SCHEMA = pa.schema(
     [
-        ("msm_id", pa.int64()),
-        ("prb_id", pa.int64()),
-        ("timestamp", pa.int64()),
+        *_TRUTH_KEYS,
         ("ixp_id", pa.string()),
         ("ixp_name", pa.string()),
         ("city", pa.string()),
@@ -135,9 +131,7 @@ TRUTH_IXP_SCHEMA = pa.schema(
 ).with_metadata(_SYNTHETIC_META)
 TRUTH_FLAGGED_SCHEMA = pa.schema(
     [
-        ("msm_id", pa.int64()),
-        ("prb_id", pa.int64()),
-        ("timestamp", pa.int64()),
+        *_TRUTH_KEYS,
         ("family", pa.string()),
         ("asn", pa.int64()),
         ("via", pa.string()),
