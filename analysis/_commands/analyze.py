@@ -21,9 +21,10 @@ def register(subparsers: Any) -> None:
         ),
     )
     add_campaign_args(parser)
-    parser.add_argument("--pop-country", default="US", help="country of the PoPs (default: US)")
+    parser.add_argument("--pop-country", default="US", type=_country,
+                        help="ISO 3166-1 alpha-2 country of the PoPs (default: US)")
     parser.add_argument(
-        "--bootstrap", type=int, default=1000, metavar="B", help="bootstrap replicates (default: 1000)"
+        "--bootstrap", type=_positive, default=1000, metavar="B", help="bootstrap replicates (default: 1000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument(
@@ -129,3 +130,16 @@ def _pct(value: float | None) -> str:
     if value is None or value != value:
         return "-"
     return f"{100.0 * value:.2f}%"
+
+
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _country(text: str) -> str:
+    if len(text) != 2 or not text.isalpha():
+        raise argparse.ArgumentTypeError(f"want a two-letter ISO 3166-1 code such as US, got {text!r}")
+    return text.upper()
