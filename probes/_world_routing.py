@@ -40,22 +40,26 @@ def _gao_rexford(
     def tie(x: int, nh: int) -> int:
         return stable_hash("tie", x, nh, dest)
 
+    def spread(starts: list[int], edges: dict[int, list[int]], label: int) -> None:
+        """Shortest-first expansion along one kind of edge (Dijkstra on hop count + tie)."""
+        heap: list[tuple[int, int, tuple[int, ...]]] = []
+        for u in starts:
+            for v in edges[u]:
+                if v not in cls and v not in route[u] and accept(v):
+                    heapq.heappush(heap, (len(route[u]) + 1, tie(v, u), (v, *route[u])))
+        while heap:
+            _, _, path = heapq.heappop(heap)
+            x = path[0]
+            if x in cls:
+                continue
+            cls[x] = label
+            route[x] = path
+            for v in edges[x]:
+                if v not in cls and v not in path and accept(v):
+                    heapq.heappush(heap, (len(path) + 1, tie(v, x), (v, *path)))
+
     # phase 1: customer routes, climbing provider edges, shortest first
-    heap: list[tuple[int, int, tuple[int, ...]]] = []
-    for asn in sorted(seeds):
-        for p in topo.providers[asn]:
-            if p not in route[asn] and accept(p):
-                heapq.heappush(heap, (len(route[asn]) + 1, tie(p, asn), (p, *route[asn])))
-    while heap:
-        _, _, path = heapq.heappop(heap)
-        x = path[0]
-        if x in cls:
-            continue
-        cls[x] = _CUSTOMER
-        route[x] = path
-        for p in topo.providers[x]:
-            if p not in cls and p not in path and accept(p):
-                heapq.heappush(heap, (len(path) + 1, tie(p, x), (p, *path)))
+    spread(sorted(seeds), topo.providers, _CUSTOMER)
 
     # phase 2: peer routes, one peer edge on top of a customer (or origin) route
     exportable = [a for a in sorted(cls) if cls[a] in (_ORIGIN, _CUSTOMER)]
@@ -72,21 +76,7 @@ def _gao_rexford(
         route[x] = best[x][2]
 
     # phase 3: provider routes, descending customer edges, shortest first
-    heap = []
-    for u in sorted(cls):
-        for c in topo.customers[u]:
-            if c not in cls and c not in route[u] and accept(c):
-                heapq.heappush(heap, (len(route[u]) + 1, tie(c, u), (c, *route[u])))
-    while heap:
-        _, _, path = heapq.heappop(heap)
-        x = path[0]
-        if x in cls:
-            continue
-        cls[x] = _PROVIDER
-        route[x] = path
-        for c in topo.customers[x]:
-            if c not in cls and c not in path and accept(c):
-                heapq.heappush(heap, (len(path) + 1, tie(c, x), (c, *path)))
+    spread(sorted(cls), topo.customers, _PROVIDER)
     return route
 
 
