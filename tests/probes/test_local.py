@@ -242,7 +242,7 @@ def test_exact_hops_silent_router_and_destination(netns_lab, protocol: str, af: 
 
 @pytest.mark.netns
 @pytest.mark.parametrize("af", [4, 6])
-@pytest.mark.parametrize("protocol", ["udp", "tcp"])
+@pytest.mark.parametrize("protocol", ["udp", "tcp", "icmp"])
 def test_paris_one_branch_per_flow_both_across_flows(netns_lab, protocol: str, af: int) -> None:
     lab = netns_lab
     dsts = (lab.dsts if af == 4 else lab.dsts6)[:2]
@@ -251,7 +251,12 @@ def test_paris_one_branch_per_flow_both_across_flows(netns_lab, protocol: str, a
     for res in out["results"]:
         branches.add(branch_of(lab, res))  # asserts all 3 attempts of the flow agree
     assert sorted({r["paris_id"] for r in out["results"]}) == list(range(1, 17))
-    assert branches == {"a", "b"}
+    if protocol == "icmp" and af == 4:
+        # Linux hashes ICMPv4 echo on addresses only (no ports), so every flow takes one
+        # branch here; the constant checksum itself is checked packet by packet above
+        assert len(branches) == 1
+    else:
+        assert branches == {"a", "b"}
 
 
 @pytest.mark.netns
