@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.bench._common import data_root, emit  # noqa: E402
 from tests.bench._corpus import build_corpus, split_corpus, work_dir  # noqa: E402
-from tests.bench.bench_pipeline import snapshot_cache  # noqa: E402
+from tests.bench.bench_pipeline import run_stages, snapshot_cache  # noqa: E402
 
 
 def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
@@ -34,8 +34,6 @@ def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
 
     from analysis import annotate as ann
     from analysis import paths as pth
-    from analysis.annotate import annotate_campaign
-    from analysis.paths import analyze_campaign
     from probes import store
     from probes._engine import open_runner
     from probes.workspace import Campaign
@@ -48,16 +46,8 @@ def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
                       dashboard_address=None, silence_logs=logging.ERROR,
                       scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"}) as cluster:
         kw = {"engine": "dask", "scheduler": cluster.scheduler_address}
-        t = time.perf_counter()
-        store.ingest_files(c, files, **kw)
-        times["ingest"] = time.perf_counter() - t
-        t = time.perf_counter()
-        annotate_campaign(c, snapshot_id="bench-real", cache_dir=cache, **kw)
-        times["annotate"] = time.perf_counter() - t
-        t = time.perf_counter()
-        analyze_campaign(c, cache_dir=cache, **kw)
-        times["analyze"] = time.perf_counter() - t
-        times["total"] = times["ingest"] + times["annotate"] + times["analyze"]
+        _, stage_times = run_stages(c, files, cache, **kw)
+        times.update(stage_times)
         # the bare per-segment maps over the same segments
         names = store.segment_names(c)
         out = ws / "map-out"

@@ -39,11 +39,28 @@ def snapshot_cache() -> Path:
     return cache
 
 
-def child(n: int, engine: str, workers: int) -> None:
-    """One full pipeline run; prints a JSON object of stage times and peak RSS."""
+def run_stages(c, inputs: list, cache: Path, **engine) -> tuple:
+    """ingest -> annotate -> analyze on ``c``; returns the ingest report and wall times per stage."""
     from analysis.annotate import annotate_campaign
     from analysis.paths import analyze_campaign
     from probes import store
+
+    times = {}
+    t0 = time.perf_counter()
+    rep = store.ingest_files(c, inputs, **engine)
+    times["ingest"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    annotate_campaign(c, snapshot_id="bench-real", cache_dir=cache, **engine)
+    times["annotate"] = time.perf_counter() - t1
+    t2 = time.perf_counter()
+    analyze_campaign(c, cache_dir=cache, **engine)
+    times["analyze"] = time.perf_counter() - t2
+    times["total"] = time.perf_counter() - t0
+    return rep, times
+
+
+def child(n: int, engine: str, workers: int) -> None:
+    """One full pipeline run; prints a JSON object of stage times and peak RSS."""
     from probes.workspace import Campaign
 
     cache = snapshot_cache()
@@ -51,18 +68,8 @@ def child(n: int, engine: str, workers: int) -> None:
     ws = work_dir() / f"ws-{n}-{engine}-{workers}"
     shutil.rmtree(ws, ignore_errors=True)
     c = Campaign("bench", ws)
-    times = {}
     kw = {} if engine == "local" else {"engine": engine, "workers": workers}
-    t0 = time.perf_counter()
-    rep = store.ingest_files(c, [corpus], **kw)
-    times["ingest"] = time.perf_counter() - t0
-    t1 = time.perf_counter()
-    annotate_campaign(c, snapshot_id="bench-real", cache_dir=cache, **kw)
-    times["annotate"] = time.perf_counter() - t1
-    t2 = time.perf_counter()
-    analyze_campaign(c, cache_dir=cache, **kw)
-    times["analyze"] = time.perf_counter() - t2
-    times["total"] = time.perf_counter() - t0
+    rep, times = run_stages(c, [corpus], cache, **kw)
     print(json.dumps({"n": n, "added": rep.added, "hop_rows": rep.hop_rows, "times": times, "peak_rss_mb": peak_rss_mb()}))
     shutil.rmtree(ws, ignore_errors=True)
 
