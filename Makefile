@@ -1,13 +1,16 @@
 # Two commands on a fresh machine:
 #   make demo   -- create .venv, install pathexp, run the offline demo (main job)
-#   make test   -- create .venv, install pathexp with test extras and system tools, run the tests
+#   make test   -- create .venv, install pathexp with test extras and system tools, lint, run the tests
+# Also:
+#   make test-fast  -- the tests without the slow, netns (root) and browser ones: a few minutes
+#   make lint       -- ruff over the tree, mypy over probes/ and analysis/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PATHEXP_TEST_DATA ?= ../shared/data
 export PATHEXP_TEST_DATA
 
-.PHONY: demo test bench setup setup-test system-deps lint
+.PHONY: demo test test-fast bench setup setup-test system-deps lint
 
 $(VENV)/.stamp-install: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +29,11 @@ system-deps:
 demo: setup
 	$(VENV)/bin/pathexp demo
 
-test: setup system-deps
+test: setup system-deps lint
 	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not netns and not browser"
 
 # Benchmarks: plain scripts printing one JSON line per figure (see README, Performance).
 bench: setup
@@ -35,3 +41,4 @@ bench: setup
 
 lint: setup
 	$(VENV)/bin/ruff check probes analysis tests
+	$(VENV)/bin/mypy

@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from analysis.datasets import cache_root
-from probes._io import write_json
+from probes.fileio import write_json
 
 __all__ = ["RdapClient"]
 

@@ -1,8 +1,9 @@
 """The hop annotator: IP -> origin AS, IXP, IXP member, organisation, flagged family.
 
 :func:`annotate` is a pure table function (hop table in, annotated hop table out) over a
-pinned :class:`~analysis.datasets.Snapshot`; :func:`annotate_campaign` runs it over a
-campaign's hop segments and writes ``<campaign>/annotated/*.parquet`` and
+pinned :class:`~analysis.datasets.Snapshot`, with no I/O of its own (the RDAP fallback
+aside, and only with ``online=True``); :func:`analysis.campaign_io.annotate_campaign` runs
+it over a campaign's hop segments and writes ``<campaign>/annotated/*.parquet`` and
 ``<campaign>/annotate.json``.
 
 Resolution order for one reply address (all steps vectorized over the *unique* addresses):
@@ -24,24 +25,38 @@ static prefix (``"rir-static"``).
 
 from __future__ import annotations
 
-import hashlib
-import shutil
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from analysis import _lpm
 from analysis._ipclass import CLASSES, classify
-from analysis.datasets import Snapshot, load_snapshot
-from analysis.errors import MissingInput, SchemaMismatch
+from analysis.datasets import Snapshot
+from analysis.errors import SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
 
-__all__ = ["ANNOTATION_FIELDS", "annotate", "annotate_campaign", "read_annotated"]
+__all__ = [
+    "ANNOTATION_FIELDS",
+    "annotate",
+    "annotate_campaign",  # noqa: F822 (lazy: __getattr__)
+    "read_annotated",  # noqa: F822 (lazy: __getattr__)
+]
+
+#: Names that moved to :mod:`analysis.campaign_io` (the campaign I/O edge), still
+#: reachable here without importing it at import time (no import cycle).
+_MOVED = frozenset({"annotate_campaign", "read_annotated"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from analysis import campaign_io
+
+        return getattr(campaign_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Columns appended to the hop table (in this order).
 ANNOTATION_FIELDS = pa.schema(
@@ -259,7 +274,7 @@ def annotate(
     dictionary : bool
         Return the annotation columns (all but ``asns``) dictionary-encoded over the unique
         addresses instead of materialized: the same values, no per-row copy (in-memory
-        pipelines; :func:`annotate_campaign` writes the plain types).
+        pipelines; :func:`analysis.campaign_io.annotate_campaign` writes the plain types).
 
     Returns
     -------
@@ -501,124 +516,3 @@ def _annotate_unique(
         "resolved_by": pa.array(resolved.tolist(), pa.string()),
         "_reasons": reasons,
     }
-
-
-# ----------------------------------------------------------------------------- campaign
-
-
-def annotate_campaign(
-    campaign: Any,
-    *,
-    snapshot_id: str | None = None,
-    cache_dir: str | Path | None = None,
-    registry_path: str | Path | None = None,
-    online: bool = False,
-    engine: str = "local",
-    scheduler: str | None = None,
-    workers: int | None = None,
-) -> dict:
-    """Annotate every hop of a campaign; write ``annotated/`` and ``annotate.json``.
-
-    Runs :func:`annotate` segment by segment (``annotated/seg-NNNNNN.parquet`` for hop
-    segment ``seg-NNNNNN``): one segment is in memory at a time, so memory does not grow
-    with the campaign. With ``engine="dask"`` the segments are annotated by Dask workers
-    (see :func:`analysis.engine.open_runner`), each loading the snapshot once; the files
-    written are the same.
-
-    Parameters
-    ----------
-    campaign : probes.workspace.Campaign
-    snapshot_id : str, optional
-        Default: the latest snapshot.
-    cache_dir : path, optional
-        Reference-data cache root (see :func:`analysis.datasets.cache_root`).
-    registry_path : path, optional
-        A registry TOML file instead of the default one.
-    online : bool
-        Allow the RDAP fallback.
-    engine : {"local", "dask"}
-    scheduler : str, optional
-        Dask scheduler address (default: a LocalCluster for the run).
-    workers : int, optional
-        Worker processes of that LocalCluster (default: one per core).
-
-    Returns
-    -------
-    dict
-        The report written to ``annotate.json``: snapshot id and digest, registry sha256,
-        rows, parts, counts by reason. The same inputs and snapshot give byte-identical
-        files.
-    """
-    from probes import store
-    from probes._engine import open_runner
-    from probes._io import write_json
-
-    names = store.segment_names(campaign, "hops")
-    if not names:
-        raise MissingInput(
-            f"campaign {campaign.name!r} has no hop table in {campaign.hops_dir}; "
-            "run `pathexp ingest ... --campaign NAME` (or campaign fetch / trace) first"
-        )
-    snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
-    registry = load_registry(registry_path)
-    counts: Counter = Counter()
-    out_dir = campaign.annotated_dir
-    tmp_dir = out_dir.parent / ".annotated.tmp"
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
-    parts: list[str] = []
-    rows = 0
-    shared = {"campaign": campaign, "snapshot_id": snap.id, "cache_dir": cache_dir,
-              "registry_path": registry_path, "online": online, "out": tmp_dir}
-    # RDAP look-ups are rate-limited per client: one segment at a time when online
-    with open_runner(engine, scheduler=scheduler, workers=workers, local_threads=1 if online else None) as runner:
-        for name, n, c in runner.map(_annotate_segment, names, setup=_segment_context, shared=shared):
-            counts.update(c)
-            parts.append(f"{name}.parquet")
-            rows += n
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp_dir.rename(out_dir)
-    reg_bytes = Path(registry.path).read_bytes()
-    report = {
-        "snapshot": {
-            "id": snap.id,
-            "digest": snap.digest,
-            "kinds": {k: {"date": v.get("date"), "sources": v.get("sources")} for k, v in snap.info.get("kinds", {}).items()},
-        },
-        "registry": {"sha256": hashlib.sha256(reg_bytes).hexdigest(), "default": registry_path is None},
-        "online": online,
-        "rows": rows,
-        "parts": parts,
-        "counts": dict(sorted(counts.items())),
-    }
-    write_json(campaign.root / "annotate.json", report)
-    return report
-
-
-def _segment_context(shared: dict) -> dict:
-    """Per process (or Dask worker): the snapshot and registry, loaded once."""
-    snap = load_snapshot(shared["snapshot_id"], cache_dir=shared["cache_dir"])
-    return {**shared, "snapshot": snap, "registry": load_registry(shared["registry_path"])}
-
-
-def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
-    """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
-    from probes import store
-    from probes._io import write_parquet
-    from probes.schema import HOP_SCHEMA
-
-    hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
-    annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"])
-    del hops
-    write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet")
-    return name, annotated.num_rows, counts
-
-
-def read_annotated(campaign: Any) -> pa.Table:
-    """The annotated hop table of a campaign (all parts, in order)."""
-    files = sorted(Path(campaign.annotated_dir).glob("*.parquet"))
-    if not files:
-        raise MissingInput(f"{campaign.annotated_dir}: no annotated hops; run `pathexp annotate`")
-    return pa.concat_tables(pq.read_table(f) for f in files)

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 from analysis import _lpm
 from analysis._readers import KINDS, READERS, decompress
 from analysis.errors import DatasetFormatError, MissingReferenceData
-from probes._io import write_json, write_parquet
+from probes.fileio import write_json, write_parquet
 
 __all__ = [
     "KINDS",

@@ -1,41 +1,9 @@
-"""Where the pipeline's batch functions run: in this process, or on Dask distributed.
-
-``pathexp ingest|annotate|analyze --engine dask [--scheduler ADDRESS] [--workers N]`` run
-the same pure table functions (:func:`probes.parse.parse_lines`,
-:func:`analysis.annotate.annotate`, :func:`analysis.paths.build_paths`) over the same
-partitions -- input files for ingest, the store's segments for annotate and analyze -- on
-Dask workers instead of one after the other in this process; the files written are the
-same. Without ``--scheduler`` a :class:`distributed.LocalCluster` of ``--workers``
-single-threaded processes (default: one per core, dashboard off) is started for the run.
-With a scheduler address (a cluster started by ``dask-jobqueue`` on SLURM, or on
-Kubernetes) the workers must have pathexp installed and see the campaign folder at the
-same path (a shared file system).
-
-The library functions take the same choice as keyword options ``engine``, ``scheduler``
-and ``workers``; :func:`open_runner` is the context manager behind them.
-"""
+"""Temporary shim (issue 12): the engine options moved to :mod:`analysis.cli`, the runner
+is :mod:`probes.engine`'s. Removed with the other shims."""
 
 from __future__ import annotations
 
-import argparse
-from typing import Any
-
-from probes._engine import ENGINES, Runner, open_runner
+from analysis.cli import add_engine_args, engine_options
+from probes.engine import ENGINES, Runner, open_runner
 
 __all__ = ["ENGINES", "Runner", "open_runner", "add_engine_args", "engine_options"]
-
-
-def add_engine_args(parser: argparse.ArgumentParser) -> None:
-    """Add ``--engine``, ``--scheduler`` and ``--workers`` to a subcommand."""
-    group = parser.add_argument_group("engine")
-    group.add_argument("--engine", choices=ENGINES, default="local",
-                       help="where the batch work runs: this process (default) or Dask distributed")
-    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: start a LocalCluster)")
-    group.add_argument("--workers", type=int, default=None, metavar="N",
-                       help="worker processes of the LocalCluster (default: one per core)")
-
-
-def engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ``engine``, ``scheduler`` and ``workers`` keyword options from parsed arguments."""
-    return {"engine": args.engine, "scheduler": args.scheduler, "workers": args.workers}

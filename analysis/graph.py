@@ -1,6 +1,6 @@
 """The AS-level graph of observed paths, with IXPs as their own nodes (networkx).
 
-Nodes are the path node ids of :mod:`analysis.paths` (``AS4134``, ``IXP:pdb:26``); a
+Nodes are the path node ids of :mod:`analysis.nodes` (``AS4134``, ``IXP:pdb:26``); a
 directed edge ``u -> v`` exists when some traceroute's ``as_path`` has ``v`` right after
 ``u``, and carries ``traceroutes`` (how many traceroutes used it) and ``probes`` (from how
 many distinct probes). Node attributes: ``kind`` (``as``/``ixp``), ``traceroutes``, and,
@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis.errors import SchemaMismatch
-from analysis.paths import parse_node
-from probes._io import atomic_path
+from analysis.nodes import parse_node
+from probes.fileio import atomic_path
 
 __all__ = ["build_graph", "flagged_subgraph", "write_graphml"]
 

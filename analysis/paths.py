@@ -42,30 +42,38 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   (RTT x 99.93 km/ms >= distance to the nearest of Beijing, Shanghai, Guangzhou). Null when
   the probe location or either country is unknown.
 
-Node ids are made by :func:`as_node` and :func:`ixp_node` only, and read by
-:func:`parse_node`. :func:`analyze_campaign` is the I/O edge that runs all of this (and
+Path nodes are the ids of :mod:`analysis.nodes` (``AS<n>``, ``IXP:<ixp_id>``; re-exported
+here). Everything in this module is a pure function over tables;
+:func:`analysis.campaign_io.analyze_campaign` is the I/O edge that runs it (and
 :mod:`analysis.metrics`, :mod:`analysis.graph`) over a campaign workspace.
 """
 
 from __future__ import annotations
 
-import shutil
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis._tables import (
+    ANNOTATED_OPTIONAL,
+    ANNOTATED_REQUIRED,
+    connect,
+    int_np,
+    list_of,
+    node_attributes_sql,
+    override_families,
+    registry_lookup,
+)
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
+from analysis.nodes import AS_PREFIX, IXP_PREFIX, as_node, ixp_node, parse_node
 
 if TYPE_CHECKING:
     from analysis.registry import Registry
-    from probes.workspace import Campaign
 
     #: A flagged-carrier registry: a :class:`analysis.registry.Registry` or ``asn -> family``.
     RegistryLike = Mapping[int, str] | Registry
@@ -84,12 +92,23 @@ __all__ = [
     "parse_node",
     "build_paths",
     "node_attributes",
-    "analyze_campaign",
-    "GROUPINGS",
+    "analyze_campaign",  # noqa: F822 (lazy: __getattr__)
+    "GROUPINGS",  # noqa: F822 (lazy: __getattr__)
 ]
 
-AS_PREFIX = "AS"
-IXP_PREFIX = "IXP:"
+#: Names that moved to :mod:`analysis.campaign_io` (the campaign I/O edge), still
+#: reachable here without importing it at import time (no import cycle).
+_MOVED = frozenset({"analyze_campaign", "GROUPINGS"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from analysis import campaign_io
+
+        return getattr(campaign_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 #: ``kind`` of a crossing that is not at a known IXP, the previous hop having answered.
 PRIVATE_INTERCONNECT = "private interconnect"
 #: ``kind`` of a crossing right after an unresponsive hop (which may have been an IXP LAN).
@@ -102,20 +121,6 @@ CHINA_REFERENCE_POINTS = (
     ("Guangzhou", 23.1291, 113.2644),
 )
 
-_ANNOTATED_REQUIRED = (
-    "msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from", "rtt", "ip_class",
-    "asn", "ixp_id", "member_asn", "family",
-)  # fmt: skip
-_ANNOTATED_OPTIONAL = {
-    "late": pa.bool_(),
-    "dup": pa.bool_(),
-    "ixp_name": pa.string(),
-    "ixp_city": pa.string(),
-    "ixp_country": pa.string(),
-    "ixp_lat": pa.float64(),
-    "ixp_lon": pa.float64(),
-    "as_country": pa.string(),
-}
 _TRACES_REQUIRED = ("msm_id", "prb_id", "timestamp", "dst_addr")
 
 CROSSING_TYPE = pa.struct(
@@ -183,40 +188,6 @@ PATHS_SCHEMA = pa.schema(
 )
 
 
-# ---------------------------------------------------------------------------- node ids
-def as_node(asn: int) -> str:
-    """Node id of an AS.
-
-    >>> as_node(4134)
-    'AS4134'
-    """
-    return f"{AS_PREFIX}{int(asn)}"
-
-
-def ixp_node(ixp_id: str) -> str:
-    """Node id of an IXP, from its annotation id (``pdb:<id>``, ``caida:<id>``, ``pch:<name>``).
-
-    >>> ixp_node("pdb:26")
-    'IXP:pdb:26'
-    """
-    if not ixp_id:
-        raise ValueError("empty IXP id")
-    return f"{IXP_PREFIX}{ixp_id}"
-
-
-def parse_node(node: str) -> tuple[str, int | str]:
-    """Split a node id into ``("as", asn)`` or ``("ixp", ixp_id)``.
-
-    >>> parse_node("AS4134"), parse_node("IXP:pdb:26")
-    (('as', 4134), ('ixp', 'pdb:26'))
-    """
-    if node.startswith(IXP_PREFIX) and len(node) > len(IXP_PREFIX):
-        return "ixp", node[len(IXP_PREFIX) :]
-    if node.startswith(AS_PREFIX) and node[len(AS_PREFIX) :].isdigit():
-        return "as", int(node[len(AS_PREFIX) :])
-    raise ValueError(f"not a path node id: {node!r}")
-
-
 # ---------------------------------------------------------------------------- build_paths
 def build_paths(
     annotated: pa.Table,
@@ -263,7 +234,7 @@ def build_paths(
         non-node records by reason.
     """
     drops: Counter[str] = Counter()
-    annotated = _check_columns(annotated, _ANNOTATED_REQUIRED, _ANNOTATED_OPTIONAL, "annotated hops")
+    annotated = _check_columns(annotated, ANNOTATED_REQUIRED, ANNOTATED_OPTIONAL, "annotated hops")
     _check_columns(traces, _TRACES_REQUIRED, {}, "traces")
     _check_columns(probes, ("prb_id",), {}, "probe metadata")
 
@@ -298,7 +269,7 @@ def build_paths(
     has = transit_fam >= 0
     pair = np.unique(tid[has] * max(len(fam_names), 1) + transit_fam[has])
     f_tid, f_code = pair // max(len(fam_names), 1), pair % max(len(fam_names), 1)
-    flagged = _list_of(
+    flagged = list_of(
         pa.array(np.asarray(fam_names, dtype=object)[f_code] if len(f_code) else [], pa.string()),
         f_tid,
         ntr,
@@ -364,584 +335,13 @@ def node_attributes(annotated: pa.Table, *, registry: RegistryLike | None = None
         "org": pa.string(), "as_country": pa.string(), "ixp_name": pa.string(),
         "ixp_city": pa.string(), "ixp_country": pa.string(), "ip_class": pa.string(),
     }, "annotated hops")  # fmt: skip
-    con = _connect()
+    con = connect()
     try:
         con.register("a", annotated)
-        table = _node_attributes_sql(con)
+        table = node_attributes_sql(con)
     finally:
         con.close()
-    return _override_families(table, registry)
-
-
-def _node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The node attribute query over relation ``a`` (an annotated hop table or its files)."""
-    return con.sql(
-        """
-        WITH x AS (
-          SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
-                 org, family, as_country
-          FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
-        )
-        SELECT 'AS' || node_asn::VARCHAR AS node, 'as' AS kind, node_asn AS asn,
-               mode(org) AS org, mode(family) AS family, mode(as_country) AS country,
-               NULL::VARCHAR AS name, NULL::VARCHAR AS city
-        FROM x WHERE node_asn IS NOT NULL GROUP BY node_asn
-        UNION ALL
-        SELECT 'IXP:' || ixp_id, 'ixp', NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR,
-               mode(ixp_country), mode(ixp_name), mode(ixp_city)
-        FROM a WHERE ixp_id IS NOT NULL GROUP BY ixp_id
-        ORDER BY node
-        """
-    ).to_arrow_table()
-
-
-def _override_families(table: pa.Table, registry: RegistryLike | None) -> pa.Table:
-    if registry is not None:
-        asn = _int_np(table.column("asn"))
-        fams = _registry_lookup(registry, asn)
-        table = table.set_column(table.schema.get_field_index("family"), "family", fams)
-    return table
-
-
-# ---------------------------------------------------------------------------- campaign edge
-#: Groupings written to the exposure tables besides the overall figure.
-GROUPINGS = ("source_country", "source_as", "destination", "destination_as", "day")
-
-
-def analyze_campaign(
-    campaign: Campaign,
-    *,
-    registry: RegistryLike | None = None,
-    families: Sequence[str] | None = None,
-    pop_country: str = "US",
-    n_boot: int = 1000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    include_endpoints: bool = False,
-    rtt_jump_ms: float = 40.0,
-    cache_dir: str | Path | None = None,
-    engine: str = "local",
-    scheduler: str | None = None,
-    workers: int | None = None,
-) -> dict[str, Any]:
-    """Paths, exposure tables, graphs and ``exposure.json`` for one campaign (the I/O edge).
-
-    Reads ``<campaign>/annotated/**/*.parquet``, the traceroute table and the probe
-    metadata; writes ``paths/paths.parquet``, ``exposure/{path_exposure,pop_exposure,
-    hegemony,change_events}.{parquet,csv}``, ``graph/as_graph.graphml``,
-    ``graph/flagged_subgraph.graphml`` and ``exposure.json`` (``exposure/pops`` lists where
-    the flagged families are entered: IXP or located facility city), and returns what
-    ``exposure.json`` holds.
-
-    ``families``: families to report (default: those in ``registry``, in the annotated
-    table and in the default registry file); ``"any"`` (any flagged family) is always
-    reported. Path and PoP exposure carry a cluster-bootstrap interval over probes (the
-    headline, ``n_boot`` replicates, ``seed``) and a Wilson interval for comparison.
-
-    Destination AS and country come from annotating the destination addresses with the
-    snapshot named in ``annotate.json`` (looked up in ``cache_dir``, see
-    :func:`analysis.datasets.cache_root`); if that snapshot is not in the cache, only
-    destinations that answered a hop are known, and ``exposure.json`` says so.
-
-    Memory stays flat in the campaign's size: when the annotated files are the store's
-    segments (as :func:`analysis.annotate.annotate_campaign` writes them), the campaign-wide
-    lookups (destinations, node attributes) are aggregated from the files first, then
-    :func:`build_paths` runs segment by segment (a segment holds whole traceroutes) and
-    ``paths.parquet`` is written part by part, one row group per segment, in segment order
-    (rows sorted by key within a segment); the metrics then read the path columns they
-    need. ``engine="dask"`` runs the segments on Dask workers (``scheduler``, ``workers``:
-    see :func:`analysis.engine.open_runner`) with the same output.
-    """
-    import orjson
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from analysis import graph as graph_mod
-    from analysis import metrics
-    from analysis.errors import MissingReferenceData
-    from probes import _io, store
-    from probes._engine import open_runner
-
-    ann_files = sorted(campaign.annotated_dir.glob("**/*.parquet"))
-    if not ann_files:
-        raise MissingReferenceData(
-            f"campaign {campaign.name!r} has no annotated hops in {campaign.annotated_dir}; "
-            "run `pathexp annotate` first"
-        )
-    ann_columns = _annotated_columns(ann_files)
-    partitions = _partitions(campaign, ann_files)
-    trace_files = [f for _, _, tf in partitions for f in tf]
-    probe_meta = store.read_probe_meta(campaign)
-    snapshot, annotate_info = _annotate_info(campaign)
-    snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
-    dst_addrs = _distinct_destinations(trace_files)
-    destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
-    destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
-    facilities, fac_source = _facility_table(snap, snap_note)
-    nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
-    del snap
-
-    tmp_dir = campaign.paths_dir.parent / ".paths.tmp"
-    if tmp_dir.exists():
-        shutil.rmtree(tmp_dir)
-    tmp_dir.mkdir(parents=True)
-    shared = {
-        "probes": probe_meta, "registry": registry, "destinations": destinations,
-        "facilities": facilities, "include_endpoints": include_endpoints,
-        "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(tmp_dir),
-    }
-    drops: Counter[str] = Counter()
-    part_files: list[Path] = []
-    with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
-        for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
-            drops.update(part_drops)
-            part_files.append(Path(part))
-        del shared, destinations, facilities, probe_meta
-        paths_file = campaign.paths_dir / "paths.parquet"
-        with _io.atomic_path(paths_file) as tmp:
-            with pq.ParquetWriter(tmp, PATHS_SCHEMA, **_io.PARQUET_OPTIONS) as writer:
-                for f in part_files:
-                    writer.write_table(pq.read_table(f, schema=PATHS_SCHEMA))
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        paths = pq.read_table(paths_file, columns=list(_METRIC_COLUMNS))
-
-        fams = _report_families(paths, nodes, registry, families)
-        opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
-        weighted = paths.append_column("probe_weight", _probe_weights(paths))
-        # the exposure tables (a cluster bootstrap per group) are independent tasks
-        tasks = [(fam, kind, by, w) for fam in [None, *fams] for kind in ("path_exposure", "pop_exposure")
-                 for by, w in ((None, False), (None, True), *((g, False) for g in GROUPINGS))]
-        # Dask workers read the paths file themselves (no large pickled table to ship)
-        source = {"paths": weighted} if runner.engine == "local" else {"paths_file": str(paths_file)}
-        # the graph is one more independent task, the longest: first in line
-        results = list(runner.map(
-            _exposure_task, [(None, "graph", None, False), *tasks], setup=_exposure_context,
-            shared={**source, "pop_country": pop_country, "opts": opts, "nodes": nodes}))
-        g = results[0]
-        exposure = dict(zip(tasks, results[1:], strict=True))
-    del weighted
-    hegemony = metrics.hegemony(paths)
-    node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
-    path_tabs: list[pa.Table] = []
-    pop_tabs: list[pa.Table] = []
-    summary: dict[str, Any] = {}
-    for fam in [None, *fams]:
-        label = fam or metrics.ANY_FAMILY
-        entry: dict[str, Any] = {}
-        for kind in ("path_exposure", "pop_exposure"):
-            boot = exposure[(fam, kind, None, False)]
-            entry[kind] = _summary_row(boot)
-            row = exposure[(fam, kind, None, True)].to_pylist()[0]
-            entry[kind]["probe_weighted"] = {
-                "estimate": row["exposure"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
-                "method": row["method"] + "; every probe weighs the same (1 / its traceroutes)",
-            }
-            tabs = path_tabs if kind == "path_exposure" else pop_tabs
-            tabs.append(_long(boot, None))
-            for grouping in GROUPINGS:
-                tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
-        entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
-        summary[label] = entry
-
-    out = campaign.root
-    written = {"paths": str(paths_file)}
-    tables = {
-        "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
-        "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
-        "hegemony": hegemony,
-        "pops": metrics.crossing_locations(paths),
-        "change_events": pa.concat_tables(
-            [metrics.change_events(paths, family=f) for f in [None, *fams]]
-        ),
-    }
-    for name, table in tables.items():
-        _io.write_parquet(table, out / "exposure" / f"{name}.parquet")
-        with _io.atomic_path(out / "exposure" / f"{name}.csv") as tmp:
-            pacsv.write_csv(table, tmp)
-        written[name] = str(out / "exposure" / f"{name}.parquet")
-    graph_mod.write_graphml(g, out / "graph" / "as_graph.graphml")
-    graph_mod.write_graphml(graph_mod.flagged_subgraph(g), out / "graph" / "flagged_subgraph.graphml")
-    written["graph"] = str(out / "graph" / "as_graph.graphml")
-
-    crossings = pc.list_flatten(paths.column("pop_crossings").combine_chunks())
-    report = {
-        "campaign": campaign.name,
-        "snapshot": snapshot,
-        "annotate": annotate_info,
-        "traceroutes": paths.num_rows,
-        "probes": len(pc.unique(paths.column("prb_id"))),
-        "transiting_any": int(pc.sum(paths.column("transits_flagged")).as_py() or 0),
-        "ixp_crossing_traceroutes": int(
-            pc.sum(pc.greater(pc.list_value_length(_ixp_lists(paths)), 0)).as_py() or 0
-        ),
-        "pop_crossings": len(crossings),
-        "detours": int(pc.sum(pc.fill_null(paths.column("detour"), False)).as_py() or 0),
-        "loops": int(pc.sum(paths.column("loop")).as_py() or 0),
-        "pop_country": pop_country,
-        "destinations": dst_source,
-        "facilities": fac_source,
-        "families": summary,
-        "method": {
-            "ci": f"cluster bootstrap over probes (prb_id), percentile, {confidence:.0%}, "
-            f"B={n_boot}, seed={seed}; Wilson score interval alongside",
-            "path_exposure": "share of traceroutes whose AS path transits the family "
-            "(endpoints excluded)" if not include_endpoints else
-            "share of traceroutes whose AS path contains the family",
-            "pop_exposure": f"share of traceroutes entering the family at an IXP in {pop_country} "
-            "(or at a facility located by a constrained facility search) with a speed-of-light "
-            "verdict that is not inconsistent; a lower bound: crossings that cannot be located "
-            "do not count",
-        },
-        "drops": dict(sorted(drops.items())),
-        "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
-        "top_pops": tables["pops"].slice(0, 20).to_pylist(),
-        "top_hegemony": hegemony.slice(0, 20).to_pylist(),
-        "outputs": written,
-    }
-    _io.write_bytes(
-        out / "exposure.json",
-        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
-                     | orjson.OPT_SERIALIZE_NUMPY) + b"\n",
-    )
-    return report
-
-
-#: Path columns the metrics, graph and report read back from ``paths.parquet``.
-_METRIC_COLUMNS = (
-    "msm_id", "prb_id", "timestamp", "day", "probe_asn", "probe_country", "dst_addr", "dst_asn",
-    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour",
-)  # fmt: skip
-
-
-def _annotated_columns(files: list[Path]) -> list[str]:
-    """Columns of the annotated parts that paths use; raises if a required one is missing."""
-    wanted = set(_ANNOTATED_REQUIRED) | set(_ANNOTATED_OPTIONAL) | {"org", "dup", "late"}
-    con = _connect()
-    try:
-        names = [r[0] for r in con.sql(
-            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)",
-            params={"files": [str(f) for f in files]},
-        ).fetchall()]
-    finally:
-        con.close()
-    missing = [c for c in _ANNOTATED_REQUIRED if c not in names]
-    if missing:
-        raise SchemaMismatch(
-            f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
-        )
-    return [c for c in names if c in wanted]
-
-
-def _read_annotated(files: list[Path], columns: Sequence[str]) -> pa.Table:
-    """The columns :func:`build_paths` uses, from annotated parts."""
-    con = _connect()
-    try:
-        sel = ", ".join(f'"{c}"' for c in columns)
-        return con.sql(
-            f"SELECT {sel} FROM read_parquet($files, union_by_name=true)",
-            params={"files": [str(f) for f in files]},
-        ).to_arrow_table()
-    finally:
-        con.close()
-
-
-def _partitions(campaign: Campaign, ann_files: list[Path]) -> list[tuple[int, list[str], list[str]]]:
-    """(index, annotated files, traceroute files) per unit of work.
-
-    One per store segment when the annotated parts are named after the segments; otherwise
-    (parts written another way) a single partition of everything.
-    """
-    from probes import store
-
-    names = store.segment_names(campaign, "traces")
-    by_name = {f.name[: -len(".parquet")]: f for f in ann_files}
-    if names and sorted(by_name) == names and all(f.parent == campaign.annotated_dir for f in ann_files):
-        return [
-            (i, [str(by_name[n])], [str(store.segment_path(campaign, n, "traces"))])
-            for i, n in enumerate(names)
-        ]
-    return [(0, [str(f) for f in ann_files], [str(store.segment_path(campaign, n, "traces")) for n in names])]
-
-
-def _read_traces(files: Sequence[str]) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    from probes.schema import TRACE_SCHEMA
-
-    if not files:
-        return TRACE_SCHEMA.empty_table()
-    return pa.concat_tables([pq.read_table(f, schema=TRACE_SCHEMA) for f in files])
-
-
-def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]) -> tuple[str, Counter[str]]:
-    """Build the paths of one partition into ``<out>/part-NNNNNN.parquet``; return it and the drops."""
-    from probes import _io
-
-    index, ann_files, trace_files = part
-    annotated = _read_annotated([Path(f) for f in ann_files], ctx["columns"])
-    paths, drops = build_paths(
-        annotated,
-        _read_traces(trace_files),
-        ctx["probes"],
-        registry=ctx["registry"],
-        destinations=ctx["destinations"],
-        facilities=ctx["facilities"],
-        include_endpoints=ctx["include_endpoints"],
-        rtt_jump_ms=ctx["rtt_jump_ms"],
-    )
-    del annotated
-    target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
-    _io.write_parquet(paths, target)
-    return str(target), drops
-
-
-def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
-    """The probe-weighted metric columns of the paths, given or read from ``paths_file``."""
-    if "paths" in shared:
-        return shared
-    import pyarrow.parquet as pq
-
-    paths = pq.read_table(shared["paths_file"], columns=list(_METRIC_COLUMNS))
-    return {**shared, "paths": paths.append_column("probe_weight", _probe_weights(paths))}
-
-
-def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> Any:
-    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted);
-    or, for kind ``"graph"``, the AS graph of the paths."""
-    from analysis import metrics
-
-    family, kind, by, weighted = task
-    if kind == "graph":
-        from analysis.graph import build_graph
-
-        return build_graph(ctx["paths"], nodes=ctx["nodes"])
-    fn = metrics.path_exposure if kind == "path_exposure" else metrics.pop_exposure
-    extra = {"country": ctx["pop_country"]} if kind == "pop_exposure" else {}
-    if weighted:
-        extra["weight"] = "probe_weight"
-    return fn(ctx["paths"], family=family, by=by, ci="cluster-bootstrap", **extra, **ctx["opts"])
-
-
-def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
-    """The distinct non-null ``dst_addr`` of the traceroute files, sorted."""
-    if not trace_files:
-        return pa.array([], pa.string())
-    con = _connect()
-    try:
-        res = con.sql(
-            "SELECT DISTINCT dst_addr FROM read_parquet($files) WHERE dst_addr IS NOT NULL ORDER BY 1",
-            params={"files": list(trace_files)},
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return res.column(0).combine_chunks().cast(pa.string()) if res.num_rows else pa.array([], pa.string())
-
-
-def _with_replying_destinations(
-    destinations: pa.Table | None, dst_addrs: pa.Array, ann_files: list[Path], columns: Sequence[str]
-) -> pa.Table:
-    """Destination AS/country: the snapshot's, else the annotation of hops replying from it.
-
-    Campaign-wide (the replying hop may be in another segment than the traceroute), so a
-    segment's :func:`build_paths` sees what the whole table would give.
-    """
-    d = destinations if destinations is not None else pa.table({
-        "dst_addr": dst_addrs, "dst_asn": pa.nulls(len(dst_addrs), pa.int64()),
-        "dst_country": pa.nulls(len(dst_addrs), pa.string())})
-    country = "as_country" if "as_country" in columns else "NULL::VARCHAR"
-    con = _connect()
-    try:
-        con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
-        con.register("q", pa.table({"dst_addr": dst_addrs}))
-        return con.sql(
-            f"""
-            SELECT q.dst_addr, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
-                   coalesce(g.dst_country, h.dst_country) AS dst_country
-            FROM q
-            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
-                       FROM d GROUP BY dst_addr) g USING (dst_addr)
-            LEFT JOIN (SELECT reply_from AS dst_addr,
-                              mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
-                              mode({country}) dst_country
-                       FROM read_parquet($files, union_by_name=true)
-                       WHERE reply_from IN (SELECT dst_addr FROM q)
-                       GROUP BY reply_from) h USING (dst_addr)
-            ORDER BY q.dst_addr
-            """,
-            params={"files": [str(f) for f in ann_files]},
-        ).to_arrow_table().cast(pa.schema([("dst_addr", pa.string()), ("dst_asn", pa.int64()),
-                                           ("dst_country", pa.string())]))
-    finally:
-        con.close()
-
-
-def _campaign_node_attributes(
-    ann_files: list[Path], columns: Sequence[str], registry: RegistryLike | None
-) -> pa.Table:
-    """:func:`node_attributes` over the annotated files, aggregated by DuckDB out of core."""
-    optional = ("org", "as_country", "ixp_name", "ixp_city", "ixp_country", "ip_class")
-    extra = "".join(f", NULL::VARCHAR AS {c}" for c in optional if c not in columns)
-    con = _connect()
-    try:
-        con.execute(
-            f"CREATE VIEW a AS SELECT *{extra} FROM read_parquet({[str(f) for f in ann_files]!r}, union_by_name=true)"
-        )
-        table = _node_attributes_sql(con)
-    finally:
-        con.close()
-    return _override_families(table, registry)
-
-
-def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:
-    """The reference snapshot ``annotate.json`` names, or None and why it is not available."""
-    from analysis.datasets import load_snapshot
-    from analysis.errors import MissingReferenceData
-
-    if snapshot_id is None:
-        return None, "annotate.json names no snapshot"
-    try:
-        return load_snapshot(snapshot_id, cache_dir=cache_dir), f"snapshot {snapshot_id}"
-    except MissingReferenceData as exc:
-        return None, f"snapshot {snapshot_id!r} not available: {exc}"
-
-
-def _destination_table(
-    dst: pa.Array, snap: Any, note: str, registry: Any
-) -> tuple[pa.Table | None, str]:
-    """Annotate the distinct destination addresses with the campaign's snapshot."""
-    from analysis.annotate import annotate
-    from probes.schema import HOP_SCHEMA
-
-    if snap is None:
-        return None, f"from replying hops only ({note})"
-    n = len(dst)
-    cols = {f.name: pa.nulls(n, f.type) for f in HOP_SCHEMA}
-    cols.update({"msm_id": pa.array(np.zeros(n, np.int64)), "prb_id": pa.array(np.zeros(n, np.int64)),
-                 "timestamp": pa.array(np.zeros(n, np.int64)).cast(HOP_SCHEMA.field("timestamp").type),
-                 "reply_from": dst, "dst_addr": dst})
-    hop_like = pa.Table.from_arrays([cols[f.name] for f in HOP_SCHEMA], schema=HOP_SCHEMA)
-    reg = registry if hasattr(registry, "lookup") else None
-    ann, _ = annotate(hop_like, snap, registry=reg)
-    asn = pc.if_else(pc.is_valid(ann.column("ixp_id")), ann.column("member_asn"), ann.column("asn"))
-    table = pa.table({"dst_addr": ann.column("reply_from"), "dst_asn": asn,
-                      "dst_country": ann.column("as_country")})
-    return table, f"annotated with {note}, then replying hops"
-
-
-def _facility_table(snap: Any, note: str) -> tuple[pa.Table | None, str]:
-    """``asn, city, country, lat, lon`` of every PeeringDB netfac row of the snapshot."""
-    if snap is None:
-        return None, f"none ({note})"
-    if not snap.has("peeringdb"):
-        return None, f"none ({note} has no PeeringDB data)"
-    con = _connect()
-    try:
-        con.register("nf", snap.table("peeringdb", "netfac"))
-        con.register("net", snap.table("peeringdb", "net"))
-        con.register("fac", snap.table("peeringdb", "fac"))
-        table = con.sql(
-            """
-            SELECT DISTINCT coalesce(nf.local_asn, net.asn) AS asn, fac.city, fac.country,
-                   fac.latitude AS lat, fac.longitude AS lon
-            FROM nf LEFT JOIN net ON net.id = nf.net_id JOIN fac ON fac.id = nf.fac_id
-            WHERE coalesce(nf.local_asn, net.asn) IS NOT NULL
-              AND fac.latitude IS NOT NULL AND fac.longitude IS NOT NULL
-            ORDER BY ALL
-            """
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return table, f"PeeringDB netfac/fac of {note}: {table.num_rows} (network, facility) rows"
-
-
-def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
-    import orjson
-
-    path = campaign.root / "annotate.json"
-    if not path.exists():
-        return None, {}
-    info = orjson.loads(path.read_bytes())
-    if not isinstance(info, dict):
-        raise SchemaMismatch(f"{path} is not a JSON object")
-    snap = info.get("snapshot_id", info.get("snapshot"))
-    if isinstance(snap, dict):
-        snap = snap.get("id", snap.get("snapshot_id"))
-    return (str(snap) if snap is not None else None), info
-
-
-def _report_families(
-    paths: pa.Table, nodes: pa.Table, registry: RegistryLike | None, families: Sequence[str] | None
-) -> list[str]:
-    if families is not None:
-        return list(dict.fromkeys(families))
-    found = set(_registry_family_ids(registry) if registry is not None else _default_family_ids())
-    found.update(f for f in pc.list_flatten(paths.column("flagged_families")).to_pylist() if f)
-    if registry is None:
-        found.update(f for f in nodes.column("family").to_pylist() if f)
-    return sorted(found)
-
-
-def _default_family_ids() -> list[str]:
-    from analysis.registry import load_registry
-
-    return list(load_registry().families)
-
-
-def _probe_weights(paths: pa.Table) -> pa.Array:
-    """1 / (traceroutes of the row's probe): every probe weighs the same in total."""
-    prb = paths.column("prb_id").to_numpy(zero_copy_only=False)
-    _, inv, counts = np.unique(prb, return_inverse=True, return_counts=True)
-    return pa.array(1.0 / counts[inv] if len(prb) else np.empty(0), pa.float64())
-
-
-def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family: str | None) -> dict[str, Any]:
-    """The family's node with the highest AS hegemony (IHR), or nulls."""
-    for row in hegemony.to_pylist():  # sorted by hegemony, descending
-        fam = node_family.get(row["node"])
-        if fam and (family is None or fam == family):
-            return {"node": row["node"], "hegemony": row["hegemony"], "viewpoints": row["n_viewpoints"]}
-    return {"node": None, "hegemony": 0.0, "viewpoints": hegemony.column("n_viewpoints")[0].as_py()
-            if hegemony.num_rows else 0}
-
-
-def _summary_row(boot: pa.Table) -> dict[str, Any]:
-    b = boot.to_pylist()[0]
-    return {
-        "traceroutes": b["traceroutes"],
-        "transiting": b["transiting"],
-        "probes": b["probes"],
-        "estimate": b["exposure"],
-        "ci_low": b["ci_low"],
-        "ci_high": b["ci_high"],
-        "method": b["method"],
-        "wilson": {"ci_low": b["wilson_low"], "ci_high": b["wilson_high"],
-                   "method": "wilson score interval, traceroutes as independent"},
-    }
-
-
-def _long(table: pa.Table, grouping: str | None) -> pa.Table:
-    """Exposure table in long form: family, [pop_country], grouping, group (as text), figures."""
-    from analysis.metrics import GROUP_ALIASES
-
-    col = GROUP_ALIASES.get(grouping, grouping) if grouping else None
-    group = (
-        pc.cast(table.column(col), pa.string()) if col else pa.nulls(table.num_rows, pa.string())
-    )
-    if col:
-        table = table.drop_columns([col])
-    pos = 2 if "pop_country" in table.column_names else 1
-    table = table.add_column(pos, "grouping", pa.array([grouping or "overall"] * table.num_rows, pa.string()))
-    return table.add_column(pos + 1, "group", group)
-
-
-def _ixp_lists(paths: pa.Table) -> pa.Array:
-    """Per traceroute, the IXP nodes on its path."""
-    lists = paths.column("as_path").combine_chunks()
-    flat = pc.list_flatten(lists)
-    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    is_ixp = pc.starts_with(flat, IXP_PREFIX).to_numpy(zero_copy_only=False)
-    vals = flat.filter(pa.array(is_ixp))
-    return _list_of(vals, parent[is_ixp].astype(np.int64), paths.num_rows)
+    return override_families(table, registry)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -989,8 +389,8 @@ def _probe_columns(tr: pa.Table, probes: pa.Table) -> dict[str, Any]:
         vals = probes.column(col).combine_chunks().take(sel)
         return pc.if_else(pa.array(idx >= 0), vals, pa.nulls(ntr, vals.type)).cast(typ)
 
-    asn4 = _int_np(take("asn_v4", pa.int64()))
-    asn6 = _int_np(take("asn_v6", pa.int64()))
+    asn4 = int_np(take("asn_v4", pa.int64()))
+    asn6 = int_np(take("asn_v6", pa.int64()))
     probe_asn = np.where((af == 6) if af is not None else np.zeros(ntr, bool), asn6, asn4)
     addr = tr.column("from_addr") if "from_addr" in tr.column_names else pa.nulls(ntr, pa.string())
     if "src_addr" in tr.column_names:
@@ -1029,8 +429,8 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
     rows = np.flatnonzero(replied & ~bad & (tid_of >= 0))
 
     t = tid_of[rows]
-    h = _int_np(annotated.column("hop"))[rows]
-    a = _int_np(annotated.column("attempt"))[rows]
+    h = int_np(annotated.column("hop"))[rows]
+    a = int_np(annotated.column("attempt"))[rows]
     order = np.lexsort((a, h, t))
     rows, t, h = rows[order], t[order], h[order]
     first = np.ones(len(rows), bool)
@@ -1064,8 +464,8 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
         "rtt": min_rtt,
         "is_public": np.asarray(pc.fill_null(pc.equal(cls, "public"), False).to_numpy(zero_copy_only=False), bool),
         "is_ixp": np.asarray(pc.is_valid(ixp_id).to_numpy(zero_copy_only=False), bool),
-        "asn": _int_np(col("asn")),
-        "member": _int_np(col("member_asn")),
+        "asn": int_np(col("asn")),
+        "member": int_np(col("member_asn")),
         "ixp_id": ixp_id,
         "ixp_name": col("ixp_name"),
         "ixp_city": col("ixp_city"),
@@ -1089,7 +489,7 @@ def _destination_columns(
         else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64()),
                        "dst_country": pa.array([], pa.string())})
     )
-    con = _connect()
+    con = connect()
     try:
         con.register("t", tr.select(["tid", "dst_addr"]))
         con.register("d", d)
@@ -1112,7 +512,7 @@ def _destination_columns(
     finally:
         con.close()
     country = res.column("dst_country").combine_chunks() if res.num_rows else pa.array([], pa.string())
-    return _int_np(res.column("dst_asn")), country.cast(pa.string())
+    return int_np(res.column("dst_asn")), country.cast(pa.string())
 
 
 def _families(
@@ -1120,7 +520,7 @@ def _families(
 ) -> tuple[list[str], np.ndarray]:
     """Family code per hop row (-1 = not flagged) and the code -> family name list."""
     if registry is not None:
-        fam_arr = _registry_lookup(registry, eff_asn)
+        fam_arr = registry_lookup(registry, eff_asn)
     else:
         fam_arr = hops["family"]
         fam_arr = pc.if_else(pa.array(eff_asn >= 0), fam_arr, pa.nulls(len(fam_arr), pa.string()))
@@ -1170,13 +570,7 @@ def _as_path(
         uk, cnt = np.unique(key, return_counts=True)
         loop[uk[cnt > 1] // max(len(vocab), 1)] = True
     values = pa.array(vocab, pa.string()).take(pa.array(tok, pa.int64())) if len(tok) else pa.array([], pa.string())
-    return _list_of(values, ttid, ntr), loop
-
-
-def _list_of(values: pa.Array, owner: np.ndarray, ntr: int) -> pa.Array:
-    """List array with ``ntr`` rows from values sorted by their owning row index."""
-    offsets = np.searchsorted(owner, np.arange(ntr + 1), side="left").astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), values)
+    return list_of(values, ttid, ntr), loop
 
 
 def _crossings(
@@ -1279,7 +673,7 @@ def _crossings(
         ],
         fields=list(CROSSING_TYPE),
     )
-    return _list_of(struct, etid, ntr)
+    return list_of(struct, etid, ntr)
 
 
 def _facility_search(
@@ -1292,7 +686,7 @@ def _facility_search(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Constrained facility search for crossings: (city, country, evidence) per crossing."""
     fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
-    f_asn = _int_np(fac.column("asn"))
+    f_asn = int_np(fac.column("asn"))
     order = np.argsort(f_asn, kind="stable")
     f_asn = f_asn[order]
     city_enc = pc.dictionary_encode(fac.column("city")).combine_chunks()
@@ -1365,7 +759,7 @@ def _rtt_jumps(tid: np.ndarray, hop: np.ndarray, rtt: np.ndarray, threshold: flo
         ],
         fields=list(RTT_JUMP_TYPE),
     )
-    return _list_of(struct, t[j], ntr)
+    return list_of(struct, t[j], ntr)
 
 
 def _detours(
@@ -1396,41 +790,12 @@ def _detours(
     hit = np.zeros(ntr, bool)
     hit[hit_t] = True
     det = pa.array(np.where(known, outside & hit, False), mask=~known)
-    return det, _list_of(pa.array(hit_h, pa.int16()), hit_t, ntr)
-
-
-def _registry_lookup(registry: RegistryLike, asn: np.ndarray) -> pa.Array:
-    """Family id per ASN (null when not flagged or ``asn < 0``)."""
-    if hasattr(registry, "lookup"):
-        fam, _via = registry.lookup(pa.array(asn, pa.int64(), mask=asn < 0))
-        return fam.cast(pa.string())
-    uniq, inv = np.unique(asn, return_inverse=True)
-    names = [registry.get(int(a)) if a >= 0 else None for a in uniq]
-    return pa.array(names, pa.string()).take(pa.array(inv.astype(np.int64)))
-
-
-def _registry_family_ids(registry: RegistryLike) -> list[str]:
-    if hasattr(registry, "families"):
-        return list(registry.families)
-    return sorted(set(registry.values()))
-
-
-def _connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection without the interactive progress bar."""
-    con = duckdb.connect()
-    con.execute("SET enable_progress_bar = false")
-    return con
+    return det, list_of(pa.array(hit_h, pa.int16()), hit_t, ntr)
 
 
 def _count(drops: Counter[str], reason: str, n: int) -> None:
     if n:
         drops[reason] += n
-
-
-def _int_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
-    return pc.fill_null(col.cast(pa.int64()), -1).to_numpy(zero_copy_only=False).astype(np.int64)
 
 
 def _float_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:

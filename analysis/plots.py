@@ -29,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis._tables import connect
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT
 
@@ -220,7 +221,7 @@ def pop_counts(
     if country is not None:
         mask = pc.and_(mask, pc.fill_null(pc.equal(crossings.column("ixp_country"), country), False))
     sel = crossings.select(list(need)).filter(mask)
-    con = _duckdb()
+    con = connect()
     try:
         con.register("x", sel)
         tr = "(msm_id, prb_id, timestamp)"
@@ -262,7 +263,7 @@ def pop_locations(annotated: pa.Table) -> pa.Table:
     if missing:
         raise SchemaMismatch(f"annotated hops lack column(s) {', '.join(missing)}")
     sel = annotated.select(list(need)).filter(pc.is_valid(annotated.column("ixp_id")))
-    con = _duckdb()
+    con = connect()
     try:
         con.register("a", sel)
         out = con.sql(
@@ -295,7 +296,7 @@ def plot_exposure_by_country(
         Exposure by source country: the output of
         ``metrics.path_exposure(paths, by="source_country")`` (column ``probe_country``) or
         the long-form ``exposure/path_exposure.parquet`` written by
-        :func:`analysis.paths.analyze_campaign` (rows with ``grouping == "source_country"``
+        :func:`analysis.campaign_io.analyze_campaign` (rows with ``grouping == "source_country"``
         are used). Needs ``exposure``, ``ci_low``, ``ci_high``, ``traceroutes``.
     family : str
         Family to show when the table has a ``family`` column (``"any"``: any flagged).
@@ -754,14 +755,3 @@ def _node_label(node: str, data: dict[str, Any]) -> str:
         name = str(data.get("name") or node.removeprefix("IXP:"))
         return name if len(name) <= 18 else name[:17] + "…"
     return node
-
-
-def _duckdb() -> Any:
-    """An in-memory DuckDB connection without the interactive progress bar."""
-    import duckdb
-
-    con = duckdb.connect()
-    # Inside Jupyter without ipywidgets DuckDB starts with the bar off and refuses any SET of it.
-    if con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0]:
-        con.execute("SET enable_progress_bar = false")
-    return con

@@ -1,15 +1,16 @@
-"""A self-contained HTML report of one analysed campaign (the I/O edge of the charts).
+"""The HTML report of one analysed campaign: tables, figures and the page, from its data.
 
-:func:`write_report` reads what :func:`analysis.paths.analyze_campaign` wrote
-(``exposure.json``, ``paths/paths.parquet``, ``exposure/*.parquet``,
-``graph/as_graph.graphml``), the annotation report (``annotate.json``), the ingest report
-(``ingest.json``), the probe metadata and the IXP hops of the annotated table, draws the
-figures of :mod:`analysis.plots` with matplotlib's Agg canvas, and writes
-``<workspace>/<campaign>/report/index.html``: one file, figures embedded as base64 PNG, no
-external resource, that can be mailed to a colleague.
+:class:`CampaignData` holds what an analysed campaign's outputs say (it is read by
+:func:`analysis.campaign_io.load_campaign`: ``exposure.json``, ``paths/paths.parquet``,
+``exposure/*.parquet``, ``graph/as_graph.graphml``, ``annotate.json``, ``ingest.json``, the
+probe metadata and the IXP hops of the annotated table). :func:`report_figures` draws the
+figures of :mod:`analysis.plots` with matplotlib's Agg canvas, and :func:`render_html` makes
+one self-contained page of it all: figures embedded as base64 PNG, no external resource, a
+file that can be mailed to a colleague. :func:`analysis.campaign_io.write_report` writes it
+to ``<workspace>/<campaign>/report/index.html``.
 
-:func:`load_campaign` and the table helpers (:func:`headline_table`, :func:`drop_table`,
-:func:`snapshot_table`) are what the notebooks call too.
+The table helpers (:func:`headline_table`, :func:`drop_table`, :func:`snapshot_table`) are
+what the notebooks call too.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import html
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CampaignData",
-    "load_campaign",
+    "load_campaign",  # noqa: F822 (lazy: __getattr__)
     "headline_table",
     "drop_table",
     "snapshot_table",
@@ -45,12 +45,24 @@ __all__ = [
     "MAX_CROSSING_ROWS",
     "render_html",
     "table_html",
-    "write_report",
+    "write_report",  # noqa: F822 (lazy: __getattr__)
 ]
+
+#: Names that moved to :mod:`analysis.campaign_io` (the campaign I/O edge), still
+#: reachable here without importing it at import time (no import cycle).
+_MOVED = frozenset({"load_campaign", "write_report"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        from analysis import campaign_io
+
+        return getattr(campaign_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Most rows of individual crossings written into the report (all are in paths.parquet).
 MAX_CROSSING_ROWS = 200
-_IXP_COLS = ("ixp_id", "ixp_name", "ixp_city", "ixp_country", "ixp_lat", "ixp_lon", "family")
 
 
 @dataclass(frozen=True)
@@ -95,67 +107,13 @@ class CampaignData:
     pops: pa.Table = field(repr=False)
 
 
-def load_campaign(campaign: Campaign) -> CampaignData:
-    """Read an analysed campaign's outputs (see the module docstring).
-
-    Raises
-    ------
-    analysis.errors.MissingReferenceData
-        When the campaign has not been analysed (no ``exposure.json`` or a table it names).
-    """
-    import networkx as nx
-    import orjson
-    import pyarrow.parquet as pq
-
-    from analysis.errors import MissingReferenceData, SchemaMismatch
-    from probes import store
-
-    root = campaign.root
-    summary_path = root / "exposure.json"
-    if not summary_path.is_file():
-        raise MissingReferenceData(
-            f"campaign {campaign.name!r} has not been analysed (no {summary_path}); "
-            "run `pathexp analyze` first"
-        )
-    needed = [campaign.paths_dir / "paths.parquet", root / "graph" / "as_graph.graphml"]
-    needed += [root / "exposure" / f"{n}.parquet"
-               for n in ("path_exposure", "pop_exposure", "change_events", "hegemony")]
-    for p in needed:
-        if not p.is_file():
-            raise MissingReferenceData(f"{p} is missing; run `pathexp analyze` again")
-
-    def js(path: Path) -> dict[str, Any]:
-        if not path.is_file():
-            return {}
-        obj = orjson.loads(path.read_bytes())
-        if not isinstance(obj, dict):
-            raise SchemaMismatch(f"{path} is not a JSON object")
-        return obj
-
-    paths = pq.read_table(campaign.paths_dir / "paths.parquet")
-    exp = {n: pq.read_table(root / "exposure" / f"{n}.parquet")
-           for n in ("path_exposure", "pop_exposure", "change_events", "hegemony")}
-    return CampaignData(
-        campaign=campaign,
-        summary=js(summary_path),
-        annotate=js(root / "annotate.json"),
-        ingest=js(campaign.ingest_report),
-        paths=paths,
-        crossings=plots.crossing_table(paths),
-        graph=nx.read_graphml(root / "graph" / "as_graph.graphml"),
-        probes=store.read_probe_meta(campaign),
-        pops=plots.pop_locations(_ixp_hops(campaign)),
-        **exp,
-    )
-
-
 def headline_table(summary: dict[str, Any]) -> pa.Table:
     """Per family: path and PoP exposure with their bootstrap and Wilson intervals.
 
     Parameters
     ----------
     summary : dict
-        ``exposure.json`` as returned by :func:`analysis.paths.analyze_campaign`.
+        ``exposure.json`` as returned by :func:`analysis.campaign_io.analyze_campaign`.
 
     Returns
     -------
@@ -299,28 +257,6 @@ def report_figures(data: CampaignData) -> list[tuple[str, str, bytes, bool]]:
     return [(fid, cap, figure_png(draw, size=size), full) for fid, cap, draw, size, full in figs]
 
 
-def write_report(campaign: Campaign, *, out: str | Path | None = None) -> Path:
-    """Write the campaign's self-contained HTML report; return its path.
-
-    Parameters
-    ----------
-    campaign : probes.workspace.Campaign
-        An analysed campaign (``pathexp analyze`` has run).
-    out : path, optional
-        Target file; default ``<workspace>/<campaign>/report/index.html``.
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    from probes import _io
-
-    data = load_campaign(campaign)
-    target = Path(out) if out is not None else campaign.root / "report" / "index.html"
-    _io.write_bytes(target, render_html(data).encode("utf-8"))
-    return target
-
-
 def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, bool]] | None = None) -> str:
     """The report as one HTML string (figures from :func:`report_figures` unless given)."""
     from analysis.geo import KM_PER_MS_RTT
@@ -391,25 +327,6 @@ figure.half{width:calc(50% - 6px)}figure.full{width:100%}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:#444;margin-top:4px}
 .headline td.big{font-size:15px;font-weight:bold}
 """
-
-
-def _ixp_hops(campaign: Campaign) -> pa.Table:
-    """The IXP-LAN replies of the annotated table (only the columns the PoP map needs)."""
-    files = sorted(str(p) for p in campaign.annotated_dir.glob("**/*.parquet"))
-    if not files:
-        return pa.table({c: pa.array([], pa.float64() if c in ("ixp_lat", "ixp_lon") else pa.string())
-                         for c in _IXP_COLS})
-    src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
-    con = plots._duckdb()
-    try:
-        names = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
-        sel = ", ".join(c if c in names else f"NULL::{'DOUBLE' if c in ('ixp_lat', 'ixp_lon') else 'VARCHAR'} AS {c}"
-                        for c in _IXP_COLS)
-        if "ixp_id" not in names:
-            return con.sql(f"SELECT {sel} LIMIT 0").to_arrow_table()
-        return con.sql(f"SELECT {sel} FROM {src} WHERE ixp_id IS NOT NULL").to_arrow_table()
-    finally:
-        con.close()
 
 
 def _span_days(paths: pa.Table) -> float:

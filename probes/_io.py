@@ -1,71 +1,13 @@
-"""Atomic file writes: write to a temporary name beside the target, fsync, rename.
-
-A reader never sees a half-written file, and a killed writer leaves only a ``*.part``
-file that no glob of the stores matches (they match ``*.parquet``, ``*.ndjson.zst``).
-"""
+"""Temporary shim: moved to :mod:`probes.fileio`."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import IO
-
-import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-__all__ = ["atomic_path", "atomic_open", "write_bytes", "write_json", "write_parquet"]
-
-#: Parquet settings shared by every table pathexp writes (deterministic output).
-PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextmanager
-def atomic_path(target: Path | str) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` on success."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, target)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-@contextmanager
-def atomic_open(target: Path | str, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file for writing that replaces ``target`` when closed cleanly."""
-    with atomic_path(target) as tmp, open(tmp, mode) as fh:
-        yield fh
-
-
-def write_bytes(target: Path | str, data: bytes) -> None:
-    with atomic_open(target, "wb") as fh:
-        fh.write(data)
-
-
-def write_json(target: Path | str, obj: object) -> None:
-    """Write ``obj`` as indented, key-sorted JSON (stable bytes for identical input)."""
-    write_bytes(
-        target, orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
-    )
-
-
-def write_parquet(table: pa.Table, target: Path | str) -> None:
-    with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+from probes.fileio import *  # noqa: F403
+from probes.fileio import (  # noqa: F401
+    PARQUET_OPTIONS,
+    atomic_open,
+    atomic_path,
+    write_bytes,
+    write_json,
+    write_parquet,
+)

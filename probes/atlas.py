@@ -40,7 +40,7 @@ from ripe.atlas.cousteau import (
     Traceroute,
 )
 
-from probes._campaign_backoff import Backoff, parse_retry_after
+from probes._backoff import Backoff, parse_retry_after
 from probes.config import ApiKey, Settings
 from probes.errors import (
     AtlasAPIError,

@@ -14,6 +14,9 @@ the campaign lock, deduplicates them and commits them in input order (a part wit
 stored result is renamed into a segment, raw first). The staging folder is discarded by
 the next ingest, so a killed run leaves only committed segments behind.
 
+Inputs are opened, decompressed and framed into records by :mod:`probes.inputs`; this
+module parses them (:mod:`probes.parse`), deduplicates and stores them.
+
 Readers (:func:`scan_hops`, :func:`scan_traces`) yield Arrow record batches;
 :func:`read_hops` and :func:`read_traces` collect them. :func:`segment_names` and
 :func:`segment_path` give the per-segment files: a segment holds whole traceroutes, the
@@ -22,24 +25,17 @@ unit :mod:`analysis` works on segment by segment.
 
 from __future__ import annotations
 
-import bz2
 import fcntl
-import hashlib
-import io
-import lzma
 import os
 import re
 import shutil
-import sys
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import orjson
@@ -47,8 +43,9 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from probes import _io
-from probes.errors import InputFormatError, StoreError
+from probes import fileio
+from probes.errors import StoreError
+from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 from probes.workspace import Campaign
@@ -67,7 +64,6 @@ __all__ = [
     "write_probe_meta",
     "read_probe_meta",
     "PROBE_META_SCHEMA",
-    "open_input",
     "epoch_seconds",
     "segment_names",
     "segment_path",
@@ -121,177 +117,6 @@ class IngestReport:
         self.hop_rows += other.hop_rows
         self.segments += other.segments
         self.inputs += other.inputs
-
-
-# --- input ----------------------------------------------------------------------------
-
-
-@contextmanager
-def open_input(path: str | Path) -> Iterator[IO[bytes]]:
-    """Open an input file (``-`` = stdin), transparently decompressing gzip/bz2/xz/zstd."""
-    if str(path) == "-":
-        raw: IO[bytes] = sys.stdin.buffer
-        close = False
-    else:
-        try:
-            raw = open(path, "rb")
-        except OSError as exc:
-            raise StoreError(f"cannot read {path}: {exc.strerror}") from exc
-        close = True
-    try:
-        buffered = io.BufferedReader(raw, 1 << 20) if not hasattr(raw, "peek") else raw  # type: ignore[type-var]
-        magic = buffered.peek(6)[:6]  # type: ignore[attr-defined]
-        if magic[:2] == b"\x1f\x8b":
-            stream: IO[bytes] = _Decompressing(buffered, lambda: zlib.decompressobj(31))  # type: ignore[assignment]
-        elif magic[:3] == b"BZh":
-            stream = _Decompressing(buffered, bz2.BZ2Decompressor)  # type: ignore[assignment]
-        elif magic == b"\xfd7zXZ\x00":
-            stream = _Decompressing(buffered, lzma.LZMADecompressor)  # type: ignore[assignment]
-        elif magic[:4] == b"\x28\xb5\x2f\xfd":
-            stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")  # type: ignore[assignment]
-        else:
-            stream = buffered
-        yield stream
-    finally:
-        if close:
-            raw.close()
-
-
-class _Decompressing:
-    """Streaming decompression that keeps every byte a cut-off file still yields.
-
-    The standard file wrappers (``gzip.GzipFile``, ``lzma.LZMAFile``) raise at a
-    truncated end and discard what the failing read had decoded; a decompressor fed chunk
-    by chunk returns all it can, and a stream that ends before its end marker is flagged
-    in :attr:`truncated`. Concatenated members/streams (``cat a.gz b.gz``) are read on.
-    """
-
-    def __init__(self, raw: IO[bytes], factory) -> None:
-        self._raw = raw
-        self._factory = factory
-        self._d = factory()
-        self.truncated: str | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        while True:
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                if not self._d.eof:
-                    self.truncated = "compressed stream ended before its end marker"
-                return b""
-            out = self._d.decompress(chunk)
-            while self._d.eof and self._d.unused_data:
-                rest, self._d = self._d.unused_data, self._factory()
-                out += self._d.decompress(rest)
-            if out:
-                return out
-
-
-class _Hashing:
-    """Wraps a binary stream, hashing everything read (identifies an input by content)."""
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        self._stream = stream
-        self.sha = hashlib.sha256()
-        self.size = 0
-        #: why the input ended early (a cut-off or corrupt compressed file), or None
-        self.truncated: str | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        if self.truncated:
-            return b""
-        try:
-            data = self._stream.read(n)
-        except (EOFError, OSError, lzma.LZMAError, zlib.error) as exc:
-            # corrupt compressed data: keep what was readable, count the input as truncated
-            self.truncated = f"{type(exc).__name__}: {exc}"
-            return b""
-        if not data:
-            self.truncated = getattr(self._stream, "truncated", None)
-        self.sha.update(data)
-        self.size += len(data)
-        return data
-
-    def count_truncation(self, drops: Counter | dict) -> None:
-        if self.truncated:
-            drops["truncated_input"] = drops.get("truncated_input", 0) + 1
-
-
-def _iter_lines(stream: _Hashing, chunk: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, line) from a byte stream, without the newline."""
-    pending = b""
-    lineno = 0
-    while True:
-        data = stream.read(chunk)
-        if not data:
-            break
-        data = pending + data
-        parts = data.split(b"\n")
-        pending = parts.pop()
-        for part in parts:
-            lineno += 1
-            yield lineno, part.rstrip(b"\r")
-    if pending.strip():
-        yield lineno + 1, pending
-
-
-def _records_of(stream: _Hashing, name: str) -> Iterator[bytes]:
-    """The Atlas JSON records of one input, whatever its framing.
-
-    NDJSON streams line by line (flat memory). A JSON array or a single pretty-printed
-    object is decoded whole. Output of other traceroute tools is converted by
-    :mod:`probes.convert`.
-    """
-    lines = _iter_lines(stream)
-    head: list[bytes] = []
-    first_lineno = 1
-    for lineno, line in lines:
-        if line.strip():
-            head.append(line)
-            first_lineno = lineno
-            break
-    if not head:
-        return
-    first = head[0].lstrip()
-    ndjson = False
-    if first.startswith(b"{"):
-        try:
-            obj = orjson.loads(head[0])
-            ndjson = isinstance(obj, dict) and not _looks_foreign(obj)
-        except orjson.JSONDecodeError:
-            ndjson = False
-    if ndjson:
-        yield head[0]
-        for _, line in lines:
-            yield line
-        return
-    rest = b"\n".join(head + [ln for _, ln in lines])
-    from probes import convert  # local import: converters are only needed for foreign input
-
-    converted = convert.convert_foreign(rest, name=name)
-    if converted is not None:
-        for rec in converted:
-            yield orjson.dumps(rec)
-        return
-    try:
-        doc = orjson.loads(rest)
-    except orjson.JSONDecodeError:
-        lines_ = rest.split(b"\n")
-        if not any(ln.lstrip().startswith(b"{") for ln in lines_):
-            raise InputFormatError(
-                f"{name}:{first_lineno}: neither RIPE Atlas JSON nor output of traceroute -n, mtr or scamper"
-            ) from None
-        # damaged NDJSON: each bad line is counted on its own, the rest is ingested
-        yield from lines_
-        return
-    items = doc if isinstance(doc, list) else [doc]
-    for item in items:
-        yield orjson.dumps(item)
-
-
-def _looks_foreign(obj: dict) -> bool:
-    """A first JSON object that is another tool's output (scamper, mtr), not Atlas."""
-    return "msm_id" not in obj and ("report" in obj or obj.get("type") in {"trace", "cycle-start", "list"})
 
 
 # --- the store ------------------------------------------------------------------------
@@ -433,11 +258,11 @@ def _staged_files(stem: Path) -> dict[str, Path]:
 
 
 def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
-    with _io.atomic_path(files["raw"]) as tmp:
+    with fileio.atomic_path(files["raw"]) as tmp:
         with pa.CompressedOutputStream(str(tmp), "zstd") as out:
             out.write(b"\n".join(raw) + b"\n")
-    _io.write_parquet(traces, files["traces"])
-    _io.write_parquet(hops, files["hops"])
+    fileio.write_parquet(traces, files["traces"])
+    fileio.write_parquet(hops, files["hops"])
 
 
 def _write_segment(campaign: Campaign, name: str, raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
@@ -502,8 +327,8 @@ def recover(campaign: Campaign, *, _locked: bool = False) -> list[str]:
             continue
         lines = list(_raw_lines(path))
         parsed = parse_lines(lines)
-        _io.write_parquet(parsed.traces, campaign.traces_dir / f"{name}.parquet")
-        _io.write_parquet(parsed.hops, campaign.hops_dir / f"{name}.parquet")
+        fileio.write_parquet(parsed.traces, campaign.traces_dir / f"{name}.parquet")
+        fileio.write_parquet(parsed.hops, campaign.hops_dir / f"{name}.parquet")
         repaired.append(name)
     return repaired
 
@@ -612,7 +437,7 @@ def ingest_files(
     ``<campaign>/ingest.json`` keyed by the sha256 of its content, so re-ingesting a file
     replaces its entry instead of counting its drops twice.
 
-    With ``engine="dask"`` (see :func:`probes._engine.open_runner` for ``scheduler`` and
+    With ``engine="dask"`` (see :func:`probes.engine.open_runner` for ``scheduler`` and
     ``workers``) each input file is parsed by a worker into parts staged under
     ``<campaign>/.staging/`` (the same :func:`probes.parse.parse_lines` over the same
     blocks); this process deduplicates them against the store and commits them in input
@@ -621,7 +446,7 @@ def ingest_files(
     committed segments only (the staging folder is discarded by the next ingest), and a
     re-run adds the rest without duplicates.
     """
-    from probes._engine import open_runner
+    from probes.engine import open_runner
 
     total = IngestReport()
     inputs = []
@@ -658,9 +483,9 @@ def ingest_files(
 def _ingest_one_local(campaign: Campaign, store: _Store, path: str | Path, origin: str) -> tuple[IngestReport, dict]:
     one = IngestReport()
     with open_input(path) as stream:
-        hashing = _Hashing(stream)
+        hashing = HashingReader(stream)
         name = "<stdin>" if str(path) == "-" else str(path)
-        ingest_stream(campaign, _records_of(hashing, name), origin=origin, _store=store, report=one)
+        ingest_stream(campaign, iter_records(hashing, name), origin=origin, _store=store, report=one)
     hashing.count_truncation(one.drops)
     return one, _input_entry(one, name, hashing.sha.hexdigest(), hashing.size)
 
@@ -706,8 +531,8 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
         blocks.clear()
 
     with open_input(path) as stream:
-        hashing = _Hashing(stream)
-        for block in _blocks(_records_of(hashing, path), min(BLOCK_LINES, segment_results)):
+        hashing = HashingReader(stream)
+        for block in _blocks(iter_records(hashing, path), min(BLOCK_LINES, segment_results)):
             seen += len(block)
             parsed = parse_lines(block, origin=origin)
             drops.update(parsed.drops)
@@ -792,7 +617,7 @@ def _record_run(campaign: Campaign, report: IngestReport, inputs: list[dict]) ->
     state["results_stored"] = sum(
         pq.ParquetFile(p).metadata.num_rows for p in _segments(campaign.traces_dir, ".parquet").values()
     )
-    _io.write_json(path, state)
+    fileio.write_json(path, state)
 
 
 # --- readers --------------------------------------------------------------------------
@@ -895,7 +720,7 @@ def write_probe_meta(campaign: Campaign, probes: Iterable[dict], *, origin: str 
     seen = set(new.column("prb_id").to_pylist())
     keep = [i for i, p in enumerate(old.column("prb_id").to_pylist()) if p not in seen]
     merged = pa.concat_tables([old.take(pa.array(keep, pa.int64())), new]).sort_by("prb_id")
-    _io.write_parquet(merged, campaign.root / "probes.parquet")
+    fileio.write_parquet(merged, campaign.root / "probes.parquet")
     return merged.num_rows
 
 

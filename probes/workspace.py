@@ -1,20 +1,35 @@
-"""Where a campaign's files live.
+"""Where a campaign's files live: the layout, defined once, on :class:`Campaign`.
 
-A campaign workspace is ``<workspace>/<campaign>/``::
+A campaign workspace is ``<workspace>/<campaign>/`` (the :class:`Campaign` property that
+names each entry on the right)::
 
-    raw/seg-NNNNNN.ndjson.zst      raw results, Atlas JSON, append-only (source of truth)
-    traces/seg-NNNNNN.parquet      one row per traceroute   (probes.schema.TRACE_SCHEMA)
-    hops/seg-NNNNNN.parquet        one row per reply/timeout (probes.schema.HOP_SCHEMA)
-    ingest.json                    cumulative ingest counts, drops by reason
-    probes.parquet                 probe metadata (Atlas API v2 probe objects)
-    state.sqlite                   campaign state (Atlas measurements, cursors, credits)
-    annotated/seg-NNNNNN.parquet   annotated hops, one file per hop segment (analysis)
-    annotate.json                  snapshot used, counts of what could not be resolved
-    paths/ exposure/ graph/ report/ exposure.json   written by :mod:`analysis`
-    .staging/ .annotated.tmp/ .paths.tmp/   work folders of a run in progress; a run that
-                                   was killed leaves them, the next run removes them
+    raw/seg-NNNNNN.ndjson.zst      raw results, Atlas JSON, append-only   raw_dir
+                                   (the source of truth)
+    traces/seg-NNNNNN.parquet      one row per traceroute                 traces_dir
+                                   (probes.schema.TRACE_SCHEMA)
+    hops/seg-NNNNNN.parquet        one row per reply/timeout              hops_dir
+                                   (probes.schema.HOP_SCHEMA)
+    ingest.json                    cumulative ingest counts, drops        ingest_report
+    probes.parquet                 probe metadata (Atlas API v2 probes)   probes_parquet
+    state.sqlite                   campaign state (Atlas measurements,    state_db
+                                   cursors, credits)
+    annotated/seg-NNNNNN.parquet   annotated hops, one file per hop       annotated_dir
+                                   segment (analysis)
+    annotate.json                  snapshot used, counts of what could    annotate_json
+                                   not be resolved
+    paths/paths.parquet            one row per traceroute (analysis)      paths_dir, paths_parquet
+    exposure/<table>.parquet|.csv  exposure tables (analysis)             exposure_dir, exposure_table()
+    exposure.json                  headline figures, method, drops        exposure_json
+    graph/as_graph.graphml         AS/IXP graph and its flagged part      graph_dir, as_graph_graphml,
+    graph/flagged_subgraph.graphml                                        flagged_subgraph_graphml
+    report/index.html              self-contained HTML report             report_dir, report_html
+    .staging/                      the store's ingest work folder         staging_dir
+    .annotated.tmp/ .paths.tmp/    a folder being written, swapped in     stage_dir(folder)
+    .exposure.tmp/ .graph.tmp/     for ``folder`` when complete
 
-Only :mod:`probes.store` writes ``raw/``, ``traces/`` and ``hops/``.
+A run that was killed leaves its work folders; the next run removes them. Only
+:mod:`probes.store` writes ``raw/``, ``traces/``, ``hops/``, ``ingest.json`` and
+``probes.parquet``; only :mod:`analysis.campaign_io` writes the analysis folders.
 """
 
 from __future__ import annotations
@@ -35,7 +50,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 @dataclass(frozen=True)
 class Campaign:
-    """A campaign's workspace folder: ``workspace / name``.
+    """A campaign's workspace folder, ``workspace / name``, and the name of everything in it.
+
+    Each property names one file or folder of the layout drawn in the module docstring;
+    code spells no file or folder name of a campaign itself.
 
     >>> Campaign("menog", Path("/tmp/ws")).hops_dir
     PosixPath('/tmp/ws/menog/hops')
@@ -53,35 +71,114 @@ class Campaign:
 
     @property
     def root(self) -> Path:
+        """The campaign folder, ``<workspace>/<name>``."""
         return self.workspace / self.name
 
+    # ------------------------------------------------------------------ written by probes
     @property
     def raw_dir(self) -> Path:
+        """``raw/``: raw results, append-only compressed NDJSON segments."""
         return self.root / "raw"
 
     @property
     def traces_dir(self) -> Path:
+        """``traces/``: the traceroute table, one Parquet file per segment."""
         return self.root / "traces"
 
     @property
     def hops_dir(self) -> Path:
+        """``hops/``: the hop table, one Parquet file per segment."""
         return self.root / "hops"
 
     @property
-    def annotated_dir(self) -> Path:
-        return self.root / "annotated"
-
-    @property
-    def paths_dir(self) -> Path:
-        return self.root / "paths"
-
-    @property
     def ingest_report(self) -> Path:
+        """``ingest.json``: cumulative ingest counts and drops by reason."""
         return self.root / "ingest.json"
 
     @property
+    def probes_parquet(self) -> Path:
+        """``probes.parquet``: probe metadata (Atlas API v2 probe objects)."""
+        return self.root / "probes.parquet"
+
+    @property
     def state_db(self) -> Path:
+        """``state.sqlite``: campaign state (measurements, cursors, credit ledger)."""
         return self.root / "state.sqlite"
+
+    @property
+    def staging_dir(self) -> Path:
+        """``.staging/``: the store's work folder of an ingest in progress."""
+        return self.root / ".staging"
+
+    # ---------------------------------------------------------------- written by analysis
+    @property
+    def annotated_dir(self) -> Path:
+        """``annotated/``: annotated hops, one Parquet file per hop segment."""
+        return self.root / "annotated"
+
+    @property
+    def annotate_json(self) -> Path:
+        """``annotate.json``: the snapshot annotation used, counts by reason."""
+        return self.root / "annotate.json"
+
+    @property
+    def paths_dir(self) -> Path:
+        """``paths/``: the paths table's folder."""
+        return self.root / "paths"
+
+    @property
+    def paths_parquet(self) -> Path:
+        """``paths/paths.parquet``: one row per traceroute."""
+        return self.paths_dir / "paths.parquet"
+
+    @property
+    def exposure_dir(self) -> Path:
+        """``exposure/``: the exposure tables, each as Parquet and CSV."""
+        return self.root / "exposure"
+
+    def exposure_table(self, name: str, suffix: str = ".parquet") -> Path:
+        """``exposure/<name><suffix>``, e.g. ``exposure/pop_exposure.csv``."""
+        return self.exposure_dir / f"{name}{suffix}"
+
+    @property
+    def exposure_json(self) -> Path:
+        """``exposure.json``: headline figures, method and drops of the analysis."""
+        return self.root / "exposure.json"
+
+    @property
+    def graph_dir(self) -> Path:
+        """``graph/``: the GraphML files."""
+        return self.root / "graph"
+
+    @property
+    def as_graph_graphml(self) -> Path:
+        """``graph/as_graph.graphml``: the AS/IXP graph of all paths."""
+        return self.graph_dir / "as_graph.graphml"
+
+    @property
+    def flagged_subgraph_graphml(self) -> Path:
+        """``graph/flagged_subgraph.graphml``: the flagged nodes and their neighbours."""
+        return self.graph_dir / "flagged_subgraph.graphml"
+
+    @property
+    def report_dir(self) -> Path:
+        """``report/``: the HTML report's folder."""
+        return self.root / "report"
+
+    @property
+    def report_html(self) -> Path:
+        """``report/index.html``: the self-contained HTML report."""
+        return self.report_dir / "index.html"
+
+    def stage_dir(self, folder: Path) -> Path:
+        """Work folder in which ``folder`` is written before it replaces it: ``.<name>.tmp``.
+
+        >>> c = Campaign("menog", Path("/tmp/ws"))
+        >>> c.stage_dir(c.annotated_dir)
+        PosixPath('/tmp/ws/menog/.annotated.tmp')
+        """
+        folder = Path(folder)
+        return folder.parent / f".{folder.name}.tmp"
 
     def glob(self, table: str) -> str:
         """DuckDB glob for one of the campaign's Parquet tables, e.g. ``hops``."""

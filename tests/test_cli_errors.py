@@ -64,3 +64,33 @@ def test_unknown_text_input_is_refused_with_its_line(tmp_path):
     f = tmp_path / "notes.txt"
     f.write_text("hello\nworld\n")
     one_line_error(run("ingest", str(f), "--campaign", "c", "--workspace", str(tmp_path)), "notes.txt:1")
+
+
+def test_the_cli_kinds_are_the_library_kinds():
+    from analysis.cli.datasets import _KINDS
+    from analysis.datasets import KINDS
+
+    assert _KINDS == KINDS == tuple(globals()["KINDS"])
+
+
+def test_probe_metadata_that_is_not_json(garbage, tmp_path, test_data):
+    src = test_data / "ripe-atlas/traceroutes/sagan_test_traceroutes.ndjson"
+    proc = run("ingest", str(src), "--campaign", "c", "--workspace", str(tmp_path), "--probes", str(garbage))
+    one_line_error(proc, "garbage.bin", "not JSON probe metadata")
+
+
+def test_targets_file_that_is_missing_or_not_text(garbage, tmp_path):
+    absent = tmp_path / "absent.txt"
+    one_line_error(run("trace", "--targets-file", str(absent), "--campaign", "c", "--workspace", str(tmp_path)),
+                   "cannot read targets file", "absent.txt")
+    one_line_error(run("trace", "--targets-file", str(garbage), "--campaign", "c", "--workspace", str(tmp_path)),
+                   "cannot read targets file", "garbage.bin")
+
+
+def test_trace_without_targets(tmp_path):
+    one_line_error(run("trace", "--campaign", "c", "--workspace", str(tmp_path)), "no targets")
+
+
+def test_campaign_status_needs_a_spec_or_a_name(tmp_path):
+    one_line_error(run("campaign", "status", "--offline", "--workspace", str(tmp_path)),
+                   "give a campaign spec or --campaign NAME")

@@ -18,6 +18,6 @@ def demo_campaign(tmp_path_factory: pytest.TempPathFactory) -> Campaign:
 
     workspace = tmp_path_factory.getbasetemp() / "demo-campaign"
     campaign = Campaign("demo", workspace)
-    if not (campaign.root / "exposure.json").is_file():
+    if not campaign.exposure_json.is_file():
         run_demo(workspace=workspace, seed=0, size="small")
     return campaign

@@ -24,20 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from analysis.annotate import ANNOTATION_FIELDS, annotate, annotate_campaign
+from analysis.annotate import ANNOTATION_FIELDS, annotate
+from analysis.campaign_io import annotate_campaign
 from analysis.datasets import import_files
 from analysis.errors import SchemaMismatch
 from probes.schema import HOP_SCHEMA
 from tests.analysis._hops import atlas_records, hop_table
-from tests.analysis._snap import shared_snapshot
 
 TRACES = "ripe-atlas/traceroutes"
-
-
-@pytest.fixture(scope="session")
-def real_snapshot(test_data, tmp_path_factory):
-    """Every real reference-file kind in ../shared/data (no as2org there), imported once."""
-    return shared_snapshot(test_data, tmp_path_factory)
 
 
 def _hops_of(addresses: list[str | None]) -> pa.Table:

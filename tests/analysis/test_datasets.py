@@ -21,13 +21,7 @@ from analysis.datasets import (
     load_snapshot,
 )
 from analysis.errors import DatasetFormatError, MissingReferenceData
-from tests.analysis._snap import real_sources, shared_snapshot
-
-
-@pytest.fixture(scope="session")
-def real_snapshot(test_data, tmp_path_factory):
-    """Every real reference-file kind in ../shared/data (no as2org there), imported once."""
-    return shared_snapshot(test_data, tmp_path_factory)
+from tests.analysis._snap import real_sources
 
 
 def test_manifest_records_sources_rows_and_dates(real_snapshot, test_data):

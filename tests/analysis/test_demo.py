@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis import _accuracy as acc
+from analysis.demo import accuracy as acc
 from analysis.demo import run_demo
 from probes.errors import ConfigError
+from probes.world import read_truth
 
 TARGET = 0.99
 
@@ -48,7 +48,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, user_cache: Path):
 @pytest.fixture(scope="module")
 def truth(demo) -> dict:
     result, _ws, _saved = demo
-    return orjson.loads((result.files["world"] / "truth" / "world.json").read_bytes())
+    return read_truth(result.files["world"]).world
 
 
 def test_demo_writes_everything_inside_its_folder(demo, user_cache: Path) -> None:
@@ -71,10 +71,10 @@ def test_flagged_crossing_detection(demo) -> None:
 
 def test_flagged_crossings_hand_count(demo, truth) -> None:
     """The truth side of the comparison, recounted here from the truth tables alone."""
-    world = demo[0].files["world"] / "truth"
-    flagged = pq.read_table(world / "flagged_crossings.parquet").to_pylist()
+    world = read_truth(demo[0].files["world"])
+    flagged = world.table("flagged_crossings").to_pylist()
     paths = {(r["msm_id"], r["prb_id"], r["timestamp"]): r["as_path"]
-             for r in pq.read_table(world / "traces.parquet").to_pylist()}
+             for r in world.table("traces").to_pylist()}
     fam = {a: f for f, asns in truth["families"].items() for a in asns}
     entries = set()
     us_entry: dict[str, set] = {"any": set()}
@@ -114,8 +114,7 @@ def test_us_pop_claims_are_right(demo) -> None:
 
 def test_ixp_crossing_detection(demo) -> None:
     s = demo[0].accuracy["ixp_crossings"]
-    world = demo[0].files["world"] / "truth"
-    ixp = pq.read_table(world / "ixp_crossings.parquet")
+    ixp = read_truth(demo[0].files["world"]).table("ixp_crossings")
     observable = sum(ixp.column("observable").to_pylist())
     assert s["truth"] == ixp.num_rows
     assert s["truth_observable"] == observable
@@ -146,7 +145,7 @@ def test_diversion_detected_within_true_window(demo, truth) -> None:
     assert check["detected"], check
     # independently: the detected start events that bracket the true onset belong to the
     # pairs the generator says the leak diverts through AS4134
-    events = pq.read_table(result.campaign.root / "exposure" / "change_events.parquet")
+    events = pq.read_table(result.campaign.exposure_table("change_events"))
     ev = [r for r in events.to_pylist() if r["family"] == "china-telecom" and r["event"] == "start"]
     bracket = {(r["prb_id"], r["dst_addr"]) for r in ev
                if r["previous_timestamp"].timestamp() < start <= r["timestamp"].timestamp()}
@@ -207,7 +206,7 @@ def test_public_api() -> None:
     assert all(hasattr(acc, n) for n in acc.__all__)
 
 
-# ---------------------------------------------------------------------------- _accuracy units
+# ---------------------------------------------------------------------------- accuracy units
 def test_score_counts_unobservable_and_causes() -> None:
     truth = pa.table({
         "msm_id": [1, 1, 1, 2], "prb_id": [1, 1, 1, 1], "timestamp": [10, 10, 10, 20],

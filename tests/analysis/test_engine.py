@@ -16,21 +16,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from analysis.annotate import annotate_campaign
+from analysis.campaign_io import analyze_campaign, annotate_campaign
 from analysis.engine import ENGINES, add_engine_args, engine_options, open_runner
-from analysis.paths import analyze_campaign
 from probes import store
 from probes.errors import ConfigError
 from probes.workspace import Campaign
-from tests.analysis._snap import shared_snapshot
 
 MENOG = "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
 SEGMENT = 700  # results per segment: several segments from a few thousand results
-
-
-@pytest.fixture(scope="module")
-def real_snapshot(test_data, tmp_path_factory):
-    return shared_snapshot(test_data, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,7 @@ def _annotated(c: Campaign) -> pa.Table:
 
 
 def _report(c: Campaign) -> dict:
-    rep = orjson.loads((c.root / "exposure.json").read_bytes())
+    rep = orjson.loads(c.exposure_json.read_bytes())
     rep["outputs"] = {k: str(Path(v).relative_to(c.root)) for k, v in rep["outputs"].items()}
     return rep
 
@@ -112,23 +105,23 @@ def test_store_is_identical_and_deduplicated(both, inputs):
 def test_annotated_paths_and_exposure_are_identical(both):
     local, dask = both
     assert sorted(p.name for p in dask.annotated_dir.iterdir()) == [f"{n}.parquet" for n in store.segment_names(local)]
-    from analysis.paths import _partitions
+    from analysis.campaign_io import _partitions
 
     # one unit of work per segment: a segment at a time in memory
     assert len(_partitions(local, sorted(local.annotated_dir.glob("*.parquet")))) == len(store.segment_names(local))
     ann = _annotated(local)
     assert ann.num_rows == store.read_hops(local).num_rows
     assert _annotated(dask).equals(ann)
-    a_local, a_dask = (orjson.loads((c.root / "annotate.json").read_bytes()) for c in both)
+    a_local, a_dask = (orjson.loads(c.annotate_json.read_bytes()) for c in both)
     assert a_local == a_dask
-    p_local = pq.read_table(local.paths_dir / "paths.parquet")
+    p_local = pq.read_table(local.paths_parquet)
     assert p_local.num_rows == store.read_traces(local).num_rows
-    assert pq.read_table(dask.paths_dir / "paths.parquet").equals(p_local)
+    assert pq.read_table(dask.paths_parquet).equals(p_local)
     assert _report(dask) == _report(local)
     for name in ("path_exposure", "pop_exposure", "hegemony", "pops", "change_events"):
-        assert pq.read_table(dask.root / "exposure" / f"{name}.parquet").equals(
-            pq.read_table(local.root / "exposure" / f"{name}.parquet")), name
-    assert (dask.root / "graph" / "as_graph.graphml").read_bytes() == (local.root / "graph" / "as_graph.graphml").read_bytes()
+        assert pq.read_table(dask.exposure_table(name)).equals(
+            pq.read_table(local.exposure_table(name))), name
+    assert dask.as_graph_graphml.read_bytes() == local.as_graph_graphml.read_bytes()
 
 
 def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, tmp_path):
@@ -142,9 +135,9 @@ def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, 
     for f in files:
         f.unlink()
     analyze_campaign(whole, cache_dir=real_snapshot.path.parent.parent, n_boot=50)
-    streamed = pq.read_table(local.paths_dir / "paths.parquet")
+    streamed = pq.read_table(local.paths_parquet)
     keys = [("msm_id", "ascending"), ("prb_id", "ascending"), ("timestamp", "ascending")]
-    assert pq.read_table(whole.paths_dir / "paths.parquet").equals(streamed.sort_by(keys))
+    assert pq.read_table(whole.paths_parquet).equals(streamed.sort_by(keys))
     rep_w, rep_s = _report(whole), _report(local)
     for rep in (rep_w, rep_s):
         rep["campaign"] = None

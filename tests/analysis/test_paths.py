@@ -10,6 +10,7 @@ import pyarrow as pa
 import pytest
 
 from analysis import paths as P
+from analysis.campaign_io import analyze_campaign
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, haversine_km, location_verdict
 from tests.analysis._snap import shared_snapshot
@@ -328,7 +329,7 @@ US_IXP = __import__("pathlib").Path(__file__).parent / "fixtures" / "us_ixp"
 def us_ixp_campaign(tmp_path):
     import orjson
 
-    from analysis.annotate import annotate_campaign
+    from analysis.campaign_io import annotate_campaign
     from analysis.datasets import import_files
     from probes import store
     from probes.workspace import Campaign
@@ -349,8 +350,8 @@ def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
     import pyarrow.parquet as pq
 
     campaign, cache = us_ixp_campaign
-    report = P.analyze_campaign(campaign, n_boot=200, seed=3, cache_dir=cache)
-    paths = pq.read_table(campaign.paths_dir / "paths.parquet")
+    report = analyze_campaign(campaign, n_boot=200, seed=3, cache_dir=cache)
+    paths = pq.read_table(campaign.paths_parquet)
     rows = {(r["prb_id"], r["timestamp"].day): r for r in paths.to_pylist()}
     assert len(rows) == 4
 
@@ -396,25 +397,25 @@ def test_us_ixp_fixture_through_ingest_annotate_and_analyze(us_ixp_campaign):
     assert report["destinations"] == "annotated with snapshot fixture-1, then replying hops"
     assert report["detours"] == 1 and report["ixp_crossing_traceroutes"] == 2
 
-    on_disk = orjson.loads((campaign.root / "exposure.json").read_bytes())
+    on_disk = orjson.loads(campaign.exposure_json.read_bytes())
     assert on_disk["families"]["china-telecom"]["path_exposure"]["estimate"] == 0.5
     pops = {(r["family"], r["kind"], r["pop_city"]): (r["traceroutes"], r["consistent"], r["inconsistent"], r["unknown"])
-            for r in pq.read_table(campaign.root / "exposure" / "pops.parquet").to_pylist()}
+            for r in pq.read_table(campaign.exposure_table("pops")).to_pylist()}
     assert pops == {
         ("china-telecom", "ixp", "Ashburn"): (1, 1, 0, 0),
         ("china-mobile", "ixp", "Los Angeles"): (1, 0, 1, 0),
         ("china-telecom", "private interconnect", None): (1, 0, 0, 1),
     }
     for name in ("path_exposure", "pop_exposure", "hegemony", "change_events", "pops"):
-        assert (campaign.root / "exposure" / f"{name}.parquet").is_file()
-        assert (campaign.root / "exposure" / f"{name}.csv").read_text().count("\n") >= 2
+        assert campaign.exposure_table(name).is_file()
+        assert campaign.exposure_table(name, ".csv").read_text().count("\n") >= 2
     # change events for china-telecom: prb 6001 stops (CT on day 1, not day 2), prb 6002 stops
-    ev = pq.read_table(campaign.root / "exposure" / "change_events.parquet").to_pylist()
+    ev = pq.read_table(campaign.exposure_table("change_events")).to_pylist()
     assert sorted((e["prb_id"], e["event"]) for e in ev if e["family"] == "china-telecom") == [
         (6001, "stop"), (6002, "stop")]
     import networkx as nx
 
-    g = nx.read_graphml(campaign.root / "graph" / "as_graph.graphml")
+    g = nx.read_graphml(campaign.as_graph_graphml)
     assert g.edges["IXP:pdb:1", "AS4134"]["traceroutes"] == 1
     assert g.nodes["AS4134"]["family"] == "china-telecom"
     assert g.nodes["IXP:pdb:1"]["city"] == "Ashburn"
@@ -430,7 +431,7 @@ def test_pathexp_analyze_cli_prints_table(us_ixp_campaign, capsys):
     assert rc == 0
     assert "china-telecom" in out and "50.00%" in out and "25.00%" in out
     assert "Equinix Ashburn" in out and "Los Angeles" in out
-    assert (campaign.root / "exposure.json").is_file()
+    assert campaign.exposure_json.is_file()
 
 
 def test_pathexp_analyze_without_annotation_is_a_one_line_error(tmp_path, capsys):
@@ -452,7 +453,7 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     """
     import duckdb
 
-    from analysis.annotate import annotate_campaign
+    from analysis.campaign_io import annotate_campaign
     from probes import store
     from probes.workspace import Campaign
 
@@ -461,7 +462,7 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     added = store.ingest_files(campaign, sorted((test_data / "ripe-atlas" / "traceroutes").glob("*"))).added
     assert added > 100_000
     annotate_campaign(campaign, snapshot_id=snap.id, cache_dir=snap.path.parent.parent)
-    report = P.analyze_campaign(campaign, n_boot=100, cache_dir=snap.path.parent.parent)
+    report = analyze_campaign(campaign, n_boot=100, cache_dir=snap.path.parent.parent)
     assert report["destinations"].startswith("annotated with snapshot")
 
     assert report["traceroutes"] == added
@@ -495,7 +496,7 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
     import duckdb
     import orjson
 
-    from analysis.annotate import annotate_campaign
+    from analysis.campaign_io import annotate_campaign
     from analysis.datasets import import_files
     from probes import store
     from probes.workspace import Campaign
@@ -509,11 +510,11 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
     store.ingest_files(campaign, sorted((out / "atlas" / "results").glob("*.gz")))
     store.write_probe_meta(campaign, orjson.loads((out / "atlas" / "probes.json").read_bytes())["results"])
     annotate_campaign(campaign, snapshot_id="world", cache_dir=cache)
-    report = P.analyze_campaign(campaign, n_boot=200, cache_dir=cache)
+    report = analyze_campaign(campaign, n_boot=200, cache_dir=cache)
     truth = orjson.loads((out / "truth" / "world.json").read_bytes())
 
     con = duckdb.connect()
-    T, paths = out / "truth", campaign.paths_dir / "paths.parquet"
+    T, paths = out / "truth", campaign.paths_parquet
     key = "t.msm_id = p.msm_id AND t.prb_id = p.prb_id AND t.timestamp = epoch(p.timestamp)"
     n, wrong = con.sql(
         f"SELECT count(*), count(*) FILTER (WHERE list_sort(t.families) <> list_sort(p.flagged_families)) "
@@ -583,7 +584,7 @@ def test_analyze_campaign_rejects_annotated_parts_without_required_columns(tmp_p
     campaign.annotated_dir.mkdir(parents=True)
     pq.write_table(hops.drop_columns(["member_asn"]), campaign.annotated_dir / "part-000000.parquet")
     with pytest.raises(SchemaMismatch, match="member_asn"):
-        P.analyze_campaign(campaign)
+        analyze_campaign(campaign)
 
 
 def test_pathexp_analyze_with_a_user_registry(us_ixp_campaign, tmp_path):
@@ -597,7 +598,7 @@ def test_pathexp_analyze_with_a_user_registry(us_ixp_campaign, tmp_path):
                  "--cache-dir", str(cache), "--registry", str(reg), "--bootstrap", "50"]) == 0
     import orjson
 
-    report = orjson.loads((campaign.root / "exposure.json").read_bytes())
+    report = orjson.loads(campaign.exposure_json.read_bytes())
     # only the Frankfurt traceroute of day 2 crosses AS1299; the annotation's china-* families
     # are replaced by the user's registry
     assert sorted(report["families"]) == ["any", "arelion"]

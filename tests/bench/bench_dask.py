@@ -35,7 +35,7 @@ def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
     from analysis import annotate as ann
     from analysis import paths as pth
     from probes import store
-    from probes._engine import open_runner
+    from probes.engine import open_runner
     from probes.workspace import Campaign
 
     ws = work_dir() / f"dask-ws-{workers}"

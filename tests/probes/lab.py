@@ -9,15 +9,28 @@ on the destination namespace's loopback; the same for IPv6 in 2001:db8::/32: lin
                          \\  r3b  /
 
 - r2 holds an equal-cost multipath default route over r3a and r3b with L4 hashing
-  (``net.ipv4.fib_multipath_hash_policy=1``): a flow (5-tuple) always takes one branch,
-  different flows spread over both.
+  (``net.ipv{4,6}.fib_multipath_hash_policy=1``). What the kernel guarantees: the branch
+  is a function of the hash seed and of the packet's source, destination, protocol and,
+  for TCP/UDP, ports (no ICMP field, no IPv6 flow label under policy 1), so every packet
+  of one flow takes one branch. (This holds for packets that reach r2 without a flow
+  hash attached by the sender's IP stack, which r2 would reuse instead: the tracer's and
+  scapy's raw packets carry none.) Which branch a given flow takes is a property of the
+  seed and of the kernel's hash function, i.e. chance as far as a test is concerned: the
+  lab fixes the seed where the kernel lets it (``net.ipv4.fib_multipath_hash_seed``,
+  Linux >= 6.11, per namespace, used for IPv4 and IPv6; older kernels draw it at random
+  once, so it is still constant for the lab's lifetime) and never assumes a mapping:
+  :meth:`Lab.branches` MEASURES it, by sending one TTL-3 packet of each flow with scapy
+  (not with the tracer under test) and reading which branch router answered. Tests pick
+  their flows from that measurement and assert what follows from it, never that flows
+  happen to spread.
 - r4 routes back to the source through r3a only, so the address r4 answers from does not
   depend on the branch a probe took; the branch shows at hop 3 alone.
 - r5 forwards but never answers: an nftables rule drops its outgoing ICMP time-exceeded
   (without ``nft``, a blackhole route for its own packets toward the source does).
 - dst answers echo requests, sends port-unreachable for UDP and RST for TCP to closed ports.
 - ICMP rate limiting is off in every namespace (``icmp_ratelimit=0``, high
-  ``icmp_msgs_per_sec``), so a fast tracer is never mistaken for a lossy path.
+  ``icmp_msgs_per_sec`` and ``icmp_msgs_burst``, ``net.ipv6.icmp.ratelimit=0``), so a fast
+  tracer is never mistaken for a lossy path.
 
 Namespace names carry a per-session prefix (``pxl<pid>-``) and are deleted by name.
 Nothing is ever sent on the host's interfaces: probes leave from inside ``src``.
@@ -25,13 +38,17 @@ Nothing is ever sent on the host's interfaces: probes leave from inside ``src``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
 
-__all__ = ["Lab", "lab_skip_reason", "build_lab"]
+__all__ = ["Flow", "Lab", "lab_skip_reason", "build_lab"]
 
 ROLES = ("src", "r1", "r2", "r3a", "r3b", "r4", "r5", "r6", "dst")
 #: Links in order; link ``k`` is 198.51.100.(4k)/30, ``.4k+1`` on the left, ``.4k+2`` on the right.
@@ -58,8 +75,60 @@ R1_SRC_SIDE6 = "2001:db8:ff::1"
 SRC_NET6 = "2001:db8:ff::/64"
 
 
+#: The seed r2's multipath hash uses where the kernel lets the lab set it (any nonzero
+#: constant: it makes the branch of every flow the same from run to run; tests still never
+#: assume which branch that is, they measure it with :meth:`Lab.branches`).
+MULTIPATH_HASH_SEED = 0x5EED
+_SEED_SYSCTL = Path("/proc/sys/net/ipv4/fib_multipath_hash_seed")
+
+
 def _link(a: str, b: str) -> int:
     return LINKS.index((a, b))
+
+
+class Flow(NamedTuple):
+    """The packet fields r2's L4 multipath hash may read, besides the source address.
+
+    ``sport`` is the source port (UDP/TCP) or the echo identifier (ICMP, ICMPv6);
+    ``dport`` is 0 for ICMP.
+    """
+
+    dst: str
+    proto: str
+    sport: int
+    dport: int = 0
+
+
+# Runs inside the source namespace: one TTL-3 packet per flow (scapy, independent of the
+# tracer under test), the branch router's time-exceeded names the branch. Unanswered flows
+# are sent again; a flow still unanswered after every retry is reported, never guessed.
+_DISCOVER = r"""
+import json, sys
+from scapy.all import ICMP, IP, TCP, UDP, IPv6, ICMPv6EchoRequest, Raw, conf, sr
+conf.verb = 0
+spec = json.loads(sys.argv[1])
+def packet(dst, proto, sport, dport):
+    ip = IPv6(dst=dst, hlim=spec["ttl"], fl=0) if ":" in dst else IP(dst=dst, ttl=spec["ttl"])
+    if proto == "UDP":
+        return ip / UDP(sport=sport, dport=dport) / Raw(b"pathexp-lab")
+    if proto == "TCP":
+        return ip / TCP(sport=sport, dport=dport, flags="S", seq=1)
+    echo = ICMPv6EchoRequest(id=sport, seq=1) if ":" in dst else ICMP(type=8, id=sport, seq=1)
+    return ip / echo / Raw(b"pathexp-lab")
+def flow_of(p):
+    dst = p[IPv6].dst if IPv6 in p else p[IP].dst
+    for proto, layer in (("UDP", UDP), ("TCP", TCP)):
+        if layer in p:
+            return [dst, proto, p[layer].sport, p[layer].dport]
+    return [dst, "ICMP", (p[ICMPv6EchoRequest] if ICMPv6EchoRequest in p else p[ICMP]).id, 0]
+found = {}
+for start in range(0, len(spec["flows"]), 32):  # small batches: no receive buffer overflows
+    chunk = spec["flows"][start:start + 32]
+    ans, _ = sr([packet(*f) for f in chunk], timeout=spec["timeout"], retry=3)
+    for sent, reply in ans:
+        found[json.dumps(flow_of(sent))] = reply.src
+print(json.dumps(found))
+"""
 
 
 @dataclass(frozen=True)
@@ -82,6 +151,9 @@ class Lab:
     dsts6: tuple[str, ...] = ()
     src_addr6: str = SRC_ADDR6
     extra: dict[str, str] = field(default_factory=dict)
+    #: r2's multipath hash seed, or None when this kernel does not let the lab set it.
+    hash_seed: int | None = None
+    _branch_of: dict[Flow, str] = field(default_factory=dict, repr=False, compare=False)
 
     def expected(self, dst: str, *, branch: str) -> list[str | None]:
         """Responder per TTL 1..7 for a probe that takes ``branch`` ('a' or 'b')."""
@@ -99,6 +171,29 @@ class Lab:
         if ":" in dst:
             return {"a": _link_addr6(1, 1), "b": _link_addr6(2, 1)}
         return {"a": self.hop3_a, "b": self.hop3_b}
+
+    def branches(self, flows: Iterable[Flow]) -> dict[Flow, str]:
+        """Measure the branch ('a' or 'b') of the diamond each flow takes; cached.
+
+        One TTL-3 packet per flow leaves the source namespace (built by scapy, not by the
+        tracer under test); the branch router that answers names the branch. Valid for the
+        lab's lifetime: the hash seed does not change while the namespaces exist.
+        """
+        wanted = list(dict.fromkeys(flows))
+        todo = [f for f in wanted if f not in self._branch_of]
+        if todo:
+            spec = json.dumps({"ttl": 3, "timeout": 2.0, "flows": [list(f) for f in todo]})
+            proc = subprocess.run(self.exec_argv("src", [sys.executable, "-c", _DISCOVER, spec]),
+                                  capture_output=True, text=True, timeout=300, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"branch discovery failed: {proc.stderr.strip()}")
+            answered = {Flow(*json.loads(k)): v for k, v in json.loads(proc.stdout).items()}
+            for f in todo:
+                names = {addr: b for b, addr in self.branch_addrs(f.dst).items()}
+                if answered.get(f) not in names:
+                    raise RuntimeError(f"branch discovery: {f} answered by {answered.get(f)}")
+                self._branch_of[f] = names[answered[f]]
+        return {f: self._branch_of[f] for f in wanted}
 
     def exec_argv(self, role: str, argv: Sequence[str]) -> list[str]:
         """``ip netns exec <ns> argv...``: run a command inside a namespace."""
@@ -156,6 +251,11 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
     ]
     for role in ROLES:
         _run(["ip", "netns", "exec", ns[role], "sysctl", "-q", "-w", *sysctls])
+    # the ECMP router's hash seed (per namespace; one knob for IPv4 and IPv6), where settable
+    seed = MULTIPATH_HASH_SEED if _SEED_SYSCTL.exists() else None
+    if seed is not None:
+        _run(["ip", "netns", "exec", ns["r2"], "sysctl", "-q", "-w",
+              f"net.ipv4.fib_multipath_hash_seed={seed}"])
     cmds: list[list[str]] = []
 
     def ipn(role: str, *args: str) -> None:
@@ -242,4 +342,4 @@ def build_lab(prefix: str, *, n_dst: int = 64) -> Lab:
         _run(["ip", "-n", ns["r5"], "-6", "route", "replace", "blackhole", SRC_NET6])
         _run(["ip", "-n", ns["r5"], "-6", "route", "add", SRC_NET6, "via", back6, "table", "100"])
         _run(["ip", "-n", ns["r5"], "-6", "rule", "add", "iif", "to-r6", "lookup", "100", "priority", "100"])
-    return Lab(prefix=prefix, ns=ns, dsts=dsts, dsts6=dsts6)
+    return Lab(prefix=prefix, ns=ns, dsts=dsts, dsts6=dsts6, hash_seed=seed)

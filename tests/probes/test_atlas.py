@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from probes._campaign_backoff import Backoff, parse_retry_after
+from probes._backoff import Backoff, parse_retry_after
 from probes.atlas import AtlasClient, CreateOutcomeUnknown
 from probes.config import ApiKey, Settings, load_settings, parse_server
 from probes.errors import AtlasAPIError, AuthenticationError, ConfigError, InsufficientCredits
@@ -276,7 +276,7 @@ def test_cousteau_and_requests_only_at_the_boundary():
 
     root = Path(__file__).resolve().parents[2] / "probes"
     offenders = []
-    for f in sorted(root.glob("*.py")):
+    for f in sorted(root.rglob("*.py")):
         tree = ast.parse(f.read_text())
         for node in ast.walk(tree):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import) else

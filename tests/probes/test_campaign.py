@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 
 from probes import campaign as cp
 from probes import store
-from probes._campaign_plan import PlannedTarget, build_plan, check_target_address
-from probes._campaign_spec import parse_spec
 from probes.atlas import AtlasClient
+from probes.campaign import run
+from probes.campaign.planner import PlannedTarget, build_plan, check_target_address
+from probes.campaign.spec import parse_spec
 from probes.config import ApiKey, AtlasLimits, CreditRates, Settings
 from probes.errors import (
     AuthenticationError,
@@ -328,7 +329,7 @@ def test_rejected_create_releases_its_credits(standin, tmp_path):
 
 
 def test_one_process_per_campaign(standin, tmp_path):
-    from probes._campaign_state import CampaignState
+    from probes.campaign.state import CampaignState
     from probes.errors import StoreError
 
     spec = _spec(tmp_path)
@@ -370,14 +371,14 @@ def test_create_lost_in_transit_is_adopted_not_duplicated(standin, tmp_path, kin
 def test_rerun_after_crash_between_create_and_record_adopts_the_orphan(standin, tmp_path):
     """Rebuild exactly what a process killed after its create request left behind: units
     in state 'intent' with credits reserved, and on the server the measurement it created."""
-    from probes._campaign_state import CampaignState
+    from probes.campaign.state import CampaignState
 
     spec = _spec(tmp_path, targets='addresses = ["24.39.56.10", "24.39.56.11"]\n')
     s = settings_for(standin)
     c = AtlasClient(s)
     p = cp.plan(spec, client=c, settings=s, resolver=resolver)
     with CampaignState.open(spec.campaign) as st:
-        cp._freeze(st, spec, p)
+        run._freeze(st, spec, p)
         units = st.units()
         st.reserve(units[:1], budget=spec.budget)
         (orphan,) = c.create_traceroutes([units[0].definition], probe_ids=units[0].probe_ids,
@@ -391,14 +392,14 @@ def test_rerun_after_crash_between_create_and_record_adopts_the_orphan(standin, 
 
 
 def test_two_measurements_for_one_unit_keep_the_first_and_stop_the_other(standin, tmp_path):
-    from probes._campaign_state import CampaignState
+    from probes.campaign.state import CampaignState
 
     spec = _spec(tmp_path)
     s = settings_for(standin)
     c = AtlasClient(s)
     p = cp.plan(spec, client=c, settings=s, resolver=resolver)
     with CampaignState.open(spec.campaign) as st:
-        cp._freeze(st, spec, p)
+        run._freeze(st, spec, p)
         (u,) = st.units()
         st.reserve([u], budget=spec.budget)
         ids = [c.create_traceroutes([u.definition], probe_ids=u.probe_ids, is_oneoff=True)[0]

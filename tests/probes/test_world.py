@@ -520,11 +520,22 @@ def test_large_size_schedules_about_100k_traceroutes():
 
 
 def test_read_truth(world_dir, tmp_path):
-    t = world_mod.read_truth(world_dir, hops=False)
-    assert t.traces.num_rows == t.summary["counts"]["traces"]
-    assert t.hops.num_rows == 0 and t.flagged_crossings.num_rows > 0
+    t = world_mod.read_truth(world_dir)
+    assert t.names == ("traces", "hops", "ixp_crossings", "flagged_crossings")
+    assert t.table("traces").num_rows == t.world["counts"]["traces"]
+    assert t.table("flagged_crossings").num_rows == t.world["counts"]["flagged_crossings"] > 0
+    hops = t.table("hops", columns=["msm_id", "responded"])
+    assert hops.column_names == ["msm_id", "responded"]
+    assert hops.num_rows == t.world["counts"]["hops"]
+    # every table the generator writes is one the reader knows, and the other way round
+    written = {f.stem for f in (world_dir / "truth").glob("*.parquet")}
+    assert written == set(t.names)
     with pytest.raises(ConfigError, match="ground truth"):
         world_mod.read_truth(tmp_path)
+    with pytest.raises(ConfigError, match="the world writes traces, hops"):
+        t.table("paths")
+    with pytest.raises(ConfigError, match="no column 'nope'"):
+        t.table("traces", columns=["nope"])
 
 
 def test_cli_generate_refuses_a_file_as_output(tmp_path, capsys):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Callable
 
-from probes._world_topology import Topology, stable_hash
+from probes.world.topology import Topology, stable_hash
 
 __all__ = ["compute_routes", "compute_leak_routes"]
 

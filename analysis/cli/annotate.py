@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from analysis.cli import add_campaign_args
-    from analysis.engine import add_engine_args
+    from analysis.cli import add_campaign_args, add_engine_args
 
     p = sub.add_parser(
         "annotate",
@@ -29,9 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.annotate import annotate_campaign
-    from analysis.cli import campaign_from_args
-    from analysis.engine import engine_options
+    from analysis.campaign_io import annotate_campaign
+    from analysis.cli import campaign_from_args, engine_options
 
     report = annotate_campaign(campaign_from_args(args), snapshot_id=args.snapshot, cache_dir=args.cache_dir,
                                registry_path=args.registry, online=args.online, **engine_options(args))

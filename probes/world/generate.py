@@ -1,18 +1,11 @@
-"""A deterministic synthetic Internet with ground truth, written in the real formats.
-
-The world has a few hundred ASes with Gao-Rexford relationships (a tier-1 clique,
-regional transits, access networks on six continents, US hosting/content networks as
-destinations, and the flagged China Telecom / Unicom / Mobile families with their real
-ASNs holding PoPs at US IXPs and private interconnects), synthetic US and foreign IXPs
-with peering LANs, RIPE Atlas probes worldwide, valley-free routing, hop-level paths with
-RTTs that never beat the speed of light in fibre, and two scenarios: the baseline, and a
-diversion (a more-specific route leak by AS4134) during a known window.
+"""Generate the synthetic world: :class:`World` rebuilt from a seed, :func:`generate_world`.
 
 :func:`generate_world` writes Atlas results and metadata (API v2 shapes), reference data
 (CAIDA pfx2as, PeeringDB API JSON, CAIDA IXP jsonl, CAIDA as2org and as-rel, APNIC
-delegated-extended) and the ground truth (Parquet and JSON). The same seed gives
-byte-identical files. :class:`World` rebuilds the world from its seed and produces
-Atlas-format traceroutes on demand (used by the stand-in Atlas API server).
+delegated-extended) and the ground truth (Parquet and JSON) into one folder. The same
+seed gives byte-identical files. :class:`World` rebuilds the world from its seed and
+produces Atlas-format traceroutes on demand (used by the stand-in Atlas API server).
+The topology, routing, hop-level traces and file formats live in the sibling modules.
 """
 
 from __future__ import annotations
@@ -30,9 +23,10 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from probes._io import PARQUET_OPTIONS, atomic_path, write_bytes, write_json, write_parquet
-from probes._world_routing import compute_leak_routes, compute_routes
-from probes._world_topology import (
+from probes.errors import ConfigError
+from probes.fileio import PARQUET_OPTIONS, atomic_path, write_bytes, write_json, write_parquet
+from probes.world.routing import compute_leak_routes, compute_routes
+from probes.world.topology import (
     SIZES,
     Destination,
     Probe,
@@ -40,8 +34,15 @@ from probes._world_topology import (
     build_topology,
     stable_hash,
 )
-from probes._world_trace import TraceBuilder, TraceOutput
-from probes._world_writers import (
+from probes.world.trace import TraceBuilder, TraceOutput
+from probes.world.writers import (
+    TRUTH_ASES_FILE,
+    TRUTH_CITIES_FILE,
+    TRUTH_FLAGGED_SCHEMA,
+    TRUTH_HOP_SCHEMA,
+    TRUTH_IXP_SCHEMA,
+    TRUTH_SUMMARY_FILE,
+    TRUTH_TRACE_SCHEMA,
     anchor_object,
     as2org_text,
     as_rel_text,
@@ -54,101 +55,16 @@ from probes._world_writers import (
     pfx2as_text,
     probe_object,
     readme_text,
+    truth_table_file,
 )
-from probes.errors import ConfigError
 
-__all__ = [
-    "World",
-    "WorldManifest",
-    "ScheduledTrace",
-    "generate_world",
-    "WorldTruth",
-    "read_truth",
-    "SIZES",
-    "WORLD_START",
-    "TRUTH_TRACE_SCHEMA",
-    "TRUTH_HOP_SCHEMA",
-    "TRUTH_IXP_SCHEMA",
-    "TRUTH_FLAGGED_SCHEMA",
-]
+__all__ = ["World", "WorldManifest", "ScheduledTrace", "generate_world", "WORLD_START"]
 
 #: First measurement round of every world: 2026-03-02T00:00:00Z.
 WORLD_START = 1772409600
 #: First synthetic measurement id (far below probes.schema.LOCAL_MSM_ID_MIN).
 _MSM_BASE = 91_000_000
 _PROTOS = ("ICMP", "ICMP", "ICMP", "UDP", "ICMP", "TCP", "ICMP", "UDP", "ICMP", "ICMP")
-
-#: Marks every truth table as synthetic (Parquet key-value metadata).
-_SYNTHETIC_META = {b"pathexp.synthetic": b"true", b"pathexp.generator": b"pathexp.world"}
-#: Every truth table is keyed like an Atlas result; timestamps are Unix seconds.
-_TRUTH_KEYS = [("msm_id", pa.int64()), ("prb_id", pa.int64()), ("timestamp", pa.int64())]
-
-TRUTH_TRACE_SCHEMA = pa.schema(
-    [
-        *_TRUTH_KEYS,
-        ("dst_addr", pa.string()),
-        ("src_asn", pa.int64()),
-        ("dst_asn", pa.int64()),
-        ("as_path", pa.list_(pa.int64())),
-        ("path_nodes", pa.list_(pa.string())),
-        ("leak", pa.bool_()),
-        ("in_window", pa.bool_()),
-        ("loop", pa.bool_()),
-        ("reached", pa.bool_()),
-        ("families", pa.list_(pa.string())),
-        ("families_us", pa.list_(pa.string())),
-        ("families_observable", pa.list_(pa.string())),
-    ]
-).with_metadata(_SYNTHETIC_META)
-TRUTH_HOP_SCHEMA = pa.schema(
-    [
-        *_TRUTH_KEYS,
-        ("hop", pa.int16()),
-        ("addr", pa.string()),
-        ("router_asn", pa.int64()),
-        ("responded", pa.bool_()),
-        ("kind", pa.string()),
-        ("city", pa.string()),
-        ("country", pa.string()),
-        ("lat", pa.float64()),
-        ("lon", pa.float64()),
-        ("ixp_id", pa.string()),
-    ]
-).with_metadata(_SYNTHETIC_META)
-TRUTH_IXP_SCHEMA = pa.schema(
-    [
-        *_TRUTH_KEYS,
-        ("ixp_id", pa.string()),
-        ("ixp_name", pa.string()),
-        ("city", pa.string()),
-        ("country", pa.string()),
-        ("near_asn", pa.int64()),
-        ("far_asn", pa.int64()),
-        ("hop", pa.int16()),
-        ("addr", pa.string()),
-        ("observable", pa.bool_()),
-    ]
-).with_metadata(_SYNTHETIC_META)
-TRUTH_FLAGGED_SCHEMA = pa.schema(
-    [
-        *_TRUTH_KEYS,
-        ("family", pa.string()),
-        ("asn", pa.int64()),
-        ("via", pa.string()),
-        ("ixp_id", pa.string()),
-        ("city", pa.string()),
-        ("country", pa.string()),
-        ("hop", pa.int16()),
-        ("addr", pa.string()),
-        ("observable", pa.bool_()),
-        ("exit_city", pa.string()),
-        ("exit_country", pa.string()),
-        ("exit_via", pa.string()),
-        ("exit_ixp_id", pa.string()),
-        ("pop_cities", pa.list_(pa.string())),
-        ("us_pop", pa.bool_()),
-    ]
-).with_metadata(_SYNTHETIC_META)
 
 
 @dataclass(frozen=True)
@@ -649,7 +565,7 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     traces: list[dict] = []
     ixp_x: list[dict] = []
     flag_x: list[dict] = []
-    hops_rel = "truth/hops.parquet"
+    hops_rel = truth_table_file("hops")
     n_hops = 0
     with atomic_path(out / hops_rel) as tmp_hops:
         writer = pq.ParquetWriter(tmp_hops, TRUTH_HOP_SCHEMA, **PARQUET_OPTIONS)
@@ -726,10 +642,10 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
             "reached": sum(1 for t in traces if t["reached"]),
         },
     }
-    files["truth/world.json"] = (
+    files[TRUTH_SUMMARY_FILE] = (
         orjson.dumps(summary, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
     )
-    files["truth/ases.json"] = orjson.dumps(
+    files[TRUTH_ASES_FILE] = orjson.dumps(
         [
             {
                 "asn": a.asn,
@@ -748,7 +664,7 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
         ],
         option=orjson.OPT_SORT_KEYS,
     )
-    files["truth/cities.json"] = orjson.dumps(
+    files[TRUTH_CITIES_FILE] = orjson.dumps(
         {
             k: {"name": c.name, "country": c.country, "lat": c.lat, "lon": c.lon}
             for k, c in topo.cities.items()
@@ -761,9 +677,9 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
             *files,
             *digests,
             "README.md",
-            "truth/traces.parquet",
-            "truth/ixp_crossings.parquet",
-            "truth/flagged_crossings.parquet",
+            truth_table_file("traces"),
+            truth_table_file("ixp_crossings"),
+            truth_table_file("flagged_crossings"),
         ]
     )
     files["README.md"] = readme_text(seed=seed, size=size, files=names)
@@ -771,9 +687,9 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
         write_bytes(out / rel, data)
         digests[rel] = _sha(data)
     tables = {
-        "truth/traces.parquet": pa.Table.from_pylist(traces, schema=TRUTH_TRACE_SCHEMA),
-        "truth/ixp_crossings.parquet": pa.Table.from_pylist(ixp_x, schema=TRUTH_IXP_SCHEMA),
-        "truth/flagged_crossings.parquet": pa.Table.from_pylist(
+        truth_table_file("traces"): pa.Table.from_pylist(traces, schema=TRUTH_TRACE_SCHEMA),
+        truth_table_file("ixp_crossings"): pa.Table.from_pylist(ixp_x, schema=TRUTH_IXP_SCHEMA),
+        truth_table_file("flagged_crossings"): pa.Table.from_pylist(
             flag_x, schema=TRUTH_FLAGGED_SCHEMA
         ),
     }
@@ -795,57 +711,6 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     manifest = WorldManifest(out, seed, size, dict(sorted(digests.items())), counts, (start, end))
     write_json(out / "world.json", manifest.as_dict())
     return manifest
-
-
-@dataclass(frozen=True)
-class WorldTruth:
-    """The ground truth of a generated world (see the folder's README for the columns).
-
-    Attributes
-    ----------
-    traces, hops, ixp_crossings, flagged_crossings : pyarrow.Table
-        ``truth/*.parquet``; keyed by ``(msm_id, prb_id, timestamp)``, timestamp in
-        Unix seconds.
-    summary : dict
-        ``truth/world.json``: exposure per family, the diversion, flagged PoPs, counts.
-    """
-
-    traces: pa.Table
-    hops: pa.Table
-    ixp_crossings: pa.Table
-    flagged_crossings: pa.Table
-    summary: dict
-
-
-def read_truth(path: str | Path, *, hops: bool = True) -> WorldTruth:
-    """Read the ground truth of a folder written by :func:`generate_world`.
-
-    Parameters
-    ----------
-    path : path
-        The world folder.
-    hops : bool
-        Read ``truth/hops.parquet`` too (the largest table); else an empty table.
-
-    Raises
-    ------
-    ConfigError
-        The folder has no complete ``truth/``.
-    """
-    truth = Path(path) / "truth"
-    try:
-        summary = orjson.loads((truth / "world.json").read_bytes())
-        return WorldTruth(
-            traces=pq.read_table(truth / "traces.parquet"),
-            hops=(
-                pq.read_table(truth / "hops.parquet") if hops else TRUTH_HOP_SCHEMA.empty_table()
-            ),
-            ixp_crossings=pq.read_table(truth / "ixp_crossings.parquet"),
-            flagged_crossings=pq.read_table(truth / "flagged_crossings.parquet"),
-            summary=summary,
-        )
-    except (FileNotFoundError, orjson.JSONDecodeError) as exc:
-        raise ConfigError(f"{truth}: no complete ground truth ({exc})") from exc
 
 
 def _api_list(results: list[dict]) -> bytes:

@@ -10,14 +10,20 @@
    the demo neither reads nor pollutes the user's reference-data cache;
 3. ingests the Atlas results and probe metadata into campaign ``demo``
    (``<workspace>/demo/`` is that campaign's folder);
-4. annotates, analyzes (paths, exposure with 95% intervals, change events, graphs) and,
-   when :mod:`analysis.report` exists, writes the report;
-5. compares the outcome with the ground truth (see :mod:`analysis._accuracy`) and writes
-   ``<workspace>/demo/accuracy.json``; ``demo.json`` records seed, size and stage timings.
+4. annotates, analyzes (paths, exposure with 95% intervals, change events, graphs) and
+   writes the report;
+5. compares the outcome with the ground truth (the world's, read with
+   :func:`probes.world.read_truth`; the scoring is :mod:`analysis.demo.accuracy`) and
+   writes ``<workspace>/demo/accuracy.json``; ``demo.json`` records seed, size and stage
+   timings.
 
 Every run starts from an empty ``<workspace>/demo/`` (a folder there that the demo did not
 create is refused, never deleted), so the same seed gives the same ``exposure.json``,
 ``paths/paths.parquet`` and ``accuracy.json`` byte for byte.
+
+The room: this module runs the stages and writes ``accuracy.json`` and ``demo.json``;
+:mod:`analysis.demo.accuracy` holds the pure scoring; ``pathexp demo``
+(:mod:`analysis.cli.demo`) prints the result.
 """
 
 from __future__ import annotations
@@ -48,7 +54,12 @@ REFERENCE_KINDS = {
     "as2org": "reference/as2org/*",
     "rir-delegated": "reference/rir-delegated/*",
 }
+#: Files and folders of the demo's own in ``<workspace>/demo/`` (the campaign's folder;
+#: the pipeline's outputs are where :class:`probes.workspace.Campaign` says).
 _MARKER = "demo.json"
+_ACCURACY = "accuracy.json"
+_WORLD = "world"
+_CACHE = "cache"
 _TOP_POPS = 8
 
 
@@ -70,7 +81,7 @@ class DemoResult:
         readable place), detected and true traceroute counts (``true_traceroutes`` is None
         where the pipeline did not locate the PoP in a city).
     episodes : list of dict
-        Change-event episodes found (:func:`analysis._accuracy.episodes`).
+        Change-event episodes found (:func:`analysis.demo.accuracy.episodes`).
     accuracy : dict
         What ``accuracy.json`` holds.
     timings : dict
@@ -149,14 +160,14 @@ def run_demo(
     probes.errors.ConfigError
         ``<workspace>/demo`` holds something the demo did not create, or a bad seed/size.
     """
-    from analysis import _accuracy as acc
-    from analysis.annotate import annotate_campaign
+    from analysis.campaign_io import analyze_campaign, annotate_campaign, write_report
     from analysis.datasets import import_files
-    from analysis.paths import analyze_campaign
+    from analysis.demo import accuracy as acc
     from analysis.registry import load_registry
     from probes import store
-    from probes._io import write_bytes
-    from probes.world import SIZES, generate_world
+    from probes.fileio import write_bytes
+    from probes.metadata import read_probe_objects
+    from probes.world import SIZES, generate_world, read_truth
 
     if size not in SIZES:
         raise ConfigError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
@@ -175,7 +186,7 @@ def run_demo(
 
     # 1. world
     t0 = time.perf_counter()
-    world_dir = root / "world"
+    world_dir = root / _WORLD
     manifest = generate_world(world_dir, seed=seed, size=size)
     c = manifest.counts
     stage("world", t0, f"synthetic world: {c['ases']} ASes, {c['ixps']} IXPs, {c['probes']} probes, "
@@ -183,7 +194,7 @@ def run_demo(
 
     # 2. reference data
     t0 = time.perf_counter()
-    cache = Path(cache_dir) if cache_dir is not None else root / "cache"
+    cache = Path(cache_dir) if cache_dir is not None else root / _CACHE
     snapshot_id = f"demo-{size}-seed{seed}"
     for kind, pattern in REFERENCE_KINDS.items():
         sources = sorted(world_dir.glob(pattern))
@@ -197,8 +208,7 @@ def run_demo(
     t0 = time.perf_counter()
     results = sorted((world_dir / "atlas" / "results").glob("*.ndjson.gz"))
     ingest = store.ingest_files(campaign, results)
-    probes_doc = orjson.loads((world_dir / "atlas" / "probes.json").read_bytes())
-    n_probes = store.write_probe_meta(campaign, probes_doc["results"])
+    n_probes = store.write_probe_meta(campaign, read_probe_objects(world_dir / "atlas" / "probes.json"))
     stage("ingest", t0, f"ingested {ingest.added:,} traceroutes ({ingest.hop_rows:,} hop rows), "
                         f"{n_probes} probes")
 
@@ -221,23 +231,23 @@ def run_demo(
 
     files: dict[str, Path] = {
         "world": world_dir,
-        "exposure": root / "exposure.json",
-        "paths": campaign.paths_dir / "paths.parquet",
-        "tables": root / "exposure",
-        "graph": root / "graph" / "as_graph.graphml",
+        "exposure": campaign.exposure_json,
+        "paths": campaign.paths_parquet,
+        "tables": campaign.exposure_dir,
+        "graph": campaign.as_graph_graphml,
     }
 
     # 6. accuracy against the truth
     t0 = time.perf_counter()
-    truth_dir = world_dir / "truth"
-    truth = orjson.loads((truth_dir / "world.json").read_bytes())
-    t_traces = pq.read_table(truth_dir / "traces.parquet")
-    t_flagged = pq.read_table(truth_dir / "flagged_crossings.parquet")
-    t_ixp = pq.read_table(truth_dir / "ixp_crossings.parquet")
+    world_truth = read_truth(world_dir)
+    truth = world_truth.world
+    t_traces = world_truth.table("traces")
+    t_flagged = world_truth.table("flagged_crossings")
+    t_ixp = world_truth.table("ixp_crossings")
     paths = pq.read_table(files["paths"])
-    events = pq.read_table(root / "exposure" / "change_events.parquet")
+    events = pq.read_table(campaign.exposure_table("change_events"))
 
-    t_hops = pq.read_table(truth_dir / "hops.parquet", columns=[*acc.TRACE_KEY, "hop", "responded"])
+    t_hops = world_truth.table("hops", columns=[*acc.TRACE_KEY, "hop", "responded"])
     entries = acc.true_entries(t_flagged, t_traces, truth["families"], t_hops)
     found = acc.detected_crossings(paths)
     key = [*acc.TRACE_KEY, "family", "asn"]
@@ -308,22 +318,21 @@ def run_demo(
         "change_events": change_scores,
         "diversion": diversion,
     }
-    write_bytes(root / "accuracy.json",
+    write_bytes(root / _ACCURACY,
                 orjson.dumps(accuracy, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
                              | orjson.OPT_NON_STR_KEYS) + b"\n")
-    files["accuracy"] = root / "accuracy.json"
+    files["accuracy"] = root / _ACCURACY
     stage("accuracy", t0, "scored against the ground truth")
 
-    # 7. report (when analysis.report exists); a failure there is shown, not fatal
+    # 7. report; a failure there is shown, not fatal
     report_error = None
     t0 = time.perf_counter()
     try:
-        report_path = _write_report(campaign)
-    except Exception as exc:  # noqa: BLE001 - last, optional stage: surfaced to the caller
-        report_path = None
+        report_path = write_report(campaign)
+    except Exception as exc:  # noqa: BLE001 - last stage: surfaced to the caller
         report_error = f"{type(exc).__name__}: {exc}"
         _say(console, f"[red]✗[/red] report step failed: {report_error}")
-    if report_path is not None:
+    else:
         files["report"] = report_path
         stage("report", t0, f"report written to {report_path}")
 
@@ -347,28 +356,13 @@ def run_demo(
     )
 
 
-def _write_report(campaign: Campaign) -> Path | None:
-    """Call :func:`analysis.report.write_report` when that module exists."""
-    import importlib.util
-
-    if importlib.util.find_spec("analysis.report") is None:
-        return None
-    from analysis import report
-
-    writer = getattr(report, "write_report", None)
-    if writer is None:
-        return None
-    out = writer(campaign)
-    return Path(out) if isinstance(out, (str, Path)) else None
-
-
 def _top_pops(found: pa.Table, entries: pa.Table, paths: pa.Table, registry: Any) -> list[dict]:
     """The most crossed flagged PoPs (family entry points), detected vs true traceroutes.
 
     A PoP is (family, AS, IXP or private interconnect, city); the city is the pipeline's
     located ``pop_city`` (empty when it could not locate the crossing: no true count then).
     """
-    from analysis._accuracy import TRACE_KEY
+    from analysis.demo.accuracy import TRACE_KEY
 
     lists = paths.column("pop_crossings").combine_chunks()
     flat = pc.list_flatten(lists)

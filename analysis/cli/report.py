@@ -28,8 +28,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analysis.campaign_io import write_report
     from analysis.cli import campaign_from_args
-    from analysis.report import write_report
 
     path = write_report(campaign_from_args(args), out=args.out)
     print(f"wrote {path} ({path.stat().st_size / 1024:,.0f} KiB)")

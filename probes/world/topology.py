@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from probes._world_data import (
+from probes.world.data import (
     CITIES,
     FLAGGED_ASES,
     MOAS_PREFIXES,

@@ -1,6 +1,14 @@
-"""Readable summaries of campaign tables, for the CLI and notebooks."""
+"""What the CLI prints after storing results: counts over a campaign's tables and runs.
+
+:func:`hop_table_summary` (DuckDB counts over the traceroute and hop tables) and
+:func:`count_reached` (traceroutes whose last hop answered from the destination) are
+library logic waiting for their stage module (the store's readers and the local
+backend); :func:`print_ingest_summary` is the rich table ``pathexp ingest`` prints.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 import duckdb
 from rich.console import Console
@@ -10,7 +18,7 @@ from probes.parse import DROP_REASONS
 from probes.store import IngestReport
 from probes.workspace import Campaign
 
-__all__ = ["hop_table_summary", "print_ingest_summary"]
+__all__ = ["count_reached", "hop_table_summary", "print_ingest_summary"]
 
 
 def hop_table_summary(campaign: Campaign) -> dict:
@@ -34,7 +42,28 @@ def hop_table_summary(campaign: Campaign) -> dict:
     return out
 
 
+def count_reached(results: Iterable[Mapping]) -> int:
+    """How many Atlas traceroute results reached their destination.
+
+    A result reached it when a reply of its last hop came from ``dst_addr`` (what
+    ``pathexp trace`` reports; the hop table's ``destination_reached`` looks at every hop).
+
+    >>> hop = lambda *addrs: {"result": [{"from": a} for a in addrs]}
+    >>> count_reached([
+    ...     {"dst_addr": "192.0.2.1", "result": [hop("198.51.100.1"), hop("192.0.2.1")]},
+    ...     {"dst_addr": "192.0.2.2", "result": [hop("198.51.100.1"), hop()]},
+    ...     {"dst_addr": "192.0.2.3", "result": []},
+    ... ])
+    1
+    """
+    return sum(
+        1 for r in results
+        if r["result"] and any(x.get("from") == r["dst_addr"] for x in r["result"][-1]["result"])
+    )
+
+
 def print_ingest_summary(campaign: Campaign, report: IngestReport, console: Console | None = None) -> None:
+    """Print an ingest's counts, its drops by reason, and the campaign store's totals."""
     console = console or Console()
     console.print(
         f"[bold]{campaign.name}[/bold]: seen {report.seen:,} results, added {report.added:,}, "

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from analysis.cli import add_campaign_args
-    from analysis.engine import add_engine_args
+    from analysis.cli import add_campaign_args, add_engine_args
 
     p = sub.add_parser(
         "ingest",
@@ -30,20 +31,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import orjson
-
-    from analysis.cli import campaign_from_args
-    from analysis.engine import engine_options
-    from analysis.summary import print_ingest_summary
+    from analysis.cli import campaign_from_args, engine_options
+    from analysis.cli._summary import print_ingest_summary
     from probes import store
+    from probes.metadata import read_probe_objects
 
     campaign = campaign_from_args(args)
     kwargs = {"segment_results": args.segment_results} if args.segment_results else {}
     report = store.ingest_files(campaign, args.paths, **kwargs, **engine_options(args))
     for path in args.probes:
-        with store.open_input(path) as fh:
-            doc = orjson.loads(fh.read())
-        objs = doc.get("results", doc.get("objects", [])) if isinstance(doc, dict) else doc
-        store.write_probe_meta(campaign, objs)
+        store.write_probe_meta(campaign, read_probe_objects(path))
     print_ingest_summary(campaign, report)
     return 0

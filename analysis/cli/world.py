@@ -29,9 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import orjson
-
-    from probes.world import generate_world
+    from probes.world import generate_world, read_truth
 
     manifest = generate_world(args.out, seed=args.seed, size=args.size)
     c = manifest.counts
@@ -41,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         f"{c['measurements']} measurements, {c['traces']} traceroutes "
         f"({c['traces_diverted']} diverted)"
     )
-    truth = orjson.loads((Path(args.out) / "truth" / "world.json").read_bytes())
+    truth = read_truth(args.out).world
     start, end = manifest.window
     print(f"diversion window (AS{truth['diversion']['leaker_asn']} leak): {start} .. {end}")
     for fam, parts in truth["exposure"].items():

@@ -1,7 +1,7 @@
 """Local Paris traceroute: many destinations from this host, written as RIPE Atlas results.
 
 :func:`tracer` probes every destination concurrently under one global packets-per-second
-cap, with raw sockets (scapy crafts the probes; see :mod:`probes._local_packets` for how
+cap, with raw sockets (scapy crafts the probes; see :mod:`probes.local.packets` for how
 the flow identifier is held constant and how replies are matched), and returns one RIPE
 Atlas traceroute result per (destination, flow). :func:`trace_campaign` stores them in a
 campaign through :func:`probes.store.ingest_results`, exactly as ``pathexp ingest`` stores
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from probes._local_engine import RawSockets, TraceJob, run_jobs
-from probes._local_packets import load_scapy
 from probes.errors import ConfigError, TargetRefused
+from probes.local.engine import RawSockets, TraceJob, run_jobs
+from probes.local.packets import load_scapy
 from probes.workspace import Campaign
 
 if sys.version_info >= (3, 11):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["register", "run"]
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     from analysis.cli import add_campaign_args
@@ -55,19 +57,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _read_targets(args: argparse.Namespace) -> list[str]:
+def _targets(args: argparse.Namespace) -> list[str]:
     from probes.errors import ConfigError
+    from probes.targets import read_targets
 
     targets = list(args.targets)
     if args.targets_file is not None:
-        try:
-            text = args.targets_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read targets file {args.targets_file}: {exc}") from exc
-        for line in text.splitlines():
-            line = line.split("#", 1)[0].strip()
-            if line:
-                targets.append(line)
+        targets += read_targets(args.targets_file)
     if not targets:
         raise ConfigError("no targets: give TARGET arguments or --targets-file")
     return targets
@@ -75,7 +71,9 @@ def _read_targets(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.cli import campaign_from_args
-    from probes.local import TraceOptions, load_local_probe, trace_campaign
+    from analysis.cli._summary import count_reached
+    from probes.local import TraceOptions, trace_campaign
+    from probes.metadata import local_probe
 
     campaign = campaign_from_args(args)
     options = TraceOptions(
@@ -94,17 +92,8 @@ def run(args: argparse.Namespace) -> int:
         sport=args.sport,
         ipv6=args.ipv6,
     )
-    config = args.probe_config
-    if config is None:
-        from probes.config import default_config_path
-
-        candidate = default_config_path()
-        try:
-            config = candidate if candidate.is_file() else None
-        except OSError:  # an unreadable settings folder: no settings file
-            config = None
-    probe = load_local_probe(
-        config,
+    probe = local_probe(
+        args.probe_config,
         overrides={
             "prb_id": args.probe_id,
             "latitude": args.probe_lat,
@@ -112,11 +101,8 @@ def run(args: argparse.Namespace) -> int:
             "country_code": args.probe_country,
         },
     )
-    run_, report = trace_campaign(campaign, _read_targets(args), options=options, probe=probe)
-    reached = sum(
-        1 for r in run_.results
-        if r["result"] and any(x.get("from") == r["dst_addr"] for x in r["result"][-1]["result"])
-    )
+    run_, report = trace_campaign(campaign, _targets(args), options=options, probe=probe)
+    reached = count_reached(run_.results)
     stats = run_.stats
     print(
         f"traced {len(run_.results)} target flow(s) from {run_.src_addr} "

@@ -1,6 +1,6 @@
 """The planner's pure part: candidates + targets + rates -> probe x target matrix and cost.
 
-No I/O here; :mod:`probes.campaign` fetches the candidates (probes API) and resolves the
+No I/O here; :func:`probes.campaign.plan` fetches the candidates (probes API) and resolves the
 targets, then calls :func:`build_plan`.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes._campaign_spec import AREAS, CampaignSpec, SourceSpec
+from probes.campaign.spec import AREAS, CampaignSpec, SourceSpec
 from probes.config import AtlasLimits, CreditRates
 from probes.errors import BudgetExceeded, ConfigError, TargetRefused
 

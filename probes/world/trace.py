@@ -11,7 +11,7 @@ import ipaddress
 import random
 from dataclasses import dataclass
 
-from probes._world_topology import (
+from probes.world.topology import (
     FIBER_KM_PER_MS,
     Destination,
     Probe,

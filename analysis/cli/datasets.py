@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+__all__ = ["register", "run_import", "run_list", "run_fetch"]
+
+#: :data:`analysis.datasets.KINDS`, spelled out so that ``pathexp`` starts without loading
+#: the dataset readers (tests/test_cli_errors.py checks that the two agree).
 _KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated")
 
 

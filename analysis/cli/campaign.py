@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+__all__ = ["register", "run"]
+
 _HELP = (
     "Plan, submit, track and fetch RIPE Atlas traceroute campaigns described by a TOML spec "
     "(see probes/campaign_example.toml). The API key is read from RIPE_ATLAS_KEY or from "
@@ -76,22 +78,6 @@ def _settings(args: argparse.Namespace):  # noqa: ANN202
     return load_settings(path=args.config, server=args.atlas_server, ca_bundle=args.ca_bundle)
 
 
-def _campaign(args: argparse.Namespace):  # noqa: ANN202
-    from probes.campaign import load_spec
-    from probes.errors import ConfigError
-    from probes.workspace import DEFAULT_WORKSPACE, Campaign
-
-    if getattr(args, "spec", None) is not None:
-        spec = load_spec(args.spec, workspace=args.workspace)
-        if args.campaign and args.campaign != spec.name:
-            raise ConfigError(f"--campaign {args.campaign} differs from the spec's name "
-                              f"{spec.name!r}")
-        return spec.campaign
-    if not args.campaign:
-        raise ConfigError("give a campaign spec or --campaign NAME")
-    return Campaign(args.campaign, args.workspace or DEFAULT_WORKSPACE)
-
-
 def _print_json(obj: object) -> None:
     import json
 
@@ -101,6 +87,7 @@ def _print_json(obj: object) -> None:
 def run(args: argparse.Namespace) -> int:
     import sys
 
+    from analysis.cli import campaign_from_args
     from probes import campaign as cp
     from probes.atlas import AtlasClient
     from probes.errors import ConfigError
@@ -140,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  failed: {f}", file=sys.stderr)
         return 1 if rep.failed else 0
     if args.action == "status":
-        camp = _campaign(args)
+        camp = campaign_from_args(args)
         rows = cp.status(camp, client=None if args.offline else client)
         if args.json:
             _print_json(rows)
@@ -156,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                   f"{rows[0]['budget']}")
         return 0
     if args.action in ("fetch", "import"):
-        camp = _campaign(args)
+        camp = campaign_from_args(args)
         ids = None
         if args.action == "import":
             new = cp.import_measurements(camp, args.msm_ids, client=client, since=args.since)

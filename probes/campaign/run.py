@@ -1,11 +1,8 @@
-"""RIPE Atlas measurement campaigns: plan, submit, status, fetch, import.
-
-A campaign spec (TOML, see ``probes/campaign_example.toml``) names probe sources, targets,
-the traceroute definition, a schedule and a credit budget. The steps:
+"""The campaign steps that talk to the Atlas API and the campaign state.
 
 * :func:`plan` resolves probe candidates through the probes API, applies the diversity
-  rules, resolves targets (with an injected resolver) and prices the probe x target matrix.
-  It writes nothing.
+  rules, resolves targets (with an injected resolver) and prices the probe x target matrix
+  (the pure part is :func:`probes.campaign.planner.build_plan`). It writes nothing.
 * :func:`submit` freezes the plan in the campaign's SQLite state at its first run, then
   creates the measurements in batches. Before each create it reserves the credits and
   records the intent (one transaction); after it, the measurement ids (one transaction).
@@ -18,8 +15,9 @@ the traceroute definition, a schedule and a credit budget. The steps:
   (which deduplicates); a cursor advances only after its window is ingested.
 * :func:`import_measurements` adds existing public measurements to a campaign.
 
-State changes are transactions in ``<campaign>/state.sqlite`` (WAL); a process can be
-killed at any point and the next run resumes.
+State changes are transactions in ``<campaign>/state.sqlite`` (WAL, see
+:mod:`probes.campaign.state`); a process can be killed at any point and the next run
+resumes.
 """
 
 from __future__ import annotations
@@ -35,14 +33,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from probes._campaign_plan import (
+from probes.campaign.planner import (
     Plan,
     PlannedTarget,
     build_plan,
     check_target_address,
 )
-from probes._campaign_spec import CampaignSpec, load_spec, parse_spec
-from probes._campaign_state import CampaignState, UnitRow
+from probes.campaign.spec import CampaignSpec
+from probes.campaign.state import CampaignState, UnitRow
 from probes.config import Settings
 from probes.errors import (
     AtlasAPIError,
@@ -58,15 +56,11 @@ if TYPE_CHECKING:
     from probes.atlas import AtlasClient
 
 __all__ = [
-    "CampaignSpec",
     "FetchReport",
-    "Plan",
     "Resolver",
     "SubmitReport",
     "fetch",
     "import_measurements",
-    "load_spec",
-    "parse_spec",
     "plan",
     "render_plan",
     "resolve_targets",

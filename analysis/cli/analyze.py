@@ -9,8 +9,7 @@ __all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
-    from analysis.cli import add_campaign_args
-    from analysis.engine import add_engine_args
+    from analysis.cli import add_campaign_args, add_engine_args
 
     parser = subparsers.add_parser(
         "analyze",
@@ -49,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from analysis.cli import campaign_from_args
-    from analysis.engine import engine_options
-    from analysis.paths import analyze_campaign
+    from analysis.campaign_io import analyze_campaign
+    from analysis.cli import campaign_from_args, engine_options
 
     campaign = campaign_from_args(args)
     registry = None
@@ -118,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if report["drops"]:
         console.print("set aside: " + ", ".join(f"{k} {v:,}" for k, v in report["drops"].items()))
-    console.print(f"wrote {campaign.root / 'exposure.json'}")
+    console.print(f"wrote {campaign.exposure_json}")
     return 0
 
 

@@ -1,0 +1,106 @@
+"""Table helpers the paths stage shares with the campaign edge (:mod:`analysis.campaign_io`).
+
+The annotated-hop column contract of :func:`analysis.paths.build_paths`, the DuckDB
+connection every stage opens, Arrow list building, the node-attribute query and the
+registry look-ups. Pure functions; private to :mod:`analysis`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    from analysis.paths import RegistryLike
+
+
+#: Columns an annotated hop table must have for :func:`analysis.paths.build_paths`.
+ANNOTATED_REQUIRED = (
+    "msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from", "rtt", "ip_class",
+    "asn", "ixp_id", "member_asn", "family",
+)  # fmt: skip
+#: Columns it may have, added as nulls of this type when absent.
+ANNOTATED_OPTIONAL = {
+    "late": pa.bool_(),
+    "dup": pa.bool_(),
+    "ixp_name": pa.string(),
+    "ixp_city": pa.string(),
+    "ixp_country": pa.string(),
+    "ixp_lat": pa.float64(),
+    "ixp_lon": pa.float64(),
+    "as_country": pa.string(),
+}
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection without the interactive progress bar."""
+    con = duckdb.connect()
+    # Inside Jupyter without ipywidgets DuckDB starts with the bar off and refuses any SET of it.
+    if con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0]:
+        con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def int_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Integer column as an int64 NumPy array, nulls as -1."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    return pc.fill_null(col.cast(pa.int64()), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def list_of(values: pa.Array, owner: np.ndarray, ntr: int) -> pa.Array:
+    """List array with ``ntr`` rows from values sorted by their owning row index."""
+    offsets = np.searchsorted(owner, np.arange(ntr + 1), side="left").astype(np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """The node attribute query over relation ``a`` (an annotated hop table or its files)."""
+    return con.sql(
+        """
+        WITH x AS (
+          SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
+                 org, family, as_country
+          FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
+        )
+        SELECT 'AS' || node_asn::VARCHAR AS node, 'as' AS kind, node_asn AS asn,
+               mode(org) AS org, mode(family) AS family, mode(as_country) AS country,
+               NULL::VARCHAR AS name, NULL::VARCHAR AS city
+        FROM x WHERE node_asn IS NOT NULL GROUP BY node_asn
+        UNION ALL
+        SELECT 'IXP:' || ixp_id, 'ixp', NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR,
+               mode(ixp_country), mode(ixp_name), mode(ixp_city)
+        FROM a WHERE ixp_id IS NOT NULL GROUP BY ixp_id
+        ORDER BY node
+        """
+    ).to_arrow_table()
+
+
+def override_families(table: pa.Table, registry: RegistryLike | None) -> pa.Table:
+    """Node attributes with ``family`` looked up in ``registry`` (unchanged when None)."""
+    if registry is not None:
+        asn = int_np(table.column("asn"))
+        fams = registry_lookup(registry, asn)
+        table = table.set_column(table.schema.get_field_index("family"), "family", fams)
+    return table
+
+
+def registry_lookup(registry: RegistryLike, asn: np.ndarray) -> pa.Array:
+    """Family id per ASN (null when not flagged or ``asn < 0``)."""
+    if hasattr(registry, "lookup"):
+        fam, _via = registry.lookup(pa.array(asn, pa.int64(), mask=asn < 0))
+        return fam.cast(pa.string())
+    uniq, inv = np.unique(asn, return_inverse=True)
+    names = [registry.get(int(a)) if a >= 0 else None for a in uniq]
+    return pa.array(names, pa.string()).take(pa.array(inv.astype(np.int64)))
+
+
+def registry_family_ids(registry: RegistryLike) -> list[str]:
+    """The family ids a registry (or ``asn -> family`` mapping) knows."""
+    if hasattr(registry, "families"):
+        return list(registry.families)
+    return sorted(set(registry.values()))

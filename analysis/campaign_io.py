@@ -1,0 +1,836 @@
+"""The campaign I/O edge of the analysis stages: the one module that reads and writes a
+campaign's analysis folders.
+
+The stages themselves are pure functions over tables (:func:`analysis.annotate.annotate`,
+:func:`analysis.paths.build_paths`, :mod:`analysis.metrics`, :mod:`analysis.graph`,
+:func:`analysis.report.render_html`); this module runs them over a campaign workspace
+(:class:`probes.workspace.Campaign`, whose properties name every file and folder below),
+segment by segment, locally or on Dask workers (:func:`probes.engine.open_runner`)::
+
+    <campaign>/                           Campaign property
+      hops/seg-NNNNNN.parquet         r   hops_dir            (probes.store)
+      traces/seg-NNNNNN.parquet       r   traces_dir          (probes.store)
+      probes.parquet                  r   probes_parquet      (probes.store.read_probe_meta)
+      ingest.json                     r   ingest_report
+      annotated/seg-NNNNNN.parquet    rw  annotated_dir       annotate_campaign, read_annotated
+      annotate.json                   rw  annotate_json       annotate_campaign
+      paths/paths.parquet             rw  paths_parquet       analyze_campaign
+      exposure/<table>.parquet|.csv   rw  exposure_table()    analyze_campaign
+      exposure.json                   rw  exposure_json       analyze_campaign
+      graph/as_graph.graphml          rw  as_graph_graphml    analyze_campaign
+      graph/flagged_subgraph.graphml  w   flagged_subgraph_graphml
+      report/index.html               w   report_html         write_report
+      .annotated.tmp/ .paths.tmp/     w   stage_dir(folder)   the folder being written
+      .exposure.tmp/ .graph.tmp/
+
+Every output folder (``annotated/``, ``paths/``, ``exposure/``, ``graph/``) is written the
+same way (:func:`_staged`): into its work folder ``.<name>.tmp/``, emptied first (a killed
+run leaves it), which replaces the folder as a whole once complete; single files
+(``annotate.json``, ``exposure.json``, ``report/index.html``) are written to a temporary
+name and renamed. A reader never sees a half-written folder.
+
+:func:`load_campaign` reads an analysed campaign back for the report and the notebooks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from analysis import plots
+from analysis._tables import (
+    ANNOTATED_OPTIONAL,
+    ANNOTATED_REQUIRED,
+    connect,
+    list_of,
+    node_attributes_sql,
+    override_families,
+    registry_family_ids,
+)
+from analysis.annotate import annotate
+from analysis.datasets import load_snapshot
+from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
+from analysis.nodes import IXP_PREFIX
+from analysis.paths import PATHS_SCHEMA, build_paths
+from analysis.registry import load_registry
+from analysis.report import CampaignData, render_html
+from probes import fileio, store
+from probes.engine import open_runner
+from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
+
+if TYPE_CHECKING:
+    from analysis.paths import RegistryLike
+    from probes.workspace import Campaign
+
+__all__ = [
+    "GROUPINGS",
+    "CampaignData",
+    "annotate_campaign",
+    "read_annotated",
+    "analyze_campaign",
+    "load_campaign",
+    "write_report",
+]
+
+#: Groupings written to the exposure tables besides the overall figure.
+GROUPINGS = ("source_country", "source_as", "destination", "destination_as", "day")
+#: The exposure tables :func:`analyze_campaign` writes (``exposure/<name>.parquet|.csv``)
+#: and :func:`load_campaign` reads back (all but ``pops``).
+_EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony")
+
+
+# ---------------------------------------------------------------------------- staging
+@contextmanager
+def _staged(campaign: Campaign, folder: Path) -> Iterator[Path]:
+    """Write a campaign folder under its work name; swap it in for ``folder`` when done.
+
+    Yields :meth:`~probes.workspace.Campaign.stage_dir` of ``folder``, emptied first (a run
+    that was killed leaves it). When the block ends without an error, the old ``folder``
+    is removed and the work folder renamed onto it; after an error the work folder stays
+    (the next run removes it) and ``folder`` is untouched.
+    """
+    tmp = campaign.stage_dir(folder)
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    yield tmp
+    if folder.exists():
+        shutil.rmtree(folder)
+    tmp.rename(folder)
+
+
+# ---------------------------------------------------------------------------- annotate
+def annotate_campaign(
+    campaign: Campaign,
+    *,
+    snapshot_id: str | None = None,
+    cache_dir: str | Path | None = None,
+    registry_path: str | Path | None = None,
+    online: bool = False,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> dict:
+    """Annotate every hop of a campaign; write ``annotated/`` and ``annotate.json``.
+
+    Runs :func:`analysis.annotate.annotate` segment by segment
+    (``annotated/seg-NNNNNN.parquet`` for hop segment ``seg-NNNNNN``): one segment is in
+    memory at a time, so memory does not grow with the campaign. With ``engine="dask"`` the
+    segments are annotated by Dask workers (see :func:`analysis.engine.open_runner`), each
+    loading the snapshot once; the files written are the same.
+
+    Parameters
+    ----------
+    campaign : probes.workspace.Campaign
+    snapshot_id : str, optional
+        Default: the latest snapshot.
+    cache_dir : path, optional
+        Reference-data cache root (see :func:`analysis.datasets.cache_root`).
+    registry_path : path, optional
+        A registry TOML file instead of the default one.
+    online : bool
+        Allow the RDAP fallback.
+    engine : {"local", "dask"}
+    scheduler : str, optional
+        Dask scheduler address (default: a LocalCluster for the run).
+    workers : int, optional
+        Worker processes of that LocalCluster (default: one per core).
+
+    Returns
+    -------
+    dict
+        The report written to ``annotate.json``: snapshot id and digest, registry sha256,
+        rows, parts, counts by reason. The same inputs and snapshot give byte-identical
+        files.
+    """
+
+    names = store.segment_names(campaign, "hops")
+    if not names:
+        raise MissingInput(
+            f"campaign {campaign.name!r} has no hop table in {campaign.hops_dir}; "
+            "run `pathexp ingest ... --campaign NAME` (or campaign fetch / trace) first"
+        )
+    snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
+    registry = load_registry(registry_path)
+    counts: Counter = Counter()
+    parts: list[str] = []
+    rows = 0
+    with _staged(campaign, campaign.annotated_dir) as stage:
+        shared = {"campaign": campaign, "snapshot_id": snap.id, "cache_dir": cache_dir,
+                  "registry_path": registry_path, "online": online, "out": stage}
+        # RDAP look-ups are rate-limited per client: one segment at a time when online
+        with open_runner(engine, scheduler=scheduler, workers=workers,
+                         local_threads=1 if online else None) as runner:
+            for name, n, c in runner.map(_annotate_segment, names, setup=_segment_context, shared=shared):
+                counts.update(c)
+                parts.append(f"{name}.parquet")
+                rows += n
+    reg_bytes = Path(registry.path).read_bytes()
+    report = {
+        "snapshot": {
+            "id": snap.id,
+            "digest": snap.digest,
+            "kinds": {k: {"date": v.get("date"), "sources": v.get("sources")} for k, v in snap.info.get("kinds", {}).items()},
+        },
+        "registry": {"sha256": hashlib.sha256(reg_bytes).hexdigest(), "default": registry_path is None},
+        "online": online,
+        "rows": rows,
+        "parts": parts,
+        "counts": dict(sorted(counts.items())),
+    }
+    fileio.write_json(campaign.annotate_json, report)
+    return report
+
+
+def _segment_context(shared: dict) -> dict:
+    """Per process (or Dask worker): the snapshot and registry, loaded once."""
+    snap = load_snapshot(shared["snapshot_id"], cache_dir=shared["cache_dir"])
+    return {**shared, "snapshot": snap, "registry": load_registry(shared["registry_path"])}
+
+
+def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
+    """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
+
+    hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
+    annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"])
+    del hops
+    fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet")
+    return name, annotated.num_rows, counts
+
+
+def read_annotated(campaign: Campaign) -> pa.Table:
+    """The annotated hop table of a campaign (all parts, in order)."""
+    files = sorted(Path(campaign.annotated_dir).glob("*.parquet"))
+    if not files:
+        raise MissingInput(f"{campaign.annotated_dir}: no annotated hops; run `pathexp annotate`")
+    return pa.concat_tables(pq.read_table(f) for f in files)
+
+
+# ---------------------------------------------------------------------------- analyze
+def analyze_campaign(
+    campaign: Campaign,
+    *,
+    registry: RegistryLike | None = None,
+    families: Sequence[str] | None = None,
+    pop_country: str = "US",
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    include_endpoints: bool = False,
+    rtt_jump_ms: float = 40.0,
+    cache_dir: str | Path | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> dict[str, Any]:
+    """Paths, exposure tables, graphs and ``exposure.json`` for one campaign (the I/O edge).
+
+    Reads ``<campaign>/annotated/**/*.parquet``, the traceroute table and the probe
+    metadata; writes ``paths/paths.parquet``, ``exposure/{path_exposure,pop_exposure,
+    hegemony,change_events}.{parquet,csv}``, ``graph/as_graph.graphml``,
+    ``graph/flagged_subgraph.graphml`` and ``exposure.json`` (``exposure/pops`` lists where
+    the flagged families are entered: IXP or located facility city), and returns what
+    ``exposure.json`` holds.
+
+    ``families``: families to report (default: those in ``registry``, in the annotated
+    table and in the default registry file); ``"any"`` (any flagged family) is always
+    reported. Path and PoP exposure carry a cluster-bootstrap interval over probes (the
+    headline, ``n_boot`` replicates, ``seed``) and a Wilson interval for comparison.
+
+    Destination AS and country come from annotating the destination addresses with the
+    snapshot named in ``annotate.json`` (looked up in ``cache_dir``, see
+    :func:`analysis.datasets.cache_root`); if that snapshot is not in the cache, only
+    destinations that answered a hop are known, and ``exposure.json`` says so.
+
+    Memory stays flat in the campaign's size: when the annotated files are the store's
+    segments (as :func:`annotate_campaign` writes them), the campaign-wide
+    lookups (destinations, node attributes) are aggregated from the files first, then
+    :func:`analysis.paths.build_paths` runs segment by segment (a segment holds whole traceroutes) and
+    ``paths.parquet`` is written part by part, one row group per segment, in segment order
+    (rows sorted by key within a segment); the metrics then read the path columns they
+    need. ``engine="dask"`` runs the segments on Dask workers (``scheduler``, ``workers``:
+    see :func:`analysis.engine.open_runner`) with the same output.
+    """
+    import orjson
+    import pyarrow.csv as pacsv
+
+    from analysis import graph as graph_mod
+    from analysis import metrics
+
+    ann_files = sorted(campaign.annotated_dir.glob("**/*.parquet"))
+    if not ann_files:
+        raise MissingReferenceData(
+            f"campaign {campaign.name!r} has no annotated hops in {campaign.annotated_dir}; "
+            "run `pathexp annotate` first"
+        )
+    ann_columns = _annotated_columns(ann_files)
+    partitions = _partitions(campaign, ann_files)
+    trace_files = [f for _, _, tf in partitions for f in tf]
+    probe_meta = store.read_probe_meta(campaign)
+    snapshot, annotate_info = _annotate_info(campaign)
+    snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
+    dst_addrs = _distinct_destinations(trace_files)
+    destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
+    destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
+    facilities, fac_source = _facility_table(snap, snap_note)
+    nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
+    del snap
+
+    drops: Counter[str] = Counter()
+    part_files: list[Path] = []
+    with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+        with _staged(campaign, campaign.paths_dir) as stage:
+            # one part per partition, concatenated into paths.parquet, then dropped
+            parts_dir = stage / ".parts"
+            parts_dir.mkdir()
+            shared = {
+                "probes": probe_meta, "registry": registry, "destinations": destinations,
+                "facilities": facilities, "include_endpoints": include_endpoints,
+                "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
+            }
+            for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
+                drops.update(part_drops)
+                part_files.append(Path(part))
+            del shared, destinations, facilities, probe_meta
+            with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp:
+                with pq.ParquetWriter(tmp, PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
+                    for f in part_files:
+                        writer.write_table(pq.read_table(f, schema=PATHS_SCHEMA))
+            shutil.rmtree(parts_dir)
+        paths_file = campaign.paths_parquet
+        paths = pq.read_table(paths_file, columns=list(_METRIC_COLUMNS))
+
+        fams = _report_families(paths, nodes, registry, families)
+        opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
+        weighted = paths.append_column("probe_weight", _probe_weights(paths))
+        # the exposure tables (a cluster bootstrap per group) are independent tasks
+        tasks = [(fam, kind, by, w) for fam in [None, *fams] for kind in ("path_exposure", "pop_exposure")
+                 for by, w in ((None, False), (None, True), *((g, False) for g in GROUPINGS))]
+        # Dask workers read the paths file themselves (no large pickled table to ship)
+        source = {"paths": weighted} if runner.engine == "local" else {"paths_file": str(paths_file)}
+        # the graph is one more independent task, the longest: first in line
+        results = list(runner.map(
+            _exposure_task, [(None, "graph", None, False), *tasks], setup=_exposure_context,
+            shared={**source, "pop_country": pop_country, "opts": opts, "nodes": nodes}))
+        g = results[0]
+        exposure = dict(zip(tasks, results[1:], strict=True))
+    del weighted
+    hegemony = metrics.hegemony(paths)
+    node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
+    path_tabs: list[pa.Table] = []
+    pop_tabs: list[pa.Table] = []
+    summary: dict[str, Any] = {}
+    for fam in [None, *fams]:
+        label = fam or metrics.ANY_FAMILY
+        entry: dict[str, Any] = {}
+        for kind in ("path_exposure", "pop_exposure"):
+            boot = exposure[(fam, kind, None, False)]
+            entry[kind] = _summary_row(boot)
+            row = exposure[(fam, kind, None, True)].to_pylist()[0]
+            entry[kind]["probe_weighted"] = {
+                "estimate": row["exposure"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "method": row["method"] + "; every probe weighs the same (1 / its traceroutes)",
+            }
+            tabs = path_tabs if kind == "path_exposure" else pop_tabs
+            tabs.append(_long(boot, None))
+            for grouping in GROUPINGS:
+                tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
+        entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
+        summary[label] = entry
+
+    written = {"paths": str(paths_file)}
+    tables = {
+        "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
+        "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
+        "hegemony": hegemony,
+        "pops": metrics.crossing_locations(paths),
+        "change_events": pa.concat_tables(
+            [metrics.change_events(paths, family=f) for f in [None, *fams]]
+        ),
+    }
+    with _staged(campaign, campaign.exposure_dir) as stage:
+        for name, table in tables.items():
+            fileio.write_parquet(table, stage / campaign.exposure_table(name).name)
+            with fileio.atomic_path(stage / campaign.exposure_table(name, ".csv").name) as tmp:
+                pacsv.write_csv(table, tmp)
+            written[name] = str(campaign.exposure_table(name))
+    with _staged(campaign, campaign.graph_dir) as stage:
+        graph_mod.write_graphml(g, stage / campaign.as_graph_graphml.name)
+        graph_mod.write_graphml(graph_mod.flagged_subgraph(g), stage / campaign.flagged_subgraph_graphml.name)
+    written["graph"] = str(campaign.as_graph_graphml)
+
+    crossings = pc.list_flatten(paths.column("pop_crossings").combine_chunks())
+    report = {
+        "campaign": campaign.name,
+        "snapshot": snapshot,
+        "annotate": annotate_info,
+        "traceroutes": paths.num_rows,
+        "probes": len(pc.unique(paths.column("prb_id"))),
+        "transiting_any": int(pc.sum(paths.column("transits_flagged")).as_py() or 0),
+        "ixp_crossing_traceroutes": int(
+            pc.sum(pc.greater(pc.list_value_length(_ixp_lists(paths)), 0)).as_py() or 0
+        ),
+        "pop_crossings": len(crossings),
+        "detours": int(pc.sum(pc.fill_null(paths.column("detour"), False)).as_py() or 0),
+        "loops": int(pc.sum(paths.column("loop")).as_py() or 0),
+        "pop_country": pop_country,
+        "destinations": dst_source,
+        "facilities": fac_source,
+        "families": summary,
+        "method": {
+            "ci": f"cluster bootstrap over probes (prb_id), percentile, {confidence:.0%}, "
+            f"B={n_boot}, seed={seed}; Wilson score interval alongside",
+            "path_exposure": "share of traceroutes whose AS path transits the family "
+            "(endpoints excluded)" if not include_endpoints else
+            "share of traceroutes whose AS path contains the family",
+            "pop_exposure": f"share of traceroutes entering the family at an IXP in {pop_country} "
+            "(or at a facility located by a constrained facility search) with a speed-of-light "
+            "verdict that is not inconsistent; a lower bound: crossings that cannot be located "
+            "do not count",
+        },
+        "drops": dict(sorted(drops.items())),
+        "graph": {"nodes": g.number_of_nodes(), "edges": g.number_of_edges()},
+        "top_pops": tables["pops"].slice(0, 20).to_pylist(),
+        "top_hegemony": hegemony.slice(0, 20).to_pylist(),
+        "outputs": written,
+    }
+    fileio.write_bytes(
+        campaign.exposure_json,
+        orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+                     | orjson.OPT_SERIALIZE_NUMPY) + b"\n",
+    )
+    return report
+
+
+
+#: Path columns the metrics, graph and report read back from ``paths.parquet``.
+_METRIC_COLUMNS = (
+    "msm_id", "prb_id", "timestamp", "day", "probe_asn", "probe_country", "dst_addr", "dst_asn",
+    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour",
+)  # fmt: skip
+
+
+def _annotated_columns(files: list[Path]) -> list[str]:
+    """Columns of the annotated parts that paths use; raises if a required one is missing."""
+    wanted = set(ANNOTATED_REQUIRED) | set(ANNOTATED_OPTIONAL) | {"org", "dup", "late"}
+    con = connect()
+    try:
+        names = [r[0] for r in con.sql(
+            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)",
+            params={"files": [str(f) for f in files]},
+        ).fetchall()]
+    finally:
+        con.close()
+    missing = [c for c in ANNOTATED_REQUIRED if c not in names]
+    if missing:
+        raise SchemaMismatch(
+            f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
+        )
+    return [c for c in names if c in wanted]
+
+
+def _read_annotated(files: list[Path], columns: Sequence[str]) -> pa.Table:
+    """The columns :func:`~analysis.paths.build_paths` uses, from annotated parts."""
+    con = connect()
+    try:
+        sel = ", ".join(f'"{c}"' for c in columns)
+        return con.sql(
+            f"SELECT {sel} FROM read_parquet($files, union_by_name=true)",
+            params={"files": [str(f) for f in files]},
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _partitions(campaign: Campaign, ann_files: list[Path]) -> list[tuple[int, list[str], list[str]]]:
+    """(index, annotated files, traceroute files) per unit of work.
+
+    One per store segment when the annotated parts are named after the segments; otherwise
+    (parts written another way) a single partition of everything.
+    """
+
+    names = store.segment_names(campaign, "traces")
+    by_name = {f.name[: -len(".parquet")]: f for f in ann_files}
+    if names and sorted(by_name) == names and all(f.parent == campaign.annotated_dir for f in ann_files):
+        return [
+            (i, [str(by_name[n])], [str(store.segment_path(campaign, n, "traces"))])
+            for i, n in enumerate(names)
+        ]
+    return [(0, [str(f) for f in ann_files], [str(store.segment_path(campaign, n, "traces")) for n in names])]
+
+
+def _read_traces(files: Sequence[str]) -> pa.Table:
+
+    if not files:
+        return TRACE_SCHEMA.empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=TRACE_SCHEMA) for f in files])
+
+
+def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]) -> tuple[str, Counter[str]]:
+    """Build the paths of one partition into ``<out>/part-NNNNNN.parquet``; return it and the drops."""
+
+    index, ann_files, trace_files = part
+    annotated = _read_annotated([Path(f) for f in ann_files], ctx["columns"])
+    paths, drops = build_paths(
+        annotated,
+        _read_traces(trace_files),
+        ctx["probes"],
+        registry=ctx["registry"],
+        destinations=ctx["destinations"],
+        facilities=ctx["facilities"],
+        include_endpoints=ctx["include_endpoints"],
+        rtt_jump_ms=ctx["rtt_jump_ms"],
+    )
+    del annotated
+    target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
+    fileio.write_parquet(paths, target)
+    return str(target), drops
+
+
+def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
+    """The probe-weighted metric columns of the paths, given or read from ``paths_file``."""
+    if "paths" in shared:
+        return shared
+    paths = pq.read_table(shared["paths_file"], columns=list(_METRIC_COLUMNS))
+    return {**shared, "paths": paths.append_column("probe_weight", _probe_weights(paths))}
+
+
+def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> Any:
+    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted);
+    or, for kind ``"graph"``, the AS graph of the paths."""
+    from analysis import metrics
+
+    family, kind, by, weighted = task
+    if kind == "graph":
+        from analysis.graph import build_graph
+
+        return build_graph(ctx["paths"], nodes=ctx["nodes"])
+    fn = metrics.path_exposure if kind == "path_exposure" else metrics.pop_exposure
+    extra = {"country": ctx["pop_country"]} if kind == "pop_exposure" else {}
+    if weighted:
+        extra["weight"] = "probe_weight"
+    return fn(ctx["paths"], family=family, by=by, ci="cluster-bootstrap", **extra, **ctx["opts"])
+
+
+def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
+    """The distinct non-null ``dst_addr`` of the traceroute files, sorted."""
+    if not trace_files:
+        return pa.array([], pa.string())
+    con = connect()
+    try:
+        res = con.sql(
+            "SELECT DISTINCT dst_addr FROM read_parquet($files) WHERE dst_addr IS NOT NULL ORDER BY 1",
+            params={"files": list(trace_files)},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return res.column(0).combine_chunks().cast(pa.string()) if res.num_rows else pa.array([], pa.string())
+
+
+def _with_replying_destinations(
+    destinations: pa.Table | None, dst_addrs: pa.Array, ann_files: list[Path], columns: Sequence[str]
+) -> pa.Table:
+    """Destination AS/country: the snapshot's, else the annotation of hops replying from it.
+
+    Campaign-wide (the replying hop may be in another segment than the traceroute), so a
+    segment's :func:`~analysis.paths.build_paths` sees what the whole table would give.
+    """
+    d = destinations if destinations is not None else pa.table({
+        "dst_addr": dst_addrs, "dst_asn": pa.nulls(len(dst_addrs), pa.int64()),
+        "dst_country": pa.nulls(len(dst_addrs), pa.string())})
+    country = "as_country" if "as_country" in columns else "NULL::VARCHAR"
+    con = connect()
+    try:
+        con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
+        con.register("q", pa.table({"dst_addr": dst_addrs}))
+        return con.sql(
+            f"""
+            SELECT q.dst_addr, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
+                   coalesce(g.dst_country, h.dst_country) AS dst_country
+            FROM q
+            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
+                       FROM d GROUP BY dst_addr) g USING (dst_addr)
+            LEFT JOIN (SELECT reply_from AS dst_addr,
+                              mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
+                              mode({country}) dst_country
+                       FROM read_parquet($files, union_by_name=true)
+                       WHERE reply_from IN (SELECT dst_addr FROM q)
+                       GROUP BY reply_from) h USING (dst_addr)
+            ORDER BY q.dst_addr
+            """,
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table().cast(pa.schema([("dst_addr", pa.string()), ("dst_asn", pa.int64()),
+                                           ("dst_country", pa.string())]))
+    finally:
+        con.close()
+
+
+def _campaign_node_attributes(
+    ann_files: list[Path], columns: Sequence[str], registry: RegistryLike | None
+) -> pa.Table:
+    """:func:`~analysis.paths.node_attributes` over the annotated files, aggregated by DuckDB out of core."""
+    optional = ("org", "as_country", "ixp_name", "ixp_city", "ixp_country", "ip_class")
+    extra = "".join(f", NULL::VARCHAR AS {c}" for c in optional if c not in columns)
+    con = connect()
+    try:
+        con.execute(
+            f"CREATE VIEW a AS SELECT *{extra} FROM read_parquet({[str(f) for f in ann_files]!r}, union_by_name=true)"
+        )
+        table = node_attributes_sql(con)
+    finally:
+        con.close()
+    return override_families(table, registry)
+
+
+def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:
+    """The reference snapshot ``annotate.json`` names, or None and why it is not available."""
+    if snapshot_id is None:
+        return None, "annotate.json names no snapshot"
+    try:
+        return load_snapshot(snapshot_id, cache_dir=cache_dir), f"snapshot {snapshot_id}"
+    except MissingReferenceData as exc:
+        return None, f"snapshot {snapshot_id!r} not available: {exc}"
+
+
+def _destination_table(
+    dst: pa.Array, snap: Any, note: str, registry: Any
+) -> tuple[pa.Table | None, str]:
+    """Annotate the distinct destination addresses with the campaign's snapshot."""
+
+    if snap is None:
+        return None, f"from replying hops only ({note})"
+    n = len(dst)
+    cols = {f.name: pa.nulls(n, f.type) for f in HOP_SCHEMA}
+    cols.update({"msm_id": pa.array(np.zeros(n, np.int64)), "prb_id": pa.array(np.zeros(n, np.int64)),
+                 "timestamp": pa.array(np.zeros(n, np.int64)).cast(HOP_SCHEMA.field("timestamp").type),
+                 "reply_from": dst, "dst_addr": dst})
+    hop_like = pa.Table.from_arrays([cols[f.name] for f in HOP_SCHEMA], schema=HOP_SCHEMA)
+    reg = registry if hasattr(registry, "lookup") else None
+    ann, _ = annotate(hop_like, snap, registry=reg)
+    asn = pc.if_else(pc.is_valid(ann.column("ixp_id")), ann.column("member_asn"), ann.column("asn"))
+    table = pa.table({"dst_addr": ann.column("reply_from"), "dst_asn": asn,
+                      "dst_country": ann.column("as_country")})
+    return table, f"annotated with {note}, then replying hops"
+
+
+def _facility_table(snap: Any, note: str) -> tuple[pa.Table | None, str]:
+    """``asn, city, country, lat, lon`` of every PeeringDB netfac row of the snapshot."""
+    if snap is None:
+        return None, f"none ({note})"
+    if not snap.has("peeringdb"):
+        return None, f"none ({note} has no PeeringDB data)"
+    con = connect()
+    try:
+        con.register("nf", snap.table("peeringdb", "netfac"))
+        con.register("net", snap.table("peeringdb", "net"))
+        con.register("fac", snap.table("peeringdb", "fac"))
+        table = con.sql(
+            """
+            SELECT DISTINCT coalesce(nf.local_asn, net.asn) AS asn, fac.city, fac.country,
+                   fac.latitude AS lat, fac.longitude AS lon
+            FROM nf LEFT JOIN net ON net.id = nf.net_id JOIN fac ON fac.id = nf.fac_id
+            WHERE coalesce(nf.local_asn, net.asn) IS NOT NULL
+              AND fac.latitude IS NOT NULL AND fac.longitude IS NOT NULL
+            ORDER BY ALL
+            """
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return table, f"PeeringDB netfac/fac of {note}: {table.num_rows} (network, facility) rows"
+
+
+def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
+    import orjson
+
+    path = campaign.annotate_json
+    if not path.exists():
+        return None, {}
+    info = orjson.loads(path.read_bytes())
+    if not isinstance(info, dict):
+        raise SchemaMismatch(f"{path} is not a JSON object")
+    snap = info.get("snapshot_id", info.get("snapshot"))
+    if isinstance(snap, dict):
+        snap = snap.get("id", snap.get("snapshot_id"))
+    return (str(snap) if snap is not None else None), info
+
+
+def _report_families(
+    paths: pa.Table, nodes: pa.Table, registry: RegistryLike | None, families: Sequence[str] | None
+) -> list[str]:
+    if families is not None:
+        return list(dict.fromkeys(families))
+    found = set(registry_family_ids(registry) if registry is not None else _default_family_ids())
+    found.update(f for f in pc.list_flatten(paths.column("flagged_families")).to_pylist() if f)
+    if registry is None:
+        found.update(f for f in nodes.column("family").to_pylist() if f)
+    return sorted(found)
+
+
+def _default_family_ids() -> list[str]:
+    return list(load_registry().families)
+
+
+def _probe_weights(paths: pa.Table) -> pa.Array:
+    """1 / (traceroutes of the row's probe): every probe weighs the same in total."""
+    prb = paths.column("prb_id").to_numpy(zero_copy_only=False)
+    _, inv, counts = np.unique(prb, return_inverse=True, return_counts=True)
+    return pa.array(1.0 / counts[inv] if len(prb) else np.empty(0), pa.float64())
+
+
+def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family: str | None) -> dict[str, Any]:
+    """The family's node with the highest AS hegemony (IHR), or nulls."""
+    for row in hegemony.to_pylist():  # sorted by hegemony, descending
+        fam = node_family.get(row["node"])
+        if fam and (family is None or fam == family):
+            return {"node": row["node"], "hegemony": row["hegemony"], "viewpoints": row["n_viewpoints"]}
+    return {"node": None, "hegemony": 0.0, "viewpoints": hegemony.column("n_viewpoints")[0].as_py()
+            if hegemony.num_rows else 0}
+
+
+def _summary_row(boot: pa.Table) -> dict[str, Any]:
+    b = boot.to_pylist()[0]
+    return {
+        "traceroutes": b["traceroutes"],
+        "transiting": b["transiting"],
+        "probes": b["probes"],
+        "estimate": b["exposure"],
+        "ci_low": b["ci_low"],
+        "ci_high": b["ci_high"],
+        "method": b["method"],
+        "wilson": {"ci_low": b["wilson_low"], "ci_high": b["wilson_high"],
+                   "method": "wilson score interval, traceroutes as independent"},
+    }
+
+
+def _long(table: pa.Table, grouping: str | None) -> pa.Table:
+    """Exposure table in long form: family, [pop_country], grouping, group (as text), figures."""
+    from analysis.metrics import GROUP_ALIASES
+
+    col = GROUP_ALIASES.get(grouping, grouping) if grouping else None
+    group = (
+        pc.cast(table.column(col), pa.string()) if col else pa.nulls(table.num_rows, pa.string())
+    )
+    if col:
+        table = table.drop_columns([col])
+    pos = 2 if "pop_country" in table.column_names else 1
+    table = table.add_column(pos, "grouping", pa.array([grouping or "overall"] * table.num_rows, pa.string()))
+    return table.add_column(pos + 1, "group", group)
+
+
+def _ixp_lists(paths: pa.Table) -> pa.Array:
+    """Per traceroute, the IXP nodes on its path."""
+    lists = paths.column("as_path").combine_chunks()
+    flat = pc.list_flatten(lists)
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    is_ixp = pc.starts_with(flat, IXP_PREFIX).to_numpy(zero_copy_only=False)
+    vals = flat.filter(pa.array(is_ixp))
+    return list_of(vals, parent[is_ixp].astype(np.int64), paths.num_rows)
+
+
+
+# ---------------------------------------------------------------------------- report
+def load_campaign(campaign: Campaign) -> CampaignData:
+    """Read an analysed campaign's outputs (what :func:`analyze_campaign` wrote).
+
+    Reads ``exposure.json``, ``paths/paths.parquet``, the ``exposure/`` tables,
+    ``graph/as_graph.graphml``, ``annotate.json`` and ``ingest.json`` (empty when absent),
+    the probe metadata and the IXP hops of the annotated table.
+
+    Raises
+    ------
+    analysis.errors.MissingReferenceData
+        When the campaign has not been analysed (no ``exposure.json`` or a table it names).
+    """
+    import networkx as nx
+    import orjson
+
+
+    summary_path = campaign.exposure_json
+    if not summary_path.is_file():
+        raise MissingReferenceData(
+            f"campaign {campaign.name!r} has not been analysed (no {summary_path}); "
+            "run `pathexp analyze` first"
+        )
+    needed = [campaign.paths_parquet, campaign.as_graph_graphml]
+    needed += [campaign.exposure_table(n) for n in _EXPOSURE_TABLES]
+    for p in needed:
+        if not p.is_file():
+            raise MissingReferenceData(f"{p} is missing; run `pathexp analyze` again")
+
+    def js(path: Path) -> dict[str, Any]:
+        if not path.is_file():
+            return {}
+        obj = orjson.loads(path.read_bytes())
+        if not isinstance(obj, dict):
+            raise SchemaMismatch(f"{path} is not a JSON object")
+        return obj
+
+    paths = pq.read_table(campaign.paths_parquet)
+    exp = {n: pq.read_table(campaign.exposure_table(n)) for n in _EXPOSURE_TABLES}
+    return CampaignData(
+        campaign=campaign,
+        summary=js(summary_path),
+        annotate=js(campaign.annotate_json),
+        ingest=js(campaign.ingest_report),
+        paths=paths,
+        crossings=plots.crossing_table(paths),
+        graph=nx.read_graphml(campaign.as_graph_graphml),
+        probes=store.read_probe_meta(campaign),
+        pops=plots.pop_locations(_ixp_hops(campaign)),
+        **exp,
+    )
+
+
+def write_report(campaign: Campaign, *, out: str | Path | None = None) -> Path:
+    """Write the campaign's self-contained HTML report; return its path.
+
+    :func:`load_campaign`, then :func:`analysis.report.render_html`.
+
+    Parameters
+    ----------
+    campaign : probes.workspace.Campaign
+        An analysed campaign (``pathexp analyze`` has run).
+    out : path, optional
+        Target file; default ``<workspace>/<campaign>/report/index.html``.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+
+    data = load_campaign(campaign)
+    target = Path(out) if out is not None else campaign.report_html
+    fileio.write_bytes(target, render_html(data).encode("utf-8"))
+    return target
+
+
+_IXP_COLS = ("ixp_id", "ixp_name", "ixp_city", "ixp_country", "ixp_lat", "ixp_lon", "family")
+
+
+def _ixp_hops(campaign: Campaign) -> pa.Table:
+    """The IXP-LAN replies of the annotated table (only the columns the PoP map needs)."""
+    files = sorted(str(p) for p in campaign.annotated_dir.glob("**/*.parquet"))
+    if not files:
+        return pa.table({c: pa.array([], pa.float64() if c in ("ixp_lat", "ixp_lon") else pa.string())
+                         for c in _IXP_COLS})
+    src = "read_parquet([" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "], union_by_name=true)"
+    con = connect()
+    try:
+        names = {r[0] for r in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        sel = ", ".join(c if c in names else f"NULL::{'DOUBLE' if c in ('ixp_lat', 'ixp_lon') else 'VARCHAR'} AS {c}"
+                        for c in _IXP_COLS)
+        if "ixp_id" not in names:
+            return con.sql(f"SELECT {sel} LIMIT 0").to_arrow_table()
+        return con.sql(f"SELECT {sel} FROM {src} WHERE ixp_id IS NOT NULL").to_arrow_table()
+    finally:
+        con.close()

@@ -1,0 +1,119 @@
+"""The ``pathexp`` console command: a thin layer over the library.
+
+It parses arguments, calls library functions and prints; no logic lives only here, so a
+notebook can do whatever a command does. The room::
+
+    analysis/cli/__init__.py   main, the top-level parser, the shared options
+                               (--campaign/--workspace) and the one Campaign builder
+    analysis/cli/_options.py   the engine options (--engine, --scheduler, --workers)
+    analysis/cli/_summary.py   rich summaries printed after ingest / trace
+    analysis/cli/<command>.py  one module per subcommand: analyze, annotate, campaign,
+                               datasets, demo, ingest, report, trace, world
+
+A command module defines ``register(subparsers)``, which adds its parser and sets
+``func``; that function takes the parsed arguments, calls the library and prints, and
+returns the exit code. :func:`main` turns the library's errors (the roots
+:class:`probes.errors.ProbeError` and :class:`analysis.errors.AnalysisError`, and the
+environment's :class:`OSError`) into one-line messages with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from analysis.cli._options import add_engine_args, engine_options
+from analysis.errors import AnalysisError
+from probes.errors import ConfigError, ProbeError
+from probes.workspace import DEFAULT_WORKSPACE, Campaign
+
+__all__ = [
+    "main",
+    "build_parser",
+    "add_campaign_args",
+    "add_engine_args",
+    "campaign_from_args",
+    "engine_options",
+]
+
+#: The subcommands, one module each in this package, in the order ``--help`` lists them.
+_COMMANDS = ("analyze", "annotate", "campaign", "datasets", "demo", "ingest", "report", "trace", "world")
+
+
+def add_campaign_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """Add ``--campaign NAME`` and ``--workspace DIR`` to a subcommand."""
+    parser.add_argument("--campaign", required=required, help="campaign name")
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=DEFAULT_WORKSPACE,
+        help=f"folder holding campaign workspaces (default: {DEFAULT_WORKSPACE}/)",
+    )
+
+
+def campaign_from_args(args: argparse.Namespace) -> Campaign:
+    """The campaign a command works on, from its parsed arguments.
+
+    Every command builds its :class:`~probes.workspace.Campaign` here. With a campaign
+    spec (``args.spec``, the ``campaign`` command) it is the spec's campaign, placed in
+    ``--workspace`` if given, else where the spec says; ``--campaign``, if also given, must
+    name the same campaign. Otherwise it is ``--campaign`` in ``--workspace`` (default
+    :data:`~probes.workspace.DEFAULT_WORKSPACE`).
+
+    Raises
+    ------
+    probes.errors.ConfigError
+        Neither a spec nor ``--campaign``, a ``--campaign`` that differs from the spec's
+        name, an invalid campaign name, or a spec that cannot be read.
+    """
+    name = getattr(args, "campaign", None)
+    workspace = getattr(args, "workspace", None)
+    if getattr(args, "spec", None) is not None:
+        from probes.campaign import load_spec
+
+        spec = load_spec(args.spec, workspace=workspace)
+        if name and name != spec.name:
+            raise ConfigError(f"--campaign {name} differs from the spec's name {spec.name!r}")
+        return spec.campaign
+    if not name:
+        raise ConfigError("give a campaign spec or --campaign NAME")
+    return Campaign(name, workspace or DEFAULT_WORKSPACE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pathexp`` parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="pathexp",
+        description="Measure transit exposure of US-bound paths to flagged carriers.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in _COMMANDS:
+        importlib.import_module(f"{__name__}.{name}").register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pathexp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return int(args.func(args) or 0)
+    except (ProbeError, AnalysisError) as exc:
+        print(f"pathexp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # the environment: a path that is a file, a full disk, no permission
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"pathexp {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pathexp {args.command}: interrupted", file=sys.stderr)
+        return 130

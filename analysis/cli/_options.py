@@ -1,0 +1,41 @@
+"""The engine options of ``pathexp ingest|annotate|analyze``: where the batch work runs.
+
+``--engine dask [--scheduler ADDRESS] [--workers N]`` run the same pure table functions
+(:func:`probes.parse.parse_lines`, :func:`analysis.annotate.annotate`,
+:func:`analysis.paths.build_paths`) over the same partitions -- input files for ingest, the
+store's segments for annotate and analyze -- on Dask workers instead of one after the other
+in this process; the files written are the same. Without ``--scheduler`` a
+:class:`distributed.LocalCluster` of ``--workers`` single-threaded processes (default: one
+per core, dashboard off) is started for the run. With a scheduler address (a cluster
+started by ``dask-jobqueue`` on SLURM, or on Kubernetes) the workers must have pathexp
+installed and see the campaign folder at the same path (a shared file system).
+
+The library functions take the same choice as keyword options ``engine``, ``scheduler``
+and ``workers`` (:func:`engine_options` maps the parsed arguments onto them); the context
+manager behind them is :func:`probes.engine.open_runner`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from probes.engine import ENGINES
+
+__all__ = ["add_engine_args", "engine_options"]
+
+
+def add_engine_args(parser: argparse.ArgumentParser) -> None:
+    """Add ``--engine``, ``--scheduler`` and ``--workers`` to a subcommand."""
+    group = parser.add_argument_group("engine")
+    group.add_argument("--engine", choices=ENGINES, default="local",
+                       help="where the batch work runs: this process (default) or Dask distributed")
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: start a LocalCluster)")
+    group.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes of the LocalCluster (default: one per core)")
+
+
+def engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``engine``, ``scheduler`` and ``workers`` keyword options from parsed arguments."""
+    return {"engine": args.engine, "scheduler": args.scheduler, "workers": args.workers}
