@@ -41,22 +41,7 @@ from analysis.registry import Registry, load_registry, with_siblings
 __all__ = [
     "ANNOTATION_FIELDS",
     "annotate",
-    "annotate_campaign",  # noqa: F822 (lazy: __getattr__)
-    "read_annotated",  # noqa: F822 (lazy: __getattr__)
 ]
-
-#: Names that moved to :mod:`analysis.campaign_io` (the campaign I/O edge), still
-#: reachable here without importing it at import time (no import cycle).
-_MOVED = frozenset({"annotate_campaign", "read_annotated"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from analysis import campaign_io
-
-        return getattr(campaign_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 #: Columns appended to the hop table (in this order).
 ANNOTATION_FIELDS = pa.schema(

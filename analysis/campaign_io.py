@@ -126,7 +126,7 @@ def annotate_campaign(
     Runs :func:`analysis.annotate.annotate` segment by segment
     (``annotated/seg-NNNNNN.parquet`` for hop segment ``seg-NNNNNN``): one segment is in
     memory at a time, so memory does not grow with the campaign. With ``engine="dask"`` the
-    segments are annotated by Dask workers (see :func:`analysis.engine.open_runner`), each
+    segments are annotated by Dask workers (see :func:`probes.engine.open_runner`), each
     loading the snapshot once; the files written are the same.
 
     Parameters
@@ -259,7 +259,7 @@ def analyze_campaign(
     ``paths.parquet`` is written part by part, one row group per segment, in segment order
     (rows sorted by key within a segment); the metrics then read the path columns they
     need. ``engine="dask"`` runs the segments on Dask workers (``scheduler``, ``workers``:
-    see :func:`analysis.engine.open_runner`) with the same output.
+    see :func:`probes.engine.open_runner`) with the same output.
     """
     import orjson
     import pyarrow.csv as pacsv

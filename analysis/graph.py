@@ -122,7 +122,14 @@ def flagged_subgraph(g: nx.DiGraph, *, radius: int = 1) -> nx.DiGraph:
     keep: set[str] = set()
     for s in seeds:
         keep.update(nx.single_source_shortest_path_length(und, s, cutoff=radius))
-    return g.subgraph(keep).copy()
+    # Built in g's own node and edge order: a subgraph view iterates the ``keep`` set, whose
+    # order follows the string hash seed, and the GraphML written from it would change
+    # from one run to the next.
+    sub = g.__class__()
+    sub.graph.update(g.graph)
+    sub.add_nodes_from((n, d) for n, d in g.nodes(data=True) if n in keep)
+    sub.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in keep and v in keep)
+    return sub
 
 
 def write_graphml(g: nx.DiGraph, target: Path | str) -> Path:

@@ -92,22 +92,7 @@ __all__ = [
     "parse_node",
     "build_paths",
     "node_attributes",
-    "analyze_campaign",  # noqa: F822 (lazy: __getattr__)
-    "GROUPINGS",  # noqa: F822 (lazy: __getattr__)
 ]
-
-#: Names that moved to :mod:`analysis.campaign_io` (the campaign I/O edge), still
-#: reachable here without importing it at import time (no import cycle).
-_MOVED = frozenset({"analyze_campaign", "GROUPINGS"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from analysis import campaign_io
-
-        return getattr(campaign_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 #: ``kind`` of a crossing that is not at a known IXP, the previous hop having answered.
 PRIVATE_INTERCONNECT = "private interconnect"
@@ -641,7 +626,7 @@ def _crossings(
     kind = np.where(has_loc, "ixp", np.where(unknown_kind, UNKNOWN_INTERCONNECT, PRIVATE_INTERCONNECT))
     pop_city = np.asarray(at_loc("ixp_city").to_pylist(), dtype=object)
     pop_country = np.asarray(at_loc("ixp_country").to_pylist(), dtype=object)
-    loc_ev = np.where(has_loc, "ixp", None).astype(object)
+    loc_ev = np.where(has_loc, np.array("ixp", dtype=object), np.array(None, dtype=object))
     if facilities is not None and len(rows):
         todo = np.flatnonzero(~has_loc)
         f_city, f_cc, f_ev = _facility_search(

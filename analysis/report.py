@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CampaignData",
-    "load_campaign",  # noqa: F822 (lazy: __getattr__)
     "headline_table",
     "drop_table",
     "snapshot_table",
@@ -45,21 +44,7 @@ __all__ = [
     "MAX_CROSSING_ROWS",
     "render_html",
     "table_html",
-    "write_report",  # noqa: F822 (lazy: __getattr__)
 ]
-
-#: Names that moved to :mod:`analysis.campaign_io` (the campaign I/O edge), still
-#: reachable here without importing it at import time (no import cycle).
-_MOVED = frozenset({"load_campaign", "write_report"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from analysis import campaign_io
-
-        return getattr(campaign_io, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 #: Most rows of individual crossings written into the report (all are in paths.parquet).
 MAX_CROSSING_ROWS = 200

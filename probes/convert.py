@@ -166,7 +166,7 @@ _TR_HEADER = re.compile(
 )
 _TR_HOP = re.compile(r"^\s*(?P<hop>\d+)(?:\s+(?P<rest>.*))?$")
 _NUM = re.compile(r"^\d+(?:\.\d+)?$")
-_ANNOT = {"!H": "H", "!N": "N", "!P": "P", "!X": "A", "!A": "A", "!S": 5, "!V": 14, "!C": 15,
+_ANNOT: dict[str, str | int] = {"!H": "H", "!N": "N", "!P": "P", "!X": "A", "!A": "A", "!S": 5, "!V": 14, "!C": 15,
           "!U": 6, "!W": 7, "!I": 8, "!Z": 9, "!Q": 10, "!T": 11, "!T?": 12}
 
 

@@ -47,7 +47,7 @@ def probe_objects(doc: Any) -> list:
     Raises
     ------
     probes.errors.InputFormatError
-        ``doc`` is neither a list nor a dict.
+        ``doc`` is neither a list nor a dict, or its ``results``/``objects`` is no list.
 
     Examples
     --------
@@ -59,7 +59,7 @@ def probe_objects(doc: Any) -> list:
     [{'id': 9}]
     """
     if isinstance(doc, dict):
-        return doc.get("results", doc.get("objects", []))
+        doc = doc.get("results", doc.get("objects", []))
     if isinstance(doc, list):
         return doc
     raise InputFormatError(

@@ -116,12 +116,12 @@ _U32 = 1 << 32
 _INT = (int,)
 _STR = (str,)
 _NUM = (int, float)
-_TOP_TYPES = {
+_TOP_TYPES: dict[str, tuple[type, ...]] = {
     "endtime": _INT, "af": _INT, "proto": _STR, "paris_id": _INT, "src_addr": _STR,
     "from": _STR, "dst_addr": _STR, "dst_name": _STR, "size": _INT, "fw": _INT, "lts": _INT,
     "type": _STR, "origin": _STR,
 }
-_REPLY_TYPES = {
+_REPLY_TYPES: dict[str, tuple[type, ...]] = {
     "from": _STR, "rtt": _NUM, "size": _INT, "ttl": _INT, "x": _STR, "late": _INT,
     "itos": _INT, "edst": _STR, "dup": (bool,), "icmpext": (dict,),
 }
@@ -218,7 +218,7 @@ def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas") -> 
     with everything the caller does with a block.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-parse") as pool:
-        pending: Future | None = None
+        pending: Future[tuple[pa.Table | None, list[bytes], Counter]] | None = None
         for block in blocks:
             decoding = pool.submit(_decode, block, True)
             if pending is not None:

@@ -61,6 +61,7 @@ __all__ = [
     "scan_traces",
     "read_traces",
     "iter_raw",
+    "summary",
     "write_probe_meta",
     "read_probe_meta",
     "PROBE_META_SCHEMA",
@@ -678,6 +679,34 @@ def _table_dir(campaign: Campaign, table: str) -> tuple[Path, str]:
     if table not in dirs:
         raise StoreError(f"unknown store table {table!r}: use raw, traces or hops")
     return dirs[table]
+
+
+def summary(campaign: Campaign) -> dict:
+    """Counts over the campaign's traceroute and hop tables (DuckDB over the Parquet files).
+
+    Keys: traceroutes, measurements, probes, destinations, destination_reached, first and
+    last timestamp, hop_rows, replies, timeouts, distinct_reply_addresses.
+    """
+    import duckdb
+
+    con = duckdb.connect()
+    traces, hops = campaign.glob("traces"), campaign.glob("hops")
+    t = con.execute(
+        f"""SELECT count(*), count(DISTINCT msm_id), count(DISTINCT prb_id),
+                   count(DISTINCT dst_addr), sum(destination_reached::INT),
+                   min(timestamp), max(timestamp)
+            FROM read_parquet('{traces}')"""
+    ).fetchone()
+    h = con.execute(
+        f"""SELECT count(*), count(reply_from), count(*) - count(reply_from),
+                   count(DISTINCT reply_from)
+            FROM read_parquet('{hops}')"""
+    ).fetchone()
+    assert t is not None and h is not None  # aggregates always return one row
+    keys = ["traceroutes", "measurements", "probes", "destinations", "destination_reached", "first", "last"]
+    out = dict(zip(keys, t, strict=True))
+    out.update(dict(zip(["hop_rows", "replies", "timeouts", "distinct_reply_addresses"], h, strict=True)))
+    return out
 
 
 def iter_raw(campaign: Campaign) -> Iterator[dict]:

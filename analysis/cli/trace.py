@@ -71,7 +71,6 @@ def _targets(args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.cli import campaign_from_args
-    from analysis.cli._summary import count_reached
     from probes.local import TraceOptions, trace_campaign
     from probes.metadata import local_probe
 
@@ -102,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         },
     )
     run_, report = trace_campaign(campaign, _targets(args), options=options, probe=probe)
-    reached = count_reached(run_.results)
+    reached = run_.reached
     stats = run_.stats
     print(
         f"traced {len(run_.results)} target flow(s) from {run_.src_addr} "

@@ -75,7 +75,7 @@ class DemoResult:
     world : dict
         The world manifest (counts, diversion window, ...).
     exposure : dict
-        What :func:`analysis.paths.analyze_campaign` returned (``exposure.json``).
+        What :func:`analysis.campaign_io.analyze_campaign` returned (``exposure.json``).
     top_pops : list of dict
         The most crossed flagged PoPs: family, asn, name, via, ixp_id, city, where (a
         readable place), detected and true traceroute counts (``true_traceroutes`` is None

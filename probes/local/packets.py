@@ -140,9 +140,10 @@ def build_probe(spec: ProbeSpec) -> bytes:
     """The probe's IP packet bytes, crafted with scapy (checksums computed by scapy)."""
     from scapy.layers.inet import ICMP, IP, TCP, UDP
     from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
-    from scapy.packet import Raw
+    from scapy.packet import Packet, Raw
 
     v6 = spec.af == 6
+    ip: Packet
     if v6:
         ip = IPv6(src=spec.src, dst=spec.dst, hlim=spec.ttl, fl=0, tc=0)
     else:

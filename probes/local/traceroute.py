@@ -314,6 +314,26 @@ class TraceRun:
     stats: Counter[str] = field(default_factory=Counter)
     src_addr: str | None = None
 
+    @property
+    def reached(self) -> int:
+        """How many results reached their destination: a reply of the last hop came from it.
+
+        (The hop table's ``destination_reached`` looks at every hop; this is what a trace
+        run reports as it ends.)
+
+        >>> hop = lambda *addrs: {"result": [{"from": a} for a in addrs]}
+        >>> TraceRun([
+        ...     {"dst_addr": "192.0.2.1", "result": [hop("198.51.100.1"), hop("192.0.2.1")]},
+        ...     {"dst_addr": "192.0.2.2", "result": [hop("198.51.100.1"), hop()]},
+        ...     {"dst_addr": "192.0.2.3", "result": []},
+        ... ]).reached
+        1
+        """
+        return sum(
+            1 for r in self.results
+            if r["result"] and any(x.get("from") == r["dst_addr"] for x in r["result"][-1]["result"])
+        )
+
 
 def _source_for(dst: str) -> str:
     """The local address the kernel would use toward ``dst`` (no packet is sent)."""

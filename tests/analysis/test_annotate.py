@@ -381,7 +381,7 @@ def test_rdap_fallback_only_when_online_and_from_the_disk_cache(test_data, tmp_p
     """The RDAP wiring with the real client reading its disk cache (no network here: ipwhois
     only speaks https to fixed RIR hosts, so a live lookup is not tested)."""
     from analysis._rdap import RdapClient
-    from probes._io import write_json
+    from probes.fileio import write_json
 
     snap = import_files("pfx2as", sorted((test_data / "ip2asn" / "caida-pfx2as-mlab").glob("*ipv4*")),
                         cache_dir=tmp_path, snapshot_id="rdap")

@@ -17,8 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis.campaign_io import analyze_campaign, annotate_campaign
-from analysis.engine import ENGINES, add_engine_args, engine_options, open_runner
+from analysis.cli import add_engine_args, engine_options
 from probes import store
+from probes.engine import ENGINES, open_runner
 from probes.errors import ConfigError
 from probes.workspace import Campaign
 

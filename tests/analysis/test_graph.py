@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import networkx as nx
 import pyarrow as pa
 import pytest
@@ -91,3 +95,29 @@ def test_unique_pairs_matches_rowwise_unique_and_survives_huge_keys():
     assert np.array_equal(x, ref[:, 0]) and np.array_equal(y, ref[:, 1])
     x, y = _unique_pairs(np.array([2**61, 3, 3]), np.array([5, 7, 7]), 10)  # a * nb would overflow
     assert x.tolist() == [3, 2**61] and y.tolist() == [7, 5]
+
+
+_SUBGRAPH_SCRIPT = """
+import sys
+import networkx as nx
+from analysis.graph import flagged_subgraph
+g = nx.DiGraph()
+for i in range(40):
+    g.add_edge(f"AS{i}", f"AS{i + 1}", traceroutes=i)
+    g.nodes[f"AS{i}"].update({"name": f"n{i}", "country": "US"} if i % 2 else {"org": "o", "asn": i})
+g.add_edge("AS20", "IXP:pdb:7")
+g.nodes["AS20"]["family"] = "china-telecom"
+g.nodes["AS5"]["family"] = "china-unicom"
+nx.write_graphml(flagged_subgraph(g, radius=3), sys.stdout.buffer)
+"""
+
+
+def test_flagged_subgraph_graphml_does_not_depend_on_the_hash_seed():
+    """Regression: the subgraph was a view over a set, so its GraphML changed between runs."""
+    outs = {
+        subprocess.run([sys.executable, "-c", _SUBGRAPH_SCRIPT], check=True, capture_output=True,
+                       env={"PYTHONHASHSEED": str(seed)}, cwd=Path(__file__).parents[2]).stdout
+        for seed in (0, 1, 2, 3, 4, 5)
+    }
+    assert len(outs) == 1
+    assert b'<node id="IXP:pdb:7"' in outs.pop()

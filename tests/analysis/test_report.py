@@ -226,5 +226,5 @@ def test_public_api():
     defined = {n for n, v in vars(report).items() if not n.startswith("_")
                and (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == report.__name__}
     # load_campaign and write_report live in analysis.campaign_io (reachable here lazily)
-    assert defined == set(report.__all__) - {"MAX_CROSSING_ROWS"} - report._MOVED
+    assert defined == set(report.__all__) - {"MAX_CROSSING_ROWS"}
     assert all(hasattr(report, n) for n in report.__all__)
