@@ -17,7 +17,6 @@ import pytest
 from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror, TCPerror, UDPerror
 from scapy.packet import Raw
 
-from probes._local_packets import ProbeSpec, build_probe, parse_reply
 from probes.errors import ConfigError, TargetRefused
 from probes.local import (
     LocalProbe,
@@ -27,6 +26,7 @@ from probes.local import (
     local_msm_id,
     resolve_targets,
 )
+from probes.local.packets import ProbeSpec, build_probe, parse_reply
 from probes.schema import LOCAL_MSM_ID_MIN
 from tests.probes.lab import Flow
 
@@ -522,7 +522,7 @@ def test_template_builder_is_byte_identical_to_scapy_builds() -> None:
     """The per-probe patch of a scapy template equals a full scapy build of every probe."""
     import random
 
-    from probes._local_packets import ProbeBuilder
+    from probes.local.packets import ProbeBuilder
 
     rng = random.Random(7)
     builder = ProbeBuilder()
