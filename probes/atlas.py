@@ -4,10 +4,18 @@ This is the only module that imports cousteau or requests for Atlas. It
 
 * points cousteau at any server speaking the Atlas API (``server="HOST[:PORT]"``; cousteau
   always builds ``https://`` URLs) and makes requests trust a CA bundle (``verify``);
-* adds what cousteau lacks, through one narrow subclass of each request class: a timeout,
-  and access to the HTTP response (status, ``Retry-After``) or the requests exception;
+* adds what cousteau lacks, through one narrow subclass of each request class: an
+  overall deadline per request (connect + every read + the whole body, ``Settings.deadline``)
+  and a body-size cap (``Settings.max_body_bytes``) — the body is streamed and cut off at
+  either limit — and access to the HTTP response (status, ``Retry-After``) or the requests
+  exception;
 * retries idempotent calls on 429 / 5xx / connection errors / truncated bodies, with
-  exponential backoff and full jitter, honouring ``Retry-After``;
+  exponential backoff and full jitter, honouring ``Retry-After`` up to
+  ``Settings.max_retry_after`` (a longer wait ends the call with a message saying when to
+  retry; a wait of :data:`LOUD_WAIT` seconds or more is logged as a warning first);
+* checks the type of every field pathexp reads from an answer (ids, status, times,
+  balance): a wrong type is one :class:`probes.errors.AtlasAPIError` line naming the call
+  and the field;
 * translates every failure into :mod:`probes.errors` with ``raise ... from exc``.
 
 A create request is not retried blindly: when its outcome is unknown (connection lost,
@@ -15,7 +23,9 @@ A create request is not retried blindly: when its outcome is unknown (connection
 its tag before creating again (see :mod:`probes.campaign`).
 
 The API key never appears in messages, reprs or logs: it lives in a
-:class:`probes.config.ApiKey`, and every server-supplied text is scrubbed of it.
+:class:`probes.config.ApiKey`, and every server-supplied text is scrubbed of it — of any
+echo of 8 or more consecutive characters of it, in any case, with or without its hyphens
+(:func:`scrub_secret`).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import requests
+import urllib3
 from ripe.atlas.cousteau import (
     AtlasCreateRequest,
     AtlasRequest,
@@ -49,7 +60,14 @@ from probes.errors import (
     InsufficientCredits,
 )
 
-__all__ = ["AtlasClient", "CreateOutcomeUnknown", "RetryStats", "STATUS_FINAL"]
+__all__ = [
+    "AtlasClient",
+    "CreateOutcomeUnknown",
+    "LOUD_WAIT",
+    "RetryStats",
+    "STATUS_FINAL",
+    "scrub_secret",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +75,14 @@ log = logging.getLogger(__name__)
 #: (4 Stopped, 5 Forced to stop, 6 No suitable probes, 7 Failed, 8 Archived).
 STATUS_FINAL = frozenset({4, 5, 6, 7, 8})
 
+#: Retry waits at least this long (seconds) are logged as a warning before they start.
+LOUD_WAIT = 5.0
+
+#: Shortest run of a secret's characters that :func:`scrub_secret` masks.
+SCRUB_MIN = 8
+
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+_READ_CHUNK = 65_536
 _USER_AGENT = "pathexp (ripe.atlas.cousteau)"
 
 
@@ -77,17 +102,115 @@ class _Transient(Exception):
         self.sent = sent
 
 
+def scrub_secret(text: str, secret: str, *, mask: str = "***") -> str:
+    """``text`` with every echo of ``secret`` masked.
+
+    An echo is any run of :data:`SCRUB_MIN` or more consecutive characters of the secret's
+    letters and digits, compared case-insensitively and ignoring separators (``-``, ``_``,
+    spaces, ``%2D``...) between them: a server may echo a key upper-cased, truncated, or
+    without the hyphens of its UUID form.
+
+    >>> key = "6f1d2c9e-8b7a-4c3d-9e0f-123456789abc"
+    >>> scrub_secret("bad key 6F1D2C9E-8B7A-4C3D", key)
+    'bad key ***'
+    >>> scrub_secret("key ...4c3d9e0f123 rejected; id 6f1d2c9", key)
+    'key ...*** rejected; id 6f1d2c9'
+    """
+    norm = "".join(c for c in secret.lower() if c.isalnum())
+    if len(norm) < SCRUB_MIN:
+        return text.replace(secret, mask) if secret else text
+    grams = {norm[i:i + SCRUB_MIN] for i in range(len(norm) - SCRUB_MIN + 1)}
+    pos = [i for i, c in enumerate(text) if c.isalnum()]
+    letters = "".join(text[i].lower() for i in pos)
+    hit = [False] * len(pos)
+    for i in range(len(letters) - SCRUB_MIN + 1):
+        if letters[i:i + SCRUB_MIN] in grams:
+            for j in range(i, i + SCRUB_MIN):
+                hit[j] = True
+    if not any(hit):
+        return text
+    out: list[str] = []
+    last = 0
+    k = 0
+    while k < len(pos):
+        if not hit[k]:
+            k += 1
+            continue
+        j = k
+        while j + 1 < len(pos) and hit[j + 1]:
+            j += 1
+        out.append(text[last:pos[k]])
+        out.append(mask)
+        last = pos[j] + 1
+        k = j + 1
+    out.append(text[last:])
+    return "".join(out)
+
+
+class _BodyLimit(requests.exceptions.RequestException):
+    """Internal: the answer passed the request deadline or the body-size cap."""
+
+    def __init__(self, message: str, *, too_big: bool) -> None:
+        super().__init__(message)
+        self.too_big = too_big
+
+
+def _read_body(resp: requests.Response, *, started: float, deadline: float,
+               timeout: float, max_bytes: int) -> None:
+    """Read a streamed body into ``resp`` within ``deadline`` seconds of ``started``."""
+    raw = resp.raw
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    parts: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            left = started + deadline - time.monotonic()
+            if left <= 0:
+                raise _BodyLimit(f"no complete answer within the {deadline:g} s deadline "
+                                 f"(atlas.deadline; {size} bytes received)", too_big=False)
+            if sock is not None:
+                sock.settimeout(max(0.01, min(timeout, left)))
+            data = raw.read1(_READ_CHUNK)
+            if not data:
+                break
+            size += len(data)
+            if size > max_bytes:
+                raise _BodyLimit(f"answer larger than {max_bytes} bytes "
+                                 "(atlas.max_body_bytes)", too_big=True)
+            parts.append(data)
+    except _BodyLimit:
+        resp.close()
+        raise
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        resp.close()
+        if "timed out" in str(exc).lower() and started + deadline - time.monotonic() <= 0.05:
+            raise _BodyLimit(f"no complete answer within the {deadline:g} s deadline "
+                             f"(atlas.deadline; {size} bytes received)", too_big=False) from exc
+        raise requests.exceptions.ConnectionError(
+            f"connection broken after {size} bytes: {type(exc).__name__}") from exc
+    resp._content = b"".join(parts)
+    resp._content_consumed = True
+
+
 class _Capture:
-    """Mixin for cousteau request classes: timeout + keep the response or exception."""
+    """Mixin for cousteau request classes: deadline, size cap, keep the response or exception."""
 
     _px_timeout: float = 30.0
+    _px_deadline: float = 300.0
+    _px_max_bytes: int = 512 * 1024 * 1024
     _px_response: requests.Response | None = None
     _px_exc: requests.RequestException | None = None
 
     def get_http_method(self, method: str) -> requests.Response:  # cousteau hook
-        self.http_method_args["timeout"] = self._px_timeout  # type: ignore[attr-defined]
+        started = time.monotonic()
+        per_read = min(self._px_timeout, self._px_deadline)
+        args = self.http_method_args  # type: ignore[attr-defined]
+        args["timeout"] = (per_read, per_read)
+        args["stream"] = True
         try:
             resp = super().get_http_method(method)  # type: ignore[misc]
+            _read_body(resp, started=started, deadline=self._px_deadline,
+                       timeout=per_read, max_bytes=self._px_max_bytes)
         except requests.RequestException as exc:
             self._px_exc = exc
             raise
@@ -156,6 +279,8 @@ class AtlasClient:
             str(Path(settings.ca_bundle)) if settings.ca_bundle is not None else True
         )
         self._timeout = settings.timeout
+        self._deadline = settings.deadline
+        self._max_bytes = settings.max_body_bytes
         self._attempts = max(1, settings.max_attempts)
         self._max_retry_after = settings.max_retry_after
         self._backoff = Backoff(base=settings.backoff_base, cap=settings.backoff_cap)
@@ -180,8 +305,56 @@ class AtlasClient:
     def _scrub(self, text: object) -> str:
         s = str(text)
         if self._key is not None:
-            s = s.replace(self._key.reveal(), "***")
-        return s[:500]
+            s = scrub_secret(s, self._key.reveal())
+        return s[:500].replace("\n", " ").replace("\r", " ")
+
+    def _kind(self, v: Any) -> str:
+        if v is None:
+            return "null"
+        if isinstance(v, bool):
+            return f"a boolean ({v})"
+        if isinstance(v, str):
+            return f"a string {self._scrub(v[:40])!r}"
+        if isinstance(v, (int, float)):
+            return f"a number ({v})"
+        return "a list" if isinstance(v, list) else "an object" if isinstance(v, dict) \
+            else type(v).__name__
+
+    def _int_field(self, obj: dict, name: str, what: str, *, optional: bool = False,
+                   label: str | None = None) -> int | None:
+        """``obj[name]`` checked to be an integer (or null when ``optional``)."""
+        v = obj.get(name)
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise AtlasAPIError(
+                f"{what}: field {label or name!r} is {self._kind(v)}, expected an integer"
+                + (" or null" if optional else ""))
+        return v
+
+    def _check_measurement(self, m: Any, what: str) -> dict:
+        """A measurement object whose fields pathexp reads have the documented types."""
+        if not isinstance(m, dict):
+            raise AtlasAPIError(f"{what}: a measurement is {self._kind(m)}, expected an object")
+        mid = self._int_field(m, "id", what)
+        where = f"{what} (measurement {mid})" if "measurement" not in what else what
+        st = m.get("status")
+        if not isinstance(st, dict):
+            raise AtlasAPIError(f"{where}: field 'status' is {self._kind(st)}, expected an "
+                                "object with an integer 'id'")
+        self._int_field(st, "id", where, label="status.id")
+        self._int_field(st, "when", where, optional=True, label="status.when")
+        if st.get("name") is not None and not isinstance(st["name"], str):
+            raise AtlasAPIError(f"{where}: field 'status.name' is {self._kind(st['name'])}, "
+                                "expected a string")
+        for name in ("start_time", "stop_time", "credits_per_result", "interval"):
+            self._int_field(m, name, where, optional=True)
+        tags = m.get("tags")
+        if tags is not None and not (isinstance(tags, list)
+                                     and all(isinstance(t, str) for t in tags)):
+            raise AtlasAPIError(f"{where}: field 'tags' is {self._kind(tags)}, expected a "
+                                "list of strings")
+        return m
 
     def _kwargs(self, *, auth: bool) -> dict[str, Any]:
         kw: dict[str, Any] = {
@@ -218,6 +391,8 @@ class AtlasClient:
                     f"TLS verification failed talking to {self._server} ({what}); "
                     "pass --ca-bundle for a private CA"
                 ) from exc
+            if isinstance(exc, _BodyLimit) and exc.too_big:
+                raise AtlasAPIError(f"{what}: {exc}") from exc
             sent = not isinstance(exc, requests.exceptions.ConnectTimeout)
             self.stats.connection_errors += 1
             raise _Transient(
@@ -267,6 +442,8 @@ class AtlasClient:
         for attempt in range(self._attempts):
             req, send = make()
             req._px_timeout = self._timeout
+            req._px_deadline = self._deadline
+            req._px_max_bytes = self._max_bytes
             self.stats.requests += 1
             t0 = time.monotonic()
             ok, body = send()
@@ -282,13 +459,22 @@ class AtlasClient:
                         f"{tr} (the measurement may or may not exist)", status=tr.status
                     ) from tr.cause
                 if tr.retry_after is not None and tr.retry_after > self._max_retry_after:
-                    break
+                    when = datetime.now(timezone.utc).timestamp() + tr.retry_after
+                    raise AtlasAPIError(
+                        f"{what}: the Atlas API asks to wait {tr.retry_after:.0f} s "
+                        f"(HTTP {tr.status}, Retry-After), longer than atlas.max_retry_after = "
+                        f"{self._max_retry_after:g} s; retry after "
+                        f"{datetime.fromtimestamp(when, tz=timezone.utc):%Y-%m-%d %H:%M:%S} UTC",
+                        status=tr.status) from tr.cause
                 if attempt + 1 < self._attempts:
                     delay = self._backoff.delay(attempt, retry_after=tr.retry_after,
                                                 rng=self._rng)
                     self.stats.retries += 1
                     self.stats.slept += delay
-                    log.info("%s; retrying in %.1f s", tr, delay)
+                    if delay >= LOUD_WAIT:
+                        log.warning("%s; waiting %.0f s before retrying", tr, delay)
+                    else:
+                        log.info("%s; retrying in %.1f s", tr, delay)
                     self._sleep(delay)
         assert last is not None
         raise AtlasAPIError(
@@ -319,8 +505,11 @@ class AtlasClient:
                 raise AtlasAPIError(f"{what}: unexpected response shape (no 'results' list)")
             fresh = 0
             for obj in body["results"]:
-                oid = obj.get("id") if isinstance(obj, dict) else None
-                if oid is None or oid in seen_ids:
+                if not isinstance(obj, dict):
+                    raise AtlasAPIError(f"{what}: a listed object is {self._kind(obj)}, "
+                                        "expected an object")
+                oid = self._int_field(obj, "id", what)
+                if oid in seen_ids:
                     continue
                 seen_ids.add(oid)
                 out.append(obj)
@@ -365,15 +554,18 @@ class AtlasClient:
 
     def measurements(self, **filters: Any) -> list[dict]:
         """Measurement objects matching ``filters`` (e.g. ``tags="pathexp-abc"``)."""
-        return self._paginate("/api/v2/measurements/", filters, auth=True,
-                              what="list measurements")
+        what = "list measurements"
+        return [self._check_measurement(m, what)
+                for m in self._paginate("/api/v2/measurements/", filters, auth=True,
+                                        what=what)]
 
     def measurement(self, msm_id: int) -> dict:
         """One measurement object (needs no key for public measurements)."""
-        body = self._get(f"/api/v2/measurements/{int(msm_id)}/",
-                         what=f"get measurement {int(msm_id)}")
-        if not isinstance(body, dict) or "id" not in body:
-            raise AtlasAPIError(f"get measurement {msm_id}: unexpected response shape")
+        what = f"get measurement {int(msm_id)}"
+        body = self._check_measurement(self._get(f"/api/v2/measurements/{int(msm_id)}/",
+                                                 what=what), what)
+        if body["id"] != int(msm_id):
+            raise AtlasAPIError(f"{what}: the answer is measurement {body['id']}")
         return body
 
     def credits(self) -> dict:
@@ -382,8 +574,10 @@ class AtlasClient:
             raise AuthenticationError("reading the credit balance needs an API key "
                                       "(RIPE_ATLAS_KEY)")
         body = self._get("/api/v2/credits/", what="get credits")
-        if not isinstance(body, dict) or "current_balance" not in body:
-            raise AtlasAPIError("get credits: unexpected response shape")
+        if not isinstance(body, dict):
+            raise AtlasAPIError(f"get credits: the answer is {self._kind(body)}, expected an "
+                                "object")
+        self._int_field(body, "current_balance", "get credits")
         return body
 
     def results(self, msm_id: int, *, start: int | None = None, stop: int | None = None,
@@ -432,10 +626,12 @@ class AtlasClient:
 
         body = self._call(make, f"create {len(definitions)} measurement(s)", idempotent=False)
         ids = body.get("measurements") if isinstance(body, dict) else None
-        if not isinstance(ids, list) or len(ids) != len(definitions):
+        if (not isinstance(ids, list) or len(ids) != len(definitions)
+                or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids)):
             raise CreateOutcomeUnknown(
-                f"create: unexpected response (expected {len(definitions)} ids)")
-        return [int(i) for i in ids]
+                f"create: unexpected answer (field 'measurements' is {self._kind(ids)}, "
+                f"expected {len(definitions)} integer ids)")
+        return list(ids)
 
     def stop_measurement(self, msm_id: int) -> None:
         """Stop a measurement (DELETE); stopping a stopped one is not an error."""

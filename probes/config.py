@@ -59,7 +59,7 @@ ENV_KEY = "RIPE_ATLAS_KEY"
 #: Environment variable naming the Atlas API server (``HOST[:PORT]``).
 ENV_SERVER = "PATHEXP_ATLAS_SERVER"
 
-_SERVER = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$")
+_SERVER = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?")
 
 
 class ApiKey:
@@ -154,16 +154,39 @@ class AtlasLimits:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the Atlas backend needs besides the campaign spec."""
+    """Everything the Atlas backend needs besides the campaign spec.
+
+    Time limits of one API request (``[atlas]`` in the settings file):
+
+    ``timeout``: longest wait for the connection and for each read, seconds (default 30).
+    ``deadline``: wall-clock cap of one request, from connect to the last body byte
+    (default 300 s); a server that drips or never ends its answer is cut off there.
+    ``max_body_bytes``: largest answer read (default 512 MiB); a longer body is refused.
+    ``max_attempts``, ``backoff_base``, ``backoff_cap``: retries of idempotent calls.
+    ``max_retry_after``: longest ``Retry-After`` wait honoured (default 120 s); a longer
+    one ends the call with a message saying when to retry. Waits of 5 s or more are logged
+    (warning) before they start.
+
+    Credits (see :mod:`probes.campaign.run`):
+
+    ``resolve_window``: how long (seconds of backoff, default 120) a create whose outcome
+    is unknown is looked for by its tag before the run stops; its credits stay reserved.
+    ``empty_final_grace``: a stopped measurement whose final result window reads empty is
+    finished only once it has been stopped this long (default one day).
+    """
 
     server: str = "atlas.ripe.net"
     ca_bundle: Path | None = None
     key: ApiKey | None = field(default=None, repr=False)
     timeout: float = 30.0
+    deadline: float = 300.0
+    max_body_bytes: int = 512 * 1024 * 1024
     max_attempts: int = 6
     backoff_base: float = 0.5
     backoff_cap: float = 60.0
-    max_retry_after: float = 600.0
+    max_retry_after: float = 120.0
+    resolve_window: float = 120.0
+    empty_final_grace: float = 86_400.0
     fetch_workers: int = 4
     rates: CreditRates = field(default_factory=CreditRates)
     limits: AtlasLimits = field(default_factory=AtlasLimits)
@@ -187,7 +210,7 @@ def parse_server(value: str) -> str:
     probes.errors.ConfigError: invalid Atlas server 'https://atlas.ripe.net': expected HOST[:PORT] without scheme or path
     """
     value = value.strip()
-    m = _SERVER.match(value)
+    m = _SERVER.fullmatch(value)
     if not m or (m.group(1) and not 0 < int(m.group(1)) < 65536):
         raise ConfigError(
             f"invalid Atlas server {value!r}: expected HOST[:PORT] without scheme or path"
@@ -212,6 +235,10 @@ _ATLAS_SCALARS: dict[str, type | tuple[type, ...]] = {
     "backoff_base": (int, float),
     "backoff_cap": (int, float),
     "max_retry_after": (int, float),
+    "deadline": (int, float),
+    "max_body_bytes": int,
+    "resolve_window": (int, float),
+    "empty_final_grace": (int, float),
     "fetch_workers": int,
 }
 

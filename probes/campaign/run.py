@@ -193,6 +193,7 @@ class SubmitReport:
     failed: int = 0
     duplicates_stopped: int = 0
     committed_credits: int = 0
+    charged_credits: int = 0
     budget: int = 0
     failures: list[str] = field(default_factory=list)
 
@@ -231,22 +232,45 @@ def _freeze(st: CampaignState, spec: CampaignSpec, p: Plan) -> None:
               summary=p.summary())
 
 
+def _charge(meta: dict, unit: UnitRow) -> int | None:
+    """Credits the server charges for a measurement, from its API object: credits per
+    result x probes x results per probe (1 for a one-off; one per interval of
+    ``[start_time, stop_time]`` otherwise). ``None`` when the object does not say."""
+    cpr = meta.get("credits_per_result")
+    if not isinstance(cpr, int):
+        return None
+    n = meta.get("probes_requested") or meta.get("participant_count") or len(unit.probe_ids)
+    if meta.get("is_oneoff"):
+        rounds = 1
+    else:
+        a, b, step = meta.get("start_time"), meta.get("stop_time"), meta.get("interval")
+        if not (isinstance(a, int) and isinstance(b, int) and isinstance(step, int)) or not step:
+            return None
+        rounds = (b - a) // step + 1
+    return int(cpr) * int(n) * rounds
+
+
 def _adopt_orphans(st: CampaignState, client: AtlasClient, token: str,
                    units: Sequence[UnitRow], report: SubmitReport) -> set[str]:
     """Find measurements created for ``units`` but not recorded; record them."""
     by_tag = {u.tag: u for u in units}
-    found: dict[str, list[int]] = {}
+    found: dict[str, list[dict]] = {}
     for m in client.measurements(tags=_tags(token)):
         for tag in m.get("tags") or []:
             if tag in by_tag:
-                found.setdefault(tag, []).append(int(m["id"]))
+                found.setdefault(tag, []).append(m)
     pairs = []
-    for tag, ids in found.items():
-        ids.sort()
-        pairs.append((by_tag[tag].unit, ids[0]))
-        for extra in ids[1:]:  # should not happen; never pay twice for one unit
-            log.warning("measurement %d duplicates %d (unit %s); stopping it", extra, ids[0], tag)
-            client.stop_measurement(extra)
+    for tag, msms in found.items():
+        msms.sort(key=lambda m: int(m["id"]))
+        unit = by_tag[tag]
+        pairs.append((unit.unit, int(msms[0]["id"])))
+        for m in msms:  # the server charged each of them: the ledger says so
+            cost = _charge(m, unit)
+            st.record_charge(unit.unit, int(m["id"]), unit.cost if cost is None else cost)
+        for extra in msms[1:]:  # an unresolved attempt that appeared late: never keep both
+            log.warning("measurement %d duplicates %d (unit %s); stopping it", extra["id"],
+                        msms[0]["id"], tag)
+            client.stop_measurement(int(extra["id"]))
             report.duplicates_stopped += 1
     if pairs:
         st.record_created(pairs)
@@ -255,13 +279,65 @@ def _adopt_orphans(st: CampaignState, client: AtlasClient, token: str,
     return {u for u, _ in pairs}
 
 
+#: Most tag listings spent resolving one unknown create outcome (within resolve_window).
+RESOLVE_MAX_LISTINGS = 20
+
+
+def _resolve(st: CampaignState, client: AtlasClient, token: str, units: Sequence[UnitRow],
+             report: SubmitReport, settings: Settings,
+             sleep: Callable[[float], None]) -> tuple[list[UnitRow], float]:
+    """Look for the measurements of ``units`` by tag, patiently: the tag listing of Atlas
+    may lag behind a create. Up to :data:`RESOLVE_MAX_LISTINGS` listings, spaced by
+    exponential backoff (``backoff_base`` doubling, at most ``backoff_cap``), within
+    ``settings.resolve_window`` seconds of waiting (defaults: 8 listings over 120 s).
+    Returns the units still not found and the seconds waited."""
+    left = list(units)
+    waited = 0.0
+    for attempt in range(RESOLVE_MAX_LISTINGS):
+        done = _adopt_orphans(st, client, token, left, report)
+        left = [u for u in left if u.unit not in done]
+        if not left:
+            break
+        delay = min(settings.backoff_cap, settings.backoff_base * 2 ** attempt,
+                    settings.resolve_window - waited)
+        if delay <= 0:
+            break
+        if attempt == 0:
+            log.warning("looking for %d measurement(s) whose create outcome is unknown, by "
+                        "tag, for up to %g s", len(left), settings.resolve_window)
+        sleep(delay)
+        waited += delay
+    return left, waited
+
+
+def _unresolved_message(units: Sequence[UnitRow], exc: BaseException | None,
+                        waited: float, st: CampaignState) -> str:
+    names = ", ".join(u.unit for u in units[:5]) + (" ..." if len(units) > 5 else "")
+    why = f"{exc}; " if exc is not None else ""
+    return (f"{why}the outcome of creating {len(units)} measurement(s) ({names}) is unknown "
+            f"and no measurement carries their tags after {waited:.1f} s of looking; "
+            f"their credits stay reserved (committed {st.committed()}); re-run submit later: "
+            "it looks for them first and creates nothing twice")
+
+
 def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
            resolver: Resolver, confirm: Callable[[Plan], bool] | None = None,
            sleep: Callable[[float], None] = time.sleep) -> SubmitReport:
     """Create the campaign's measurements, resuming where an earlier run stopped.
 
+    The budget is a hard invariant: the credits of every create attempt are reserved in
+    the ledger before it is sent, and released only when the server refused it. A create
+    whose outcome is unknown (timeout, connection lost, 5xx after sending) is resolved by
+    tag (:func:`_resolve`) before any further create and never retried blind; when it
+    cannot be resolved the run stops (:class:`probes.atlas.CreateOutcomeUnknown`) and the
+    reservation stays. The next run looks for it again first; a unit still not found then
+    is created again only as a new attempt with its own reservation, within the budget
+    (the earlier attempt keeps its reservation in case it shows up late; if it does, the
+    later one is stopped).
+
     Raises :class:`BudgetExceeded` if the plan exceeds the budget (before creating
-    anything), :class:`InsufficientCredits` if the account cannot pay for what is left.
+    anything) or a new attempt would pass it, :class:`InsufficientCredits` if the account
+    cannot pay for what is left.
     """
     from probes.atlas import CreateOutcomeUnknown
 
@@ -289,13 +365,21 @@ def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
             raise BudgetExceeded(f"frozen plan costs {total} > budget {spec.budget}")
         report.already = sum(u.state == "created" for u in units)
         intent = [u for u in units if u.state == "intent"]
-        if intent:  # an earlier run stopped between create and record: adopt, never re-create
-            _adopt_orphans(st, client, token, intent, report)
+        retry: set[str] = set()
+        if intent:  # an earlier run stopped with creates of unknown outcome: resolve first
+            left, _ = _resolve(st, client, token, intent, report, settings, sleep)
+            retry = {u.unit for u in left}
+            for u in left:
+                log.warning("unit %s: its earlier create is still not found by tag; it is "
+                            "created again as a new attempt (the earlier one keeps its %d "
+                            "reserved credits)", u.unit, u.cost)
             units = st.units()
-        pending = [u for u in units if u.state in ("planned", "intent")]
+        # first attempts first: a unit created again waits for whatever budget is left
+        pending = sorted((u for u in units if u.state in ("planned", "intent")),
+                         key=lambda u: (u.unit in retry, u.seq))
         if pending:
             need = sum(u.cost for u in pending)
-            balance = int(client.credits()["current_balance"])
+            balance = client.credits()["current_balance"]
             if balance < need:
                 raise InsufficientCredits(
                     f"the Atlas account holds {balance} credits but the remaining "
@@ -303,41 +387,51 @@ def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
         batches: list[list[UnitRow]] = []
         for u in pending:
             last = batches[-1] if batches else None
-            if (last and last[0].probe_ids == u.probe_ids
+            if (last and last[0].probe_ids == u.probe_ids and (u.unit in retry) == (
+                    last[0].unit in retry)
                     and len(last) < settings.limits.max_definitions_per_request):
                 last.append(u)
             else:
                 batches.append([u])
         sch = spec.schedule
         for batch in batches:
-            attempt = 0
-            while batch:
-                st.reserve(batch, budget=spec.budget)
-                try:
-                    ids = client.create_traceroutes(
-                        [u.definition for u in batch], probe_ids=batch[0].probe_ids,
-                        is_oneoff=sch.oneoff, start_time=sch.start, stop_time=sch.stop)
-                except AtlasAPIError as exc:
-                    if isinstance(exc, (AuthenticationError, InsufficientCredits)):
-                        raise
-                    if not isinstance(exc, CreateOutcomeUnknown):
-                        st.record_failed([u.unit for u in batch], str(exc))
-                        report.failed += len(batch)
-                        report.failures.append(str(exc))
-                        break
-                    done = _adopt_orphans(st, client, token, batch, report)
-                    batch = [u for u in batch if u.unit not in done]
-                    attempt += 1
-                    if batch and attempt >= settings.max_attempts:
-                        raise AtlasAPIError(f"{exc}; gave up after {attempt} attempts "
-                                            "(re-run submit to resume)") from exc
-                    if batch:
-                        sleep(min(settings.backoff_cap, settings.backoff_base * 2 ** attempt))
-                    continue
-                st.record_created([(u.unit, i) for u, i in zip(batch, ids, strict=True)])
-                report.created += len(batch)
-                batch = []
+            again = batch[0].unit in retry
+            try:
+                st.reserve(batch, budget=spec.budget, again=again)
+            except BudgetExceeded as exc:
+                if not retry:
+                    raise
+                raise BudgetExceeded(
+                    f"{exc}: unit(s) {', '.join(sorted(retry))} must be created again but an "
+                    "earlier attempt of unknown outcome still holds its credits; re-run "
+                    "submit later (the earlier measurement may yet appear)") from exc
+            try:
+                ids = client.create_traceroutes(
+                    [u.definition for u in batch], probe_ids=batch[0].probe_ids,
+                    is_oneoff=sch.oneoff, start_time=sch.start, stop_time=sch.stop)
+            except CreateOutcomeUnknown as exc:
+                left, waited = _resolve(st, client, token, batch, report, settings, sleep)
+                if left:
+                    msg = _unresolved_message(left, exc, waited, st)
+                    st.note_unresolved([u.unit for u in left], msg)
+                    report.committed_credits = st.committed()
+                    st.event("submit", {**report.as_dict(), "stopped": msg})
+                    raise CreateOutcomeUnknown(msg, status=exc.status) from exc
+                continue
+            except AtlasAPIError as exc:  # refused by the server: nothing was created
+                if isinstance(exc, (AuthenticationError, InsufficientCredits)):
+                    st.release_attempt([u.unit for u in batch], state="planned", error=str(exc))
+                    raise
+                st.record_failed([u.unit for u in batch], str(exc))
+                report.failed += len(batch)
+                report.failures.append(str(exc))
+                continue
+            st.record_created([(u.unit, i) for u, i in zip(batch, ids, strict=True)])
+            for u, i in zip(batch, ids, strict=True):
+                st.record_charge(u.unit, i, u.cost)  # until the measurement object says
+            report.created += len(batch)
         report.committed_credits = st.committed()
+        report.charged_credits = st.charged()
         st.event("submit", report.as_dict())
     return report
 
@@ -353,6 +447,9 @@ def status(campaign: Campaign, *, client: AtlasClient | None = None) -> list[dic
                 s = meta.get("status") or {}
                 st.record_status(u.msm_id, status_id=s.get("id"), status_name=s.get("name"),
                                  credits_per_result=meta.get("credits_per_result"))
+                cost = _charge(meta, u) if u.state == "created" else None
+                if cost is not None:
+                    st.record_charge(u.unit, u.msm_id, cost)
         for u in st.units():
             cur, done, n = st.cursor(u.msm_id) if u.msm_id is not None else (None, False, 0)
             rows.append({"unit": u.unit, "target": u.target, "probes": len(u.probe_ids),
@@ -361,9 +458,11 @@ def status(campaign: Campaign, *, client: AtlasClient | None = None) -> list[dic
                          "records_fetched": n, "fetched_to": cur, "fetch_done": done,
                          "error": u.error})
         committed = st.committed()
+        charged = st.charged()
         budget = st.get("budget")
     for r in rows:
         r["committed_credits"] = committed
+        r["charged_credits"] = charged
         r["budget"] = None if budget is None else int(budget)
     return rows
 
@@ -377,6 +476,8 @@ class FetchReport:
     records: int = 0
     added: int = 0
     duplicates: int = 0
+    suspect_windows: int = 0
+    unconfirmed: int = 0
     drops: Counter = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     client: dict[str, float] = field(default_factory=dict)
@@ -419,6 +520,22 @@ def _windows(meta: dict, cursor: int | None, now: float, limits: Any, *,
         else:
             out.append((lo, None))
     return out, final
+
+
+#: Status ids after which a measurement may have no result at all (6 No suitable probes,
+#: 7 Failed): an empty final window ends them at once.
+_STATUS_NO_RESULTS = frozenset({6, 7})
+
+
+def _empty_may_end(meta: dict, now: float, settings: Settings) -> bool:
+    """Whether an empty final window (read twice) may finish a stopped measurement that
+    gave no result: at once for "No suitable probes"/"Failed", else once it has been stopped
+    for ``settings.empty_final_grace`` seconds (results reach Atlas late)."""
+    s = meta.get("status") or {}
+    if s.get("id") in _STATUS_NO_RESULTS:
+        return True
+    when = s.get("when") or meta.get("stop_time")
+    return isinstance(when, int) and now - when >= settings.empty_final_grace
 
 
 def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
@@ -476,7 +593,11 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
                 return
             for i, (a, b) in enumerate(windows):
                 recs = client.results(mid, start=a, stop=b)
-                if not put(("window", mid, a, b, recs, final, final and i == len(windows) - 1)):
+                if not put(("window", mid, a, b, recs, final, i == len(windows) - 1)):
+                    return
+            if final:  # read the final window once more: a stopped measurement is finished
+                a = windows[-1][0]  # only when two reads of it agree
+                if not put(("confirm", mid, a, client.results(mid, start=a, stop=None))):
                     return
 
         from rich.console import Console
@@ -485,6 +606,37 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
         seen_probes: set[int] = set()
         batch: list[dict] = []
         moves: list[tuple[int, int, int, bool, bool]] = []
+        hold: dict[int, int] = {}  # msm -> start of a suspect window: the cursor stays there
+        first_read: dict[int, tuple[int, set[tuple[int, int]], int]] = {}
+        metas: dict[int, dict] = {}
+        had = {m: st.cursor(m)[2] for m in todo}  # results fetched in earlier runs
+        ours = {u.msm_id: u for u in st.units(states=("created",))}
+
+        def sort_out(mid: int, recs: Any) -> tuple[list[dict], bool]:
+            """This measurement's results; others are set aside and counted (suspect)."""
+            good = []
+            suspect = not isinstance(recs, list)
+            for r in recs if isinstance(recs, list) else []:
+                if not isinstance(r, dict):
+                    report.drops["not an object"] += 1
+                    suspect = True
+                elif r.get("msm_id") != mid:
+                    report.drops["msm_id mismatch"] += 1
+                    suspect = True
+                else:
+                    good.append(r)
+                    if isinstance(r.get("prb_id"), int):
+                        seen_probes.add(r["prb_id"])
+            return good, suspect
+
+        def key(r: dict) -> tuple[int, int]:
+            p, t = r.get("prb_id"), r.get("timestamp")
+            return (p if isinstance(p, int) else -1, t if isinstance(t, int) else -1)
+
+        def move(mid: int, to: int, n: int, done: bool, final: bool) -> None:
+            if mid in hold:
+                to, done = min(to, hold[mid]), False
+            moves.append((mid, to, n, done, final))
 
         def flush() -> None:
             if batch:
@@ -522,33 +674,57 @@ def fetch(campaign: Campaign, *, client: AtlasClient, settings: Settings,
                         continue
                     if item[0] == "meta":
                         _, mid, meta, windows, final = item
+                        metas[mid] = meta
                         s = meta.get("status") or {}
                         st.record_status(mid, status_id=s.get("id"), status_name=s.get("name"),
                                          credits_per_result=meta.get("credits_per_result"))
+                        if mid in ours:
+                            cost = _charge(meta, ours[mid])
+                            if cost is not None:
+                                st.record_charge(ours[mid].unit, mid, cost)
                         continue
-                    _, mid, a, b, recs, final, last = item
-                    good = []
-                    for r in recs:
-                        if not isinstance(r, dict):
-                            report.drops["not an object"] += 1
-                        elif r.get("msm_id") != mid:
-                            report.drops["msm_id mismatch"] += 1
-                        else:
-                            good.append(r)
-                            if isinstance(r.get("prb_id"), int):
-                                seen_probes.add(r["prb_id"])
-                    if b is None:
-                        b = max([a - 1] + [int(r["timestamp"]) for r in good
-                                           if isinstance(r.get("timestamp"), int)])
+                    if item[0] == "confirm":
+                        _, mid, a, recs = item
+                        good, suspect = sort_out(mid, recs)
+                        a0, keys, n0 = first_read.pop(mid)
+                        again = {key(r) for r in good}
+                        fresh = [r for r in good if key(r) not in keys]
+                        batch.extend(fresh)
+                        report.records += len(fresh)
+                        stamps = [k[1] for k in keys | again if k[1] >= 0]
+                        done = (not suspect and again == keys
+                                and (bool(keys) or had.get(mid, 0) > 0
+                                     or _empty_may_end(metas[mid], t_now, settings)))
+                        if not done:
+                            report.unconfirmed += 1
+                        move(mid, max([a0 - 1, *stamps]) + 1 if done else a0,
+                             n0 + len(fresh), done, True)
+                        if len(batch) >= settings.limits.ingest_batch:
+                            flush()
+                        if done:
+                            report.done += 1
+                        bar.advance(task)
+                        continue
+                    _, mid, a, b, recs, final, end = item
+                    last = final and end
+                    good, suspect = sort_out(mid, recs)
+                    if suspect:
+                        report.suspect_windows += 1
+                        hold[mid] = min(hold.get(mid, a), a)
+                    had[mid] = had.get(mid, 0) + len(good)
                     batch.extend(good)
-                    moves.append((mid, b + 1, len(good), last, final))
+                    if last:  # the final window of a stopped measurement: confirm it first
+                        first_read[mid] = (a, {key(r) for r in good}, len(good))
+                    else:
+                        if b is None:  # pragma: no cover - only the last window is open
+                            b = a
+                        move(mid, b + 1, len(good), False, final)
                     if len(batch) >= settings.limits.ingest_batch:
                         flush()
                     report.windows += 1
                     report.records += len(good)
                     bar.update(task, records=report.records)
-                    if last:
-                        report.done += 1
+                    if end and not final:
                         bar.advance(task)
                 flush()
             finally:

@@ -60,7 +60,7 @@ AREAS: dict[str, tuple[tuple[float, float, float, float], ...]] = {
 }
 
 _SOURCE_KINDS = ("country", "asn", "area", "probes", "prefix")
-_TAG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_TAG = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class _Where:
         target_header = None
         for no, raw in enumerate(self.lines, 1):
             s = raw.split("#", 1)[0].strip()
-            m = re.match(r"^\[\[\s*([^\]]+?)\s*\]\]$", s) or re.match(r"^\[\s*([^\]]+?)\s*\]$", s)
+            m = re.fullmatch(r"\[\[\s*([^\]]+?)\s*\]\]", s) or re.fullmatch(r"\[\s*([^\]]+?)\s*\]", s)
             if m:
                 current = m.group(1)
                 if current == table:
@@ -254,7 +254,7 @@ def _source(w: _Where, i: int, body: Any) -> SourceSpec:
     inc = _strings(w, t, body, "tags_include", i)
     exc_ = _strings(w, t, body, "tags_exclude", i)
     for tag in inc + exc_:
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise w.error(t, "tags_include" if tag in inc else "tags_exclude",
                           f"invalid probe tag {tag!r} (slug: a-z, 0-9, '-', '_')", index=i)
     return SourceSpec(kind=kind, value=v, requested=requested, tags_include=inc,
@@ -291,7 +291,7 @@ def _targets(w: _Where, body: dict, base: Path) -> TargetSpec:
             try:
                 addresses.append(str(ipaddress.ip_address(s)))
             except ValueError:
-                if not re.match(r"^[A-Za-z0-9.-]+$", s):
+                if not re.fullmatch(r"[A-Za-z0-9.-]+", s):
                     raise ConfigError(f"{path}:{no}: not an address or hostname: {s!r}") from None
                 hostnames.append(s)
     us = body.get("us_anchors", 0)
@@ -302,8 +302,8 @@ def _targets(w: _Where, body: dict, base: Path) -> TargetSpec:
     if not isinstance(us, int) or us < 0:
         raise w.error(t, "us_anchors", f"must be true/false or a count, got {us!r}")
     for h in hostnames:
-        if not re.match(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
-                        r"[A-Za-z0-9])?)*\.?$", h):
+        if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
+                            r"[A-Za-z0-9])?)*\.?", h):
             raise w.error(t, "hostnames", f"not a hostname: {h!r}")
     if not addresses and not hostnames and not us:
         raise w.error(t, None, "no targets: give addresses, hostnames, file or us_anchors")

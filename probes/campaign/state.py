@@ -8,6 +8,14 @@ dies, even by SIGKILL).
 Unit states: ``planned`` -> ``intent`` (credits reserved, create about to be sent) ->
 ``created`` (measurement id recorded) | ``failed`` (reservation released);
 ``imported`` for measurements pulled in with ``campaign import``.
+
+The credit ledger reserves per create *attempt*: the first attempt of unit ``u00001`` is
+ledger row ``u00001``, a later one ``u00001#2``... An attempt is released only when the
+server refused it (it was certainly not created); an attempt whose outcome stayed unknown
+keeps its reservation for good, so the reservations always cover whatever the server may
+have created. What the server charged (read from the measurement objects) is kept in
+``charges``; a charge above a unit's reservations tops the reservation up (row
+``u00001+charge``), so ``committed() >= charged()`` always.
 """
 
 from __future__ import annotations
@@ -61,6 +69,12 @@ CREATE TABLE IF NOT EXISTS cursors(
     windows INTEGER NOT NULL DEFAULT 0,
     final INTEGER NOT NULL DEFAULT 0,
     updated REAL
+);
+CREATE TABLE IF NOT EXISTS charges(
+    msm_id INTEGER PRIMARY KEY,
+    unit TEXT NOT NULL,
+    credits INTEGER NOT NULL,
+    at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS probes(prb_id INTEGER PRIMARY KEY, obj TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS events(
@@ -212,26 +226,104 @@ class CampaignState:
             "FROM ledger").fetchone()
         return int(row[0])
 
-    def reserve(self, units: Sequence[UnitRow], *, budget: int) -> None:
-        """Reserve credits for ``units`` and mark them ``intent``; never above ``budget``."""
+    def charged(self) -> int:
+        """Credits the server charged for the campaign's measurements (as recorded)."""
+        row = self._conn.execute("SELECT COALESCE(SUM(credits), 0) FROM charges").fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _attempt_rows(c: sqlite3.Connection, unit: str) -> list[tuple[str, int, bool]]:
+        """``(ledger name, credits, released)`` of each create attempt of ``unit``."""
+        rows = c.execute(
+            "SELECT r.unit, r.credits, EXISTS(SELECT 1 FROM ledger x WHERE x.unit=r.unit AND "
+            "x.kind='release') FROM ledger r WHERE r.kind='reserve' AND "
+            "(r.unit=? OR substr(r.unit, 1, ?)=?) ORDER BY r.id",
+            (unit, len(unit) + 1, unit + "#")).fetchall()
+        return [(str(a), int(b), bool(x)) for a, b, x in rows]
+
+    def attempts(self, unit: str) -> int:
+        """How many create attempts of ``unit`` hold (or held) a reservation."""
+        return len(self._attempt_rows(self._conn, unit))
+
+    def reserve(self, units: Sequence[UnitRow], *, budget: int, again: bool = False) -> None:
+        """Reserve credits for a create attempt of ``units`` and mark them ``intent``.
+
+        A unit whose current attempt already holds an unreleased reservation is not
+        reserved twice, unless ``again``: a new attempt after an earlier one whose outcome
+        stayed unknown (that one keeps its reservation). Never above ``budget``: raises
+        :class:`BudgetExceeded` and changes nothing."""
         now = time.time()
         with self._tx() as c:
-            committed = c.execute(
-                "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN credits ELSE -credits END),"
-                " 0) FROM ledger").fetchone()[0]
-            new = [u for u in units if not c.execute(
-                "SELECT 1 FROM ledger WHERE unit=? AND kind='reserve'", (u.unit,)).fetchone()]
-            extra = sum(u.cost for u in new)
+            committed = self._committed(c)
+            new: list[tuple[str, int]] = []
+            for u in units:
+                rows = self._attempt_rows(c, u.unit)
+                live = [r for r in rows if not r[2]]
+                if live and not again:
+                    continue
+                n = len(rows) + 1
+                new.append((u.unit if n == 1 else f"{u.unit}#{n}", u.cost))
+            extra = sum(cost for _, cost in new)
             if committed + extra > budget:
                 raise BudgetExceeded(
                     f"reserving {extra} more credits would commit {committed + extra} > "
                     f"budget {budget}")
-            for u in new:
+            for name, cost in new:
                 c.execute("INSERT INTO ledger(unit, kind, credits, at) VALUES (?, 'reserve', ?, ?)",
-                          (u.unit, u.cost, now))
+                          (name, cost, now))
             for u in units:
                 c.execute("UPDATE units SET state='intent', updated=? WHERE unit=? AND "
                           "state IN ('planned','intent')", (now, u.unit))
+
+    @staticmethod
+    def _committed(c: sqlite3.Connection) -> int:
+        return int(c.execute(
+            "SELECT COALESCE(SUM(CASE kind WHEN 'reserve' THEN credits ELSE -credits END),"
+            " 0) FROM ledger").fetchone()[0])
+
+    def release_attempt(self, units: Sequence[str], *, state: str, error: str | None) -> None:
+        """The server refused the latest create attempt of ``units`` (nothing was created):
+        release that attempt's reservation and set the units to ``state`` (one transaction).
+        """
+        if state not in ("planned", "failed"):
+            raise ValueError(state)
+        now = time.time()
+        with self._tx() as c:
+            for unit in units:
+                live = [r for r in self._attempt_rows(c, unit) if not r[2]]
+                if live:
+                    name, credits, _ = live[-1]
+                    c.execute("INSERT OR IGNORE INTO ledger(unit, kind, credits, at) "
+                              "VALUES (?, 'release', ?, ?)", (name, credits, now))
+                c.execute("UPDATE units SET state=?, error=?, updated=? WHERE unit=? AND "
+                          "state='intent'", (state, None if error is None else error[:500],
+                                             now, unit))
+
+    def note_unresolved(self, units: Sequence[str], error: str) -> None:
+        """Keep ``units`` in ``intent`` (reservations held) with the reason, one transaction."""
+        now = time.time()
+        with self._tx() as c:
+            for unit in units:
+                c.execute("UPDATE units SET error=?, updated=? WHERE unit=?",
+                          (error[:500], now, unit))
+
+    def record_charge(self, unit: str, msm_id: int, credits: int) -> None:
+        """What the server charges for measurement ``msm_id`` of ``unit`` (latest figure);
+        tops the unit's reservation up when the charges pass it (one transaction)."""
+        now = time.time()
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO charges(msm_id, unit, credits, at) "
+                      "VALUES (?,?,?,?)", (int(msm_id), unit, int(credits), now))
+            total = c.execute("SELECT COALESCE(SUM(credits), 0) FROM charges WHERE unit=?",
+                              (unit,)).fetchone()[0]
+            held = sum(cr for _, cr, rel in self._attempt_rows(c, unit) if not rel)
+            top = c.execute("SELECT credits FROM ledger WHERE unit=? AND kind='reserve'",
+                            (unit + "+charge",)).fetchone()
+            held += 0 if top is None else int(top[0])
+            if total > held:
+                extra = total - held + (0 if top is None else int(top[0]))
+                c.execute("INSERT OR REPLACE INTO ledger(unit, kind, credits, at) "
+                          "VALUES (?, 'reserve', ?, ?)", (unit + "+charge", extra, now))
 
     def record_created(self, pairs: Sequence[tuple[str, int]]) -> None:
         """Record measurement ids for units (one transaction)."""
@@ -243,17 +335,8 @@ class CampaignState:
                 c.execute("INSERT OR IGNORE INTO cursors(msm_id) VALUES (?)", (int(msm_id),))
 
     def record_failed(self, units: Sequence[str], error: str) -> None:
-        """Mark units failed and release their reservations (one transaction)."""
-        now = time.time()
-        with self._tx() as c:
-            for unit in units:
-                c.execute("UPDATE units SET state='failed', error=?, updated=? WHERE unit=?",
-                          (error[:500], now, unit))
-                cost = c.execute("SELECT credits FROM ledger WHERE unit=? AND kind='reserve'",
-                                 (unit,)).fetchone()
-                if cost is not None:
-                    c.execute("INSERT OR IGNORE INTO ledger(unit, kind, credits, at) "
-                              "VALUES (?, 'release', ?, ?)", (unit, cost[0], now))
+        """Mark units failed and release their latest attempt's reservation."""
+        self.release_attempt(units, state="failed", error=error)
 
     def record_imported(self, msm: dict[str, Any], *, since: int | None = None) -> bool:
         """Add an existing measurement (``campaign import``); False if already present.

@@ -22,8 +22,12 @@ preloaded with recorded results (``preload``), for ``campaign import``.
 
 Fault injection (:class:`Fault`): 429 with ``Retry-After``, 500/502/503, connection resets,
 slow responses, truncated bodies (short ``Content-Length`` write, or cut JSON), repeated
-pages, and "applied then failed" creates (the measurement exists, the client sees an error).
-Faults are queued with a path pattern, or drawn at random with a seeded RNG.
+pages, "applied then failed" creates (the measurement exists, the client sees an error),
+a body that drips one byte at a time or never ends, fields of the wrong type, empty result
+windows, results of another measurement, and an error body echoing the API key (upper-cased,
+truncated). ``listing_lag`` makes the measurement listing lag behind creates (a new
+measurement is missing from its first N listings). Faults are queued with a path pattern,
+or drawn at random with a seeded RNG.
 
 The TLS certificate comes from a CA made in the test session (``trustme``); the client
 trusts it through the CA-bundle option.
@@ -153,7 +157,13 @@ class Fault:
     ``kind``: ``"400"``, ``"429"``, ``"500"``, ``"502"``, ``"503"``, ``"reset"``, ``"slow"``,
     ``"truncate"`` (Content-Length promised, body cut, connection closed), ``"badjson"``
     (complete response of cut JSON), ``"repeat_page"`` (list endpoints serve the previous
-    page again), ``"applied_502"`` / ``"applied_reset"`` (POST: create, then fail).
+    page again), ``"applied_502"`` / ``"applied_reset"`` (POST: create, then fail),
+    ``"drip"`` (headers, then one body byte every ``delay`` s), ``"endless"`` (a body that
+    never ends), ``"mangle_status"`` / ``"mangle_start_time"`` / ``"mangle_id"`` /
+    ``"mangle_balance"`` (that field gets a wrong type: a string status, an ISO time, a
+    null id, a null balance), ``"empty_results"`` (a results window answered ``[]``),
+    ``"foreign_results"`` (a results window answered with another measurement's results),
+    ``"echo_key"`` (HTTP 400 whose body echoes the key upper-cased and truncated).
     ``path``: regex searched in the request path and query; ``method``: restrict to a method;
     ``times``: how many requests it hits.
     """
@@ -184,6 +194,7 @@ class _State:
     log: list[tuple[str, str, int]] = field(default_factory=list)
     seen_auth: list[str] = field(default_factory=list)
     latency: float = 0.0
+    listing_lag: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -202,8 +213,10 @@ class _Handler(BaseHTTPRequestHandler):
             pass
 
     def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
         fault = getattr(self, "_fault", None)
+        if fault is not None and fault.kind.startswith("mangle_") and body is not None:
+            body = _mangle(copy.deepcopy(body), fault.kind[len("mangle_"):])
+        data = b"" if body is None else json.dumps(body).encode()
         if fault is not None and fault.kind == "badjson" and data:
             data = data[: max(1, len(data) // 2)]
         self.send_response(status)
@@ -272,6 +285,13 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._error(status, "Injected", f"injected {status}", **hdr)
             if fault.kind == "reset":
                 return self._reset()
+            if fault.kind in ("drip", "endless"):
+                return self._stream_forever(fault)
+            if fault.kind == "echo_key":
+                auth = (self.headers.get("Authorization") or "Key none").split(" ", 1)[-1]
+                self._fault = None
+                return self._error(400, "Bad Request",
+                                   f"key {auth.upper()[:20]}... is not allowed to do this")
             if fault.kind == "slow":
                 time.sleep(fault.delay)
         st = self.server.state
@@ -304,6 +324,33 @@ class _Handler(BaseHTTPRequestHandler):
         return self._error(404, "Not Found", f"no route for {self.command} {path}")
 
     do_GET = do_POST = do_DELETE = _dispatch
+
+    def _stream_forever(self, fault: Fault) -> None:
+        """``drip``: a 4 KiB JSON body, one byte every ``fault.delay`` s; ``endless``: a
+        JSON array that never ends. Both stop when the client goes (or after 60 s)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if fault.kind == "drip":
+            self.send_header("Content-Length", "4096")
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        t_end = time.monotonic() + 60
+        piece = b"[" if fault.kind == "drip" else b"[" + b'{"msm_id": 0, "pad": "' + \
+            b"x" * 4000 + b'"},'
+        try:
+            while time.monotonic() < t_end:
+                self.wfile.write(piece)
+                self.wfile.flush()
+                if fault.kind == "drip":
+                    piece = b" "
+                    time.sleep(fault.delay)
+                else:
+                    piece = b'{"msm_id": 0, "pad": "' + b"x" * 4000 + b'"},'
+        except OSError:
+            pass
+        self._record(0)
 
     # -- auth ---------------------------------------------------------------------
     def _authorized(self, auth: str | None) -> bool:
@@ -400,6 +447,7 @@ class _Handler(BaseHTTPRequestHandler):
         stop = body.get("stop_time")
         msms = []
         total = 0
+        per_probe_of: dict[int, int] = {}
         for d in body["definitions"]:
             for req in ("target", "af", "description", "protocol"):
                 if d.get(req) in (None, ""):
@@ -416,6 +464,7 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._error(400, "Bad Request", "stand-in needs stop_time")
                 per_probe = (int(stop) - start) // interval + 1
             total += cpr * per_probe * len(probe_ids)
+            per_probe_of[id(d)] = per_probe
             msms.append((d, cpr, interval))
         with st.lock:
             insufficient = total > st.balance
@@ -453,6 +502,8 @@ class _Handler(BaseHTTPRequestHandler):
                     "group_id": None, "spread": None,
                     "result": f"https://{self.server.host_port}/api/v2/measurements/{mid}/results/",
                 }
+                st.measurements[mid]["_hidden"] = st.listing_lag
+                st.measurements[mid]["_cost"] = cpr * per_probe_of[id(d)] * len(probe_ids)
                 st.msm_probes[mid] = sorted(probe_ids)
                 ids.append(mid)
         if fault is not None and fault.kind == "applied_reset":
@@ -484,7 +535,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _list_msm(self, *, query: dict[str, str], fault: Fault | None, **_: Any) -> None:
         st = self.server.state
         with st.lock:
-            objs = [self._public(m) for m in st.measurements.values()]
+            objs = []
+            for m in st.measurements.values():
+                if m.get("_hidden", 0) > 0:  # the listing lags behind the create
+                    m["_hidden"] -= 1
+                    continue
+                objs.append(self._public(m))
         if "tags" in query:
             need = {t for t in query["tags"].split(",") if t}
             objs = [m for m in objs if need <= set(m.get("tags") or [])]
@@ -536,6 +592,11 @@ class _Handler(BaseHTTPRequestHandler):
                and (pids is None or r["prb_id"] in pids)]
         if fault is not None and fault.kind == "repeat_page" and out:
             out = out + out[: max(1, len(out) // 3)]
+        if fault is not None and fault.kind == "empty_results":
+            out = []
+        if fault is not None and fault.kind == "foreign_results":
+            out = [{**r, "msm_id": mid_i + 1} for r in out] or [
+                {"msm_id": mid_i + 1, "prb_id": 1, "timestamp": start or 0, "type": "traceroute"}]
         self._send(200, out)
 
     def _credits(self, *, auth: str | None, **_: Any) -> None:
@@ -591,6 +652,24 @@ class _Server(ThreadingHTTPServer):
                 out.append(st.source(m, pid, ts))  # type: ignore[misc]
         out.sort(key=lambda r: (r["timestamp"], r["prb_id"]))
         return out
+
+
+def _mangle(body: Any, what: str) -> Any:
+    """Give field ``what`` a wrong type in an answer (object or listing)."""
+    objs = body["results"] if isinstance(body, dict) and isinstance(
+        body.get("results"), list) else [body] if isinstance(body, dict) else []
+    for o in objs:
+        if not isinstance(o, dict):
+            continue
+        if what == "status" and "status" in o:
+            o["status"] = "Ongoing"
+        elif what == "start_time" and "start_time" in o:
+            o["start_time"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(o["start_time"] or 0))
+        elif what == "id" and "id" in o:
+            o["id"] = None
+        elif what == "balance" and "current_balance" in o:
+            o["current_balance"] = None
+    return body
 
 
 def _schedule(m: dict, pid: int) -> Iterable[int]:
@@ -682,6 +761,11 @@ class AtlasStandIn:
     def measurements(self) -> list[dict]:
         with self.state.lock:
             return [dict(m) for m in self.state.measurements.values()]
+
+    def created_cost(self) -> int:
+        """Credits of every measurement this server created (what it charged)."""
+        with self.state.lock:
+            return sum(int(m.get("_cost", 0)) for m in self.state.measurements.values())
 
     @property
     def log(self) -> list[tuple[str, str, int]]:
