@@ -19,7 +19,10 @@ from typing import Any
 from analysis.datasets import Snapshot, cache_root, import_files
 from analysis.errors import DatasetFormatError, MissingReferenceData
 
-__all__ = ["fetch", "SOURCES", "RIR_URLS", "PEERINGDB_TYPES"]
+__all__ = ["fetch", "FETCH_KINDS", "SOURCES", "RIR_URLS", "PEERINGDB_TYPES"]
+
+#: The kinds :func:`fetch` downloads (the others are imported from files a user has).
+FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
 
 SOURCES = {
     "pfx2as-v4": "https://publicdata.caida.org/datasets/routing/routeviews-prefix2as/",

@@ -24,6 +24,7 @@ __all__ = [
     "parse_addresses",
     "parse_prefixes",
     "flatten",
+    "flatten_ranges",
     "lookup",
     "exact_lookup",
     "Intervals",
@@ -260,6 +261,81 @@ def flatten(hi: np.ndarray, lo: np.ndarray, plen: np.ndarray, *, width: int) -> 
     merge = np.ones(owner.size, dtype=bool)
     merge[1:] = owner[1:] != owner[:-1]
     return Intervals(bhi[merge], blo[merge], owner[merge])
+
+
+def flatten_ranges(
+    start_hi: np.ndarray, start_lo: np.ndarray, end_hi: np.ndarray, end_lo: np.ndarray, *, width: int
+) -> Intervals:
+    """Disjoint intervals of inclusive address ranges ``[start, end]`` of one family.
+
+    Ranges may nest or overlap (iptoasn's ip2country nests narrower ranges inside wider
+    ones): each address is owned by the covering range that starts last, and among
+    those by the one that ends first -- for nested ranges, the narrowest, as in a
+    longest-prefix match. Gaps are owned by -1. ``width`` is 32 for IPv4, 128 for IPv6.
+    Owners are row indices into the given arrays.
+    """
+    shi = np.asarray(start_hi, _U64)
+    slo = np.asarray(start_lo, _U64)
+    ehi = np.asarray(end_hi, _U64)
+    elo = np.asarray(end_lo, _U64)
+    n = shi.size
+    if n == 0:
+        return Intervals(np.zeros(1, _U64), np.zeros(1, _U64), np.full(1, -1, np.int64))
+    order = np.lexsort((~elo, ~ehi, slo, shi))  # by start, then the widest first
+    shi, slo, ehi, elo = shi[order], slo[order], ehi[order], elo[order]
+    disjoint = bool(np.all((shi[1:] > ehi[:-1]) | ((shi[1:] == ehi[:-1]) & (slo[1:] > elo[:-1]))))
+    if not disjoint:
+        return _sweep_ranges(shi, slo, ehi, elo, order, width)
+    with np.errstate(over="ignore"):
+        nlo = elo + _U64(1)  # one past the end, with carry
+        nhi = ehi + (nlo == 0).astype(_U64)
+    top = (ehi == _U64(0)) & (elo == _U64(0xFFFFFFFF)) if width == 32 else (ehi == _ALL) & (elo == _ALL)
+    # a gap follows range i when its end + 1 is not the next start (and is not past the top)
+    nxt_hi = np.concatenate([shi[1:], [_U64(0)]])
+    nxt_lo = np.concatenate([slo[1:], [_U64(0)]])
+    last = np.zeros(n, bool)
+    last[-1] = True
+    gap = ~top & (last | (nhi != nxt_hi) | (nlo != nxt_lo))
+    bhi = np.concatenate([shi, nhi[gap]])
+    blo = np.concatenate([slo, nlo[gap]])
+    own = np.concatenate([order.astype(np.int64), np.full(int(gap.sum()), -1, np.int64)])
+    if shi[0] != 0 or slo[0] != 0:
+        bhi = np.concatenate([[_U64(0)], bhi])
+        blo = np.concatenate([[_U64(0)], blo])
+        own = np.concatenate([[-1], own])
+    pos = np.lexsort((blo, bhi))
+    return Intervals(bhi[pos].astype(_U64), blo[pos].astype(_U64), own[pos])
+
+
+def _sweep_ranges(
+    shi: np.ndarray, slo: np.ndarray, ehi: np.ndarray, elo: np.ndarray, rows: np.ndarray, width: int
+) -> Intervals:
+    """:func:`flatten_ranges` for overlapping ranges (sorted by start, widest first): one sweep."""
+    import heapq
+
+    starts = [(int(h) << 64) | int(lw) for h, lw in zip(shi.tolist(), slo.tolist(), strict=True)]
+    ends = [(int(h) << 64) | int(lw) for h, lw in zip(ehi.tolist(), elo.tolist(), strict=True)]
+    limit = (1 << width) - 1
+    bounds = sorted({0, *starts, *(e + 1 for e in ends if e < limit)})
+    heap: list[tuple[int, int, int]] = []  # (-start, end, position): the top owns the address
+    out_b: list[int] = []
+    out_o: list[int] = []
+    i = 0
+    for b in bounds:
+        while i < len(starts) and starts[i] <= b:
+            heapq.heappush(heap, (-starts[i], ends[i], i))
+            i += 1
+        while heap and heap[0][1] < b:  # lazily drop ranges that ended before b
+            heapq.heappop(heap)
+        owner = int(rows[heap[0][2]]) if heap else -1
+        if not out_o or out_o[-1] != owner:
+            out_b.append(b)
+            out_o.append(owner)
+    return Intervals(
+        np.array([v >> 64 for v in out_b], dtype=_U64),
+        np.array([v & 0xFFFFFFFFFFFFFFFF for v in out_b], dtype=_U64),
+        np.array(out_o, dtype=np.int64),
+    )
 
 
 def lookup(iv: Intervals, qhi: np.ndarray, qlo: np.ndarray) -> np.ndarray:

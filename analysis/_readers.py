@@ -640,6 +640,222 @@ def read_pch_membership(files: Sequence[tuple[str, bytes]], counts: Counter) -> 
     return {"members": t}
 
 
+# ---------------------------------------------------------------- iptoasn ip2country
+
+#: iptoasn writes these in the country column of ranges it has no country for
+#: (``None`` for space not routed, ``Unknown`` for routed space without a registry
+#: country); such ranges locate nothing and are set aside as ``no-country``.
+IP2COUNTRY_NO_COUNTRY = ("None", "Unknown", "ZZ", "")
+
+_CC_RE = r"^[A-Z]{2}$"
+
+
+def _skip_counter(counts: Counter, reason: str) -> Callable[[object], str]:
+    def handler(_row: object) -> str:
+        counts[reason] += 1
+        return "skip"
+
+    return handler
+
+
+def read_ip2country(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
+    """iptoasn.com ``ip2country-v4.tsv`` / ``ip2country-v6.tsv``: ``range_start<TAB>range_end<TAB>country``.
+
+    Ranges are inclusive and may have any length. Rows whose country is one of
+    :data:`IP2COUNTRY_NO_COUNTRY` are set aside as ``no-country``; a line with the wrong
+    number of fields as ``bad-line``; an unparsable address (or start and end of different
+    families) as ``bad-address``; ``end < start`` as ``bad-range``; a country that is not
+    two capital letters as ``bad-country``. Real quirk: the file nests narrower ranges
+    inside wider ones (12,631 v4 and 4,702 v6 in the 2024-11-07 files); all are kept, and
+    lookups give the narrowest covering range (:func:`analysis._lpm.flatten_ranges`).
+    """
+    parts = []
+    for name, data in files:
+        if not data.strip():
+            raise DatasetFormatError(f"{name}: empty ip2country file")
+        first = data.lstrip().split(b"\n", 1)[0]
+        if first.count(b"\t") != 2:
+            raise DatasetFormatError(
+                f"{name}:1: not an iptoasn ip2country file (want 'range_start<TAB>range_end<TAB>country', got {first[:80]!r})"
+            )
+        try:
+            t = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=["start", "end", "cc"]),
+                parse_options=pacsv.ParseOptions(
+                    delimiter="\t", quote_char=False, invalid_row_handler=_skip_counter(counts, "bad-line")
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={"start": pa.string(), "end": pa.string(), "cc": pa.string()},
+                    strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as exc:
+            raise DatasetFormatError(f"{name}: not an iptoasn ip2country file: {exc}") from exc
+        parts.append(t)
+    t = pa.concat_tables(parts)
+    cc = pc.utf8_trim_whitespace(t["cc"].combine_chunks())
+    no_cc = pc.is_in(cc, value_set=pa.array(IP2COUNTRY_NO_COUNTRY, pa.string())).to_numpy(zero_copy_only=False)
+    counts["no-country"] += int(no_cc.sum())
+    good_cc = pc.match_substring_regex(cc, _CC_RE).to_numpy(zero_copy_only=False) & ~no_cc
+    bad_cc = ~no_cc & ~good_cc
+    if bad_cc.any():
+        counts["bad-country"] += int(bad_cc.sum())
+    saf, shi, slo, sok = _lpm.parse_addresses(pc.utf8_trim_whitespace(t["start"].combine_chunks()))
+    eaf, ehi, elo, eok = _lpm.parse_addresses(pc.utf8_trim_whitespace(t["end"].combine_chunks()))
+    addr_ok = sok & eok & (saf == eaf)
+    bad_addr = good_cc & ~addr_ok
+    if bad_addr.any():
+        counts["bad-address"] += int(bad_addr.sum())
+    inverted = good_cc & addr_ok & ((ehi < shi) | ((ehi == shi) & (elo < slo)))
+    if inverted.any():
+        counts["bad-range"] += int(inverted.sum())
+    keep = good_cc & addr_ok & ~inverted
+    rows = np.flatnonzero(keep)
+    order = rows[np.lexsort((elo[rows], ehi[rows], slo[rows], shi[rows], saf[rows]))]
+    af, shi, slo, ehi, elo = saf[order], shi[order], slo[order], ehi[order], elo[order]
+    take = pa.array(order, pa.int64())
+    table = pa.table(
+        {
+            "af": pa.array(af, pa.int8()),
+            "start_hi": pa.array(shi, pa.uint64()),
+            "start_lo": pa.array(slo, pa.uint64()),
+            "end_hi": pa.array(ehi, pa.uint64()),
+            "end_lo": pa.array(elo, pa.uint64()),
+            "start": pc.utf8_trim_whitespace(t["start"].combine_chunks().take(take)),
+            "end": pc.utf8_trim_whitespace(t["end"].combine_chunks().take(take)),
+            "cc": cc.take(take),
+        }
+    )
+    return {"ranges": table}
+
+
+# ---------------------------------------------------------------- RIPE IPmap
+
+#: Column names of a headerless RIPE IPmap geolocation export (the raclette cache layout:
+#: ``ip/32, locid, city, state, country, cc, cc3, lat, lon, score``).
+IPMAP_COLUMNS = ("ip", "locid", "city", "state", "country", "cc", "cc3", "lat", "lon", "score")
+
+#: Header names accepted for each field of an IPmap CSV that has a header line.
+_IPMAP_ALIASES = {
+    "ip": ("ip", "address", "ip_address", "ipaddress", "prefix"),
+    "city": ("city", "city_name", "cityname"),
+    "cc": ("cc", "country_code", "countrycode", "country_code_alpha2"),
+    "lat": ("lat", "latitude"),
+    "lon": ("lon", "lng", "long", "longitude"),
+    "score": ("score",),
+}
+
+
+def read_ipmap(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
+    """RIPE IPmap router geolocations, CSV: ``ip[/32|/128], ..., city, ..., cc, ..., lat, lon, score``.
+
+    Either the headerless ten-column layout of :data:`IPMAP_COLUMNS` or any CSV with a
+    header naming ``ip``, ``city``, ``cc`` (or ``country_code``), ``lat``, ``lon`` and
+    ``score``. Set aside, by reason: ``bad-line`` (wrong number of fields), ``bad-address``,
+    ``not-a-host`` (a prefix shorter than /32 or /128), ``bad-coordinates`` (one of lat/lon
+    missing, unparsable or out of range), ``duplicate-address`` (the highest score is kept, then the first line).
+    """
+    cols: dict[str, list[pa.Array]] = {k: [] for k in ("ip", "city", "cc", "lat", "lon", "score")}
+    for name, data in files:
+        if not data.strip():
+            raise DatasetFormatError(f"{name}: empty IPmap file")
+        first = next(csv_line for csv_line in data.splitlines() if csv_line.strip())
+        head = [h.strip().strip('"').lower() for h in first.decode("utf-8", "replace").split(",")]
+        has_header = ("/" not in head[0] and ":" not in head[0] and not head[0][:1].isdigit())
+        if has_header:
+            idx = {k: next((head.index(a) for a in al if a in head), None) for k, al in _IPMAP_ALIASES.items()}
+            missing = [k for k, i in idx.items() if i is None and k != "score"]
+            if missing:
+                raise DatasetFormatError(
+                    f"{name}:1: not a RIPE IPmap CSV (header lacks {missing}; got {head[:10]})"
+                )
+            names = None
+        else:
+            if len(head) < len(IPMAP_COLUMNS):
+                raise DatasetFormatError(
+                    f"{name}:1: not a RIPE IPmap CSV (want {len(IPMAP_COLUMNS)} fields "
+                    f"{','.join(IPMAP_COLUMNS)} or a header line, got {len(head)}: {first[:80]!r})"
+                )
+            idx = {k: IPMAP_COLUMNS.index(k) for k in _IPMAP_ALIASES}
+            names = list(IPMAP_COLUMNS)
+        try:
+            t = pacsv.read_csv(
+                io.BytesIO(data),
+                read_options=pacsv.ReadOptions(column_names=names, autogenerate_column_names=False),
+                parse_options=pacsv.ParseOptions(invalid_row_handler=_skip_counter(counts, "bad-line")),
+                # every column as text, and no null spellings: "NA" is Namibia, not a null
+                convert_options=pacsv.ConvertOptions(
+                    column_types=dict.fromkeys(names or _raw_header(first), pa.string()),
+                    null_values=[], strings_can_be_null=False, quoted_strings_can_be_null=False),
+            )
+        except pa.ArrowInvalid as exc:
+            raise DatasetFormatError(f"{name}: not a RIPE IPmap CSV: {exc}") from exc
+        for k, i in idx.items():
+            if i is None:
+                cols[k].append(pa.nulls(t.num_rows, pa.string()))
+            else:
+                cols[k].append(pc.cast(t.column(i).combine_chunks(), pa.string()))
+    col = {k: pa.concat_arrays(v) for k, v in cols.items()}
+    parts = pc.extract_regex(pc.utf8_trim_whitespace(pc.fill_null(col["ip"], "")),
+                             r"^(?P<addr>[^/]+)(?:/(?P<len>[0-9]{1,3}))?$")
+    addr = pc.fill_null(pc.struct_field(parts, "addr"), "")
+    plen = pc.struct_field(parts, "len")
+    plen = pc.if_else(pc.equal(pc.fill_null(plen, ""), ""), None, plen)  # no "/len": a host
+    af, hi, lo, ok = _lpm.parse_addresses(addr)
+    counts["bad-address"] += int((~ok).sum())
+    host_len = np.where(af == 4, 32, 128)
+    plen_np = pc.fill_null(pc.cast(plen, pa.int64()), -1).to_numpy(zero_copy_only=False)
+    host = (plen_np == -1) | (plen_np == host_len)
+    counts["not-a-host"] += int((ok & ~host).sum())
+    ok &= host
+    lat = pc.cast(pc.if_else(pc.match_substring_regex(pc.fill_null(col["lat"], ""), r"^-?[0-9.]+$"), col["lat"], None),
+                  pa.float64()).to_numpy(zero_copy_only=False)
+    lon = pc.cast(pc.if_else(pc.match_substring_regex(pc.fill_null(col["lon"], ""), r"^-?[0-9.]+$"), col["lon"], None),
+                  pa.float64()).to_numpy(zero_copy_only=False)
+    no_coords = np.isnan(lat) & np.isnan(lon)  # a country without a point is still kept
+    with np.errstate(invalid="ignore"):
+        coord_ok = no_coords | ((np.abs(lat) <= 90) & (np.abs(lon) <= 180))
+    counts["bad-coordinates"] += int((ok & ~coord_ok).sum())
+    ok &= coord_ok
+    score = pc.cast(pc.if_else(pc.match_substring_regex(pc.fill_null(col["score"], ""), r"^-?[0-9]+(\.[0-9]*)?$"),
+                               col["score"], None), pa.float64()).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(ok)
+    sc = np.nan_to_num(score[rows], nan=-np.inf)
+    order = rows[np.lexsort((rows, -sc, lo[rows], hi[rows], af[rows]))]
+    lead = np.ones(order.size, bool)
+    lead[1:] = (af[order][1:] != af[order][:-1]) | (hi[order][1:] != hi[order][:-1]) | (lo[order][1:] != lo[order][:-1])
+    if (~lead).any():
+        counts["duplicate-address"] += int((~lead).sum())
+    order = order[lead]
+    take = pa.array(order, pa.int64())
+    cc = pc.utf8_upper(pc.utf8_trim_whitespace(col["cc"].take(take)))
+    cc = pc.if_else(pc.fill_null(pc.match_substring_regex(cc, _CC_RE), False), cc, None)
+    canon = [str(ipaddress.IPv6Address((int(h) << 64) | int(lw)) if a == 6 else ipaddress.IPv4Address(int(lw)))
+             for a, h, lw in zip(af[order].tolist(), hi[order].tolist(), lo[order].tolist(), strict=True)]
+    table = pa.table(
+        {
+            "af": pa.array(af[order], pa.int8()),
+            "hi": pa.array(hi[order], pa.uint64()),
+            "lo": pa.array(lo[order], pa.uint64()),
+            "ip": pa.array(canon, pa.string()),
+            "city": pc.if_else(pc.equal(pc.utf8_trim_whitespace(col["city"].take(take)), ""), None,
+                               col["city"].take(take)),
+            "cc": cc,
+            "lat": pa.array(lat[order], pa.float64(), from_pandas=True),
+            "lon": pa.array(lon[order], pa.float64(), from_pandas=True),
+            "score": pa.array(score[order], pa.float64(), from_pandas=True),
+        }
+    )
+    return {"addresses": table}
+
+
+def _raw_header(line: bytes) -> list[str]:
+    import csv
+
+    return next(csv.reader([line.decode("utf-8", "replace")]))
+
+
 READERS: dict[str, Reader] = {
     "pfx2as": read_pfx2as,
     "peeringdb": read_peeringdb,
@@ -648,6 +864,8 @@ READERS: dict[str, Reader] = {
     "pch-membership": read_pch_membership,
     "as2org": read_as2org,
     "rir-delegated": read_rir,
+    "ip2country": read_ip2country,
+    "ipmap": read_ipmap,
 }
 
 KINDS = tuple(READERS)

@@ -10,6 +10,8 @@ A *snapshot* is a folder in the cache directory holding one sub-folder per sourc
         pfx2as/intervals_v4.parquet    disjoint LPM intervals (start words -> owner row)
         pfx2as/intervals_v6.parquet
         peeringdb/...  caida-ixp/...  as2org/...  rir-delegated/...  pch-subnets/...  pch-membership/...
+        ip2country/ranges.parquet      inclusive ranges -> country, + intervals_v4/v6.parquet
+        ipmap/addresses.parquet        one geolocated router address per row (exact match)
 
 The cache directory is, in order: the ``cache_dir=`` argument, the ``PATHEXP_CACHE_DIR``
 environment variable, ``platformdirs.user_cache_dir("pathexp")``. Several imports build one
@@ -20,7 +22,11 @@ so an annotation that records ``(id, digest)`` is reproducible.
 Kinds (:data:`KINDS`): ``pfx2as`` (CAIDA RouteViews prefix2as, v4 and v6), ``peeringdb``
 (API v2 JSON, one object type per file, or a dump), ``caida-ixp`` (ixs jsonl),
 ``pch-subnets``, ``pch-membership``, ``as2org`` (CAIDA as-org2info, pipe or JSONL),
-``rir-delegated`` (delegated / delegated-extended).
+``rir-delegated`` (delegated / delegated-extended), ``ip2country`` (iptoasn.com
+``ip2country-v4.tsv`` / ``-v6.tsv``: range start, range end, country; the source of
+US-registered space, since no ARIN delegation file is at hand), ``ipmap`` (RIPE IPmap
+router geolocations CSV: ip, city, country code, lat, lon, score). Every reader sets
+aside and counts, by reason, each record it cannot use (``manifest.json`` ``dropped``).
 """
 
 from __future__ import annotations
@@ -60,7 +66,7 @@ __all__ = [
 #: Bumped when the stored layout of a kind changes (old snapshots must be re-imported).
 FORMAT_VERSION = 1
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -229,7 +235,7 @@ def import_files(
     if not paths:
         raise DatasetFormatError(f"no files given for kind {kind!r}")
     snapshot_id = snapshot_id or _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d")
-    if not _ID.match(snapshot_id):
+    if not _ID.fullmatch(snapshot_id):  # fullmatch: "$" would accept a trailing newline
         raise DatasetFormatError(f"invalid snapshot id {snapshot_id!r}")
     snap_dir = _snapshots_dir(cache_dir) / snapshot_id
     snap_dir.mkdir(parents=True, exist_ok=True)
@@ -349,6 +355,15 @@ def _derived_tables(kind: str, tables: dict[str, pa.Table]) -> dict[str, pa.Tabl
         for v, width in ((4, 32), (6, 128)):
             rows = np.flatnonzero(af == v)
             iv = _lpm.flatten(hi[rows], lo[rows], plen[rows], width=width)
+            owner = np.where(iv.owner >= 0, rows[np.maximum(iv.owner, 0)], -1) if rows.size else iv.owner
+            out[f"intervals_v{v}"] = _lpm.Intervals(iv.start_hi, iv.start_lo, owner).as_table()
+    elif kind == "ip2country":
+        t = tables["ranges"]
+        af = t["af"].to_numpy()
+        cols = [t[c].to_numpy() for c in ("start_hi", "start_lo", "end_hi", "end_lo")]
+        for v, width in ((4, 32), (6, 128)):
+            rows = np.flatnonzero(af == v)
+            iv = _lpm.flatten_ranges(*(c[rows] for c in cols), width=width)
             owner = np.where(iv.owner >= 0, rows[np.maximum(iv.owner, 0)], -1) if rows.size else iv.owner
             out[f"intervals_v{v}"] = _lpm.Intervals(iv.start_hi, iv.start_lo, owner).as_table()
     return out

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-KINDS = ["pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated"]
+KINDS = ["pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated",
+         "ip2country", "ipmap"]
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:
@@ -71,6 +72,13 @@ def test_the_cli_kinds_are_the_library_kinds():
     from analysis.datasets import KINDS
 
     assert _KINDS == KINDS == tuple(globals()["KINDS"])
+
+
+def test_the_cli_fetch_kinds_are_the_ones_fetch_downloads():
+    from analysis._download import FETCH_KINDS
+    from analysis.cli.datasets import _FETCH_KINDS
+
+    assert _FETCH_KINDS == FETCH_KINDS and set(FETCH_KINDS) < set(KINDS)
 
 
 def test_probe_metadata_that_is_not_json(garbage, tmp_path, test_data):

@@ -8,7 +8,10 @@ __all__ = ["register", "run_import", "run_list", "run_fetch"]
 
 #: :data:`analysis.datasets.KINDS`, spelled out so that ``pathexp`` starts without loading
 #: the dataset readers (tests/test_cli_errors.py checks that the two agree).
-_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated")
+_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated",
+          "ip2country", "ipmap")
+#: :data:`analysis._download.FETCH_KINDS`, spelled out for the same reason (checked too).
+_FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     ls = s.add_parser("list", help="list snapshots with source, date, row counts and sha256")
     ls.set_defaults(func=run_list)
     f = s.add_parser("fetch", help="download a source from its public site (needs network)")
-    f.add_argument("--kind", required=True, choices=[k for k in _KINDS if not k.startswith("pch")])
+    f.add_argument("--kind", required=True, choices=_FETCH_KINDS)
     f.add_argument("--snapshot", default=None)
     f.add_argument("--date", default=None, help="data date YYYY-MM-DD (pfx2as, as2org); default: newest")
     f.add_argument("--rir", action="append", default=None, help="rir-delegated: registries to fetch (default: all five)")
