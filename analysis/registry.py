@@ -9,6 +9,8 @@ that CAIDA as2org places in the same organisation as a listed ASN, flagged
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -124,17 +126,24 @@ def load_registry(path: str | Path | None = None) -> Registry:
     entries: dict[int, FamilyASN] = {}
     prefixes: list[StaticPrefix] = []
     for i, fam in enumerate(fams):
+        if not isinstance(fam, dict):
+            raise RegistryError(f"{p}: family #{i + 1} is not a table")
         fid = fam.get("id")
         if not isinstance(fid, str) or not fid:
             raise RegistryError(f"{p}: family #{i + 1} has no 'id'")
         if fid in families:
             raise RegistryError(f"{p}: family {fid!r} is listed twice")
         families[fid] = str(fam.get("name") or fid)
+        for key in ("asn", "prefix"):
+            if not isinstance(fam.get(key, []), list):
+                raise RegistryError(f"{p}: family {fid!r}: '{key}' must be an array of tables ([[family.{key}]])")
         for j, a in enumerate(fam.get("asn", [])):
             where = f"{p}: family {fid!r} asn entry #{j + 1}"
-            if not isinstance(a.get("asn"), int) or a["asn"] <= 0:
-                raise RegistryError(f"{where}: 'asn' must be a positive integer")
-            if not a.get("source"):
+            if not isinstance(a, dict):
+                raise RegistryError(f"{where}: not a table ([[family.asn]])")
+            if not _is_asn(a.get("asn")):
+                raise RegistryError(f"{where}: 'asn' must be an integer in 1..{_ASN_MAX}, not {a.get('asn')!r}")
+            if not isinstance(a.get("source"), str) or not a["source"]:
                 raise RegistryError(f"{where} (AS{a['asn']}): 'source' is required")
             if a["asn"] in entries:
                 other = entries[a["asn"]].family
@@ -145,11 +154,38 @@ def load_registry(path: str | Path | None = None) -> Registry:
             missing = [k for k in ("prefix", "asn", "rir", "country", "source") if k not in sp]
             if missing:
                 raise RegistryError(f"{where}: missing {', '.join(missing)}")
+            _check_prefix_entry(where, sp)
             prefixes.append(
                 StaticPrefix(str(sp["prefix"]), fid, int(sp["asn"]), str(sp["rir"]).lower(),
                              str(sp["country"]).upper(), str(sp["source"]))
             )
     return Registry(families, tuple(entries[a] for a in sorted(entries)), tuple(prefixes), str(p))
+
+
+_ASN_MAX = (1 << 32) - 1
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+
+
+def _is_asn(value: object) -> bool:
+    return type(value) is int and 0 < value <= _ASN_MAX
+
+
+def _check_prefix_entry(where: str, sp: dict) -> None:
+    """One-line errors for a ``[[family.prefix]]`` entry whose fields are not what they say."""
+    if not isinstance(sp["prefix"], str):
+        raise RegistryError(f"{where}: 'prefix' must be a string like \"59.43.0.0/16\", not {sp['prefix']!r}")
+    try:
+        ipaddress.ip_network(sp["prefix"])
+    except ValueError:
+        raise RegistryError(f"{where}: 'prefix' {sp['prefix']!r} is not an IP prefix (address/length, host bits zero)") from None
+    if not _is_asn(sp["asn"]):
+        raise RegistryError(f"{where}: 'asn' must be an integer in 1..{_ASN_MAX}, not {sp['asn']!r}")
+    if not isinstance(sp["rir"], str) or not sp["rir"]:
+        raise RegistryError(f"{where}: 'rir' must be a registry name such as \"apnic\", not {sp['rir']!r}")
+    if not isinstance(sp["country"], str) or not _COUNTRY.fullmatch(sp["country"]):
+        raise RegistryError(f"{where}: 'country' must be a two-letter code, not {sp['country']!r}")
+    if not isinstance(sp["source"], str) or not sp["source"]:
+        raise RegistryError(f"{where}: 'source' must be a non-empty string")
 
 
 def with_siblings(registry: Registry, asns: pa.Table) -> Registry:

@@ -9,7 +9,9 @@ Everything between a file handed to ``pathexp ingest`` and the lines the parser 
 * :class:`HashingReader` hashes everything read, so that an input is identified by its
   content (sha256 and size).
 * :func:`iter_records` frames the stream whatever its shape: NDJSON line by line (flat
-  memory), a JSON array or one pretty-printed object decoded whole, and the output of
+  memory; a line over :data:`probes.parse.MAX_LINE_BYTES` is set aside unread), RIPE
+  Atlas API bundles unwrapped result by result, a JSON array or one pretty-printed object
+  decoded whole up to :data:`MAX_DOCUMENT_BYTES` (refused beyond), and the output of
   other traceroute tools (``traceroute -n``, mtr, scamper; sniffed from the first object)
   converted by :mod:`probes.convert`.
 
@@ -34,8 +36,13 @@ import orjson
 import pyarrow as pa
 
 from probes.errors import InputFormatError, StoreError
+from probes.parse import MAX_LINE_BYTES, SetAside
 
-__all__ = ["open_input", "HashingReader", "iter_records"]
+__all__ = ["open_input", "HashingReader", "iter_records", "MAX_DOCUMENT_BYTES"]
+
+#: Largest input read whole (a JSON array, a pretty-printed object, another tool's text
+#: output): decoded, it takes about 13 times its size in memory. NDJSON has no limit.
+MAX_DOCUMENT_BYTES = 64 << 20
 
 
 @contextmanager
@@ -136,30 +143,78 @@ class HashingReader:
             drops["truncated_input"] = drops.get("truncated_input", 0) + 1
 
 
-def _iter_lines(stream: HashingReader, chunk: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, line) from a byte stream, without the newline."""
+def _iter_lines(stream: HashingReader, chunk: int = 1 << 22, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
+    """Yield (line number, line) from a byte stream, without the newline.
+
+    A line longer than ``limit`` bytes is skipped as it streams by (never held whole) and
+    yielded as a :class:`probes.parse.SetAside` ``line_too_long`` placeholder.
+    """
     pending = b""
+    skipping = False
     lineno = 0
+
+    def checked(line: bytes) -> bytes:
+        return SetAside("line_too_long") if len(line) > limit else line.rstrip(b"\r")
+
     while True:
         data = stream.read(chunk)
         if not data:
             break
-        data = pending + data
         parts = data.split(b"\n")
-        pending = parts.pop()
-        for part in parts:
+        last = parts.pop()
+        if parts:
             lineno += 1
-            yield lineno, part.rstrip(b"\r")
-    if pending.strip():
+            yield lineno, SetAside("line_too_long") if skipping else checked(pending + parts[0])
+            skipping = False
+            for part in parts[1:]:
+                lineno += 1
+                yield lineno, checked(part)
+            pending = last
+        elif not skipping:
+            pending += last
+        if len(pending) > limit:
+            skipping, pending = True, b""
+    if skipping:
+        yield lineno + 1, SetAside("line_too_long")
+    elif pending.strip():
         yield lineno + 1, pending
 
 
-def iter_records(stream: HashingReader, name: str) -> Iterator[bytes]:
+def _unbundle(line: bytes, probes: list | None) -> Iterator[bytes]:
+    """A line as records: an API bundle ``{"results": [...], "probes": [...]}`` is unwrapped."""
+    if b'"results"' in line:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            yield line
+            return
+        if _is_bundle(obj):
+            yield from _bundle_results(obj, probes)
+            return
+    yield line
+
+
+def _is_bundle(obj: object) -> bool:
+    return isinstance(obj, dict) and "msm_id" not in obj and isinstance(obj.get("results"), list)
+
+
+def _bundle_results(obj: dict, probes: list | None) -> Iterator[bytes]:
+    if probes is not None and isinstance(obj.get("probes"), list):
+        probes.extend(obj["probes"])
+    for item in obj["results"]:
+        yield orjson.dumps(item)
+
+
+def iter_records(stream: HashingReader, name: str, *, probes: list | None = None) -> Iterator[bytes]:
     """The Atlas JSON records of one input, whatever its framing.
 
-    NDJSON streams line by line (flat memory). A JSON array or a single pretty-printed
-    object is decoded whole. Output of other traceroute tools is converted by
-    :mod:`probes.convert`.
+    NDJSON streams line by line (flat memory); a line longer than
+    :data:`probes.parse.MAX_LINE_BYTES` is skipped unread and counted ``line_too_long``.
+    A RIPE Atlas API bundle ``{"results": [...], "probes": [...], ...}`` (on one line, or
+    as the whole document) yields its results one by one; its probe objects are appended
+    to ``probes`` when a list is given. A JSON array or a single pretty-printed object is
+    decoded whole, up to :data:`MAX_DOCUMENT_BYTES` (it takes about 13 times its size in
+    memory). Output of other traceroute tools is converted by :mod:`probes.convert`.
 
     Parameters
     ----------
@@ -167,11 +222,15 @@ def iter_records(stream: HashingReader, name: str) -> Iterator[bytes]:
         The opened input.
     name : str
         The input's name in error messages (a path, or ``<stdin>``).
+    probes : list, optional
+        Receives the probe objects of API bundles (unchecked; see
+        :func:`probes.metadata.check_probe_objects`).
 
     Raises
     ------
     probes.errors.InputFormatError
-        The input is neither RIPE Atlas JSON nor a supported foreign format.
+        The input is neither RIPE Atlas JSON nor a supported foreign format, or is a
+        whole document larger than :data:`MAX_DOCUMENT_BYTES`.
     """
     lines = _iter_lines(stream)
     head: list[bytes] = []
@@ -184,19 +243,19 @@ def iter_records(stream: HashingReader, name: str) -> Iterator[bytes]:
     if not head:
         return
     first = head[0].lstrip()
-    ndjson = False
-    if first.startswith(b"{"):
+    ndjson = isinstance(head[0], SetAside)
+    if first.startswith(b"{") and not ndjson:
         try:
             obj = orjson.loads(head[0])
             ndjson = isinstance(obj, dict) and not _looks_foreign(obj)
         except orjson.JSONDecodeError:
             ndjson = False
     if ndjson:
-        yield head[0]
+        yield from _unbundle(head[0], probes)
         for _, line in lines:
-            yield line
+            yield from _unbundle(line, probes)
         return
-    rest = b"\n".join(head + [ln for _, ln in lines])
+    rest = _read_document(head, lines, name)
     from probes import convert  # local import: converters are only needed for foreign input
 
     converted = convert.convert_foreign(rest, name=name)
@@ -206,7 +265,7 @@ def iter_records(stream: HashingReader, name: str) -> Iterator[bytes]:
         return
     try:
         doc = orjson.loads(rest)
-    except orjson.JSONDecodeError:
+    except orjson.JSONDecodeError:  # a MemoryError is not bad input: it propagates
         lines_ = rest.split(b"\n")
         if not any(ln.lstrip().startswith(b"{") for ln in lines_):
             raise InputFormatError(
@@ -215,9 +274,32 @@ def iter_records(stream: HashingReader, name: str) -> Iterator[bytes]:
         # damaged NDJSON: each bad line is counted on its own, the rest is ingested
         yield from lines_
         return
+    del rest
+    if _is_bundle(doc):
+        yield from _bundle_results(doc, probes)
+        return
     items = doc if isinstance(doc, list) else [doc]
     for item in items:
-        yield orjson.dumps(item)
+        if _is_bundle(item):
+            yield from _bundle_results(item, probes)
+        else:
+            yield orjson.dumps(item)
+
+
+def _read_document(head: list[bytes], lines: Iterator[tuple[int, bytes]], name: str) -> bytes:
+    """The rest of an input that is read whole, refused beyond :data:`MAX_DOCUMENT_BYTES`."""
+    parts = list(head)
+    size = sum(len(p) + 1 for p in parts)
+    for _, line in lines:
+        size += len(line) + 1
+        if isinstance(line, SetAside) or size > MAX_DOCUMENT_BYTES:
+            raise InputFormatError(
+                f"{name}: a JSON array or multi-line document larger than {MAX_DOCUMENT_BYTES >> 20} MiB "
+                f"is not read whole (it needs about 13 times its size in memory); write it as NDJSON, "
+                f"one result per line (e.g. jq -c '.[]' {name})"
+            )
+        parts.append(line)
+    return b"\n".join(parts)
 
 
 def _looks_foreign(obj: dict) -> bool:

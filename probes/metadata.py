@@ -9,25 +9,45 @@ A probe metadata file holds Atlas API v2 probe objects (``id``, ``asn_v4``,
 
 :func:`probe_objects` unwraps a parsed document, :func:`read_probe_objects` reads a file
 (plain or gzip/bz2/xz/zstd, ``-`` for stdin) and unwraps it; the store keeps the objects
-with :func:`probes.store.write_probe_meta`. :func:`local_probe` describes this host as a
-probe for local traceroutes, from the ``[local_probe]`` table of a settings file.
+with :func:`probes.store.write_probe_meta`. :func:`check_probe_objects` validates probe
+objects field by field (id, ASNs, country code, coordinates, addresses) and sets bad ones
+aside, counted by reason (:data:`PROBE_DROP_REASONS`); :func:`read_probe_objects` applies
+it. :func:`local_probe` describes this host as a probe for local traceroutes, from the
+``[local_probe]`` table of a settings file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from probes.errors import InputFormatError
-from probes.inputs import open_input
+from probes.inputs import MAX_DOCUMENT_BYTES, open_input
 
 if TYPE_CHECKING:  # pragma: no cover
     from probes.local import LocalProbe
 
-__all__ = ["probe_objects", "read_probe_objects", "local_probe"]
+__all__ = ["probe_objects", "read_probe_objects", "check_probe_objects", "PROBE_DROP_REASONS", "local_probe"]
+
+#: Every reason a probe object is set aside, with its meaning.
+PROBE_DROP_REASONS = {
+    "not_an_object": "not a JSON object",
+    "bad_id": "'id' missing, not an integer, or outside 1..2^32-1",
+    "bad_asn": "'asn_v4' or 'asn_v6' not an integer in 0..2^32-1",
+    "bad_country_code": "'country_code' not two letters A-Z",
+    "bad_coordinates": "'geometry' not a point with longitude -180..180 and latitude -90..90",
+    "bad_address": "'address_v4'/'address_v6' not an address of that family",
+    "bad_field_type": "'is_anchor' not a boolean, or 'origin' not a string",
+}
+_COUNTRY = re.compile(r"[A-Z]{2}")
+_U32 = 1 << 32
 
 
 def probe_objects(doc: Any) -> list:
@@ -68,36 +88,119 @@ def probe_objects(doc: Any) -> list:
     )
 
 
-def read_probe_objects(path: str | Path) -> list:
+def _probe_reason(obj: object) -> str | None:
+    """Why a probe object is set aside, or None when it is valid."""
+    if not isinstance(obj, dict):
+        return "not_an_object"
+    pid = obj.get("id")
+    if type(pid) is not int or not 0 < pid < _U32:
+        return "bad_id"
+    for key in ("asn_v4", "asn_v6"):
+        asn = obj.get(key)
+        if asn is not None and (type(asn) is not int or not 0 <= asn < _U32):
+            return "bad_asn"
+    cc = obj.get("country_code")
+    if cc is not None and (not isinstance(cc, str) or not _COUNTRY.fullmatch(cc)):
+        return "bad_country_code"
+    geometry = obj.get("geometry")
+    if geometry is not None:
+        coords = geometry.get("coordinates") if isinstance(geometry, dict) else "bad"
+        if coords is not None:
+            if not isinstance(coords, list) or len(coords) != 2 or not all(
+                type(c) in (int, float) and math.isfinite(c) for c in coords
+            ):
+                return "bad_coordinates"
+            if not (-180 <= coords[0] <= 180 and -90 <= coords[1] <= 90):
+                return "bad_coordinates"
+    for key, version in (("address_v4", 4), ("address_v6", 6)):
+        addr = obj.get(key)
+        if addr is None:
+            continue
+        try:
+            if not isinstance(addr, str) or "%" in addr or ipaddress.ip_address(addr).version != version:
+                return "bad_address"
+        except ValueError:
+            return "bad_address"
+    if obj.get("is_anchor") is not None and type(obj["is_anchor"]) is not bool:
+        return "bad_field_type"
+    if obj.get("origin") is not None and not isinstance(obj["origin"], str):
+        return "bad_field_type"
+    return None
+
+
+def check_probe_objects(objs: Iterable[Any], drops: Counter | None = None) -> list[dict]:
+    """The valid probe objects of ``objs``; the others are counted in ``drops`` by reason.
+
+    Parameters
+    ----------
+    objs : iterable
+        Atlas API v2 probe objects, as read.
+    drops : Counter, optional
+        Receives one count per object set aside, keyed by a :data:`PROBE_DROP_REASONS` key.
+
+    Examples
+    --------
+    >>> drops = Counter()
+    >>> check_probe_objects([{"id": 7, "country_code": "NL"}, {"id": -1}, {"id": 8, "asn_v4": 2**32}], drops)
+    [{'id': 7, 'country_code': 'NL'}]
+    >>> dict(drops)
+    {'bad_id': 1, 'bad_asn': 1}
+    """
+    kept = []
+    for obj in objs:
+        reason = _probe_reason(obj)
+        if reason is None:
+            kept.append(obj)
+        elif drops is not None:
+            drops[reason] += 1
+    return kept
+
+
+def read_probe_objects(path: str | Path, *, drops: Counter | None = None) -> list:
     """Read a probe metadata file (``-`` for stdin; compressed or not) and unwrap it.
 
     Parameters
     ----------
     path : str or Path
         The file; gzip, bz2, xz and zstd are decompressed transparently.
+    drops : Counter, optional
+        Receives the count of probe objects set aside, by reason
+        (:func:`check_probe_objects`); the caller prints one line per reason.
 
     Returns
     -------
     list
-        The probe objects (:func:`probe_objects`).
+        The valid probe objects (:func:`probe_objects`, :func:`check_probe_objects`).
 
     Raises
     ------
     probes.errors.StoreError
         The file cannot be opened.
     probes.errors.InputFormatError
-        It is not JSON, or not one of the shapes above.
+        It is not JSON, not one of the shapes above, or larger than
+        :data:`probes.inputs.MAX_DOCUMENT_BYTES`.
     """
+    chunks: list[bytes] = []
+    size = 0
     with open_input(path) as fh:
-        data = fh.read()
+        while size <= MAX_DOCUMENT_BYTES:
+            chunk = fh.read(1 << 20)  # a decompressing stream returns a chunk at a time
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    data = b"".join(chunks)
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise InputFormatError(f"{path}: probe metadata larger than {MAX_DOCUMENT_BYTES >> 20} MiB is not read")
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise InputFormatError(f"{path}: not JSON probe metadata ({exc})") from exc
     try:
-        return probe_objects(doc)
+        objs = probe_objects(doc)
     except InputFormatError as exc:
         raise InputFormatError(f"{path}: {exc}") from None
+    return check_probe_objects(objs, drops)
 
 
 def local_probe(

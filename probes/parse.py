@@ -16,11 +16,24 @@ with MPLS labels, hops carrying ``error`` instead of replies, results with a top
 ``error``, IPv6, the hop-255 final probe, missing optional fields, and empty reply objects
 ``{}`` (real AfriNREN TCP results end hops with one): such a reply is a row with a null
 ``reply_from`` and ``rtt``, like a timeout, as sagan also reads it.
+
+Validation (every field, before any cast, on every path): each field of a record is checked
+for its JSON type (:data:`_TOP_TYPES`, :data:`_REPLY_TYPES`) and its range
+(:data:`FIELD_RANGES`), addresses must be IPv4/IPv6 addresses, text must be UTF-8 and
+strict JSON (no ``NaN``/``Infinity``), and a result may hold at most :data:`MAX_HOP_ENTRIES`
+hop entries of at most :data:`MAX_REPLIES` replies. A record failing any check is set
+aside with its reason and the rest of its block is kept. The verdict on a line depends on
+that line only: the vectorized checks of :func:`_validate` run on every block, fast or
+repaired, and a block holding text the strict reader would take differently from orjson
+(``NaN``, bytes that are not UTF-8) is sent down the line-by-line path.
 """
 
 from __future__ import annotations
 
 import io
+import ipaddress
+import json
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +54,11 @@ __all__ = [
     "iter_parsed",
     "RAW_SCHEMA",
     "DROP_REASONS",
+    "FIELD_RANGES",
+    "MAX_LINE_BYTES",
+    "MAX_HOP_ENTRIES",
+    "MAX_REPLIES",
+    "SetAside",
 ]
 
 # --- named quirks -------------------------------------------------------------------
@@ -50,6 +68,44 @@ FIRMWARE1_MAX = 3999
 FINAL_PROBE_HOP = 255
 #: A timeout reply is ``{"x": "*"}``.
 TIMEOUT_MARK = "*"
+#: A JSON ``null`` is the same as an absent field, for every field: the columnar reader
+#: cannot tell them apart, so the line-by-line checks do not either (``"type": null``
+#: reads as a traceroute, like a result without ``type``).
+NULL_IS_ABSENT = True
+#: A hop entry may lack its ``hop`` number when it carries ``error`` instead (real
+#: firmware-4560 results: ``"result": [{"error": "name resolution failed: ..."}]``).
+HOP_ERROR_WITHOUT_NUMBER = True
+#: An empty address string (``"from": ""``, ``"src_addr": ""``) means "unknown" in real
+#: Atlas results; it is kept as it is. Any other address text must be an IPv4/IPv6 address.
+EMPTY_ADDRESS = ""
+#: A reply ``{"error": "..."}`` without ``from`` reports the hop's error: it becomes the
+#: hop's ``hop_error`` when the hop has none of its own (the first such reply wins).
+REPLY_ERROR_IS_HOP_ERROR = True
+#: Longest input line (one result) read; a longer line is set aside as ``line_too_long``
+#: without being held in memory whole (:mod:`probes.inputs`). Real results are < 64 KiB.
+MAX_LINE_BYTES = 8 << 20
+#: Most hop entries one result may hold (Atlas sends at most 255 TTLs and the final probe).
+MAX_HOP_ENTRIES = 1024
+#: Most replies one hop may hold (Atlas sends at most 16 packets per hop).
+MAX_REPLIES = 1024
+
+#: Allowed range (inclusive) of every numeric field, by table (top level, hop, reply, MPLS).
+#: ``lts`` is -1 when the probe does not know (real results).
+FIELD_RANGES: dict[str, tuple[int | float, int | float]] = {
+    "endtime": (0, (1 << 32) - 1),
+    "af": (4, 6),  # and not 5: see _validate
+    "paris_id": (0, (1 << 15) - 1),
+    "size": (0, 65_535),
+    "fw": (0, (1 << 31) - 1),
+    "lts": (-1, (1 << 31) - 1),
+    "hop.hop": (1, 255),
+    "reply.rtt": (0.0, math.inf),  # finite: NaN and infinities are refused
+    "reply.size": (0, 65_535),
+    "reply.ttl": (0, 255),
+    "reply.late": (0, (1 << 15) - 1),
+    "reply.itos": (0, 255),
+    "mpls.label": (0, (1 << 20) - 1),
+}
 
 #: Every reason a record can be set aside, with its meaning (stored with the counts).
 DROP_REASONS = {
@@ -63,7 +119,27 @@ DROP_REASONS = {
     "bad_field_type": "a field has a JSON type the Atlas format does not allow",
     "duplicate": "same (msm_id, prb_id, timestamp) as a result already kept",
     "truncated_input": "the compressed input ended early or is corrupt; what could be read was ingested",
+    "value_out_of_range": "a number outside the range its field allows (FIELD_RANGES: hop 1-255, af 4 or 6, "
+                          "ttl 0-255, sizes, times; rtt finite and >= 0) or beyond 64 bits",
+    "bad_address": "from, src_addr, dst_addr or a reply's from is not an IPv4/IPv6 address",
+    "too_many_hops": "more than MAX_HOP_ENTRIES hop entries in one result or MAX_REPLIES replies in one hop",
+    "line_too_long": "a line (one result) longer than MAX_LINE_BYTES; it was skipped without being read whole",
 }
+
+
+class SetAside(bytes):
+    """A placeholder line for a record set aside before parsing (e.g. ``line_too_long``).
+
+    :mod:`probes.inputs` yields one where it skipped a record, so that the parser counts it
+    under :attr:`reason` with the others. Its bytes are not JSON.
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str) -> SetAside:
+        obj = super().__new__(cls, b"\x00set-aside:" + reason.encode())
+        obj.reason = reason
+        return obj
 
 _TS = pa.timestamp("s", tz="UTC")
 
@@ -80,6 +156,7 @@ _REPLY = pa.struct(
         ("itos", pa.int64()),
         ("edst", pa.string()),
         ("dup", pa.bool_()),
+        ("error", pa.string()),
         ("icmpext", pa.struct([("obj", pa.list_(pa.struct([("class", pa.int64()), ("type", pa.int64()), ("mpls", pa.list_(_MPLS))])))])),
     ]
 )
@@ -232,19 +309,66 @@ def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None,
     """JSON to a raw Arrow table (RAW_SCHEMA); damaged blocks go through :func:`_sanitize`.
 
     The lines returned are the accepted input lines exactly as received (the store keeps
-    them as the source of truth), even where the decoder was fed a repaired copy.
+    them as the source of truth), even where the decoder was fed a repaired copy. A block
+    whose text the strict reader would take where orjson refuses it (``NaN``/``Inf``
+    literals, bytes that are not UTF-8) goes line by line, so the verdict on a line never
+    depends on the block it is in.
     """
-    lines = [ln for ln in lines if ln.strip()]
     drops: Counter = Counter()
+    kept_lines: list[bytes] = []
+    for ln in lines:
+        if isinstance(ln, SetAside):
+            drops[ln.reason] += 1
+        elif len(ln) > MAX_LINE_BYTES:
+            drops["line_too_long"] += 1
+        elif ln.strip():
+            kept_lines.append(ln)
+    lines = kept_lines
     if not lines:
         return None, lines, drops
+    data = b"\n".join(lines)
+    if _strict_text(data):
+        try:
+            return _read_block(lines, use_threads, data), lines, drops
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            pass
+    kept, repaired = _sanitize(lines, drops)
+    if not kept:
+        return None, kept, drops
     try:
-        return _read_block(lines, use_threads), lines, drops
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        kept, repaired = _sanitize(lines, drops)
-        if not kept:
-            return None, kept, drops
         return _read_block(repaired, use_threads), kept, drops
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return _read_each(kept, repaired, drops, use_threads)
+
+
+def _strict_text(data: bytes) -> bool:
+    """Whether the strict reader and orjson agree on this text (no NaN/Inf, valid UTF-8)."""
+    if b"NaN" in data or b"Inf" in data:
+        return False
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _read_each(
+    kept: list[bytes], repaired: list[bytes], drops: Counter, use_threads: bool
+) -> tuple[pa.Table | None, list[bytes], Counter]:
+    """Safety net: decode repaired lines one by one, setting aside any the reader refuses."""
+    tables, lines = [], []
+    for line, fixed in zip(kept, repaired, strict=True):
+        try:
+            tables.append(_read_block([fixed], use_threads))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            drops["bad_field_type"] += 1
+            continue
+        lines.append(line)
+    if not tables:
+        return None, [], drops
+    return pa.concat_tables(tables), lines, drops
 
 
 def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: str) -> Parsed:
@@ -255,8 +379,9 @@ def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: st
     return Parsed(hops, traces, drops, lines, hop_trace)
 
 
-def _read_block(lines: Sequence[bytes], use_threads: bool = True) -> pa.Table:
-    data = b"\n".join(lines)
+def _read_block(lines: Sequence[bytes], use_threads: bool = True, data: bytes | None = None) -> pa.Table:
+    if data is None:
+        data = b"\n".join(lines)
     # blocks of ~256 KiB let Arrow decode in parallel; a block must hold the longest line
     block = max(1 << 18, 2 * max(map(len, lines)) + 2)
     opts = pj.ReadOptions(block_size=block, use_threads=use_threads)
@@ -270,7 +395,9 @@ def _sanitize(lines: Sequence[bytes], drops: Counter) -> tuple[list[bytes], list
     """Slow path: decode each line, repair format ambiguities, set aside what is invalid.
 
     Returns the accepted lines as received and, in the same order, their repaired copies
-    for the decoder.
+    for the decoder. Only what orjson reads is kept (the store reads raw lines back with
+    it); a line only a lenient reader takes (``NaN``, an integer beyond 64 bits) is judged
+    by :func:`_check_record` for its reason, then set aside.
     """
     kept: list[bytes] = []
     clean: list[bytes] = []
@@ -278,7 +405,7 @@ def _sanitize(lines: Sequence[bytes], drops: Counter) -> tuple[list[bytes], list
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
-            drops["invalid_json"] += 1
+            drops[_lenient_reason(line)] += 1
             continue
         reason = _check_record(obj)
         if reason:
@@ -289,18 +416,56 @@ def _sanitize(lines: Sequence[bytes], drops: Counter) -> tuple[list[bytes], list
     return kept, clean
 
 
+def _reject_constant(name: str) -> float:
+    return float(name.replace("Infinity", "inf"))  # NaN/Infinity: judged by _check_record
+
+
+def _lenient_reason(line: bytes) -> str:
+    """The reason for a line orjson refuses: its field reason when a lenient reader takes it."""
+    try:
+        obj = json.loads(line, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):  # not JSON, not UTF-8 (MemoryError is not caught)
+        return "invalid_json"
+    return _check_record(obj) or "invalid_json"
+
+
+_I64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _int_reason(value: object, out_of_range: str, wrong_type: str) -> str | None:
+    """None for an int64 integer, else why not (a huge integer may come as a float)."""
+    if type(value) is int:
+        return None if _I64[0] <= value <= _I64[1] else out_of_range
+    if type(value) is float and (not math.isfinite(value) or (value.is_integer() and abs(value) > _I64[1])):
+        return out_of_range
+    return wrong_type
+
+
 def _check_record(obj: object) -> str | None:
-    """Return a drop reason for a decoded record, repairing it in place where allowed."""
+    """Return a drop reason for a decoded record, repairing it in place where allowed.
+
+    Checks JSON types and what the columnar reader cannot hold (integers beyond 64 bits,
+    non-finite numbers); ranges and addresses are checked by :func:`_validate` on every
+    path. A null counts as absent (:data:`NULL_IS_ABSENT`).
+    """
     if not isinstance(obj, dict):
         return "not_an_object"
-    kind = obj.get("type", "traceroute")
-    if kind != "traceroute":
+    kind = obj.get("type")
+    if kind is not None and kind != "traceroute":
         return "not_traceroute"
     for key in ("msm_id", "prb_id", "timestamp"):
-        if type(obj.get(key)) is not int:
-            return "missing_key"
+        why = _int_reason(obj.get(key), "key_out_of_range", "missing_key")
+        if why:
+            return why
     for key, types in _TOP_TYPES.items():
-        if obj.get(key) is not None and type(obj[key]) not in types:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if types is _INT:
+            why = _int_reason(value, "value_out_of_range", "bad_field_type")
+            if why:
+                return why
+        elif type(value) not in types:
             return "bad_field_type"
     err = obj.get("error")
     if err is not None and not isinstance(err, str):
@@ -308,15 +473,23 @@ def _check_record(obj: object) -> str | None:
     result = obj.get("result")
     if isinstance(result, str):
         return "firmware1_text"
-    if result is None and "error" in obj:
+    if result is None and obj.get("error") is not None:
         return None
     if not isinstance(result, list):
         return "bad_result"
     for hop in result:
-        if not isinstance(hop, dict) or type(hop.get("hop")) is not int:
+        if not isinstance(hop, dict):
             return "bad_result"
         if hop.get("error") is not None and not isinstance(hop["error"], str):
             hop["error"] = orjson.dumps(hop["error"]).decode()
+        number = hop.get("hop")
+        if number is None:
+            if hop.get("error") is None:  # HOP_ERROR_WITHOUT_NUMBER
+                return "bad_result"
+        else:
+            why = _int_reason(number, "value_out_of_range", "bad_result")
+            if why:
+                return why
         replies = hop.get("result")
         if replies is None:
             continue
@@ -327,12 +500,23 @@ def _check_record(obj: object) -> str | None:
                 return "bad_result"
             for key, types in _REPLY_TYPES.items():
                 value = reply.get(key)
-                if value is not None and type(value) not in types:
+                if value is None:
+                    continue
+                if types is _INT:
+                    why = _int_reason(value, "value_out_of_range", "bad_field_type")
+                    if why:
+                        return why
+                elif type(value) not in types:
                     return "bad_field_type"
-            if "err" in reply and not isinstance(reply["err"], str) and reply["err"] is not None:
+                elif key == "rtt" and not math.isfinite(value):
+                    return "value_out_of_range"
+            if reply.get("err") is not None and not isinstance(reply["err"], str):
                 reply["err"] = str(reply["err"])  # numeric ICMP unreachable code
-            if "error" in reply and "from" not in reply:
-                hop.setdefault("error", str(reply["error"]))
+            rerr = reply.get("error")
+            if rerr is not None and not isinstance(rerr, str):
+                reply["error"] = rerr = orjson.dumps(rerr).decode()
+            if rerr is not None and reply.get("from") is None and hop.get("error") is None:
+                hop["error"] = rerr  # REPLY_ERROR_IS_HOP_ERROR (the fast path does the same)
             icmpext = reply.get("icmpext")
             if icmpext is not None and not _icmpext_ok(icmpext):
                 reply.pop("icmpext")
@@ -340,6 +524,7 @@ def _check_record(obj: object) -> str | None:
 
 
 def _icmpext_ok(icmpext: dict) -> bool:
+    """Whether the ICMP extension has the shape and integer fields the reader expects."""
     objs = icmpext.get("obj")
     if objs is None:
         return True
@@ -348,17 +533,71 @@ def _icmpext_ok(icmpext: dict) -> bool:
     for obj in objs:
         if not isinstance(obj, dict):
             return False
-        mpls = obj.get("mpls")
-        if mpls is not None and (
-            not isinstance(mpls, list)
-            or not all(isinstance(m, dict) and type(m.get("label", 0)) is int for m in mpls)
-        ):
+        if any(obj.get(k) is not None and _int_reason(obj[k], "x", "x") for k in ("class", "type")):
             return False
+        mpls = obj.get("mpls")
+        if mpls is None:
+            continue
+        if not isinstance(mpls, list):
+            return False
+        for m in mpls:
+            if not isinstance(m, dict):
+                return False
+            if any(m.get(k) is not None and _int_reason(m[k], "x", "x") for k in ("label", "exp", "s", "ttl")):
+                return False
     return True
 
 
+_V4 = (
+    r"^(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$"
+)
+
+
+def _is_address(text: str) -> bool:
+    if "%" in text:  # no zone ids: an Atlas address is global
+        return False
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _bad_addresses(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """True where a non-null, non-empty value is not an IPv4/IPv6 address.
+
+    Each distinct value is checked once: IPv4 by pattern, the rest by :mod:`ipaddress`.
+    """
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    n = len(arr)
+    if n == 0 or arr.null_count == n:
+        return np.zeros(n, dtype=bool)
+    uniq = pc.unique(arr)
+    ok = pc.or_(pc.equal(uniq, EMPTY_ADDRESS), pc.match_substring_regex(uniq, _V4)).fill_null(True)
+    if pc.all(ok).as_py():
+        return np.zeros(n, dtype=bool)
+    rest = uniq.filter(pc.invert(ok)).to_pylist()
+    bad = [t for t in rest if not _is_address(t)]
+    if not bad:
+        return np.zeros(n, dtype=bool)
+    return np.asarray(pc.is_in(arr, value_set=pa.array(bad, pa.string())).fill_null(False), dtype=bool)
+
+
+def _outside(arr: pa.Array | pa.ChunkedArray, lo: float, hi: float) -> np.ndarray:
+    """True where a non-null value lies outside [lo, hi] (or is NaN)."""
+    bad = pc.or_(pc.less(arr, lo), pc.greater(arr, hi))
+    if pa.types.is_floating(arr.type):
+        bad = pc.or_(bad, pc.invert(pc.is_finite(arr)))
+    return np.asarray(bad.fill_null(False), dtype=bool)
+
+
 def _validate(raw: pa.Table, lines: list[bytes], drops: Counter) -> tuple[pa.Table, list[bytes]]:
-    """Vectorized record checks on a decoded block; returns the kept rows and lines."""
+    """Vectorized record checks on a decoded block; returns the kept rows and lines.
+
+    Runs on every block, whichever path decoded it, so a line's verdict is its own. The
+    first failing check names the reason: type, keys, structure, sizes, ranges, addresses.
+    """
     n = raw.num_rows
     keep = np.ones(n, dtype=bool)
 
@@ -369,14 +608,57 @@ def _validate(raw: pa.Table, lines: list[bytes], drops: Counter) -> tuple[pa.Tab
             drops[reason] += count
             keep[hit] = False
 
+    def per_trace(mask: np.ndarray, parent: np.ndarray) -> np.ndarray:
+        out = np.zeros(n, dtype=bool)
+        out[parent[mask]] = True
+        return out
+
     kind = raw.column("type")
     drop(np.asarray(pc.fill_null(pc.not_equal(kind, "traceroute"), False)), "not_traceroute")
     keys = [raw.column(k) for k in ("msm_id", "prb_id", "timestamp")]
     drop(np.logical_or.reduce([np.asarray(k.is_null()) for k in keys]), "missing_key")
-    vals = [k.fill_null(0).to_numpy() for k in keys]
-    drop(np.logical_or.reduce([(v < 0) | (v >= _U32) for v in vals]), "key_out_of_range")
-    no_result = np.asarray(raw.column("result").is_null()) & np.asarray(raw.column("error").is_null())
-    drop(no_result, "bad_result")
+    drop(np.logical_or.reduce([_outside(k, 0, _U32 - 1) for k in keys]), "key_out_of_range")
+
+    result = raw.column("result").combine_chunks()
+    hops = pc.list_flatten(result)
+    hop_trace = np.asarray(pc.list_parent_indices(result), dtype=np.int64)
+    replies_lists = hops.field("result")
+    replies = pc.list_flatten(replies_lists)
+    reply_trace = hop_trace[np.asarray(pc.list_parent_indices(replies_lists), dtype=np.int64)]
+    hop_no = hops.field("hop")
+
+    no_result = np.asarray(result.is_null()) & np.asarray(raw.column("error").is_null())
+    hop_bad = np.asarray(hops.is_null()) | (np.asarray(hop_no.is_null()) & np.asarray(hops.field("error").is_null()))
+    drop(no_result | per_trace(hop_bad, hop_trace) | per_trace(np.asarray(replies.is_null()), reply_trace), "bad_result")
+
+    many = np.asarray(pc.list_value_length(result).fill_null(0)) > MAX_HOP_ENTRIES
+    many_replies = np.asarray(pc.list_value_length(replies_lists).fill_null(0)) > MAX_REPLIES
+    drop(many | per_trace(many_replies, hop_trace), "too_many_hops")
+
+    out = np.zeros(n, dtype=bool)
+    for name in ("endtime", "af", "paris_id", "size", "fw", "lts"):
+        out |= _outside(raw.column(name), *FIELD_RANGES[name])
+    out |= np.asarray(pc.fill_null(pc.equal(raw.column("af"), 5), False))
+    out |= per_trace(_outside(hop_no, *FIELD_RANGES["hop.hop"]), hop_trace)
+    rep_out = np.zeros(len(replies), dtype=bool)
+    for name in ("rtt", "size", "ttl", "late", "itos"):
+        rep_out |= _outside(replies.field(name), *FIELD_RANGES[f"reply.{name}"])
+    out |= per_trace(rep_out, reply_trace)
+    objs_lists = replies.field("icmpext").field("obj")
+    objs = pc.list_flatten(objs_lists)
+    if len(objs):
+        obj_trace = reply_trace[np.asarray(pc.list_parent_indices(objs_lists), dtype=np.int64)]
+        mpls_lists = objs.field("mpls")
+        mpls_trace = obj_trace[np.asarray(pc.list_parent_indices(mpls_lists), dtype=np.int64)]
+        labels = pc.list_flatten(mpls_lists).field("label")
+        out |= per_trace(_outside(labels, *FIELD_RANGES["mpls.label"]), mpls_trace)
+    drop(out, "value_out_of_range")
+
+    bad_addr = np.zeros(n, dtype=bool)
+    for name in ("from", "src_addr", "dst_addr"):
+        bad_addr |= _bad_addresses(raw.column(name))
+    bad_addr |= per_trace(_bad_addresses(replies.field("from")), reply_trace)
+    drop(bad_addr, "bad_address")
     if keep.all():
         return raw, lines
     idx = np.flatnonzero(keep)
@@ -441,7 +723,7 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
         "edst": rep("edst"),
         "dup": rep("dup"),
         "mpls": _mpls_labels(replies).take(reply_take),
-        "hop_error": hops.field("error").take(pa.array(row_hop)),
+        "hop_error": _hop_errors(hops, replies, replies_lists).take(pa.array(row_hop)),
     }
     hop_table = pa.Table.from_arrays(
         [hop_cols[f.name].cast(f.type) for f in HOP_SCHEMA], schema=HOP_SCHEMA
@@ -485,6 +767,28 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
         schema=TRACE_SCHEMA,
     )
     return trace_table, hop_table, row_trace
+
+
+def _hop_errors(hops: pa.StructArray, replies: pa.StructArray, replies_lists: pa.ListArray) -> pa.Array:
+    """Each hop's ``error``, or the first reply-level error of a hop without one.
+
+    :data:`REPLY_ERROR_IS_HOP_ERROR`: a reply ``{"error": ...}`` without ``from`` reports
+    the hop's error (the line-by-line path repairs it the same way).
+    """
+    errors = hops.field("error")
+    reply_err = replies.field("error")
+    if reply_err.null_count == len(reply_err):
+        return errors
+    cand = np.asarray(reply_err.is_valid()) & np.asarray(replies.field("from").is_null())
+    idx = np.flatnonzero(cand)
+    if not len(idx):
+        return errors
+    reply_hop = np.asarray(pc.list_parent_indices(replies_lists), dtype=np.int64)[idx]
+    hop_ids, first = np.unique(reply_hop, return_index=True)
+    fill = np.full(len(hops), -1, dtype=np.int64)
+    fill[hop_ids] = idx[first]
+    from_reply = reply_err.take(pa.array(fill, mask=fill < 0))
+    return pc.coalesce(errors, from_reply)
 
 
 def _mpls_labels(replies: pa.StructArray) -> pa.ListArray:

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from probes.errors import ConfigError
 
-__all__ = ["parse_targets", "read_targets"]
+__all__ = ["parse_targets", "read_targets", "MAX_TARGETS_BYTES"]
+
+#: Largest targets file read (about a million addresses); a larger one is refused.
+MAX_TARGETS_BYTES = 16 << 20
 
 
 def parse_targets(text: str) -> list[str]:
@@ -42,10 +45,18 @@ def read_targets(path: str | Path) -> list[str]:
     Raises
     ------
     probes.errors.ConfigError
-        The file cannot be read, or is not UTF-8 text.
+        The file cannot be read, is larger than :data:`MAX_TARGETS_BYTES`, or is not UTF-8
+        text.
     """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read targets file {path}: {exc}") from exc
+        with open(path, "rb") as fh:
+            data = fh.read(MAX_TARGETS_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"cannot read targets file {path}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_TARGETS_BYTES:
+        raise ConfigError(f"targets file {path} is larger than {MAX_TARGETS_BYTES >> 20} MiB; split it")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read targets file {path}: not UTF-8 text (bad byte at offset {exc.start})") from exc
     return parse_targets(text)

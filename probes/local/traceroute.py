@@ -209,13 +209,31 @@ def load_local_probe(
         probe = LocalProbe(**values)
     except TypeError as exc:  # pragma: no cover - guarded by the key check
         raise ConfigError(str(exc)) from exc
-    if type(probe.prb_id) is not int or probe.prb_id <= 0:
-        raise ConfigError(f"local probe id must be a positive integer, not {probe.prb_id!r}")
+    _check_probe_id(probe)
+    if probe.asn_v4 is not None and (type(probe.asn_v4) is not int or not 0 <= probe.asn_v4 <= _PRB_ID_MAX):
+        raise ConfigError(f"local probe asn_v4 must be an integer in 0..{_PRB_ID_MAX}, not {probe.asn_v4!r}")
     if probe.latitude is not None and not -90 <= float(probe.latitude) <= 90:
         raise ConfigError(f"latitude out of range: {probe.latitude}")
     if probe.longitude is not None and not -180 <= float(probe.longitude) <= 180:
         raise ConfigError(f"longitude out of range: {probe.longitude}")
     return probe
+
+
+#: Largest probe id a result can carry (the store keys results on 32-bit ids).
+_PRB_ID_MAX = (1 << 32) - 1
+
+
+def _check_probe_id(probe: LocalProbe) -> None:
+    """Refuse a probe id the store would set aside, before any packet is sent."""
+    if type(probe.prb_id) is not int or not 0 < probe.prb_id <= _PRB_ID_MAX:
+        raise ConfigError(f"local probe id must be an integer in 1..{_PRB_ID_MAX}, not {probe.prb_id!r}")
+
+
+#: IPv4 special-purpose space that is not globally reachable (IANA registry) although some
+#: Python versions' ``is_global`` says otherwise: 192.0.0.0/24 but for 192.0.0.9 and
+#: 192.0.0.10 (e.g. 192.0.0.8, the RFC 7600 dummy address).
+_NOT_GLOBAL_V4 = ipaddress.ip_network("192.0.0.0/24")
+_GLOBAL_IN_NOT_GLOBAL_V4 = frozenset({ipaddress.ip_address("192.0.0.9"), ipaddress.ip_address("192.0.0.10")})
 
 
 @dataclass(frozen=True)
@@ -227,6 +245,20 @@ class Target:
 
 
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why ``ip`` is no public destination, or None.
+
+    An IPv6 address that wraps an IPv4 one (6to4 ``2002::/16``, IPv4-mapped, Teredo
+    client) is refused when the IPv4 address is.
+    """
+    if isinstance(ip, ipaddress.IPv6Address):
+        teredo = ip.teredo
+        for kind, inner in (("6to4", ip.sixtofour), ("IPv4-mapped", ip.ipv4_mapped),
+                            ("Teredo", teredo[1] if teredo else None)):
+            why = _refusal(inner) if inner is not None else None
+            if why is not None:
+                return f"{why} {inner} inside a {kind}"
+    elif ip in _NOT_GLOBAL_V4 and ip not in _GLOBAL_IN_NOT_GLOBAL_V4:
+        return "private/reserved"
     if ip.is_multicast:
         return "multicast"
     if ip.is_unspecified:
@@ -381,6 +413,7 @@ def tracer(
     RawSocketPermission
         The process may not open raw sockets (not root, no CAP_NET_RAW).
     """
+    _check_probe_id(probe)
     resolved: list[Target] = []
     names: list[str] = []
     for t in targets:
