@@ -25,11 +25,20 @@ segment by segment, locally or on Dask workers (:func:`probes.engine.open_runner
 
 Every output folder (``annotated/``, ``paths/``, ``exposure/``, ``graph/``) is written the
 same way (:func:`_staged`): into its work folder ``.<name>.tmp/``, emptied first (a killed
-run leaves it), which replaces the folder as a whole once complete; single files
-(``annotate.json``, ``exposure.json``, ``report/index.html``) are written to a temporary
-name and renamed. A reader never sees a half-written folder.
+run leaves it), with the run's ``.generation.json`` last; then the old folder is moved to
+``.<name>.old/``, the work folder renamed onto it and the old one removed (a run killed
+between the two renames leaves ``.<name>.old/``, which the next run puts back). The
+stage's manifest (``annotate.json``, ``exposure.json``) is written last of all, so it
+names a complete set of folders (see :mod:`analysis.lineage`).
 
-:func:`load_campaign` reads an analysed campaign back for the report and the notebooks.
+annotate and analyze hold the campaign lock (:func:`probes.store.campaign_lock`, the one
+ingest holds) for their whole run: a second writer waits. analyze refuses an
+``annotated/`` that is not current (store, registry or snapshot changed since annotate,
+or annotate was interrupted) unless ``force=True``, which re-annotates first with the
+snapshot and registry annotate recorded. :func:`load_campaign` reads an analysed campaign
+back for the report and the notebooks, under the lock taken shared, and refuses outputs
+of mixed or stale generations; :func:`write_report` with ``force=True`` recomputes the
+stale stages first (:func:`refresh_campaign`).
 """
 
 from __future__ import annotations
@@ -47,7 +56,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analysis import plots
+from analysis import lineage, plots
 from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
@@ -78,6 +87,7 @@ __all__ = [
     "annotate_campaign",
     "read_annotated",
     "analyze_campaign",
+    "refresh_campaign",
     "load_campaign",
     "write_report",
 ]
@@ -91,22 +101,51 @@ _EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony"
 
 # ---------------------------------------------------------------------------- staging
 @contextmanager
-def _staged(campaign: Campaign, folder: Path) -> Iterator[Path]:
+def _staged(campaign: Campaign, folder: Path, *, stage: str, run: str) -> Iterator[Path]:
     """Write a campaign folder under its work name; swap it in for ``folder`` when done.
 
     Yields :meth:`~probes.workspace.Campaign.stage_dir` of ``folder``, emptied first (a run
-    that was killed leaves it). When the block ends without an error, the old ``folder``
-    is removed and the work folder renamed onto it; after an error the work folder stays
-    (the next run removes it) and ``folder`` is untouched.
+    that was killed leaves it). When the block ends without an error, the run's
+    ``.generation.json`` (``stage``, ``run``: the generation id) is written into it last,
+    the old ``folder`` is moved to :meth:`~probes.workspace.Campaign.previous_dir`, the
+    work folder renamed onto ``folder`` and the old one removed; after an error the work
+    folder stays (the next run removes it) and ``folder`` is untouched. Call with the
+    campaign lock held.
     """
     tmp = campaign.stage_dir(folder)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     yield tmp
+    fileio.write_json(campaign.generation_marker(tmp), {"stage": stage, "id": run})
+    old = campaign.previous_dir(folder)
+    if old.exists():
+        shutil.rmtree(old)
     if folder.exists():
-        shutil.rmtree(folder)
+        folder.rename(old)
     tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+_ANALYSIS_FOLDERS = ("annotated_dir", "paths_dir", "exposure_dir", "graph_dir")
+
+
+def _restore_folders(campaign: Campaign) -> None:
+    """Undo what a run killed while swapping folders left (call with the campaign lock held).
+
+    A folder that is missing while its ``.<name>.old/`` exists gets it back (the swap
+    had not finished: the old folder is the complete one); other ``.old`` folders and
+    the work folders are removed.
+    """
+    for attr in _ANALYSIS_FOLDERS:
+        folder = getattr(campaign, attr)
+        old = campaign.previous_dir(folder)
+        if old.exists():
+            if folder.exists():
+                shutil.rmtree(old)
+            else:
+                old.rename(folder)
+        shutil.rmtree(campaign.stage_dir(folder), ignore_errors=True)
 
 
 # ---------------------------------------------------------------------------- annotate
@@ -150,22 +189,57 @@ def annotate_campaign(
     -------
     dict
         The report written to ``annotate.json``: snapshot id and digest, registry sha256,
-        rows, parts, counts by reason. The same inputs and snapshot give byte-identical
-        files.
-    """
+        rows, parts, counts by reason, and ``generation`` (see :mod:`analysis.lineage`):
+        its id, the store generation annotated, snapshot, registry path and sha256. The
+        same inputs and snapshot give byte-identical files.
 
-    names = store.segment_names(campaign, "hops")
-    if not names:
+    Notes
+    -----
+    Holds the campaign lock (:func:`probes.store.campaign_lock`) for the whole run: an
+    ingest, annotate or analyze of the same campaign waits for it, and it for them.
+    """
+    if not store.segment_names(campaign, "hops"):
         raise MissingInput(
             f"campaign {campaign.name!r} has no hop table in {campaign.hops_dir}; "
             "run `pathexp ingest ... --campaign NAME` (or campaign fetch / trace) first"
         )
+    with store.campaign_lock(campaign, holder="annotate"):
+        return _annotate_locked(campaign, snapshot_id=snapshot_id, cache_dir=cache_dir,
+                                registry_path=registry_path, online=online, engine=engine,
+                                scheduler=scheduler, workers=workers)
+
+
+def _annotate_locked(
+    campaign: Campaign,
+    *,
+    snapshot_id: str | None,
+    cache_dir: str | Path | None,
+    registry_path: str | Path | None,
+    online: bool,
+    engine: str,
+    scheduler: str | None,
+    workers: int | None,
+) -> dict:
+    """:func:`annotate_campaign`'s work, the campaign lock held."""
+    _restore_folders(campaign)
+    store.recover(campaign)  # a killed ingest may have left a segment's tables unbuilt
+    names = store.segment_names(campaign, "hops")
     snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
     registry = load_registry(registry_path)
+    reg_bytes = Path(registry.path).read_bytes()
+    record: dict[str, Any] = {
+        "store": store.generation(campaign).as_dict(),
+        "snapshot": {"id": snap.id, "digest": snap.digest},
+        "registry": {"path": None if registry_path is None else str(Path(registry_path).resolve()),
+                     "sha256": hashlib.sha256(reg_bytes).hexdigest()},
+        "online": online,
+    }
+    run = lineage.generation_id(record)
+    generation = {"id": run, **record}
     counts: Counter = Counter()
     parts: list[str] = []
     rows = 0
-    with _staged(campaign, campaign.annotated_dir) as stage:
+    with _staged(campaign, campaign.annotated_dir, stage="annotate", run=run) as stage:
         shared = {"campaign": campaign, "snapshot_id": snap.id, "cache_dir": cache_dir,
                   "registry_path": registry_path, "online": online, "out": stage}
         # RDAP look-ups are rate-limited per client: one segment at a time when online
@@ -175,7 +249,6 @@ def annotate_campaign(
                 counts.update(c)
                 parts.append(f"{name}.parquet")
                 rows += n
-    reg_bytes = Path(registry.path).read_bytes()
     report = {
         "snapshot": {
             "id": snap.id,
@@ -187,8 +260,9 @@ def annotate_campaign(
         "rows": rows,
         "parts": parts,
         "counts": dict(sorted(counts.items())),
+        "generation": generation,
     }
-    fileio.write_json(campaign.annotate_json, report)
+    fileio.write_json(campaign.annotate_json, report)  # last: it names a complete annotated/
     return report
 
 
@@ -229,11 +303,21 @@ def analyze_campaign(
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
     cache_dir: str | Path | None = None,
+    force: bool = False,
     engine: str = "local",
     scheduler: str | None = None,
     workers: int | None = None,
 ) -> dict[str, Any]:
     """Paths, exposure tables, graphs and ``exposure.json`` for one campaign (the I/O edge).
+
+    Refuses (:class:`~analysis.errors.MissingInput`, naming what changed and the command to
+    run) an ``annotated/`` that is not current (:func:`analysis.lineage.annotate_verdict`:
+    results ingested, registry or snapshot changed since annotate, or annotate
+    interrupted); with ``force=True`` re-annotates it first, with the snapshot, registry
+    and online setting ``annotate.json`` records. Holds the campaign lock for the whole run.
+    ``exposure.json`` (written last) records the generation: what the run was computed
+    from (annotate id, store generation, probe metadata sha256, options); ``paths/``,
+    ``exposure/`` and ``graph/`` carry its id.
 
     Reads ``<campaign>/annotated/**/*.parquet``, the traceroute table and the probe
     metadata; writes ``paths/paths.parquet``, ``exposure/{path_exposure,pop_exposure,
@@ -261,12 +345,66 @@ def analyze_campaign(
     need. ``engine="dask"`` runs the segments on Dask workers (``scheduler``, ``workers``:
     see :func:`probes.engine.open_runner`) with the same output.
     """
+    if not campaign.annotated_dir.is_dir():
+        raise MissingReferenceData(
+            f"campaign {campaign.name!r} has no annotated hops in {campaign.annotated_dir}; "
+            "run `pathexp annotate` first"
+        )
+    engine_opts = {"engine": engine, "scheduler": scheduler, "workers": workers}
+    with store.campaign_lock(campaign, holder="analyze"):
+        return _analyze_locked(campaign, registry=registry, families=families, pop_country=pop_country,
+                               n_boot=n_boot, seed=seed, confidence=confidence,
+                               include_endpoints=include_endpoints, rtt_jump_ms=rtt_jump_ms,
+                               cache_dir=cache_dir, force=force, engine_opts=engine_opts)
+
+
+def _reannotate(campaign: Campaign, *, cache_dir: str | Path | None, engine_opts: dict[str, Any]) -> dict:
+    """Annotate again as ``annotate.json`` records (snapshot, registry, online); lock held."""
+    info = lineage.read_manifest(campaign.annotate_json) or {}
+    gen = info.get("generation") or {}
+    snap = (gen.get("snapshot") or info.get("snapshot") or {}).get("id")
+    if "registry" in gen:
+        registry_path = gen["registry"].get("path")
+    elif (info.get("registry") or {}).get("default", False):
+        registry_path = None
+    else:
+        snap = None
+    if snap is None:
+        raise MissingInput(f"{campaign.annotate_json} does not say how to annotate again: "
+                           f"run {lineage.command(campaign, 'annotate')} with your options")
+    return _annotate_locked(campaign, snapshot_id=snap, cache_dir=cache_dir, registry_path=registry_path,
+                            online=bool(info.get("online", False)), **engine_opts)
+
+
+def _analyze_locked(
+    campaign: Campaign,
+    *,
+    registry: RegistryLike | None,
+    families: Sequence[str] | None,
+    pop_country: str,
+    n_boot: int,
+    seed: int,
+    confidence: float,
+    include_endpoints: bool,
+    rtt_jump_ms: float,
+    cache_dir: str | Path | None,
+    force: bool,
+    engine_opts: dict[str, Any],
+) -> dict[str, Any]:
+    """:func:`analyze_campaign`'s work, the campaign lock held."""
     import orjson
     import pyarrow.csv as pacsv
 
     from analysis import graph as graph_mod
     from analysis import metrics
 
+    engine, scheduler, workers = engine_opts["engine"], engine_opts["scheduler"], engine_opts["workers"]
+    _restore_folders(campaign)
+    store.recover(campaign)
+    verdict = lineage.annotate_verdict(campaign, cache_dir=cache_dir)
+    if force and verdict.kind in ("stale", "mixed"):
+        _reannotate(campaign, cache_dir=cache_dir, engine_opts=engine_opts)
+        verdict = lineage.annotate_verdict(campaign, cache_dir=cache_dir)
     ann_files = sorted(campaign.annotated_dir.glob("**/*.parquet"))
     if not ann_files:
         raise MissingReferenceData(
@@ -274,6 +412,11 @@ def analyze_campaign(
             "run `pathexp annotate` first"
         )
     ann_columns = _annotated_columns(ann_files)
+    if not verdict.current:
+        hint = "" if verdict.kind == "missing" else (
+            f" (or {lineage.command(campaign, 'analyze', '--force')} to annotate again with "
+            "the snapshot and registry annotate.json records, then analyze)")
+        raise MissingInput(verdict.message() + hint)
     partitions = _partitions(campaign, ann_files)
     trace_files = [f for _, _, tf in partitions for f in tf]
     probe_meta = store.read_probe_meta(campaign)
@@ -285,11 +428,24 @@ def analyze_campaign(
     facilities, fac_source = _facility_table(snap, snap_note)
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     del snap
+    generation = {
+        "annotate": annotate_info["generation"]["id"],
+        "store": store.generation(campaign).as_dict(),
+        "probes": lineage.file_sha256(campaign.probes_parquet),
+        "options": {"pop_country": pop_country, "n_boot": n_boot, "seed": seed, "confidence": confidence,
+                    "include_endpoints": include_endpoints, "rtt_jump_ms": rtt_jump_ms,
+                    "families": None if families is None else list(families),
+                    "registry": _registry_record(registry)},
+        "references": {"destinations": dst_source, "facilities": fac_source},
+    }
+    run = lineage.generation_id(generation)
+    generation = {"id": run, **generation,
+                  "rerun": {"cache_dir": None if cache_dir is None else str(cache_dir)}}
 
     drops: Counter[str] = Counter()
     part_files: list[Path] = []
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
-        with _staged(campaign, campaign.paths_dir) as stage:
+        with _staged(campaign, campaign.paths_dir, stage="analyze", run=run) as stage:
             # one part per partition, concatenated into paths.parquet, then dropped
             parts_dir = stage / ".parts"
             parts_dir.mkdir()
@@ -358,13 +514,13 @@ def analyze_campaign(
             [metrics.change_events(paths, family=f) for f in [None, *fams]]
         ),
     }
-    with _staged(campaign, campaign.exposure_dir) as stage:
+    with _staged(campaign, campaign.exposure_dir, stage="analyze", run=run) as stage:
         for name, table in tables.items():
             fileio.write_parquet(table, stage / campaign.exposure_table(name).name)
             with fileio.atomic_path(stage / campaign.exposure_table(name, ".csv").name) as tmp:
                 pacsv.write_csv(table, tmp)
             written[name] = str(campaign.exposure_table(name))
-    with _staged(campaign, campaign.graph_dir) as stage:
+    with _staged(campaign, campaign.graph_dir, stage="analyze", run=run) as stage:
         graph_mod.write_graphml(g, stage / campaign.as_graph_graphml.name)
         graph_mod.write_graphml(graph_mod.flagged_subgraph(g), stage / campaign.flagged_subgraph_graphml.name)
     written["graph"] = str(campaign.as_graph_graphml)
@@ -403,7 +559,9 @@ def analyze_campaign(
         "top_pops": tables["pops"].slice(0, 20).to_pylist(),
         "top_hegemony": hegemony.slice(0, 20).to_pylist(),
         "outputs": written,
+        "generation": generation,
     }
+    # last: exposure.json names a complete set of paths/, exposure/ and graph/ (their marker)
     fileio.write_bytes(
         campaign.exposure_json,
         orjson.dumps(report, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
@@ -411,6 +569,65 @@ def analyze_campaign(
     )
     return report
 
+
+
+def _registry_record(registry: RegistryLike | None) -> dict[str, Any] | None:
+    """What analyze records of its registry option: the file and its sha256, or the family ids."""
+    if registry is None:
+        return None
+    path = getattr(registry, "path", "")
+    if path:
+        return {"path": str(path), "sha256": lineage.file_sha256(Path(path))}
+    return {"families": sorted(registry_family_ids(registry))}
+
+
+def refresh_campaign(
+    campaign: Campaign,
+    *,
+    cache_dir: str | Path | None = None,
+    engine: str = "local",
+    scheduler: str | None = None,
+    workers: int | None = None,
+) -> list[str]:
+    """Recompute whatever of the campaign's analysis is not current, on the current inputs.
+
+    Annotates again if ``annotated/`` is stale (with the snapshot, registry and online
+    setting ``annotate.json`` records), then analyzes again with the options
+    ``exposure.json`` records (its ``cache_dir`` unless one is given) if the analysis
+    outputs are stale or of mixed runs. Returns the stages run (``[]``: all current).
+
+    Raises
+    ------
+    analysis.errors.MissingInput
+        When the campaign was never annotated or analysed, or its records do not say how
+        to run a stage again (then the message names the command to run).
+    """
+    if not campaign.exposure_json.is_file():
+        lineage.require_current(lineage.analyze_verdict(campaign, cache_dir=cache_dir))
+    with store.campaign_lock(campaign, holder="analyze"):
+        info = lineage.read_manifest(campaign.exposure_json) or {}
+        gen = info.get("generation") or {}
+        if cache_dir is None:
+            cache_dir = (gen.get("rerun") or {}).get("cache_dir")
+        if lineage.analyze_verdict(campaign, cache_dir=cache_dir).current:
+            return []
+        ran = [] if lineage.annotate_verdict(campaign, cache_dir=cache_dir).current else ["annotate"]
+        opts = dict(gen.get("options") or {})
+        reg = opts.pop("registry", None)
+        registry = None
+        if reg is not None:
+            if "path" not in reg:
+                raise MissingInput(f"analyze ran with a registry given as an object, not a file: run "
+                                   f"{lineage.command(campaign, 'analyze')} with your options")
+            registry = load_registry(reg["path"])
+        engine_opts = {"engine": engine, "scheduler": scheduler, "workers": workers}
+        _analyze_locked(campaign, registry=registry, families=opts.get("families"),
+                        pop_country=opts.get("pop_country", "US"), n_boot=opts.get("n_boot", 1000),
+                        seed=opts.get("seed", 0), confidence=opts.get("confidence", 0.95),
+                        include_endpoints=opts.get("include_endpoints", False),
+                        rtt_jump_ms=opts.get("rtt_jump_ms", 40.0), cache_dir=cache_dir, force=True,
+                        engine_opts=engine_opts)
+        return [*ran, "analyze"]
 
 
 #: Path columns the metrics, graph and report read back from ``paths.parquet``.
@@ -746,21 +963,37 @@ def load_campaign(campaign: Campaign) -> CampaignData:
     ``graph/as_graph.graphml``, ``annotate.json`` and ``ingest.json`` (empty when absent),
     the probe metadata and the IXP hops of the annotated table.
 
+    Reads under the campaign lock taken shared (it waits for a running ingest, annotate or
+    analyze), and only outputs of one analyze run on the current annotation of the
+    current store (:func:`analysis.lineage.analyze_verdict`).
+
     Raises
     ------
     analysis.errors.MissingReferenceData
         When the campaign has not been analysed (no ``exposure.json`` or a table it names).
+    analysis.errors.MissingInput
+        When the outputs are of mixed analyze runs (one was interrupted) or stale (results
+        ingested, annotate run again, or probe metadata changed since): one line saying
+        what and which command to run.
     """
-    import networkx as nx
-    import orjson
-
-
     summary_path = campaign.exposure_json
     if not summary_path.is_file():
         raise MissingReferenceData(
             f"campaign {campaign.name!r} has not been analysed (no {summary_path}); "
             "run `pathexp analyze` first"
         )
+    with store.campaign_lock(campaign, holder="report", shared=True):
+        gen = (lineage.read_manifest(summary_path) or {}).get("generation") or {}
+        cache_dir = (gen.get("rerun") or {}).get("cache_dir") if isinstance(gen, dict) else None
+        lineage.require_current(lineage.analyze_verdict(campaign, cache_dir=cache_dir))
+        return _load_campaign(campaign)
+
+
+def _load_campaign(campaign: Campaign) -> CampaignData:
+    import networkx as nx
+    import orjson
+
+    summary_path = campaign.exposure_json
     needed = [campaign.paths_parquet, campaign.as_graph_graphml]
     needed += [campaign.exposure_table(n) for n in _EXPOSURE_TABLES]
     for p in needed:
@@ -791,10 +1024,11 @@ def load_campaign(campaign: Campaign) -> CampaignData:
     )
 
 
-def write_report(campaign: Campaign, *, out: str | Path | None = None) -> Path:
+def write_report(campaign: Campaign, *, out: str | Path | None = None, force: bool = False) -> Path:
     """Write the campaign's self-contained HTML report; return its path.
 
-    :func:`load_campaign`, then :func:`analysis.report.render_html`.
+    :func:`load_campaign`, then :func:`analysis.report.render_html`. Refuses outputs that
+    are not current; with ``force=True`` recomputes them first (:func:`refresh_campaign`).
 
     Parameters
     ----------
@@ -802,12 +1036,16 @@ def write_report(campaign: Campaign, *, out: str | Path | None = None) -> Path:
         An analysed campaign (``pathexp analyze`` has run).
     out : path, optional
         Target file; default ``<workspace>/<campaign>/report/index.html``.
+    force : bool
+        Recompute stale stages first (:func:`refresh_campaign`) instead of refusing.
 
     Returns
     -------
     pathlib.Path
     """
 
+    if force:
+        refresh_campaign(campaign)
     data = load_campaign(campaign)
     target = Path(out) if out is not None else campaign.report_html
     fileio.write_bytes(target, render_html(data).encode("utf-8"))

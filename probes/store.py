@@ -17,6 +17,14 @@ the next ingest, so a killed run leaves only committed segments behind.
 Inputs are opened, decompressed and framed into records by :mod:`probes.inputs`; this
 module parses them (:mod:`probes.parse`), deduplicates and stores them.
 
+The campaign lock (:func:`campaign_lock`, a ``flock`` on ``<campaign>/.lock``) is held
+by every stage that writes a campaign's folders: ingest here, annotate and analyze in
+:mod:`analysis.campaign_io`; a second writer waits for the first (saying so once, on the
+``probes.store`` logger), readers take it shared. :func:`generation` is what the later
+stages record of the store: the number of its newest raw segment (every ingest that adds
+results adds a segment, so it goes up; nothing ever lowers it) and a fingerprint of the
+raw segments' names and sizes, read from the directory listing, never by rehashing.
+
 Readers (:func:`scan_hops`, :func:`scan_traces`) yield Arrow record batches;
 :func:`read_hops` and :func:`read_traces` collect them. :func:`segment_names` and
 :func:`segment_path` give the per-segment files: a segment holds whole traceroutes, the
@@ -26,6 +34,8 @@ unit :mod:`analysis` works on segment by segment.
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import logging
 import os
 import re
 import shutil
@@ -33,7 +43,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing
+from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -52,6 +62,9 @@ from probes.workspace import Campaign
 
 __all__ = [
     "IngestReport",
+    "StoreGeneration",
+    "campaign_lock",
+    "generation",
     "ingest_files",
     "ingest_results",
     "ingest_stream",
@@ -77,6 +90,8 @@ SEGMENT_RESULTS = 32_768
 _SEG = re.compile(r"^seg-(\d{6})\.")
 #: Folder (inside the campaign) where Dask workers stage parsed parts before the commit.
 STAGING = ".staging"
+
+log = logging.getLogger(__name__)
 
 PROBE_META_SCHEMA = pa.schema(
     [
@@ -120,6 +135,99 @@ class IngestReport:
         self.inputs += other.inputs
 
 
+# --- lock and generation --------------------------------------------------------------
+
+
+@contextmanager
+def campaign_lock(campaign: Campaign, *, holder: str = "ingest", shared: bool = False,
+                  wait: bool = True) -> Iterator[None]:
+    """Hold the campaign lock (``flock`` on :attr:`~probes.workspace.Campaign.lock_file`).
+
+    Writers (ingest, annotate, analyze) take it exclusively, readers (report) shared. When
+    another process holds it, log one warning naming the holder and wait (``wait=True``)
+    or raise. The lock is released when the block ends, or by the kernel when the process
+    dies (``kill -9`` included). Not re-entrant: a process takes it once per stage.
+
+    Parameters
+    ----------
+    campaign : probes.workspace.Campaign
+    holder : str
+        What takes it (written into the lock file while held exclusively, for the message
+        another process shows), e.g. ``"annotate"``.
+    shared : bool
+        Take it shared (several readers at once, no writer).
+    wait : bool
+        Wait for the holder (default) or raise at once.
+
+    Raises
+    ------
+    probes.errors.StoreError
+        ``wait=False`` and the lock is held, or a table folder is a symbolic link.
+    """
+    campaign.check_folders()
+    campaign.root.mkdir(parents=True, exist_ok=True)
+    mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX
+    with open(campaign.lock_file, "a+") as fh:
+        try:
+            fcntl.flock(fh, mode | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            who = fh.read().strip() or "a reader (pathexp report or a notebook)"
+            busy = f"campaign {campaign.name!r} is busy: {who}"
+            if not wait:
+                raise StoreError(f"{busy}; try again when it has finished") from None
+            log.warning("%s; waiting for it to finish", busy)
+            fcntl.flock(fh, mode)
+        try:
+            if not shared:
+                fh.truncate(0)
+                fh.write(f"pathexp {holder} (pid {os.getpid()}) holds it since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+                fh.flush()
+            yield
+        finally:
+            if not shared:
+                fh.truncate(0)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class StoreGeneration:
+    """What the store holds, as the later stages record it.
+
+    Attributes
+    ----------
+    number : int
+        Number of the newest raw segment (0: empty store). Every ingest that adds results
+        adds a segment, so it goes up; nothing lowers it.
+    fingerprint : str
+        sha256 over the raw segments' names and sizes (from the directory listing).
+    segments : int
+        Raw segments stored.
+    """
+
+    number: int
+    fingerprint: str
+    segments: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def generation(campaign: Campaign) -> StoreGeneration:
+    """The store's current :class:`StoreGeneration` (a directory listing and stats, no hashing of data).
+
+    Raw segments are append-only and never rewritten (recovery rebuilds only the tables
+    derived from them), so equal generations mean equal stores.
+    """
+    raw = sorted(_segments(campaign.raw_dir, ".ndjson.zst").items())
+    h = hashlib.sha256()
+    for name, path in raw:
+        h.update(f"{name} {path.stat().st_size}\n".encode())
+    number = max((int(n[4:]) for n, _ in raw), default=0)
+    return StoreGeneration(number=number, fingerprint=h.hexdigest(), segments=len(raw))
+
+
 # --- the store ------------------------------------------------------------------------
 
 
@@ -158,10 +266,10 @@ class _Store:
     def __init__(self, campaign: Campaign, *, segment_results: int = SEGMENT_RESULTS) -> None:
         self.campaign = campaign
         self.segment_results = segment_results
+        self._locked = ExitStack()
+        self._locked.enter_context(campaign_lock(campaign, holder="ingest"))
         for d in (campaign.raw_dir, campaign.traces_dir, campaign.hops_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self._lock = open(campaign.root / ".lock", "a+")
-        fcntl.flock(self._lock, fcntl.LOCK_EX)
         recover(campaign, _locked=True)
         # parts staged by an earlier, interrupted Dask ingest were never committed
         shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
@@ -185,8 +293,7 @@ class _Store:
             self.drain()
         finally:
             self._writer.shutdown(wait=True)
-            fcntl.flock(self._lock, fcntl.LOCK_UN)
-            self._lock.close()
+            self._locked.close()
 
     def add(self, parsed: Parsed, report: IngestReport) -> None:
         msm, prb, ts = parsed.keys
@@ -309,8 +416,10 @@ def recover(campaign: Campaign, *, _locked: bool = False) -> list[str]:
     A segment whose raw file exists but whose traceroute or hop table is missing gets its
     tables rebuilt from raw; tables without a raw file (impossible by the rename order,
     but checked) are removed; leftover ``*.part`` temporaries are deleted. Returns the
-    names of the segments repaired.
+    names of the segments repaired. Refuses (:class:`~probes.errors.StoreError`) a
+    campaign whose table folders are symbolic links.
     """
+    campaign.check_folders()
     repaired: list[str] = []
     raw = _segments(campaign.raw_dir, ".ndjson.zst")
     traces = _segments(campaign.traces_dir, ".parquet")
@@ -416,8 +525,12 @@ def ingest_results(
             else:
                 yield bytes(rec)
 
-    report = ingest_stream(campaign, lines(), origin=origin)
-    _record_run(campaign, report, [{"name": f"<{origin}>", "seen": report.seen, "drops": dict(report.drops)}])
+    st = _Store(campaign)
+    try:
+        report = ingest_stream(campaign, lines(), origin=origin, _store=st)
+        _record_run(campaign, report, [{"name": f"<{origin}>", "seen": report.seen, "drops": dict(report.drops)}])
+    finally:
+        st.close()
     return report
 
 
@@ -472,12 +585,12 @@ def ingest_files(
                             one, entry = _commit_staged_file(store, next(staged))
                         inputs.append(entry)
                         total.merge(one)
+            _record_run(campaign, total, inputs)
         finally:
             try:
                 shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
             finally:
                 store.close()  # releases the campaign lock, after the staging folder is gone
-    _record_run(campaign, total, inputs)
     return total
 
 

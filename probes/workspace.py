@@ -26,6 +26,10 @@ names each entry on the right)::
     .staging/                      the store's ingest work folder         staging_dir
     .annotated.tmp/ .paths.tmp/    a folder being written, swapped in     stage_dir(folder)
     .exposure.tmp/ .graph.tmp/     for ``folder`` when complete
+    .annotated.old/ ...            the folder being replaced, for an instant  previous_dir(folder)
+    <folder>/.generation.json      the run that wrote an analysis folder  generation_marker(folder)
+    .lock                          the campaign lock (ingest, annotate,   lock_file
+                                   analyze hold it; report reads under it)
 
 A run that was killed leaves its work folders; the next run removes them. Only
 :mod:`probes.store` writes ``raw/``, ``traces/``, ``hops/``, ``ingest.json`` and
@@ -34,18 +38,22 @@ A run that was killed leaves its work folders; the next run removes them. Only
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from probes.errors import ConfigError
+from probes.errors import ConfigError, StoreError
 
-__all__ = ["Campaign", "DEFAULT_WORKSPACE"]
+__all__ = ["Campaign", "DEFAULT_WORKSPACE", "TABLE_FOLDERS"]
 
 #: Default workspace folder, relative to the current directory.
 DEFAULT_WORKSPACE = Path("results")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+#: The table folders of a campaign, which must be real folders inside it (never symbolic
+#: links: recovery and the analysis stages delete files in them).
+TABLE_FOLDERS = ("raw", "traces", "hops", "annotated", "paths", "exposure", "graph", "report")
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class Campaign:
     workspace: Path = DEFAULT_WORKSPACE
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigError(
                 f"invalid campaign name {self.name!r}: use letters, digits, '.', '_' or '-'"
             )
@@ -179,6 +187,51 @@ class Campaign:
         """
         folder = Path(folder)
         return folder.parent / f".{folder.name}.tmp"
+
+    def previous_dir(self, folder: Path) -> Path:
+        """Where ``folder`` is moved while its replacement is renamed in: ``.<name>.old``.
+
+        >>> c = Campaign("menog", Path("/tmp/ws"))
+        >>> c.previous_dir(c.paths_dir)
+        PosixPath('/tmp/ws/menog/.paths.old')
+        """
+        folder = Path(folder)
+        return folder.parent / f".{folder.name}.old"
+
+    @staticmethod
+    def generation_marker(folder: Path) -> Path:
+        """``<folder>/.generation.json``: which run of which stage wrote an analysis folder.
+
+        Written last into the work folder, so a folder that has it is complete.
+        """
+        return Path(folder) / ".generation.json"
+
+    @property
+    def lock_file(self) -> Path:
+        """``.lock``: the campaign lock (see :func:`probes.store.campaign_lock`)."""
+        return self.root / ".lock"
+
+    def check_folders(self) -> None:
+        """Refuse a campaign whose table folders are symbolic links or lie outside it.
+
+        Recovery and the analysis stages delete and replace files in these folders; a
+        link could point them at another campaign's tables.
+
+        Raises
+        ------
+        probes.errors.StoreError
+            Naming the folder and where it points.
+        """
+        root = self.root.resolve()
+        for name in TABLE_FOLDERS:
+            folder = self.root / name
+            if folder.is_symlink():
+                raise StoreError(
+                    f"campaign {self.name!r}: {folder} is a symbolic link (to {os.readlink(folder)}); "
+                    "a campaign's table folders must be real folders inside it"
+                )
+            if folder.exists() and folder.resolve().parent != root:
+                raise StoreError(f"campaign {self.name!r}: {folder} resolves outside {root}")
 
     def glob(self, table: str) -> str:
         """DuckDB glob for one of the campaign's Parquet tables, e.g. ``hops``."""

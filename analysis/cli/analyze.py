@@ -40,6 +40,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--cache-dir", default=None, help="reference-data cache root (to annotate destinations)"
     )
+    parser.add_argument(
+        "--force", action="store_true",
+        help="if annotated/ is stale (results ingested, registry or snapshot changed since "
+             "annotate, or annotate interrupted), annotate again first with the snapshot and "
+             "registry annotate.json records, instead of refusing",
+    )
     add_engine_args(parser)
     parser.set_defaults(func=run)
 
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         include_endpoints=args.include_endpoints,
         cache_dir=args.cache_dir,
+        force=args.force,
         **engine_options(args),
     )
     console = Console()
