@@ -31,7 +31,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--workspace", type=Path, default=DEFAULT_WORKSPACE,
                         help=f"folder of campaign workspaces; the demo uses <workspace>/demo "
                              f"(default: {DEFAULT_WORKSPACE}/)")
-    parser.set_defaults(func=run)
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--artefacts", dest="artefacts", action="store_true",
+                      help="run on a world with real traceroute artefacts (neighbour-numbered "
+                           "links, third-party replies, invisible MPLS, moved IXP ports, missing "
+                           "PeeringDB facilities, imprecise probe locations ...)")
+    mode.add_argument("--clean-world", dest="artefacts", action="store_false",
+                      help="run on the clean world (the default for now)")
+    parser.set_defaults(func=run, artefacts=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,10 +50,14 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console(highlight=False)
     t0 = time.perf_counter()
-    console.rule(f"[bold]pathexp demo[/bold] · synthetic world, seed {args.seed}, {args.size}")
+    from probes.world import Artefacts
+
+    kind = "with artefacts" if args.artefacts else "clean"
+    console.rule(f"[bold]pathexp demo[/bold] · synthetic world ({kind}), seed {args.seed}, {args.size}")
     console.print("[dim]Nothing here is real measurement data; the world is generated, "
                   "with its ground truth, so the numbers below can be checked.[/dim]\n")
-    result = run_demo(workspace=args.workspace, seed=args.seed, size=args.size, console=console)
+    result = run_demo(workspace=args.workspace, seed=args.seed, size=args.size, console=console,
+                      artefacts=Artefacts() if args.artefacts else None)
     render(result, console, elapsed=time.perf_counter() - t0)
     return 1 if result.report_error else 0
 
@@ -188,7 +199,26 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
         if s["truth"] or s["detected"]:
             t.add_row(f"change events, {names.get(fam, fam)}", f"{s['truth']:,}", f"{s['detected']:,}",
                       _pct(s["precision"], 2), _pct(s["recall"], 2))
+    ro = acc.get("router_owner")
+    if ro and ro["hops"]:
+        t.add_row(f"router owner ({ro['scored']}), responding public hops", f"{ro['hops']:,}",
+                  f"{ro['correct']:,} right", _pct(ro["accuracy"], 2), "")
+    for label, key in (("PoP city", "pop_city"), (f"PoP in the {exp['pop_country']}", "pop_us")):
+        s = acc.get(key)
+        if s:
+            t.add_row(label, "", "", _pct(s["precision"], 2), _pct(s["recall"], 2))
     console.print(t)
+    wa = acc.get("world_artefacts") or {}
+    if wa.get("enabled"):
+        r = wa["realised"]
+        console.print(f"[dim]  world artefacts: {r['hops:neighbour-numbered']:,} neighbour-numbered, "
+                      f"{r['hops:third-party']:,} third-party and {r['hops:mpls-hidden-before']:,} "
+                      f"after-MPLS hops of {r['router_hops']:,} router hops; {r['ixp_ports_moved']} "
+                      f"moved IXP ports, {r['facilities_omitted']} facilities missing from PeeringDB, "
+                      f"{r['probes_misplaced']} misplaced probes (rates: accuracy.json)[/dim]")
+    else:
+        console.print("[dim]  clean world: no third-party replies, MPLS, stale PeeringDB or misplaced "
+                      "probes (`pathexp demo --artefacts` adds them)[/dim]")
     inside = sum(1 for r in acc["exposure"] if r["inside"])
     console.print(f"  true exposure inside the reported 95% interval: {inside} of {len(acc['exposure'])} "
                   f"{_ok(inside == len(acc['exposure']))}")

@@ -1,4 +1,4 @@
-"""``pathexp world generate OUT [--seed N] [--size small|large]``: write the synthetic world."""
+"""``pathexp world generate OUT [--seed N] [--size small|large] [--artefacts | --clean]``."""
 
 from __future__ import annotations
 
@@ -25,13 +25,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="small",
         help="small: ~7k traceroutes in seconds; large: ~100k traceroutes (default: small)",
     )
-    gen.set_defaults(func=run)
+    mode = gen.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--artefacts",
+        dest="artefacts",
+        action="store_true",
+        help="model real traceroute artefacts (neighbour-numbered links, third-party replies, "
+        "silent and rate-limiting routers, invisible MPLS, siblings, moved IXP ports, missing "
+        "PeeringDB facilities, imprecise probe locations) at the default rates",
+    )
+    mode.add_argument(
+        "--clean",
+        dest="artefacts",
+        action="store_false",
+        help="the clean world, every router answering from its own interface (the default)",
+    )
+    gen.set_defaults(func=run, artefacts=False)
 
 
 def run(args: argparse.Namespace) -> int:
-    from probes.world import generate_world, read_truth
+    from probes.world import Artefacts, generate_world, read_truth
 
-    manifest = generate_world(args.out, seed=args.seed, size=args.size)
+    art = Artefacts() if args.artefacts else None
+    manifest = generate_world(args.out, seed=args.seed, size=args.size, artefacts=art)
     c = manifest.counts
     print(
         f"synthetic world (seed {manifest.seed}, {manifest.size}) written to {manifest.out_dir}: "
@@ -40,6 +56,17 @@ def run(args: argparse.Namespace) -> int:
         f"({c['traces_diverted']} diverted)"
     )
     truth = read_truth(args.out).world
+    wa = truth.get("world_artefacts") or {}
+    if wa.get("enabled"):
+        r = wa["realised"]
+        print(
+            f"artefacts: {r['customer_numbered_links']} customer-numbered links, "
+            f"{r['hops:third-party']} third-party hops, {r['mpls_invisible_asns']} MPLS-invisible "
+            f"ASes, {r['ixp_ports_moved']} moved IXP ports, {r['facilities_omitted']} facilities "
+            f"missing from PeeringDB, {r['probes_misplaced']} misplaced probes"
+        )
+    else:
+        print("clean world (no measurement artefacts; --artefacts adds them)")
     start, end = manifest.window
     print(f"diversion window (AS{truth['diversion']['leaker_asn']} leak): {start} .. {end}")
     for fam, parts in truth["exposure"].items():

@@ -32,7 +32,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
@@ -41,6 +41,9 @@ import pyarrow.parquet as pq
 
 from probes.errors import ConfigError
 from probes.workspace import DEFAULT_WORKSPACE, Campaign
+
+if TYPE_CHECKING:
+    from probes.world import Artefacts
 
 __all__ = ["CAMPAIGN", "REFERENCE_KINDS", "DemoResult", "run_demo"]
 
@@ -134,6 +137,7 @@ def run_demo(
     size: str = "small",
     cache_dir: Path | None = None,
     console: Any = None,
+    artefacts: Artefacts | None = None,
 ) -> DemoResult:
     """Run the whole pipeline offline on the synthetic world and score it against the truth.
 
@@ -150,6 +154,10 @@ def run_demo(
         so the user's cache (``PATHEXP_CACHE_DIR`` / the platform cache) is never touched.
     console : rich.console.Console, optional
         Where to print one line per stage as it finishes.
+    artefacts : probes.world.Artefacts, optional
+        Generate the world with these measurement artefacts (neighbour-numbered links,
+        third-party replies, invisible MPLS, stale PeeringDB, imprecise probe locations
+        ...). None, the default: the clean world.
 
     Returns
     -------
@@ -160,7 +168,12 @@ def run_demo(
     probes.errors.ConfigError
         ``<workspace>/demo`` holds something the demo did not create, or a bad seed/size.
     """
-    from analysis.campaign_io import analyze_campaign, annotate_campaign, write_report
+    from analysis.campaign_io import (
+        analyze_campaign,
+        annotate_campaign,
+        read_annotated,
+        write_report,
+    )
     from analysis.datasets import import_files
     from analysis.demo import accuracy as acc
     from analysis.registry import load_registry
@@ -177,7 +190,8 @@ def run_demo(
     root = campaign.root
     _prepare(root)
     timings: dict[str, float] = {}
-    marker = {"generator": "pathexp demo", "seed": seed, "size": size}
+    marker = {"generator": "pathexp demo", "seed": seed, "size": size,
+              "artefacts": None if artefacts is None else artefacts.as_dict()}
     write_bytes(root / _MARKER, orjson.dumps(marker, option=orjson.OPT_INDENT_2) + b"\n")
 
     def stage(name: str, t0: float, text: str) -> None:
@@ -187,7 +201,7 @@ def run_demo(
     # 1. world
     t0 = time.perf_counter()
     world_dir = root / _WORLD
-    manifest = generate_world(world_dir, seed=seed, size=size)
+    manifest = generate_world(world_dir, seed=seed, size=size, artefacts=artefacts)
     c = manifest.counts
     stage("world", t0, f"synthetic world: {c['ases']} ASes, {c['ixps']} IXPs, {c['probes']} probes, "
                        f"{c['traces']:,} traceroutes")
@@ -247,7 +261,8 @@ def run_demo(
     paths = pq.read_table(files["paths"])
     events = pq.read_table(campaign.exposure_table("change_events"))
 
-    t_hops = world_truth.table("hops", columns=[*acc.TRACE_KEY, "hop", "responded"])
+    t_hops = world_truth.table("hops", columns=[*acc.TRACE_KEY, "hop", "responded", "addr", "kind",
+                                                "owner_asn", "artefact"])
     entries = acc.true_entries(t_flagged, t_traces, truth["families"], t_hops)
     found = acc.detected_crossings(paths)
     key = [*acc.TRACE_KEY, "family", "asn"]
@@ -266,6 +281,9 @@ def run_demo(
     families = sorted(truth["families"])
     true_exp = acc.truth_exposure(t_traces, entries, families, pop_country=exposure["pop_country"])
     checks = acc.exposure_checks(exposure["families"], true_exp)
+    annotated = read_annotated(campaign)
+    owner = acc.router_owner(t_hops, annotated)
+    del annotated
 
     div = truth["diversion"]
     registry = load_registry()
@@ -305,6 +323,15 @@ def run_demo(
             "transits the family; pop: share whose true entry into the family is at a PoP "
             f"in {exposure['pop_country']} (IXP or private interconnect); the reported PoP "
             "exposure counts only the PoPs the pipeline locates, so it is a lower bound",
+            "router_owner": "responding public router hops (truth kind router, border or "
+            "ixp), keyed by trace, hop and address; right when the pipeline's AS (owner_asn if "
+            "it has an ownership stage, else the origin asn: see scored) is the AS operating "
+            "the router; by_artefact splits them by the truth's artefact label",
+            "pop_city": "crossing_cities' precision and recall (entries placed in the right city)",
+            "pop_us": "crossing_pop_country's precision and recall (entries placed in the PoP "
+            "country)",
+            "world_artefacts": "the artefact rates the world was generated with (null rates: "
+            "the clean world) and the realised counts, from the truth",
             "diversion_detected": "the largest change-event episode of the leaker's family "
             "starts in the measurement round where the leak began and ends in the round "
             "where it ended",
@@ -317,6 +344,10 @@ def run_demo(
         "exposure": checks,
         "change_events": change_scores,
         "diversion": diversion,
+        "router_owner": owner,
+        "pop_city": {"precision": cities.precision, "recall": cities.recall},
+        "pop_us": {"country": pop_cc, "precision": in_cc.precision, "recall": in_cc.recall},
+        "world_artefacts": truth.get("world_artefacts"),
     }
     write_bytes(root / _ACCURACY,
                 orjson.dumps(accuracy, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS

@@ -15,6 +15,9 @@ Units that are compared (sets, so a crossing repeated inside a forwarding loop c
   answer has an *unobservable location*: no traceroute can tell that an IXP was there.
 * **IXP crossing** -- ``(msm_id, prb_id, timestamp, ixp_id, member_asn)``; truth crossings
   whose LAN hop did not answer are *unobservable* and left out of the recall denominator.
+* **router owner** -- one responding public router hop ``(msm_id, prb_id, timestamp, hop,
+  addr)``: is the AS the pipeline gives it (``owner_asn`` when the pipeline has an
+  ownership stage, else the address' origin ``asn``) the AS operating the router?
 * **change event** -- a flip of "transits family F" between consecutive traceroutes of a
   (probe, destination) pair, computed from the truth traces independently of
   :func:`analysis.metrics.change_events`.
@@ -44,7 +47,13 @@ __all__ = [
     "truth_change_events",
     "episodes",
     "diversion_check",
+    "PUBLIC_ROUTER_KINDS",
+    "router_owner",
 ]
+
+#: Truth hop kinds that are public router interfaces (the probe's gateway, its access
+#: network's private hop and the destination host are left out of router ownership).
+PUBLIC_ROUTER_KINDS = ("router", "border", "ixp")
 
 TRACE_KEY = ("msm_id", "prb_id", "timestamp")
 _EXAMPLES = 5
@@ -529,3 +538,73 @@ def diversion_check(found: Sequence[Mapping[str, Any]], *, family: str, start: i
         end_lag_s=(best["cleared_by"] - end) if best["cleared_by"] is not None else None,
     )
     return res
+
+
+# ---------------------------------------------------------------------------- router owner
+def router_owner(truth_hops: pa.Table, annotated: pa.Table) -> dict[str, Any]:
+    """Share of responding public router hops whose pipeline AS is the true operator.
+
+    Parameters
+    ----------
+    truth_hops : pyarrow.Table
+        The world's ``truth/hops.parquet`` (trace key, ``hop``, ``addr``, ``responded``,
+        ``kind``, ``owner_asn``, ``artefact``).
+    annotated : pyarrow.Table
+        The pipeline's annotated hops (trace key, ``hop``, ``reply_from``, and
+        ``owner_asn`` if the pipeline infers router ownership, else the origin ``asn``).
+
+    Returns
+    -------
+    dict
+        ``scored`` ("owner_asn" or "origin_asn"), ``hops`` (responding public router hops
+        found in the annotated table), ``correct``, ``accuracy`` (correct / hops),
+        ``unmatched`` (truth hops with no annotated reply), and ``by_artefact``: the same
+        per truth artefact label ("none" for clean hops).
+
+    Examples
+    --------
+    >>> t = pa.table({"msm_id": [1, 1], "prb_id": [2, 2], "timestamp": [3, 3], "hop": [1, 2],
+    ...               "addr": ["a", "b"], "responded": [True, True], "kind": ["router", "border"],
+    ...               "owner_asn": [10, 20], "artefact": [None, "neighbour-numbered"]})
+    >>> a = pa.table({"msm_id": [1, 1], "prb_id": [2, 2], "timestamp": [3, 3], "hop": [1, 2],
+    ...               "reply_from": ["a", "b"], "asn": [10, 10]})
+    >>> r = router_owner(t, a)
+    >>> (r["scored"], r["hops"], r["correct"], r["by_artefact"]["neighbour-numbered"]["accuracy"])
+    ('origin_asn', 2, 1, 0.0)
+    """
+    col = "owner_asn" if "owner_asn" in annotated.column_names else "asn"
+    t = truth_hops.filter(
+        pc.and_(
+            pc.fill_null(truth_hops.column("responded"), False),
+            pc.is_in(truth_hops.column("kind"), pa.array(PUBLIC_ROUTER_KINDS)),
+        )
+    )
+    t = t.select([*TRACE_KEY, "hop", "addr", "owner_asn", "artefact"])
+    t = t.set_column(t.schema.get_field_index("timestamp"), "timestamp", epoch_seconds(t.column("timestamp")))
+    t = t.set_column(t.schema.get_field_index("hop"), "hop", t.column("hop").cast(pa.int64()))
+    t = t.set_column(t.schema.get_field_index("artefact"), "artefact",
+                     pc.fill_null(t.column("artefact"), "none"))
+    a = annotated.select([*TRACE_KEY, "hop", "reply_from", col])
+    a = a.filter(pc.is_valid(a.column("reply_from")))
+    a = a.set_column(a.schema.get_field_index("timestamp"), "timestamp", epoch_seconds(a.column("timestamp")))
+    a = a.set_column(a.schema.get_field_index("hop"), "hop", a.column("hop").cast(pa.int64()))
+    a = a.rename_columns([*TRACE_KEY, "hop", "addr", "__got"])
+    # one verdict per (hop, address): replies of one hop from one address agree
+    a = a.group_by([*TRACE_KEY, "hop", "addr"], use_threads=False).aggregate([("__got", "max")])
+    j = t.join(a, keys=[*TRACE_KEY, "hop", "addr"], join_type="inner", use_threads=False)
+    ok = pc.fill_null(pc.equal(j.column("__got_max"), j.column("owner_asn")), False)
+    j = j.append_column("__ok", ok)
+
+    def summary(rows: pa.Table) -> dict[str, Any]:
+        n = rows.num_rows
+        k = int(pc.sum(rows.column("__ok")).as_py() or 0) if n else 0
+        return {"hops": n, "correct": k, "accuracy": k / n if n else None}
+
+    by = {lab: summary(j.filter(pc.equal(j.column("artefact"), lab)))
+          for lab in sorted(set(j.column("artefact").to_pylist()))}
+    return {
+        "scored": "owner_asn" if col == "owner_asn" else "origin_asn",
+        **summary(j),
+        "unmatched": t.num_rows - j.num_rows,
+        "by_artefact": by,
+    }

@@ -20,6 +20,7 @@ The room, from constant data to files:
 - :mod:`probes.world.data`: cities, IXP cities, the flagged carriers (constant tables).
 - :mod:`probes.world.topology`: ASes, relationships, PoPs, IXPs, addresses, probes.
 - :mod:`probes.world.routing`: valley-free routes and the route leak.
+- :mod:`probes.world.artefacts`: :class:`Artefacts`, the measurement artefacts' rates.
 - :mod:`probes.world.trace`: an AS path turned into a hop-level traceroute and its truth.
 - :mod:`probes.world.writers`: the real file formats, and the truth layout and schemas.
 - :mod:`probes.world.generate`: :class:`World` and :func:`generate_world`.
@@ -28,6 +29,7 @@ The room, from constant data to files:
 
 from __future__ import annotations
 
+from probes.world.artefacts import Artefacts
 from probes.world.generate import WORLD_START, ScheduledTrace, World, WorldManifest, generate_world
 from probes.world.topology import SIZES
 from probes.world.truth import Truth, read_truth
@@ -39,6 +41,7 @@ from probes.world.writers import (
 )
 
 __all__ = [
+    "Artefacts",
     "World",
     "WorldManifest",
     "ScheduledTrace",

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from probes.errors import ConfigError
 from probes.fileio import PARQUET_OPTIONS, atomic_path, write_bytes, write_json, write_parquet
+from probes.world.artefacts import HOP_ARTEFACTS, Artefacts, apply_artefacts
 from probes.world.routing import compute_leak_routes, compute_routes
 from probes.world.topology import (
     SIZES,
@@ -101,6 +102,7 @@ class WorldManifest:
     files: dict[str, str]
     counts: dict[str, int]
     window: tuple[int, int]
+    artefacts: Artefacts | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -109,6 +111,7 @@ class WorldManifest:
             "synthetic": True,
             "seed": self.seed,
             "size": self.size,
+            "artefacts": None if self.artefacts is None else self.artefacts.as_dict(),
             "counts": self.counts,
             "window": {"start": self.window[0], "end": self.window[1]},
             "reference": {
@@ -182,13 +185,27 @@ class World:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def build(cls, *, seed: int = 0, size: str = "small") -> World:
-        """Build the world for ``seed`` and ``size`` ("small" or "large")."""
+    def build(cls, *, seed: int = 0, size: str = "small", artefacts: Artefacts | None = None) -> World:
+        """Build the world for ``seed`` and ``size`` ("small" or "large").
+
+        ``artefacts``: the measurement artefacts' rates (:class:`Artefacts`); None, the
+        default, builds the clean world.
+        """
         if size not in SIZES:
             raise ConfigError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
         if not isinstance(seed, int) or seed < 0:
             raise ConfigError(f"world seed must be a non-negative integer, got {seed!r}")
-        return cls(build_topology(seed=seed, size=size))
+        if artefacts is not None and not isinstance(artefacts, Artefacts):
+            raise ConfigError(f"artefacts must be an Artefacts or None, got {artefacts!r}")
+        topo = build_topology(seed=seed, size=size)
+        if artefacts is not None:
+            topo.artefacts = apply_artefacts(topo, artefacts)
+        return cls(topo)
+
+    @property
+    def artefacts(self) -> Artefacts | None:
+        """The artefact rates of this world (None: clean)."""
+        return None if self.topo.artefacts is None else self.topo.artefacts.rates
 
     @classmethod
     def load(cls, path: str | Path) -> World:
@@ -202,7 +219,12 @@ class World:
             raise ConfigError(f"{manifest}: unreadable world manifest: {exc}") from exc
         if info.get("generator") != "pathexp.world":
             raise ConfigError(f"{manifest}: not written by pathexp world")
-        world = cls.build(seed=int(info["seed"]), size=str(info["size"]))
+        rates = info.get("artefacts")
+        world = cls.build(
+            seed=int(info["seed"]),
+            size=str(info["size"]),
+            artefacts=None if rates is None else Artefacts.from_dict(rates),
+        )
         want = info.get("files", {}).get("atlas/probes.json")
         if want != _sha(_api_list(world.probes())):
             raise ConfigError(
@@ -525,7 +547,9 @@ def _exposure(traces: list[dict], families: list[str]) -> dict:
     }
 
 
-def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -> WorldManifest:
+def generate_world(
+    out_dir: str | Path, *, seed: int = 0, size: str = "small", artefacts: Artefacts | None = None
+) -> WorldManifest:
     """Generate the synthetic world into ``out_dir``.
 
     Parameters
@@ -537,12 +561,18 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     size : {"small", "large"}
         "small": about 270 ASes, 150 probes, 30 destinations, 7,200 traceroutes over 4 days;
         "large": about 700 ASes, 800 probes, 60 destinations, ~100k traceroutes over 7 days.
+    artefacts : Artefacts, optional
+        Rates of the measurement artefacts to model (:class:`probes.world.artefacts.Artefacts`:
+        neighbour-numbered links, third-party replies, unresponsive and rate-limiting
+        routers, invisible MPLS, siblings, moved IXP ports, PeeringDB facility omissions,
+        imprecise probe locations). None (the default): the clean world. The rates used
+        and the realised counts are in ``truth/world.json`` (``world_artefacts``).
 
     Returns
     -------
     WorldManifest
     """
-    world = World.build(seed=seed, size=size)
+    world = World.build(seed=seed, size=size, artefacts=artefacts)
     topo = world.topo
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -567,6 +597,8 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
     flag_x: list[dict] = []
     hops_rel = truth_table_file("hops")
     n_hops = 0
+    hop_labels: dict[str, int] = {}
+    router_hops = 0
     with atomic_path(out / hops_rel) as tmp_hops:
         writer = pq.ParquetWriter(tmp_hops, TRUTH_HOP_SCHEMA, **PARQUET_OPTIONS)
         try:
@@ -585,6 +617,11 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
                     results.append(o.result)
                     traces.append(o.trace)
                     hops.extend(o.hops)
+                    for h in o.hops:
+                        if h["kind"] in ("router", "border", "ixp"):
+                            router_hops += 1
+                        if h["artefact"] is not None:
+                            hop_labels[h["artefact"]] = hop_labels.get(h["artefact"], 0) + 1
                     ixp_x.extend(o.ixp_crossings)
                     flag_x.extend(o.flagged_crossings)
                 rel = f"atlas/results/{msm_id}.ndjson.gz"
@@ -629,6 +666,7 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
             "traces_diverted": sum(1 for t in traces if t["leak"]),
         },
         "exposure": _exposure(traces, families),
+        "world_artefacts": _artefact_summary(topo, router_hops, hop_labels),
         "flagged_pops": _pop_counts(flag_x),
         "families": {
             fam: sorted(a.asn for a in topo.ases.values() if a.family == fam) for fam in families
@@ -708,9 +746,44 @@ def generate_world(out_dir: str | Path, *, seed: int = 0, size: str = "small") -
         "flagged_crossings": len(flag_x),
         "traces_diverted": sum(1 for t in traces if t["leak"]),
     }
-    manifest = WorldManifest(out, seed, size, dict(sorted(digests.items())), counts, (start, end))
+    manifest = WorldManifest(
+        out, seed, size, dict(sorted(digests.items())), counts, (start, end), artefacts
+    )
     write_json(out / "world.json", manifest.as_dict())
     return manifest
+
+
+def _artefact_summary(topo: Topology, router_hops: int, hop_labels: dict[str, int]) -> dict:
+    """``world_artefacts``: the rates used (null: clean world) and what they produced."""
+    st = topo.artefacts
+    realised: dict[str, int] = {"router_hops": router_hops}
+    realised.update({f"hops:{k}": hop_labels.get(k, 0) for k in HOP_ARTEFACTS})
+    n_cp = sum(len(v) for v in topo.providers.values())
+    realised["customer_provider_pairs"] = n_cp
+    realised["private_c2p_interconnects"] = sum(
+        len(topo.links[(min(c, p), max(c, p))]) for c in topo.providers for p in topo.providers[c]
+    )
+    realised["transit_asns"] = sum(1 for a in topo.ases.values() if a.kind in ("tier1", "transit"))
+    realised["ixp_ports"] = sum(len(x.members) for x in topo.ixps.values())
+    realised["probes"] = sum(1 for p in topo.probes if not p.is_anchor)
+    if st is not None:
+        realised.update(st.realised())
+    return {
+        "enabled": st is not None,
+        "rates": None if st is None else st.rates.as_dict(),
+        "realised": dict(sorted(realised.items())),
+        "hit": None
+        if st is None
+        else {
+            "mpls_invisible_asns": sorted(st.mpls_asns),
+            "siblings": {str(a): p for a, p in sorted(st.siblings.items())},
+            "ixp_ports_moved": [
+                {"ixp_id": f"pdb:{ix}", "member_asn": m, "peeringdb_asn": old}
+                for (ix, m), old in sorted(st.moved_ports.items())
+            ],
+            "probes_misplaced": sorted(st.misplaced),
+        },
+    }
 
 
 def _api_list(results: list[dict]) -> bytes:

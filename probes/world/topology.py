@@ -12,6 +12,7 @@ import hashlib
 import ipaddress
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -177,6 +178,8 @@ class Topology:
     destinations: list[Destination]
     leaker: int
     leaked_asns: list[int]
+    #: :class:`probes.world.artefacts.ArtefactState` of an artefact world; None: clean.
+    artefacts: Any = None
 
     def rel(self, a: int, b: int) -> str:
         """Relationship of ``b`` seen from ``a``: "customer", "peer", "provider"."""

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from probes.world.artefacts import chance
 from probes.world.topology import (
     FIBER_KM_PER_MS,
     Destination,
+    Interconnect,
     Probe,
     Topology,
     great_circle_km,
@@ -32,6 +34,8 @@ UNRESPONSIVE_PERCENT = 4
 PACKET_LOSS = 0.01
 #: Probability that a traceroute runs into a transient forwarding loop.
 LOOP_PROBABILITY = 0.004
+#: Probability that a rate-limiting router answers one probe packet.
+RATE_LIMIT_ANSWER = 0.5
 #: Fibre paths are longer than great circles by this factor (at least).
 PATH_STRETCH = 1.12
 
@@ -49,6 +53,8 @@ class Node:
     ixp_id: int | None
     kind: str  # gateway | private | router | border | ixp | host
     responsive: bool
+    rate_limited: bool = False  # answers each probe with probability RATE_LIMIT_ANSWER
+    artefact: str | None = None  # third-party | mpls-hidden-before (set on the path)
 
 
 @dataclass
@@ -77,6 +83,13 @@ class TraceBuilder:
         self.family = {a: x.family for a, x in topo.ases.items() if x.family}
         self._ecmp: dict[tuple[int, str], bool] = {}
         self._alive: dict[tuple, bool] = {}
+        self.art = topo.artefacts  # ArtefactState or None (clean world)
+        self.link_block = {
+            a: (int(n.network_address), int(n.broadcast_address))
+            for a, x in topo.ases.items()
+            for n in [ipaddress.IPv4Network(x.links)]
+        }
+        self._adj: dict[int, list[tuple[int, Interconnect]]] | None = None
 
     # ----------------------------------------------------------------- geometry
     def city_dist(self, a: str, b: str) -> float:
@@ -103,9 +116,43 @@ class TraceBuilder:
         """Whether a router answers traceroute probes at all (stable per router)."""
         ok = self._alive.get(router)
         if ok is None:
-            ok = stable_hash("unresp", *router) % 100 >= UNRESPONSIVE_PERCENT
+            if self.art is None:
+                ok = stable_hash("unresp", *router) % 100 >= UNRESPONSIVE_PERCENT
+            else:
+                ok = not chance(self.art.rates.unresponsive, self.topo.seed, "unresp", *router)
             self._alive[router] = ok
         return ok
+
+    def rate_limited(self, *router: object) -> bool:
+        """Whether a router rate-limits its ICMP replies (artefact worlds only)."""
+        if self.art is None:
+            return False
+        return chance(self.art.rates.rate_limited, self.topo.seed, "ratelimit", *router)
+
+    def own_link_addr(self, asn: int, addr: str) -> bool:
+        """Whether ``addr`` lies in the block ``asn`` numbers its interconnects from."""
+        lo, hi = self.link_block[asn]
+        a, b, c, d = (int(x) for x in addr.split("."))
+        return lo <= (a << 24 | b << 16 | c << 8 | d) <= hi
+
+    def third_party_addr(self, node: Node, avoid: set[int], src_asn: int) -> str | None:
+        """An interface of ``node``'s router toward a neighbour not in ``avoid`` (or None)."""
+        if self._adj is None:
+            adj: dict[int, list[tuple[int, Interconnect]]] = {}
+            for (u, v), ics in sorted(self.topo.links.items()):
+                for ic in ics:
+                    if ic.kind == "private":
+                        adj.setdefault(u, []).append((v, ic))
+                        adj.setdefault(v, []).append((u, ic))
+            self._adj = adj
+        cands = [
+            ic.addr[node.asn]
+            for nbr, ic in self._adj.get(node.asn, [])
+            if nbr not in avoid and ic.city == node.city and ic.addr[node.asn] != node.addr
+        ]
+        if not cands:
+            return None
+        return cands[stable_hash("3p-pick", self.topo.seed, node.addr, src_asn) % len(cands)]
 
     def router(self, asn: int, city: str, r: int, prev: str, kind: str = "router") -> Node:
         ci = self.city_idx[asn].get(city)
@@ -114,7 +161,7 @@ class TraceBuilder:
         k = stable_hash("iface", asn, city, r, prev) % 4
         addr = _ip(self.infra[asn] + 1 + ((ci * 2 + r) * 4 + k) % 1020)
         ok = self.alive(asn, city, r)
-        return Node(addr, asn, city, None, kind, ok)
+        return Node(addr, asn, city, None, kind, ok, self.rate_limited(asn, city, r))
 
     # ----------------------------------------------------------------- path
     def nodes_for(
@@ -157,17 +204,51 @@ class TraceBuilder:
                 nodes.append(self.router(a, ic.city, r, nodes[-1].addr))
                 cur = ic.city
             far_ok = self.alive(b, cur, "border")
+            far_rl = self.rate_limited(b, cur, "border")
             if ic.kind == "ixp":
-                nodes.append(Node(ic.addr[b], b, cur, ic.ixp_id, "ixp", far_ok))
+                nodes.append(Node(ic.addr[b], b, cur, ic.ixp_id, "ixp", far_ok, far_rl))
             else:
-                nodes.append(Node(ic.addr[b], b, cur, None, "border", far_ok))
+                nodes.append(Node(ic.addr[b], b, cur, None, "border", far_ok, far_rl))
             if b != path[-1]:
                 nodes.append(self.router(b, cur, self.ecmp_index(b, cur, flow), nodes[-1].addr))
         d = path[-1]
         if dest.city != cur:
             nodes.append(self.router(d, dest.city, 0, nodes[-1].addr))
         nodes.append(Node(dest.addr, d, dest.city, None, "host", True))
+        if self.art is not None:
+            nodes = self._path_artefacts(nodes, probe)
         return nodes, True
+
+    def _path_artefacts(self, nodes: list[Node], probe: Probe) -> list[Node]:
+        """Hide interior routers of MPLS ASes; let some routers answer third-party."""
+        art = self.art
+        out: list[Node] = []
+        hidden = False
+        for i, node in enumerate(nodes):
+            prev = nodes[i - 1] if i else None
+            nxt = nodes[i + 1] if i + 1 < len(nodes) else None
+            if (
+                node.kind == "router"
+                and node.asn in art.mpls_asns
+                and prev is not None
+                and nxt is not None
+                and prev.asn == node.asn
+                and nxt.asn == node.asn
+            ):
+                hidden = True
+                continue
+            if hidden:
+                node = replace(node, artefact="mpls-hidden-before")
+                hidden = False
+            if node.kind in ("router", "border") and node.city is not None and chance(
+                art.rates.third_party, self.topo.seed, "3p", node.addr, probe.asn
+            ):
+                avoid = {m.asn for m in (prev, nxt) if m is not None}
+                alt = self.third_party_addr(node, avoid, probe.asn)
+                if alt is not None:
+                    node = replace(node, addr=alt, artefact="third-party")
+            out.append(node)
+        return out
 
     # ----------------------------------------------------------------- result
     def build(
@@ -223,7 +304,11 @@ class TraceBuilder:
             prev_lat, prev_lon = lat, lon
             replies: list[dict] = []
             for _ in range(3):
-                if not node.responsive or rng.random() < PACKET_LOSS:
+                if (
+                    not node.responsive
+                    or rng.random() < PACKET_LOSS
+                    or (node.rate_limited and rng.random() >= RATE_LIMIT_ANSWER)
+                ):
                     replies.append({"x": "*"})
                     continue
                 rtt = base + rng.expovariate(2.0)
@@ -252,6 +337,10 @@ class TraceBuilder:
                     "lat": lat,
                     "lon": lon,
                     "ixp_id": None if node.ixp_id is None else f"pdb:{node.ixp_id}",
+                    "owner_asn": node.asn,
+                    "router_city": cities[node.city or probe.city].name,
+                    "router_country": cities[node.city or probe.city].country,
+                    "artefact": self._hop_artefact(node),
                 }
             )
         reached = routed and not loop and not dest_silent and len(nodes) <= MAX_HOPS
@@ -295,6 +384,18 @@ class TraceBuilder:
             loop=loop,
             reached=reached,
         )
+
+    def _hop_artefact(self, node: Node) -> str | None:
+        """The truth label of one hop (see :data:`probes.world.artefacts.HOP_ARTEFACTS`)."""
+        if node.artefact is not None:
+            return node.artefact
+        if node.kind == "border" and not self.own_link_addr(node.asn, node.addr):
+            return "neighbour-numbered"
+        if not node.responsive:
+            return "unresponsive"
+        if node.rate_limited:
+            return "rate-limited"
+        return None
 
     def _truth(
         self,

@@ -88,6 +88,10 @@ TRUTH_HOP_SCHEMA = pa.schema(
         ("lat", pa.float64()),
         ("lon", pa.float64()),
         ("ixp_id", pa.string()),
+        ("owner_asn", pa.int64()),  # AS operating the router that answered
+        ("router_city", pa.string()),
+        ("router_country", pa.string()),
+        ("artefact", pa.string()),  # null or one of probes.world.artefacts.HOP_ARTEFACTS
     ]
 ).with_metadata(_SYNTHETIC_META)
 TRUTH_IXP_SCHEMA = pa.schema(
@@ -193,6 +197,9 @@ def _tags(p: Probe) -> list[dict]:
 def probe_object(topo: Topology, p: Probe, *, now: int) -> dict:
     """A RIPE Atlas API v2 probe object (``/api/v2/probes/<id>/``)."""
     city = topo.cities[p.city]
+    lat, lon = p.lat, p.lon
+    if topo.artefacts is not None:  # published location: obfuscated, sometimes wrong
+        lat, lon = topo.artefacts.published.get(p.prb_id, (lat, lon))
     return {
         "address_v4": p.public_addr,
         "address_v6": None,
@@ -202,7 +209,7 @@ def probe_object(topo: Topology, p: Probe, *, now: int) -> dict:
         "description": f"{SYNTHETIC_NOTE}: {'anchor' if p.is_anchor else 'probe'} in {city.name}",
         "firmware_version": p.fw,
         "first_connected": p.first_connected,
-        "geometry": {"type": "Point", "coordinates": [p.lon, p.lat]},
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
         "id": p.prb_id,
         "is_anchor": p.is_anchor,
         "is_public": True,
@@ -517,6 +524,9 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
             }
         )
     netixlan: list[dict] = []
+    art = topo.artefacts
+    moved: dict[tuple[int, int], int] = art.moved_ports if art is not None else {}
+    omitted: set[tuple[int, str]] = art.omitted_fac if art is not None else set()
     net_ids = {asn: PDB_ID_BASE + 1000 + i for i, asn in enumerate(sorted(topo.ases))}
     for x in sorted(topo.ixps.values(), key=lambda v: v.ix_id):
         c = cities[x.city]
@@ -593,7 +603,9 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
                 **base,
             }
         )
-        for asn in sorted(x.members):
+        for member in sorted(x.members):
+            # a moved port: PeeringDB still names the former holder of the address
+            asn = moved.get((x.ix_id, member), member)
             netixlan.append(
                 {
                     "id": len(netixlan) + PDB_ID_BASE + 5000,
@@ -604,7 +616,7 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
                     "notes": "",
                     "speed": 100000 if topo.ases[asn].kind in ("tier1", "flagged") else 10000,
                     "asn": asn,
-                    "ipaddr4": x.members[asn],
+                    "ipaddr4": x.members[member],
                     "ipaddr6": None,
                     "is_rs_peer": False,
                     "bfd_support": False,
@@ -669,7 +681,7 @@ def peeringdb_objects(topo: Topology, *, date: int) -> dict[str, dict]:
             }
         )
         for ck in a.cities:
-            if ck in fac_of_city:
+            if ck in fac_of_city and (asn, ck) not in omitted:
                 c = cities[ck]
                 netfac.append(
                     {

@@ -608,3 +608,171 @@ def test_routing_follows_gao_rexford_preferences(seed):
                 assert path[-len(tail) :] == tail and x not in tail
                 assert not any(topo.ases[a].filters_leaks for a in path[: -len(tail)])
     assert any(w.leak_routes(d) for d in topo.leaked_asns)
+
+
+# ----------------------------------------------------------------------------- artefacts
+
+
+@pytest.fixture(scope="module")
+def art_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed-7 world with the default artefacts, written through the CLI."""
+    out = tmp_path_factory.mktemp("artworld") / "w"
+    assert cli_main(["world", "generate", str(out), "--seed", "7", "--artefacts"]) == 0
+    return out
+
+
+def _art(root: Path) -> dict:
+    return json.loads((root / "truth" / "world.json").read_text())["world_artefacts"]
+
+
+def _binomial_ok(k: int, n: int, p: float) -> bool:
+    """``k`` successes of ``n`` within 4 standard deviations (+1) of a Binomial(n, p)."""
+    return abs(k - n * p) <= 4.0 * (n * p * (1.0 - p)) ** 0.5 + 1.0
+
+
+def test_artefact_world_is_byte_identical_per_seed(art_dir, tmp_path):
+    again = tmp_path / "again"
+    generate_world(again, seed=7, size="small", artefacts=world_mod.Artefacts())
+    assert _digests(again) == _digests(art_dir)
+
+
+def test_artefacts_leave_the_clean_worlds_random_stream_alone(world_dir, art_dir):
+    # same probes, measurements and true AS paths: artefact decisions are stable hashes
+    for rel in ("atlas/measurements.json", "atlas/anchors.json"):
+        assert (art_dir / rel).read_bytes() == (world_dir / rel).read_bytes()
+    clean = pq.read_table(world_dir / "truth" / "traces.parquet", columns=["as_path"])
+    art = pq.read_table(art_dir / "truth" / "traces.parquet", columns=["as_path"])
+    assert clean.equals(art)
+    c = _art(world_dir)
+    assert c["enabled"] is False and c["rates"] is None
+    labels = Counter(pq.read_table(world_dir / "truth" / "hops.parquet").column("artefact").to_pylist())
+    assert labels["third-party"] == labels["mpls-hidden-before"] == labels["rate-limited"] == 0
+    # provider-numbered links exist in the clean world too: the origin AS is not the owner there
+    assert labels["neighbour-numbered"] == c["realised"]["hops:neighbour-numbered"] > 0
+
+
+def test_realised_artefact_rates_match_the_configured_ones(art_dir):
+    wa = _art(art_dir)
+    rates, r = wa["rates"], wa["realised"]
+    assert rates == world_mod.Artefacts().as_dict()
+    ases = json.loads((art_dir / "truth" / "ases.json").read_text())
+    pairs = sum(len(a["cities"]) for a in ases)
+    checks = [
+        ("customer_numbered_links", "private_c2p_interconnects", "customer_numbered"),
+        ("mpls_invisible_asns", "transit_asns", "mpls_invisible"),
+        ("ixp_ports_moved", "ixp_ports", "ixp_port_moved"),
+        ("probes_misplaced", "probes", "probe_misplaced"),
+    ]
+    for k_key, n_key, rate in checks:
+        k, n = r[k_key], r[n_key]
+        assert _binomial_ok(k, n, rates[rate]), (k_key, k, n, rates[rate])
+    assert _binomial_ok(r["facilities_omitted"], pairs, rates["facility_omitted"])
+    # third-party: per router hop, at most the rate (a router needs another interface)
+    n = r["router_hops"]
+    assert 0 < r["hops:third-party"] <= n * rates["third_party"] + 4.0 * (n * rates["third_party"]) ** 0.5
+    assert r["hops:mpls-hidden-before"] > 0 and r["hops:rate-limited"] > 0
+
+
+def _origin_table(root: Path):
+    ases = json.loads((root / "truth" / "ases.json").read_text())
+    rows = sorted(
+        ((ipaddress.IPv4Network(p), a["asn"]) for a in ases for p in a["prefixes"]),
+        key=lambda x: -x[0].prefixlen,
+    )
+
+    # router space outside BGP (CN2's 59.43/16): the /21 holding an AS's infra and link blocks
+    infra = [(ipaddress.IPv4Network(a["infra"]).supernet(new_prefix=21), a["asn"]) for a in ases]
+
+    def origin(addr: str) -> int | None:
+        ip = ipaddress.IPv4Address(addr)
+        found = next((asn for net, asn in rows if ip in net), None)
+        return found if found is not None else next((asn for net, asn in infra if ip in net), None)
+
+    return origin
+
+
+def test_truth_owner_is_consistent_with_each_artefact(art_dir):
+    origin = _origin_table(art_dir)
+    rel = _as_rel(art_dir)
+    wa = _art(art_dir)
+    mpls = set(wa["hit"]["mpls_invisible_asns"])
+    hops = pq.read_table(art_dir / "truth" / "hops.parquet").to_pylist()
+    traces = pq.read_table(art_dir / "truth" / "traces.parquet", columns=["msm_id", "prb_id", "timestamp", "loop"])
+    loops = {(t["msm_id"], t["prb_id"], t["timestamp"]) for t in traces.to_pylist() if t["loop"]}  # a loop repeats hops
+    seen = Counter()
+    prev = None
+    for h in hops:
+        lab = h["artefact"]
+        if lab == "neighbour-numbered":
+            o = origin(h["addr"])
+            # the address is in the neighbour's space; the router is the other AS's
+            assert o is not None and o != h["owner_asn"], h
+            assert (o, h["owner_asn"]) in rel or (h["owner_asn"], o) in rel, h
+        elif lab == "third-party":
+            o = origin(h["addr"])
+            assert o == h["owner_asn"] or (o, h["owner_asn"]) in rel or (h["owner_asn"], o) in rel, h
+        elif lab == "mpls-hidden-before" and (h["msm_id"], h["prb_id"], h["timestamp"]) not in loops:
+            assert prev is not None and prev["owner_asn"] == h["owner_asn"] in mpls, h
+        if lab:
+            seen[lab] += 1
+        assert h["owner_asn"] == h["router_asn"] and h["router_city"] == h["city"]
+        prev = h
+    assert all(seen[k] > 0 for k in ("neighbour-numbered", "third-party", "mpls-hidden-before"))
+
+
+def test_reference_data_is_stale_where_the_world_says(world_dir, art_dir):
+    wa = _art(art_dir)
+    pdb = art_dir / "reference" / "peeringdb"
+    netixlan = {r["ipaddr4"]: r["asn"] for r in json.loads((pdb / "netixlan.json").read_text())["data"]}
+    hops = pq.read_table(art_dir / "truth" / "hops.parquet", columns=["addr", "owner_asn", "kind"])
+    owner_at = {a: o for a, o, k in zip(*(hops.column(c).to_pylist() for c in ("addr", "owner_asn", "kind")),
+                                          strict=True) if k == "ixp"}
+    moved = wa["hit"]["ixp_ports_moved"]
+    assert moved
+    lans = {r["ixlan_id"]: r["prefix"] for r in json.loads((pdb / "ixpfx.json").read_text())["data"]}
+    for m in moved:
+        ix = int(m["ixp_id"].split(":")[1])
+        addrs = [a for a, asn in netixlan.items() if asn == m["peeringdb_asn"]
+                 and ipaddress.IPv4Address(a) in ipaddress.IPv4Network(lans[ix])]
+        assert len(addrs) == 1 and m["peeringdb_asn"] != m["member_asn"]
+        assert owner_at.get(addrs[0], m["member_asn"]) == m["member_asn"]  # truth: the new holder
+    def netfac(root: Path) -> set:
+        rows = json.loads((root / "reference" / "peeringdb" / "netfac.json").read_text())["data"]
+        return {(r["local_asn"], r["fac_id"]) for r in rows}
+    clean, art = netfac(world_dir), netfac(art_dir)
+    assert art < clean  # same seed: only omissions
+
+
+def test_published_probe_locations_are_imprecise_or_wrong(art_dir):
+    w = World.load(art_dir)
+    pub = {p["id"]: p["geometry"]["coordinates"] for p in json.loads((art_dir / "atlas" / "probes.json").read_text())["results"]}
+    misplaced = set(_art(art_dir)["hit"]["probes_misplaced"])
+    km = world_mod.Artefacts().probe_obfuscation_km
+    for p in w.topo.probes:
+        lon, lat = pub[p.prb_id]
+        d = _haversine_km(p.lat, p.lon, lat, lon)
+        if p.prb_id in misplaced:
+            assert d > 50.0
+        else:
+            assert d <= km + 0.02  # + rounding to 4 decimals
+
+
+def test_artefact_world_reproduces_stored_results_on_demand(art_dir):
+    w = World.load(art_dir)
+    assert w.artefacts == world_mod.Artefacts()
+    stored = _results(art_dir)[::400]
+    for r in stored:
+        again = w.traceroute(r["prb_id"], r["dst_addr"], r["timestamp"], msm_id=r["msm_id"],
+                             proto=r["proto"], paris_id=r["paris_id"])
+        assert again == r
+
+
+@pytest.mark.parametrize("bad", [{"third_party": 1.5}, {"siblings": -0.1}, {"probe_obfuscation_km": "1"}])
+def test_bad_artefact_rates_are_refused(bad):
+    with pytest.raises(ConfigError, match=next(iter(bad))):
+        world_mod.Artefacts(**bad)
+
+
+def test_cli_generate_says_clean_or_artefacts(art_dir, tmp_path, capsys):
+    assert cli_main(["world", "generate", str(tmp_path / "c"), "--seed", "1", "--clean"]) == 0
+    assert "clean world" in capsys.readouterr().out
