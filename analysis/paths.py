@@ -237,6 +237,11 @@ def build_paths(
     is_ixp = hops["is_ixp"]
     is_pub = hops["is_public"]
     asn, member = hops["asn"], hops["member"]
+    if "owner" in hops:
+        origin_asn, origin_member = asn, member
+        asn, member, reassigned = _owner_columns(hops, drops)
+        if registry is None:
+            hops["family"] = _owner_families(hops, annotated, asn, member, reassigned)
     is_as = ~is_ixp & is_pub & (asn >= 0)
     eff_asn = np.where(is_ixp, member, np.where(is_as, asn, -1))
     _count(drops, "unresolved-public-hop", int((~is_ixp & is_pub & (asn < 0)).sum()))
@@ -249,6 +254,10 @@ def build_paths(
     transit_fam = np.where((fam >= 0) & (include_endpoints | ~endpoint), fam, -1)
 
     as_path, loop = _as_path(tid, is_ixp, is_as, asn, member, hops["ixp_id"], ntr)
+    if "owner" in hops:
+        origin_is_as = ~is_ixp & is_pub & (origin_asn >= 0)
+        _, origin_loop = _as_path(tid, is_ixp, origin_is_as, origin_asn, origin_member, hops["ixp_id"], ntr)
+        _count_loop_artefacts(drops, tid, origin_loop & ~loop, reassigned, hops["owner_via"])
 
     # flagged families per traceroute
     has = transit_fam >= 0
@@ -442,7 +451,7 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
 
     cls = col("ip_class")
     ixp_id = col("ixp_id")
-    return {
+    out = {
         "tid": t[starts],
         "hop": h[starts],
         "addr": col("reply_from"),
@@ -460,6 +469,80 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
         "family": col("family"),
         "as_country": col("as_country"),
     }
+    if "owner_asn" in annotated.column_names:
+        out["owner"] = int_np(col("owner_asn"))
+        out["owner_via"] = col("owner_via").cast(pa.string()) if "owner_via" in annotated.column_names \
+            else pa.nulls(len(starts), pa.string())
+    return out
+
+
+def _owner_columns(hops: dict[str, Any], drops: Counter[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(asn, member, reassigned) with the owner AS where the ownership stage set one.
+
+    A row whose ``owner_via`` is null (address unknown to the stage) keeps its origin AS.
+    Counts the rows whose owner differs from the origin as ``owner-<via>``.
+    """
+    asn, member, owner = hops["asn"], hops["member"], hops["owner"]
+    via = hops["owner_via"]
+    known = np.asarray(pc.is_valid(via).to_numpy(zero_copy_only=False), bool)
+    is_ixp = hops["is_ixp"]
+    new_asn = np.where(known & ~is_ixp, owner, asn)
+    new_member = np.where(known & is_ixp, owner, member)
+    reassigned = np.where(is_ixp, new_member != member, new_asn != asn)
+    if reassigned.any():
+        for v, n in Counter(via.filter(pa.array(reassigned)).to_pylist()).items():
+            drops[f"owner-{v}"] += n
+    return new_asn, new_member, reassigned
+
+
+def _owner_families(
+    hops: dict[str, Any], annotated: pa.Table, asn: np.ndarray, member: np.ndarray, reassigned: np.ndarray
+) -> pa.Array:
+    """The annotated ``family`` with reassigned hops given their owner AS's family.
+
+    The owner's family is the family the annotation gave that AS elsewhere in the table
+    (as an origin or IXP member), else the default registry's.
+    """
+    fam = hops["family"]
+    if not reassigned.any():
+        return fam
+    from analysis.registry import load_registry
+
+    a = int_np(annotated.column("asn"))
+    mem = int_np(annotated.column("member_asn"))
+    ixp = np.asarray(pc.is_valid(annotated.column("ixp_id")).to_numpy(zero_copy_only=False), bool)
+    key = np.where(ixp, mem, a)
+    f = pc.fill_null(annotated.column("family").cast(pa.string()), "").to_numpy(zero_copy_only=False)
+    known: dict[int, str | None] = {}
+    sel = key >= 0
+    for k, v in set(zip(key[sel].tolist(), f[sel].tolist(), strict=True)):
+        if v or k not in known:
+            known[k] = v or None
+    eff = np.where(hops["is_ixp"], member, asn)[reassigned]
+    unseen = np.array([e not in known and e >= 0 for e in eff.tolist()], bool)
+    if unseen.any():
+        reg = registry_lookup(load_registry(), eff[unseen]).to_pylist()
+        for e, v in zip(eff[unseen].tolist(), reg, strict=True):
+            known[e] = v
+    vals = fam.to_pylist()
+    for i, e in zip(np.flatnonzero(reassigned).tolist(), eff.tolist(), strict=True):
+        vals[i] = known.get(e)
+    return pa.array(vals, pa.string())
+
+
+def _count_loop_artefacts(
+    drops: Counter[str], tid: np.ndarray, resolved: np.ndarray, reassigned: np.ndarray, via: pa.Array
+) -> None:
+    """Count traceroutes whose origin-AS path loops but owner-AS path does not, by kind
+    (``loop-artefact-<via>``, once per kind of reassigned hop in that traceroute)."""
+    hit = resolved[tid] & reassigned
+    if not hit.any():
+        return
+    v = np.asarray(via.filter(pa.array(hit)).to_pylist(), dtype=object)
+    pairs = set(zip(tid[hit].tolist(), v.tolist(), strict=True))
+    for kind, n in Counter(k for _, k in pairs).items():
+        drops[f"loop-artefact-{kind}"] += n
+    drops["loop-artefact"] += int(resolved.sum())
 
 
 def _destination_columns(

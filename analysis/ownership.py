@@ -1,0 +1,452 @@
+r"""Router ownership: which AS operates the router behind each reply address.
+
+The annotator gives each reply address its **origin AS** (the AS announcing the covering
+prefix, column ``asn``). That is not always the AS operating the router that sent the
+reply: interdomain links are numbered from one side's space, routers answer from
+interfaces facing a third network, and organisations run several sibling ASes. Fed
+straight into AS paths these produce A-B-A "loops" and one-hop detours that are not
+routing events. :func:`infer_owners` is the pure stage between annotation and paths that
+infers the **owner AS** of every responding address with bdrmapIT/MAP-IT-style rules, and
+:func:`apply_owners` adds it to the annotated hop table (``asn`` stays the origin AS).
+
+Vocabulary (bdrmapIT): an *interface* is a reply address; its *origin AS* O is the origin
+of its longest matching prefix; a *hop* is the first valid reply of one TTL (late and
+duplicate replies excluded); the *preceding* / *subsequent* AS of a hop is the neighbour AS
+of the previous / next public responding hop of the same traceroute (gaps of timeouts and
+non-public hops are bridged), where the neighbour AS of an IXP LAN hop is its member AS and
+of any other public hop its origin AS. An occurrence of an interface is **isolated** when
+neither neighbour is in O, i.e. the interface is the only hop of its origin AS there (an
+"A x B" or "A x A" sandwich, or a border hop). For each interface, P and S are the most
+frequent preceding and subsequent AS over its isolated occurrences (ties: smaller ASN);
+``share`` is the fraction of those occurrences whose subsequent AS is S. ``rel(X, Y)``
+means X and Y are adjacent in the AS relationships (either direction, p2c or p2p), or one
+is in the other's customer cone when ``cones`` is given; ``sib(X, Y)`` means X and Y share a
+sibling group (same organisation).
+
+Rules, first match wins (``owner_via`` in brackets):
+
+1. Non-public address (private, shared, ...): no owner (``non-public``).
+2. IXP peering-LAN address: the member AS holding it (``ixp-member``; ``ixp_members``
+   first, else the annotation's ``member_asn``); without a known member, S when it exists
+   (``ixp-subsequent``, the router on the far side of the LAN belongs to the next AS),
+   else no owner (``ixp-unknown-member``).
+3. Public address in no announced prefix: the AS on both sides when P == S (``unannounced``),
+   else no owner (``unannounced``).
+4. Interface never isolated (or never seen as a hop): O (``origin``) -- an interface
+   inside its origin AS's run.
+5. Most isolated occurrences reply from the traceroute's destination address: O
+   (``destination``): the destination answers from its own address.
+6. X = P, then S: when sib(O, X) and X is the organisation's dominant AS of the two
+   (more hops in the table; ties: smaller ASN), X (``sibling``) -- one canonical AS per
+   sibling pair, so that an organisation's addresses collapse to the AS the paths show
+   most rather than flip between siblings. This rule needs only *some* isolated
+   occurrences, not most: either sibling is right at organisation level, and it removes
+   the "A x A" sandwiches between siblings. Siblings are only "same organisation"
+   evidence here; they never extend a flagged family (the WHOIS groups merge unrelated
+   carriers, e.g. China Telecom and China Unicom in the 2020-01 file).
+7. Interface not isolated in most of its occurrences: O (``origin``).
+8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
+   (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
+   need the destination AS to decide).
+9. P == S (a sandwich "S x S"): S. ``subsequent-as`` when rel(O, S) -- an S router whose
+   interface is numbered from its neighbour O's space (provider- or customer-numbered
+   interdomain link); ``third-party`` otherwise -- the S router answered from an address
+   of an interface facing a third network not adjacent to S (bdrmapIT assigns it to the
+   subsequent AS).
+10. No preceding AS (first public hop): O (``origin``).
+11. P != S: S with ``subsequent-as`` when rel(O, S) and not rel(O, P) (an S router on a
+    link numbered from O, MAP-IT's interdomain-link inference); S with ``third-party``
+    when O is adjacent to neither P nor S; else O (``origin``: O may be a genuine one-hop
+    transit AS, adjacent to both).
+
+``confidence`` is rule weight x support: ``origin`` and ``destination`` the share of
+occurrences that are not isolated (1.0 when never seen as a hop, or for ``destination``
+the share of destination replies); ``ixp-member`` and ``sibling`` 1.0;
+``subsequent-as`` 0.9 x share; ``third-party`` 0.6 x share; ``last-hop`` 0.8 (0.4 when O is
+unrelated to P); ``ixp-subsequent`` and ``unannounced`` with an owner 0.5 x share; no owner 0.
+
+Only neighbour ASes of origin are used (one pass, no iteration to a fixed point as in
+bdrmapIT), so an interface sandwiched between two reassigned interfaces keeps its origin.
+Real AS-level loops survive: an AS that shows two or more consecutive hops is not
+isolated and keeps its origin.
+
+References
+----------
+.. [1] A. Marder, M. Luckie, A. Dhamdhere, B. Huffaker, kc claffy, J. M. Smith.
+   "Pushing the Boundaries with bdrmapIT: Mapping Router Ownership at Internet Scale."
+   IMC 2018.
+.. [2] A. Marder, J. M. Smith. "MAP-IT: Multipass Accurate Passive Inferences from
+   Traceroute." IMC 2016.
+.. [3] M. Luckie, A. Dhamdhere, B. Huffaker, D. Clark, kc claffy. "bdrmap: Inference of
+   Borders Between IP Networks." IMC 2016.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis._tables import int_np
+from analysis.errors import SchemaMismatch
+
+__all__ = [
+    "OWNER_VIAS",
+    "OWNERS_SCHEMA",
+    "infer_owners",
+    "apply_owners",
+]
+
+#: Every ``owner_via`` value :func:`infer_owners` produces.
+OWNER_VIAS = (
+    "origin",
+    "destination",
+    "last-hop",
+    "sibling",
+    "subsequent-as",
+    "third-party",
+    "ixp-member",
+    "ixp-subsequent",
+    "ixp-unknown-member",
+    "unannounced",
+    "non-public",
+)
+
+#: Schema of the table :func:`infer_owners` returns (one row per distinct reply address).
+OWNERS_SCHEMA = pa.schema(
+    [
+        ("addr", pa.string()),
+        ("origin_asn", pa.int64()),
+        ("owner_asn", pa.int64()),
+        ("owner_via", pa.string()),
+        ("confidence", pa.float64()),
+        ("observations", pa.int64()),
+        ("isolated", pa.int64()),
+        ("prev_asn", pa.int64()),
+        ("next_asn", pa.int64()),
+    ]
+)
+
+_REQUIRED = ("msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from", "ip_class", "asn",
+             "ixp_id", "member_asn")  # fmt: skip
+#: Weights of the rules (see the module notes).
+W_SUBSEQUENT = 0.9
+W_THIRD_PARTY = 0.6
+W_LAST_HOP = 0.8
+W_LAST_HOP_UNRELATED = 0.4
+W_WEAK = 0.5
+_SHIFT = np.int64(1) << np.int64(33)  # pack (address code, ASN + 1) into one int64
+
+
+def infer_owners(
+    hops: pa.Table,
+    *,
+    relationships: pa.Table | None = None,
+    siblings: pa.Table | None = None,
+    cones: pa.Table | None = None,
+    ixp_members: pa.Table | None = None,
+) -> pa.Table:
+    """Infer the owner AS of every distinct reply address of an annotated hop table.
+
+    Parameters
+    ----------
+    hops : pyarrow.Table
+        Annotated hop table (:func:`analysis.annotate.annotate`): ``msm_id, prb_id,
+        timestamp, hop, attempt, reply_from, ip_class, asn, ixp_id, member_asn``; ``late``,
+        ``dup`` and ``dst_addr`` are used when present.
+    relationships : pyarrow.Table, optional
+        CAIDA AS relationships (``provider, customer`` columns; the ``as-rel`` kind's
+        ``links`` table). Without it no two ASes are adjacent, so ``subsequent-as`` never
+        fires and sandwiches become ``third-party``.
+    siblings : pyarrow.Table, optional
+        Sibling groups ``group, asn`` (the ``as-siblings`` kind's ``groups`` table, or
+        as2org rows renamed so): same-organisation evidence only.
+    cones : pyarrow.Table, optional
+        Customer cones ``asn, member``: a member of an AS's cone counts as adjacent to it.
+    ixp_members : pyarrow.Table, optional
+        ``addr, asn``: IXP LAN interface assignments that take precedence over the
+        annotation's ``member_asn`` (e.g. IX-F member exports).
+
+    Returns
+    -------
+    pyarrow.Table
+        :data:`OWNERS_SCHEMA`, one row per distinct ``reply_from``, sorted by address:
+        ``origin_asn``, ``owner_asn`` (null when none), ``owner_via`` (one of
+        :data:`OWNER_VIAS`), ``confidence`` in [0, 1], the number of hops it was the first
+        reply of (``observations``) and of isolated ones (``isolated``), and the majority
+        preceding / subsequent AS of the isolated ones (``prev_asn``, ``next_asn``).
+
+    References
+    ----------
+    bdrmapIT (Marder et al., IMC 2018); MAP-IT (Marder & Smith, IMC 2016); bdrmap
+    (Luckie et al., IMC 2016). The rules are in the module notes.
+
+    Examples
+    --------
+    An AS6453 router answering from an AS17858 address between AS6453 hops, AS17858
+    being adjacent to AS6453:
+
+    >>> import pyarrow as pa
+    >>> hops = pa.table({
+    ...     "msm_id": [1, 1, 1], "prb_id": [1, 1, 1], "timestamp": [0, 0, 0],
+    ...     "hop": [1, 2, 3], "attempt": [0, 0, 0],
+    ...     "reply_from": ["63.243.1.1", "180.231.217.122", "63.243.2.1"],
+    ...     "ip_class": ["public"] * 3, "asn": [6453, 17858, 6453],
+    ...     "ixp_id": pa.nulls(3, pa.string()), "member_asn": pa.nulls(3, pa.int64())})
+    >>> rel = pa.table({"provider": [6453], "customer": [17858]})
+    >>> t = infer_owners(hops, relationships=rel)
+    >>> t.select(["addr", "owner_asn", "owner_via"]).to_pylist()[0]
+    {'addr': '180.231.217.122', 'owner_asn': 6453, 'owner_via': 'subsequent-as'}
+    """
+    missing = [c for c in _REQUIRED if c not in hops.column_names]
+    if missing:
+        raise SchemaMismatch(f"annotated hops lack required column(s) {', '.join(missing)}")
+    n = hops.num_rows
+    reply = hops.column("reply_from").combine_chunks() if n else pa.array([], pa.string())
+    enc = pc.dictionary_encode(reply.cast(pa.string()))
+    addrs = enc.dictionary
+    m = len(addrs)
+    code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    valid = code >= 0
+
+    # --- per-address attributes (from the first row of each address) ------------------
+    first_row = np.full(m, n, np.int64)
+    np.minimum.at(first_row, code[valid], np.flatnonzero(valid))
+    pick = pa.array(first_row, pa.int64())
+    asn_all = int_np(hops.column("asn"))
+    origin = asn_all[first_row] if m else np.empty(0, np.int64)
+    cls = hops.column("ip_class").take(pick) if m else pa.array([], pa.string())
+    public = np.asarray(pc.fill_null(pc.equal(cls, "public"), False).to_numpy(zero_copy_only=False), bool)
+    a_ixp = np.asarray(pc.is_valid(hops.column("ixp_id").take(pick)).to_numpy(zero_copy_only=False), bool) \
+        if m else np.zeros(0, bool)
+    member = int_np(hops.column("member_asn"))[first_row] if m else np.empty(0, np.int64)
+    if ixp_members is not None and m:
+        idx = int_np(pc.index_in(addrs, ixp_members.column("addr").cast(pa.string())))
+        known = idx >= 0
+        member = np.where(known, int_np(ixp_members.column("asn"))[np.maximum(idx, 0)], member)
+        a_ixp |= known
+    a_ixp &= public
+    nas = np.where(a_ixp, member, np.where(public, origin, -1))  # neighbour AS per address
+
+    # --- representative hops: first valid reply per (traceroute, hop) ----------------
+    ok = valid.copy()
+    for flag in ("late", "dup"):
+        if flag in hops.column_names:
+            ok &= ~np.asarray(pc.fill_null(hops.column(flag), False).to_numpy(zero_copy_only=False), bool)
+    rows = np.flatnonzero(ok)
+    keys = [int_np(hops.column(k).cast(pa.int64()) if k == "timestamp" else hops.column(k))[rows]
+            for k in ("msm_id", "prb_id", "timestamp")]
+    h = int_np(hops.column("hop"))[rows]
+    a = int_np(hops.column("attempt"))[rows]
+    order = np.lexsort((a, h, keys[2], keys[1], keys[0]))
+    rows, h = rows[order], h[order]
+    keys = [k[order] for k in keys]
+    newtr = np.ones(len(rows), bool)
+    if len(rows) > 1:
+        newtr[1:] = (keys[0][1:] != keys[0][:-1]) | (keys[1][1:] != keys[1][:-1]) | (keys[2][1:] != keys[2][:-1])
+    first = newtr.copy()
+    if len(rows) > 1:
+        first[1:] |= h[1:] != h[:-1]
+    tid = np.cumsum(newtr) - 1
+    rows, tid = rows[first], tid[first]
+    c = code[rows]
+    # public responding hops only: the neighbours of each other
+    pub = public[c]
+    rows, tid, c = rows[pub], tid[pub], c[pub]
+    k = len(c)
+    v = nas[c]
+    same_prev = np.zeros(k, bool)
+    if k > 1:
+        same_prev[1:] = tid[1:] == tid[:-1]
+    prev = np.where(same_prev, np.roll(v, 1), -1) if k else v
+    has_next = np.zeros(k, bool)
+    if k > 1:
+        has_next[:-1] = same_prev[1:]
+    nxt = np.where(has_next, np.roll(v, -1), -1) if k else v
+    o = v
+    iso = np.where(o >= 0, (prev != o) & (nxt != o), True)
+    is_dst = np.zeros(k, bool)
+    if "dst_addr" in hops.column_names and k:
+        is_dst = np.asarray(pc.fill_null(pc.equal(reply.take(pa.array(rows)),
+                                                  hops.column("dst_addr").combine_chunks().take(pa.array(rows))),
+                                         False).to_numpy(zero_copy_only=False), bool)
+
+    n_obs = np.bincount(c, minlength=m)
+    n_iso = np.bincount(c[iso], minlength=m)
+    n_dst = np.bincount(c[iso & is_dst], minlength=m)
+    n_end = np.bincount(c[iso & (nxt < 0) & ~has_next], minlength=m)
+    n_next = np.bincount(c[iso & (nxt >= 0)], minlength=m)
+    p_as, _ = _majority(c[iso & (prev >= 0)], prev[iso & (prev >= 0)], m)
+    s_as, s_cnt = _majority(c[iso & (nxt >= 0)], nxt[iso & (nxt >= 0)], m)
+
+    # --- rules over unique addresses ---------------------------------------------------
+    related = _pairs(relationships, cones, np.unique(nas[nas >= 0]))
+    groups = _sibling_groups(siblings)
+    wa, wc = np.unique(v[v >= 0], return_counts=True)
+    weight = dict(zip(wa.tolist(), wc.tolist(), strict=True))
+    owner = np.full(m, -1, np.int64)
+    via = np.empty(m, dtype=object)
+    conf = np.zeros(m)
+    for i in range(m):
+        owner[i], via[i], conf[i] = _rule(
+            public[i], a_ixp[i], int(origin[i]), int(member[i]), int(n_obs[i]), int(n_iso[i]),
+            int(n_dst[i]), int(n_end[i]), int(n_next[i]), int(p_as[i]), int(s_as[i]), int(s_cnt[i]),
+            related, groups, weight,
+        )
+    table = pa.table(
+        {
+            "addr": addrs,
+            "origin_asn": pa.array(origin, pa.int64(), mask=origin < 0),
+            "owner_asn": pa.array(owner, pa.int64(), mask=owner < 0),
+            "owner_via": pa.array(via.tolist(), pa.string()),
+            "confidence": pa.array(np.round(conf, 4), pa.float64()),
+            "observations": pa.array(n_obs, pa.int64()),
+            "isolated": pa.array(n_iso, pa.int64()),
+            "prev_asn": pa.array(p_as, pa.int64(), mask=p_as < 0),
+            "next_asn": pa.array(s_as, pa.int64(), mask=s_as < 0),
+        },
+        schema=OWNERS_SCHEMA,
+    )
+    return table.sort_by("addr")
+
+
+def apply_owners(hops: pa.Table, owners: pa.Table) -> pa.Table:
+    """Add ``owner_asn`` and ``owner_via`` to a hop table, by ``reply_from``.
+
+    The origin ``asn`` column is left as it is; an existing ``owner_asn`` / ``owner_via``
+    is replaced. Timeouts and addresses missing from ``owners`` get nulls.
+
+    Parameters
+    ----------
+    hops : pyarrow.Table
+        Annotated hop table with ``reply_from``.
+    owners : pyarrow.Table
+        The output of :func:`infer_owners` (``addr, owner_asn, owner_via``).
+
+    Returns
+    -------
+    pyarrow.Table
+        ``hops`` with the two columns appended (vectorised hash look-up, one per row).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> hops = pa.table({"reply_from": ["10.0.0.1", None, "192.0.2.1"], "asn": [None, None, 64500]})
+    >>> owners = pa.table({"addr": ["192.0.2.1"], "owner_asn": [64501], "owner_via": ["sibling"]})
+    >>> apply_owners(hops, owners).column("owner_asn").to_pylist()
+    [None, None, 64501]
+    """
+    for col in ("addr", "owner_asn", "owner_via"):
+        if col not in owners.column_names:
+            raise SchemaMismatch(f"owners lack required column {col}")
+    if "reply_from" not in hops.column_names:
+        raise SchemaMismatch("hops lack required column reply_from")
+    for col in ("owner_asn", "owner_via"):
+        if col in hops.column_names:
+            hops = hops.drop_columns([col])
+    idx = pc.index_in(hops.column("reply_from").cast(pa.string()), owners.column("addr").cast(pa.string()))
+    asn = owners.column("owner_asn").cast(pa.int64()).combine_chunks().take(idx)
+    via = owners.column("owner_via").cast(pa.string()).combine_chunks().take(idx)
+    return hops.append_column("owner_asn", asn).append_column("owner_via", via)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _majority(owner: np.ndarray, value: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per owner code: most frequent value (ties: smallest) and its count; -1/0 if none."""
+    best = np.full(m, -1, np.int64)
+    cnt = np.zeros(m, np.int64)
+    if not len(owner):
+        return best, cnt
+    key, counts = np.unique(owner * _SHIFT + (value + 1), return_counts=True)
+    o, val = key // _SHIFT, key % _SHIFT - 1
+    # sort by owner, count desc, value asc; first row per owner wins
+    order = np.lexsort((val, -counts, o))
+    o, val, counts = o[order], val[order], counts[order]
+    lead = np.ones(len(o), bool)
+    lead[1:] = o[1:] != o[:-1]
+    best[o[lead]] = val[lead]
+    cnt[o[lead]] = counts[lead]
+    return best, cnt
+
+
+def _pairs(relationships: pa.Table | None, cones: pa.Table | None, seen: np.ndarray) -> set[tuple[int, int]]:
+    """Unordered adjacent AS pairs among the ASes seen (both members seen)."""
+    out: set[tuple[int, int]] = set()
+    for table, cols, what in ((relationships, ("provider", "customer"), "relationships"),
+                              (cones, ("asn", "member"), "cones")):
+        if table is None:
+            continue
+        missing = [c for c in cols if c not in table.column_names]
+        if missing:
+            raise SchemaMismatch(f"{what} lack required column(s) {', '.join(missing)}")
+        x, y = int_np(table.column(cols[0])), int_np(table.column(cols[1]))
+        keep = np.isin(x, seen) & np.isin(y, seen)
+        for p, q in zip(x[keep].tolist(), y[keep].tolist(), strict=True):
+            out.add((p, q) if p < q else (q, p))
+    return out
+
+
+def _sibling_groups(siblings: pa.Table | None) -> dict[int, set[int]]:
+    groups: dict[int, set[int]] = defaultdict(set)
+    if siblings is None:
+        return groups
+    for col in ("group", "asn"):
+        if col not in siblings.column_names:
+            raise SchemaMismatch(f"siblings lack required column {col}")
+    for g, a in zip(int_np(siblings.column("group")).tolist(), int_np(siblings.column("asn")).tolist(), strict=True):
+        groups[a].add(g)
+    return groups
+
+
+def _rule(
+    public: bool, ixp: bool, o: int, member: int, n_obs: int, n_iso: int, n_dst: int, n_end: int,
+    n_next: int, p: int, s: int, s_cnt: int, related: set[tuple[int, int]], groups: dict[int, set[int]],
+    weight: dict[int, int],
+) -> tuple[int, str, float]:
+    """(owner, via, confidence) of one address; see the module notes for the numbered rules."""
+
+    def rel(x: int, y: int) -> bool:
+        return x >= 0 and y >= 0 and ((x, y) if x < y else (y, x)) in related
+
+    def sib(x: int, y: int) -> bool:
+        return x >= 0 and y >= 0 and x != y and bool(groups.get(x, set()) & groups.get(y, set()))
+
+    share = s_cnt / n_next if n_next else 0.0
+    if not public:  # 1
+        return -1, "non-public", 0.0
+    if ixp:  # 2
+        if member >= 0:
+            return member, "ixp-member", 1.0
+        if s >= 0:
+            return s, "ixp-subsequent", W_WEAK * share
+        return -1, "ixp-unknown-member", 0.0
+    if o < 0:  # 3
+        if p >= 0 and p == s:
+            return s, "unannounced", W_WEAK * share
+        return -1, "unannounced", 0.0
+    if n_obs == 0 or n_iso == 0:  # 4
+        return o, "origin", 1.0
+    if 2 * n_dst > n_iso:  # 5
+        return o, "destination", n_dst / n_iso
+    for x in (p, s):  # 6
+        if sib(o, x) and (weight.get(x, 0), -x) > (weight.get(o, 0), -o):
+            return x, "sibling", 1.0
+    if 2 * n_iso <= n_obs:  # 7
+        return o, "origin", (n_obs - n_iso) / n_obs
+    if 2 * n_end >= n_iso or s < 0:  # 8
+        return o, "last-hop", W_LAST_HOP if (p < 0 or rel(o, p)) else W_LAST_HOP_UNRELATED
+    if p == s:  # 9
+        if rel(o, s):
+            return s, "subsequent-as", W_SUBSEQUENT * share
+        return s, "third-party", W_THIRD_PARTY * share
+    if p < 0:  # 10
+        return o, "origin", (n_obs - n_iso) / n_obs
+    rp, rs = rel(o, p), rel(o, s)  # 11
+    if rs and not rp:
+        return s, "subsequent-as", W_SUBSEQUENT * share
+    if not rs and not rp:
+        return s, "third-party", W_THIRD_PARTY * share
+    return o, "origin", (n_obs - n_iso) / n_obs
+

@@ -1,0 +1,219 @@
+"""Router ownership (analysis.ownership) and the as-rel / as-siblings readers."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import lzma
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from analysis._readers_rel import read_as_rel, read_as_siblings
+from analysis.errors import DatasetFormatError
+from analysis.ownership import OWNER_VIAS, OWNERS_SCHEMA, apply_owners, infer_owners
+from analysis.paths import build_paths
+
+# hand-made ASes (documentation range) and addresses
+A, B, C, D = 64500, 64501, 64502, 64503
+REL = pa.table({"provider": [A, A], "customer": [B, D]})  # A-B, A-D adjacent; C adjacent to nobody
+SIB = pa.table({"group": [0, 0], "asn": [A, C]})
+
+
+def _hops(traces: list[list[tuple[str, int | None, str | None, int | None]]], dst: str = "198.51.100.99") -> pa.Table:
+    """traces: per traceroute, (addr, asn, ixp_id, member) per hop."""
+    cols: dict[str, list] = {k: [] for k in ("msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from",
+                                             "ip_class", "asn", "ixp_id", "member_asn", "dst_addr", "rtt",
+                                             "family", "late", "dup")}
+    for t, hops in enumerate(traces):
+        for h, (addr, asn, ixp, member) in enumerate(hops, 1):
+            row = {"msm_id": 1, "prb_id": t, "timestamp": 1_600_000_000, "hop": h, "attempt": 0,
+                   "reply_from": addr, "ip_class": "private" if addr.startswith("10.") else "public",
+                   "asn": asn, "ixp_id": ixp, "member_asn": member, "dst_addr": dst, "rtt": float(h),
+                   "family": None, "late": False, "dup": False}
+            for k, v in row.items():
+                cols[k].append(v)
+    schema = {"timestamp": pa.timestamp("s", tz="UTC"), "asn": pa.int64(), "member_asn": pa.int64(),
+              "ixp_id": pa.string(), "family": pa.string(), "hop": pa.int16(), "attempt": pa.int16()}
+    return pa.table({k: pa.array(v, schema.get(k)) for k, v in cols.items()})
+
+
+def _owner(table: pa.Table, addr: str) -> tuple[int | None, str]:
+    row = table.filter(pc.equal(table["addr"], addr)).to_pylist()[0]
+    return row["owner_asn"], row["owner_via"]
+
+
+X = "203.0.113.7"  # the address under test
+a1, a2, b1, b2, d1 = "192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2", "198.51.100.50"
+
+
+# expected owners derived by hand from the rules in the module notes
+@pytest.mark.parametrize(
+    ("trace", "want"),
+    [
+        pytest.param([(a1, A, None, None), (X, B, None, None), (a2, A, None, None)], (A, "subsequent-as"),
+                     id="sandwich-related-subsequent-as"),
+        pytest.param([(b1, B, None, None), (X, C, None, None), (b2, B, None, None)], (B, "third-party"),
+                     id="sandwich-unrelated-third-party"),
+        pytest.param([(a1, A, None, None), (a2, A, None, None), (X, C, None, None), (b1, B, None, None),
+                      (b2, B, None, None)], (A, "sibling"), id="sibling-collapses-to-dominant-path-as"),
+        pytest.param([(b1, B, None, None), (X, A, None, None), (d1, D, None, None)], (A, "origin"),
+                     id="one-hop-transit-adjacent-to-both-stays"),
+        pytest.param([(d1, D, None, None), (X, B, None, None), (a1, A, None, None)], (A, "subsequent-as"),
+                     id="border-numbered-from-neighbour"),
+        pytest.param([(b1, B, None, None), (X, C, None, None), (d1, D, None, None)], (D, "third-party"),
+                     id="unrelated-to-both-neighbours"),
+        pytest.param([(a1, A, None, None), (X, B, "ix1", D), (d1, D, None, None)], (D, "ixp-member"),
+                     id="ixp-member"),
+        pytest.param([(a1, A, None, None), (X, None, "ix1", None), (d1, D, None, None)], (D, "ixp-subsequent"),
+                     id="ixp-without-member"),
+        pytest.param([(a1, A, None, None), (X, None, None, None), (a2, A, None, None)], (A, "unannounced"),
+                     id="unannounced-between-same-as"),
+        pytest.param([(a1, A, None, None), (X, None, None, None), (b1, B, None, None)], (None, "unannounced"),
+                     id="unannounced-at-border"),
+        pytest.param([(a1, A, None, None), (X, D, None, None)], (D, "last-hop"), id="last-hop"),
+        pytest.param([(a1, A, None, None), ("198.51.100.99", D, None, None)], (D, "destination"),
+                     id="destination"),
+        pytest.param([(a1, A, None, None), (X, A, None, None), (b1, B, None, None)], (A, "origin"),
+                     id="inside-origin-run"),
+        pytest.param([(X, B, None, None), (a1, A, None, None)], (B, "origin"), id="first-hop"),
+        pytest.param([("10.0.0.1", None, None, None), (a1, A, None, None)], (None, "non-public"),
+                     id="non-public"),
+    ],
+)
+def test_rules(trace, want):
+    addr = X if any(h[0] == X for h in trace) else ("198.51.100.99" if want[1] == "destination" else "10.0.0.1")
+    owners = infer_owners(_hops([trace]), relationships=REL, siblings=SIB)
+    assert owners.schema == OWNERS_SCHEMA
+    assert set(owners["owner_via"].to_pylist()) <= set(OWNER_VIAS)
+    assert _owner(owners, addr) == want
+
+
+def test_without_relationships_a_sandwich_is_third_party():
+    owners = infer_owners(_hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None)]]))
+    assert _owner(owners, X) == (A, "third-party")
+
+
+def test_apply_owners_keeps_origin_and_adds_columns():
+    hops = _hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None)]])
+    out = apply_owners(hops, infer_owners(hops, relationships=REL))
+    assert out["asn"].to_pylist() == [A, B, A]
+    assert out["owner_asn"].to_pylist() == [A, A, A]
+    # a2: preceded by X's origin B, nothing after it -> last-hop (neighbours are origin ASes)
+    assert out["owner_via"].to_pylist() == ["origin", "subsequent-as", "last-hop"]
+
+
+def _paths(hops: pa.Table):
+    tr = hops.group_by(["msm_id", "prb_id", "timestamp", "dst_addr"]).aggregate([])
+    return build_paths(hops, tr, pa.table({"prb_id": pa.array([], pa.int64())}))
+
+
+def test_paths_use_owner_and_count_loop_artefacts():
+    hops = _hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None), (d1, D, None, None)]])
+    before, _ = _paths(hops)
+    after, drops = _paths(apply_owners(hops, infer_owners(hops, relationships=REL)))
+    assert before["as_path"].to_pylist() == [[f"AS{A}", f"AS{B}", f"AS{A}", f"AS{D}"]]
+    assert before["loop"].to_pylist() == [True]
+    assert after["as_path"].to_pylist() == [[f"AS{A}", f"AS{D}"]]
+    assert after["loop"].to_pylist() == [False]
+    assert drops["loop-artefact-subsequent-as"] == 1 and drops["owner-subsequent-as"] == 1
+
+
+def test_real_multi_hop_as_loop_stays_a_loop():
+    # A A B B A: B shows two consecutive hops, so neither is isolated (a routing loop)
+    hops = _hops([[(a1, A, None, None), (a2, A, None, None), (b1, B, None, None), (b2, B, None, None),
+                   ("192.0.2.3", A, None, None)]])
+    owners = infer_owners(hops, relationships=REL, siblings=SIB)
+    assert owners["owner_asn"].to_pylist() == owners["origin_asn"].to_pylist()  # nobody reassigned
+    paths, drops = _paths(apply_owners(hops, owners))
+    assert paths["loop"].to_pylist() == [True]
+    assert not any(k.startswith("loop-artefact") for k in drops)
+
+
+# ---------------------------------------------------------------------------- readers
+def test_as_rel_serial_1_and_2_real(test_data: Path):
+    f1 = test_data / "caida" / "as-rel-serial-1" / "20180201.as-rel.txt.gz"
+    f2 = test_data / "caida" / "as-rel2-2019-12" / "20191201.as-rel2.txt.bz2"
+    text1 = gzip.decompress(f1.read_bytes()).decode()
+    text2 = bz2.decompress(f2.read_bytes()).decode()
+    n1 = sum(1 for ln in text1.splitlines() if ln and not ln.startswith("#"))
+    n2 = sum(1 for ln in text2.splitlines() if ln and not ln.startswith("#"))
+    counts: Counter = Counter()
+    t1 = read_as_rel([(f1.name, f1.read_bytes())], counts)["links"]
+    t2 = read_as_rel([(f2.name, f2.read_bytes())], counts)["links"]
+    assert t1.num_rows + counts["duplicate-link"] == n1 or t1.num_rows == n1
+    assert t2.num_rows == 432_411 == n2  # SOURCES.md
+    assert set(t2["source"].unique().to_pylist()) >= {"bgp"}
+    assert t1["source"].null_count == t1.num_rows
+
+
+def test_as_siblings_real_keeps_the_lumped_chinese_group(test_data: Path):
+    f = test_data / "other" / "as-siblings-whois-2020-01" / "SiblingASNs_20200111.txt.xz"
+    lines = [ln.split() for ln in lzma.decompress(f.read_bytes()).decode().splitlines() if ln.strip()]
+    counts: Counter = Counter()
+    t = read_as_siblings([(f.name, f.read_bytes())], counts)["groups"]
+    assert t.num_rows == sum(len(set(g)) for g in lines if len(set(g)) >= 2)
+    g4134 = set(t.filter(pc.equal(t["asn"], 4134))["group"].to_pylist())
+    g4837 = set(t.filter(pc.equal(t["asn"], 4837))["group"].to_pylist())
+    assert g4134 & g4837  # the pitfall SOURCES.md describes: hence ownership-only use
+
+
+@pytest.mark.parametrize("reader", [read_as_rel, read_as_siblings])
+def test_wrong_file_names_file_and_line(reader):
+    with pytest.raises(DatasetFormatError, match=r"bogus\.txt:2: not"):
+        reader([("bogus.txt", b"# comment\n<html>hello</html>\n")], Counter())
+
+
+def test_as_rel_bad_lines_counted():
+    counts: Counter = Counter()
+    t = read_as_rel([("r.txt", b"1|2|-1\n2|1|-1\n3|3|0\n4|5|7\n5|4|0|bgp\nxx\n")], counts)["links"]
+    assert t.to_pylist() == [{"provider": 1, "customer": 2, "rel": -1, "source": None},
+                             {"provider": 4, "customer": 5, "rel": 0, "source": "bgp"}]
+    assert counts == Counter({"duplicate-link": 1, "bad-asn": 1, "unknown-rel": 1, "bad-line": 1})
+
+
+# ---------------------------------------------------------------------------- real data
+@pytest.mark.slow
+def test_real_menog_artefacts_drop(test_data: Path, real_snapshot):
+    from analysis.annotate import annotate
+    from tests.analysis._hops import atlas_records, hop_table
+
+    hops = hop_table(atlas_records(test_data / "ripe-atlas" / "traceroutes" / "menog_traceroutes_full.ndjson.xz"))
+    ann, _ = annotate(hops, real_snapshot)
+    rel_f = test_data / "caida" / "as-rel2-2019-12" / "20191201.as-rel2.txt.bz2"
+    sib_f = test_data / "other" / "as-siblings-whois-2020-01" / "SiblingASNs_20200111.txt.xz"
+    rel = read_as_rel([(rel_f.name, rel_f.read_bytes())], Counter())["links"]
+    sib = read_as_siblings([(sib_f.name, sib_f.read_bytes())], Counter())["groups"]
+    t0 = time.perf_counter()
+    owners = infer_owners(ann, relationships=rel, siblings=sib)
+    rate = owners.num_rows / (time.perf_counter() - t0)
+    print(f"{owners.num_rows} addresses, {rate:.0f} addresses/s")
+    assert _owner(owners, "82.178.159.1")[0] in (8529, 28885)  # one canonical AS per sibling pair
+    assert _owner(owners, "180.231.217.122")[0] == 6453
+    out = apply_owners(ann, owners)
+
+    def aba(col: str) -> tuple[int, int]:  # plain-Python pass over first replies
+        d = out.select(["msm_id", "prb_id", "timestamp", "hop", "reply_from", "ip_class", col, "ixp_id"]).to_pydict()
+        seqs: dict = {}
+        seen = set()
+        for m, p, ts, h, r, c, a, ixp in zip(*d.values(), strict=True):
+            if r is None or (m, p, ts, h) in seen:
+                continue
+            seen.add((m, p, ts, h))
+            if c == "public" and a is not None and ixp is None:
+                s = seqs.setdefault((m, p, ts), [])
+                if not s or s[-1] != a:
+                    s.append(a)
+        n_aba = sum(any(s[i] == s[i + 2] for i in range(len(s) - 2)) for s in seqs.values())
+        n_loop = sum(len(set(s)) < len(s) for s in seqs.values())
+        return n_aba, n_loop
+
+    out = out.append_column("eff", pc.if_else(pc.is_valid(out["owner_via"]), out["owner_asn"], out["asn"]))
+    (aba0, loop0), (aba1, loop1) = aba("asn"), aba("eff")
+    print(f"A-B-A {aba0} -> {aba1}, repeated-AS paths {loop0} -> {loop1}")
+    assert aba0 > 2000 and aba1 < aba0 / 3
+    assert loop1 < loop0 / 2
