@@ -25,7 +25,9 @@ Kinds (:data:`KINDS`): ``pfx2as`` (CAIDA RouteViews prefix2as, v4 and v6), ``pee
 ``rir-delegated`` (delegated / delegated-extended), ``ip2country`` (iptoasn.com
 ``ip2country-v4.tsv`` / ``-v6.tsv``: range start, range end, country; the source of
 US-registered space, since no ARIN delegation file is at hand), ``ipmap`` (RIPE IPmap
-router geolocations CSV: ip, city, country code, lat, lon, score). Every reader sets
+router geolocations CSV: ip, city, country code, lat, lon, score), ``as-rel`` (CAIDA AS
+relationships, serial-1 ``a|b|rel`` or serial-2 ``a|b|rel|source``: table ``links``),
+``as-siblings`` (sibling groups, one organisation per line: table ``groups``). Every reader sets
 aside and counts, by reason, each record it cannot use (``manifest.json`` ``dropped``).
 """
 
@@ -49,9 +51,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from analysis import _lpm
-from analysis._readers import KINDS, READERS, decompress
+from analysis._readers import READERS as _READERS_ADDR
+from analysis._readers import decompress
+from analysis._readers_rel import READERS_REL
 from analysis.errors import DatasetFormatError, MissingReferenceData
 from probes.fileio import write_json, write_parquet
+
+#: kind -> reader: the address-level kinds and the AS-level ones (relationships, siblings).
+READERS = {**_READERS_ADDR, **READERS_REL}
+KINDS = tuple(READERS)
 
 __all__ = [
     "KINDS",

@@ -1,4 +1,4 @@
-"""Shared fixtures: the one path to the real public data (``PATHEXP_TEST_DATA``)."""
+"""Shared fixtures: the one path to the real public data (``PATHEXP_TEST_DATA``); hypothesis profiles."""
 
 from __future__ import annotations
 
@@ -6,6 +6,14 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (derandomize) and keep no example
+# database: the suite's verdict never depends on chance or on an earlier run. Set
+# HYPOTHESIS_PROFILE=explore to search with fresh random examples while developing.
+settings.register_profile("pathexp", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "pathexp"))
 
 _DEFAULT = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 

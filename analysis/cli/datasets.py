@@ -9,7 +9,7 @@ __all__ = ["register", "run_import", "run_list", "run_fetch"]
 #: :data:`analysis.datasets.KINDS`, spelled out so that ``pathexp`` starts without loading
 #: the dataset readers (tests/test_cli_errors.py checks that the two agree).
 _KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated",
-          "ip2country", "ipmap")
+          "ip2country", "ipmap", "as-rel", "as-siblings")
 #: :data:`analysis._download.FETCH_KINDS`, spelled out for the same reason (checked too).
 _FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
 

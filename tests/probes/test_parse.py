@@ -212,7 +212,8 @@ def test_malformed_records_are_counted_and_the_rest_survives(record, reason):
 
 # --- fuzzing: thousands of generated records, valid and damaged -----------------------
 
-_addr = st.from_regex(r"\A(192\.0\.2|198\.51\.100|203\.0\.113)\.[0-9]{1,2}\Z")
+# no leading zeros: "192.0.2.05" is not an address (ambiguous octal) and is set aside as bad_address
+_addr = st.from_regex(r"\A(192\.0\.2|198\.51\.100|203\.0\.113)\.(0|[1-9][0-9]?)\Z")
 _reply = st.one_of(
     st.just({"x": "*"}),
     st.fixed_dictionaries(
