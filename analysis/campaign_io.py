@@ -70,6 +70,7 @@ from analysis.annotate import annotate
 from analysis.datasets import load_snapshot
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
 from analysis.nodes import IXP_PREFIX
+from analysis.ownership import apply_owners
 from analysis.paths import PATHS_SCHEMA, build_paths
 from analysis.registry import load_registry
 from analysis.report import CampaignData, render_html
@@ -303,6 +304,7 @@ def analyze_campaign(
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
     cache_dir: str | Path | None = None,
+    infer_owners: bool = True,
     force: bool = False,
     engine: str = "local",
     scheduler: str | None = None,
@@ -355,7 +357,8 @@ def analyze_campaign(
         return _analyze_locked(campaign, registry=registry, families=families, pop_country=pop_country,
                                n_boot=n_boot, seed=seed, confidence=confidence,
                                include_endpoints=include_endpoints, rtt_jump_ms=rtt_jump_ms,
-                               cache_dir=cache_dir, force=force, engine_opts=engine_opts)
+                               cache_dir=cache_dir, infer_owners=infer_owners, force=force,
+                               engine_opts=engine_opts)
 
 
 def _reannotate(campaign: Campaign, *, cache_dir: str | Path | None, engine_opts: dict[str, Any]) -> dict:
@@ -388,6 +391,7 @@ def _analyze_locked(
     include_endpoints: bool,
     rtt_jump_ms: float,
     cache_dir: str | Path | None,
+    infer_owners: bool,
     force: bool,
     engine_opts: dict[str, Any],
 ) -> dict[str, Any]:
@@ -426,6 +430,8 @@ def _analyze_locked(
     destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
     destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
     facilities, fac_source = _facility_table(snap, snap_note)
+    owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
+                            if infer_owners else (None, "not inferred (origin AS used)"))
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     del snap
     generation = {
@@ -434,9 +440,10 @@ def _analyze_locked(
         "probes": lineage.file_sha256(campaign.probes_parquet),
         "options": {"pop_country": pop_country, "n_boot": n_boot, "seed": seed, "confidence": confidence,
                     "include_endpoints": include_endpoints, "rtt_jump_ms": rtt_jump_ms,
+                    "infer_owners": infer_owners,
                     "families": None if families is None else list(families),
                     "registry": _registry_record(registry)},
-        "references": {"destinations": dst_source, "facilities": fac_source},
+        "references": {"destinations": dst_source, "facilities": fac_source, "owners": owner_source},
     }
     run = lineage.generation_id(generation)
     generation = {"id": run, **generation,
@@ -451,13 +458,19 @@ def _analyze_locked(
             parts_dir.mkdir()
             shared = {
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
-                "facilities": facilities, "include_endpoints": include_endpoints,
+                "facilities": facilities, "owners": owners, "include_endpoints": include_endpoints,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
             }
             for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
                 drops.update(part_drops)
                 part_files.append(Path(part))
             del shared, destinations, facilities, probe_meta
+            if owners is not None:
+                fileio.write_parquet(owners, stage / campaign.owners_parquet.name)
+                owner_vias = dict(sorted(Counter(owners.column("owner_via").to_pylist()).items()))
+            else:
+                owner_vias = {}
+            del owners
             with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp:
                 with pq.ParquetWriter(tmp, PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
                     for f in part_files:
@@ -505,6 +518,8 @@ def _analyze_locked(
         summary[label] = entry
 
     written = {"paths": str(paths_file)}
+    if owner_vias:
+        written["owners"] = str(campaign.owners_parquet)
     tables = {
         "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
         "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
@@ -559,6 +574,7 @@ def _analyze_locked(
         "top_pops": tables["pops"].slice(0, 20).to_pylist(),
         "top_hegemony": hegemony.slice(0, 20).to_pylist(),
         "outputs": written,
+        "owners": {"source": owner_source, "addresses_by_rule": owner_vias},
         "generation": generation,
     }
     # last: exposure.json names a complete set of paths/, exposure/ and graph/ (their marker)
@@ -625,8 +641,8 @@ def refresh_campaign(
                         pop_country=opts.get("pop_country", "US"), n_boot=opts.get("n_boot", 1000),
                         seed=opts.get("seed", 0), confidence=opts.get("confidence", 0.95),
                         include_endpoints=opts.get("include_endpoints", False),
-                        rtt_jump_ms=opts.get("rtt_jump_ms", 40.0), cache_dir=cache_dir, force=True,
-                        engine_opts=engine_opts)
+                        rtt_jump_ms=opts.get("rtt_jump_ms", 40.0), cache_dir=cache_dir,
+                        infer_owners=opts.get("infer_owners", True), force=True, engine_opts=engine_opts)
         return [*ran, "analyze"]
 
 
@@ -698,6 +714,8 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
 
     index, ann_files, trace_files = part
     annotated = _read_annotated([Path(f) for f in ann_files], ctx["columns"])
+    if ctx["owners"] is not None:
+        annotated = apply_owners(annotated, ctx["owners"])
     paths, drops = build_paths(
         annotated,
         _read_traces(trace_files),
@@ -807,6 +825,45 @@ def _campaign_node_attributes(
     finally:
         con.close()
     return override_families(table, registry)
+
+
+def _owner_table(
+    ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str
+) -> tuple[pa.Table | None, str]:
+    """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop.
+
+    It needs the whole campaign at once (an address's owner is decided from all its
+    occurrences), so it runs here, before the per-partition paths; the table it returns
+    is one row per reply address. AS relationships (``as-rel``) and sibling groups
+    (``as-siblings``) come from the campaign's snapshot when it has them; without them
+    the rules that need adjacency fall back as :mod:`analysis.ownership` says.
+    """
+    from analysis import ownership
+
+    cols = [c for c in (*ownership.REQUIRED_COLUMNS, "late", "dup") if c in columns]
+    if not trace_files:
+        return None, "no traceroute table"
+    con = connect()
+    try:
+        hops = con.sql(
+            f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr "
+            "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
+            "USING (msm_id, prb_id, timestamp)",
+            params={"ann": [str(f) for f in ann_files], "tr": list(trace_files)},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    rel = snap.table("as-rel", "links") if snap is not None and snap.has("as-rel") else None
+    sib = snap.table("as-siblings", "groups") if snap is not None and snap.has("as-siblings") else None
+    used = [k for k, t in (("as-rel", rel), ("as-siblings", sib)) if t is not None]
+    if sib is None and snap is not None and snap.has("as2org"):
+        # the ASes of one CAIDA organisation are siblings
+        asns = snap.table("as2org", "asns")
+        org = pc.dictionary_encode(asns.column("org_id").combine_chunks())
+        sib = pa.table({"group": org.indices.cast(pa.int64()), "asn": asns.column("asn")})
+        used.append("as2org organisations as siblings")
+    source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
+    return ownership.infer_owners(hops, relationships=rel, siblings=sib), source
 
 
 def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:

@@ -95,6 +95,7 @@ from analysis.errors import SchemaMismatch
 __all__ = [
     "OWNER_VIAS",
     "OWNERS_SCHEMA",
+    "REQUIRED_COLUMNS",
     "infer_owners",
     "apply_owners",
 ]
@@ -129,7 +130,8 @@ OWNERS_SCHEMA = pa.schema(
     ]
 )
 
-_REQUIRED = ("msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from", "ip_class", "asn",
+#: Annotated columns :func:`infer_owners` needs.
+REQUIRED_COLUMNS = ("msm_id", "prb_id", "timestamp", "hop", "attempt", "reply_from", "ip_class", "asn",
              "ixp_id", "member_asn")  # fmt: skip
 #: Weights of the rules (see the module notes).
 W_SUBSEQUENT = 0.9
@@ -200,7 +202,7 @@ def infer_owners(
     >>> t.select(["addr", "owner_asn", "owner_via"]).to_pylist()[0]
     {'addr': '180.231.217.122', 'owner_asn': 6453, 'owner_via': 'subsequent-as'}
     """
-    missing = [c for c in _REQUIRED if c not in hops.column_names]
+    missing = [c for c in REQUIRED_COLUMNS if c not in hops.column_names]
     if missing:
         raise SchemaMismatch(f"annotated hops lack required column(s) {', '.join(missing)}")
     n = hops.num_rows

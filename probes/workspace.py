@@ -140,6 +140,11 @@ class Campaign:
         return self.paths_dir / "paths.parquet"
 
     @property
+    def owners_parquet(self) -> Path:
+        """``paths/owners.parquet``: the owner AS inferred for every reply address."""
+        return self.paths_dir / "owners.parquet"
+
+    @property
     def exposure_dir(self) -> Path:
         """``exposure/``: the exposure tables, each as Parquet and CSV."""
         return self.root / "exposure"

@@ -32,6 +32,12 @@ def register(subparsers: Any) -> None:
         help="count hops in the probe's or destination's own AS as transit",
     )
     parser.add_argument(
+        "--origin-as",
+        action="store_true",
+        help="use each reply address's origin AS as the router's AS, instead of the owner AS "
+             "inferred by the ownership stage (for comparison)",
+    )
+    parser.add_argument(
         "--registry",
         default=None,
         metavar="FILE",
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         include_endpoints=args.include_endpoints,
         cache_dir=args.cache_dir,
+        infer_owners=not args.origin_as,
         force=args.force,
         **engine_options(args),
     )

@@ -55,6 +55,7 @@ REFERENCE_KINDS = {
     "peeringdb": "reference/peeringdb/*.json",
     "caida-ixp": "reference/caida-ixp/*",
     "as2org": "reference/as2org/*",
+    "as-rel": "reference/as-rel/*",
     "rir-delegated": "reference/rir-delegated/*",
 }
 #: Files and folders of the demo's own in ``<workspace>/demo/`` (the campaign's folder;
@@ -176,6 +177,7 @@ def run_demo(
     )
     from analysis.datasets import import_files
     from analysis.demo import accuracy as acc
+    from analysis.ownership import apply_owners
     from analysis.registry import load_registry
     from probes import store
     from probes.fileio import write_bytes
@@ -282,6 +284,8 @@ def run_demo(
     true_exp = acc.truth_exposure(t_traces, entries, families, pop_country=exposure["pop_country"])
     checks = acc.exposure_checks(exposure["families"], true_exp)
     annotated = read_annotated(campaign)
+    if campaign.owners_parquet.is_file():  # the ownership stage ran: score its owner AS
+        annotated = apply_owners(annotated, pq.read_table(campaign.owners_parquet))
     owner = acc.router_owner(t_hops, annotated)
     del annotated
 
