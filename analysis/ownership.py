@@ -56,8 +56,9 @@ Rules, first match wins (``owner_via`` in brackets):
 10. No preceding AS (first public hop): O (``origin``).
 11. P != S: S with ``subsequent-as`` when rel(O, S) and not rel(O, P) (an S router on a
     link numbered from O, MAP-IT's interdomain-link inference); S with ``third-party``
-    when O is adjacent to neither P nor S; else O (``origin``: O may be a genuine one-hop
-    transit AS, adjacent to both).
+    when O is adjacent to neither P nor S (only when relationships are given: without them
+    adjacency is unknown, and a one-hop transit AS between two others is kept); else O
+    (``origin``: O may be a genuine one-hop transit AS, adjacent to both).
 
 ``confidence`` is rule weight x support: ``origin`` and ``destination`` the share of
 occurrences that are not isolated (1.0 when never seen as a hop, or for ``destination``
@@ -160,8 +161,9 @@ def infer_owners(
         ``dup`` and ``dst_addr`` are used when present.
     relationships : pyarrow.Table, optional
         CAIDA AS relationships (``provider, customer`` columns; the ``as-rel`` kind's
-        ``links`` table). Without it no two ASes are adjacent, so ``subsequent-as`` never
-        fires and sandwiches become ``third-party``.
+        ``links`` table). Without it adjacency is unknown: ``subsequent-as`` never fires,
+        "S x S" sandwiches become ``third-party`` and an address between two different
+        ASes keeps its origin.
     siblings : pyarrow.Table, optional
         Sibling groups ``group, asn`` (the ``as-siblings`` kind's ``groups`` table, or
         as2org rows renamed so): same-organisation evidence only.
@@ -295,7 +297,7 @@ def infer_owners(
         owner[i], via[i], conf[i] = _rule(
             public[i], a_ixp[i], int(origin[i]), int(member[i]), int(n_obs[i]), int(n_iso[i]),
             int(n_dst[i]), int(n_end[i]), int(n_next[i]), int(p_as[i]), int(s_as[i]), int(s_cnt[i]),
-            related, groups, weight,
+            related, groups, weight, relationships is not None or cones is not None,
         )
     table = pa.table(
         {
@@ -405,7 +407,7 @@ def _sibling_groups(siblings: pa.Table | None) -> dict[int, set[int]]:
 def _rule(
     public: bool, ixp: bool, o: int, member: int, n_obs: int, n_iso: int, n_dst: int, n_end: int,
     n_next: int, p: int, s: int, s_cnt: int, related: set[tuple[int, int]], groups: dict[int, set[int]],
-    weight: dict[int, int],
+    weight: dict[int, int], have_rel: bool,
 ) -> tuple[int, str, float]:
     """(owner, via, confidence) of one address; see the module notes for the numbered rules."""
 
@@ -448,7 +450,7 @@ def _rule(
     rp, rs = rel(o, p), rel(o, s)  # 11
     if rs and not rp:
         return s, "subsequent-as", W_SUBSEQUENT * share
-    if not rs and not rp:
+    if not rs and not rp and have_rel:  # without relationships, "adjacent to neither" is unknown
         return s, "third-party", W_THIRD_PARTY * share
     return o, "origin", (n_obs - n_iso) / n_obs
 
