@@ -88,8 +88,6 @@ BLOCK_LINES = 4096
 #: Results collected before a segment is written.
 SEGMENT_RESULTS = 32_768
 _SEG = re.compile(r"^seg-(\d{6})\.")
-#: Folder (inside the campaign) where Dask workers stage parsed parts before the commit.
-STAGING = ".staging"
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +270,7 @@ class _Store:
             d.mkdir(parents=True, exist_ok=True)
         recover(campaign, _locked=True)
         # parts staged by an earlier, interrupted Dask ingest were never committed
-        shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
+        shutil.rmtree(campaign.staging_dir, ignore_errors=True)
         self.index = _KeyIndex(_stored_keys(campaign))
         self.next_seg = _next_segment(campaign)
         self._pending: list[Parsed] = []
@@ -573,7 +571,7 @@ def ingest_files(
                     inputs.append(entry)
                     total.merge(one)
             else:
-                staging = campaign.root / STAGING
+                staging = campaign.staging_dir
                 staging.mkdir(parents=True, exist_ok=True)
                 files = [(i, str(p)) for i, p in enumerate(paths) if str(p) != "-"]
                 jobs = [(i, p, str(staging), origin, segment_results) for i, p in files]
@@ -588,7 +586,7 @@ def ingest_files(
             _record_run(campaign, total, inputs)
         finally:
             try:
-                shutil.rmtree(campaign.root / STAGING, ignore_errors=True)
+                shutil.rmtree(campaign.staging_dir, ignore_errors=True)
             finally:
                 store.close()  # releases the campaign lock, after the staging folder is gone
     return total
@@ -862,13 +860,13 @@ def write_probe_meta(campaign: Campaign, probes: Iterable[dict], *, origin: str 
     seen = set(new.column("prb_id").to_pylist())
     keep = [i for i, p in enumerate(old.column("prb_id").to_pylist()) if p not in seen]
     merged = pa.concat_tables([old.take(pa.array(keep, pa.int64())), new]).sort_by("prb_id")
-    fileio.write_parquet(merged, campaign.root / "probes.parquet")
+    fileio.write_parquet(merged, campaign.probes_parquet)
     return merged.num_rows
 
 
 def read_probe_meta(campaign: Campaign) -> pa.Table:
     """Probe metadata stored by :func:`write_probe_meta` (empty if none)."""
-    path = campaign.root / "probes.parquet"
+    path = campaign.probes_parquet
     if not path.exists():
         return PROBE_META_SCHEMA.empty_table()
     return pq.read_table(path, schema=PROBE_META_SCHEMA)

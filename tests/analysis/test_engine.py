@@ -157,7 +157,7 @@ def test_local_cluster_started_for_the_run_and_crash_recovery(inputs, tmp_path):
 
     c = Campaign("crash", tmp_path / "crash")
     st = store._Store(c, segment_results=SEGMENT)
-    staging = c.root / store.STAGING
+    staging = c.staging_dir
     staging.mkdir()
     manifest = store._stage_file((0, str(files[0]), str(staging), "atlas", SEGMENT), None)
     assert len(manifest["parts"]) >= 3
