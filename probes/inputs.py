@@ -199,8 +199,13 @@ def _is_bundle(obj: object) -> bool:
 
 
 def _bundle_results(obj: dict, probes: list | None) -> Iterator[bytes]:
-    if probes is not None and isinstance(obj.get("probes"), list):
-        probes.extend(obj["probes"])
+    if probes is not None and obj.get("probes") is not None:
+        from probes.metadata import probe_objects  # a list, or an API page of them
+
+        try:
+            probes.extend(probe_objects(obj["probes"]))
+        except InputFormatError:
+            probes.append(obj["probes"])  # set aside as not_an_object when checked
     for item in obj["results"]:
         yield orjson.dumps(item)
 

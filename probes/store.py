@@ -77,6 +77,7 @@ __all__ = [
     "summary",
     "write_probe_meta",
     "read_probe_meta",
+    "probes_without_meta",
     "PROBE_META_SCHEMA",
     "epoch_seconds",
     "segment_names",
@@ -561,15 +562,19 @@ def ingest_files(
     from probes.engine import open_runner
 
     total = IngestReport()
-    inputs = []
+    inputs: list[dict] = []
+    failure: str | None = None
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
         store = _Store(campaign, segment_results=segment_results)
         try:
             if runner.engine == "local":
                 for path in paths:
-                    one, entry = _ingest_one_local(campaign, store, path, origin)
+                    one = IngestReport()
+                    try:
+                        entry = _ingest_one_local(campaign, store, path, origin, one)
+                    finally:
+                        total.merge(one)  # a failing input still counts what it did
                     inputs.append(entry)
-                    total.merge(one)
             else:
                 staging = campaign.staging_dir
                 staging.mkdir(parents=True, exist_ok=True)
@@ -578,31 +583,52 @@ def ingest_files(
                 with closing(runner.map(_stage_file, jobs)) as staged:
                     for path in paths:
                         if str(path) == "-":  # standard input is read here, in order
-                            one, entry = _ingest_one_local(campaign, store, path, origin)
+                            one = IngestReport()
+                            entry = _ingest_one_local(campaign, store, path, origin, one)
                         else:
                             one, entry = _commit_staged_file(store, next(staged))
                         inputs.append(entry)
                         total.merge(one)
-            _record_run(campaign, total, inputs)
+        except BaseException as exc:
+            failure = f"{type(exc).__name__}: {str(exc)[:200]}"
+            raise
         finally:
             try:
+                # written even when the run fails midway: the inputs done, and what the
+                # failing one had counted, are on record (the run says it failed)
+                _record_run(campaign, total, inputs, failure=failure)
                 shutil.rmtree(campaign.staging_dir, ignore_errors=True)
             finally:
                 store.close()  # releases the campaign lock, after the staging folder is gone
     return total
 
 
-def _ingest_one_local(campaign: Campaign, store: _Store, path: str | Path, origin: str) -> tuple[IngestReport, dict]:
-    one = IngestReport()
+def _ingest_one_local(campaign: Campaign, store: _Store, path: str | Path, origin: str,
+                      one: IngestReport) -> dict:
+    found: list = []
     with open_input(path) as stream:
         hashing = HashingReader(stream)
         name = "<stdin>" if str(path) == "-" else str(path)
-        ingest_stream(campaign, iter_records(hashing, name), origin=origin, _store=store, report=one)
+        ingest_stream(campaign, iter_records(hashing, name, probes=found), origin=origin, _store=store, report=one)
     hashing.count_truncation(one.drops)
-    return one, _input_entry(one, name, hashing.sha.hexdigest(), hashing.size)
+    probes = _store_bundle_probes(campaign, found)
+    return _input_entry(one, name, hashing.sha.hexdigest(), hashing.size, probes)
 
 
-def _input_entry(one: IngestReport, name: str, sha256: str, size: int) -> dict:
+def _store_bundle_probes(campaign: Campaign, found: list) -> dict | None:
+    """Store the probe objects an input's API bundles carried; their counts by outcome."""
+    if not found:
+        return None
+    from probes.metadata import check_probe_objects
+
+    drops: Counter = Counter()
+    kept = check_probe_objects(found, drops)
+    if kept:
+        write_probe_meta(campaign, kept)
+    return {"found": len(found), "stored": len(kept), "drops": dict(sorted(drops.items()))}
+
+
+def _input_entry(one: IngestReport, name: str, sha256: str, size: int, probes: dict | None = None) -> dict:
     entry = {
         "name": name,
         "sha256": sha256,
@@ -612,6 +638,8 @@ def _input_entry(one: IngestReport, name: str, sha256: str, size: int) -> dict:
         "duplicates": one.duplicates,
         "drops": dict(sorted(one.drops.items())),
     }
+    if probes is not None:
+        entry["probes"] = probes
     one.inputs = [entry]
     return entry
 
@@ -630,6 +658,7 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
     pending: list[Parsed] = []
     blocks: list[int] = []
     seen = dups = 0
+    found: list = []
 
     def flush() -> None:
         if not pending:
@@ -644,7 +673,7 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
 
     with open_input(path) as stream:
         hashing = HashingReader(stream)
-        for block in _blocks(iter_records(hashing, path), min(BLOCK_LINES, segment_results)):
+        for block in _blocks(iter_records(hashing, path, probes=found), min(BLOCK_LINES, segment_results)):
             seen += len(block)
             parsed = parse_lines(block, origin=origin)
             drops.update(parsed.drops)
@@ -664,7 +693,7 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
     hashing.count_truncation(drops)
     return {
         "name": path, "sha256": hashing.sha.hexdigest(), "bytes": hashing.size, "seen": seen,
-        "duplicates": dups, "drops": dict(drops), "parts": parts,
+        "duplicates": dups, "drops": dict(drops), "parts": parts, "probes": found,
     }
 
 
@@ -688,7 +717,8 @@ def _commit_staged_file(store: _Store, manifest: dict) -> tuple[IngestReport, di
             start += size
     store.flush(one)
     store.drain()
-    return one, _input_entry(one, manifest["name"], manifest["sha256"], manifest["bytes"])
+    probes = _store_bundle_probes(store.campaign, manifest["probes"])
+    return one, _input_entry(one, manifest["name"], manifest["sha256"], manifest["bytes"], probes)
 
 
 def _read_staged(files: dict[str, Path], keys: np.ndarray) -> Parsed:
@@ -702,7 +732,8 @@ def _read_staged(files: dict[str, Path], keys: np.ndarray) -> Parsed:
     return Parsed(hops, traces, Counter(), list(_raw_lines(files["raw"])), hop_trace)
 
 
-def _record_run(campaign: Campaign, report: IngestReport, inputs: list[dict]) -> None:
+def _record_run(campaign: Campaign, report: IngestReport, inputs: list[dict], *,
+                failure: str | None = None) -> None:
     path = campaign.ingest_report
     state = orjson.loads(path.read_bytes()) if path.exists() else {"inputs": {}, "runs": []}
     for entry in inputs:
@@ -719,6 +750,7 @@ def _record_run(campaign: Campaign, report: IngestReport, inputs: list[dict]) ->
             "duplicates": report.duplicates,
             "drops": dict(sorted(report.drops.items())),
             "segments": report.segments,
+            **({"failed": failure} if failure else {}),
         }
     )
     totals: Counter = Counter()
@@ -862,6 +894,19 @@ def write_probe_meta(campaign: Campaign, probes: Iterable[dict], *, origin: str 
     merged = pa.concat_tables([old.take(pa.array(keep, pa.int64())), new]).sort_by("prb_id")
     fileio.write_parquet(merged, campaign.probes_parquet)
     return merged.num_rows
+
+
+def probes_without_meta(campaign: Campaign) -> tuple[int, list[int]]:
+    """The campaign's probes (ids seen in its traceroutes) and those with no stored metadata.
+
+    Without metadata a probe has no country, AS or location: source-country figures,
+    hegemony, maps and speed-of-light verdicts cannot use its traceroutes.
+    """
+    seen: set[int] = set()
+    for batch in scan_traces(campaign, columns=["prb_id"]):
+        seen.update(batch.column(0).to_pylist())
+    known = set(read_probe_meta(campaign).column("prb_id").to_pylist())
+    return len(seen), sorted(seen - known)
 
 
 def read_probe_meta(campaign: Campaign) -> pa.Table:

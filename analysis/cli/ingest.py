@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 
-__all__ = ["register", "run"]
+__all__ = ["probe_lines", "register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -39,7 +40,48 @@ def run(args: argparse.Namespace) -> int:
     campaign = campaign_from_args(args)
     kwargs = {"segment_results": args.segment_results} if args.segment_results else {}
     report = store.ingest_files(campaign, args.paths, **kwargs, **engine_options(args))
+    probe_drops: Counter = Counter()
     for path in args.probes:
-        store.write_probe_meta(campaign, read_probe_objects(path))
+        store.write_probe_meta(campaign, read_probe_objects(path, drops=probe_drops))
     print_ingest_summary(campaign, report)
+    for line in probe_lines(report.inputs, probe_drops, store.probes_without_meta(campaign)):
+        print(line)
     return 0
+
+
+def probe_lines(inputs: list[dict], file_drops: Counter, coverage: tuple[int, list[int]]) -> list[str]:
+    """What became of the probe metadata: bundles' probe objects, files, probes still unknown.
+
+    Examples
+    --------
+    >>> probe_lines([{"probes": {"found": 3, "stored": 2, "drops": {"bad_id": 1}}}], Counter(), (5, [9]))[0]
+    'probe metadata from API bundles: 2 of 3 probe objects stored; set aside: bad_id 1'
+    >>> probe_lines([], Counter(), (5, [9]))[0][:60]
+    'warning: 1 of 5 probes have no metadata (no country, AS or l'
+    """
+    lines = []
+    found: Counter = Counter()
+    drops = Counter(file_drops)
+    for entry in inputs:
+        part = entry.get("probes") or {}
+        found.update({"found": part.get("found", 0), "stored": part.get("stored", 0)})
+        drops.update(part.get("drops", {}))
+    if found["found"]:
+        lines.append(f"probe metadata from API bundles: {found['stored']:,} of {found['found']:,} "
+                     f"probe objects stored" + _drop_text(drops))
+    elif drops:
+        lines.append("probe objects set aside" + _drop_text(drops))
+    n_probes, missing = coverage
+    if missing:
+        sample = ", ".join(str(p) for p in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        lines.append(
+            f"warning: {len(missing):,} of {n_probes:,} probes have no metadata (no country, AS or "
+            f"location: source countries, hegemony, maps and speed-of-light verdicts leave their "
+            f"traceroutes out); probe ids {sample}. Add it with `pathexp ingest --probes FILE` "
+            f"(Atlas API probe objects, e.g. https://atlas.ripe.net/api/v2/probes/?id__in=...)"
+        )
+    return lines
+
+
+def _drop_text(drops: Counter) -> str:
+    return "; set aside: " + ", ".join(f"{k} {v:,}" for k, v in sorted(drops.items())) if drops else ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import os
 import signal
 import subprocess
 import sys
@@ -302,3 +303,51 @@ def _is_object(line: bytes) -> bool:
         return isinstance(orjson.loads(line), dict)
     except orjson.JSONDecodeError:
         return False
+
+
+PIERKY = "ripe-atlas/pierky-ripe-atlas-monitor-fixtures/1033154.json"
+
+
+@pytest.mark.parametrize("engine", ["local", "dask"])
+def test_api_bundle_stores_its_results_and_its_probes(test_data, tmp_path, engine):
+    """A real API bundle: results into the store, its probe page into the probe table."""
+    bundle = orjson.loads((test_data / PIERKY).read_bytes())
+    listed = {p["id"] for p in bundle["probes"]["results"]}
+    bad = {"id": -1, "country_code": "NL"}
+    doc = {**bundle, "probes": {**bundle["probes"], "results": [*bundle["probes"]["results"], bad]}}
+    src = tmp_path / "bundle.json"
+    src.write_bytes(orjson.dumps(doc))
+    c = Campaign("bundle", tmp_path / "ws")
+    kwargs = {"engine": "dask", "workers": 1} if engine == "dask" else {}
+    report = store.ingest_files(c, [src], **kwargs)
+    assert report.added == len({(r["prb_id"], r["timestamp"]) for r in bundle["results"]})
+    assert set(store.read_probe_meta(c).column("prb_id").to_pylist()) == listed
+    entry = orjson.loads(c.ingest_report.read_bytes())["inputs"]
+    (probes,) = [e["probes"] for e in entry.values()]
+    assert probes == {"found": len(listed) + 1, "stored": len(listed), "drops": {"bad_id": 1}}
+    n, missing = store.probes_without_meta(c)
+    assert n == len({r["prb_id"] for r in bundle["results"]})
+    assert missing == sorted({r["prb_id"] for r in bundle["results"]} - listed)
+
+
+def test_a_failing_input_still_leaves_the_record_of_what_was_done(test_data, tmp_path):
+    good = test_data / SAGAN
+    bad = tmp_path / "notes.txt"
+    bad.write_text("these are not traceroutes\n")
+    c = Campaign("half", tmp_path / "ws")
+    with pytest.raises(InputFormatError):
+        store.ingest_files(c, [good, bad])
+    state = orjson.loads(c.ingest_report.read_bytes())
+    assert [e["name"] for e in state["inputs"].values()] == [str(good)]
+    (run,) = state["runs"]
+    assert run["failed"].startswith("InputFormatError") and run["added"] == state["results_stored"] > 0
+
+
+def test_cli_ingest_says_which_probes_have_no_metadata(test_data, tmp_path):
+    ids = {orjson.loads(line)["prb_id"] for line in real_lines(test_data, SAGAN)}
+    out = subprocess.run(
+        [sys.executable, "-m", "analysis.cli", "ingest", str(test_data / SAGAN), "--campaign", "nometa",
+         "--workspace", str(tmp_path)], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert f"warning: {len(ids):,} of {len(ids):,} probes have no metadata" in " ".join(out.split())
+    assert "pathexp ingest --probes FILE" in " ".join(out.split())
