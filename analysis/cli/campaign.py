@@ -1,4 +1,4 @@
-"""``pathexp campaign``: RIPE Atlas measurement campaigns (plan, submit, status, fetch, import)."""
+"""``pathexp campaign``: RIPE Atlas measurement campaigns (plan, submit, status, fetch, import, probes)."""
 
 from __future__ import annotations
 
@@ -54,6 +54,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "a finished measurement, the last day of a running one)")
     _common(a, spec="none")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
+    a = csub.add_parser(
+        "probes", help="fetch the metadata of the campaign's probes that have none",
+        description="Fetch from the Atlas API (no key needed) the probe objects of every probe "
+                    "seen in the campaign's traceroutes that has no stored metadata, and store "
+                    "them (country, AS, location) in <campaign>/probes.parquet.",
+        epilog="example: pathexp campaign probes --campaign menog")
+    _common(a, spec="optional")
     p.set_defaults(func=run)
 
 
@@ -163,4 +170,33 @@ def run(args: argparse.Namespace) -> int:
             for e in frep.errors:
                 print(f"  error: {e}", file=sys.stderr)
         return 1 if frep.errors else 0
+    if args.action == "probes":
+        return _fetch_probes(campaign_from_args(args), client, as_json=args.json)
     raise ConfigError(f"unknown campaign action {args.action!r}")  # pragma: no cover
+
+
+def _fetch_probes(camp, client, *, as_json: bool) -> int:  # noqa: ANN001
+    from collections import Counter
+
+    from probes import store
+    from probes.metadata import check_probe_objects
+
+    n, missing = store.probes_without_meta(camp)
+    drops: Counter = Counter()
+    got = check_probe_objects(client.probes_by_id(missing), drops) if missing else []
+    if got:
+        store.write_probe_meta(camp, got)
+    _, still = store.probes_without_meta(camp)
+    rep = {"probes": n, "missing_before": len(missing), "stored": len(got),
+           "unknown_to_atlas": still, "set_aside": dict(sorted(drops.items()))}
+    if as_json:
+        _print_json(rep)
+        return 0
+    print(f"campaign {camp.name}: {n} probes, {len(missing)} without metadata; "
+          f"{len(got)} probe objects fetched and stored")
+    if drops:
+        print("  set aside: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
+    if still:
+        print(f"  still without metadata (unknown to the server): {len(still)} probes, ids "
+              + ", ".join(map(str, still[:10])) + (", ..." if len(still) > 10 else ""))
+    return 0

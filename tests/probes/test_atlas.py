@@ -296,3 +296,32 @@ def test_public_api_is_what_the_modules_declare():
             assert hasattr(mod, name), f"{mod.__name__}.{name}"
     assert {"plan", "submit", "status", "fetch", "import_measurements"} <= set(campaign.__all__)
     assert {"AtlasClient", "CreateOutcomeUnknown"} <= set(atlas.__all__)
+
+
+def test_campaign_probes_fetches_the_metadata_a_file_ingest_lacks(standin, test_data, tmp_path, monkeypatch, capsys):
+    """Results ingested without their probes: `campaign probes` fills in what the server knows."""
+    import orjson
+
+    from analysis.cli import main
+    from probes import store
+    from probes.workspace import Campaign
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    bundle = orjson.loads((test_data / "ripe-atlas" / "pierky-ripe-atlas-monitor-fixtures" / "1033154.json").read_bytes())
+    results = [*bundle["results"], {**bundle["results"][0], "prb_id": 4_000_000}]  # a probe Atlas never had
+    src = tmp_path / "results.ndjson"
+    src.write_bytes(b"\n".join(orjson.dumps(r) for r in results))
+    c = Campaign("bare", tmp_path / "ws")
+    store.ingest_files(c, [src])
+    seen = {r["prb_id"] for r in results}
+    served = {p["id"] for p in fixture_probes(test_data)}
+    assert store.probes_without_meta(c) == (len(seen), sorted(seen))
+    args = ["campaign", "probes", "--campaign", "bare", "--workspace", str(tmp_path / "ws"),
+            "--atlas-server", standin.server, "--ca-bundle", str(standin.ca_bundle), "--json"]
+    assert main(args) == 0
+    rep = orjson.loads(capsys.readouterr().out)
+    assert set(store.read_probe_meta(c).column("prb_id").to_pylist()) == seen & served
+    assert rep["unknown_to_atlas"] == sorted(seen - served) and rep["stored"] == len(seen & served)
+    assert seen - served == {4_000_000}
+    assert main(args) == 0  # again: only the unknown probe is asked for
+    assert orjson.loads(capsys.readouterr().out)["missing_before"] == 1
