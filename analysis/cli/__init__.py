@@ -8,7 +8,7 @@ notebook can do whatever a command does. The room::
     analysis/cli/_options.py   the engine options (--engine, --scheduler, --workers)
     analysis/cli/_summary.py   rich summaries printed after ingest / trace
     analysis/cli/<command>.py  one module per subcommand: analyze, annotate, campaign,
-                               datasets, demo, ingest, report, trace, world
+                               datasets, demo, ingest, probes, report, trace, world
 
 A command module defines ``register(subparsers)``, which adds its parser and sets
 ``func``; that function takes the parsed arguments, calls the library and prints, and
@@ -41,7 +41,8 @@ __all__ = [
 ]
 
 #: The subcommands, one module each in this package, in the order ``--help`` lists them.
-_COMMANDS = ("analyze", "annotate", "campaign", "datasets", "demo", "ingest", "report", "trace", "world")
+_COMMANDS = ("analyze", "annotate", "campaign", "datasets", "demo", "ingest", "probes", "report", "trace",
+             "world")
 
 
 def add_campaign_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:

@@ -1,11 +1,11 @@
-"""``pathexp campaign``: RIPE Atlas measurement campaigns (plan, submit, status, fetch, import, probes)."""
+"""``pathexp campaign``: RIPE Atlas measurement campaigns (plan, submit, status, fetch, import)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-__all__ = ["register", "run"]
+__all__ = ["atlas_settings", "common_atlas_args", "register", "run"]
 
 _HELP = (
     "Plan, submit, track and fetch RIPE Atlas traceroute campaigns described by a TOML spec "
@@ -15,7 +15,7 @@ _HELP = (
 )
 
 
-def _common(p: argparse.ArgumentParser, *, spec: str) -> None:
+def common_atlas_args(p: argparse.ArgumentParser, *, spec: str) -> None:
     if spec == "required":
         p.add_argument("spec", type=Path, metavar="SPEC", help="campaign spec (TOML)")
     elif spec == "optional":
@@ -37,30 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("campaign", help="RIPE Atlas measurement campaigns", description=_HELP)
     csub = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     a = csub.add_parser("plan", help="probe x target matrix and credit cost (writes nothing)")
-    _common(a, spec="required")
+    common_atlas_args(a, spec="required")
     a = csub.add_parser("submit", help="create the measurements (resumable, within budget)")
-    _common(a, spec="required")
+    common_atlas_args(a, spec="required")
     a.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     a = csub.add_parser("status", help="status of the campaign's measurements")
-    _common(a, spec="optional")
+    common_atlas_args(a, spec="optional")
     a.add_argument("--offline", action="store_true", help="show recorded state, no API calls")
     a = csub.add_parser("fetch", help="fetch new results and ingest them")
-    _common(a, spec="optional")
+    common_atlas_args(a, spec="optional")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = csub.add_parser("import", help="pull existing public measurements into a campaign")
     a.add_argument("msm_ids", nargs="+", type=int, metavar="MSM_ID")
     a.add_argument("--since", type=_when, default=None, metavar="TIME",
                    help="fetch results from TIME on (ISO 8601 or Unix seconds; default: all of "
                         "a finished measurement, the last day of a running one)")
-    _common(a, spec="none")
+    common_atlas_args(a, spec="none")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
-    a = csub.add_parser(
-        "probes", help="fetch the metadata of the campaign's probes that have none",
-        description="Fetch from the Atlas API (no key needed) the probe objects of every probe "
-                    "seen in the campaign's traceroutes that has no stored metadata, and store "
-                    "them (country, AS, location) in <campaign>/probes.parquet.",
-        epilog="example: pathexp campaign probes --campaign menog")
-    _common(a, spec="optional")
     p.set_defaults(func=run)
 
 
@@ -79,7 +72,7 @@ def _when(text: str) -> int:
     return int(t.timestamp())
 
 
-def _settings(args: argparse.Namespace):  # noqa: ANN202
+def atlas_settings(args: argparse.Namespace):  # noqa: ANN202
     from probes.config import load_settings
 
     return load_settings(path=args.config, server=args.atlas_server, ca_bundle=args.ca_bundle)
@@ -99,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     from probes.atlas import AtlasClient
     from probes.errors import ConfigError
 
-    settings = _settings(args)
+    settings = atlas_settings(args)
     client = AtlasClient(settings)
     if args.action == "plan":
         spec = cp.load_spec(args.spec, workspace=args.workspace)
@@ -170,33 +163,5 @@ def run(args: argparse.Namespace) -> int:
             for e in frep.errors:
                 print(f"  error: {e}", file=sys.stderr)
         return 1 if frep.errors else 0
-    if args.action == "probes":
-        return _fetch_probes(campaign_from_args(args), client, as_json=args.json)
     raise ConfigError(f"unknown campaign action {args.action!r}")  # pragma: no cover
 
-
-def _fetch_probes(camp, client, *, as_json: bool) -> int:  # noqa: ANN001
-    from collections import Counter
-
-    from probes import store
-    from probes.metadata import check_probe_objects
-
-    n, missing = store.probes_without_meta(camp)
-    drops: Counter = Counter()
-    got = check_probe_objects(client.probes_by_id(missing), drops) if missing else []
-    if got:
-        store.write_probe_meta(camp, got)
-    _, still = store.probes_without_meta(camp)
-    rep = {"probes": n, "missing_before": len(missing), "stored": len(got),
-           "unknown_to_atlas": still, "set_aside": dict(sorted(drops.items()))}
-    if as_json:
-        _print_json(rep)
-        return 0
-    print(f"campaign {camp.name}: {n} probes, {len(missing)} without metadata; "
-          f"{len(got)} probe objects fetched and stored")
-    if drops:
-        print("  set aside: " + ", ".join(f"{k} {v}" for k, v in sorted(drops.items())))
-    if still:
-        print(f"  still without metadata (unknown to the server): {len(still)} probes, ids "
-              + ", ".join(map(str, still[:10])) + (", ..." if len(still) > 10 else ""))
-    return 0

@@ -77,7 +77,7 @@ def probe_lines(inputs: list[dict], file_drops: Counter, coverage: tuple[int, li
         lines.append(
             f"warning: {len(missing):,} of {n_probes:,} probes have no metadata (no country, AS or "
             f"location: source countries, hegemony, maps and speed-of-light verdicts leave their "
-            f"traceroutes out); probe ids {sample}. Add it with `pathexp campaign probes --campaign "
+            f"traceroutes out); probe ids {sample}. Add it with `pathexp probes fetch --campaign "
             f"NAME` (online) or `pathexp ingest --probes FILE` (Atlas API probe objects)"
         )
     return lines

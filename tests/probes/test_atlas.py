@@ -298,8 +298,8 @@ def test_public_api_is_what_the_modules_declare():
     assert {"AtlasClient", "CreateOutcomeUnknown"} <= set(atlas.__all__)
 
 
-def test_campaign_probes_fetches_the_metadata_a_file_ingest_lacks(standin, test_data, tmp_path, monkeypatch, capsys):
-    """Results ingested without their probes: `campaign probes` fills in what the server knows."""
+def test_probes_fetch_fills_in_the_metadata_a_file_ingest_lacks(standin, test_data, tmp_path, monkeypatch, capsys):
+    """Results ingested without their probes: `probes fetch` fills in what the server knows."""
     import orjson
 
     from analysis.cli import main
@@ -316,7 +316,7 @@ def test_campaign_probes_fetches_the_metadata_a_file_ingest_lacks(standin, test_
     seen = {r["prb_id"] for r in results}
     served = {p["id"] for p in fixture_probes(test_data)}
     assert store.probes_without_meta(c) == (len(seen), sorted(seen))
-    args = ["campaign", "probes", "--campaign", "bare", "--workspace", str(tmp_path / "ws"),
+    args = ["probes", "fetch", "--campaign", "bare", "--workspace", str(tmp_path / "ws"),
             "--atlas-server", standin.server, "--ca-bundle", str(standin.ca_bundle), "--json"]
     assert main(args) == 0
     rep = orjson.loads(capsys.readouterr().out)

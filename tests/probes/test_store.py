@@ -350,4 +350,4 @@ def test_cli_ingest_says_which_probes_have_no_metadata(test_data, tmp_path):
          "--workspace", str(tmp_path)], capture_output=True, text=True, check=True, env={**os.environ, "COLUMNS": "200"},
     ).stdout
     assert f"warning: {len(ids):,} of {len(ids):,} probes have no metadata" in " ".join(out.split())
-    assert "pathexp campaign probes --campaign NAME" in " ".join(out.split())
+    assert "pathexp probes fetch --campaign NAME" in " ".join(out.split())
