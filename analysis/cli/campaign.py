@@ -31,6 +31,9 @@ def common_atlas_args(p: argparse.ArgumentParser, *, spec: str) -> None:
     p.add_argument("--config", type=Path, default=None, metavar="TOML",
                    help="settings file (default: <user config dir>/pathexp/config.toml)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                   help="reference-data cache holding the snapshot [targets.sample] draws from "
+                        "(default: PATHEXP_CACHE_DIR or the user cache)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from analysis.cli import campaign_from_args
+    from analysis.targets import planned_sample
     from probes import campaign as cp
     from probes.atlas import AtlasClient
     from probes.errors import ConfigError
@@ -96,7 +100,8 @@ def run(args: argparse.Namespace) -> int:
     client = AtlasClient(settings)
     if args.action == "plan":
         spec = cp.load_spec(args.spec, workspace=args.workspace)
-        p = cp.plan(spec, client=client, settings=settings, resolver=cp.system_resolver)
+        p = cp.plan(spec, client=client, settings=settings, resolver=cp.system_resolver,
+                    sampler=planned_sample(cache_dir=args.cache_dir))
         balance = int(client.credits()["current_balance"]) if client.has_key else None
         if args.json:
             _print_json({**p.summary(), "balance": balance})
@@ -115,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             return input("submit these measurements? [y/N] ").strip().lower() in ("y", "yes")
 
         rep = cp.submit(spec, client=client, settings=settings, resolver=cp.system_resolver,
-                        confirm=confirm)
+                        confirm=confirm, sampler=planned_sample(cache_dir=args.cache_dir))
         if args.json:
             _print_json(rep.as_dict())
         else:

@@ -24,6 +24,7 @@ from probes.campaign.planner import Plan
 from probes.campaign.run import (
     FetchReport,
     Resolver,
+    Sampler,
     SubmitReport,
     fetch,
     import_measurements,
@@ -41,6 +42,7 @@ __all__ = [
     "FetchReport",
     "Plan",
     "Resolver",
+    "Sampler",
     "SubmitReport",
     "fetch",
     "import_measurements",

@@ -26,7 +26,17 @@ class PlannedTarget:
 
     name: str
     addresses: tuple[str, ...]
-    origin: str  # "address" | "hostname" | "anchor"
+    origin: str  # "address" | "hostname" | "anchor" | "sample"
+    #: For a sampled target: why it was chosen, its origin AS and its location evidence.
+    why: str = ""
+    asn: int | None = None
+    evidence: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "addresses": list(self.addresses), "origin": self.origin}
+        if self.origin == "sample":
+            d.update(why=self.why, asn=self.asn, evidence=self.evidence)
+        return d
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class Plan:
             "total_credits": self.total_credits, "budget": self.spec.budget,
             "set_aside": dict(sorted(self.set_aside.items())),
             "per_source": [list(s) for s in self.per_source],
+            "target_list": [t.as_dict() for t in self.targets],
         }
 
 

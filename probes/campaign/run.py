@@ -39,7 +39,7 @@ from probes.campaign.planner import (
     build_plan,
     check_target_address,
 )
-from probes.campaign.spec import CampaignSpec
+from probes.campaign.spec import CampaignSpec, SampleSpec
 from probes.campaign.state import CampaignState, UnitRow
 from probes.config import Settings
 from probes.errors import (
@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FetchReport",
     "Resolver",
+    "Sampler",
     "SubmitReport",
     "fetch",
     "import_measurements",
@@ -73,6 +74,8 @@ log = logging.getLogger(__name__)
 
 #: ``resolver(hostname, af) -> addresses``; an empty list means "does not resolve".
 Resolver = Callable[[str, int], Sequence[str]]
+#: ``sampler(sample spec, af) -> targets``: draws ``[targets.sample]`` from reference data.
+Sampler = Callable[[SampleSpec, int], Sequence[PlannedTarget]]
 
 
 def system_resolver(host: str, af: int) -> list[str]:
@@ -87,8 +90,10 @@ def system_resolver(host: str, af: int) -> list[str]:
 
 # ---------------------------------------------------------------------------- plan
 def resolve_targets(spec: CampaignSpec, *, client: AtlasClient | None,
-                    resolver: Resolver) -> list[PlannedTarget]:
-    """Targets of the spec: addresses checked, hostnames resolved, US anchors listed."""
+                    resolver: Resolver, sampler: Sampler | None = None) -> list[PlannedTarget]:
+    """Targets of the spec: addresses checked, hostnames resolved, US anchors listed, and
+    ``[targets.sample]`` drawn by ``sampler`` (which needs reference data: the ``pathexp``
+    command passes :func:`analysis.targets.planned_sample`)."""
     af = spec.measurement.af
     out: list[PlannedTarget] = []
     for a in spec.targets.addresses:
@@ -112,6 +117,19 @@ def resolve_targets(spec: CampaignSpec, *, client: AtlasClient | None,
         for x in anchors[: spec.targets.us_anchors]:
             addr = check_target_address(str(x.get("fqdn") or x[f"ip_v{af}"]), x[f"ip_v{af}"])
             out.append(PlannedTarget(addr, (addr,), "anchor"))
+    if spec.targets.sample is not None:
+        if sampler is None:
+            raise ConfigError(f"{spec.origin}:{spec.targets.sample.line}: [targets.sample] needs "
+                              "reference data (a snapshot with pfx2as and ip2country); plan it with "
+                              "`pathexp campaign plan`")
+        drawn = sampler(spec.targets.sample, af)
+        if not drawn:
+            raise TargetRefused(f"{spec.origin}:{spec.targets.sample.line}: [targets.sample] drew "
+                                "no destination (no announced prefix located in "
+                                f"{spec.targets.sample.country} matches)")
+        for t in drawn:
+            check_target_address(t.name, t.addresses[0])
+        out.extend(drawn)
     seen: dict[str, PlannedTarget] = {}
     for t in out:
         seen.setdefault(t.name, t)
@@ -141,9 +159,9 @@ def _candidates(spec: CampaignSpec, client: AtlasClient) -> list[list[dict]]:
 
 
 def plan(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
-         resolver: Resolver) -> Plan:
+         resolver: Resolver, sampler: Sampler | None = None) -> Plan:
     """Resolve candidates and targets, and price the plan (reads only)."""
-    targets = resolve_targets(spec, client=client, resolver=resolver)
+    targets = resolve_targets(spec, client=client, resolver=resolver, sampler=sampler)
     return build_plan(spec, _candidates(spec, client), targets, rates=settings.rates,
                       limits=settings.limits)
 
@@ -171,8 +189,13 @@ def render_plan(p: Plan, *, balance: int | None = None, max_cols: int = 12) -> s
         lines.append(f"{pid:<8} {str(pr.get(f'asn_v{af}') or '-'):<8} "
                      f"{str(pr.get('country_code') or '--'):<2} | {row}")
     for i, t in enumerate(shown):
-        lines.append(f"  T{i + 1} = {t}" + (f" -> {', '.join(p.targets[i].addresses)}"
-                                            if p.targets[i].origin == "hostname" else ""))
+        pt = p.targets[i]
+        extra = (f" -> {', '.join(pt.addresses)}" if pt.origin == "hostname" else
+                 f"  AS{pt.asn}, located by {pt.evidence}" if pt.origin == "sample" else "")
+        lines.append(f"  T{i + 1} = {t}{extra}")
+    sampled = [t for t in p.targets if t.origin == "sample"]
+    if sampled:
+        lines.append(f"  sampled targets ({len(sampled)}): {sampled[0].why.split(': ', 1)[-1]}")
     lines.append("")
     lines.append(f"cost: {p.total_credits} credits = {len(p.probes)} probes x {len(p.targets)} "
                  f"targets x {p.results_per_probe} result(s) x {p.credits_per_result} credits "
@@ -322,6 +345,7 @@ def _unresolved_message(units: Sequence[UnitRow], exc: BaseException | None,
 
 def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
            resolver: Resolver, confirm: Callable[[Plan], bool] | None = None,
+           sampler: Sampler | None = None,
            sleep: Callable[[float], None] = time.sleep) -> SubmitReport:
     """Create the campaign's measurements, resuming where an earlier run stopped.
 
@@ -353,7 +377,7 @@ def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
                     f"{spec.origin}: the spec changed since campaign {spec.name!r} was first "
                     "submitted (its plan is frozen); use a new campaign name for a new plan")
         else:
-            p = plan(spec, client=client, settings=settings, resolver=resolver)
+            p = plan(spec, client=client, settings=settings, resolver=resolver, sampler=sampler)
             if confirm is not None and not confirm(p):
                 raise ConfigError("submission cancelled")
             _freeze(st, spec, p)

@@ -26,6 +26,7 @@ else:  # pragma: no cover
 __all__ = [
     "CampaignSpec",
     "MeasurementSpec",
+    "SampleSpec",
     "ScheduleSpec",
     "SourceSpec",
     "TargetSpec",
@@ -92,10 +93,31 @@ class SourceSpec:
 
 
 @dataclass(frozen=True)
+class SampleSpec:
+    """``[targets.sample]``: destinations drawn from a reference-data snapshot at plan time.
+
+    ``count`` destinations located in ``country``, at most ``max_per_asn`` per origin AS,
+    prefixes weighted by address space or uniformly, drawn with ``seed`` from the snapshot
+    ``snapshot`` (its id in the reference-data cache; the latest one when empty), optionally
+    only among prefixes originated by ``asns``. See :func:`analysis.targets.sample_targets`.
+    """
+
+    count: int
+    country: str = "US"
+    max_per_asn: int = 1
+    weight: str = "space"
+    seed: int = 0
+    asns: tuple[int, ...] = ()
+    snapshot: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class TargetSpec:
     addresses: tuple[str, ...] = ()
     hostnames: tuple[str, ...] = ()
     us_anchors: int = 0
+    sample: SampleSpec | None = None
     line: int = 0
 
 
@@ -265,7 +287,7 @@ def _source(w: _Where, i: int, body: Any) -> SourceSpec:
 
 def _targets(w: _Where, body: dict, base: Path) -> TargetSpec:
     t = "targets"
-    _known(w, t, body, {"addresses", "hostnames", "file", "us_anchors"})
+    _known(w, t, body, {"addresses", "hostnames", "file", "us_anchors", "sample"})
     addresses = list(_strings(w, t, body, "addresses"))
     hostnames = list(_strings(w, t, body, "hostnames"))
     for a in addresses:
@@ -305,11 +327,40 @@ def _targets(w: _Where, body: dict, base: Path) -> TargetSpec:
         if not re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*"
                             r"[A-Za-z0-9])?)*\.?", h):
             raise w.error(t, "hostnames", f"not a hostname: {h!r}")
-    if not addresses and not hostnames and not us:
-        raise w.error(t, None, "no targets: give addresses, hostnames, file or us_anchors")
+    sample = _sample(w, body["sample"]) if "sample" in body else None
+    if not addresses and not hostnames and not us and sample is None:
+        raise w.error(t, None, "no targets: give addresses, hostnames, file, us_anchors or "
+                               "[targets.sample]")
     return TargetSpec(addresses=tuple(dict.fromkeys(addresses)),
                       hostnames=tuple(dict.fromkeys(h.lower().rstrip(".") for h in hostnames)),
-                      us_anchors=us, line=w.line(t))
+                      us_anchors=us, sample=sample, line=w.line(t))
+
+
+def _sample(w: _Where, body: Any) -> SampleSpec:
+    t = "targets.sample"
+    if not isinstance(body, dict):
+        raise w.error("targets", "sample", "must be a table ([targets.sample])")
+    _known(w, t, body, {"count", "country", "max_per_asn", "weight", "seed", "asns", "snapshot"})
+    if "count" not in body:
+        raise w.error(t, "count", "missing: how many destinations to draw")
+    count = _int(w, t, body, "count", None, 1, 10_000)
+    country = body.get("country", "US")
+    if not isinstance(country, str) or not re.fullmatch(r"[A-Z]{2}", country):
+        raise w.error(t, "country", f"must be an ISO 3166 alpha-2 code like \"US\", got {country!r}")
+    weight = body.get("weight", "space")
+    if weight not in ("space", "uniform"):
+        raise w.error(t, "weight", f"must be \"space\" or \"uniform\", got {weight!r}")
+    asns = body.get("asns", [])
+    if not isinstance(asns, list) or not all(
+            isinstance(a, int) and not isinstance(a, bool) and 0 < a < 1 << 32 for a in asns):
+        raise w.error(t, "asns", "must be a list of AS numbers (integers 1..4294967295)")
+    snapshot = body.get("snapshot", "")
+    if not isinstance(snapshot, str):
+        raise w.error(t, "snapshot", "must be a snapshot id (see `pathexp datasets list`)")
+    return SampleSpec(count=int(count or 0), country=country,
+                      max_per_asn=int(_int(w, t, body, "max_per_asn", 1, 1, 10_000) or 1),
+                      weight=weight, seed=int(_int(w, t, body, "seed", 0, 0, 2**63 - 1) or 0),
+                      asns=tuple(dict.fromkeys(asns)), snapshot=snapshot, line=w.line(t))
 
 
 def parse_spec(text: str, *, origin: str = "<spec>", base: Path | None = None) -> CampaignSpec:
