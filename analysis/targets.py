@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from analysis import _lpm
 from analysis.errors import AnalysisError
 
-__all__ = ["SAMPLE_SCHEMA", "WEIGHTS", "planned_sample", "sample_targets"]
+__all__ = ["SAMPLE_SCHEMA", "WEIGHTS", "locate_words", "planned_sample", "sample_targets"]
 
 #: How prefixes are weighted: by the addresses they cover, or each the same.
 WEIGHTS = ("space", "uniform")
@@ -45,6 +45,8 @@ SAMPLE_SCHEMA = pa.schema([
 
 #: Origin ASes that never mean a network to measure toward (RFC 7607, 6793, 5398, 6996, 7300).
 _NOT_AN_ORIGIN = ((0, 0), (23456, 23456), (64496, 65551), (4200000000, 4294967295))
+#: Codes registries use for no country or a whole region (ISO 3166 user-assigned / RIR usage).
+_NOT_A_COUNTRY = frozenset({"ZZ", "EU", "AP", "XX"})
 #: Prefix lengths considered: shorter ones are aggregates or errors, longer ones are not
 #: globally routed (v4 /24, v6 /48 are the usual filters of transit networks).
 _PLEN = {4: (8, 24), 6: (19, 48)}
@@ -168,7 +170,7 @@ def sample_targets(
     offset = np.minimum(offset.astype(np.uint64), np.maximum(span, 2) - np.uint64(2) + (span <= 2))
     hi = t.column("hi").to_numpy()[cand].astype(np.uint64)
     lo = t.column("lo").to_numpy()[cand].astype(np.uint64) + offset
-    where, via = _locate(snapshot, af, hi, lo)
+    where, via = locate_words(snapshot, af, hi, lo)
     keep = np.flatnonzero(where == country)
     counts["other_country"] += int(((where != country) & (where != "")).sum())
     counts["unlocated"] += int((where == "").sum())
@@ -202,8 +204,30 @@ def _address(af: int, hi: int, lo: int) -> str:
     return str(ipaddress.IPv4Address(lo) if af == 4 else ipaddress.IPv6Address((hi << 64) | lo))
 
 
-def _locate(snapshot: Any, af: int, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Country of each address ("" when unknown) and its source: ip2country, else the RIR."""
+def locate_words(snapshot: Any, af: int, hi: np.ndarray, lo: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Country of each address given as two 64-bit words, and the source that says so.
+
+    iptoasn ip2country first, else the RIR delegation's country (an IANA block, ``ZZ`` or a
+    region code like ``EU`` or ``AP``, or a code that is not two letters says nothing).
+    Addresses of one family ``af``.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        Object arrays: the country ("" when unknown) and ``"ip2country"`` /
+        ``"rir-delegated"`` ("" when unknown).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np
+    >>> from analysis.datasets import import_files
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "ip2country-v4.tsv").write_text("8.8.8.0\\t8.8.8.255\\tUS\\n")
+    >>> snap = import_files("ip2country", [d / "ip2country-v4.tsv"], snapshot_id="s", cache_dir=d)
+    >>> cc, via = locate_words(snap, 4, np.zeros(2, np.uint64), np.array([0x08080808, 0x01010101], np.uint64))
+    >>> cc.tolist(), via.tolist()
+    (['US', ''], ['ip2country', ''])
+    """
     if not (snapshot.has("ip2country") or snapshot.has("rir-delegated")):
         raise AnalysisError(f"snapshot {snapshot.id!r} locates nothing: import ip2country "
                             "(`pathexp datasets import --kind ip2country ...`) or rir-delegated")
@@ -220,8 +244,8 @@ def _locate(snapshot: Any, af: int, hi: np.ndarray, lo: np.ndarray) -> tuple[np.
         if kind == "rir-delegated":  # an IANA block says nothing about a country
             codes = np.where(t.column("registry").to_numpy(zero_copy_only=False)[row[found]] == "iana",
                              "", codes)
-        codes = np.array([c if isinstance(c, str) and len(c) == 2 and c != "ZZ" else "" for c in codes],
-                         dtype=object)
+        codes = np.array([c if isinstance(c, str) and len(c) == 2 and c not in _NOT_A_COUNTRY else ""
+                          for c in codes], dtype=object)
         cc[todo[found]] = codes
         via[todo[found]] = np.where(codes != "", kind, "")
     return cc, via
