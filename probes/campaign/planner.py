@@ -83,14 +83,42 @@ def source_label(i: int, src: SourceSpec) -> str:
     return f"source #{i + 1} ({src.kind} {v})"
 
 
+#: IANA special-purpose blocks that are not globally reachable but that some Python versions
+#: call global (RFC 6890 and updates: IETF protocol assignments except the two anycast
+#: services, 192.0.0.9 and 192.0.0.10; benchmarking; the former Class E space).
+_NOT_GLOBAL = tuple(ipaddress.ip_network(n) for n in (
+    "192.0.0.0/29", "192.0.0.8/32", "192.0.0.11/32", "192.0.0.12/30", "192.0.0.16/28",
+    "192.0.0.32/27", "192.0.0.64/26", "192.0.0.128/25", "198.18.0.0/15", "240.0.0.0/4"))
+
+
+def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a 6to4, Teredo (client) or IPv4-mapped address carries."""
+    return ip.sixtofour or (ip.teredo[1] if ip.teredo else None) or ip.ipv4_mapped
+
+
 def check_target_address(name: str, address: str) -> str:
-    """Refuse addresses that are not globally routable unicast (private, loopback, ...)."""
+    """Refuse addresses that are not globally routable unicast (private, loopback, ...).
+
+    A 6to4, Teredo or IPv4-mapped address is judged by the IPv4 address it carries.
+
+    >>> check_target_address("x", "8.8.8.8")
+    '8.8.8.8'
+    >>> check_target_address("x", "2002:a00:1::1")
+    Traceback (most recent call last):
+    ...
+    probes.errors.TargetRefused: target 'x' is a private address (2002:a00:1::1 carries 10.0.0.1); Atlas probes cannot measure it
+    """
     ip = ipaddress.ip_address(address)
-    if ip.is_multicast or not ip.is_global or ip.is_reserved or ip.is_unspecified:
-        kind = ("loopback" if ip.is_loopback else "private" if ip.is_private else
-                "multicast" if ip.is_multicast else "link-local" if ip.is_link_local else
+    inner = _embedded_v4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
+    judged = inner or ip
+    if (judged.is_multicast or not judged.is_global or judged.is_reserved or judged.is_unspecified
+            or any(judged in n for n in _NOT_GLOBAL if n.version == judged.version)):
+        kind = ("loopback" if judged.is_loopback else "private" if judged.is_private else
+                "multicast" if judged.is_multicast else "link-local" if judged.is_link_local else
                 "reserved")
         via = "" if name == address else f" ({name} resolves to {address})"
+        if inner is not None:
+            via += f" ({address} carries {inner})"
         raise TargetRefused(f"target {name!r} is a {kind} address{via}; Atlas probes "
                             "cannot measure it")
     return str(ip)

@@ -40,10 +40,19 @@ _CMSG6 = socket.CMSG_SPACE(4)  # room for the IPV6_HOPLIMIT ancillary int
 
 
 def permission_message(exc: OSError) -> str:
-    python = os.path.realpath(sys.executable)  # setcap wants the real binary, not a venv link
+    """What to do when raw sockets are refused: run as root, or a private capable interpreter.
+
+    ``setcap`` needs a real binary (a venv's ``python`` is a link), and granting the
+    capability to the system interpreter would give raw sockets to every program it runs;
+    so the hint copies the interpreter into the virtual environment and grants it there.
+    """
+    real = os.path.realpath(sys.executable)
+    copy = os.path.join(sys.prefix, "bin", "python-netraw")
     return (
-        f"raw sockets are not permitted ({exc.strerror or exc}): run as root, or grant the "
-        f"capability with `sudo setcap cap_net_raw+ep {python}`"
+        f"raw sockets are not permitted ({exc.strerror or exc}): run as root, or give a private "
+        f"copy of the interpreter the capability: `cp {real} {copy} && sudo setcap "
+        f"cap_net_raw+ep {copy}`, then run `{copy} -m analysis.cli trace ...` (not setcap on "
+        f"{real}: every program it runs would get raw sockets)"
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import lzma
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -129,6 +130,9 @@ def test_targets_file_errors_name_its_line(tmp_path):
     ('hostnames = ["localhost"]', "'localhost' is a loopback address (localhost resolves to"),
     ('hostnames = ["priv.example"]', "priv.example resolves to 10.1.2.3"),
     ('hostnames = ["nowhere.example"]', "'nowhere.example' does not resolve"),
+    # special-purpose space Python may call global, and IPv6 forms that carry private IPv4
+    ('addresses = ["192.0.0.8"]', "'192.0.0.8' is a reserved address"),
+    ('addresses = ["198.18.0.1"]', "'198.18.0.1' is a private address"),
 ])
 def test_refused_targets(targets, fragment):
     spec = parse_spec(spec_text(targets=targets + "\n"))
@@ -137,8 +141,18 @@ def test_refused_targets(targets, fragment):
     assert fragment in str(ei.value)
 
 
+@pytest.mark.parametrize(("address", "carried"), [("2002:a00:1::1", "10.0.0.1"),
+                                                  ("::ffff:192.168.1.1", "192.168.1.1"),
+                                                  ("2002:c000:204::1", "192.0.2.4")])
+def test_ipv6_forms_carrying_private_ipv4_are_refused(address, carried):
+    with pytest.raises(TargetRefused, match=re.escape(f"({address} carries {carried})")):
+        check_target_address(address, address)
+
+
 def test_check_target_address_accepts_public():
     assert check_target_address("x", "24.39.56.10") == "24.39.56.10"
+    assert check_target_address("x", "192.0.0.9") == "192.0.0.9"  # PCP anycast: global
+    assert check_target_address("x", "2002:1827:380a::1") == "2002:1827:380a::1"  # 6to4 of 24.39.56.10
 
 
 # ---------------------------------------------------------------------------- planner

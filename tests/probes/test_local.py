@@ -472,6 +472,9 @@ def test_without_raw_socket_permission_one_line_error(netns_lab, tmp_path: Path)
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("pathexp trace: error: raw sockets are not permitted")
     assert "setcap cap_net_raw+ep" in lines[0] and "root" in lines[0]
+    # the capability goes to a private copy of the interpreter, never to the system one
+    granted = lines[0].split("setcap cap_net_raw+ep ", 1)[1].split("`", 1)[0]
+    assert granted.endswith("/bin/python-netraw") and granted != os.path.realpath(PY)
     assert not (tmp_path / "ws" / "x" / "raw").exists()
 
 
