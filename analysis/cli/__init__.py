@@ -85,6 +85,51 @@ def campaign_from_args(args: argparse.Namespace) -> Campaign:
     return Campaign(name, workspace or DEFAULT_WORKSPACE)
 
 
+#: Examples shown at the end of each command's ``--help`` (commands may set their own).
+EXAMPLES = {
+    "analyze": ["pathexp analyze --campaign menog", "pathexp analyze --campaign menog --bootstrap 2000 --seed 1",
+                "pathexp analyze --campaign menog --engine dask --workers 2"],
+    "annotate": ["pathexp annotate --campaign menog", "pathexp annotate --campaign menog --snapshot 2026-12-03"],
+    "campaign plan": ["pathexp campaign plan probes/campaign_example.toml"],
+    "campaign submit": ["pathexp campaign submit my-campaign.toml --yes"],
+    "campaign status": ["pathexp campaign status --campaign my-campaign --offline"],
+    "campaign fetch": ["pathexp campaign fetch my-campaign.toml"],
+    "campaign import": ["pathexp campaign import 1033154 --campaign wiki",
+                        "pathexp campaign import 5001 5004 --campaign roots --since 2026-12-01"],
+    "datasets import": ["pathexp datasets import --kind pfx2as routeviews-rv2-20200201-1200.pfx2as.gz",
+                        "pathexp datasets import --kind ip2country ip2country-v4.tsv.gz ip2country-v6.tsv.gz"],
+    "datasets list": ["pathexp datasets list"],
+    "datasets fetch": ["pathexp datasets fetch --kind pfx2as --date 2020-02-01"],
+    "demo": ["pathexp demo", "pathexp demo --artefacts --size large --workspace /tmp/demo"],
+    "ingest": ["pathexp ingest results.ndjson.xz --campaign menog",
+               "pathexp ingest bundle.json --campaign wiki --probes probes.json",
+               "traceroute -n example.org | pathexp ingest - --campaign mine"],
+    "report": ["pathexp report --campaign menog", "pathexp report --campaign menog --out paper/report.html"],
+    "trace": ["sudo pathexp trace 198.51.100.7 --campaign lab --allow-private",
+              "sudo pathexp trace --targets-file us.txt --campaign local --protocol udp --flow-diversity 4"],
+    "world generate": ["pathexp world generate /tmp/world --seed 1 --artefacts"],
+}
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Wraps descriptions as usual but keeps the example lines of an epilog as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("example"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
+def _leaves(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):  # noqa: ANN202
+    """Every command parser that takes no further subcommand, with its name path."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield path, parser
+    for action in subs:
+        for name, child in action.choices.items():
+            yield from _leaves(child, (*path, name))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pathexp`` parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
@@ -92,10 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure transit exposure of US-bound paths to flagged carriers.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}",
+                        help="print the installed version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in _COMMANDS:
         importlib.import_module(f"{__name__}.{name}").register(sub)
+    for path, leaf in _leaves(parser):
+        lines = EXAMPLES.get(" ".join(path))
+        if lines and not leaf.epilog:
+            leaf.epilog = "examples:\n" + "\n".join(f"  {x}" for x in lines)
+            if leaf.formatter_class is argparse.HelpFormatter:
+                leaf.formatter_class = _Formatter
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pathexp")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     common_atlas_args(a, spec="optional")
     a.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = csub.add_parser("import", help="pull existing public measurements into a campaign")
-    a.add_argument("msm_ids", nargs="+", type=int, metavar="MSM_ID")
+    a.add_argument("msm_ids", nargs="+", type=int, metavar="MSM_ID",
+                   help="ids of existing public Atlas measurements")
     a.add_argument("--since", type=_when, default=None, metavar="TIME",
                    help="fetch results from TIME on (ISO 8601 or Unix seconds; default: all of "
                         "a finished measurement, the last day of a running one)")

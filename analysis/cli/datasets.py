@@ -10,6 +10,20 @@ __all__ = ["register", "run_import", "run_list", "run_fetch"]
 #: the dataset readers (tests/test_cli_errors.py checks that the two agree).
 _KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated",
           "ip2country", "ipmap", "as-rel", "as-siblings")
+#: One line per kind for ``datasets import --help``.
+_KIND_HELP = {
+    "pfx2as": "CAIDA RouteViews prefix2as (routeviews-rv2/rv6 *.pfx2as.gz)",
+    "peeringdb": "PeeringDB API v2 JSON (ix, ixlan, ixpfx, netixlan, net, fac, netfac) or a dump",
+    "caida-ixp": "CAIDA IXP dataset (ixs_*.jsonl)",
+    "pch-subnets": "PCH IXP subnets (ixp_subnets.csv, ix_ip4.csv / ix_ip6.csv, ixp_exchange.csv)",
+    "pch-membership": "PCH IXP membership (ixp_membership.csv)",
+    "as2org": "CAIDA AS-to-organisation (*.as-org2info.txt or .jsonl)",
+    "rir-delegated": "RIR delegation files (delegated-<rir>-[extended-]latest)",
+    "ip2country": "iptoasn ip2country-v4.tsv / ip2country-v6.tsv",
+    "ipmap": "RIPE IPmap router geolocation CSV (ip, city, country, lat, lon, score)",
+    "as-rel": "CAIDA AS relationships, serial-1 or serial-2 (*.as-rel[2].txt)",
+    "as-siblings": "sibling AS groups, one organisation's ASNs per line",
+}
 #: :data:`analysis._download.FETCH_KINDS`, spelled out for the same reason (checked too).
 _FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
 
@@ -26,17 +40,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cache-dir", default=None, help="cache root (default: PATHEXP_CACHE_DIR or the user cache dir)")
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    imp = s.add_parser("import", help="import local files of one kind into a snapshot")
-    imp.add_argument("--kind", required=True, choices=_KINDS)
-    imp.add_argument("paths", nargs="+", metavar="PATH")
+    imp = s.add_parser("import", help="import local files of one kind into a snapshot",
+                       description="Import local reference files of one kind into a snapshot. "
+                                   "Kinds and the files they take:\n"
+                                   + "\n".join(f"  {k:<15} {v}" for k, v in _KIND_HELP.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    imp.add_argument("--kind", required=True, choices=_KINDS, metavar="KIND",
+                     help="what the files are (see the list above)")
+    imp.add_argument("paths", nargs="+", metavar="PATH", help="files of that kind (plain or compressed)")
     imp.add_argument("--snapshot", default=None, help="snapshot id (default: today's UTC date)")
     imp.add_argument("--replace", action="store_true", help="drop files imported earlier for this kind")
     imp.set_defaults(func=run_import)
     ls = s.add_parser("list", help="list snapshots with source, date, row counts and sha256")
     ls.set_defaults(func=run_list)
     f = s.add_parser("fetch", help="download a source from its public site (needs network)")
-    f.add_argument("--kind", required=True, choices=_FETCH_KINDS)
-    f.add_argument("--snapshot", default=None)
+    f.add_argument("--kind", required=True, choices=_FETCH_KINDS, help="source to download")
+    f.add_argument("--snapshot", default=None, help="snapshot id (default: today's UTC date)")
     f.add_argument("--date", default=None, help="data date YYYY-MM-DD (pfx2as, as2org); default: newest")
     f.add_argument("--rir", action="append", default=None, help="rir-delegated: registries to fetch (default: all five)")
     f.set_defaults(func=run_fetch)

@@ -25,14 +25,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--targets-file", type=Path, metavar="FILE",
                    help="file with one target per line ('#' starts a comment)")
     add_campaign_args(p)
-    p.add_argument("--protocol", choices=("icmp", "udp", "tcp"), default="icmp")
+    p.add_argument("--protocol", choices=("icmp", "udp", "tcp"), default="icmp",
+                   help="probe packets: ICMP echo, UDP or TCP SYN (default icmp)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--classic", action="store_true",
                       help="classic traceroute: vary the flow per probe (default: Paris)")
     mode.add_argument("--flow-diversity", type=int, default=1, metavar="N",
                       help="Paris flows per target (paris_id 1..N, one result each)")
-    p.add_argument("--first-hop", type=int, default=1, metavar="TTL")
-    p.add_argument("--max-hops", type=int, default=32, metavar="TTL")
+    p.add_argument("--first-hop", type=int, default=1, metavar="TTL",
+                   help="TTL (hop limit) of the first probe (default 1)")
+    p.add_argument("--max-hops", type=int, default=32, metavar="TTL",
+                   help="largest TTL probed (default 32)")
     p.add_argument("--attempts", type=int, default=3, help="probes per hop (default 3)")
     p.add_argument("--timeout", type=float, default=1.0, metavar="S",
                    help="seconds to wait for each reply (default 1)")
