@@ -8,7 +8,7 @@ notebook can do whatever a command does. The room::
     analysis/cli/_options.py   the engine options (--engine, --scheduler, --workers)
     analysis/cli/_summary.py   rich summaries printed after ingest / trace
     analysis/cli/<command>.py  one module per subcommand: analyze, annotate, campaign,
-                               datasets, demo, ingest, probes, report, trace, world
+                               datasets, demo, ingest, probes, report, show, trace, world
 
 A command module defines ``register(subparsers)``, which adds its parser and sets
 ``func``; that function takes the parsed arguments, calls the library and prints, and
@@ -41,8 +41,8 @@ __all__ = [
 ]
 
 #: The subcommands, one module each in this package, in the order ``--help`` lists them.
-_COMMANDS = ("analyze", "annotate", "campaign", "datasets", "demo", "ingest", "probes", "report", "trace",
-             "world")
+_COMMANDS = ("analyze", "annotate", "campaign", "datasets", "demo", "ingest", "probes", "report", "show",
+             "trace", "world")
 
 
 def add_campaign_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -105,6 +105,8 @@ EXAMPLES = {
                "pathexp ingest bundle.json --campaign wiki --probes probes.json",
                "traceroute -n example.org | pathexp ingest - --campaign mine"],
     "report": ["pathexp report --campaign menog", "pathexp report --campaign menog --out paper/report.html"],
+    "show": ["pathexp show --campaign demo --workspace results/demo-ws --limit 2",
+             "pathexp show --campaign menog --probe 6001 --dst 8.8.8.8 --format json"],
     "trace": ["sudo pathexp trace 198.51.100.7 --campaign lab --allow-private",
               "sudo pathexp trace --targets-file us.txt --campaign local --protocol udp --flow-diversity 4"],
     "world generate": ["pathexp world generate /tmp/world --seed 1 --artefacts"],
