@@ -68,12 +68,21 @@ from analysis._tables import (
 )
 from analysis.annotate import annotate
 from analysis.datasets import load_snapshot
+from analysis.destinations import locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
 from analysis.nodes import IXP_PREFIX
 from analysis.ownership import apply_owners
-from analysis.paths import PATHS_SCHEMA, build_paths
+from analysis.paths import build_paths
 from analysis.registry import load_registry
 from analysis.report import CampaignData, render_html
+from analysis.scope import (
+    SCOPED_PATHS_SCHEMA,
+    destination_exposure,
+    in_scope,
+    scope_summary,
+    scope_traceroutes,
+    with_scope,
+)
 from probes import fileio, store
 from probes.engine import open_runner
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
@@ -97,7 +106,7 @@ __all__ = [
 GROUPINGS = ("source_country", "source_as", "destination", "destination_as", "day")
 #: The exposure tables :func:`analyze_campaign` writes (``exposure/<name>.parquet|.csv``)
 #: and :func:`load_campaign` reads back (all but ``pops``).
-_EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony")
+_EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony", "destinations")
 
 
 # ---------------------------------------------------------------------------- staging
@@ -305,6 +314,7 @@ def analyze_campaign(
     rtt_jump_ms: float = 40.0,
     cache_dir: str | Path | None = None,
     infer_owners: bool = True,
+    dst_country: str = "US",
     force: bool = False,
     engine: str = "local",
     scheduler: str | None = None,
@@ -357,8 +367,8 @@ def analyze_campaign(
         return _analyze_locked(campaign, registry=registry, families=families, pop_country=pop_country,
                                n_boot=n_boot, seed=seed, confidence=confidence,
                                include_endpoints=include_endpoints, rtt_jump_ms=rtt_jump_ms,
-                               cache_dir=cache_dir, infer_owners=infer_owners, force=force,
-                               engine_opts=engine_opts)
+                               cache_dir=cache_dir, infer_owners=infer_owners, dst_country=dst_country,
+                               force=force, engine_opts=engine_opts)
 
 
 def _reannotate(campaign: Campaign, *, cache_dir: str | Path | None, engine_opts: dict[str, Any]) -> dict:
@@ -394,6 +404,7 @@ def _analyze_locked(
     infer_owners: bool,
     force: bool,
     engine_opts: dict[str, Any],
+    dst_country: str = "US",
 ) -> dict[str, Any]:
     """:func:`analyze_campaign`'s work, the campaign lock held."""
     import orjson
@@ -426,9 +437,16 @@ def _analyze_locked(
     probe_meta = store.read_probe_meta(campaign)
     snapshot, annotate_info = _annotate_info(campaign)
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
+    probe_meta, probe_status = _with_derived_probes(campaign, probe_meta, trace_files, snap)
     dst_addrs = _distinct_destinations(trace_files)
     destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
     destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
+    rtts = _destination_rtts(ann_files)
+    located = locate_destinations(rtts, probe_meta, snap)
+    destinations = _located(destinations, located.table)
+    scope = scope_traceroutes(rtts, destinations, probe_meta, dst_country)
+    dst_info = destinations
+    del rtts
     facilities, fac_source = _facility_table(snap, snap_note)
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
                             if infer_owners else (None, "not inferred (origin AS used)"))
@@ -440,7 +458,7 @@ def _analyze_locked(
         "probes": lineage.file_sha256(campaign.probes_parquet),
         "options": {"pop_country": pop_country, "n_boot": n_boot, "seed": seed, "confidence": confidence,
                     "include_endpoints": include_endpoints, "rtt_jump_ms": rtt_jump_ms,
-                    "infer_owners": infer_owners,
+                    "infer_owners": infer_owners, "dst_country": dst_country,
                     "families": None if families is None else list(families),
                     "registry": _registry_record(registry)},
         "references": {"destinations": dst_source, "facilities": fac_source, "owners": owner_source},
@@ -459,6 +477,7 @@ def _analyze_locked(
             shared = {
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
                 "facilities": facilities, "owners": owners, "include_endpoints": include_endpoints,
+                "scope": scope.table,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
             }
             for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
@@ -472,12 +491,12 @@ def _analyze_locked(
                 owner_vias = {}
             del owners
             with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp:
-                with pq.ParquetWriter(tmp, PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
+                with pq.ParquetWriter(tmp, SCOPED_PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
                     for f in part_files:
-                        writer.write_table(pq.read_table(f, schema=PATHS_SCHEMA))
+                        writer.write_table(pq.read_table(f, schema=SCOPED_PATHS_SCHEMA))
             shutil.rmtree(parts_dir)
         paths_file = campaign.paths_parquet
-        paths = pq.read_table(paths_file, columns=list(_METRIC_COLUMNS))
+        paths = in_scope(pq.read_table(paths_file, columns=list(_METRIC_COLUMNS)))
 
         fams = _report_families(paths, nodes, registry, families)
         opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
@@ -521,6 +540,7 @@ def _analyze_locked(
     if owner_vias:
         written["owners"] = str(campaign.owners_parquet)
     tables = {
+        "destinations": destination_exposure(paths, dst_info, nodes, confidence=confidence),
         "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
         "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
         "hegemony": hegemony,
@@ -545,6 +565,8 @@ def _analyze_locked(
         "campaign": campaign.name,
         "snapshot": snapshot,
         "annotate": annotate_info,
+        "scope": scope_summary(scope, located),
+        "probe_metadata": probe_status,
         "traceroutes": paths.num_rows,
         "probes": len(pc.unique(paths.column("prb_id"))),
         "transiting_any": int(pc.sum(paths.column("transits_flagged")).as_py() or 0),
@@ -642,14 +664,15 @@ def refresh_campaign(
                         seed=opts.get("seed", 0), confidence=opts.get("confidence", 0.95),
                         include_endpoints=opts.get("include_endpoints", False),
                         rtt_jump_ms=opts.get("rtt_jump_ms", 40.0), cache_dir=cache_dir,
-                        infer_owners=opts.get("infer_owners", True), force=True, engine_opts=engine_opts)
+                        infer_owners=opts.get("infer_owners", True), dst_country=opts.get("dst_country", "US"),
+                        force=True, engine_opts=engine_opts)
         return [*ran, "analyze"]
 
 
 #: Path columns the metrics, graph and report read back from ``paths.parquet``.
 _METRIC_COLUMNS = (
     "msm_id", "prb_id", "timestamp", "day", "probe_asn", "probe_country", "dst_addr", "dst_asn",
-    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour",
+    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour", "in_scope",
 )  # fmt: skip
 
 
@@ -727,6 +750,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
         rtt_jump_ms=ctx["rtt_jump_ms"],
     )
     del annotated
+    paths = with_scope(paths, ctx["scope"])
     target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
     fileio.write_parquet(paths, target)
     return str(target), drops
@@ -736,7 +760,7 @@ def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
     """The probe-weighted metric columns of the paths, given or read from ``paths_file``."""
     if "paths" in shared:
         return shared
-    paths = pq.read_table(shared["paths_file"], columns=list(_METRIC_COLUMNS))
+    paths = in_scope(pq.read_table(shared["paths_file"], columns=list(_METRIC_COLUMNS)))
     return {**shared, "paths": paths.append_column("probe_weight", _probe_weights(paths))}
 
 
@@ -770,6 +794,92 @@ def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
     finally:
         con.close()
     return res.column(0).combine_chunks().cast(pa.string()) if res.num_rows else pa.array([], pa.string())
+
+
+def _with_derived_probes(campaign: Campaign, probe_meta: pa.Table, trace_files: Sequence[str],
+                         snap: Any) -> tuple[pa.Table, dict[str, Any]]:
+    """Stored probe metadata, plus records derived from the ``from`` address of probes without it.
+
+    Returns the table and the ``probe_metadata`` object of ``exposure.json``: counts of
+    probes with stored, derived and no metadata, and the one-line status with the remedy
+    (:func:`analysis.vantage.probe_metadata_status`), or null when all is stored.
+    """
+    from analysis.vantage import derive_probe_meta, probe_metadata_status
+
+    con = connect()
+    try:
+        traces = con.sql("SELECT prb_id, from_addr FROM read_parquet($files)",
+                         params={"files": list(trace_files)}).to_arrow_table() if trace_files else \
+            pa.table({"prb_id": pa.array([], pa.int64()), "from_addr": pa.array([], pa.string())})
+    finally:
+        con.close()
+    derived = derive_probe_meta(traces, snap, probe_meta) if snap is not None else None
+    table = probe_meta if derived is None or not derived.num_rows else pa.concat_tables([probe_meta, derived])
+    seen = set(pc.unique(traces["prb_id"]).to_pylist())
+    stored = seen & set(probe_meta.column("prb_id").to_pylist())
+    n_derived = 0 if derived is None else derived.num_rows
+    status = {"probes": len(seen), "stored": len(stored), "derived": n_derived,
+              "missing": len(seen) - len(stored) - n_derived,
+              "status": probe_metadata_status(traces, table, campaign.name)}
+    return table, status
+
+
+def _destination_rtts(ann_files: list[Path]) -> pa.Table:
+    """:func:`analysis.destinations.destination_rtts` over the annotated files, out of core.
+
+    The same definition in SQL: per traceroute, ``min(rtt) FILTER (WHERE reply_from =
+    dst_addr)``. A traceroute whose destination did not reply takes the smallest RTT the
+    same probe measured to the same destination in another traceroute of the campaign (the
+    geography does not change between them); null when the probe never reached it.
+    """
+    con = connect()
+    try:
+        res = con.sql(
+            """
+            WITH own AS (
+                SELECT msm_id, prb_id, timestamp, dst_addr,
+                       min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS rtt
+                FROM read_parquet($files, union_by_name=true)
+                GROUP BY msm_id, prb_id, timestamp, dst_addr)
+            SELECT msm_id, prb_id, timestamp, dst_addr,
+                   coalesce(rtt, min(rtt) OVER (PARTITION BY prb_id, dst_addr)) AS dst_rtt_ms
+            FROM own ORDER BY msm_id, prb_id, timestamp
+            """,
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return res.cast(pa.schema([("msm_id", pa.int64()), ("prb_id", pa.int64()),
+                               ("timestamp", pa.timestamp("s", tz="UTC")), ("dst_addr", pa.string()),
+                               ("dst_rtt_ms", pa.float64())]))
+
+
+def _located(destinations: pa.Table, located: pa.Table) -> pa.Table:
+    """The destination table with the country where each destination is (and how it is known).
+
+    ``dst_country`` becomes the located country (:func:`analysis.destinations.locate_destinations`,
+    strongest evidence first); the AS and the country of replying hops stay as fallbacks.
+    """
+    con = connect()
+    try:
+        con.register("d", destinations)
+        con.register("l", located.select(["dst_addr", "dst_country", "dst_country_via", "dst_anycast"]))
+        return con.sql(
+            """
+            SELECT d.dst_addr, d.dst_asn,
+                   CASE WHEN l.dst_country IS NOT NULL THEN l.dst_country
+                        WHEN d.dst_country NOT IN ('ZZ', 'EU', 'AP') THEN d.dst_country END AS dst_country,
+                   CASE WHEN l.dst_country IS NOT NULL THEN l.dst_country_via
+                        WHEN d.dst_country NOT IN ('ZZ', 'EU', 'AP') THEN 'replying-hop-as-country'
+                        ELSE 'unknown' END AS dst_country_via,
+                   l.dst_anycast
+            FROM d LEFT JOIN l USING (dst_addr) ORDER BY d.dst_addr
+            """
+        ).to_arrow_table().cast(pa.schema([("dst_addr", pa.string()), ("dst_asn", pa.int64()),
+                                           ("dst_country", pa.string()), ("dst_country_via", pa.string()),
+                                           ("dst_anycast", pa.bool_())]))
+    finally:
+        con.close()
 
 
 def _with_replying_destinations(
@@ -1065,7 +1175,7 @@ def _load_campaign(campaign: Campaign) -> CampaignData:
             raise SchemaMismatch(f"{path} is not a JSON object")
         return obj
 
-    paths = pq.read_table(campaign.paths_parquet)
+    paths = in_scope(pq.read_table(campaign.paths_parquet))  # what the figures are about
     exp = {n: pq.read_table(campaign.exposure_table(n)) for n in _EXPOSURE_TABLES}
     return CampaignData(
         campaign=campaign,

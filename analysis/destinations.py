@@ -44,6 +44,7 @@ from analysis.geo import KM_PER_MS_RTT, haversine_km
 
 __all__ = [
     "LOCATION_SOURCES",
+    "NOT_A_COUNTRY",
     "UNKNOWN_REASONS",
     "SCOPE_REASONS",
     "PROBE_LOCATION_SLACK_KM",
@@ -63,6 +64,10 @@ __all__ = [
 #: ``rir-delegated`` is the registry's country of the address block: where it was
 #: registered, not where it is used -- the weakest address-level evidence.
 LOCATION_SOURCES = ("anchor", "ipmap", "ip2country", "rir-delegated", "as-country", "unknown")
+
+#: Codes that name no country: unknown (``ZZ``) or a whole region (``EU``, ``AP``).
+#: A source answering one of them does not locate the destination.
+NOT_A_COUNTRY = frozenset({"ZZ", "EU", "AP"})
 
 #: Why a destination has no location (``unknown_reason``).
 UNKNOWN_REASONS = ("invalid-address", "not-public", "no-source")
@@ -400,7 +405,7 @@ def locate_destinations(
     def fill(source: str, cc: list, lats: np.ndarray | None = None, lons: np.ndarray | None = None,
              cities: list | None = None) -> None:
         for i in range(n):
-            if via[i] == "unknown" and cc[i]:
+            if via[i] == "unknown" and cc[i] and cc[i] not in NOT_A_COUNTRY:
                 via[i], country[i] = source, cc[i]
                 if lats is not None and lons is not None and not (np.isnan(lats[i]) or np.isnan(lons[i])):
                     lat[i], lon[i] = lats[i], lons[i]

@@ -141,6 +141,13 @@ def crossing_table(paths: pa.Table) -> pa.Table:
     return out
 
 
+def _legend(ax: Any, **kwargs: Any) -> None:
+    """A legend when something on ``ax`` has a label (matplotlib warns about an empty one)."""
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(**kwargs)
+
+
 def select_crossings(
     crossings: pa.Table,
     *,
@@ -332,7 +339,7 @@ def plot_exposure_by_country(
     ax.set_ylim(0, max(1e-3, float(np.nanmax(hi)) if len(hi) else 0.0) * 1.1 or 1.0)
     ax.set_title(f"Exposure by source country ({family})")
     if len(labels):
-        ax.legend(loc="upper right", fontsize=8)
+        _legend(ax, loc="upper right", fontsize=8)
     else:
         _empty(ax, "no source country with traceroutes")
     return ax
@@ -418,7 +425,7 @@ def plot_exposure_over_time(
     ax.set_xlabel(f"time (UTC, {freq} bins)")
     ax.set_ylabel(f"share of traceroutes transiting {label}")
     ax.set_title(f"Exposure over time ({label})")
-    ax.legend(loc="upper left", fontsize=8)
+    _legend(ax, loc="upper left", fontsize=8)
     ax.tick_params(axis="x", labelrotation=30)
     if not len(x):
         _empty(ax, "no traceroutes")
@@ -461,7 +468,7 @@ def plot_top_pops(pops: pa.Table, *, top: int = 15, ax: Axes | None = None) -> A
     ax.set_ylabel("PoP (IXP, city)")
     ax.set_title("Top flagged PoPs")
     if rows:
-        ax.legend(loc="lower right", fontsize=8)
+        _legend(ax, loc="lower right", fontsize=8)
     else:
         _empty(ax, "no flagged crossing at an IXP")
     return ax
@@ -542,7 +549,7 @@ def plot_flagged_graph(
                                    node_size=300, label=name, ax=ax)
     labels = {v: _node_label(v, d) for v, d in sub.nodes(data=True)}
     nx.draw_networkx_labels(sub, pos, labels=labels, font_size=6, ax=ax)
-    ax.legend(loc="lower left", fontsize=7, markerscale=0.5)
+    _legend(ax, loc="lower left", fontsize=7, markerscale=0.5)
     return ax
 
 
@@ -598,7 +605,7 @@ def plot_rtt_vs_distance(crossings: pa.Table, *, ax: Axes | None = None) -> Axes
     ax.set_xlabel("great-circle distance, probe to claimed PoP city (km)")
     ax.set_ylabel("minimum RTT at the crossing (ms)")
     ax.set_title("Speed-of-light check of PoP locations")
-    ax.legend(loc="upper left", fontsize=8)
+    _legend(ax, loc="upper left", fontsize=8)
     return ax
 
 
@@ -690,7 +697,7 @@ def plot_probe_map(
     ax.set_xlabel("longitude (°)")
     ax.set_ylabel("latitude (°)")
     ax.set_title("Probes and PoPs")
-    ax.legend(loc="lower left", fontsize=7)
+    _legend(ax, loc="lower left", fontsize=7)
     return ax
 
 

@@ -69,6 +69,9 @@ class CampaignData:
         :func:`analysis.plots.crossing_table` of ``paths``.
     path_exposure, pop_exposure, change_events, hegemony : pyarrow.Table
         The tables in ``exposure/``.
+    destinations : pyarrow.Table or None
+        ``exposure/destinations``: per in-scope destination, its AS, country and evidence,
+        traceroutes and exposure (:func:`analysis.scope.destination_exposure`).
     graph : networkx.DiGraph
         ``graph/as_graph.graphml``.
     probes : pyarrow.Table
@@ -90,6 +93,7 @@ class CampaignData:
     graph: nx.DiGraph
     probes: pa.Table
     pops: pa.Table = field(repr=False)
+    destinations: pa.Table | None = field(default=None, repr=False)
 
 
 def headline_table(summary: dict[str, Any]) -> pa.Table:
@@ -258,6 +262,7 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
         f"by pathexp from <code>{e(str(data.campaign.root))}</code>. "
         f"Reference-data snapshot <code>{e(str(s.get('snapshot') or 'unknown'))}</code>.</p>",
         "<h2>Headline</h2>",
+        _scope_html(s),
         _headline_html(s),
         _counts_html(data),
         "<h2>Figures</h2>", '<div class="figs">',
@@ -278,6 +283,13 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
               table_html(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
                           empty="nothing was set aside")]
     parts += _crossing_sections(data)
+    if data.destinations is not None:
+        parts += [f"<h2>Destinations in scope ({data.destinations.num_rows:,})</h2>",
+                  "<p>Per destination: its AS, where it is and the evidence, and the share of its "
+                  "traceroutes transiting any flagged family (Wilson interval; the destination is one "
+                  "cluster).</p>",
+                  table_html(data.destinations.drop_columns(["method"]).slice(0, MAX_CROSSING_ROWS),
+                             empty="no destination in scope")]
     parts.append("</body></html>")
     return "\n".join(parts)
 
@@ -330,6 +342,22 @@ def _pct(v: Any) -> str:
 
 def _interval(lo: Any, hi: Any) -> str:
     return f"[{_pct(lo)}, {_pct(hi)}]"
+
+
+def _scope_html(s: dict[str, Any]) -> str:
+    """The sentence the headline opens with: which traceroutes the figures are about."""
+    scope = s.get("scope")
+    if not scope:
+        return "<p class=meta>Scope: every traceroute (this analysis predates destination scoping).</p>"
+    unknown = scope.get("unknown_destinations") or {}
+    extra = ""
+    if unknown.get("count"):
+        listed = ", ".join(unknown.get("addresses", [])[:10])
+        extra = (f" {unknown['count']:,} destinations could not be located: "
+                 f"{html.escape(listed)}{', ...' if unknown['count'] > 10 else ''}.")
+    meta = (s.get("probe_metadata") or {}).get("status")
+    warn = f"<p class=meta><b>Vantage points:</b> {html.escape(meta)}.</p>" if meta else ""
+    return f"<p><b>Scope:</b> {html.escape(scope.get('sentence', ''))}.{extra}</p>{warn}"
 
 
 def _headline_html(s: dict[str, Any]) -> str:

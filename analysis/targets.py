@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import _lpm
+from analysis.destinations import NOT_A_COUNTRY
 from analysis.errors import AnalysisError
 
 __all__ = ["SAMPLE_SCHEMA", "WEIGHTS", "locate_words", "planned_sample", "sample_targets"]
@@ -45,8 +46,6 @@ SAMPLE_SCHEMA = pa.schema([
 
 #: Origin ASes that never mean a network to measure toward (RFC 7607, 6793, 5398, 6996, 7300).
 _NOT_AN_ORIGIN = ((0, 0), (23456, 23456), (64496, 65551), (4200000000, 4294967295))
-#: Codes registries use for no country or a whole region (ISO 3166 user-assigned / RIR usage).
-_NOT_A_COUNTRY = frozenset({"ZZ", "EU", "AP", "XX"})
 #: Prefix lengths considered: shorter ones are aggregates or errors, longer ones are not
 #: globally routed (v4 /24, v6 /48 are the usual filters of transit networks).
 _PLEN = {4: (8, 24), 6: (19, 48)}
@@ -244,7 +243,7 @@ def locate_words(snapshot: Any, af: int, hi: np.ndarray, lo: np.ndarray) -> tupl
         if kind == "rir-delegated":  # an IANA block says nothing about a country
             codes = np.where(t.column("registry").to_numpy(zero_copy_only=False)[row[found]] == "iana",
                              "", codes)
-        codes = np.array([c if isinstance(c, str) and len(c) == 2 and c not in _NOT_A_COUNTRY else ""
+        codes = np.array([c if isinstance(c, str) and len(c) == 2 and c not in NOT_A_COUNTRY else ""
                           for c in codes], dtype=object)
         cc[todo[found]] = codes
         via[todo[found]] = np.where(codes != "", kind, "")

@@ -43,6 +43,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = [
+    "analyze_defaults",
     "ApiKey",
     "AtlasLimits",
     "CreditRates",
@@ -266,7 +267,7 @@ def _read_file(path: Path) -> tuple[dict[str, Any], str]:
 
 
 #: Sections of the settings file that other modules read.
-_OTHER_SECTIONS = frozenset({"local_probe"})
+_OTHER_SECTIONS = frozenset({"local_probe", "analyze"})
 
 
 def _file_values(path: Path) -> tuple[dict[str, Any], ApiKey | None]:
@@ -361,3 +362,34 @@ def load_settings(
     if settings.ca_bundle is not None and not Path(settings.ca_bundle).is_file():
         raise ConfigError(f"CA bundle {settings.ca_bundle} does not exist")
     return replace(settings, key=key)
+
+
+def analyze_defaults(path: Path | str | None = None) -> dict[str, Any]:
+    """``[analyze]`` of the settings file: defaults of ``pathexp analyze`` (``dst_country``).
+
+    ``dst_country`` is a two-letter country code or ``"any"``. A missing file or section gives
+    ``{}``.
+
+    Raises
+    ------
+    probes.errors.ConfigError
+        An unreadable file, an unknown key or a bad value, naming the file.
+    """
+    p = Path(path) if path is not None else default_config_path()
+    if not p.is_file():
+        if path is not None:
+            raise ConfigError(f"{p}: no such settings file")
+        return {}
+    try:
+        body = tomllib.loads(p.read_text(encoding="utf-8")).get("analyze", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read settings: {exc}") from None
+    if not isinstance(body, dict):
+        raise ConfigError(f"{p}: [analyze] must be a table")
+    unknown = sorted(set(body) - {"dst_country"})
+    if unknown:
+        raise ConfigError(f"{p}: [analyze] unknown key(s) {', '.join(unknown)} (expected dst_country)")
+    cc = body.get("dst_country")
+    if cc is not None and not (isinstance(cc, str) and (cc.lower() == "any" or re.fullmatch(r"[A-Za-z]{2}", cc))):
+        raise ConfigError(f"{p}: [analyze] dst_country must be a two-letter country code or \"any\", got {cc!r}")
+    return {} if cc is None else {"dst_country": "any" if cc.lower() == "any" else cc.upper()}

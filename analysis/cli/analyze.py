@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 __all__ = ["register", "run"]
@@ -22,6 +23,10 @@ def register(subparsers: Any) -> None:
     add_campaign_args(parser)
     parser.add_argument("--pop-country", default="US", type=_country,
                         help="ISO 3166-1 alpha-2 country of the PoPs (default: US)")
+    parser.add_argument("--dst-country", default=None, type=_scope_country, metavar="CC|any",
+                        help="count only traceroutes toward destinations in this country (located, not "
+                             "anycast, within reach of their RTT); 'any' keeps every traceroute "
+                             "(default: [analyze] dst_country of the settings file, else US)")
     parser.add_argument(
         "--bootstrap", type=_positive, default=1000, metavar="B", help="bootstrap replicates (default: 1000)"
     )
@@ -52,6 +57,8 @@ def register(subparsers: Any) -> None:
              "annotate, or annotate interrupted), annotate again first with the snapshot and "
              "registry annotate.json records, instead of refusing",
     )
+    parser.add_argument("--config", type=Path, default=None, metavar="TOML",
+                        help="settings file for [analyze] defaults (default: <user config dir>/pathexp/config.toml)")
     add_engine_args(parser)
     parser.set_defaults(func=run)
 
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.campaign_io import analyze_campaign
     from analysis.cli import campaign_from_args, engine_options
+    from probes.config import analyze_defaults
 
     campaign = campaign_from_args(args)
     registry = None
@@ -78,10 +86,27 @@ def run(args: argparse.Namespace) -> int:
         include_endpoints=args.include_endpoints,
         cache_dir=args.cache_dir,
         infer_owners=not args.origin_as,
+        dst_country=args.dst_country or analyze_defaults(args.config).get("dst_country", "US"),
         force=args.force,
         **engine_options(args),
     )
     console = Console()
+    scope = report.get("scope") or {}
+    if scope:
+        console.print(f"[bold]Scope:[/bold] {scope['sentence']}.")
+        unknown = scope.get("unknown_destinations") or {}
+        if unknown.get("count"):
+            console.print(f"{unknown['count']:,} destinations could not be located (no source knows "
+                          f"them): {', '.join(unknown['addresses'][:5])}{' ...' if unknown['count'] > 5 else ''}")
+    meta = (report.get("probe_metadata") or {}).get("status")
+    if meta:
+        console.print(f"[yellow]{meta}[/yellow]")
+    if scope and not scope.get("traceroutes_in_scope"):
+        console.print(f"No traceroute of the campaign's {scope.get('traceroutes', 0):,} goes toward "
+                      f"{scope.get('country')} destinations, so there is no exposure to report; widen "
+                      "the scope with --dst-country any (every destination) or name another country.")
+        console.print(f"wrote {campaign.exposure_json}")
+        return 0
     table = Table(
         title=(
             f"Exposure of {report['traceroutes']:,} traceroutes from {report['probes']:,} probes "
@@ -149,6 +174,10 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
+
+
+def _scope_country(text: str) -> str:
+    return "any" if text.lower() == "any" else _country(text)
 
 
 def _country(text: str) -> str:

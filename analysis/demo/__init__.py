@@ -281,7 +281,8 @@ def run_demo(
     ixp = acc.score(acc.true_ixp_crossings(t_ixp), acc.detected_ixp_crossings(paths),
                     keys=[*acc.TRACE_KEY, "ixp_id", "member_asn"], observable="observable")
     families = sorted(truth["families"])
-    true_exp = acc.truth_exposure(t_traces, entries, families, pop_country=exposure["pop_country"])
+    t_scoped = acc.in_scope_truth(t_traces, paths)  # the figures are over the in-scope traceroutes
+    true_exp = acc.truth_exposure(t_scoped, entries, families, pop_country=exposure["pop_country"])
     checks = acc.exposure_checks(exposure["families"], true_exp)
     annotated = read_annotated(campaign)
     if campaign.owners_parquet.is_file():  # the ownership stage ran: score its owner AS
@@ -297,7 +298,7 @@ def run_demo(
     diversion = acc.diversion_check(eps, family=leak_family_id or "", start=div["start"], end=div["end"])
     change_scores = {}
     for fam in families:
-        true_ev = acc.truth_change_events(t_traces, family=fam)
+        true_ev = acc.truth_change_events(t_scoped, family=fam)
         got = events.filter(pc.equal(events.column("family"), fam))
         got = got.set_column(got.schema.get_field_index("timestamp"), "timestamp",
                              acc.epoch_seconds(got.column("timestamp")))

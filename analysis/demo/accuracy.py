@@ -347,6 +347,22 @@ def true_ixp_crossings(ixp_crossings: pa.Table) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------- exposure
+def in_scope_truth(traces: pa.Table, paths: pa.Table) -> pa.Table:
+    """The truth's traceroutes that the analysis kept in scope (``paths.in_scope``).
+
+    Figures are computed over the traceroutes toward the scope's country; the truth they are
+    scored against must cover the same traceroutes. Without an ``in_scope`` column, all.
+    """
+    if "in_scope" not in paths.column_names:
+        return traces
+    kept = paths.filter(pc.fill_null(paths["in_scope"], False))
+    keys = set(zip(kept["msm_id"].to_pylist(), kept["prb_id"].to_pylist(),
+                   epoch_seconds(kept["timestamp"]).to_pylist(), strict=True))
+    mask = [k in keys for k in zip(traces["msm_id"].to_pylist(), traces["prb_id"].to_pylist(),
+                                   epoch_seconds(traces["timestamp"]).to_pylist(), strict=True)]
+    return traces.filter(pa.array(mask, pa.bool_()))
+
+
 def truth_exposure(
     traces: pa.Table, entries: pa.Table, families: Sequence[str], *, pop_country: str = "US"
 ) -> dict[str, dict[str, float]]:

@@ -89,10 +89,17 @@ def test_flagged_crossings_hand_count(demo, truth) -> None:
     assert demo[0].accuracy["flagged_crossings"]["truth"] == len(entries)
     # every truth crossing is either an entry or a hand-over between ASes of one family
     assert len(flagged) > len(entries)
-    # the true PoP exposure the interval check uses: traceroutes entering a family in the US
+    # the true PoP exposure the interval check uses: in-scope traceroutes entering a family in the US
+    scoped = _in_scope_keys(demo[0])
     for r in demo[0].accuracy["exposure"]:
         if r["kind"] == "pop_exposure":
-            assert r["true"] == pytest.approx(len(us_entry.get(r["family"], ())) / len(paths)), r
+            assert r["true"] == pytest.approx(len(us_entry.get(r["family"], set()) & scoped) / len(scoped)), r
+
+
+def _in_scope_keys(result) -> set:
+    """Keys (msm, probe, epoch seconds) of the traceroutes the analysis kept in scope."""
+    rows = pq.read_table(result.campaign.paths_parquet, columns=["msm_id", "prb_id", "timestamp", "in_scope"])
+    return {(r["msm_id"], r["prb_id"], int(r["timestamp"].timestamp())) for r in rows.to_pylist() if r["in_scope"]}
 
 
 def test_crossing_location_recall(demo) -> None:
@@ -128,10 +135,15 @@ def test_true_exposure_inside_interval(demo, truth) -> None:
     assert {(r["family"], r["kind"]) for r in checks} == {
         (f, k) for f in ["any", *families] for k in ("path_exposure", "pop_exposure")
     }
-    # the truth the checks use agrees with the generator's own exposure figures
+    # the truth the checks use: the generator's true families, over the in-scope traceroutes
+    scoped = _in_scope_keys(demo[0])
+    traces = [t for t in read_truth(demo[0].files["world"]).table("traces").to_pylist()
+              if (t["msm_id"], t["prb_id"], t["timestamp"]) in scoped]
+    assert 0 < len(traces) == len(scoped) == demo[0].exposure["traceroutes"]
     for r in checks:
         if r["kind"] == "path_exposure" and r["family"] != "any":
-            assert r["true"] == pytest.approx(truth["exposure"][r["family"]]["all"]["transit"]["share"])
+            share = sum(r["family"] in t["families"] for t in traces) / len(traces)
+            assert r["true"] == pytest.approx(share)
     bad = [r for r in checks if not r["inside"]]
     assert not bad
 
@@ -150,8 +162,11 @@ def test_diversion_detected_within_true_window(demo, truth) -> None:
     bracket = {(r["prb_id"], r["dst_addr"]) for r in ev
                if r["previous_timestamp"].timestamp() < start <= r["timestamp"].timestamp()}
     telecom = set(truth["families"]["china-telecom"])
+    paths = pq.read_table(result.campaign.paths_parquet, columns=["prb_id", "dst_addr", "in_scope"]).to_pylist()
+    in_scope = {(r["prb_id"], r["dst_addr"]) for r in paths if r["in_scope"]}  # the figures' traceroutes
     diverted = {(p["prb_id"], p["dst_addr"]) for p in div["affected_pairs"]
-                if not telecom & set(p["baseline_as_path"][1:-1]) and telecom & set(p["diverted_as_path"][1:-1])}
+                if not telecom & set(p["baseline_as_path"][1:-1]) and telecom & set(p["diverted_as_path"][1:-1])
+                and (p["prb_id"], p["dst_addr"]) in in_scope}
     assert bracket <= {(p["prb_id"], p["dst_addr"]) for p in div["affected_pairs"]}
     assert len(bracket & diverted) >= TARGET * len(diverted) > 0
     stops = {(r["prb_id"], r["dst_addr"]) for r in events.to_pylist()

@@ -51,7 +51,7 @@ def _pipeline(root: Path, files: list[Path], snap, **engine) -> Campaign:
     c = Campaign("engine", root)
     store.ingest_files(c, files, segment_results=SEGMENT, **engine)
     annotate_campaign(c, snapshot_id=snap.id, cache_dir=snap.path.parent.parent, **engine)
-    analyze_campaign(c, cache_dir=snap.path.parent.parent, n_boot=50, **engine)
+    analyze_campaign(c, cache_dir=snap.path.parent.parent, n_boot=50, dst_country="any", **engine)
     return c
 
 
@@ -73,7 +73,7 @@ def _cli_pipeline(root: Path, files: list[Path], snap, scheduler: str) -> Campai
     cache = str(snap.path.parent.parent)
     assert main(["ingest", *map(str, files), "--segment-results", str(SEGMENT), *where]) == 0
     assert main(["annotate", "--snapshot", snap.id, "--cache-dir", cache, *where]) == 0
-    assert main(["analyze", "--cache-dir", cache, "--bootstrap", "50", *where]) == 0
+    assert main(["analyze", "--cache-dir", cache, "--bootstrap", "50", "--dst-country", "any", *where]) == 0
     return Campaign("engine", root)
 
 
@@ -135,7 +135,7 @@ def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, 
     pq.write_table(pa.concat_tables(pq.read_table(f) for f in files), whole.annotated_dir / "all.parquet")
     for f in files:
         f.unlink()
-    analyze_campaign(whole, cache_dir=real_snapshot.path.parent.parent, n_boot=50)
+    analyze_campaign(whole, cache_dir=real_snapshot.path.parent.parent, n_boot=50, dst_country="any")
     streamed = pq.read_table(local.paths_parquet)
     keys = [("msm_id", "ascending"), ("prb_id", "ascending"), ("timestamp", "ascending")]
     assert pq.read_table(whole.paths_parquet).equals(streamed.sort_by(keys))

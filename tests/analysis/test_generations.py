@@ -85,7 +85,8 @@ def _consistent(c: Campaign) -> None:
     assert lineage.analyze_verdict(c).current
     data = load_campaign(c)
     n = store.read_traces(c).num_rows
-    assert data.summary["traceroutes"] == data.paths.num_rows == n
+    assert data.summary["scope"]["traceroutes"] == data.paths.num_rows == n
+    assert data.summary["traceroutes"] == sum(data.paths.column("in_scope").to_pylist())
     gen = data.summary["generation"]
     for folder in (c.paths_dir, c.exposure_dir, c.graph_dir):
         assert lineage.read_marker(folder) == gen["id"]
@@ -149,7 +150,7 @@ def test_ingest_after_annotate_makes_analyze_and_report_refuse_until_forced(base
 
     assert main(["analyze", "--force", "--cache-dir", cache, "--bootstrap", "50", *_where(c)]) == 0
     _consistent(c)
-    assert store.read_traces(c).num_rows > orjson.loads(exposure)["traceroutes"]
+    assert store.read_traces(c).num_rows > orjson.loads(exposure)["scope"]["traceroutes"]
     assert main(["report", *_where(c)]) == 0
 
 

@@ -462,7 +462,7 @@ def test_real_atlas_data_has_no_flagged_transit_but_has_ixp_crossings(test_data,
     added = store.ingest_files(campaign, sorted((test_data / "ripe-atlas" / "traceroutes").glob("*"))).added
     assert added > 100_000
     annotate_campaign(campaign, snapshot_id=snap.id, cache_dir=snap.path.parent.parent)
-    report = analyze_campaign(campaign, n_boot=100, cache_dir=snap.path.parent.parent)
+    report = analyze_campaign(campaign, n_boot=100, cache_dir=snap.path.parent.parent, dst_country="any")
     assert report["destinations"].startswith("annotated with snapshot")
 
     assert report["traceroutes"] == added
@@ -511,7 +511,6 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
     store.write_probe_meta(campaign, orjson.loads((out / "atlas" / "probes.json").read_bytes())["results"])
     annotate_campaign(campaign, snapshot_id="world", cache_dir=cache)
     report = analyze_campaign(campaign, n_boot=200, cache_dir=cache)
-    truth = orjson.loads((out / "truth" / "world.json").read_bytes())
 
     con = duckdb.connect()
     T, paths = out / "truth", campaign.paths_parquet
@@ -520,11 +519,19 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
         f"SELECT count(*), count(*) FILTER (WHERE list_sort(t.families) <> list_sort(p.flagged_families)) "
         f"FROM '{T}/traces.parquet' t JOIN '{paths}' p ON {key}").fetchall()[0]
     assert (n, wrong) == (7200, 0)
+    # every world destination is in the US: a traceroute counts toward the US exactly when it
+    # reached its destination (otherwise there is no RTT to test the location against)
+    assert report["scope"]["country"] == "US"
+    assert con.sql(f"SELECT count(*) FILTER (WHERE p.in_scope <> t.reached) FROM '{T}/traces.parquet' t "
+                   f"JOIN '{paths}' p ON {key}").fetchall()[0][0] == 0
+    assert report["traceroutes"] == report["scope"]["traceroutes_in_scope"] < 7200
 
     for fam, entry in report["families"].items():
         if fam == "any":
             continue
-        share = truth["exposure"][fam]["all"]["transit"]["share"]
+        # the truth's share over the same (in-scope) traceroutes
+        share = con.sql(f"SELECT avg(list_contains(t.families, '{fam}')::INT) FROM '{T}/traces.parquet' t "
+                        f"JOIN '{paths}' p ON {key} WHERE p.in_scope").fetchall()[0][0]
         e = entry["path_exposure"]
         assert e["estimate"] == pytest.approx(share) and e["ci_low"] <= share <= e["ci_high"], fam
 
@@ -556,7 +563,9 @@ def test_synthetic_world_paths_match_ground_truth(tmp_path):
     ).fetchall()[0]
     assert fp_pop == 0 and tp_pop > 500
     for fam in ("china-telecom", "china-unicom", "china-mobile"):
-        assert report["families"][fam]["pop_exposure"]["estimate"] <= truth["exposure"][fam]["all"]["transit_us_pop"]["share"]
+        us_pop = con.sql(f"SELECT avg(list_contains(t.families_us, '{fam}')::INT) FROM '{T}/traces.parquet' t "
+                         f"JOIN '{paths}' p ON {key} WHERE p.in_scope").fetchall()[0][0]
+        assert report["families"][fam]["pop_exposure"]["estimate"] <= us_pop
 
     # detours: traceroutes with a flagged router physically in China and both ends outside it
     flagged = ", ".join(map(str, FLAGGED_ASNS))

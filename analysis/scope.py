@@ -1,0 +1,246 @@
+"""Which traceroutes the figures are about: toward the destination country of the study.
+
+"How often does traffic toward US destinations transit a flagged carrier" needs, per
+traceroute, whether it went toward the US. :func:`scope_traceroutes` decides it with
+:func:`analysis.destinations.toward_country` (the destination located in the country by
+non-anycast evidence and reachable within its RTT; see that function for the reasons), or
+keeps every traceroute for ``"any"``. :func:`with_scope` adds the verdict to the paths
+table, :func:`in_scope` selects the traceroutes every figure is computed from,
+:func:`scope_summary` is the ``scope`` object of ``exposure.json`` (what was kept, what was
+left out and why, the destinations that could not be located, by name), and
+:func:`destination_exposure` is the per-destination table.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from analysis.destinations import SCOPE_REASONS, Located, Scope, toward_country
+from analysis.errors import AnalysisError
+from analysis.metrics import wilson_interval
+from analysis.paths import PATHS_SCHEMA
+
+__all__ = [
+    "ANY",
+    "SCOPE_COLUMNS",
+    "SCOPED_PATHS_SCHEMA",
+    "destination_exposure",
+    "in_scope",
+    "scope_summary",
+    "scope_traceroutes",
+    "with_scope",
+]
+
+#: The scope that keeps every traceroute, whatever its destination.
+ANY = "any"
+
+#: Columns :func:`with_scope` adds to (or sets in) the paths table.
+SCOPE_COLUMNS = pa.schema([
+    ("dst_country_via", pa.string()),
+    ("dst_anycast", pa.bool_()),
+    ("dst_rtt_ms", pa.float64()),
+    ("in_scope", pa.bool_()),
+    ("scope_reason", pa.string()),
+])
+
+#: The paths table with the scope verdict (``paths/paths.parquet``).
+SCOPED_PATHS_SCHEMA = pa.schema([*PATHS_SCHEMA, *SCOPE_COLUMNS])
+
+#: Unlocated or out-of-scope destinations listed by name in ``exposure.json`` (the rest counted).
+MAX_LISTED = 50
+
+_KEYS = ["msm_id", "prb_id", "timestamp"]
+
+
+def _check_country(country: str) -> str:
+    if country == ANY:
+        return country
+    if not (isinstance(country, str) and len(country) == 2 and country.isalpha()):
+        raise AnalysisError(f"destination country must be a two-letter ISO 3166 code or 'any', got {country!r}")
+    return country.upper()
+
+
+def scope_traceroutes(rtts: pa.Table, destinations: Located | pa.Table, probes: pa.Table | None,
+                      country: str = "US") -> Scope:
+    """Per traceroute, whether it counts as traffic toward ``country`` (or ``"any"``).
+
+    Parameters
+    ----------
+    rtts : pyarrow.Table
+        :func:`analysis.destinations.destination_rtts` output (one row per traceroute).
+    destinations : Located or pyarrow.Table
+        ``dst_addr, dst_country, dst_country_via, dst_anycast`` per destination.
+    probes : pyarrow.Table or None
+        Probe metadata with ``prb_id, latitude, longitude``.
+    country : str
+        ISO 3166 alpha-2 code, or ``"any"`` (every traceroute in scope, reason ``any``).
+
+    Returns
+    -------
+    analysis.destinations.Scope
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> rtts = pa.table({"msm_id": [1, 1], "prb_id": [1, 2], "timestamp": [0, 0],
+    ...                  "dst_addr": ["192.0.2.1"] * 2, "dst_rtt_ms": [0.5, 12.0]})
+    >>> dst = pa.table({"dst_addr": ["192.0.2.1"], "dst_country": ["US"],
+    ...                 "dst_country_via": ["ip2country"], "dst_anycast": pa.array([None], pa.bool_())})
+    >>> probes = pa.table({"prb_id": [1, 2], "latitude": [25.2, 40.7], "longitude": [55.3, -74.0]})
+    >>> scope_traceroutes(rtts, dst, probes).table.column("in_scope").to_pylist()
+    [False, True]
+    >>> scope_traceroutes(rtts, dst, probes, "any").counts["in_scope"]
+    2
+    """
+    country = _check_country(country)
+    if country != ANY:
+        return toward_country(rtts, destinations, probes, country=country)
+    table = toward_country(rtts, destinations, probes).table  # its columns; then every row kept
+    n = table.num_rows
+    for name, values in (("country_distance_km", pa.nulls(n, pa.float64())),
+                         ("in_scope", pa.array(np.ones(n, bool), pa.bool_())),
+                         ("scope_reason", pa.array([ANY] * n, pa.string()))):
+        table = table.set_column(table.schema.get_field_index(name), name, values)
+    return Scope(table, Counter(traceroutes=n, in_scope=n, any=n), ANY)
+
+
+def with_scope(paths: pa.Table, scope: pa.Table) -> pa.Table:
+    """The paths table with :data:`SCOPE_COLUMNS` from ``scope`` (joined on the traceroute key).
+
+    A traceroute missing from ``scope`` is out of scope with reason ``unknown-location``.
+    ``dst_country`` is the scope's (the located country) where the scope has one.
+    """
+    keys = scope.select([*_KEYS, "dst_country", *SCOPE_COLUMNS.names]).rename_columns(
+        [*_KEYS, "scope_dst_country", *SCOPE_COLUMNS.names])
+    keys = keys.set_column(2, "timestamp", pc.cast(keys["timestamp"], PATHS_SCHEMA.field("timestamp").type))
+    order = pa.array(np.arange(paths.num_rows), pa.int64())
+    # the key columns only (Arrow joins carry no list columns), back in the paths' order
+    joined = paths.select(_KEYS).append_column("_row", order).join(
+        keys, keys=_KEYS, join_type="left outer", use_threads=False).sort_by("_row")
+    out = paths.drop_columns([c for c in SCOPE_COLUMNS.names if c in paths.column_names])
+    out = out.set_column(out.schema.get_field_index("dst_country"), "dst_country",
+                         pc.coalesce(joined["scope_dst_country"], out["dst_country"]))
+    for name in SCOPE_COLUMNS.names:
+        col = joined[name]
+        if name == "in_scope":
+            col = pc.fill_null(col, False)
+        elif name == "scope_reason":
+            col = pc.fill_null(col, "unknown-location")
+        out = out.append_column(name, col)
+    return out.select(SCOPED_PATHS_SCHEMA.names).cast(SCOPED_PATHS_SCHEMA)
+
+
+def in_scope(paths: pa.Table) -> pa.Table:
+    """The traceroutes in scope (all of them when the table has no ``in_scope`` column)."""
+    if "in_scope" not in paths.column_names:
+        return paths
+    return paths.filter(pc.fill_null(paths["in_scope"], False))
+
+
+def scope_summary(scope: Scope, located: Located) -> dict[str, Any]:
+    """The ``scope`` object of ``exposure.json``.
+
+    ``country``; ``traceroutes`` (all) and ``traceroutes_in_scope``; ``destinations`` and
+    ``destinations_in_scope``; ``left_out`` (traceroutes by :data:`SCOPE_REASONS` reason);
+    ``located_by`` (destinations by evidence); ``unknown_destinations`` and
+    ``anycast_destinations`` (up to :data:`MAX_LISTED` addresses each, with their counts);
+    ``sentence``: the line the console and the report open with.
+    """
+    t = scope.table
+    reasons = Counter(t.column("scope_reason").to_pylist())
+    kept = pc.fill_null(t["in_scope"], False)
+    dst_in = sorted(set(t.filter(kept).column("dst_addr").to_pylist()))
+    lt = located.table
+    unknown = lt.filter(pc.equal(lt["dst_country_via"], "unknown"))
+    anycast = lt.filter(pc.fill_null(lt["dst_anycast"], False))
+    left = {r: reasons[r] for r in SCOPE_REASONS if r in reasons and r not in ("in-country", "anycast-rtt-compatible")}
+    n_in = int(pc.sum(kept).as_py() or 0)
+    where = "any country" if scope.country == ANY else f"{scope.country} destinations"
+    sentence = (f"toward {len(dst_in):,} {'destinations' if scope.country == ANY else where}, "
+                f"{n_in:,} traceroutes")
+    if scope.country != ANY:
+        out = t.num_rows - n_in
+        sentence += (f"; {out:,} traceroutes to other or unknown countries left out"
+                     + (" (" + ", ".join(f"{k} {v:,}" for k, v in left.items()) + ")" if left else ""))
+    return {
+        "country": scope.country,
+        "traceroutes": t.num_rows,
+        "traceroutes_in_scope": n_in,
+        "destinations": lt.num_rows,
+        "destinations_in_scope": len(dst_in),
+        "left_out": left,
+        "located_by": dict(sorted(Counter(lt.column("dst_country_via").to_pylist()).items())),
+        "unknown_destinations": {"count": unknown.num_rows,
+                                 "addresses": unknown.column("dst_addr").to_pylist()[:MAX_LISTED]},
+        "anycast_destinations": {"count": anycast.num_rows,
+                                 "addresses": anycast.column("dst_addr").to_pylist()[:MAX_LISTED]},
+        "method": "destination located by the strongest evidence (anchor, IPmap, ip2country, RIR "
+                  "registry country, the AS's country); counted toward the country only when not "
+                  "anycast and the country is within reach of the traceroute's own RTT to the "
+                  "destination (2/3 c); see analysis.destinations.toward_country",
+        "sentence": sentence,
+    }
+
+
+def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Table | None = None, *,
+                         confidence: float = 0.95) -> pa.Table:
+    """Per destination: its AS and name, country and evidence, traceroutes, exposure with CI.
+
+    Over the traceroutes of ``paths`` (pass the in-scope ones). ``exposure`` is the share of
+    the destination's traceroutes that transit any flagged family, with a Wilson score
+    interval (one destination is one cluster: no bootstrap over probes here).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> paths = pa.table({"dst_addr": ["a", "a", "b"], "prb_id": [1, 2, 1],
+    ...                   "transits_flagged": [True, False, False]})
+    >>> d = pa.table({"dst_addr": ["a", "b"], "dst_asn": [15169, 4134], "dst_country": ["US", "US"],
+    ...               "dst_country_via": ["ip2country", "as-country"], "dst_anycast": pa.array([None, None], pa.bool_())})
+    >>> t = destination_exposure(paths, d)
+    >>> t.select(["dst_addr", "traceroutes", "transiting", "exposure"]).to_pylist()[0]
+    {'dst_addr': 'a', 'traceroutes': 2, 'transiting': 1, 'exposure': 0.5}
+    """
+    dst = paths.column("dst_addr").to_pylist()
+    prb = paths.column("prb_id").to_pylist()
+    fl = pc.fill_null(paths["transits_flagged"], False).to_pylist()
+    n: Counter = Counter(dst)
+    k: Counter = Counter(d for d, f in zip(dst, fl, strict=True) if f)
+    probes: dict[Any, set] = {}
+    for d, p in zip(dst, prb, strict=True):
+        probes.setdefault(d, set()).add(p)
+    info = {r["dst_addr"]: r for r in destinations.to_pylist()}
+    names: dict[int, str] = {}
+    if nodes is not None and "org" in nodes.column_names:
+        for r in nodes.select(["asn", "org"]).to_pylist():
+            if r["asn"] is not None and r["org"]:
+                names[int(r["asn"])] = r["org"]
+    order = sorted(n, key=lambda d: (-n[d], str(d)))
+    nn = np.array([n[d] for d in order], float)
+    kk = np.array([k[d] for d in order], float)
+    lo, hi = wilson_interval(kk, nn, confidence=confidence) if order else (np.zeros(0), np.zeros(0))
+    rows = []
+    for i, d in enumerate(order):
+        r = info.get(d, {})
+        asn = r.get("dst_asn")
+        rows.append({
+            "dst_addr": d, "dst_asn": asn, "dst_as_name": names.get(asn) if asn is not None else None,
+            "dst_country": r.get("dst_country"), "dst_country_via": r.get("dst_country_via"),
+            "dst_anycast": r.get("dst_anycast"), "traceroutes": n[d], "probes": len(probes[d]),
+            "transiting": k[d], "exposure": k[d] / n[d], "ci_low": float(lo[i]), "ci_high": float(hi[i]),
+            "method": f"Wilson score interval, {confidence:.0%}",
+        })
+    return pa.Table.from_pylist(rows, schema=_DEST_SCHEMA)
+
+
+_DEST_SCHEMA = pa.schema([
+    ("dst_addr", pa.string()), ("dst_asn", pa.int64()), ("dst_as_name", pa.string()),
+    ("dst_country", pa.string()), ("dst_country_via", pa.string()), ("dst_anycast", pa.bool_()),
+    ("traceroutes", pa.int64()), ("probes", pa.int64()), ("transiting", pa.int64()),
+    ("exposure", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("method", pa.string()),
+])
