@@ -44,7 +44,14 @@ Rules, first match wins (``owner_via`` in brackets):
    the "A x A" sandwiches between siblings. Siblings are only "same organisation"
    evidence here; they never extend a flagged family (the WHOIS groups merge unrelated
    carriers, e.g. China Telecom and China Unicom in the 2020-01 file).
-7. Interface not isolated in most of its occurrences: O (``origin``).
+7. Interface not isolated in most of its occurrences: O (``origin``) -- except (7a) an
+   interface that ends its origin's run (previous hop in O, next in C != O) in most of its
+   occurrences and is followed by the same C in at least :data:`RUN_END_SHARE` of those with
+   a next hop, where O is C's provider: C (``provider-numbered``). The customer's border router answers from its
+   end of the interdomain link, and provider-numbered links are the convention (MAP-IT,
+   bdrmap). Where the link is customer-numbered the provider's own border router ends the
+   run and is wrongly given to C: the rule trades that rarer case for the common one, and
+   it needs the relationships to know who is the provider.
 8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
    (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
    need the destination AS to decide).
@@ -108,6 +115,7 @@ OWNER_VIAS = (
     "last-hop",
     "sibling",
     "subsequent-as",
+    "provider-numbered",
     "third-party",
     "ixp-member",
     "ixp-subsequent",
@@ -140,6 +148,10 @@ W_THIRD_PARTY = 0.6
 W_LAST_HOP = 0.8
 W_LAST_HOP_UNRELATED = 0.4
 W_WEAK = 0.5
+W_PROVIDER_NUMBERED = 0.7
+#: Share of an interface's occurrences that must end its origin's run toward one customer AS
+#: before rule 7a calls it that customer's border router.
+RUN_END_SHARE = 0.9
 _SHIFT = np.int64(1) << np.int64(33)  # pack (address code, ASN + 1) into one int64
 
 
@@ -277,6 +289,11 @@ def infer_owners(
                                                   hops.column("dst_addr").combine_chunks().take(pa.array(rows))),
                                          False).to_numpy(zero_copy_only=False), bool)
 
+    # the end of an origin's run: the previous hop is in O, the next in another AS (rule 7a)
+    leaves = (o >= 0) & (nxt >= 0) & (nxt != o)  # followed by another AS
+    n_run_end = np.bincount(c[leaves & (prev == o)], minlength=m)
+    n_with_next = np.bincount(c[nxt >= 0], minlength=m)
+    e_as, e_cnt = _majority(c[leaves], nxt[leaves], m)
     n_obs = np.bincount(c, minlength=m)
     n_iso = np.bincount(c[iso], minlength=m)
     n_dst = np.bincount(c[iso & is_dst], minlength=m)
@@ -287,6 +304,7 @@ def infer_owners(
 
     # --- rules over unique addresses ---------------------------------------------------
     related = _pairs(relationships, cones, np.unique(nas[nas >= 0]))
+    provider_of = _provider_pairs(relationships)
     groups = _sibling_groups(siblings)
     wa, wc = np.unique(v[v >= 0], return_counts=True)
     weight = dict(zip(wa.tolist(), wc.tolist(), strict=True))
@@ -299,6 +317,10 @@ def infer_owners(
             int(n_dst[i]), int(n_end[i]), int(n_next[i]), int(p_as[i]), int(s_as[i]), int(s_cnt[i]),
             related, groups, weight, relationships is not None or cones is not None,
         )
+        if via[i] == "origin" and 2 * n_run_end[i] > n_obs[i] \
+                and e_cnt[i] >= RUN_END_SHARE * n_with_next[i] and (int(origin[i]), int(e_as[i])) in provider_of:
+            # 7a: the customer's border router answering from its provider-numbered link
+            owner[i], via[i], conf[i] = int(e_as[i]), "provider-numbered", W_PROVIDER_NUMBERED * e_cnt[i] / n_obs[i]
     table = pa.table(
         {
             "addr": addrs,
@@ -390,6 +412,16 @@ def _pairs(relationships: pa.Table | None, cones: pa.Table | None, seen: np.ndar
         for p, q in zip(x[keep].tolist(), y[keep].tolist(), strict=True):
             out.add((p, q) if p < q else (q, p))
     return out
+
+
+def _provider_pairs(relationships: pa.Table | None) -> set[tuple[int, int]]:
+    """(provider, customer) pairs of the provider-to-customer links (``rel`` -1; all rows without ``rel``)."""
+    if relationships is None:
+        return set()
+    t = relationships
+    if "rel" in t.column_names:
+        t = t.filter(pc.equal(t.column("rel"), -1))
+    return set(zip(int_np(t.column("provider")).tolist(), int_np(t.column("customer")).tolist(), strict=True))
 
 
 def _sibling_groups(siblings: pa.Table | None) -> dict[int, set[int]]:

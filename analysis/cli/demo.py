@@ -123,6 +123,8 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
         t.add_row(*row)
     console.print(t)
     cc = exp["pop_country"]
+    if exp.get("scope"):
+        console.print(f"  scope: {exp['scope']['sentence']} (true shares over the same traceroutes)")
     console.print(f"[dim]  transit: share of traceroutes whose AS path crosses the family. enters at a "
                   f"{cc} PoP: the crossing is located in the {cc} (at an IXP, or by the facilities "
                   "both networks share) and consistent with the speed of light; a lower bound, "

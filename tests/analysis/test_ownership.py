@@ -78,8 +78,17 @@ a1, a2, b1, b2, d1 = "192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2", "
         pytest.param([(a1, A, None, None), (X, D, None, None)], (D, "last-hop"), id="last-hop"),
         pytest.param([(a1, A, None, None), ("198.51.100.99", D, None, None)], (D, "destination"),
                      id="destination"),
-        pytest.param([(a1, A, None, None), (X, A, None, None), (b1, B, None, None)], (A, "origin"),
-                     id="inside-origin-run"),
+        pytest.param([(a1, A, None, None), (X, A, None, None), (a2, A, None, None), (b1, B, None, None)],
+                     (A, "origin"), id="inside-origin-run"),
+        # the last A address before A's customer B: B's border router on the provider-numbered link
+        pytest.param([(a1, A, None, None), (X, A, None, None), (b1, B, None, None)], (B, "provider-numbered"),
+                     id="provider-numbered"),
+        # going up from customer B to its provider A: the last B address stays B's
+        pytest.param([(b1, B, None, None), (X, B, None, None), (a1, A, None, None)], (B, "origin"),
+                     id="customer-side-keeps-origin"),
+        # without relationships nobody knows who numbered the link
+        pytest.param([(a1, C, None, None), (X, C, None, None), (b1, B, None, None)], (C, "origin"),
+                     id="unrelated-keeps-origin"),
         pytest.param([(X, B, None, None), (a1, A, None, None)], (B, "origin"), id="first-hop"),
         pytest.param([("10.0.0.1", None, None, None), (a1, A, None, None)], (None, "non-public"),
                      id="non-public"),
@@ -128,7 +137,9 @@ def test_real_multi_hop_as_loop_stays_a_loop():
     hops = _hops([[(a1, A, None, None), (a2, A, None, None), (b1, B, None, None), (b2, B, None, None),
                    ("192.0.2.3", A, None, None)]])
     owners = infer_owners(hops, relationships=REL, siblings=SIB)
-    assert owners["owner_asn"].to_pylist() == owners["origin_asn"].to_pylist()  # nobody reassigned
+    # only a2, the last A address before A's customer B, moves (B's border router)
+    moved = {r["addr"]: (r["owner_asn"], r["owner_via"]) for r in owners.to_pylist() if r["owner_asn"] != r["origin_asn"]}
+    assert moved == {a2: (B, "provider-numbered")}
     paths, drops = _paths(apply_owners(hops, owners))
     assert paths["loop"].to_pylist() == [True]
     assert not any(k.startswith("loop-artefact") for k in drops)
