@@ -75,6 +75,32 @@ def _mask_rows(hi: np.ndarray, lo: np.ndarray, bits: np.ndarray) -> tuple[np.nda
     return hi & hmask, lo & lmask
 
 
+def utf8_lines_only(data: bytes, counts: Counter, reason: str = "bad-line") -> bytes:
+    """``data`` without the lines that are not UTF-8 text (or hold a NUL byte), each counted.
+
+    The CSV readers and their invalid-row handlers need text; one binary line must cost only
+    itself. The common case (a clean file) is one decode and no copy.
+    """
+    try:
+        data.decode("utf-8")
+        if b"\x00" not in data:
+            return data
+    except UnicodeDecodeError:
+        pass
+    kept = []
+    for line in data.split(b"\n"):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            counts[reason] += 1
+            continue
+        if b"\x00" in line:
+            counts[reason] += 1
+            continue
+        kept.append(line)
+    return b"\n".join(kept)
+
+
 def _lines(name: str, data: bytes) -> list[str]:
     try:
         return data.decode("utf-8").splitlines()
@@ -83,6 +109,25 @@ def _lines(name: str, data: bytes) -> list[str]:
 
 
 # ---------------------------------------------------------------- CAIDA prefix2as
+
+#: ASNs that never originate a route: AS0 (RFC 7607), AS_TRANS (RFC 6793), the last
+#: 16-bit and 32-bit ASNs (RFC 7300).
+_NOT_AN_ORIGIN = np.array([0, 23456, 65535, 4294967295], np.int64)
+
+
+def _coordinate(value: object, limit: float, counts: Counter, reason: str) -> float | None:
+    """A latitude (limit 90) or longitude (limit 180) as float, or None (counted) when unusable."""
+    if value is None or value == "":
+        return None
+    try:
+        f = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        counts[reason] += 1
+        return None
+    if not (-limit <= f <= limit):  # also NaN
+        counts[reason] += 1
+        return None
+    return f
 
 
 def read_pfx2as(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
@@ -100,11 +145,13 @@ def read_pfx2as(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str
             raise DatasetFormatError(
                 f"{name}:1: not a CAIDA prefix2as file (want 'prefix<TAB>len<TAB>asn', got {first[:80]!r})"
             )
+        data = utf8_lines_only(data, counts)
         try:
             t = pacsv.read_csv(
                 io.BytesIO(data),
                 read_options=pacsv.ReadOptions(column_names=["net", "len", "origins"]),
-                parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False),
+                parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False,
+                                                 invalid_row_handler=_skip_counter(counts, "bad-line")),
                 convert_options=pacsv.ConvertOptions(
                     column_types={"net": pa.string(), "len": pa.string(), "origins": pa.string()}
                 ),
@@ -122,9 +169,37 @@ def read_pfx2as(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str
     af, hi, lo, plen, ok = _prefix_words(
         t["net"].combine_chunks(), plen, name="pfx2as", counts=counts, reason="bad-prefix"
     )
+    default = ok & (plen == 0)  # 0.0.0.0/0 or ::/0 is no origin of anything
+    counts["default-route"] += int(default.sum())
+    ok &= ~default
     origins = t["origins"].combine_chunks()
-    valid_origin = pc.fill_null(pc.match_substring_regex(origins, r"^[0-9]+([_,][0-9]+)*$"), False)
+    # one to ten digits per AS (no integer overflow), then each in range and not a reserved value
+    valid_origin = pc.fill_null(pc.match_substring_regex(origins, r"^[0-9]{1,10}([_,][0-9]{1,10})*$"), False)
     vo = valid_origin.to_numpy(zero_copy_only=False)
+    if vo.any():
+        parsed = pc.cast(pc.split_pattern_regex(pc.if_else(valid_origin, origins, "1"), r"[_,]"),
+                         pa.list_(pa.int64()))
+        flat = pc.list_flatten(parsed).to_numpy(zero_copy_only=False)
+        bad = (flat >= 1 << 32) | np.isin(flat, _NOT_AN_ORIGIN)
+        if bad.any():
+            # a reserved ASN next to real origins (real RouteViews lines such as 9583_65535) is
+            # removed from the list; a prefix left with no origin is set aside
+            rows_hit = np.unique(pc.list_parent_indices(parsed).to_numpy(zero_copy_only=False)[bad])
+            text = origins.to_pylist()
+            for r in rows_hit.tolist():
+                if not (ok[r] and vo[r]):
+                    continue
+                kept = [a for a in re.split(r"([_,])", text[r])
+                        if not a.isdigit() or not (int(a) >= 1 << 32 or int(a) in _NOT_AN_ORIGIN)]
+                while kept and not kept[0].isdigit():
+                    kept.pop(0)
+                joined = re.sub(r"[_,]+(?=[_,]|$)", "", "".join(kept))
+                if joined:
+                    counts["reserved-origin-removed"] += 1
+                    text[r] = joined
+                else:
+                    vo[r] = False
+            origins = pa.array(text, pa.string())
     counts["bad-origin"] += int((ok & ~vo).sum())
     ok &= vo
     keep = pa.array(ok)
@@ -458,9 +533,19 @@ def read_peeringdb(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[
             if pa.types.is_string(dt):
                 vals = [None if v in (None, "") else str(v) for v in vals]
             elif pa.types.is_floating(dt):
-                vals = [None if v in (None, "") else float(v) for v in vals]
+                limit = 90.0 if f == "latitude" else 180.0
+                vals = [_coordinate(v, limit, counts, f"{typ}-bad-coordinates") for v in vals]
             else:
-                vals = [v if isinstance(v, int) else None for v in vals]
+                ints = [v if isinstance(v, int) and not isinstance(v, bool) else None for v in vals]
+                counts[f"{typ}-bad-{f}"] += sum(1 for v, i in zip(vals, ints, strict=True)
+                                                if v is not None and i is None)
+                if f in ("asn", "local_asn"):
+                    out_of_range = [i is not None and not 0 < i < 1 << 32 for i in ints]
+                    counts[f"{typ}-bad-{f}"] += sum(out_of_range)
+                    ints = [None if o else i for i, o in zip(ints, out_of_range, strict=True)]
+                elif f == "id" or f.endswith("_id"):
+                    ints = [i if i is None or -(1 << 63) <= i < 1 << 63 else None for i in ints]
+                vals = ints
             cols[f] = pa.array(vals, dt)
         out[typ] = pa.table(cols, schema=pa.schema([pa.field(f, dt) for f, dt in fields.items()]))
     return out
@@ -508,8 +593,10 @@ def read_caida_ixp(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[
             "name": pa.array(ixs["name"], pa.string()),
             "city": pa.array(ixs["city"], pa.string()),
             "country": pa.array(ixs["country"], pa.string()),
-            "latitude": pa.array([None if v is None else float(v) for v in ixs["latitude"]], pa.float64()),
-            "longitude": pa.array([None if v is None else float(v) for v in ixs["longitude"]], pa.float64()),
+            "latitude": pa.array([_coordinate(v, 90.0, counts, "bad-coordinates") for v in ixs["latitude"]],
+                                 pa.float64()),
+            "longitude": pa.array([_coordinate(v, 180.0, counts, "bad-coordinates") for v in ixs["longitude"]],
+                                  pa.float64()),
         }
     ).sort_by("ix_id")
     pt = _with_words(pa.table({"ix_id": pa.array(pfx["ix_id"], pa.int64()),
@@ -678,6 +765,7 @@ def read_ip2country(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict
             raise DatasetFormatError(
                 f"{name}:1: not an iptoasn ip2country file (want 'range_start<TAB>range_end<TAB>country', got {first[:80]!r})"
             )
+        data = utf8_lines_only(data, counts)
         try:
             t = pacsv.read_csv(
                 io.BytesIO(data),
@@ -779,6 +867,7 @@ def read_ipmap(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str,
                 )
             idx = {k: IPMAP_COLUMNS.index(k) for k in _IPMAP_ALIASES}
             names = list(IPMAP_COLUMNS)
+        data = utf8_lines_only(data, counts)
         try:
             t = pacsv.read_csv(
                 io.BytesIO(data),
@@ -813,7 +902,10 @@ def read_ipmap(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str,
                   pa.float64()).to_numpy(zero_copy_only=False)
     lon = pc.cast(pc.if_else(pc.match_substring_regex(pc.fill_null(col["lon"], ""), r"^-?[0-9.]+$"), col["lon"], None),
                   pa.float64()).to_numpy(zero_copy_only=False)
-    no_coords = np.isnan(lat) & np.isnan(lon)  # a country without a point is still kept
+    given = [pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(pc.fill_null(col[k], ""))), 0)
+             .to_numpy(zero_copy_only=False) for k in ("lat", "lon")]
+    # a country without a point is still kept; a point that is not two numbers is not
+    no_coords = np.isnan(lat) & np.isnan(lon) & ~given[0] & ~given[1]
     with np.errstate(invalid="ignore"):
         coord_ok = no_coords | ((np.abs(lat) <= 90) & (np.abs(lon) <= 180))
     counts["bad-coordinates"] += int((ok & ~coord_ok).sum())

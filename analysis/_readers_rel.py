@@ -39,12 +39,14 @@ _SNIFF_LINES = 50
 _REL_RE = re.compile(r"^(\d+)\|(\d+)\|(-?\d+)(?:\|([A-Za-z0-9_,-]*))?$")
 
 
-def _text(name: str, data: bytes) -> list[str]:
-    data = decompress(data)
-    try:
-        return data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(f"{name}: not a text file ({exc.reason} at byte {exc.start})") from exc
+def _text(name: str, data: bytes, counts: Counter) -> list[str]:
+    """The file's text lines; lines that are not UTF-8 are set aside as ``bad-line``."""
+    from analysis._readers import utf8_lines_only
+
+    data = utf8_lines_only(decompress(data), counts)
+    if not data.strip():
+        raise DatasetFormatError(f"{name}: no text line in the file")
+    return data.decode("utf-8").splitlines()
 
 
 def read_as_rel(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
@@ -60,7 +62,7 @@ def read_as_rel(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str
     src: list[str | None] = []
     seen: set[tuple[int, int]] = set()
     for name, data in files:
-        lines = _text(name, data)
+        lines = _text(name, data, counts)
         good = 0
         for i, line in enumerate(lines, 1):
             line = line.strip()
@@ -110,15 +112,15 @@ def read_as_rel(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str
 def read_as_siblings(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
     """WHOIS sibling groups: one group per line, ASNs separated by blanks.
 
-    Set aside, by reason: ``bad-asn`` (a token that is not an ASN; the rest of the group
-    is kept), ``singleton-group`` (fewer than two distinct ASNs), ``duplicate-asn`` (an
+    Set aside, by reason: ``bad-line`` (a token that is not an ASN in 1..2^32-1: the whole
+    line, since a damaged group could join unrelated networks), ``singleton-group`` (fewer than two distinct ASNs), ``duplicate-asn`` (an
     ASN repeated within its group). ``#`` lines are comments.
     """
     groups: list[int] = []
     asns: list[int] = []
     gid = 0
     for name, data in files:
-        lines = _text(name, data)
+        lines = _text(name, data, counts)
         good = 0
         for i, line in enumerate(lines, 1):
             line = line.strip()
@@ -139,8 +141,9 @@ def read_as_siblings(files: Sequence[tuple[str, bytes]], counts: Counter) -> dic
                     raise DatasetFormatError(
                         f"{name}:{i}: not an AS-siblings file (want blank-separated ASNs, got {line[:80]!r})"
                     )
-            if bad:
-                counts["bad-asn"] += bad
+            if bad:  # a token that is not an ASN: the line is damaged, none of it is trusted
+                counts["bad-line"] += 1
+                continue
             uniq = list(dict.fromkeys(members))
             if len(uniq) < len(members):
                 counts["duplicate-asn"] += len(members) - len(uniq)

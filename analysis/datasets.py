@@ -325,7 +325,7 @@ def _import_locked(
         "date": _data_date([n for n, _, _ in inputs]),
         "imported": _now(),
         "rows": rows,
-        "dropped": dict(sorted(counts.items())),
+        "dropped": dict(sorted((k, v) for k, v in counts.items() if v)),
     }
     write_json(tmp_dir / "manifest.json", manifest)
     if kind_dir.exists():
