@@ -86,16 +86,19 @@ def scope_traceroutes(rtts: pa.Table, destinations: Located | pa.Table, probes: 
 
     Examples
     --------
+    A destination in Germany, reached from a probe in New York in 90 ms: not toward the US,
+    but kept when the scope is any country.
+
     >>> import pyarrow as pa
-    >>> rtts = pa.table({"msm_id": [1, 1], "prb_id": [1, 2], "timestamp": [0, 0],
-    ...                  "dst_addr": ["192.0.2.1"] * 2, "dst_rtt_ms": [0.5, 12.0]})
-    >>> dst = pa.table({"dst_addr": ["192.0.2.1"], "dst_country": ["US"],
-    ...                 "dst_country_via": ["ip2country"], "dst_anycast": pa.array([None], pa.bool_())})
-    >>> probes = pa.table({"prb_id": [1, 2], "latitude": [25.2, 40.7], "longitude": [55.3, -74.0]})
-    >>> scope_traceroutes(rtts, dst, probes).table.column("in_scope").to_pylist()
-    [False, True]
-    >>> scope_traceroutes(rtts, dst, probes, "any").counts["in_scope"]
-    2
+    >>> rtts = pa.table({"msm_id": [7], "prb_id": [3], "timestamp": [0], "dst_addr": ["198.51.100.7"],
+    ...                  "dst_rtt_ms": [90.0]})
+    >>> dst = pa.table({"dst_addr": ["198.51.100.7"], "dst_country": ["DE"], "dst_country_via": ["rir-delegated"],
+    ...                 "dst_anycast": pa.array([False])})
+    >>> probes = pa.table({"prb_id": [3], "latitude": [40.7], "longitude": [-74.0]})
+    >>> scope_traceroutes(rtts, dst, probes, "US").table.column("scope_reason").to_pylist()
+    ['located-elsewhere']
+    >>> scope_traceroutes(rtts, dst, probes, "any").table.column("scope_reason").to_pylist()
+    ['any']
     """
     country = _check_country(country)
     if country != ANY:
