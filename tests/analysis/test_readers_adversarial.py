@@ -4,8 +4,8 @@ line kept, every bad one counted by reason (issue 14: one bad line is never fata
 from __future__ import annotations
 
 import bz2
-import json
 import gzip
+import json
 import lzma
 from pathlib import Path
 
