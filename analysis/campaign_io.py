@@ -78,6 +78,8 @@ from analysis.report import CampaignData, render_html
 from analysis.scope import (
     SCOPED_PATHS_SCHEMA,
     destination_exposure,
+    destination_families,
+    destination_hosted,
     in_scope,
     scope_summary,
     scope_traceroutes,
@@ -451,6 +453,11 @@ def _analyze_locked(
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
                             if infer_owners else (None, "not inferred (origin AS used)"))
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
+    node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
+                                        strict=True) if f}
+    dst_info = destination_families(dst_info, registry if hasattr(registry, "family_of") else load_registry(),
+                                    node_family)
+    scope.table = _with_destination_family(scope.table, dst_info)
     del snap
     generation = {
         "annotate": annotate_info["generation"]["id"],
@@ -566,6 +573,7 @@ def _analyze_locked(
         "snapshot": snapshot,
         "annotate": annotate_info,
         "scope": scope_summary(scope, located),
+        "destination_hosted": destination_hosted(paths, dst_info, fams, confidence=confidence),
         "probe_metadata": probe_status,
         "traceroutes": paths.num_rows,
         "probes": len(pc.unique(paths.column("prb_id"))),
@@ -822,6 +830,17 @@ def _with_derived_probes(campaign: Campaign, probe_meta: pa.Table, trace_files: 
               "missing": len(seen) - len(stored) - n_derived,
               "status": probe_metadata_status(traces, table, campaign.name)}
     return table, status
+
+
+def _with_destination_family(scope: pa.Table, destinations: pa.Table) -> pa.Table:
+    """The per-traceroute scope table with its destination's ``dst_family`` and evidence."""
+    idx = pc.index_in(scope.column("dst_addr"), value_set=destinations.column("dst_addr"))
+    for name in ("dst_family", "dst_family_via"):
+        col = pc.take(destinations.column(name), idx)
+        if name in scope.column_names:
+            scope = scope.drop_columns([name])
+        scope = scope.append_column(name, col)
+    return scope
 
 
 def _destination_rtts(ann_files: list[Path]) -> pa.Table:

@@ -283,6 +283,17 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
               table_html(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
                           empty="nothing was set aside")]
     parts += _crossing_sections(data)
+    hosted = (s.get("destination_hosted") or {})
+    if hosted:
+        rows = [{"family": f, "traceroutes": e["traceroutes"], "destination hosted": e["hosted"],
+                 "share": e["estimate"], "ci_low": e["ci_low"], "ci_high": e["ci_high"]} for f, e in hosted.items()]
+        parts += ["<h2>Destinations hosted by flagged families</h2>",
+                  "<p>Beside transit: the share of the traceroutes in scope whose destination a flagged "
+                  "family hosts (its registry ASN, a sibling, or its static router space), with a Wilson "
+                  "interval; where each such destination is located says whether it is a US facility.</p>",
+                  table_html(pa.Table.from_pylist(rows), empty="none"),
+                  table_html(pa.Table.from_pylist(hosted.get("any", {}).get("destinations", [])),
+                             empty="no destination in a flagged network")]
     if data.destinations is not None:
         parts += [f"<h2>Destinations in scope ({data.destinations.num_rows:,})</h2>",
                   "<p>Per destination: its AS, where it is and the evidence, and the share of its "

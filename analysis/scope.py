@@ -30,6 +30,8 @@ __all__ = [
     "SCOPE_COLUMNS",
     "SCOPED_PATHS_SCHEMA",
     "destination_exposure",
+    "destination_families",
+    "destination_hosted",
     "in_scope",
     "scope_summary",
     "scope_traceroutes",
@@ -43,6 +45,8 @@ ANY = "any"
 SCOPE_COLUMNS = pa.schema([
     ("dst_country_via", pa.string()),
     ("dst_anycast", pa.bool_()),
+    ("dst_family", pa.string()),
+    ("dst_family_via", pa.string()),
     ("dst_rtt_ms", pa.float64()),
     ("in_scope", pa.bool_()),
     ("scope_reason", pa.string()),
@@ -118,6 +122,9 @@ def with_scope(paths: pa.Table, scope: pa.Table) -> pa.Table:
     A traceroute missing from ``scope`` is out of scope with reason ``unknown-location``.
     ``dst_country`` is the scope's (the located country) where the scope has one.
     """
+    for f in SCOPE_COLUMNS:
+        if f.name not in scope.column_names:
+            scope = scope.append_column(f.name, pa.nulls(scope.num_rows, f.type))
     keys = scope.select([*_KEYS, "dst_country", *SCOPE_COLUMNS.names]).rename_columns(
         [*_KEYS, "scope_dst_country", *SCOPE_COLUMNS.names])
     keys = keys.set_column(2, "timestamp", pc.cast(keys["timestamp"], PATHS_SCHEMA.field("timestamp").type))
@@ -234,7 +241,8 @@ def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Tabl
         rows.append({
             "dst_addr": d, "dst_asn": asn, "dst_as_name": names.get(asn) if asn is not None else None,
             "dst_country": r.get("dst_country"), "dst_country_via": r.get("dst_country_via"),
-            "dst_anycast": r.get("dst_anycast"), "traceroutes": n[d], "probes": len(probes[d]),
+            "dst_anycast": r.get("dst_anycast"), "dst_family": r.get("dst_family"),
+            "traceroutes": n[d], "probes": len(probes[d]),
             "transiting": k[d], "exposure": k[d] / n[d], "ci_low": float(lo[i]), "ci_high": float(hi[i]),
             "method": f"Wilson score interval, {confidence:.0%}",
         })
@@ -244,6 +252,99 @@ def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Tabl
 _DEST_SCHEMA = pa.schema([
     ("dst_addr", pa.string()), ("dst_asn", pa.int64()), ("dst_as_name", pa.string()),
     ("dst_country", pa.string()), ("dst_country_via", pa.string()), ("dst_anycast", pa.bool_()),
-    ("traceroutes", pa.int64()), ("probes", pa.int64()), ("transiting", pa.int64()),
+    ("dst_family", pa.string()), ("traceroutes", pa.int64()), ("probes", pa.int64()), ("transiting", pa.int64()),
     ("exposure", pa.float64()), ("ci_low", pa.float64()), ("ci_high", pa.float64()), ("method", pa.string()),
 ])
+
+
+def destination_families(destinations: pa.Table, registry: Any, node_family: dict[str, str] | None = None
+                         ) -> pa.Table:
+    """The destination table with ``dst_family`` and ``dst_family_via``: the flagged family whose
+    network hosts each destination, and the evidence.
+
+    ``registry-asn`` (the destination AS is a family ASN, as the annotation or the registry
+    says), ``as2org-sibling`` (a sibling the registry added), ``static-prefix`` (the address
+    is in the family's router space that no BGP table carries); null when not flagged.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> from analysis.registry import load_registry
+    >>> d = pa.table({"dst_addr": ["192.0.2.1", "198.51.100.1"], "dst_asn": [4134, 15169]})
+    >>> destination_families(d, load_registry()).column("dst_family").to_pylist()
+    ['china-telecom', None]
+    """
+    import ipaddress
+
+    node_family = node_family or {}
+    fam: list[str | None] = []
+    via: list[str | None] = []
+    nets = [(ipaddress.ip_network(sp.prefix), sp.family) for sp in getattr(registry, "prefixes", ())]
+    for addr, asn in zip(destinations["dst_addr"].to_pylist(), destinations["dst_asn"].to_pylist(), strict=True):
+        f, v = None, None
+        if asn is not None:
+            entry = registry.family_of(asn) if registry is not None else None
+            if node_family.get(f"AS{asn}"):
+                f, v = node_family[f"AS{asn}"], "registry-asn"
+            elif entry is not None:
+                f, v = entry.family, "as2org-sibling" if entry.via == "as2org-sibling" else "registry-asn"
+        if f is None and addr and nets:
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                ip = None
+            for net, family in nets:
+                if ip is not None and ip.version == net.version and ip in net:
+                    f, v = family, "static-prefix"
+                    break
+        fam.append(f)
+        via.append(v)
+    out = destinations
+    for name, values in (("dst_family", fam), ("dst_family_via", via)):
+        if name in out.column_names:
+            out = out.drop_columns([name])
+        out = out.append_column(name, pa.array(values, pa.string()))
+    return out
+
+
+def destination_hosted(paths: pa.Table, destinations: pa.Table, families: list[str], *,
+                       confidence: float = 0.95) -> dict[str, Any]:
+    """Destination-hosted exposure: the share of traceroutes whose destination a flagged family hosts.
+
+    Beside transit (an endpoint AS is not transit): ``E_dst(F) = #{t : dst_family(t) = F} / n``
+    over the traceroutes of ``paths`` (pass the in-scope ones), with a Wilson score interval,
+    and the list of those destinations with their AS, country and its evidence, so that a
+    carrier's US data centres are told apart from its network in China.
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> p = pa.table({"dst_addr": ["a", "a", "b", "c"]})
+    >>> d = pa.table({"dst_addr": ["a", "b", "c"], "dst_asn": [4134, 58807, 15169],
+    ...               "dst_country": ["US", "US", "US"], "dst_country_via": ["ip2country"] * 3,
+    ...               "dst_family": ["china-telecom", "china-mobile", None],
+    ...               "dst_family_via": ["registry-asn", "registry-asn", None]})
+    >>> h = destination_hosted(p, d, ["china-telecom", "china-mobile"])
+    >>> h["any"]["hosted"], h["any"]["estimate"], h["china-telecom"]["estimate"]
+    (3, 0.75, 0.5)
+    """
+    n = paths.num_rows
+    per = Counter(paths.column("dst_addr").to_pylist())
+    info = {r["dst_addr"]: r for r in destinations.to_pylist()}
+    out: dict[str, Any] = {}
+    for fam in ["any", *families]:
+        hit = [d for d in per if info.get(d, {}).get("dst_family") and (fam == "any" or info[d]["dst_family"] == fam)]
+        k = sum(per[d] for d in hit)
+        lo, hi = wilson_interval(np.array([k], float), np.array([n], float), confidence=confidence)
+        out[fam] = {
+            "traceroutes": n, "hosted": k, "estimate": k / n if n else None,
+            "ci_low": float(lo[0]) if n else None, "ci_high": float(hi[0]) if n else None,
+            "method": f"Wilson score interval, {confidence:.0%}; share of traceroutes whose destination "
+                      "the family hosts (registry ASN, sibling or static prefix)",
+            "destinations": [
+                {"dst_addr": d, "dst_asn": info[d].get("dst_asn"), "family": info[d]["dst_family"],
+                 "evidence": info[d].get("dst_family_via"), "country": info[d].get("dst_country"),
+                 "country_via": info[d].get("dst_country_via"), "traceroutes": per[d]}
+                for d in sorted(hit, key=lambda d: (-per[d], d))][:MAX_LISTED],
+        }
+    return out

@@ -147,6 +147,13 @@ def run(args: argparse.Namespace) -> int:
                 f"{p['consistent']}/{p['inconsistent']}/{p['unknown']}",
             )
         console.print(pops)
+    hosted = report.get("destination_hosted") or {}
+    if hosted.get("any", {}).get("hosted"):
+        parts = [f"{fam} {_cell(e)} ({e['hosted']:,} traceroutes)" for fam, e in hosted.items() if e["hosted"]]
+        console.print("destination hosted by a flagged family (not transit): " + "; ".join(parts))
+        for d in hosted["any"]["destinations"][:5]:
+            console.print(f"  {d['dst_addr']} AS{d['dst_asn']} {d['family']} ({d['evidence']}), "
+                          f"in {d['country'] or '?'} by {d['country_via']}: {d['traceroutes']:,} traceroutes")
     console.print(f"intervals: {report['method']['ci']}")
     console.print(
         f"IXP crossings in {report['ixp_crossing_traceroutes']:,} traceroutes; "

@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures imported from other test modules
 """The scope of the figures: traceroutes toward the study's destination country (US by default).
 
 Real parts: real MENOG Atlas results (an intra-Middle-East study: none of its destinations is
@@ -22,6 +23,7 @@ from analysis.scope import scope_traceroutes, with_scope
 from probes import store
 from probes.workspace import Campaign
 from tests.analysis._demo import demo_campaign  # noqa: F401 - fixture
+from tests.analysis.test_paths import us_ixp_campaign  # noqa: F401 - fixture
 
 MENOG = "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
 
@@ -152,3 +154,26 @@ def test_demo_world_scope_is_the_reached_destinations(demo_campaign):  # noqa: F
     assert all(p["in_scope"] == ((p["prb_id"], p["dst_addr"]) in ever) for p in paths)
     rep = orjson.loads(demo_campaign.exposure_json.read_bytes())
     assert 0 < rep["scope"]["traceroutes_in_scope"] == sum(p["in_scope"] for p in paths) < len(paths)
+
+
+def test_a_destination_inside_a_flagged_network_counts_as_destination_hosted_not_transit(  # noqa: F811
+        us_ixp_campaign, tmp_path, capsys):
+    """The us_ixp fixture's traceroutes all go to 8.8.8.8 (AS15169 in its pfx2as); with a registry
+    flagging AS15169, every one is destination-hosted and none transits the family."""
+    campaign, cache = us_ixp_campaign
+    reg = tmp_path / "mine.toml"
+    reg.write_text('schema = 1\n\n[[family]]\nid = "goog"\nname = "Google"\n\n'
+                   '  [[family.asn]]\n  asn = 15169\n  name = "Google"\n  source = "https://example.org/15169"\n')
+    assert main(["analyze", "--campaign", campaign.name, "--workspace", str(campaign.workspace),
+                 "--cache-dir", str(cache), "--registry", str(reg), "--bootstrap", "20", "--dst-country", "any"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    rep = orjson.loads(campaign.exposure_json.read_bytes())
+    traces = store.read_traces(campaign).to_pylist()
+    to_goog = sum(t["dst_addr"] == "8.8.8.8" for t in traces)
+    hosted = rep["destination_hosted"]["goog"]
+    assert hosted["hosted"] == to_goog == len(traces) and hosted["estimate"] == 1.0
+    assert hosted["destinations"][0]["dst_addr"] == "8.8.8.8" and hosted["destinations"][0]["evidence"] == "registry-asn"
+    assert rep["families"]["goog"]["path_exposure"]["transiting"] == 0  # an endpoint AS is not transit
+    paths = pq.read_table(campaign.paths_parquet).to_pylist()
+    assert {(p["dst_family"], p["dst_family_via"]) for p in paths} == {("goog", "registry-asn")}
+    assert "destination hosted by a flagged family (not transit): any 100.00%" in out
