@@ -60,8 +60,12 @@ def pyasn_db(test_data: Path, tmp_path_factory: pytest.TempPathFactory):
             with gzip.open(d / name, "rt") as src:
                 for line in src:
                     net, plen, origins = line.rstrip("\n").split("\t")
-                    first = origins.replace(",", "_").split("_")[0]
-                    fh.write(f"{net}/{plen}\t{first}\n")
+                    # the first origin that is a real AS: AS0, AS_TRANS, 65535 and 2^32-1
+                    # never originate a route (RFC 7607, 6793, 7300)
+                    real = [a for a in origins.replace(",", "_").split("_")
+                            if int(a) not in (0, 23456, 65535, 4294967295)]
+                    if real:
+                        fh.write(f"{net}/{plen}\t{real[0]}\n")
     return pyasn.pyasn(str(out))
 
 
