@@ -42,6 +42,7 @@ __all__ = [
     "true_entries",
     "detected_ixp_crossings",
     "true_ixp_crossings",
+    "in_scope_truth",
     "truth_exposure",
     "exposure_checks",
     "truth_change_events",

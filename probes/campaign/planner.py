@@ -103,10 +103,10 @@ def check_target_address(name: str, address: str) -> str:
 
     >>> check_target_address("x", "8.8.8.8")
     '8.8.8.8'
-    >>> check_target_address("x", "2002:a00:1::1")
+    >>> check_target_address("2002:a00:1::1", "2002:a00:1::1")
     Traceback (most recent call last):
     ...
-    probes.errors.TargetRefused: target 'x' is a private address (2002:a00:1::1 carries 10.0.0.1); Atlas probes cannot measure it
+    probes.errors.TargetRefused: target '2002:a00:1::1' is a private address (2002:a00:1::1 carries 10.0.0.1); Atlas probes cannot measure it
     """
     ip = ipaddress.ip_address(address)
     inner = _embedded_v4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
