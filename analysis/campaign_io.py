@@ -490,6 +490,7 @@ def _analyze_locked(
             for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
                 drops.update(part_drops)
                 part_files.append(Path(part))
+            probe_basis = probe_meta.select(["prb_id", "origin"])
             del shared, destinations, facilities, probe_meta
             if owners is not None:
                 fileio.write_parquet(owners, stage / campaign.owners_parquet.name)
@@ -543,13 +544,19 @@ def _analyze_locked(
         entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
+    from analysis.vantage import country_basis
+
+    basis = country_basis(paths, probe_basis)
+    derived_basis = {cc: b for cc, b in basis.items() if b != "probe metadata"}
+    if derived_basis:
+        probe_status = {**probe_status, "derived_countries": derived_basis}
     written = {"paths": str(paths_file)}
     if owner_vias:
         written["owners"] = str(campaign.owners_parquet)
     tables = {
         "destinations": destination_exposure(paths, dst_info, nodes, confidence=confidence),
-        "path_exposure": pa.concat_tables(path_tabs, promote_options="permissive"),
-        "pop_exposure": pa.concat_tables(pop_tabs, promote_options="permissive"),
+        "path_exposure": _with_country_basis(pa.concat_tables(path_tabs, promote_options="permissive"), basis),
+        "pop_exposure": _with_country_basis(pa.concat_tables(pop_tabs, promote_options="permissive"), basis),
         "hegemony": hegemony,
         "pops": metrics.crossing_locations(paths),
         "change_events": pa.concat_tables(
@@ -1128,6 +1135,18 @@ def _long(table: pa.Table, grouping: str | None) -> pa.Table:
     pos = 2 if "pop_country" in table.column_names else 1
     table = table.add_column(pos, "grouping", pa.array([grouping or "overall"] * table.num_rows, pa.string()))
     return table.add_column(pos + 1, "group", group)
+
+
+def _with_country_basis(table: pa.Table, basis: dict[str, str]) -> pa.Table:
+    """The long exposure table with ``country_basis`` on its source-country rows.
+
+    What each source country rests on (:func:`analysis.vantage.country_basis`): probe
+    metadata, or a country derived from the probes' source addresses; null on other rows.
+    """
+    rows = pc.fill_null(pc.equal(table.column("grouping"), "source_country"), False).to_numpy(zero_copy_only=False)
+    groups = table.column("group").to_pylist()
+    vals = [basis.get(g) if r and g is not None else None for g, r in zip(groups, rows, strict=True)]
+    return table.append_column("country_basis", pa.array(vals, pa.string()))
 
 
 def _ixp_lists(paths: pa.Table) -> pa.Array:

@@ -323,21 +323,31 @@ def plot_exposure_by_country(
     t = t.filter(pc.greater_equal(t.column("traceroutes"), min_traceroutes))
     t = t.sort_by([("exposure", "descending"), ("traceroutes", "descending"), ("group", "ascending")])
     t = t.slice(0, top)
-    labels = [g if g else "unknown" for g in t.column("group").to_pylist()]
+    basis = (t.column("country_basis").to_pylist() if "country_basis" in t.column_names
+             else [None] * t.num_rows)
+    derived = [b is not None and b != "probe metadata" for b in basis]
+    labels = [(g if g else "unknown") + ("*" if d else "")
+              for g, d in zip(t.column("group").to_pylist(), derived, strict=True)]
     est = _np(t.column("exposure"))
     lo, hi = _np(t.column("ci_low")), _np(t.column("ci_high"))
     x = np.arange(len(labels))
     yerr = np.vstack([np.clip(est - lo, 0, None), np.clip(hi - est, 0, None)])
     ax.bar(x, est, color="#4c72b0", label="exposure")
     ax.errorbar(x, est, yerr=yerr, fmt="none", ecolor="black", capsize=3, lw=1, label=_ci_label(t))
-    for xi, n in zip(x, t.column("traceroutes").to_pylist(), strict=True):
-        ax.annotate(f"n={n:,}", (xi, 0), xytext=(0, 2), textcoords="offset points",
-                    ha="center", va="bottom", fontsize=7, rotation=90, color="white")
+    ymax = float(max(1e-3, float(np.nanmax(hi)) if len(hi) else 0.0) * 1.1 or 1.0)
+    for xi, n, e in zip(x, t.column("traceroutes").to_pylist(), est, strict=True):
+        # inside a tall bar in white; beside a short (or zero) bar in dark grey, so it never vanishes
+        short = not e > 0.15 * ymax
+        ax.annotate(f"n={n:,}", (xi, 0), xytext=(7 if short else 0, 2), textcoords="offset points",
+                    ha="center", va="bottom", fontsize=7, rotation=90, color="#333333" if short else "white")
     ax.set_xticks(x, labels, rotation=60 if len(labels) > 12 else 0)
     ax.set_xlabel("source country (probe)")
     ax.set_ylabel(f"share of traceroutes transiting {family}")
-    ax.set_ylim(0, max(1e-3, float(np.nanmax(hi)) if len(hi) else 0.0) * 1.1 or 1.0)
+    ax.set_ylim(0, ymax)
     ax.set_title(f"Exposure by source country ({family})")
+    if any(derived):
+        ax.text(0.0, -0.22, "* country derived from the probes' source addresses (no probe metadata)",
+                transform=ax.transAxes, fontsize=7, va="top")
     if len(labels):
         _legend(ax, loc="upper right", fontsize=8)
     else:

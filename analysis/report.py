@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import plots
+from analysis.vantage import derived_countries_line
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -366,7 +367,9 @@ def _scope_html(s: dict[str, Any]) -> str:
         listed = ", ".join(unknown.get("addresses", [])[:10])
         extra = (f" {unknown['count']:,} destinations could not be located: "
                  f"{html.escape(listed)}{', ...' if unknown['count'] > 10 else ''}.")
-    meta = (s.get("probe_metadata") or {}).get("status")
+    meta = "; ".join(x for x in (
+        (s.get("probe_metadata") or {}).get("status"),
+        derived_countries_line((s.get("probe_metadata") or {}).get("derived_countries"))) if x)
     warn = f"<p class=meta><b>Vantage points:</b> {html.escape(meta)}.</p>" if meta else ""
     return f"<p><b>Scope:</b> {html.escape(scope.get('sentence', ''))}.{extra}</p>{warn}"
 

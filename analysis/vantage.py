@@ -21,7 +21,7 @@ from analysis import _lpm
 from analysis.targets import locate_words
 from probes.store import PROBE_META_SCHEMA
 
-__all__ = ["DERIVED", "derive_probe_meta", "probe_metadata_status"]
+__all__ = ["DERIVED", "country_basis", "derive_probe_meta", "derived_countries_line", "probe_metadata_status"]
 
 #: ``origin`` of a probe record derived from its public source address.
 DERIVED = "derived"
@@ -160,3 +160,51 @@ def probe_metadata_status(traces: pa.Table, probes: pa.Table, campaign_name: str
                      "no location)")
     return (f"probe metadata: {' and '.join(parts)}; run `pathexp probes fetch --campaign "
             f"{campaign_name}` (online) or `pathexp ingest --probes FILE`")
+
+
+def country_basis(paths: pa.Table, probes: pa.Table) -> dict[str, str]:
+    """Per source country of ``paths``, what its country rests on, for the by-country figures.
+
+    ``"probe metadata"`` when every probe of that country has supplied metadata,
+    ``"derived"`` when every one has only a country derived from its source address, and
+    ``"derived for k of n probes"`` in between. Countries are those of ``probe_country``;
+    traceroutes without a country are left out.
+
+    Examples
+    --------
+    >>> paths = pa.table({"prb_id": [1, 2, 3, 3], "probe_country": ["EG", "EG", "JO", "JO"]})
+    >>> probes = pa.table({"prb_id": [1, 2, 3], "origin": ["atlas", "derived:pfx2as", "derived:pfx2as"]})
+    >>> country_basis(paths, probes)
+    {'EG': 'derived for 1 of 2 probes', 'JO': 'derived'}
+    """
+    origin = dict(zip(probes.column("prb_id").to_pylist(), probes.column("origin").to_pylist(), strict=True))
+    pairs = set(zip(paths.column("probe_country").to_pylist(), paths.column("prb_id").to_pylist(), strict=True))
+    total: Counter[str] = Counter()
+    derived: Counter[str] = Counter()
+    for cc, prb in pairs:
+        if cc is None:
+            continue
+        total[cc] += 1
+        derived[cc] += str(origin.get(prb) or "").startswith(DERIVED)
+    out = {}
+    for cc in sorted(total):
+        k, n = derived[cc], total[cc]
+        out[cc] = "probe metadata" if not k else DERIVED if k == n else f"derived for {k} of {n} probes"
+    return out
+
+
+def derived_countries_line(derived: dict[str, str] | None, limit: int = 8) -> str | None:
+    """One line naming the source countries whose figures rest on a derived country.
+
+    ``derived`` is the ``probe_metadata.derived_countries`` object of ``exposure.json``
+    (country -> basis from :func:`country_basis`); None when it is empty.
+
+    >>> print(derived_countries_line({"EG": "derived", "JO": "derived for 1 of 2 probes"}))
+    by-source-country figures rest on a country derived from the probe address (registry data, not the probe's own metadata) for EG, JO (1 of 2 probes)
+    """
+    if not derived:
+        return None
+    names = [cc if b == DERIVED else f"{cc} ({b.removeprefix('derived for ')})" for cc, b in derived.items()]
+    more = f" and {len(names) - limit:,} more" if len(names) > limit else ""
+    return ("by-source-country figures rest on a country derived from the probe address (registry "
+            f"data, not the probe's own metadata) for {', '.join(names[:limit])}{more}")

@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.campaign_io import analyze_campaign
     from analysis.cli import campaign_from_args, engine_options
+    from analysis.vantage import derived_countries_line
     from probes.config import analyze_defaults
 
     campaign = campaign_from_args(args)
@@ -101,6 +102,9 @@ def run(args: argparse.Namespace) -> int:
     meta = (report.get("probe_metadata") or {}).get("status")
     if meta:
         console.print(f"[yellow]{meta}[/yellow]")
+    derived = derived_countries_line((report.get("probe_metadata") or {}).get("derived_countries"))
+    if derived:
+        console.print(f"[yellow]{derived}[/yellow]")
     if scope and not scope.get("traceroutes_in_scope"):
         console.print(f"No traceroute of the campaign's {scope.get('traceroutes', 0):,} goes toward "
                       f"{scope.get('country')} destinations, so there is no exposure to report; widen "

@@ -94,6 +94,16 @@ def test_any_scope_keeps_every_traceroute_and_the_destination_table_counts_them(
     assert all(d["probes"] == len(probes[d["dst_addr"]]) and d["ci_low"] <= d["exposure"] <= d["ci_high"]
                for d in dest)
     assert (c.exposure_dir / "destinations.csv").is_file()
+    # no probe has metadata of its own: every source country rests on a derived country, said so
+    countries = {p["probe_country"] for p in pq.read_table(c.paths_parquet).to_pylist()} - {None}
+    assert countries and rep["probe_metadata"]["derived_countries"] == dict.fromkeys(sorted(countries), "derived")
+    rows = pq.read_table(c.exposure_table("path_exposure")).to_pylist()
+    by_country = [r for r in rows if r["grouping"] == "source_country" and r["group"] is not None]
+    assert by_country and all(r["country_basis"] == "derived" for r in by_country)
+    assert all(r["country_basis"] is None for r in rows if r["grouping"] != "source_country")
+    out = " ".join(capsys.readouterr().out.split())
+    assert "by-source-country figures rest on a country derived from the probe address" in out
+    assert ", ".join(sorted(countries)[:8]) in out
 
 
 def test_the_settings_file_sets_the_scope_and_refresh_keeps_it(menog, lines, tmp_path, capsys):
