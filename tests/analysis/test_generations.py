@@ -250,6 +250,79 @@ def test_analyze_or_annotate_killed_at_any_point_is_refused_or_consistent(base, 
     assert not any(p.name.endswith((".tmp", ".old")) for p in c.root.iterdir())
 
 
+def _segments(c: Campaign) -> int:
+    return len(list(c.traces_dir.glob("seg-*.parquet")))
+
+
+def _marker_moved(folder: Path, old: str | None):
+    return lambda: lineage.read_marker(folder) not in (None, old)
+
+
+#: Where a run is killed: (the command, a condition that is true once the run is past the point).
+BOUNDARIES = ("ingest: a segment committed", "annotate: annotated/ swapped in",
+              "analyze: paths/ swapped in", "analyze: exposure/ swapped in", "report: running")
+
+
+@no_legend
+@pytest.mark.slow
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_killed_at_each_stage_boundary_the_next_stages_refuse_or_agree_and_a_rerun_is_exact(
+        base, lines, tmp_path, boundary, capsys):
+    """SIGKILL between every pair of stages (ingest | annotate | analyze | report), each at a
+    point observed on disk, never by a timer alone: ``report`` then refuses with one line
+    naming a command, or shows a consistent analysis; re-running the commands it names
+    leaves the campaign consistent, with every result stored once."""
+    c = _copy(base, tmp_path)
+    cache = str(base[1])
+    more = tmp_path / "more.ndjson"
+    more.write_bytes(b"\n".join(lines[1500:]) + b"\n")
+    stage = boundary.split(":")[0]
+    store_changed = stage in ("ingest", "annotate")
+    if stage == "ingest":
+        n0 = _segments(c)
+        proc = _pathexp("ingest", str(more), "--segment-results", "50", *_where(c))
+        cond = lambda: _segments(c) > n0  # noqa: E731
+    elif stage == "annotate":
+        store.ingest_files(c, [more], segment_results=SEGMENT)
+        proc = _pathexp("annotate", "--cache-dir", cache, *_where(c))
+        cond = _marker_moved(c.annotated_dir, lineage.read_marker(c.annotated_dir))
+    elif stage == "analyze":
+        folder = c.paths_dir if "paths" in boundary else c.exposure_dir
+        old = orjson.loads(c.exposure_json.read_bytes())["generation"]["id"]
+        proc = _pathexp("analyze", "--cache-dir", cache, "--bootstrap", "3000", "--seed", "3", *_where(c))
+        cond = _marker_moved(folder, old)
+    else:
+        proc = _pathexp("report", *_where(c))
+        cond = lambda: c.report_dir.exists()  # noqa: E731 - the base campaign has no report yet
+    try:
+        _wait_for(cond, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    capsys.readouterr()
+    rc = main(["report", *_where(c)])
+    if store_changed:  # the analysis is older than the store: always refused
+        err = _one_line_error(capsys, rc)
+        assert "run `pathexp a" in err or "run `pathexp ingest" in err, err
+    elif rc:
+        assert "run `pathexp a" in _one_line_error(capsys, rc)
+    else:
+        _consistent(c)
+    if stage == "ingest":  # the interrupted ingest, run again: nothing lost, nothing twice
+        assert main(["ingest", str(more), "--segment-results", "50", *_where(c)]) == 0
+    assert main(["analyze", "--force", "--cache-dir", cache, "--bootstrap", str(N_BOOT), *_where(c)]) == 0
+    _consistent(c)
+    traces = store.read_traces(c)
+    keys = {(m, p, int(t.timestamp())) for m, p, t in zip(
+        *(traces.column(k).to_pylist() for k in ("msm_id", "prb_id", "timestamp")), strict=True)}
+    want = lines if store_changed else lines[:1500]
+    expect = {(r["msm_id"], r["prb_id"], r["timestamp"]) for r in map(orjson.loads, want)}
+    assert traces.num_rows == len(keys) == len(expect) and keys == expect
+    assert main(["report", *_where(c)]) == 0
+    assert c.report_html.read_text().rstrip().endswith("</html>")
+    assert not any(p.name.endswith((".tmp", ".old")) for p in c.root.iterdir())
+
+
 # ---------------------------------------------------------------------------- the lock
 def _stderr_line(proc: subprocess.Popen, timeout: float = 120.0) -> str:
     assert proc.stderr is not None
