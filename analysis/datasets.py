@@ -281,7 +281,8 @@ def _import_locked(
         files_in.extend(sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")) if p.is_dir() else [p])
     for p in files_in:
         if not p.is_file():
-            raise DatasetFormatError(f"{kind}: no such file {p}")
+            raise DatasetFormatError(f"{kind}: {p} is not a regular file (a device, pipe or socket)" if p.exists()
+                                     else f"{kind}: no such file {p}")
         raw = p.read_bytes()
         digest = hashlib.sha256(raw).hexdigest()
         if digest in known:

@@ -22,7 +22,7 @@ from typing import Any
 
 from probes.engine import ENGINES
 
-__all__ = ["add_engine_args", "engine_options"]
+__all__ = ["add_engine_args", "engine_options", "positive_int"]
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -32,10 +32,25 @@ def add_engine_args(parser: argparse.ArgumentParser) -> None:
                        help="where the batch work runs: this process (default) or Dask distributed")
     group.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (default: start a LocalCluster)")
-    group.add_argument("--workers", type=int, default=None, metavar="N",
+    group.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="worker processes of the LocalCluster (default: one per core)")
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
     """The ``engine``, ``scheduler`` and ``workers`` keyword options from parsed arguments."""
     return {"engine": args.engine, "scheduler": args.scheduler, "workers": args.workers}
+
+
+def positive_int(text: str) -> int:
+    """An argparse ``type``: a whole number >= 1, else a one-line usage error.
+
+    >>> positive_int("3")
+    3
+    >>> positive_int("-5")
+    Traceback (most recent call last):
+    argparse.ArgumentTypeError: must be a whole number >= 1, got '-5'
+    """
+    value = int(text) if text.lstrip("-").isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value

@@ -11,6 +11,7 @@ __all__ = ["register", "run"]
 
 def register(subparsers: Any) -> None:
     from analysis.cli import add_campaign_args, add_engine_args
+    from analysis.cli._options import positive_int
 
     parser = subparsers.add_parser(
         "analyze",
@@ -28,7 +29,7 @@ def register(subparsers: Any) -> None:
                              "anycast, within reach of their RTT); 'any' keeps every traceroute "
                              "(default: [analyze] dst_country of the settings file, else US)")
     parser.add_argument(
-        "--bootstrap", type=_positive, default=1000, metavar="B", help="bootstrap replicates (default: 1000)"
+        "--bootstrap", type=positive_int, default=1000, metavar="B", help="bootstrap replicates (default: 1000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default: 0)")
     parser.add_argument(
@@ -178,13 +179,6 @@ def _pct(value: float | None) -> str:
     if value is None or value != value:
         return "-"
     return f"{100.0 * value:.2f}%"
-
-
-def _positive(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return value
 
 
 def _scope_country(text: str) -> str:

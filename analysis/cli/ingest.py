@@ -10,6 +10,7 @@ __all__ = ["probe_lines", "register", "run"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     from analysis.cli import add_campaign_args, add_engine_args
+    from analysis.cli._options import positive_int
 
     p = sub.add_parser(
         "ingest",
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_campaign_args(p)
     p.add_argument("--probes", metavar="FILE", action="append", default=[],
                    help="Atlas API probe objects (JSON list or API page) to store as probe metadata")
-    p.add_argument("--segment-results", type=int, default=None, metavar="N",
+    p.add_argument("--segment-results", type=positive_int, default=None, metavar="N",
                    help="results per stored segment (default 32768); smaller segments commit more often")
     add_engine_args(p)
     p.set_defaults(func=run)

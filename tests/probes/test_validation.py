@@ -397,6 +397,34 @@ def test_targets_file_dev_zero_is_refused_with_a_size_error():
         read_targets("/dev/zero")
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["ingest", "--segment-results", "0"], "argument --segment-results: must be a whole number >= 1, got '0'"),
+    (["ingest", "--segment-results", "-5"], "argument --segment-results: must be a whole number >= 1, got '-5'"),
+    (["ingest", "--engine", "dask", "--workers", "0"], "argument --workers: must be a whole number >= 1"),
+    (["analyze", "--bootstrap", "0"], "argument --bootstrap: must be a whole number >= 1"),
+])
+def test_cli_counts_below_one_are_refused_before_any_work(menog, tmp_path, capsys, args, message):
+    from analysis.cli import main
+
+    src = tmp_path / "m.ndjson"
+    src.write_bytes(b"\n".join(menog[:20]) + b"\n")
+    extra = [str(src)] if args[0] == "ingest" else []
+    with pytest.raises(SystemExit) as exc:
+        main([*args, "--campaign", "c", "--workspace", str(tmp_path / "ws"), *extra])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err.strip().splitlines()[-1], err
+    assert "Traceback" not in err and not (tmp_path / "ws").exists()  # nothing written
+
+
+def test_a_device_is_not_taken_for_a_missing_reference_file(tmp_path):
+    from analysis.datasets import import_files
+    from analysis.errors import DatasetFormatError
+
+    with pytest.raises(DatasetFormatError, match="/dev/null is not a regular file"):
+        import_files("pfx2as", ["/dev/null"], cache_dir=tmp_path)
+
+
 def test_ingest_of_a_file_with_a_bad_value_stores_the_rest_and_writes_ingest_json(menog, tmp_path):
     rec = orjson.loads(menog[1])
     rec["result"][0]["hop"] = 65536
