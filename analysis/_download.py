@@ -3,23 +3,33 @@
 Every download goes to a temporary folder under the cache root and is then imported with
 :func:`analysis.datasets.import_files`, so fetched and hand-imported data are stored alike.
 The base URLs and the HTTP session are parameters (tests or mirrors can point elsewhere).
+
+Every request is bounded (:class:`Limits`): an overall deadline from connect to the last
+body byte and a body-size cap (:func:`probes._http.read_body`; a server that drips bytes
+or never ends its body cannot hold a fetch), and PeeringDB's ``Retry-After`` waits are
+logged when long and capped (a longer one ends the fetch with a message saying when to
+retry).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analysis.datasets import Snapshot, cache_root, import_files
 from analysis.errors import DatasetFormatError, MissingReferenceData
 
-__all__ = ["fetch", "FETCH_KINDS", "SOURCES", "RIR_URLS", "PEERINGDB_TYPES"]
+__all__ = ["fetch", "FETCH_KINDS", "Limits", "SOURCES", "RIR_URLS", "PEERINGDB_TYPES"]
+
+log = logging.getLogger(__name__)
 
 #: The kinds :func:`fetch` downloads (the others are imported from files a user has).
 FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
@@ -46,6 +56,23 @@ PEERINGDB_KEY_INTERVAL = 1.0
 PEERINGDB_PAGE = 250
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on every download request.
+
+    ``deadline``: seconds from connect to the last body byte of one request;
+    ``read_timeout``: seconds one socket read may wait; ``max_bytes``: largest body read;
+    ``max_retry_after``: longest ``Retry-After`` honoured (longer ends the fetch);
+    ``loud_wait``: waits this long or longer are logged before they start.
+    """
+
+    deadline: float = 600.0
+    read_timeout: float = 60.0
+    max_bytes: int = 1024 * 1024 * 1024
+    max_retry_after: float = 120.0
+    loud_wait: float = 5.0
+
+
 def _session(session: Any) -> Any:
     if session is not None:
         return session
@@ -56,13 +83,25 @@ def _session(session: Any) -> Any:
     return s
 
 
-def _get(session: Any, url: str, **kw: Any) -> Any:
+def _request(session: Any, url: str, limits: Limits, **kw: Any) -> Any:
+    """GET ``url`` within ``limits`` (the whole body read); any status is returned."""
     import requests
 
+    from probes._http import read_body
+
+    started = time.monotonic()
+    per_read = min(limits.read_timeout, limits.deadline)
     try:
-        r = session.get(url, timeout=120, **kw)
+        r = session.get(url, timeout=(per_read, per_read), stream=True, **kw)
+        read_body(r, started=started, deadline=limits.deadline, timeout=per_read,
+                  max_bytes=limits.max_bytes, settings="download")
     except requests.RequestException as exc:
         raise MissingReferenceData(f"could not download {url}: {exc}") from exc
+    return r
+
+
+def _get(session: Any, url: str, limits: Limits, **kw: Any) -> Any:
+    r = _request(session, url, limits, **kw)
     if r.status_code != 200:
         raise MissingReferenceData(f"could not download {url}: HTTP {r.status_code}")
     return r
@@ -78,8 +117,8 @@ def _newest(listing: str, pattern: str, date: str | None) -> str:
     return names[-1]
 
 
-def _download(session: Any, url: str, dest: Path) -> Path:
-    r = _get(session, url)
+def _download(session: Any, url: str, dest: Path, limits: Limits) -> Path:
+    r = _get(session, url, limits)
     dest.write_bytes(r.content)
     return dest
 
@@ -95,6 +134,7 @@ def fetch(
     api_key: str | None = None,
     sources: dict[str, str] | None = None,
     sleep: Callable[[float], None] = time.sleep,
+    limits: Limits = Limits(),
 ) -> Snapshot:
     """Download one source kind and import it into a snapshot.
 
@@ -110,6 +150,8 @@ def fetch(
         PeeringDB API key (default env ``PEERINGDB_API_KEY``); raises the rate limit.
     sources : dict, optional
         Base URLs overriding :data:`SOURCES` / :data:`RIR_URLS` (mirrors, tests).
+    limits : Limits
+        Deadline, body cap and longest ``Retry-After`` of every request.
     """
     src = {**SOURCES, **RIR_URLS, **(sources or {})}
     s = _session(session)
@@ -120,29 +162,32 @@ def fetch(
         paths: list[Path] = []
         if kind == "pfx2as":
             for fam, base in (("v4", src["pfx2as-v4"]), ("v6", src["pfx2as-v6"])):
-                log = _get(s, base + "pfx2as-creation.log").text
+                log = _get(s, base + "pfx2as-creation.log", limits).text
                 rel = _newest(log, r"\S+\.pfx2as\.gz", date)
-                paths.append(_download(s, base + rel, tmp / f"{fam}-{Path(rel).name}"))
+                paths.append(_download(s, base + rel, tmp / f"{fam}-{Path(rel).name}", limits))
             url = src["pfx2as-v4"]
         elif kind == "as2org":
-            listing = _get(s, src["as2org"]).text
+            listing = _get(s, src["as2org"], limits).text
             name = _newest(listing, r"\d{8}\.as-org2info\.(?:txt|jsonl)\.gz", date)
-            paths.append(_download(s, src["as2org"] + name, tmp / name))
+            paths.append(_download(s, src["as2org"] + name, tmp / name, limits))
             url = src["as2org"] + name
         elif kind == "caida-ixp":
-            listing = _get(s, src["caida-ixp"]).text
+            listing = _get(s, src["caida-ixp"], limits).text
             name = _newest(listing, r"ixs_\d{6}\.jsonl", date)
-            paths.append(_download(s, src["caida-ixp"] + name, tmp / name))
+            paths.append(_download(s, src["caida-ixp"] + name, tmp / name, limits))
             url = src["caida-ixp"] + name
         elif kind == "rir-delegated":
             for rir in rirs or sorted(RIR_URLS):
                 if rir not in RIR_URLS and rir not in src:
                     raise DatasetFormatError(f"unknown RIR {rir!r}; known: {', '.join(RIR_URLS)}")
                 u = src[rir]
-                paths.append(_download(s, u, tmp / Path(u).name))
+                paths.append(_download(s, u, tmp / Path(u).name, limits))
             url = ", ".join(src[r] for r in (rirs or sorted(RIR_URLS)))
         elif kind == "peeringdb":
-            paths = _fetch_peeringdb(s, src["peeringdb"], tmp, api_key=api_key, sleep=sleep)
+            paths = _fetch_peeringdb(s, src["peeringdb"], tmp, api_key=api_key, sleep=sleep, limits=limits)
+            if not paths:
+                raise MissingReferenceData(f"PeeringDB at {src['peeringdb']} returned no objects of any type "
+                                           f"({', '.join(PEERINGDB_TYPES)})")
             url = src["peeringdb"]
         else:
             raise DatasetFormatError(f"kind {kind!r} cannot be fetched; import the files with `pathexp datasets import`")
@@ -152,7 +197,7 @@ def fetch(
 
 
 def _fetch_peeringdb(
-    s: Any, base: str, tmp: Path, *, api_key: str | None, sleep: Callable[[float], None]
+    s: Any, base: str, tmp: Path, *, api_key: str | None, sleep: Callable[[float], None], limits: Limits
 ) -> list[Path]:
     """Page through each object type (``limit``/``skip``), respecting the rate limit and 429s."""
     key = api_key or os.environ.get("PEERINGDB_API_KEY")
@@ -168,10 +213,10 @@ def _fetch_peeringdb(
             first = False
             url = f"{base}{obj}?limit={PEERINGDB_PAGE}&skip={skip}&depth=0"
             for _attempt in range(5):
-                r = s.get(url, headers=headers, timeout=120)
+                r = _request(s, url, limits, headers=headers)
                 if r.status_code != 429:
                     break
-                sleep(float(r.headers.get("Retry-After", 60)))
+                sleep(_retry_wait(url, r.headers.get("Retry-After"), limits))
             if r.status_code != 200:
                 raise MissingReferenceData(f"could not download {url}: HTTP {r.status_code}")
             rows = r.json().get("data", [])
@@ -185,3 +230,22 @@ def _fetch_peeringdb(
             skip += PEERINGDB_PAGE
             page += 1
     return out
+
+
+def _retry_wait(url: str, header: str | None, limits: Limits) -> float:
+    """Seconds to wait after a 429: its ``Retry-After`` (60 s without one), logged when long.
+
+    A wait above ``limits.max_retry_after`` ends the fetch with one line saying when to retry.
+    """
+    from probes._backoff import parse_retry_after
+
+    wait = parse_retry_after(header)
+    wait = 60.0 if wait is None else max(0.0, wait)
+    if wait > limits.max_retry_after:
+        raise MissingReferenceData(
+            f"could not download {url}: the server asks to wait {wait:g} s (HTTP 429, Retry-After), "
+            f"longer than the {limits.max_retry_after:g} s pathexp waits; retry after "
+            f"{time.strftime('%H:%M:%S', time.localtime(time.time() + wait))}")
+    if wait >= limits.loud_wait:
+        log.warning("%s: rate-limited (HTTP 429); waiting %g s as the server asks (Retry-After)", url, wait)
+    return wait

@@ -41,7 +41,6 @@ from typing import Any
 from urllib.parse import urlencode, urlparse
 
 import requests
-import urllib3
 from ripe.atlas.cousteau import (
     AtlasCreateRequest,
     AtlasRequest,
@@ -52,6 +51,7 @@ from ripe.atlas.cousteau import (
 )
 
 from probes._backoff import Backoff, parse_retry_after
+from probes._http import BodyLimit, read_body
 from probes.config import ApiKey, Settings
 from probes.errors import (
     AtlasAPIError,
@@ -82,7 +82,6 @@ LOUD_WAIT = 5.0
 SCRUB_MIN = 8
 
 _TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
-_READ_CHUNK = 65_536
 _USER_AGENT = "pathexp (ripe.atlas.cousteau)"
 
 
@@ -147,51 +146,6 @@ def scrub_secret(text: str, secret: str, *, mask: str = "***") -> str:
     return "".join(out)
 
 
-class _BodyLimit(requests.exceptions.RequestException):
-    """Internal: the answer passed the request deadline or the body-size cap."""
-
-    def __init__(self, message: str, *, too_big: bool) -> None:
-        super().__init__(message)
-        self.too_big = too_big
-
-
-def _read_body(resp: requests.Response, *, started: float, deadline: float,
-               timeout: float, max_bytes: int) -> None:
-    """Read a streamed body into ``resp`` within ``deadline`` seconds of ``started``."""
-    raw = resp.raw
-    sock = getattr(getattr(raw, "connection", None), "sock", None)
-    parts: list[bytes] = []
-    size = 0
-    try:
-        while True:
-            left = started + deadline - time.monotonic()
-            if left <= 0:
-                raise _BodyLimit(f"no complete answer within the {deadline:g} s deadline "
-                                 f"(atlas.deadline; {size} bytes received)", too_big=False)
-            if sock is not None:
-                sock.settimeout(max(0.01, min(timeout, left)))
-            data = raw.read1(_READ_CHUNK)
-            if not data:
-                break
-            size += len(data)
-            if size > max_bytes:
-                raise _BodyLimit(f"answer larger than {max_bytes} bytes "
-                                 "(atlas.max_body_bytes)", too_big=True)
-            parts.append(data)
-    except _BodyLimit:
-        resp.close()
-        raise
-    except (urllib3.exceptions.HTTPError, OSError) as exc:
-        resp.close()
-        if "timed out" in str(exc).lower() and started + deadline - time.monotonic() <= 0.05:
-            raise _BodyLimit(f"no complete answer within the {deadline:g} s deadline "
-                             f"(atlas.deadline; {size} bytes received)", too_big=False) from exc
-        raise requests.exceptions.ConnectionError(
-            f"connection broken after {size} bytes: {type(exc).__name__}") from exc
-    resp._content = b"".join(parts)
-    resp._content_consumed = True
-
-
 class _Capture:
     """Mixin for cousteau request classes: deadline, size cap, keep the response or exception."""
 
@@ -209,8 +163,8 @@ class _Capture:
         args["stream"] = True
         try:
             resp = super().get_http_method(method)  # type: ignore[misc]
-            _read_body(resp, started=started, deadline=self._px_deadline,
-                       timeout=per_read, max_bytes=self._px_max_bytes)
+            read_body(resp, started=started, deadline=self._px_deadline,
+                      timeout=per_read, max_bytes=self._px_max_bytes)
         except requests.RequestException as exc:
             self._px_exc = exc
             raise
@@ -391,7 +345,7 @@ class AtlasClient:
                     f"TLS verification failed talking to {self._server} ({what}); "
                     "pass --ca-bundle for a private CA"
                 ) from exc
-            if isinstance(exc, _BodyLimit) and exc.too_big:
+            if isinstance(exc, BodyLimit) and exc.too_big:
                 raise AtlasAPIError(f"{what}: {exc}") from exc
             sent = not isinstance(exc, requests.exceptions.ConnectTimeout)
             self.stats.connection_errors += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import ipaddress
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -307,3 +308,104 @@ def test_fetch_downloads_from_the_sources_and_imports(test_data, tmp_path):
     # anonymous rate limit respected: one pause before every request but the first
     assert sleeps == [3.1] * (len(api) - 1)
     assert not list(cache.glob(".fetch-*"))  # temporary downloads removed
+
+
+class _FaultySite:
+    """A real HTTP server on 127.0.0.1 that misbehaves: ``mode`` says how (see the tests)."""
+
+    def __init__(self, mode: str):
+        import http.server
+        import threading
+
+        site = self
+        self.hits = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                site.hits += 1
+                try:
+                    if mode == "drip":  # headers at once, then one byte every 0.2 s
+                        self.send_response(200)
+                        self.send_header("Content-Length", "100000")
+                        self.end_headers()
+                        for _ in range(100000):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(0.2)
+                    elif mode == "endless":  # a chunked body that never ends
+                        self.send_response(200)
+                        self.send_header("Transfer-Encoding", "chunked")
+                        self.end_headers()
+                        chunk = b"0" * 65536
+                        while True:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    elif mode.startswith("retry") and site.hits == 1:
+                        self.send_response(429)
+                        self.send_header("Retry-After", mode.removeprefix("retry"))
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                    else:
+                        body = b'{"data": [], "meta": {}}'
+                        self.send_response(200)
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                except OSError:  # the client gave up: what is being tested
+                    pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("drip", r"no complete answer within the 1\.5 s deadline \(download\.deadline"),
+    ("endless", r"answer larger than 1048576 bytes \(download\.max_body_bytes\)"),
+])
+def test_fetch_from_a_server_that_drips_or_never_ends_stops_at_its_limit(tmp_path, mode, message):
+    from analysis._download import Limits, fetch
+    from analysis.errors import MissingReferenceData
+
+    site = _FaultySite(mode)
+    started = time.monotonic()
+    try:
+        with pytest.raises(MissingReferenceData, match=message):
+            fetch("rir-delegated", cache_dir=tmp_path, rirs=["apnic"], sources={"apnic": site.url + "apnic"},
+                  limits=Limits(deadline=1.5, read_timeout=1.0, max_bytes=1024 * 1024))
+    finally:
+        site.close()
+    assert time.monotonic() - started < 60  # bounded (1.5 s plus one read), not forever
+    assert not list(tmp_path.glob(".fetch-*")) and not list(tmp_path.glob("*/*/manifest*"))
+
+
+def test_a_long_retry_after_ends_the_fetch_and_a_short_one_is_logged_then_honoured(tmp_path, caplog):
+    from analysis._download import fetch
+    from analysis.errors import MissingReferenceData
+
+    site = _FaultySite("retry590")
+    sleeps: list[float] = []
+    try:
+        with pytest.raises(MissingReferenceData, match=r"asks to wait 590 s \(HTTP 429, Retry-After\), longer "
+                                                       r"than the 120 s pathexp waits; retry after \d\d:\d\d"):
+            fetch("peeringdb", cache_dir=tmp_path, sources={"peeringdb": site.url + "api/"}, sleep=sleeps.append)
+    finally:
+        site.close()
+    assert sleeps == [] and site.hits == 1  # refused at once, not slept on
+
+    site = _FaultySite("retry7")
+    try:
+        with caplog.at_level("WARNING", logger="analysis._download"):
+            with pytest.raises(MissingReferenceData, match="returned no objects of any type"):  # all pages empty
+                fetch("peeringdb", cache_dir=tmp_path, sources={"peeringdb": site.url + "api/"}, sleep=sleeps.append)
+    finally:
+        site.close()
+    assert sleeps[0] == 7.0
+    assert "rate-limited (HTTP 429); waiting 7 s as the server asks (Retry-After)" in caplog.text
