@@ -61,10 +61,12 @@ from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
     connect,
+    int_np,
     list_of,
     node_attributes_sql,
     override_families,
     registry_family_ids,
+    registry_lookup,
 )
 from analysis.annotate import annotate
 from analysis.datasets import load_snapshot
@@ -452,6 +454,7 @@ def _analyze_locked(
     facilities, fac_source = _facility_table(snap, snap_note)
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
                             if infer_owners else (None, "not inferred (origin AS used)"))
+    discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                         strict=True) if f}
@@ -483,7 +486,8 @@ def _analyze_locked(
             parts_dir.mkdir()
             shared = {
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
-                "facilities": facilities, "owners": owners, "include_endpoints": include_endpoints,
+                "facilities": facilities, "discs": discs, "owners": owners,
+                "include_endpoints": include_endpoints,
                 "scope": scope.table,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
             }
@@ -491,7 +495,7 @@ def _analyze_locked(
                 drops.update(part_drops)
                 part_files.append(Path(part))
             probe_basis = probe_meta.select(["prb_id", "origin"])
-            del shared, destinations, facilities, probe_meta
+            del shared, destinations, facilities, probe_meta, discs
             if owners is not None:
                 fileio.write_parquet(owners, stage / campaign.owners_parquet.name)
                 owner_vias = dict(sorted(Counter(owners.column("owner_via").to_pylist()).items()))
@@ -541,6 +545,7 @@ def _analyze_locked(
             tabs.append(_long(boot, None))
             for grouping in GROUPINGS:
                 tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
+        entry["pop_exposure"]["possibly"] = _pop_upper(paths, fam, pop_country, confidence)
         entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
@@ -688,6 +693,7 @@ def refresh_campaign(
 _METRIC_COLUMNS = (
     "msm_id", "prb_id", "timestamp", "day", "probe_asn", "probe_country", "dst_addr", "dst_asn",
     "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour", "in_scope",
+    "probe_lat", "probe_lon",
 )  # fmt: skip
 
 
@@ -708,6 +714,59 @@ def _annotated_columns(files: list[Path]) -> list[str]:
             f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
         )
     return [c for c in names if c in wanted]
+
+
+def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table | None, registry: Any,
+               probe_meta: pa.Table) -> pa.Table | None:
+    """Per flagged reply address, each probe that saw it (with a location) and its minimum RTT.
+
+    The speed-of-light discs the PoP location search intersects (``addr, lat, lon, rtt``),
+    over the whole campaign: addresses in a flagged family by origin (``family``) or by
+    owner (the ownership stage). Late and duplicate replies are left out.
+    """
+    if "family" not in columns or not probe_meta.num_rows:
+        return None
+    extra = pa.array([], pa.string())
+    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    files = [str(f) for f in ann_files]
+    con = connect()
+    try:
+        if owners is not None and owners.num_rows:
+            owner = int_np(owners.column("owner_asn"))
+            if registry is not None:
+                flagged = pc.is_valid(registry_lookup(registry, owner))
+            else:  # the families annotate gave the origin ASes
+                asns = con.sql("SELECT DISTINCT asn FROM read_parquet($files, union_by_name=true) "
+                               "WHERE family IS NOT NULL AND asn IS NOT NULL", params={"files": files}).fetchall()
+                flagged = pa.array(np.isin(owner, np.array([a for (a,) in asns], np.int64)))
+            extra = owners.column("addr").filter(flagged).combine_chunks().cast(pa.string())
+        con.register("extra", pa.table({"addr": extra}))
+        con.register("probes", probe_meta.select(["prb_id", "latitude", "longitude"]))
+        return con.sql(
+            f"""
+            WITH h AS (
+                SELECT msm_id, prb_id, timestamp, hop, reply_from, rtt,
+                       family IS NOT NULL OR reply_from IN (SELECT addr FROM extra) AS flagged
+                FROM read_parquet($files, union_by_name=true)
+                WHERE rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL {skip}
+            ),
+            wanted AS (  -- flagged addresses and the hop right before one (the far end of the link)
+                SELECT reply_from AS addr FROM h WHERE flagged
+                UNION
+                SELECT b.reply_from FROM h b JOIN h f ON f.flagged AND f.msm_id = b.msm_id
+                    AND f.prb_id = b.prb_id AND f.timestamp = b.timestamp AND f.hop = b.hop + 1
+            )
+            SELECT h.reply_from AS addr, p.latitude AS lat, p.longitude AS lon, min(h.rtt) AS rtt
+            FROM h JOIN probes p USING (prb_id)
+            WHERE p.latitude IS NOT NULL AND p.longitude IS NOT NULL
+              AND h.reply_from IN (SELECT addr FROM wanted)
+            GROUP BY h.reply_from, h.prb_id, p.latitude, p.longitude
+            ORDER BY ALL
+            """,
+            params={"files": files},
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 def _read_annotated(files: list[Path], columns: Sequence[str]) -> pa.Table:
@@ -761,6 +820,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
         registry=ctx["registry"],
         destinations=ctx["destinations"],
         facilities=ctx["facilities"],
+        discs=ctx.get("discs"),
         include_endpoints=ctx["include_endpoints"],
         rtt_jump_ms=ctx["rtt_jump_ms"],
     )
@@ -1105,6 +1165,19 @@ def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family:
             return {"node": row["node"], "hegemony": row["hegemony"], "viewpoints": row["n_viewpoints"]}
     return {"node": None, "hegemony": 0.0, "viewpoints": hegemony.column("n_viewpoints")[0].as_py()
             if hegemony.num_rows else 0}
+
+
+def _pop_upper(paths: pa.Table, family: str | None, country: str, confidence: float) -> dict[str, Any]:
+    """The upper bound of PoP exposure (:func:`analysis.metrics.pop_upper_indicator`), Wilson."""
+    from analysis import metrics
+
+    ind = metrics.pop_upper_indicator(paths, family=family, country=country)
+    k, n = int(ind.sum()), len(ind)
+    lo, hi = metrics.wilson_interval(k, n, confidence=confidence)
+    return {"estimate": k / n if n else None, "transiting": k,
+            "ci_low": None if not n else float(lo), "ci_high": None if not n else float(hi),
+            "method": f"upper bound: also crossings with no located PoP that the speed of light does not "
+                      f"keep out of {country}; Wilson score interval, {confidence:.0%}"}
 
 
 def _summary_row(boot: pa.Table) -> dict[str, Any]:

@@ -31,6 +31,7 @@ __all__ = [
     "cluster_bootstrap",
     "transit_indicator",
     "pop_indicator",
+    "pop_upper_indicator",
     "proportion_table",
     "path_exposure",
     "pop_exposure",
@@ -257,6 +258,60 @@ def pop_indicator(
     hit = pc.fill_null(ok, False).to_numpy(zero_copy_only=False)
     out = np.zeros(len(lists), bool)
     out[parent[hit]] = True
+    return out
+
+
+def pop_upper_indicator(
+    paths: pa.Table,
+    *,
+    family: str | None = None,
+    country: str = "US",
+    geometry: pa.Table | None = None,
+) -> np.ndarray:
+    """Boolean per traceroute: may it enter ``family`` at a PoP in ``country``? (upper bound)
+
+    True where :func:`pop_indicator` is, and also where a crossing into ``family`` has no
+    located PoP (``pop_country`` null) and the speed of light does not rule ``country``
+    out: the probe lies within the crossing's ``max_distance_km`` (min RTT x 99.93 km) of
+    the country (:func:`analysis.destinations.country_distance_km`), or the probe's
+    location, the RTT or the country's geometry is unknown. Together with
+    :func:`pop_indicator` it brackets PoP exposure where locations stay open.
+
+    Examples
+    --------
+    >>> c = pa.struct([("family", pa.string()), ("pop_country", pa.string()), ("verdict", pa.string()),
+    ...                ("max_distance_km", pa.float64())])
+    >>> t = pa.table({"probe_lat": [40.7, 25.2, 25.2], "probe_lon": [-74.0, 55.3, 55.3], "pop_crossings": pa.array(
+    ...     [[{"family": "f", "pop_country": None, "verdict": "unknown", "max_distance_km": 500.0}],
+    ...      [{"family": "f", "pop_country": None, "verdict": "unknown", "max_distance_km": 500.0}],
+    ...      [{"family": "f", "pop_country": "US", "verdict": "consistent", "max_distance_km": 9e3}]], pa.list_(c))})
+    >>> pop_upper_indicator(t).tolist()  # New York 500 km: possible; Dubai 500 km: not
+    [True, False, True]
+    """
+    from analysis.destinations import country_distance_km, load_country_geometry
+
+    out = pop_indicator(paths, family=family, country=country)
+    lists = paths.column("pop_crossings").combine_chunks()
+    flat = pc.list_flatten(lists)
+    if not len(flat):
+        return out
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
+    open_ = pc.is_null(flat.field("pop_country"))
+    if family is not None:
+        open_ = pc.and_(open_, pc.equal(flat.field("family"), family))
+    rows = np.flatnonzero(pc.fill_null(open_, False).to_numpy(zero_copy_only=False))
+    if not len(rows):
+        return out
+    geometry = load_country_geometry() if geometry is None else geometry
+    reach = np.asarray(flat.field("max_distance_km").to_numpy(zero_copy_only=False), float)[rows]
+    if country in set(geometry.column("country").to_pylist()) and "probe_lat" in paths.column_names:
+        lat = np.asarray(paths.column("probe_lat").to_numpy(), float)[parent[rows]]
+        lon = np.asarray(paths.column("probe_lon").to_numpy(), float)[parent[rows]]
+        dist = country_distance_km(lat, lon, geometry, country=country)
+        possible = np.isnan(dist) | np.isnan(reach) | (dist <= reach)
+    else:  # no geometry for the country: nothing can be ruled out
+        possible = np.ones(len(rows), bool)
+    out[parent[rows[possible]]] = True
     return out
 
 

@@ -29,7 +29,12 @@ Rules, first match wins (``owner_via`` in brackets):
 2. IXP peering-LAN address: the member AS holding it (``ixp-member``; ``ixp_members``
    first, else the annotation's ``member_asn``); without a known member, S when it exists
    (``ixp-subsequent``, the router on the far side of the LAN belongs to the next AS),
-   else no owner (``ixp-unknown-member``).
+   else no owner (``ixp-unknown-member``). (2a) When the next hops contradict the member
+   list -- the interface is isolated in most occurrences, S is followed in at least half
+   of them, and S is neither the member, a sibling of it nor adjacent to it in the
+   relationships -- the port has most likely changed hands since the membership snapshot
+   (or the list is wrong): S, marked ``ixp-member-contradicted`` (only with relationships;
+   without them a member's customer behind it would look the same).
 3. Public address in no announced prefix: the AS on both sides when P == S (``unannounced``),
    else no owner (``unannounced``).
 4. Interface never isolated (or never seen as a hop): O (``origin``) -- an interface
@@ -71,7 +76,8 @@ Rules, first match wins (``owner_via`` in brackets):
 occurrences that are not isolated (1.0 when never seen as a hop, or for ``destination``
 the share of destination replies); ``ixp-member`` and ``sibling`` 1.0;
 ``subsequent-as`` 0.9 x share; ``third-party`` 0.6 x share; ``last-hop`` 0.8 (0.4 when O is
-unrelated to P); ``ixp-subsequent`` and ``unannounced`` with an owner 0.5 x share; no owner 0.
+unrelated to P); ``ixp-subsequent``, ``ixp-member-contradicted`` and ``unannounced`` with an owner 0.5 x
+share; no owner 0.
 
 Only neighbour ASes of origin are used (one pass, no iteration to a fixed point as in
 bdrmapIT), so an interface sandwiched between two reassigned interfaces keeps its origin.
@@ -118,6 +124,7 @@ OWNER_VIAS = (
     "provider-numbered",
     "third-party",
     "ixp-member",
+    "ixp-member-contradicted",
     "ixp-subsequent",
     "ixp-unknown-member",
     "unannounced",
@@ -454,6 +461,9 @@ def _rule(
         return -1, "non-public", 0.0
     if ixp:  # 2
         if member >= 0:
+            if have_rel and 2 * n_iso > n_obs and s >= 0 and s != member and 2 * s_cnt >= n_next \
+                    and not rel(member, s) and not sib(member, s):
+                return s, "ixp-member-contradicted", W_WEAK * share  # 2a
             return member, "ixp-member", 1.0
         if s >= 0:
             return s, "ixp-subsequent", W_WEAK * share

@@ -26,12 +26,14 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
 * Every crossing carries ``pop_city`` / ``pop_country`` / ``location_evidence``: the IXP's
   (``ixp``), or, for crossings not at an IXP and when ``facilities`` are given, the result
   of a constrained facility search after Giotsas et al. (CoNEXT 2015): the facilities
-  (cities) where both the entered AS and the AS crossed from are present and that lie
-  within ``min RTT x 99.93 km`` of the probe (``netfac-shared``). A country (city) is set
-  only when all of them agree on it; such a crossing's verdict is ``consistent`` by
-  construction. The entered AS's facilities alone are not used: the flagged carriers'
-  facility lists miss their home-country PoPs. PeeringDB is incomplete, so this locates,
-  never refutes.
+  (cities) where both the entered AS and the AS crossed from are present
+  (``netfac-shared``), else the entered carrier's own PoPs -- its facilities plus, for an
+  AS registered in China, its home backbone cities, which its facility list misses
+  (``carrier-pops``) -- kept only inside the speed-of-light disc (``min RTT x 99.93 km``)
+  of every probe that saw the entering address (CBG-style; ``+rtt-discs`` when more than
+  one), else of this traceroute's probe. A country (city) is set only when every kept
+  candidate agrees on it; such a crossing's verdict is ``consistent`` by construction.
+  PeeringDB is incomplete, so this locates, never refutes.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
   ``include_endpoints=True``.
 * **RTT jumps** of at least ``rtt_jump_ms`` between consecutive responsive hops are
@@ -184,6 +186,7 @@ def build_paths(
     include_endpoints: bool = False,
     rtt_jump_ms: float = 40.0,
     facilities: pa.Table | None = None,
+    discs: pa.Table | None = None,
 ) -> tuple[pa.Table, Counter[str]]:
     """One row per traceroute: AS/IXP path, flagged crossings, verdicts, RTT jumps, detours.
 
@@ -211,6 +214,10 @@ def build_paths(
         ``asn, city, country, lat, lon``: the facilities each network is present at
         (PeeringDB ``netfac`` + ``fac``). Locates crossings that are not at an IXP by a
         constrained facility search (see the module notes).
+    discs : pyarrow.Table, optional
+        ``addr, lat, lon, rtt``: per reply address, the location of each probe that saw it
+        and its minimum RTT from there (the whole campaign's, not only these traceroutes');
+        the facility search keeps only candidates inside all of them.
 
     Returns
     -------
@@ -272,7 +279,7 @@ def build_paths(
     transits[f_tid] = True
 
     crossings = _crossings(
-        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities
+        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities, discs
     )
     jumps = _rtt_jumps(tid, hops["hop"], hops["rtt"], rtt_jump_ms, ntr)
     detour, detour_hops = _detours(
@@ -653,6 +660,7 @@ def _crossings(
     p_lon: np.ndarray,
     ntr: int,
     facilities: pa.Table | None = None,
+    discs: pa.Table | None = None,
 ) -> pa.Array:
     node = np.flatnonzero(is_ixp | is_as)  # hop rows that are path nodes, in order
     ntid = tid[node]
@@ -715,6 +723,12 @@ def _crossings(
         f_city, f_cc, f_ev = _facility_search(
             facilities, eff_asn[rows][todo], from_asn[todo],
             p_lat[etid][todo], p_lon[etid][todo], rtt[todo],
+            addr=hops["addr"].take(pa.array(rows[todo])).to_pylist(),
+            prev_addr=[a if k == PRIVATE_INTERCONNECT else None for a, k in zip(
+                hops["addr"].take(pa.array(np.maximum(rows[todo] - 1, 0))).to_pylist(), kind[todo], strict=True)],
+            home=np.asarray(pc.fill_null(pc.equal(hops["as_country"].take(pa.array(rows[todo])), "CN"),
+                                         False).to_numpy(zero_copy_only=False), bool),
+            discs=discs,
         )
         pop_city[todo], pop_country[todo], loc_ev[todo] = f_city, f_cc, f_ev
         verdict[todo[f_cc != None]] = 0  # noqa: E711 - consistent by construction
@@ -751,61 +765,100 @@ def _facility_search(
     lat: np.ndarray,
     lon: np.ndarray,
     rtt: np.ndarray,
+    addr: list[str | None] | None = None,
+    prev_addr: list[str | None] | None = None,
+    home: np.ndarray | None = None,
+    discs: pa.Table | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Constrained facility search for crossings: (city, country, evidence) per crossing."""
+    """Locate crossings not at an IXP: (city, country, evidence) per crossing.
+
+    Candidates are first the facilities both the entered AS and the AS crossed from are
+    present at (``netfac-shared``, Giotsas et al.), else the entered carrier's own PoPs:
+    its facilities plus, where ``home`` is true (an entered AS registered in China), its
+    home backbone cities (:data:`CHINA_REFERENCE_POINTS`, which the carriers' facility
+    lists miss) (``carrier-pops``). A candidate is kept only inside every speed-of-light
+    disc known for the entering address: each probe that saw it, at its minimum RTT
+    (``discs``: ``addr, lat, lon, rtt``; CBG-style), else this traceroute's probe alone
+    (``+rtt-discs`` in the evidence when more than one disc was used). A country (city)
+    is given only when every kept candidate agrees; none is given when the discs keep
+    nothing (a misplaced probe can only cost a location, never give a wrong one).
+    """
     fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
-    f_asn = int_np(fac.column("asn"))
-    order = np.argsort(f_asn, kind="stable")
-    f_asn = f_asn[order]
-    city_enc = pc.dictionary_encode(fac.column("city")).combine_chunks()
-    cc_enc = pc.dictionary_encode(fac.column("country")).combine_chunks()
-    f_city = pc.fill_null(city_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)[order]
-    f_cc = pc.fill_null(cc_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)[order]
-    f_lat, f_lon = _float_np(fac.column("lat"))[order], _float_np(fac.column("lon"))[order]
-    cities = np.asarray(city_enc.dictionary.to_pylist() + [None], dtype=object)
-    ccs = np.asarray(cc_enc.dictionary.to_pylist() + [None], dtype=object)
     m = len(asn)
     out_city = np.full(m, None, dtype=object)
     out_cc = np.full(m, None, dtype=object)
     out_ev = np.full(m, None, dtype=object)
-    if not m or not len(f_asn):
+    if not m:
         return out_city, out_cc, out_ev
-
-    lo = np.searchsorted(f_asn, asn, side="left")
-    hi = np.searchsorted(f_asn, asn, side="right")
-    counts = np.where(asn >= 0, hi - lo, 0)
-    rep = np.repeat(np.arange(m), counts)
-    fidx = lo[rep] + (np.arange(len(rep)) - (np.cumsum(counts) - counts)[rep])
-    dist = haversine_km(lat[rep], lon[rep], f_lat[fidx], f_lon[fidx])
-    ok = dist <= rtt[rep] * KM_PER_MS_RTT  # NaN (no location / RTT) never passes
-    # facilities (by city) the AS crossed from is also present at
-    ncity = len(cities)
-    have = np.unique(f_asn * ncity + f_city)
-    want = from_asn[rep] * ncity + f_city[fidx]
-    pos = np.clip(np.searchsorted(have, want), 0, max(len(have) - 1, 0))
-    shared = ok & (from_asn[rep] >= 0) & (have[pos] == want)
-    # only facilities both networks are present at: the flagged carriers' own facility
-    # lists miss their home-country PoPs, so the entered AS's list alone misleads
-    sel = shared
-
-    def unanimous(code: np.ndarray) -> np.ndarray:
-        r, c = rep[sel], code[fidx][sel]
-        pairs = np.unique(r * (len(cities) + len(ccs) + 1) + (c + 1))
-        owner = pairs // (len(cities) + len(ccs) + 1)
-        n_distinct = np.bincount(owner, minlength=m)
-        value = np.full(m, -1, np.int64)
-        one = n_distinct == 1
-        value[owner[one[owner]]] = (pairs % (len(cities) + len(ccs) + 1))[one[owner]] - 1
-        return np.where(one, value, -1)
-
-    cc_code = unanimous(f_cc)
-    city_code = unanimous(f_city)
-    located = cc_code >= 0
-    out_cc[located] = ccs[cc_code[located]]
-    city_ok = located & (city_code >= 0)
-    out_city[city_ok] = cities[city_code[city_ok]]
-    out_ev[located] = "netfac-shared"
+    by_asn: dict[int, list[tuple[str | None, str | None, float, float]]] = {}
+    for a, city, cc, la, lo in zip(int_np(fac.column("asn")).tolist(), fac.column("city").to_pylist(),
+                                   fac.column("country").to_pylist(), _float_np(fac.column("lat")).tolist(),
+                                   _float_np(fac.column("lon")).tolist(), strict=True):
+        if a >= 0 and la == la and lo == lo:
+            by_asn.setdefault(a, []).append((city, cc, la, lo))
+    home_points = [(name, "CN", la, lo) for name, la, lo in CHINA_REFERENCE_POINTS]
+    seen: dict[str, list[tuple[float, float, float]]] = {}
+    if discs is not None and addr is not None:
+        want = {a for a in (*addr, *(prev_addr or ())) if a is not None}
+        d = discs.filter(pc.is_in(discs.column("addr"), value_set=pa.array(sorted(want), pa.string()))) \
+            if want else discs.slice(0, 0)
+        for a, la, lo, r in zip(d.column("addr").to_pylist(), _float_np(d.column("lat")).tolist(),
+                                _float_np(d.column("lon")).tolist(), _float_np(d.column("rtt")).tolist(), strict=True):
+            if la == la and lo == lo and r == r and r >= 0:
+                seen.setdefault(a, []).append((la, lo, r))
+    memo: dict[tuple[Any, ...], tuple[str | None, str | None, str | None]] = {}
+    for i in range(m):
+        a_i = addr[i] if addr is not None else None
+        b_i = prev_addr[i] if prev_addr is not None else None
+        cons = [*seen.get(a_i, ()), *(seen.get(b_i, ()) if b_i is not None else ())] if a_i is not None else None
+        if not cons:
+            cons = [(float(lat[i]), float(lon[i]), float(rtt[i]))] if lat[i] == lat[i] and lon[i] == lon[i] \
+                and rtt[i] == rtt[i] else []
+        h = bool(home[i]) if home is not None else False
+        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons))
+        if key not in memo:
+            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons)
+        out_city[i], out_cc[i], out_ev[i] = memo[key]
     return out_city, out_cc, out_ev
+
+
+def _locate_one(
+    by_asn: dict[int, list[tuple[str | None, str | None, float, float]]],
+    home_points: list[tuple[str, str, float, float]],
+    asn: int,
+    from_asn: int,
+    cons: list[tuple[float, float, float]],
+) -> tuple[str | None, str | None, str | None]:
+    """(city, country, evidence) of one crossing: see :func:`_facility_search`."""
+    if asn < 0 or not cons:
+        return None, None, None
+    own = by_asn.get(asn, [])
+    other_cities = {c[0] for c in by_asn.get(from_asn, [])} if from_asn >= 0 else set()
+    shared = [c for c in own if c[0] in other_cities]
+    suffix = "+rtt-discs" if len(cons) > 1 else ""
+    c_lat = np.array([c[2] for c in (*shared, *own, *home_points)])
+    c_lon = np.array([c[3] for c in (*shared, *own, *home_points)])
+    ok = np.ones(len(c_lat), bool)
+    for la, lo, r in cons:
+        ok &= haversine_km(np.full(len(c_lat), la), np.full(len(c_lat), lo), c_lat, c_lon) <= r * KM_PER_MS_RTT
+    kept_shared = [c for c, k in zip(shared, ok[:len(shared)], strict=True) if k]
+    if kept_shared:
+        return (*_unanimous(kept_shared), "netfac-shared" + suffix)
+    kept = [c for c, k in zip((*own, *home_points), ok[len(shared):], strict=True) if k]
+    if kept:
+        city, cc = _unanimous(kept)
+        if cc is not None:
+            return city, cc, "carrier-pops" + suffix
+    return None, None, None
+
+
+def _unanimous(cands: list[tuple[Any, ...]]) -> tuple[str | None, str | None]:
+    """(city, country) the candidates agree on; the city only when the country is agreed too."""
+    ccs = {c[1] for c in cands}
+    if len(ccs) != 1 or None in ccs:
+        return None, None
+    cities = {c[0] for c in cands}
+    return (next(iter(cities)) if len(cities) == 1 else None), next(iter(ccs))
 
 
 def _rtt_jumps(tid: np.ndarray, hop: np.ndarray, rtt: np.ndarray, threshold: float, ntr: int) -> pa.Array:

@@ -396,6 +396,15 @@ def _headline_html(s: dict[str, Any]) -> str:
             f"<td class=num>{r['pop_transiting']:,}</td></tr>"
         )
     rows.append(f"</table><p class=meta>Intervals: {method}.</p>")
+    upper = [(fam, u) for fam, e in (s.get("families") or {}).items()
+             if (u := (e.get("pop_exposure") or {}).get("possibly"))
+             and u.get("transiting", 0) > (e.get("pop_exposure") or {}).get("transiting", 0)]
+    if upper:
+        parts = "; ".join(f"{html.escape(fam)} {_pct(u['estimate'])} ({_interval(u['ci_low'], u['ci_high'])})"
+                          for fam, u in upper)
+        rows.append(f"<p class=meta><b>Upper bound of PoP exposure ({country})</b>, counting also the "
+                    f"crossings whose PoP could not be located but that the speed of light does not keep "
+                    f"out of {country}: {parts}.</p>")
     return "".join(rows)
 
 

@@ -133,6 +133,11 @@ def run(args: argparse.Namespace) -> int:
             f"{po['transiting']:,}",
         )
     console.print(table)
+    upper = [(fam, e["pop_exposure"].get("possibly")) for fam, e in report["families"].items()]
+    upper = [(fam, u) for fam, u in upper if u and u["transiting"] > _lower_count(report, fam)]
+    if upper:
+        console.print(f"PoP exposure could be as high as (crossings not located but possibly in "
+                      f"{report['pop_country']}): " + "; ".join(f"{fam} {_cell(u)}" for fam, u in upper))
     if report["top_pops"]:
         pops = Table(title="Where the flagged families are entered (top PoPs)")
         pops.add_column("family", no_wrap=True)
@@ -189,3 +194,8 @@ def _country(text: str) -> str:
     if len(text) != 2 or not text.isalpha():
         raise argparse.ArgumentTypeError(f"want a two-letter ISO 3166-1 code such as US, got {text!r}")
     return text.upper()
+
+
+def _lower_count(report: dict[str, Any], family: str) -> int:
+    """Traceroutes counted by the lower bound of PoP exposure for ``family``."""
+    return int(report["families"][family]["pop_exposure"]["transiting"])

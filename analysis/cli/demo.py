@@ -224,6 +224,11 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
     inside = sum(1 for r in acc["exposure"] if r["inside"])
     console.print(f"  true exposure inside the reported 95% interval: {inside} of {len(acc['exposure'])} "
                   f"{_ok(inside == len(acc['exposure']))}")
+    upper = [r for r in acc["exposure"] if "below_upper" in r]
+    if upper:
+        below = sum(1 for r in upper if r["below_upper"])
+        console.print(f"  true PoP exposure at or below the upper bound (PoPs possibly in the US "
+                      f"counted too): {below} of {len(upper)} {_ok(below == len(upper))}")
     for n in notes:
         console.print(f"[dim]  • {n}[/dim]")
 

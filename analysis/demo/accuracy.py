@@ -425,6 +425,11 @@ def exposure_checks(report_families: Mapping[str, Any], truth: Mapping[str, Mapp
                     "wilson_inside": bool(e["wilson"]["ci_low"] <= true <= e["wilson"]["ci_high"]),
                 }
             )
+            upper = e.get("possibly")
+            if kind == "pop_exposure" and upper and upper.get("ci_high") is not None:
+                # the upper bound brackets the truth from above (its interval's upper end)
+                rows[-1]["upper_estimate"] = upper["estimate"]
+                rows[-1]["below_upper"] = bool(true <= upper["ci_high"])
     return rows
 
 

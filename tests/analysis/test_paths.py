@@ -250,17 +250,24 @@ def test_facility_search_locates_private_interconnects():
         "lon": [-73.9971, -77.4874, -118.2437, 8.6821, -73.9971, -77.4874, 8.6821],
     })
 
-    def trace(msm, prb, first_asn, rtt):
+    def trace(msm, prb, first_asn, rtt, country=None):
         return dict(msm_id=msm, prb_id=prb, dst_addr="8.8.8.8", hops=[
             [pub("10.0.0.1" if prb == 2002 else "80.1.1.1", 1.0, first_asn)],
-            [pub("202.97.1.1", rtt, 4134, family=CT)]])
+            [pub("202.97.1.1", rtt, 4134, family=CT, country=country)]])
 
     _, rows, _ = _run([
         trace(20, 2002, 7922, 3.0),    # <= 300 km from New York: New York only (shared)
         trace(21, 2002, 7922, 8.0),    # <= 800 km: New York and Ashburn -> US, no city
         trace(22, 2002, 7922, 100.0),  # shared facilities are all in the US whatever the RTT
         trace(23, 1001, 3320, 1.0),    # Frankfurt probe, <= 100 km: Frankfurt (shared)
-        trace(24, 1001, 6830, 1.0),    # AS6830 has no facility listed: not located
+        # AS6830 has no facility listed: the entered carrier's own PoPs inside the disc
+        trace(24, 1001, 6830, 1.0),    # Frankfurt only
+        trace(26, 2002, 6830, 8.0),    # New York and Ashburn -> US, no city
+        trace(27, 2002, 6830, 100.0),  # New York to Frankfurt (6,200 km) in reach: US or DE, not located
+        # registered in China: its home backbone cities (missing from its facility list) count:
+        # 130 ms from New York reaches Beijing (11,000 km) as well as Los Angeles
+        trace(28, 2002, 6830, 130.0, country="CN"),
+        trace(29, 2002, 6830, 50.0, country="CN"),  # 5,000 km: only the US PoPs -> US
     ], facilities=fac)
 
     def loc(key):
@@ -271,13 +278,48 @@ def test_facility_search_locates_private_interconnects():
     assert loc((21, 2002)) == (None, "US", "netfac-shared", "consistent")
     assert loc((22, 2002)) == (None, "US", "netfac-shared", "consistent")
     assert loc((23, 1001)) == ("Frankfurt", "DE", "netfac-shared", "consistent")
-    assert loc((24, 1001)) == (None, None, None, "unknown")
+    assert loc((24, 1001)) == ("Frankfurt", "DE", "carrier-pops", "consistent")
+    assert loc((26, 2002)) == (None, "US", "carrier-pops", "consistent")
+    assert loc((27, 2002)) == (None, None, None, "unknown")
+    assert loc((28, 2002)) == (None, None, None, "unknown")
+    assert loc((29, 2002)) == (None, "US", "carrier-pops", "consistent")
+    assert haversine_km(NYC[0], NYC[1], 39.9042, 116.4074) < 130 * KM_PER_MS_RTT  # Beijing in reach of 28
     # an IXP crossing keeps the IXP as its PoP
     _, rows, _ = _run([dict(msm_id=25, prb_id=2002, dst_addr="8.8.8.8", hops=[
         [pub("10.0.0.1", 1.0, 7922)], [ixp("206.126.236.50", 6.0, *ASHBURN, 4134, family=CT)]])],
         facilities=fac)
     (c,) = rows[(25, 2002)]["pop_crossings"]
     assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == ("Ashburn", "US", "ixp")
+
+
+def test_facility_search_intersects_the_discs_of_every_probe_that_saw_the_router():
+    """CBG-style: a far probe's disc alone leaves the US and Frankfurt; a second probe that
+    saw the same router at 1 ms from Frankfurt pins it there; a disc that excludes every
+    candidate (a misplaced probe) leaves the crossing unlocated, never wrongly located."""
+    fac = pa.table({"asn": [4134, 4134, 7922, 7922], "city": ["New York", "Frankfurt", "New York", "Frankfurt"],
+                    "country": ["US", "DE", "US", "DE"], "lat": [40.7506, 50.1109, 40.7506, 50.1109],
+                    "lon": [-73.9971, 8.6821, -73.9971, 8.6821]})
+    t = [dict(msm_id=30, prb_id=2002, dst_addr="8.8.8.8", hops=[
+        [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", 100.0, 4134, family=CT)]])]
+    _, rows, _ = _run(t, facilities=fac)
+    assert rows[(30, 2002)]["pop_crossings"][0]["pop_country"] is None  # New York or Frankfurt
+
+    def discs(*rows_):
+        return pa.table({"addr": [r[0] for r in rows_], "lat": [r[1] for r in rows_],
+                         "lon": [r[2] for r in rows_], "rtt": [r[3] for r in rows_]})
+
+    nyc_far = ("202.97.1.1", NYC[0], NYC[1], 100.0)
+    _, rows, _ = _run(t, facilities=fac, discs=discs(nyc_far, ("202.97.1.1", FRA[0], FRA[1], 1.0)))
+    c = rows[(30, 2002)]["pop_crossings"][0]
+    assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == ("Frankfurt", "DE", "netfac-shared+rtt-discs")
+    # the far end of the private interconnect (the hop before) is in the same facility: its discs count too
+    _, rows, _ = _run(t, facilities=fac, discs=discs(nyc_far, ("10.0.0.1", NYC[0], NYC[1], 2.0)))
+    c = rows[(30, 2002)]["pop_crossings"][0]
+    assert (c["pop_city"], c["pop_country"]) == ("New York", "US")
+    # a probe whose disc contains no candidate (Tokyo, 1 ms): nothing kept, nothing located
+    _, rows, _ = _run(t, facilities=fac, discs=discs(nyc_far, ("202.97.1.1", 35.68, 139.69, 1.0)))
+    c = rows[(30, 2002)]["pop_crossings"][0]
+    assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == (None, None, None)
 
 
 def test_destinations_table_fills_unreached_destinations():
