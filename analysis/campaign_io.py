@@ -43,6 +43,7 @@ stale stages first (:func:`refresh_campaign`).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import shutil
 from collections import Counter
@@ -173,6 +174,7 @@ def annotate_campaign(
     engine: str = "local",
     scheduler: str | None = None,
     workers: int | None = None,
+    closest: bool = False,
 ) -> dict:
     """Annotate every hop of a campaign; write ``annotated/`` and ``annotate.json``.
 
@@ -187,6 +189,11 @@ def annotate_campaign(
     campaign : probes.workspace.Campaign
     snapshot_id : str, optional
         Default: the latest snapshot.
+    closest : bool
+        Instead of one snapshot, take each reference-data kind from the local snapshot
+        whose data are closest in time to the middle of the campaign's measurements
+        (:func:`analysis.refdates.closest_choices`), composed into one snapshot
+        (:func:`analysis.datasets.compose_snapshot`). Not with ``snapshot_id``.
     cache_dir : path, optional
         Reference-data cache root (see :func:`analysis.datasets.cache_root`).
     registry_path : path, optional
@@ -220,7 +227,7 @@ def annotate_campaign(
     with store.campaign_lock(campaign, holder="annotate"):
         return _annotate_locked(campaign, snapshot_id=snapshot_id, cache_dir=cache_dir,
                                 registry_path=registry_path, online=online, engine=engine,
-                                scheduler=scheduler, workers=workers)
+                                scheduler=scheduler, workers=workers, closest=closest)
 
 
 def _annotate_locked(
@@ -233,12 +240,25 @@ def _annotate_locked(
     engine: str,
     scheduler: str | None,
     workers: int | None,
+    closest: bool = False,
 ) -> dict:
     """:func:`annotate_campaign`'s work, the campaign lock held."""
+    from analysis import refdates
+    from analysis.datasets import compose_snapshot, list_snapshots
+
     _restore_folders(campaign)
     store.recover(campaign)  # a killed ingest may have left a segment's tables unbuilt
     names = store.segment_names(campaign, "hops")
-    snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
+    first, last = _measurement_period(campaign)
+    if closest:
+        if snapshot_id is not None:
+            raise MissingInput("--closest picks the snapshot per kind: give it without --snapshot")
+        if first is None or last is None:
+            raise MissingInput(f"campaign {campaign.name!r} has no traceroute with a time: nothing to be close to")
+        choices = refdates.closest_choices(list_snapshots(cache_dir=cache_dir), first, last)
+        snap = compose_snapshot(choices, cache_dir=cache_dir)
+    else:
+        snap = load_snapshot(snapshot_id, cache_dir=cache_dir)
     registry = load_registry(registry_path)
     reg_bytes = Path(registry.path).read_bytes()
     record: dict[str, Any] = {
@@ -268,7 +288,9 @@ def _annotate_locked(
             "id": snap.id,
             "digest": snap.digest,
             "kinds": {k: {"date": v.get("date"), "sources": v.get("sources")} for k, v in snap.info.get("kinds", {}).items()},
+            "composed_from": snap.info.get("composed_from"),
         },
+        "reference_dates": refdates.reference_dates(snap.info.get("kinds", {}), first, last),
         "registry": {"sha256": hashlib.sha256(reg_bytes).hexdigest(), "default": registry_path is None},
         "online": online,
         "rows": rows,
@@ -278,6 +300,21 @@ def _annotate_locked(
     }
     fileio.write_json(campaign.annotate_json, report)  # last: it names a complete annotated/
     return report
+
+
+def _measurement_period(campaign: Campaign) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """The first and last traceroute time of the campaign's store (None, None when empty)."""
+    files = [str(store.segment_path(campaign, n, "traces")) for n in store.segment_names(campaign, "traces")]
+    if not files:
+        return None, None
+    con = connect()
+    try:
+        row = con.execute("SELECT min(timestamp), max(timestamp) FROM read_parquet($files)",
+                          {"files": files}).fetchone()
+        first, last = row if row is not None else (None, None)
+    finally:
+        con.close()
+    return first, last
 
 
 def _segment_context(shared: dict) -> dict:

@@ -64,6 +64,7 @@ KINDS = tuple(READERS)
 __all__ = [
     "KINDS",
     "Snapshot",
+    "compose_snapshot",
     "cache_root",
     "import_files",
     "list_snapshots",
@@ -103,6 +104,39 @@ def _data_date(names: Sequence[str]) -> str | None:
             if 1 <= int(mo) <= 12 and (d is None or 1 <= int(d) <= 31):
                 dates.append(f"{y}-{mo}" + (f"-{d}" if d else ""))
     return max(dates) if dates else None
+
+
+_CONTENT_DATES = {
+    # CAIDA AS relationships: one "# source:topology|BGP|YYYYMMDD|..." line per day of input
+    "as-rel": re.compile(rb"^# source:[^|\n]*\|[^|\n]*\|((?:19|20)\d{6})\|", re.M),
+    # CAIDA IXP dataset: a "# {"date": "YYYY.MM.DD hh:mm:ss", ...}" header
+    "caida-ixp": re.compile(rb'^#.*"date":\s*"((?:19|20)\d\d[.-]\d\d[.-]\d\d)', re.M),
+    # RIR delegation stats: the version line "version|registry|serial|records|startdate|enddate|..."
+    "rir-delegated": re.compile(rb"^\d+(?:\.\d+)?\|[a-z]+\|[^|\n]*\|[^|\n]*\|[^|\n]*\|((?:19|20)\d{6})\|", re.M),
+    # PeeringDB API objects: the newest "updated" time
+    "peeringdb": re.compile(rb'"updated"\s*:\s*"((?:19|20)\d\d-\d\d-\d\d)'),
+}
+
+
+def _content_date(kind: str, files: Sequence[tuple[str, bytes]]) -> str | None:
+    r"""The data's own date written in the files (``YYYY-MM-DD``), where the format has one.
+
+    The newest date found: the last day of input of an AS-relationships file, the build
+    date of a CAIDA IXP file, the end date of a delegation file's version line, the newest
+    ``updated`` of PeeringDB objects. None for formats without one (the file name is used then).
+
+    >>> _content_date("rir-delegated", [("x", b"# c\n2|apnic|20260618|85300|19830613|20260617|+1000\n")])
+    '2026-06-17'
+    >>> _content_date("peeringdb", [("p", b'[{"updated": "2020-03-06T19:27:03Z"}, {"updated": "2022-10-05T01:00:00Z"}]')])
+    '2022-10-05'
+    """
+    rx = _CONTENT_DATES.get(kind)
+    if rx is None:
+        return None
+    found = [m.group(1).decode().replace(".", "-") for _, data in files for m in rx.finditer(data)]
+    dates = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" if "-" not in d else d for d in found]
+    ok = [d for d in dates if 1 <= int(d[5:7]) <= 12 and 1 <= int(d[8:10]) <= 31]
+    return max(ok) if ok else None
 
 
 @dataclass
@@ -176,8 +210,11 @@ def list_snapshots(*, cache_dir: str | Path | None = None) -> list[Snapshot]:
 
 
 def latest_snapshot(*, cache_dir: str | Path | None = None) -> Snapshot:
-    """The snapshot updated last. Raises :class:`MissingReferenceData` if there is none."""
-    snaps = list_snapshots(cache_dir=cache_dir)
+    """The snapshot updated last (composed ones left out: :func:`compose_snapshot`).
+
+    Raises :class:`MissingReferenceData` if there is none.
+    """
+    snaps = [s for s in list_snapshots(cache_dir=cache_dir) if not s.info.get("composed_from")]
     if not snaps:
         raise MissingReferenceData(
             f"no reference-data snapshot in {_snapshots_dir(cache_dir)}; "
@@ -195,6 +232,47 @@ def load_snapshot(snapshot_id: str | None = None, *, cache_dir: str | Path | Non
         known = [s.id for s in list_snapshots(cache_dir=cache_dir)]
         raise MissingReferenceData(f"no snapshot {snapshot_id!r} in {path.parent} (known: {known})")
     return _read_snapshot(path)
+
+
+def compose_snapshot(choices: dict[str, str], *, cache_dir: str | Path | None = None) -> Snapshot:
+    """A snapshot made of kinds taken from other snapshots (``kind -> snapshot id``).
+
+    Its id is ``composed-`` and a digest of the choices, so the same choices give the same
+    snapshot; the kinds' folders are hard-linked (copied where links are impossible) and
+    ``snapshot.json`` records ``composed_from``. Composed snapshots are never the default
+    (:func:`latest_snapshot`).
+    """
+    if not choices:
+        raise MissingReferenceData("nothing to compose: no snapshot holds any reference-data kind")
+    key = hashlib.sha256(orjson.dumps(dict(sorted(choices.items())))).hexdigest()[:12]
+    root = _snapshots_dir(cache_dir)
+    dst = root / f"composed-{key}"
+    if (dst / "snapshot.json").is_file():
+        return _read_snapshot(dst)
+    tmp = root / f".composed-{key}.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    for kind, snap_id in sorted(choices.items()):
+        src = load_snapshot(snap_id, cache_dir=cache_dir).path / kind
+        if not (src / "manifest.json").is_file():
+            raise MissingReferenceData(f"snapshot {snap_id!r} has no {kind} data")
+
+        def link(a: str, b: str) -> object:
+            try:
+                os.link(a, b)
+            except OSError:
+                shutil.copy2(a, b)
+            return b
+
+        shutil.copytree(src, tmp / kind, copy_function=link)
+    write_json(tmp / "snapshot.json", {"created": _now(), "composed_from": dict(sorted(choices.items()))})
+    try:
+        os.replace(tmp, dst)
+    except OSError:  # composed by another process meanwhile: theirs is the same
+        shutil.rmtree(tmp, ignore_errors=True)
+        return _read_snapshot(dst)
+    return _write_snapshot_info(dst)
 
 
 def _now() -> str:
@@ -319,11 +397,14 @@ def _import_locked(
     for tname, t in {**tables, **extra}.items():
         write_parquet(t, tmp_dir / f"{tname}.parquet")
         rows[tname] = t.num_rows
+    content_date = _content_date(kind, files)
+    name_date = _data_date([n for n, _, _ in inputs])
     manifest = {
         "kind": kind,
         "format_version": FORMAT_VERSION,
         "sources": sorted((s for _, _, s in inputs), key=lambda s: s["sha256"]),
-        "date": _data_date([n for n, _, _ in inputs]),
+        "date": content_date or name_date,
+        "date_from": "content" if content_date else "file name" if name_date else None,
         "imported": _now(),
         "rows": rows,
         "dropped": dict(sorted((k, v) for k, v in counts.items() if v)),

@@ -723,7 +723,11 @@ def _crossings(
         f_city, f_cc, f_ev = _facility_search(
             facilities, eff_asn[rows][todo], from_asn[todo],
             p_lat[etid][todo], p_lon[etid][todo], rtt[todo],
-            addr=hops["addr"].take(pa.array(rows[todo])).to_pylist(),
+            # other probes' discs locate the entering router; that is the crossing only when
+            # the router is adjacent to the AS crossed from (a private interconnect), and so is
+            # the far end of the link, the hop before it
+            addr=[a if k == PRIVATE_INTERCONNECT else None for a, k in zip(
+                hops["addr"].take(pa.array(rows[todo])).to_pylist(), kind[todo], strict=True)],
             prev_addr=[a if k == PRIVATE_INTERCONNECT else None for a, k in zip(
                 hops["addr"].take(pa.array(np.maximum(rows[todo] - 1, 0))).to_pylist(), kind[todo], strict=True)],
             home=np.asarray(pc.fill_null(pc.equal(hops["as_country"].take(pa.array(rows[todo])), "CN"),
@@ -777,11 +781,12 @@ def _facility_search(
     its facilities plus, where ``home`` is true (an entered AS registered in China), its
     home backbone cities (:data:`CHINA_REFERENCE_POINTS`, which the carriers' facility
     lists miss) (``carrier-pops``). A candidate is kept only inside every speed-of-light
-    disc known for the entering address: each probe that saw it, at its minimum RTT
+    disc known for the entering address (``addr``) and the hop before it (``prev_addr``,
+    the far end of a private interconnect): each probe that saw them, at its minimum RTT
     (``discs``: ``addr, lat, lon, rtt``; CBG-style), else this traceroute's probe alone
     (``+rtt-discs`` in the evidence when more than one disc was used). A country (city)
-    is given only when every kept candidate agrees; none is given when the discs keep
-    nothing (a misplaced probe can only cost a location, never give a wrong one).
+    is given only when every kept candidate agrees -- the home backbone cities the discs
+    keep count against shared facilities too; none is given when the discs keep nothing.
     """
     fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
     m = len(asn)
@@ -842,9 +847,9 @@ def _locate_one(
     for la, lo, r in cons:
         ok &= haversine_km(np.full(len(c_lat), la), np.full(len(c_lat), lo), c_lat, c_lon) <= r * KM_PER_MS_RTT
     kept_shared = [c for c, k in zip(shared, ok[:len(shared)], strict=True) if k]
-    if kept_shared:
-        return (*_unanimous(kept_shared), "netfac-shared" + suffix)
     kept = [c for c, k in zip((*own, *home_points), ok[len(shared):], strict=True) if k]
+    if kept_shared:  # the home backbone cities the discs keep stay possible: they count against
+        return (*_unanimous(kept_shared + [c for c in kept if c in home_points]), "netfac-shared" + suffix)
     if kept:
         city, cc = _unanimous(kept)
         if cc is not None:

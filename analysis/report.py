@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from analysis import plots
+from analysis.refdates import stale_lines
 from analysis.vantage import derived_countries_line
 
 if TYPE_CHECKING:
@@ -371,6 +372,8 @@ def _scope_html(s: dict[str, Any]) -> str:
         (s.get("probe_metadata") or {}).get("status"),
         derived_countries_line((s.get("probe_metadata") or {}).get("derived_countries"))) if x)
     warn = f"<p class=meta><b>Vantage points:</b> {html.escape(meta)}.</p>" if meta else ""
+    stale = stale_lines(((s.get("annotate") or {}).get("reference_dates")) or {}, command="pathexp annotate")
+    warn += "".join(f"<p class=meta><b>Reference data:</b> {html.escape(line)}.</p>" for line in stale)
     return f"<p><b>Scope:</b> {html.escape(scope.get('sentence', ''))}.{extra}</p>{warn}"
 
 

@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
     from analysis.campaign_io import analyze_campaign
     from analysis.cli import campaign_from_args, engine_options
+    from analysis.refdates import stale_lines
     from analysis.vantage import derived_countries_line
     from probes.config import analyze_defaults
 
@@ -106,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
     derived = derived_countries_line((report.get("probe_metadata") or {}).get("derived_countries"))
     if derived:
         console.print(f"[yellow]{derived}[/yellow]")
+    for line in stale_lines(((report.get("annotate") or {}).get("reference_dates")) or {}):
+        console.print(f"[yellow]{line}[/yellow]")
     if scope and not scope.get("traceroutes_in_scope"):
         console.print(f"No traceroute of the campaign's {scope.get('traceroutes', 0):,} goes toward "
                       f"{scope.get('country')} destinations, so there is no exposure to report; widen "

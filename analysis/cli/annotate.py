@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 __all__ = ["register", "run"]
 
@@ -20,7 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     add_campaign_args(p)
-    p.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
+    which.add_argument("--closest", action="store_true",
+                       help="take each reference-data kind from the local snapshot whose data are closest in "
+                            "time to the campaign's measurements (composed into one snapshot)")
     p.add_argument("--cache-dir", default=None, help="reference-data cache root")
     p.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     p.add_argument("--online", action="store_true",
@@ -32,12 +37,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.campaign_io import annotate_campaign
     from analysis.cli import campaign_from_args, engine_options
+    from analysis.refdates import stale_lines
 
     report = annotate_campaign(campaign_from_args(args), snapshot_id=args.snapshot, cache_dir=args.cache_dir,
-                               registry_path=args.registry, online=args.online, **engine_options(args))
+                               registry_path=args.registry, online=args.online, closest=args.closest,
+                               **engine_options(args))
     c = report["counts"]
     print(f"annotated {report['rows']} hop rows with snapshot {report['snapshot']['id']} "
           f"({len(report['parts'])} parts)")
+    composed = report["snapshot"].get("composed_from")
+    if composed:
+        print("  kinds taken from: " + ", ".join(f"{k} {sid}" for k, sid in composed.items()))
+    for line in stale_lines(report["reference_dates"]):
+        print(f"warning: {line}", file=sys.stderr)
     for k in sorted(c):
         if k.startswith(("resolved:", "unresolved:")):
             print(f"  {k:<28} {c[k]}")

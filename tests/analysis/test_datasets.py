@@ -35,9 +35,20 @@ def test_manifest_records_sources_rows_and_dates(real_snapshot, test_data):
     m = real_snapshot.manifest("pfx2as")
     # line counts of the two CAIDA files (SOURCES.md: 845,161 v4 + 83,125 v6)
     assert m["rows"]["prefixes"] == 845_161 + 83_125
-    assert m["date"] == "2020-02"
+    assert m["date"] == "2020-02" and m["date_from"] == "file name"  # pfx2as files carry no date inside
     assert real_snapshot.manifest("caida-ixp")["rows"]["ixs"] == 1452
-    assert real_snapshot.manifest("rir-delegated")["date"] == "2019-09-12"
+    # the data's own dates, read here with plain string splitting: the newest end date of the
+    # delegation files' version lines (the 2014 RIPE file and 2019 others: 2019-09-11), ...
+    ends = []
+    for p in dict(real_sources(test_data))["rir-delegated"]:
+        version = next(ln for ln in gzip.decompress(p.read_bytes()).decode().splitlines()
+                       if ln and not ln.startswith("#"))
+        ends.append(version.split("|")[5])
+    want = max(ends)
+    assert real_snapshot.manifest("rir-delegated")["date"] == f"{want[:4]}-{want[4:6]}-{want[6:]}" == "2019-09-11"
+    assert real_snapshot.manifest("rir-delegated")["date_from"] == "content"
+    # ... and the build date in the CAIDA IXP file's header (2023-11-01, not the 202310 of its name)
+    assert real_snapshot.manifest("caida-ixp")["date"] == "2023-11-01"
 
 
 def test_pfx2as_rows_against_the_raw_file(real_snapshot, test_data):
@@ -298,7 +309,7 @@ def test_fetch_downloads_from_the_sources_and_imports(test_data, tmp_path):
     finally:
         site.close()
     assert snap.manifest("caida-ixp")["rows"]["ixs"] == 1452
-    assert snap.manifest("caida-ixp")["date"] == "2023-10"  # the newest listed file was taken
+    assert snap.manifest("caida-ixp")["date"] == "2023-11-01"  # the newest listed file was taken (its header)
     assert snap.manifest("rir-delegated")["rows"]["prefixes"] > 40_000
     assert snap.manifest("peeringdb")["rows"]["ixpfx"] == 500
     # paging: ixpfx pages 1, 2, then an empty page 3; every other type one empty page
