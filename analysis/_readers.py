@@ -130,8 +130,33 @@ def _coordinate(value: object, limit: float, counts: Counter, reason: str) -> fl
     return f
 
 
+_COMMENT_LINE = re.compile(rb"^[;#][^\n]*(?:\n|$)", re.M)
+_CIDR_FIRST = re.compile(rb"^([^\t/\n]+)/([0-9]+)\t", re.M)
+
+
+def _as_caida_pfx2as(name: str, data: bytes) -> bytes:
+    """A prefix-to-AS file in CAIDA's three-column form.
+
+    Accepts CAIDA prefix2as (``prefix<TAB>len<TAB>origins``), pyasn IPASN .dat files
+    (``; `` comment header, ``prefix/len<TAB>asn``) and ``prefix/len<TAB>asn`` tables such
+    as the AS-Prefix TSV (``#`` header); comment lines are dropped.
+    """
+    data = _COMMENT_LINE.sub(b"", data)
+    first = data.lstrip(b"\n").split(b"\n", 1)[0]
+    if first.count(b"\t") == 1 and b"/" in first.split(b"\t", 1)[0]:
+        return _CIDR_FIRST.sub(rb"\1\t\2\t", data)
+    if first.count(b"\t") != 2:
+        raise DatasetFormatError(
+            f"{name}:1: not a prefix-to-AS file (want CAIDA 'prefix<TAB>len<TAB>asn' or pyasn "
+            f"'prefix/len<TAB>asn', got {first[:80]!r})"
+        )
+    return data
+
+
 def read_pfx2as(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
-    """CAIDA RouteViews prefix2as: ``prefix<TAB>length<TAB>origins`` (v4 and v6).
+    """Prefix-to-origin-AS tables, v4 and v6: CAIDA RouteViews prefix2as
+    (``prefix<TAB>length<TAB>origins``), pyasn IPASN .dat files and ``prefix/len<TAB>asn``
+    tables (see :func:`_as_caida_pfx2as`).
 
     ``origins`` keeps multi-origin prefixes (``a_b``) and AS sets (``a,b``); the primary
     origin ``asn`` is the first AS listed.
@@ -140,11 +165,7 @@ def read_pfx2as(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str
     for name, data in files:
         if not data.strip():
             raise DatasetFormatError(f"{name}: empty pfx2as file")
-        first = data.split(b"\n", 1)[0]
-        if first.count(b"\t") != 2:
-            raise DatasetFormatError(
-                f"{name}:1: not a CAIDA prefix2as file (want 'prefix<TAB>len<TAB>asn', got {first[:80]!r})"
-            )
+        data = _as_caida_pfx2as(name, data)
         data = utf8_lines_only(data, counts)
         try:
             t = pacsv.read_csv(
@@ -226,7 +247,17 @@ def read_pfx2as(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str
     table = table.take(pa.array(order))
     dup = _dup_mask(table)
     if dup.any():
-        counts["duplicate-prefix"] += int(dup.sum())
+        # one prefix on several lines (tables listing each origin of a MOAS prefix on its own
+        # line): one row whose origins are all of them, in the order first seen
+        head = np.maximum.accumulate(np.where(~dup, np.arange(len(dup)), 0))
+        merged = table.column("asns").to_pylist()
+        for i in np.flatnonzero(dup).tolist():
+            h = int(head[i])
+            merged[h] = merged[h] + [a for a in merged[i] if a not in merged[h]]
+        counts["moas-lines-merged"] += int(dup.sum())
+        asns = pa.array(merged, pa.list_(pa.int64()))
+        table = table.set_column(table.column_names.index("asns"), "asns", asns)
+        table = table.set_column(table.column_names.index("moas"), "moas", pc.greater(pc.list_value_length(asns), 1))
         table = table.filter(pa.array(~dup))
     return {"prefixes": table}
 

@@ -325,8 +325,16 @@ def import_files(
         raise DatasetFormatError(f"invalid snapshot id {snapshot_id!r}")
     snap_dir = _snapshots_dir(cache_dir) / snapshot_id
     snap_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(snap_dir):  # concurrent imports into one snapshot take turns
-        return _import_locked(kind, paths, snap_dir, replace=replace, source_url=source_url)
+    try:
+        with _locked(snap_dir):  # concurrent imports into one snapshot take turns
+            return _import_locked(kind, paths, snap_dir, replace=replace, source_url=source_url)
+    except BaseException:
+        # a failed first import leaves no empty snapshot behind (only its lock file and
+        # the work folder are there: nothing another import has written)
+        if not (snap_dir / "snapshot.json").exists() and all(
+                p.name == ".lock" or p.name.endswith(".tmp") for p in snap_dir.iterdir()):
+            shutil.rmtree(snap_dir, ignore_errors=True)
+        raise
 
 
 @contextmanager

@@ -12,7 +12,7 @@ _KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "
           "ip2country", "ipmap", "as-rel", "as-siblings")
 #: One line per kind for ``datasets import --help``.
 _KIND_HELP = {
-    "pfx2as": "CAIDA RouteViews prefix2as (routeviews-rv2/rv6 *.pfx2as.gz)",
+    "pfx2as": "prefix-to-AS: CAIDA RouteViews prefix2as (*.pfx2as.gz), pyasn IPASN .dat, prefix/len<TAB>asn tables",
     "peeringdb": "PeeringDB API v2 JSON (ix, ixlan, ixpfx, netixlan, net, fac, netfac) or a dump",
     "caida-ixp": "CAIDA IXP dataset (ixs_*.jsonl)",
     "pch-subnets": "PCH IXP subnets (ixp_subnets.csv, ix_ip4.csv / ix_ip6.csv, ixp_exchange.csv)",

@@ -130,7 +130,7 @@ def test_peeringdb_dump_form_and_type_from_fields(tmp_path):
 @pytest.mark.parametrize(
     "kind, content, message",
     [
-        ("pfx2as", "1.0.0.0 24 13335\n", r"bad\.gz:1: not a CAIDA prefix2as file"),
+        ("pfx2as", "1.0.0.0 24 13335\n", r"bad\.gz:1: not a prefix-to-AS file"),
         ("rir-delegated", "hello|world\n", r"bad\.gz:1: not an RIR delegated file"),
         ("as2org", "4134|x|y|z\n", r"bad\.gz:1: not a CAIDA as2org file"),
         ("peeringdb", "[1, 2]", r"bad\.gz: not a PeeringDB API response"),
@@ -420,3 +420,43 @@ def test_a_long_retry_after_ends_the_fetch_and_a_short_one_is_logged_then_honour
         site.close()
     assert sleeps[0] == 7.0
     assert "rate-limited (HTTP 429); waiting 7 s as the server asks (Retry-After)" in caplog.text
+
+
+def test_pyasn_dat_and_prefix_asn_tables_import_as_pfx2as(test_data, tmp_path):
+    """The formats users have: a real pyasn IPASN .dat file and the AS-Prefix TSV, counted
+    here line by line (comment lines are headers, every other line one prefix)."""
+    dat = test_data / "ip2asn" / "pyasn" / "ipasn_20140513.dat.gz"
+    lines = [ln for ln in gzip.decompress(dat.read_bytes()).decode().splitlines() if ln and not ln.startswith(";")]
+    snap = import_files("pfx2as", [dat], snapshot_id="pyasn", cache_dir=tmp_path)
+    m = snap.manifest("pfx2as")
+    assert len(lines) == 512_621  # SOURCES.md
+    assert m["rows"]["prefixes"] + sum(m["dropped"].values()) == len(lines)
+    assert m["date"] == "2014-05-13"
+    # the AS-Prefix TSV ("#prefix<TAB>origin_asn" header), its first 2,000 rows
+    tsv = test_data / "ip2asn" / "as-prefix-2026-06" / "prefix2asn_2026-06-19.tsv.gz"
+    head = gzip.decompress(tsv.read_bytes()).split(b"\n")[:2001]
+    small = tmp_path / "prefix2asn_2026-06-19.tsv"
+    small.write_bytes(b"\n".join(head) + b"\n")
+    snap = import_files("pfx2as", [small], snapshot_id="asprefix", cache_dir=tmp_path)
+    rows = snap.table("pfx2as", "prefixes").to_pylist()
+    want: dict[str, list[int]] = {}  # a prefix on several lines has several origins (MOAS)
+    for ln in head[1:]:
+        p, a = ln.decode().split("\t")
+        want.setdefault(p, []).append(int(a))
+    assert len(rows) == len(want) < 2000
+    assert {r["prefix"]: r["asns"] for r in rows} == want
+    assert {r["prefix"]: r["asn"] for r in rows} == {p: a[0] for p, a in want.items()}
+    assert snap.manifest("pfx2as")["dropped"] == {"moas-lines-merged": 2000 - len(want)}
+
+
+def test_a_failed_first_import_leaves_no_snapshot_behind(test_data, tmp_path):
+    names = test_data / "ip2asn" / "pyasn" / "asnames.json.gz"  # not a prefix table
+    with pytest.raises(DatasetFormatError, match="not a prefix-to-AS file"):
+        import_files("pfx2as", [names], snapshot_id="bad", cache_dir=tmp_path)
+    assert not (tmp_path / "snapshots" / "bad").exists()
+    # a failed import into an existing snapshot leaves that snapshot as it was
+    import_files("caida-ixp", [test_data / "caida/ixp-dataset/ixs_202310.jsonl"], snapshot_id="ok", cache_dir=tmp_path)
+    before = sorted(p.name for p in (tmp_path / "snapshots" / "ok").iterdir())
+    with pytest.raises(DatasetFormatError):
+        import_files("pfx2as", [names], snapshot_id="ok", cache_dir=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "snapshots" / "ok").iterdir()) == before
