@@ -1,4 +1,4 @@
-"""Readers for AS-relationship reference kinds: CAIDA ``as-rel`` and WHOIS ``as-siblings``.
+"""Readers for AS-level reference kinds: CAIDA ``as-rel``, WHOIS ``as-siblings``, ``asnames``.
 
 Same contract as :mod:`analysis._readers`: ``reader(files, counts) -> {table: Table}``,
 where ``files`` are ``(name, bytes)`` pairs (already decompressed, or compressed: they are
@@ -14,6 +14,7 @@ the file and line.
   ASNs separated by blanks (Giotsas' SiblingASesCollector WHOIS output). A group is only
   "same organisation" evidence for router ownership, never family membership: the 2020-01
   file lumps China Telecom and China Unicom (4134, 4809, 4837, 9929) into one group.
+* ``asnames`` -> table ``names``: ``asn, name`` (int64, string), sorted by ASN.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from analysis._readers import decompress
@@ -159,5 +161,61 @@ def read_as_siblings(files: Sequence[tuple[str, bytes]], counts: Counter) -> dic
     return {"groups": pa.table({"group": pa.array(groups, pa.int64()), "asn": pa.array(asns, pa.int64())})}
 
 
+def read_asnames(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
+    """AS names: pyasn's ``asnames.json`` (``{"asn": "name"}``) or an ``asn<TAB>name`` table
+    (the AS-Prefix ``asn_names`` TSV, whose names read ``AS<n> - name``: that prefix, naming
+    the same AS, is dropped).
+
+    Set aside, by reason: ``bad-asn`` (not an ASN in 1..2^32-1), ``bad-line`` (not
+    ``asn<TAB>name``, or not UTF-8), ``empty-name``, ``duplicate-asn`` (the first name kept).
+    """
+    names: dict[int, str] = {}
+
+    def add(asn: object, name: object) -> None:
+        text = str(asn).strip()
+        if not text.isdigit() or not 0 < int(text) <= _MAX_ASN:
+            counts["bad-asn"] += 1
+            return
+        label = str(name or "").strip()
+        if label.startswith(f"AS{int(text)} - "):  # "AS23 - NASA": the number is shown beside it anyway
+            label = label[len(f"AS{int(text)} - "):].strip()
+        if not label:
+            counts["empty-name"] += 1
+        elif int(text) in names:
+            counts["duplicate-asn"] += 1
+        else:
+            names[int(text)] = label
+
+    for name, data in files:
+        head = data.lstrip()[:1]
+        if head == b"{":
+            try:
+                doc = orjson.loads(data)
+            except orjson.JSONDecodeError as exc:
+                raise DatasetFormatError(f"{name}: not an AS-names JSON object ({exc})") from exc
+            if not isinstance(doc, dict):
+                raise DatasetFormatError(f"{name}: not an AS-names JSON object (asn -> name)")
+            for asn, label in doc.items():
+                add(asn, label)
+            continue
+        good = 0
+        for i, line in enumerate(_text(name, data, counts), 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            parts = line.split("\t", 1)
+            if len(parts) != 2:
+                if good == 0 and i <= _SNIFF_LINES:
+                    raise DatasetFormatError(f"{name}:{i}: not an AS-names file (want 'asn<TAB>name' or "
+                                             f"JSON, got {line[:80]!r})")
+                counts["bad-line"] += 1
+                continue
+            good += 1
+            add(*parts)
+    if not names:
+        raise DatasetFormatError(f"{', '.join(n for n, _ in files)}: no AS name")
+    asns = sorted(names)
+    return {"names": pa.table({"asn": pa.array(asns, pa.int64()), "name": pa.array([names[a] for a in asns], pa.string())})}
+
+
 #: kind -> reader, to merge into :data:`analysis._readers.READERS`.
-READERS_REL = {"as-rel": read_as_rel, "as-siblings": read_as_siblings}
+READERS_REL = {"as-rel": read_as_rel, "as-siblings": read_as_siblings, "asnames": read_asnames}

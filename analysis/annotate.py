@@ -18,7 +18,8 @@ Resolution order for one reply address (all steps vectorized over the *unique* a
 5. ipwhois RDAP, only with ``online=True`` (cached on disk, rate-limited) -> ``"rdap"``.
 
 ``org`` and ``as_country`` come from CAIDA as2org for the member AS on an IXP LAN, else the
-origin AS; ``as_country`` falls back to the RIR delegation country. ``family`` is the
+origin AS; ``org`` falls back to the AS name (``asnames``) and ``as_country`` to the RIR
+delegation country. ``family`` is the
 registry family of that AS (``family_via="registry"``, or ``"as2org-sibling"``), or of a
 static prefix (``"rir-static"``).
 """
@@ -202,11 +203,14 @@ def _build_asn_info(snap: Snapshot) -> dict:
     if snap.has("rir-delegated"):
         t = snap.table("rir-delegated", "asns")
         info["rir_asn"] = (t["asn_start"].to_numpy(), t["asn_count"].to_numpy(), t["cc"].combine_chunks())
+    if snap.has("asnames"):
+        t = snap.table("asnames", "names")
+        info["asnames"] = (t["asn"].to_numpy(), t["name"].combine_chunks())
     return info
 
 
 def _asn_attrs(info: dict, asn: np.ndarray, has: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    """org name and country per ASN (null where unknown)."""
+    """org name (as2org, else the AS name) and country per ASN (null where unknown)."""
     n = asn.size
     org = pa.nulls(n, pa.string())
     cc = pa.nulls(n, pa.string())
@@ -218,6 +222,12 @@ def _asn_attrs(info: dict, asn: np.ndarray, has: np.ndarray) -> tuple[pa.Array, 
         take = pa.array(np.where(hit, posc, 0))
         org = pc.if_else(pa.array(hit), pc.take(names, take), org) if keys.size else org
         cc = pc.if_else(pa.array(hit), pc.take(countries, take), cc) if keys.size else cc
+    if "asnames" in info and n and info["asnames"][0].size:
+        keys, names = info["asnames"]
+        posc = np.minimum(np.searchsorted(keys, asn), keys.size - 1)
+        hit = has & (keys[posc] == asn)
+        org = pc.coalesce(org, pc.if_else(pa.array(hit), pc.take(names, pa.array(np.where(hit, posc, 0))),
+                                          pa.nulls(n, pa.string())))
     if "rir_asn" in info and n:
         start, count, rcc = info["rir_asn"]
         if start.size:

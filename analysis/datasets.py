@@ -27,7 +27,8 @@ Kinds (:data:`KINDS`): ``pfx2as`` (CAIDA RouteViews prefix2as, v4 and v6), ``pee
 US-registered space, since no ARIN delegation file is at hand), ``ipmap`` (RIPE IPmap
 router geolocations CSV: ip, city, country code, lat, lon, score), ``as-rel`` (CAIDA AS
 relationships, serial-1 ``a|b|rel`` or serial-2 ``a|b|rel|source``: table ``links``),
-``as-siblings`` (sibling groups, one organisation per line: table ``groups``). Every reader sets
+``as-siblings`` (sibling groups, one organisation per line: table ``groups``), ``asnames``
+(AS names: table ``names``, shown where no as2org organisation is known). Every reader sets
 aside and counts, by reason, each record it cannot use (``manifest.json`` ``dropped``).
 """
 

@@ -8,6 +8,7 @@ import ipaddress
 import time
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
@@ -460,3 +461,40 @@ def test_a_failed_first_import_leaves_no_snapshot_behind(test_data, tmp_path):
     with pytest.raises(DatasetFormatError):
         import_files("pfx2as", [names], snapshot_id="ok", cache_dir=tmp_path)
     assert sorted(p.name for p in (tmp_path / "snapshots" / "ok").iterdir()) == before
+
+
+def test_as_names_from_pyasn_and_as_prefix_files_name_the_ases_of_real_hops(test_data, tmp_path):
+    """``asnames``: real name tables (pyasn JSON, AS-Prefix TSV) pinned in the snapshot; the
+    annotator names every hop's AS with them where no as2org organisation is known."""
+    import lzma
+
+    from analysis.annotate import annotate
+    from probes.parse import parse_lines
+
+    js = test_data / "ip2asn" / "pyasn" / "asnames.json.gz"
+    raw = orjson.loads(gzip.decompress(js.read_bytes()))
+    # a name written "AS23 - NASA" is kept as "NASA" (the AS number is shown beside it anyway)
+    names = {int(k): (v[len(f"AS{k} - "):] if v.startswith(f"AS{k} - ") else v).strip()
+             for k, v in raw.items() if k.isdigit()}
+    snap = import_files("asnames", [js], snapshot_id="n", cache_dir=tmp_path)
+    t = snap.table("asnames", "names")
+    assert t.num_rows + sum(snap.manifest("asnames")["dropped"].values()) == len(raw)
+    got = dict(zip(t.column("asn").to_pylist(), t.column("name").to_pylist(), strict=True))
+    assert got == {a: n for a, n in names.items() if n and 0 < a < 2**32}
+    tsv = test_data / "ip2asn" / "as-prefix-2026-06" / "asn_names_2026-06-19.tsv.gz"
+    rows = [ln.split("\t", 1) for ln in gzip.decompress(tsv.read_bytes()).decode().splitlines()[1:] if ln]
+    snap2 = import_files("asnames", [tsv], snapshot_id="n2", cache_dir=tmp_path)
+    t2 = dict(zip(*(snap2.table("asnames", "names").column(c).to_pylist() for c in ("asn", "name")), strict=True))
+    assert t2[4134] == dict((int(a), n) for a, n in rows)[4134].split(" - ", 1)[1]
+    assert len(t2) + sum(snap2.manifest("asnames")["dropped"].values()) == len(rows)
+    # annotate real MENOG hops with CAIDA pfx2as and the pyasn names
+    caida = test_data / "ip2asn" / "caida-pfx2as-mlab"
+    import_files("pfx2as", sorted(caida.glob("*.pfx2as.*.gz")), snapshot_id="n", cache_dir=tmp_path)
+    with lzma.open(test_data / "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz") as fh:
+        lines = [ln for _, ln in zip(range(200), fh, strict=False)]
+    hops = parse_lines([ln.rstrip(b"\n") for ln in lines]).hops
+    ann, _ = annotate(hops, load_snapshot("n", cache_dir=tmp_path))
+    pairs = {(a, o) for a, o in zip(ann.column("asn").to_pylist(), ann.column("org").to_pylist(), strict=True)
+             if a is not None}
+    assert pairs and all(o == names[a] for a, o in pairs if a in names)
+    assert any(o is not None for _, o in pairs)
