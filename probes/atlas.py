@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import random
+import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ from probes.errors import (
     AuthenticationError,
     ConfigError,
     InsufficientCredits,
+    NetworkUnavailable,
 )
 
 __all__ = [
@@ -144,6 +146,21 @@ def scrub_secret(text: str, secret: str, *, mask: str = "***") -> str:
         k = j + 1
     out.append(text[last:])
     return "".join(out)
+
+
+def _unresolved(exc: BaseException) -> bool:
+    """Whether a requests failure is a name-resolution failure (anywhere in its chain)."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return True
+        stack.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
+    return False
 
 
 class _Capture:
@@ -347,6 +364,12 @@ class AtlasClient:
                 ) from exc
             if isinstance(exc, BodyLimit) and exc.too_big:
                 raise AtlasAPIError(f"{what}: {exc}") from exc
+            if _unresolved(exc):  # nothing was sent; retrying in seconds does not help
+                raise NetworkUnavailable(
+                    f"{what}: the name of {self._server} does not resolve (no DNS answer); offline? "
+                    "Check the network or DNS, set HTTPS_PROXY if you need a proxy, or point the "
+                    "Atlas server setting at a reachable API"
+                ) from exc
             sent = not isinstance(exc, requests.exceptions.ConnectTimeout)
             self.stats.connection_errors += 1
             raise _Transient(

@@ -6,7 +6,8 @@ one-line message::
     ProbeError
     ├── ConfigError            bad campaign spec, settings file or argument
     ├── AtlasAPIError          the Atlas API answered with an error (status kept)
-    │   └── AuthenticationError    401/403: key missing, invalid or lacking permission
+    │   ├── AuthenticationError    401/403: key missing, invalid or lacking permission
+    │   └── NetworkUnavailable     the server's name does not resolve (offline, DNS, proxy)
     ├── BudgetExceeded         a plan or submission would spend more credits than allowed
     │   └── InsufficientCredits    the Atlas account balance cannot pay for the plan
     ├── RawSocketPermission    raw sockets are not permitted (not root, no CAP_NET_RAW)
@@ -25,6 +26,7 @@ __all__ = [
     "ConfigError",
     "AtlasAPIError",
     "AuthenticationError",
+    "NetworkUnavailable",
     "BudgetExceeded",
     "InsufficientCredits",
     "RawSocketPermission",
@@ -52,6 +54,18 @@ class AtlasAPIError(ProbeError):
 
 class AuthenticationError(AtlasAPIError):
     """The API key is missing, invalid, or not allowed to do this (HTTP 401/403)."""
+
+
+class NetworkUnavailable(AtlasAPIError):
+    """The server's host name does not resolve: no request was sent (offline, DNS or proxy).
+
+    Not retried (a resolver failure does not heal in seconds); the CLI exits with
+    :data:`EXIT_NETWORK`.
+    """
+
+
+#: Exit code of ``pathexp`` when the network is unavailable (2: any other error).
+EXIT_NETWORK = 3
 
 
 class BudgetExceeded(ProbeError):

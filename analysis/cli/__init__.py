@@ -28,7 +28,7 @@ from pathlib import Path
 
 from analysis.cli._options import add_engine_args, engine_options
 from analysis.errors import AnalysisError
-from probes.errors import ConfigError, ProbeError
+from probes.errors import EXIT_NETWORK, ConfigError, NetworkUnavailable, ProbeError
 from probes.workspace import DEFAULT_WORKSPACE, Campaign
 
 __all__ = [
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (ProbeError, AnalysisError) as exc:
         print(f"pathexp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_NETWORK if isinstance(exc, NetworkUnavailable) else 2
     except OSError as exc:  # the environment: a path that is a file, a full disk, no permission
         where = f": {exc.filename}" if exc.filename else ""
         print(f"pathexp {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)

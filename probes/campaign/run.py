@@ -48,6 +48,7 @@ from probes.errors import (
     BudgetExceeded,
     ConfigError,
     InsufficientCredits,
+    NetworkUnavailable,
     TargetRefused,
 )
 from probes.workspace import Campaign
@@ -443,7 +444,7 @@ def submit(spec: CampaignSpec, *, client: AtlasClient, settings: Settings,
                     raise CreateOutcomeUnknown(msg, status=exc.status) from exc
                 continue
             except AtlasAPIError as exc:  # refused by the server: nothing was created
-                if isinstance(exc, (AuthenticationError, InsufficientCredits)):
+                if isinstance(exc, (AuthenticationError, InsufficientCredits, NetworkUnavailable)):
                     st.release_attempt([u.unit for u in batch], state="planned", error=str(exc))
                     raise
                 st.record_failed([u.unit for u in batch], str(exc))

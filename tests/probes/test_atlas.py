@@ -119,6 +119,34 @@ def test_retry_after_beyond_limit_stops_early(standin):
     assert ei.value.status == 429 and sleep.calls == []
 
 
+def test_a_name_that_does_not_resolve_is_one_line_at_once_not_retried(standin, monkeypatch, capsys):
+    """Offline: the resolver fails (faked at the socket API, so no packet leaves the machine).
+    One error naming the cause and the remedies, no retry and no wait; the CLI exits 3."""
+    import socket
+
+    from analysis.cli import main
+    from probes.errors import EXIT_NETWORK, NetworkUnavailable
+
+    calls = []
+
+    def no_dns(host, *a, **kw):
+        calls.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    sleep = FakeSleep()
+    c = client_for(standin, sleep=sleep)
+    with pytest.raises(NetworkUnavailable, match="does not resolve .*offline.*HTTPS_PROXY"):
+        c.credits()
+    assert sleep.calls == [] and len(calls) == 1
+    # the command line: `campaign plan` of the shipped example (its US anchors need the API)
+    spec = Path(__file__).resolve().parents[2] / "probes" / "campaign_example.toml"
+    assert main(["campaign", "plan", str(spec)]) == EXIT_NETWORK == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not resolve" in err and "Traceback" not in err
+    assert "waiting" not in err and "gave up after" not in err
+
+
 # ---------------------------------------------------------------------------- auth, TLS
 def test_wrong_key_is_authentication_error_403(standin):
     c = client_for(standin, key="not-the-key")
