@@ -89,6 +89,7 @@ from analysis.scope import (
     with_scope,
 )
 from probes import fileio, store
+from probes._progress import step
 from probes.engine import open_runner
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 
@@ -283,6 +284,7 @@ def _annotate_locked(
                 counts.update(c)
                 parts.append(f"{name}.parquet")
                 rows += n
+                step("annotated %d of %d segments (%s hop rows)", len(parts), len(names), f"{rows:,}")
     report = {
         "snapshot": {
             "id": snap.id,
@@ -478,7 +480,9 @@ def _analyze_locked(
     probe_meta = store.read_probe_meta(campaign)
     snapshot, annotate_info = _annotate_info(campaign)
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
+    step("probe metadata")
     probe_meta, probe_status = _with_derived_probes(campaign, probe_meta, trace_files, snap)
+    step("locating %s", "destinations")
     dst_addrs = _distinct_destinations(trace_files)
     destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
     destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
@@ -489,6 +493,7 @@ def _analyze_locked(
     dst_info = destinations
     del rtts
     facilities, fac_source = _facility_table(snap, snap_note)
+    step("inferring router owners")
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
                             if infer_owners else (None, "not inferred (origin AS used)"))
     discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
@@ -528,9 +533,11 @@ def _analyze_locked(
                 "scope": scope.table,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
             }
+            step("paths: 0 of %d partitions", len(partitions))
             for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
                 drops.update(part_drops)
                 part_files.append(Path(part))
+                step("paths: %d of %d partitions", len(part_files), len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
             del shared, destinations, facilities, probe_meta, discs
             if owners is not None:
@@ -556,12 +563,14 @@ def _analyze_locked(
         # Dask workers read the paths file themselves (no large pickled table to ship)
         source = {"paths": weighted} if runner.engine == "local" else {"paths_file": str(paths_file)}
         # the graph is one more independent task, the longest: first in line
+        step("exposure: %d bootstrap tables and the AS graph", len(tasks))
         results = list(runner.map(
             _exposure_task, [(None, "graph", None, False), *tasks], setup=_exposure_context,
             shared={**source, "pop_country": pop_country, "opts": opts, "nodes": nodes}))
         g = results[0]
         exposure = dict(zip(tasks, results[1:], strict=True))
     del weighted
+    step("hegemony, change events, writing")
     hegemony = metrics.hegemony(paths)
     node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
     path_tabs: list[pa.Table] = []

@@ -54,6 +54,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from probes import fileio
+from probes._progress import step
 from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
@@ -478,6 +479,7 @@ def ingest_stream(
         for parsed in iter_parsed(counted(_blocks(lines, min(BLOCK_LINES, store.segment_results))), origin=origin):
             drops.update(parsed.drops)
             store.add(parsed, report)
+            step("%s results read, %s new", f"{report.seen:,}", f"{report.added:,}")
         store.flush(report)
         store.drain()
     finally:
@@ -605,6 +607,7 @@ def ingest_files(
 
 def _ingest_one_local(campaign: Campaign, store: _Store, path: str | Path, origin: str,
                       one: IngestReport) -> dict:
+    step("reading %s", "standard input" if str(path) == "-" else Path(path).name)
     found: list = []
     with open_input(path) as stream:
         hashing = HashingReader(stream)

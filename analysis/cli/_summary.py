@@ -9,6 +9,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from analysis.cli._console import make_console
 from probes.parse import DROP_REASONS
 from probes.store import IngestReport, summary
 from probes.workspace import Campaign
@@ -18,7 +19,7 @@ __all__ = ["print_ingest_summary"]
 
 def print_ingest_summary(campaign: Campaign, report: IngestReport, console: Console | None = None) -> None:
     """Print an ingest's counts, its drops by reason, and the campaign store's totals."""
-    console = console or Console()
+    console = console or make_console()
     console.print(
         f"[bold]{campaign.name}[/bold]: seen {report.seen:,} results, added {report.added:,}, "
         f"duplicates {report.duplicates:,}, hop rows added {report.hop_rows:,}"

@@ -65,11 +65,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.table import Table
 
     from analysis.campaign_io import analyze_campaign
     from analysis.cli import campaign_from_args, engine_options
+    from analysis.cli._console import make_console, progress
     from analysis.refdates import stale_lines
     from analysis.vantage import derived_countries_line
     from probes.config import analyze_defaults
@@ -80,20 +80,21 @@ def run(args: argparse.Namespace) -> int:
         from analysis.registry import load_registry
 
         registry = load_registry(args.registry)
-    report = analyze_campaign(
-        campaign,
-        registry=registry,
-        pop_country=args.pop_country,
-        n_boot=args.bootstrap,
-        seed=args.seed,
-        include_endpoints=args.include_endpoints,
-        cache_dir=args.cache_dir,
-        infer_owners=not args.origin_as,
-        dst_country=args.dst_country or analyze_defaults(args.config).get("dst_country", "US"),
-        force=args.force,
-        **engine_options(args),
-    )
-    console = Console()
+    with progress(f"analyze {campaign.name}"):
+        report = analyze_campaign(
+            campaign,
+            registry=registry,
+            pop_country=args.pop_country,
+            n_boot=args.bootstrap,
+            seed=args.seed,
+            include_endpoints=args.include_endpoints,
+            cache_dir=args.cache_dir,
+            infer_owners=not args.origin_as,
+            dst_country=args.dst_country or analyze_defaults(args.config).get("dst_country", "US"),
+            force=args.force,
+            **engine_options(args),
+        )
+    console = make_console()
     scope = report.get("scope") or {}
     if scope:
         console.print(f"[bold]Scope:[/bold] {scope['sentence']}.")

@@ -37,11 +37,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.campaign_io import annotate_campaign
     from analysis.cli import campaign_from_args, engine_options
+    from analysis.cli._console import progress
     from analysis.refdates import stale_lines
 
-    report = annotate_campaign(campaign_from_args(args), snapshot_id=args.snapshot, cache_dir=args.cache_dir,
-                               registry_path=args.registry, online=args.online, closest=args.closest,
-                               **engine_options(args))
+    campaign = campaign_from_args(args)
+    with progress(f"annotate {campaign.name}"):
+        report = annotate_campaign(campaign, snapshot_id=args.snapshot, cache_dir=args.cache_dir,
+                                   registry_path=args.registry, online=args.online, closest=args.closest,
+                                   **engine_options(args))
     c = report["counts"]
     print(f"annotated {report['rows']} hop rows with snapshot {report['snapshot']['id']} "
           f"({len(report['parts'])} parts)")

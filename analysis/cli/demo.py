@@ -44,11 +44,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from rich.console import Console
-
+    from analysis.cli._console import make_console
     from analysis.demo import run_demo
 
-    console = Console(highlight=False)
+    console = make_console(highlight=False)
     t0 = time.perf_counter()
     from probes.world import Artefacts
 

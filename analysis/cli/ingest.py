@@ -34,19 +34,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.cli import campaign_from_args, engine_options
+    from analysis.cli._console import make_console, progress
     from analysis.cli._summary import print_ingest_summary
     from probes import store
     from probes.metadata import read_probe_objects
 
     campaign = campaign_from_args(args)
     kwargs = {"segment_results": args.segment_results} if args.segment_results else {}
-    report = store.ingest_files(campaign, args.paths, **kwargs, **engine_options(args))
+    with progress(f"ingest {campaign.name}"):
+        report = store.ingest_files(campaign, args.paths, **kwargs, **engine_options(args))
     probe_drops: Counter = Counter()
     for path in args.probes:
         store.write_probe_meta(campaign, read_probe_objects(path, drops=probe_drops))
-    print_ingest_summary(campaign, report)
+    console = make_console(highlight=False)
+    print_ingest_summary(campaign, report, console)
     for line in probe_lines(report.inputs, probe_drops, store.probes_without_meta(campaign)):
-        print(line)
+        console.print(line, markup=False)
     return 0
 
 
