@@ -1370,9 +1370,17 @@ def write_report(campaign: Campaign, *, out: str | Path | None = None, force: bo
 
     if force:
         refresh_campaign(campaign)
+    from analysis.report import report_figures
+
     data = load_campaign(campaign)
     target = Path(out) if out is not None else campaign.report_html
-    fileio.write_bytes(target, render_html(data).encode("utf-8"))
+    files: dict[str, dict[str, bytes]] = {}
+    figures = report_figures(data, files=files)
+    # the figures as files a paper can use, next to the page: figures/<id>.png|svg|pdf
+    for fid, rendered in files.items():
+        for fmt, blob in rendered.items():
+            fileio.write_bytes(target.parent / "figures" / f"{fid}.{fmt}", blob)
+    fileio.write_bytes(target, render_html(data, figures=figures).encode("utf-8"))
     return target
 
 

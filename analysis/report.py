@@ -42,7 +42,9 @@ __all__ = [
     "drop_table",
     "snapshot_table",
     "figure_png",
+    "figure_files",
     "report_figures",
+    "FIGURE_FORMATS",
     "MAX_CROSSING_ROWS",
     "render_html",
     "table_html",
@@ -199,21 +201,41 @@ def snapshot_table(annotate: dict[str, Any]) -> pa.Table:
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+#: The file formats :func:`report_figures` can render besides the PNG the page embeds.
+FIGURE_FORMATS = ("png", "svg", "pdf")
+
+
 def figure_png(draw: Callable[[Axes], Any], *, size: tuple[float, float] = (6.4, 4.2), dpi: int = 100) -> bytes:
     """PNG bytes of a figure drawn by ``draw(ax)`` on a fresh Agg canvas (no pyplot state)."""
+    return figure_files(draw, size=size, dpi=dpi, formats=("png",))["png"]
+
+
+def figure_files(draw: Callable[[Axes], Any], *, size: tuple[float, float] = (6.4, 4.2), dpi: int = 100,
+                 formats: Sequence[str] = FIGURE_FORMATS) -> dict[str, bytes]:
+    """One figure drawn by ``draw(ax)`` (fresh Agg canvas, no pyplot state), saved in ``formats``."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=size, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     draw(fig.add_subplot())
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    return buf.getvalue()
+    out = {}
+    for fmt in formats:
+        buf = io.BytesIO()
+        # fixed metadata: the same figure gives the same bytes (no creation date inside)
+        meta = {"Date": None} if fmt == "svg" else {"CreationDate": None} if fmt == "pdf" else None
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=meta)
+        out[fmt] = buf.getvalue()
+    return out
 
 
-def report_figures(data: CampaignData) -> list[tuple[str, str, bytes, bool]]:
-    """The report's figures: ``(id, caption, png bytes, full_width)`` each."""
+def report_figures(data: CampaignData, *, files: dict[str, dict[str, bytes]] | None = None
+                   ) -> list[tuple[str, str, bytes, bool]]:
+    """The report's figures: ``(id, caption, png bytes, full_width)`` each.
+
+    With ``files`` (a dict), each figure is also rendered as SVG and PDF, stored there by id
+    (``{id: {"png": ..., "svg": ..., "pdf": ...}}``) for files a paper can use.
+    """
     span = _span_days(data.paths)
     freq = "hour" if span <= 8 else "day"
     flagged_probes = plots.flagged_probes(data.paths)
@@ -245,7 +267,13 @@ def report_figures(data: CampaignData) -> list[tuple[str, str, bytes, bool]]:
                                          extent=plots.US_EXTENT, label_pops=True, ax=ax),
          (12.8, 6.4), True),
     ]
-    return [(fid, cap, figure_png(draw, size=size), full) for fid, cap, draw, size, full in figs]
+    out = []
+    for fid, cap, draw, size, full in figs:
+        rendered = figure_files(draw, size=size, formats=FIGURE_FORMATS if files is not None else ("png",))
+        if files is not None:
+            files[fid] = rendered
+        out.append((fid, cap, rendered["png"], full))
+    return out
 
 
 def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, bool]] | None = None) -> str:

@@ -58,6 +58,25 @@ def test_report_is_self_contained_and_every_image_is_a_png(written: Path):
     assert "<script" not in text and "<link" not in text and "@import" not in text
 
 
+def test_every_figure_is_also_a_png_svg_and_pdf_file_beside_the_report(written: Path):
+    """Files a paper can use: the page's own PNG bytes, a vector SVG, a PDF, per figure."""
+    import xml.etree.ElementTree as ET
+
+    text = written.read_text(encoding="utf-8")
+    ids = re.findall(r'<figure id="([^"]+)"', text)
+    embedded = {fid: base64.b64decode(_SRC.findall(tag)[0].split(",", 1)[1])
+                for fid, tag in zip(ids, _IMG.findall(text), strict=True)}
+    folder = written.parent / "figures"
+    assert len(ids) == 7 and sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{fid}.{fmt}" for fid in ids for fmt in ("png", "svg", "pdf"))
+    for fid in ids:
+        assert (folder / f"{fid}.png").read_bytes() == embedded[fid]
+        root = ET.fromstring((folder / f"{fid}.svg").read_bytes())
+        assert root.tag.endswith("svg") and len(list(root.iter())) > 50  # drawn, not empty
+        pdf = (folder / f"{fid}.pdf").read_bytes()
+        assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+
+
 def test_headline_numbers_match_the_paths_table(written: Path, demo_campaign: Campaign):  # noqa: F811
     text = html.unescape(written.read_text(encoding="utf-8"))
     paths = [p for p in pq.read_table(demo_campaign.paths_parquet).to_pylist() if p["in_scope"]]
@@ -226,5 +245,5 @@ def test_public_api():
     defined = {n for n, v in vars(report).items() if not n.startswith("_")
                and (inspect.isfunction(v) or inspect.isclass(v)) and v.__module__ == report.__name__}
     # load_campaign and write_report live in analysis.campaign_io (reachable here lazily)
-    assert defined == set(report.__all__) - {"MAX_CROSSING_ROWS"}
+    assert defined == set(report.__all__) - {"MAX_CROSSING_ROWS", "FIGURE_FORMATS"}
     assert all(hasattr(report, n) for n in report.__all__)
