@@ -5,7 +5,7 @@ Every download goes to a temporary folder under the cache root and is then impor
 The base URLs and the HTTP session are parameters (tests or mirrors can point elsewhere).
 
 Every request is bounded (:class:`Limits`): an overall deadline from connect to the last
-body byte and a body-size cap (:func:`probes._http.read_body`; a server that drips bytes
+body byte and a body-size cap (:func:`probes.bounded_http.read_body`; a server that drips bytes
 or never ends its body cannot hold a fetch), and PeeringDB's ``Retry-After`` waits are
 logged when long and capped (a longer one ends the fetch with a message saying when to
 retry).
@@ -87,7 +87,7 @@ def _request(session: Any, url: str, limits: Limits, **kw: Any) -> Any:
     """GET ``url`` within ``limits`` (the whole body read); any status is returned."""
     import requests
 
-    from probes._http import read_body
+    from probes.bounded_http import read_body
 
     started = time.monotonic()
     per_read = min(limits.read_timeout, limits.deadline)
@@ -237,7 +237,7 @@ def _retry_wait(url: str, header: str | None, limits: Limits) -> float:
 
     A wait above ``limits.max_retry_after`` ends the fetch with one line saying when to retry.
     """
-    from probes._backoff import parse_retry_after
+    from probes.bounded_http import parse_retry_after
 
     wait = parse_retry_after(header)
     wait = 60.0 if wait is None else max(0.0, wait)

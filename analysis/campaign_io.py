@@ -89,8 +89,8 @@ from analysis.scope import (
     with_scope,
 )
 from probes import fileio, store
-from probes._progress import step
 from probes.engine import open_runner
+from probes.progress import step
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 
 if TYPE_CHECKING:

@@ -52,7 +52,7 @@ from ripe.atlas.cousteau import (
 )
 
 from probes._backoff import Backoff, parse_retry_after
-from probes._http import BodyLimit, read_body
+from probes.bounded_http import BodyLimit, read_body
 from probes.config import ApiKey, Settings
 from probes.errors import (
     AtlasAPIError,

@@ -54,10 +54,10 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from probes import fileio
-from probes._progress import step
 from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
+from probes.progress import step
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 from probes.workspace import Campaign
 

@@ -2,7 +2,7 @@
 
 :func:`make_console` follows the terminal's width and uses 120 columns when the output is
 piped (rich's default of 80 wraps the tables). :func:`progress` shows the library's steps
-(:mod:`probes._progress`) as one updating line on standard error while a command runs,
+(:mod:`probes.progress`) as one updating line on standard error while a command runs,
 only when standard error is a terminal.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
-from probes._progress import PROGRESS
+from probes.progress import PROGRESS
 
 __all__ = ["PIPED_WIDTH", "make_console", "progress"]
 

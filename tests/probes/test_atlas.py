@@ -300,7 +300,7 @@ def test_one_settings_file_holds_the_local_probe_too(tmp_path):
 # ---------------------------------------------------------------------------- boundary
 def test_cousteau_and_requests_only_at_the_boundary():
     """probes.atlas is the one module of probes that talks to Atlas (cousteau/requests);
-    probes._http, the bounded body reader it shares with the reference-data downloads, knows
+    probes.bounded_http, the bounded body reader it shares with the reference-data downloads, knows
     requests but nothing of Atlas."""
     import ast
 
@@ -313,9 +313,9 @@ def test_cousteau_and_requests_only_at_the_boundary():
                      [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             if any(n.startswith("ripe.atlas.cousteau") for n in names):
                 offenders.append(f.name)
-            if any(n.startswith("requests") for n in names) and f.name != "_http.py":
+            if any(n.startswith("requests") for n in names) and f.name != "bounded_http.py":
                 offenders.append(f.name)
-            if f.name == "_http.py" and any(n.startswith(("probes", "ripe")) for n in names):
+            if f.name == "bounded_http.py" and any(n.startswith("ripe") or n.startswith("probes.atlas") for n in names):
                 offenders.append(f.name)
     assert sorted(set(offenders)) == ["atlas.py"]
 

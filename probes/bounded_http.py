@@ -17,7 +17,9 @@ import time
 import requests
 import urllib3
 
-__all__ = ["READ_CHUNK", "BodyLimit", "read_body"]
+from probes._backoff import parse_retry_after  # re-exported: the Retry-After of any HTTP client
+
+__all__ = ["READ_CHUNK", "BodyLimit", "parse_retry_after", "read_body"]
 
 READ_CHUNK = 65_536
 
