@@ -3,10 +3,17 @@
 Results are cached on disk (one JSON file per address under ``<cache>/rdap/``) and calls
 are spaced by ``min_interval`` seconds. ipwhois errors are translated here, at one
 boundary: a failed lookup returns None (counted by the annotator as ``rdap-failed``).
+
+Every lookup is bounded: ipwhois has only a per-read timeout (a server that drips bytes
+holds it forever) and waits up to its ``rate_limit_timeout`` on HTTP 429, so the lookup
+runs in a daemon thread that is abandoned after ``deadline`` seconds (the lookup then
+failed, and a warning says so), with ipwhois's own rate-limit wait capped below it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +25,8 @@ from analysis.datasets import cache_root
 from probes.fileio import write_json
 
 __all__ = ["RdapClient"]
+
+log = logging.getLogger(__name__)
 
 
 class RdapClient:
@@ -31,6 +40,10 @@ class RdapClient:
         Seconds between two network lookups.
     proxy_opener : urllib.request.OpenerDirector, optional
         Passed to ipwhois (e.g. to go through a proxy).
+    deadline : float
+        Longest time one lookup may take, retries and rate-limit waits included.
+    asn_methods : list of str, optional
+        ipwhois's ASN look-up methods (default: its own, DNS first).
     """
 
     def __init__(
@@ -40,6 +53,8 @@ class RdapClient:
         min_interval: float = 1.0,
         timeout: int = 10,
         proxy_opener: Any = None,
+        deadline: float = 60.0,
+        asn_methods: list[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -47,6 +62,8 @@ class RdapClient:
         self.min_interval = min_interval
         self.timeout = timeout
         self.proxy_opener = proxy_opener
+        self.deadline = deadline
+        self.asn_methods = asn_methods
         self._clock = clock
         self._sleep = sleep
         self._last = float("-inf")
@@ -63,19 +80,39 @@ class RdapClient:
         if wait > 0:
             self._sleep(wait)
         self._last = self._clock()
-        from ipwhois import IPWhois
         from ipwhois.exceptions import BaseIpwhoisException, IPDefinedError
 
-        try:
-            res = IPWhois(address, timeout=self.timeout, proxy_opener=self.proxy_opener).lookup_rdap(depth=0)
-        except IPDefinedError:
+        box: dict[str, Any] = {}
+        worker = threading.Thread(target=self._query, args=(address, box), daemon=True,
+                                  name=f"rdap-{address}")
+        worker.start()
+        worker.join(self.deadline)
+        if worker.is_alive():  # abandoned: a daemon thread, it cannot hold the process
+            log.warning("RDAP lookup of %s gave no answer within %g s; counted as failed", address, self.deadline)
+            return None
+        exc = box.get("error")
+        if isinstance(exc, IPDefinedError):
             out: dict = {"asn": None, "country": None, "cidr": None}
             write_json(p, out)
             return out
-        except (BaseIpwhoisException, OSError, ValueError):
+        if isinstance(exc, (BaseIpwhoisException, OSError, ValueError)):
             return None
+        if exc is not None:
+            raise exc
+        res = box["result"]
         asn_field = str(res.get("asn") or "").split()
         asn = int(asn_field[0]) if asn_field and asn_field[0].isdigit() else None
         out = {"asn": asn, "country": res.get("asn_country_code"), "cidr": res.get("asn_cidr")}
         write_json(p, out)
         return out
+
+    def _query(self, address: str, box: dict[str, Any]) -> None:
+        """The ipwhois call, in the worker thread: its answer or its exception into ``box``."""
+        from ipwhois import IPWhois
+
+        try:
+            box["result"] = IPWhois(address, timeout=self.timeout, proxy_opener=self.proxy_opener).lookup_rdap(
+                depth=0, retry_count=1, rate_limit_timeout=int(max(1, min(30, self.deadline / 2))),
+                asn_methods=self.asn_methods)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box["error"] = exc

@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import ipaddress
 import socket
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -399,6 +400,60 @@ def test_rdap_fallback_only_when_online_and_from_the_disk_cache(test_data, tmp_p
     assert row["resolved_by"] == "rdap" and row["asn"] == 4809 and row["as_country"] == "CN"
     assert row["family"] == "china-telecom" and row["family_via"] == "registry"
     assert c_on["resolved:rdap"] == 1
+
+
+def test_an_rdap_lookup_is_abandoned_at_its_deadline_when_the_server_drips(tmp_path, monkeypatch, caplog):
+    """ipwhois has only a per-read timeout: a server sending a byte every 0.2 s would hold it
+    for ever. Its HTTP goes through a proxy opener to a real drip server on 127.0.0.1; a
+    guard refuses any socket to another address (no DNS query, no packet leaves)."""
+    import socket
+    import threading
+    import urllib.request
+
+    from analysis._rdap import RdapClient
+
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def local_only(host):
+        if str(host) not in ("127.0.0.1", "localhost"):
+            raise OSError(f"test guard: no traffic to {host}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, *a, **k: (local_only(host), real_getaddrinfo(host, *a, **k))[1])
+    monkeypatch.setattr(socket.socket, "connect", lambda self, addr: (local_only(addr[0]), real_connect(self, addr))[1])
+    hits = []
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+
+    def drip():
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            hits.append(conn.recv(4096).split(b"\r\n", 1)[0])
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n")
+                for _ in range(100000):
+                    conn.sendall(b"{")
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    threading.Thread(target=drip, daemon=True).start()
+    proxy = f"http://127.0.0.1:{srv.getsockname()[1]}"
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+    client = RdapClient(cache_dir=tmp_path, min_interval=0, timeout=5, deadline=1.5, proxy_opener=opener,
+                        asn_methods=["http"])
+    started = time.monotonic()
+    try:
+        assert client.lookup("59.43.39.161") is None
+    finally:
+        srv.close()
+    assert time.monotonic() - started < 30  # bounded by the deadline, not by the drip
+    assert hits, "the lookup never reached the stand-in server"
+    assert "RDAP lookup of 59.43.39.161 gave no answer within 1.5 s" in caplog.text
+    assert not (tmp_path / "rdap" / "59.43.39.161.json").exists()  # a failure is not cached
 
 
 def test_empty_all_timeout_and_multi_chunk_tables(real_snapshot):
