@@ -129,11 +129,11 @@ def cluster_bootstrap(
               \quad S_c = \sum_{i \in c} w_i x_i,\ W_c = \sum_{i \in c} w_i
 
     The interval is the ``(1-confidence)/2`` and ``1-(1-confidence)/2`` quantiles of the
-    replicates. When no cluster differs from another at the edge of the range — every
-    probe saw 0 (or every probe saw only 1) — every replicate equals the estimate and the
-    percentile interval collapses to a point, which would claim certainty that :math:`C`
-    probes cannot give. The far bound is then the Wilson bound for 0 of :math:`C` (or
-    :math:`C` of :math:`C`) independent clusters, :math:`z^2 / (C + z^2)` for zero.
+    replicates. When no cluster differs from another — a single probe, or every probe saw
+    0 (or only 1) — every replicate equals the estimate and the percentile interval
+    collapses to a point, which would claim certainty that :math:`C` probes cannot give.
+    The interval is then the Wilson interval of :math:`\hat\theta C` successes in
+    :math:`C` independent clusters (for zero: upper bound :math:`z^2 / (C + z^2)`).
 
     Parameters
     ----------
@@ -166,6 +166,9 @@ def cluster_bootstrap(
     >>> est, lo, hi = cluster_bootstrap([1, 1, 0, 0], [1, 1, 2, 2], n_boot=200, seed=1)
     >>> est, lo <= est <= hi
     (0.5, True)
+    >>> est, lo, hi = cluster_bootstrap([1, 0, 0], [7, 7, 7])  # one probe: never a zero-width interval
+    >>> round(est, 3), round(lo, 3), round(hi, 3)
+    (0.333, 0.025, 0.906)
     """
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
@@ -189,10 +192,11 @@ def cluster_bootstrap(
     reps = reps[~np.isnan(reps)]
     alpha = (1.0 - confidence) / 2.0
     lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
-    if est == 0.0 and hi == 0.0:
-        hi = float(wilson_interval(0, c, confidence=confidence)[1])
-    elif est == 1.0 and lo == 1.0:
-        lo = float(wilson_interval(c, c, confidence=confidence)[0])
+    if hi - lo <= 1e-12:
+        # every replicate equals the estimate (one probe, or probes that all agree): the
+        # bootstrap sees no spread, which C clusters cannot promise; Wilson over C clusters
+        w_lo, w_hi = wilson_interval(est * c, c, confidence=confidence)
+        lo, hi = min(lo, float(w_lo)), max(hi, float(w_hi))
     return est, float(lo), float(hi)
 
 

@@ -4,6 +4,7 @@ interval coverage by simulation."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 import numpy as np
 import pyarrow as pa
@@ -120,9 +121,13 @@ def test_cluster_bootstrap_is_seeded_and_names_its_method():
     assert a == b
     assert a["method"] == "cluster bootstrap over prb_id, percentile 95%, B=300, seed=7"
     assert a["ci_low"] <= a["exposure"] <= a["ci_high"]
-    # one cluster: every replicate equals the estimate
+    # one cluster: every replicate equals the estimate, yet one probe is no certainty: the
+    # interval is Wilson's for 2/3 of one independent cluster (score formula, z = 1.96)
     est, lo, hi = M.cluster_bootstrap([1, 0, 1], [5, 5, 5], n_boot=50)
-    assert est == lo == hi == pytest.approx(2 / 3)
+    z, p, n = 1.959963984540054, 2 / 3, 1
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert est == pytest.approx(2 / 3) and (lo, hi) == pytest.approx((centre - half, centre + half))
 
 
 def test_cluster_bootstrap_without_any_event_keeps_an_honest_upper_bound():
