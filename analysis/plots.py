@@ -22,7 +22,7 @@ The tables behind the charts come from :func:`crossing_table`, :func:`pop_counts
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,6 +49,7 @@ __all__ = [
     "pop_locations",
     "plot_exposure_by_country",
     "plot_exposure_over_time",
+    "time_bins",
     "plot_top_pops",
     "plot_flagged_graph",
     "plot_rtt_vs_distance",
@@ -342,8 +343,9 @@ def plot_exposure_by_country(
                     ha="center", va="bottom", fontsize=7, rotation=90, color="#333333" if short else "white")
     ax.set_xticks(x, labels, rotation=60 if len(labels) > 12 else 0)
     ax.set_xlabel("source country (probe)")
-    ax.set_ylabel(f"share of traceroutes transiting {family}")
+    ax.set_ylabel(f"traceroutes transiting {family} (%)")
     ax.set_ylim(0, ymax)
+    _percent_axis(ax)
     ax.set_title(f"Exposure by source country ({family})")
     if any(derived):
         ax.text(0.0, -0.22, "* country derived from the probes' source addresses (no probe metadata)",
@@ -362,9 +364,13 @@ def plot_exposure_over_time(
     freq: str = "day",
     events: pa.Table | None = None,
     confidence: float = 0.95,
+    families: Sequence[str] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Path exposure per time bin with its Wilson interval, and change events marked.
+
+    Bins without traceroutes break the line and the band (a gap is shown as a gap, never
+    bridged). With ``families``, each of them gets its own line beside ``family``'s.
 
     The per-bin exposure is :func:`analysis.metrics.path_exposure` grouped by the
     timestamp floored to ``freq``; the events are :func:`analysis.metrics.change_events`
@@ -404,10 +410,18 @@ def plot_exposure_over_time(
         "bin", _floor(paths.column("timestamp"), width)
     )
     tab = metrics.path_exposure(t, family=family, by="bin", ci="wilson", confidence=confidence)
+    tab = tab.sort_by("bin")
     x = tab.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
     est, lo, hi = _np(tab.column("exposure")), _np(tab.column("ci_low")), _np(tab.column("ci_high"))
-    ax.fill_between(x, lo, hi, color="#4c72b0", alpha=0.25, label=f"{confidence:.0%} Wilson interval")
-    ax.plot(x, est, marker="o", ms=3, color="#4c72b0", label=f"exposure ({label})")
+    gx, (gest, glo, ghi) = _with_gaps(x, width, est, lo, hi)
+    ax.fill_between(gx, glo, ghi, color="#4c72b0", alpha=0.25, label=f"{confidence:.0%} Wilson interval")
+    ax.plot(gx, gest, marker="o", ms=3, color="#4c72b0", label=f"exposure ({label})")
+    for i, fam in enumerate(f for f in (families or ()) if f != label):
+        ft = metrics.path_exposure(t, family=fam, by="bin", ci="wilson", confidence=confidence).sort_by("bin")
+        fx = ft.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
+        fgx, (fest,) = _with_gaps(fx, width, _np(ft.column("exposure")))
+        ax.plot(fgx, fest, marker=".", ms=3, lw=1, color=_FAMILY_COLOURS[i % len(_FAMILY_COLOURS)],
+                label=f"exposure ({fam})")
 
     if events is None:
         events = metrics.change_events(paths, family=family)
@@ -432,8 +446,9 @@ def plot_exposure_over_time(
                         fontsize=7, color=color)
         ax.vlines(ub, 0, 1, transform=blend, colors=color, alpha=0.2, lw=1)
     ax.set_ylim(0, max(0.05, float(np.nanmax(hi)) * 1.15 if len(hi) else 0.05))
-    ax.set_xlabel(f"time (UTC, {freq} bins)")
-    ax.set_ylabel(f"share of traceroutes transiting {label}")
+    _percent_axis(ax)
+    ax.set_xlabel(f"time (UTC, {freq} bins; gaps: no traceroute)")
+    ax.set_ylabel(f"traceroutes transiting {label if not families else 'a flagged family'} (%)")
     ax.set_title(f"Exposure over time ({label})")
     _legend(ax, loc="upper left", fontsize=8)
     ax.tick_params(axis="x", labelrotation=30)
@@ -751,6 +766,69 @@ def _by_group(table: pa.Table, grouping: str, column: str, family: str) -> pa.Ta
     if column not in table.column_names:
         raise SchemaMismatch(f"exposure table has neither {column} nor grouping/group columns")
     return table.append_column("group", pc.cast(table.column(column), pa.string()))
+
+
+#: Line colours of per-family series (the "any" series keeps the default blue).
+_FAMILY_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
+
+
+def _percent_axis(ax: Axes) -> None:
+    """Show a share (0..1) on the y axis as a percentage, as every table does."""
+    from matplotlib.ticker import PercentFormatter
+
+    ax.yaxis.set_major_formatter(PercentFormatter(xmax=1.0, decimals=None))
+
+
+def _with_gaps(x: np.ndarray, width: int, *ys: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``x`` (sorted bin starts) and series with a NaN point inside every run of empty bins.
+
+    Matplotlib breaks lines and filled bands at NaN, so a stretch without data is drawn as
+    a gap instead of a straight segment across it.
+    """
+    if len(x) < 2:
+        return x, [np.asarray(y, float) for y in ys]
+    gap = np.flatnonzero(np.diff(x.astype("int64")) > width)
+    mids = x[gap] + np.timedelta64(width, "s")
+    xs = np.insert(x, gap + 1, mids)
+    return xs, [np.insert(np.asarray(y, float), gap + 1, np.nan) for y in ys]
+
+
+def _cadence_seconds(paths: pa.Table) -> float:
+    """Median time between consecutive traceroutes of one (probe, destination); inf if none repeat."""
+    if paths.num_rows < 2 or "dst_addr" not in paths.column_names:
+        return float("inf")
+    t = paths.select(["prb_id", "dst_addr", "timestamp"])
+    ts = pc.cast(pc.cast(t.column("timestamp"), pa.timestamp("s", tz="UTC")), pa.int64())
+    t = t.set_column(2, "ts", ts).sort_by([("prb_id", "ascending"), ("dst_addr", "ascending"), ("ts", "ascending")])
+    p = t.column("prb_id").to_numpy(zero_copy_only=False)
+    d = t.column("dst_addr").to_pylist()
+    v = t.column("ts").to_numpy(zero_copy_only=False)
+    same = (p[1:] == p[:-1]) & np.array([a == b for a, b in zip(d[1:], d[:-1], strict=True)], bool)
+    gaps = np.diff(v)[same]
+    gaps = gaps[gaps > 0]
+    return float(np.median(gaps)) if len(gaps) else float("inf")
+
+
+def time_bins(paths: pa.Table) -> str:
+    """The bins for :func:`plot_exposure_over_time`: ``"hour"`` for a campaign of at most 8
+    days measured at least hourly (per probe and destination), else ``"day"`` -- a bin never
+    shorter than the measurement cadence, so the series is not all gaps.
+
+    Examples
+    --------
+    >>> import datetime as dt
+    >>> t0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    >>> every = lambda h: pa.table({"prb_id": [1] * 4, "dst_addr": ["a"] * 4,
+    ...                             "timestamp": [t0 + dt.timedelta(hours=h * i) for i in range(4)]})
+    >>> time_bins(every(1)), time_bins(every(6))
+    ('hour', 'day')
+    """
+    if not paths.num_rows:
+        return "day"
+    ts = pc.cast(pc.cast(paths.column("timestamp"), pa.timestamp("s", tz="UTC")), pa.int64())
+    mm = pc.min_max(ts).as_py()
+    span_days = (mm["max"] - mm["min"]) / 86400.0
+    return "hour" if span_days <= 8 and _cadence_seconds(paths) <= 3600 else "day"
 
 
 def _ci_label(t: pa.Table) -> str:

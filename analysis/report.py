@@ -236,19 +236,22 @@ def report_figures(data: CampaignData, *, files: dict[str, dict[str, bytes]] | N
     With ``files`` (a dict), each figure is also rendered as SVG and PDF, stored there by id
     (``{id: {"png": ..., "svg": ..., "pdf": ...}}``) for files a paper can use.
     """
-    span = _span_days(data.paths)
-    freq = "hour" if span <= 8 else "day"
+    families = [f for f in (data.summary.get("families") or {}) if f != "any"]
+    freq = plots.time_bins(data.paths)
     flagged_probes = plots.flagged_probes(data.paths)
     pops = plots.pop_counts(data.crossings)
     country = data.summary.get("pop_country", "US")
     us_pops = data.pops.filter(pc.fill_null(pc.equal(data.pops.column("ixp_country"), country), False))
     figs: list[tuple[str, str, Callable[[Axes], Any], tuple[float, float], bool]] = [
         ("exposure-by-country", "Path exposure to any flagged carrier by the probe's country, "
-         "with Wilson intervals (n = traceroutes).",
+         "with the 95% interval named in the legend (n = traceroutes; * = country derived from "
+         "the probe's address).",
          lambda ax: plots.plot_exposure_by_country(data.path_exposure, family="any", ax=ax), (6.4, 4.2), False),
-        ("exposure-over-time", f"Path exposure per {freq} with its Wilson interval; transit "
-         "start/stop events per (probe, destination) are marked with their counts.",
-         lambda ax: plots.plot_exposure_over_time(data.paths, freq=freq, events=data.change_events, ax=ax),
+        ("exposure-over-time", f"Path exposure per {freq} to any flagged family (with its Wilson "
+         "interval) and to each family; bins without traceroutes are gaps; transit start/stop "
+         "events per (probe, destination) are marked with their counts.",
+         lambda ax: plots.plot_exposure_over_time(data.paths, freq=freq, events=data.change_events,
+                                                  families=families, ax=ax),
          (6.4, 4.2), False),
         ("top-pops", "Flagged PoPs (IXP, city) by traceroutes entering a flagged carrier there; "
          "hatched: location claim inconsistent with the speed of light.",
@@ -365,14 +368,6 @@ figure.half{width:calc(50% - 6px)}figure.full{width:100%}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:#444;margin-top:4px}
 .headline td.big{font-size:15px;font-weight:bold}
 """
-
-
-def _span_days(paths: pa.Table) -> float:
-    if not paths.num_rows:
-        return 0.0
-    ts = pc.cast(pc.cast(paths.column("timestamp"), pa.timestamp("s", tz="UTC")), pa.int64())
-    mm = pc.min_max(ts).as_py()
-    return (mm["max"] - mm["min"]) / 86400.0
 
 
 def _pct(v: Any) -> str:

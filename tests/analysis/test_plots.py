@@ -149,7 +149,9 @@ def test_exposure_by_country_bars_and_interval_bars(long_form):
     ends = sorted((round(s[0][1], 6), round(s[1][1], 6)) for s in segments.get_segments())
     assert ends == sorted(zip(np.round(lo, 6), np.round(hi, 6), strict=True))
     assert ax.get_xlabel() == "source country (probe)"
-    assert "share of traceroutes" in ax.get_ylabel()
+    assert ax.get_ylabel() == "traceroutes transiting any (%)"
+    ax.figure.canvas.draw()  # the shares read as percentages, as in every table
+    assert all(t.get_text().endswith("%") for t in ax.get_yticklabels() if t.get_text())
 
 
 def test_exposure_by_country_respects_top_and_min_traceroutes():
@@ -172,8 +174,30 @@ def test_exposure_over_time_line_band_and_change_events():
     assert set(marks) == {"transit starts (1 events)", "transit stops (1 events)"}
     for c in marks.values():
         assert len(c.get_offsets()) == 1
-    assert ax.get_xlabel() == "time (UTC, day bins)"
-    assert ax.get_ylabel() == "share of traceroutes transiting any"
+    assert ax.get_xlabel() == "time (UTC, day bins; gaps: no traceroute)"
+    assert ax.get_ylabel() == "traceroutes transiting any (%)"
+
+
+def test_exposure_over_time_shows_a_gap_as_a_gap_and_one_line_per_family():
+    """Two days of data nine days apart: the line and band break in between (a NaN point),
+    never a straight segment across days without traceroutes."""
+    import pyarrow.compute as pc
+
+    paths = _paths()
+    shifted = pc.add(paths.column("timestamp"), pa.scalar(dt.timedelta(days=9))).cast(paths.schema.field("timestamp").type)
+    late = paths.set_column(paths.column_names.index("timestamp"), paths.schema.field("timestamp"), shifted)
+    both = pa.concat_tables([paths, late])
+    ax = plots.plot_exposure_over_time(both, freq="day", ax=_ax())
+    (line,) = ax.get_lines()
+    y = np.asarray(line.get_ydata(), float)
+    assert len(y) == 5 and np.isnan(y[2]) and not np.isnan(np.delete(y, 2)).any()
+    days = np.asarray(line.get_xdata()).astype("datetime64[D]")
+    assert days[[0, 1, 3, 4]].tolist() == [dt.date(2026, 3, 1), dt.date(2026, 3, 2),
+                                          dt.date(2026, 3, 10), dt.date(2026, 3, 11)]
+    # one series per family beside "any"
+    fams = ["china-mobile", "china-telecom"]
+    ax = plots.plot_exposure_over_time(both, freq="day", families=fams, ax=_ax())
+    assert [ln.get_label() for ln in ax.get_lines()] == ["exposure (any)", *(f"exposure ({f})" for f in fams)]
 
 
 def test_exposure_over_time_per_family_and_given_events():
@@ -181,7 +205,8 @@ def test_exposure_over_time_per_family_and_given_events():
     events = metrics.change_events(paths, family="china-telecom")
     ax = plots.plot_exposure_over_time(paths, family="china-telecom", events=events, freq="hour", ax=_ax())
     (line,) = ax.get_lines()
-    assert np.allclose(line.get_ydata(), [1 / 3, 2 / 3])
+    # hourly bins: the 23 empty hours between the two days are a gap (NaN), not a segment
+    assert np.allclose(line.get_ydata(), [1 / 3, np.nan, 2 / 3], equal_nan=True)
     labels = sorted(c.get_label() for c in ax.collections if isinstance(c, PathCollection))
     # china-telecom: prb 1 stops, prb 2 starts, prb 3 starts
     assert labels == ["transit starts (2 events)", "transit stops (1 events)"]
