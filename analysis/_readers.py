@@ -509,6 +509,17 @@ def _pdb_type(name: str, rows: list) -> str | None:
     return None
 
 
+def json_object(name: str, data: bytes, what: str) -> dict:
+    """The JSON object a file holds, else one error naming the file and what it should be."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise DatasetFormatError(f"{name}: not {what} (not JSON: {exc})") from exc
+    if not isinstance(doc, dict):
+        raise DatasetFormatError(f"{name}: not {what} (the top level is not a JSON object)")
+    return doc
+
+
 def read_peeringdb(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
     """PeeringDB API v2 responses (``{"data": [...]}``, one object type per file, type from
     the file name such as ``ixpfx-page-1.json`` or from the fields) or a dump
@@ -516,12 +527,7 @@ def read_peeringdb(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[
     ``ok`` are set aside; duplicate ids keep the latest ``updated``."""
     objs: dict[str, dict[int, dict]] = {k: {} for k in PDB_FIELDS}
     for name, data in files:
-        try:
-            doc = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise DatasetFormatError(f"{name}: not PeeringDB JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise DatasetFormatError(f"{name}: not a PeeringDB API response (top level is not an object)")
+        doc = json_object(name, data, "a PeeringDB API response")
         if "data" in doc:
             if not isinstance(doc["data"], list):
                 raise DatasetFormatError(f"{name}: PeeringDB 'data' is not a list")

@@ -24,10 +24,9 @@ from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
-import orjson
 import pyarrow as pa
 
-from analysis._readers import decompress
+from analysis._readers import decompress, json_object
 from analysis.errors import DatasetFormatError
 
 __all__ = ["READERS_REL", "read_as_rel", "read_as_siblings"]
@@ -189,13 +188,7 @@ def read_asnames(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[st
     for name, data in files:
         head = data.lstrip()[:1]
         if head == b"{":
-            try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise DatasetFormatError(f"{name}: not an AS-names JSON object ({exc})") from exc
-            if not isinstance(doc, dict):
-                raise DatasetFormatError(f"{name}: not an AS-names JSON object (asn -> name)")
-            for asn, label in doc.items():
+            for asn, label in json_object(name, data, "an AS-names JSON object (asn -> name)").items():
                 add(asn, label)
             continue
         good = 0
