@@ -516,7 +516,18 @@ def _snapshot_html(annotate: dict[str, Any], s: dict[str, Any]) -> str:
 
 def _crossing_sections(data: CampaignData) -> list[str]:
     cr = data.crossings
+    from analysis import metrics
+
     out = ["<h2>Crossings</h2>"]
+    entries = metrics.crossing_locations(data.paths) if "pop_crossings" in data.paths.column_names else None
+    if entries is not None:
+        entries = entries.sort_by([("traceroutes", "descending"), ("family", "ascending")])
+        out += ["<h3>Where the flagged families are entered (IXPs and private interconnects)</h3>",
+                "<p>Every entry point with its place and the evidence for it (<code>ixp</code>: the IXP's "
+                "city; <code>netfac-shared</code>: a facility both networks share; <code>carrier-pops</code>: "
+                "the carrier's own PoPs; <code>+rtt-discs</code>: kept inside the speed-of-light discs of "
+                "every probe that saw the router), and the speed-of-light verdicts of its crossings.</p>",
+                table_html(entries.slice(0, MAX_CROSSING_ROWS), empty="no flagged crossing")]
     out.append("<h3>Flagged PoPs at IXPs</h3>")
     out.append(table_html(plots.pop_counts(cr), empty="no flagged crossing at an IXP"))
     if cr.num_rows:
@@ -527,8 +538,8 @@ def _crossing_sections(data: CampaignData) -> list[str]:
         by_kind = pa.table({"kind": pa.array([], pa.string())})
     out += ["<h3>Crossings by kind and family</h3>", table_html(by_kind, empty="no crossings")]
     cols = [c for c in ("timestamp", "prb_id", "probe_country", "dst_addr", "family", "asn", "from_asn",
-                        "hop", "address", "kind", "ixp_name", "ixp_city", "ixp_country", "min_rtt",
-                        "distance_km", "verdict") if c in cr.column_names]
+                        "hop", "address", "kind", "ixp_name", "pop_city", "pop_country", "location_evidence",
+                        "min_rtt", "distance_km", "verdict") if c in cr.column_names]
     bad = cr.filter(pc.fill_null(pc.equal(cr.column("verdict"), "inconsistent"), False)) if cr.num_rows else cr
     out += [f"<h3>Location claims inconsistent with the speed of light ({bad.num_rows:,})</h3>",
             table_html(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]
@@ -539,4 +550,21 @@ def _crossing_sections(data: CampaignData) -> list[str]:
     heg = data.hegemony.slice(0, 15)
     out += ["<h3>Highest AS/IXP hegemony (IHR, trimmed mean of per-viewpoint betweenness)</h3>",
             table_html(heg, empty="no paths")]
+    pe = data.path_exposure
+    if "grouping" in pe.column_names:
+        rows = pe.filter(pc.fill_null(pc.and_(pc.equal(pe.column("grouping"), "source_country"),
+                                              pc.equal(pe.column("family"), "any")), False))
+        keep = [c for c in ("group", "traceroutes", "probes", "transiting", "exposure", "ci_low", "ci_high",
+                            "country_basis") if c in rows.column_names]
+        rows = rows.select(keep).sort_by([("traceroutes", "descending"), ("group", "ascending")])
+        out += ["<h2>Exposure by source country</h2>",
+                "<p>Any flagged family, per country of the probes (<code>country_basis</code>: "
+                "whether the country is the probes' own metadata or derived from their addresses).</p>",
+                table_html(rows, empty="no source country")]
+    ev = data.change_events
+    note = (f" (first {MAX_CROSSING_ROWS:,} of {ev.num_rows:,}; all are in exposure/change_events.csv)"
+            if ev.num_rows > MAX_CROSSING_ROWS else f" ({ev.num_rows:,})")
+    out += [f"<h2>Change events{note}</h2>",
+            "<p>When a (probe, destination) pair started or stopped transiting a flagged family.</p>",
+            table_html(ev.slice(0, MAX_CROSSING_ROWS), empty="no change event")]
     return out

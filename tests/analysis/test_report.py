@@ -110,6 +110,27 @@ def test_reference_snapshot_drops_and_unresolved_counts_are_reported(written: Pa
         assert f"<td>analyze</td><td>{reason}</td><td class=num>{count:,}</td>" in text
 
 
+def test_entry_points_change_events_and_source_countries_are_in_the_report(written: Path,
+                                                                          demo_campaign: Campaign):  # noqa: F811
+    text = html.unescape(written.read_text(encoding="utf-8"))
+    paths = [p for p in pq.read_table(demo_campaign.paths_parquet).to_pylist() if p["in_scope"]]
+    # private interconnects are entry points too: the largest located one, counted here
+    per_place: Counter = Counter()
+    for p in paths:
+        for c in p["pop_crossings"]:
+            if c["kind"] == "private interconnect" and c["pop_city"]:
+                per_place[(c["family"], c["pop_city"], c["location_evidence"])] += 1
+    (fam, city, evidence), n = per_place.most_common(1)[0]
+    assert "Where the flagged families are entered (IXPs and private interconnects)" in text
+    assert (f"<td>{fam}</td><td>private interconnect</td><td>–</td><td>–</td><td>{city}</td>" in text
+            and evidence in text and f"{n:,}" in text)
+    events = pq.read_table(demo_campaign.exposure_table("change_events"))
+    assert events.num_rows and re.search(rf"<h2>Change events \((first \d+ of )?{events.num_rows:,}[);]", text)
+    countries = {p["probe_country"] for p in paths if p["probe_country"]}
+    assert "<h2>Exposure by source country</h2>" in text
+    assert all(f"<tr><td>{cc}</td>" in text for cc in countries)
+
+
 def test_pop_table_counts_match_an_independent_count(written: Path, demo_campaign: Campaign):  # noqa: F811
     text = html.unescape(written.read_text(encoding="utf-8"))
     paths = [p for p in pq.read_table(demo_campaign.paths_parquet).to_pylist() if p["in_scope"]]
