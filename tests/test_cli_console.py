@@ -27,6 +27,12 @@ def _input(test_data: Path, tmp_path: Path, n: int = 25_000) -> Path:
     return src
 
 
+def _env() -> dict[str, str]:
+    """This environment without the variables that override rich's terminal detection."""
+    skip = {"FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "COLUMNS", "LINES", "TERM"}
+    return {**{k: v for k, v in os.environ.items() if k not in skip}, "PYTHONPATH": str(ROOT), "TERM": "xterm"}
+
+
 def _cmd(tmp_path: Path, src: Path, name: str) -> list[str]:
     return [sys.executable, "-m", "analysis.cli", "ingest", "--campaign", name, "--workspace",
             str(tmp_path / "ws"), "--segment-results", "5000", str(src)]
@@ -34,8 +40,7 @@ def _cmd(tmp_path: Path, src: Path, name: str) -> list[str]:
 
 def test_piped_output_is_120_columns_and_has_no_progress_line(test_data, tmp_path):
     src = _input(test_data, tmp_path, 3000)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "", "TERM": "xterm"}
-    out = subprocess.run(_cmd(tmp_path, src, "piped"), cwd=ROOT, env=env, capture_output=True, check=True)
+    out = subprocess.run(_cmd(tmp_path, src, "piped"), cwd=ROOT, env=_env(), capture_output=True, check=True)
     lines = out.stdout.decode().splitlines()
     assert max(len(ln) for ln in lines) <= 120 and any(len(ln) > 80 for ln in lines)
     assert b"results read" not in out.stderr and b"\x1b[" not in out.stdout
@@ -44,8 +49,7 @@ def test_piped_output_is_120_columns_and_has_no_progress_line(test_data, tmp_pat
 def test_a_terminal_sees_the_steps_of_a_long_ingest(test_data, tmp_path):
     src = _input(test_data, tmp_path)
     master, slave = pty.openpty()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TERM": "xterm"}
-    proc = subprocess.Popen(_cmd(tmp_path, src, "tty"), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=slave)
+    proc = subprocess.Popen(_cmd(tmp_path, src, "tty"), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=slave)
     os.close(slave)
     seen = b""
     while True:
