@@ -71,7 +71,7 @@ from analysis._tables import (
 )
 from analysis.annotate import annotate
 from analysis.datasets import load_snapshot
-from analysis.destinations import locate_destinations
+from analysis.destinations import load_country_geometry, locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
 from analysis.nodes import IXP_PREFIX
 from analysis.ownership import apply_owners
@@ -482,7 +482,7 @@ def _analyze_locked(
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
     step("probe metadata")
     probe_meta, probe_status = _with_derived_probes(campaign, probe_meta, trace_files, snap)
-    step("locating %s", "destinations")
+    step("locating destinations")
     dst_addrs = _distinct_destinations(trace_files)
     destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
     destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
@@ -576,6 +576,7 @@ def _analyze_locked(
     path_tabs: list[pa.Table] = []
     pop_tabs: list[pa.Table] = []
     summary: dict[str, Any] = {}
+    geometry = load_country_geometry()  # the upper bound's speed-of-light test, once for every family
     for fam in [None, *fams]:
         label = fam or metrics.ANY_FAMILY
         entry: dict[str, Any] = {}
@@ -591,7 +592,7 @@ def _analyze_locked(
             tabs.append(_long(boot, None))
             for grouping in GROUPINGS:
                 tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
-        entry["pop_exposure"]["possibly"] = _pop_upper(paths, fam, pop_country, confidence)
+        entry["pop_exposure"]["possibly"] = _pop_upper(paths, fam, pop_country, confidence, geometry)
         entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
@@ -1213,11 +1214,12 @@ def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family:
             if hegemony.num_rows else 0}
 
 
-def _pop_upper(paths: pa.Table, family: str | None, country: str, confidence: float) -> dict[str, Any]:
+def _pop_upper(paths: pa.Table, family: str | None, country: str, confidence: float,
+               geometry: pa.Table) -> dict[str, Any]:
     """The upper bound of PoP exposure (:func:`analysis.metrics.pop_upper_indicator`), Wilson."""
     from analysis import metrics
 
-    ind = metrics.pop_upper_indicator(paths, family=family, country=country)
+    ind = metrics.pop_upper_indicator(paths, family=family, country=country, geometry=geometry)
     k, n = int(ind.sum()), len(ind)
     lo, hi = metrics.wilson_interval(k, n, confidence=confidence)
     return {"estimate": k / n if n else None, "transiting": k,

@@ -837,17 +837,18 @@ def _locate_one(
     """(city, country, evidence) of one crossing: see :func:`_facility_search`."""
     if asn < 0 or not cons:
         return None, None, None
-    own = by_asn.get(asn, [])
+    cands = [*by_asn.get(asn, []), *home_points]
     other_cities = {c[0] for c in by_asn.get(from_asn, [])} if from_asn >= 0 else set()
-    shared = [c for c in own if c[0] in other_cities]
+    n_own = len(cands) - len(home_points)
     suffix = "+rtt-discs" if len(cons) > 1 else ""
-    c_lat = np.array([c[2] for c in (*shared, *own, *home_points)])
-    c_lon = np.array([c[3] for c in (*shared, *own, *home_points)])
-    ok = np.ones(len(c_lat), bool)
+    c_lat = np.array([c[2] for c in cands])
+    c_lon = np.array([c[3] for c in cands])
+    ok = np.ones(len(cands), bool)
     for la, lo, r in cons:
-        ok &= haversine_km(np.full(len(c_lat), la), np.full(len(c_lat), lo), c_lat, c_lon) <= r * KM_PER_MS_RTT
-    kept_shared = [c for c, k in zip(shared, ok[:len(shared)], strict=True) if k]
-    kept = [c for c, k in zip((*own, *home_points), ok[len(shared):], strict=True) if k]
+        ok &= haversine_km(np.full(len(cands), la), np.full(len(cands), lo), c_lat, c_lon) <= r * KM_PER_MS_RTT
+    kept = [c for c, k in zip(cands, ok, strict=True) if k]
+    # the entered AS's facilities in a city the AS crossed from is also present in
+    kept_shared = [c for i, (c, k) in enumerate(zip(cands, ok, strict=True)) if k and i < n_own and c[0] in other_cities]
     if kept_shared:  # the home backbone cities the discs keep stay possible: they count against
         return (*_unanimous(kept_shared + [c for c in kept if c in home_points]), "netfac-shared" + suffix)
     if kept:

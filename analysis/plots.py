@@ -801,9 +801,10 @@ def _cadence_seconds(paths: pa.Table) -> float:
     ts = pc.cast(pc.cast(t.column("timestamp"), pa.timestamp("s", tz="UTC")), pa.int64())
     t = t.set_column(2, "ts", ts).sort_by([("prb_id", "ascending"), ("dst_addr", "ascending"), ("ts", "ascending")])
     p = t.column("prb_id").to_numpy(zero_copy_only=False)
-    d = t.column("dst_addr").to_pylist()
+    d = pc.fill_null(pc.dictionary_encode(t.column("dst_addr")).combine_chunks().indices, -1).to_numpy(
+        zero_copy_only=False)
     v = t.column("ts").to_numpy(zero_copy_only=False)
-    same = (p[1:] == p[:-1]) & np.array([a == b for a, b in zip(d[1:], d[:-1], strict=True)], bool)
+    same = (p[1:] == p[:-1]) & (d[1:] == d[:-1])
     gaps = np.diff(v)[same]
     gaps = gaps[gaps > 0]
     return float(np.median(gaps)) if len(gaps) else float("inf")
