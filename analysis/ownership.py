@@ -56,7 +56,15 @@ Rules, first match wins (``owner_via`` in brackets):
    end of the interdomain link, and provider-numbered links are the convention (MAP-IT,
    bdrmap). Where the link is customer-numbered the provider's own border router ends the
    run and is wrongly given to C: the rule trades that rarer case for the common one, and
-   it needs the relationships to know who is the provider.
+   it needs the relationships to know who is the provider. (7b) An interface X still given
+   to O that ends O's run (usually preceded by O) and is followed by another AS C in at
+   least :data:`RUN_END_SHARE` of its occurrences with a next hop, whose /31 (IPv6 /127) *mate* is seen too,
+   from the same origin O and usually preceded by C: C (``link-mate``, MAP-IT's
+   point-to-point inference). The mate answering right after a C hop is O's router on a
+   link from C, so its other end X is on C's router -- the link is numbered from O's space
+   whatever the relationship (a peering link numbered by one side, a customer-numbered
+   uplink). Needs no relationships, but only fires where both directions of the link
+   were traversed.
 8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
    (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
    need the destination AS to decide).
@@ -75,7 +83,7 @@ Rules, first match wins (``owner_via`` in brackets):
 ``confidence`` is rule weight x support: ``origin`` and ``destination`` the share of
 occurrences that are not isolated (1.0 when never seen as a hop, or for ``destination``
 the share of destination replies); ``ixp-member`` and ``sibling`` 1.0;
-``subsequent-as`` 0.9 x share; ``third-party`` 0.6 x share; ``last-hop`` 0.8 (0.4 when O is
+``subsequent-as`` 0.9 x share; ``third-party`` 0.6 x share; ``link-mate`` 0.8 x the share of next hops in C; ``last-hop`` 0.8 (0.4 when O is
 unrelated to P); ``ixp-subsequent``, ``ixp-member-contradicted`` and ``unannounced`` with an owner 0.5 x
 share; no owner 0.
 
@@ -97,6 +105,7 @@ References
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 
 import numpy as np
@@ -122,6 +131,7 @@ OWNER_VIAS = (
     "sibling",
     "subsequent-as",
     "provider-numbered",
+    "link-mate",
     "third-party",
     "ixp-member",
     "ixp-member-contradicted",
@@ -156,6 +166,7 @@ W_LAST_HOP = 0.8
 W_LAST_HOP_UNRELATED = 0.4
 W_WEAK = 0.5
 W_PROVIDER_NUMBERED = 0.7
+W_LINK_MATE = 0.8
 #: Share of an interface's occurrences that must end its origin's run toward one customer AS
 #: before rule 7a calls it that customer's border router.
 RUN_END_SHARE = 0.9
@@ -308,6 +319,9 @@ def infer_owners(
     n_next = np.bincount(c[iso & (nxt >= 0)], minlength=m)
     p_as, _ = _majority(c[iso & (prev >= 0)], prev[iso & (prev >= 0)], m)
     s_as, s_cnt = _majority(c[iso & (nxt >= 0)], nxt[iso & (nxt >= 0)], m)
+    # every occurrence (not only isolated ones): the usual AS before / after (rule 7b)
+    all_prev, _ = _majority(c[prev >= 0], prev[prev >= 0], m)
+    all_next, all_next_cnt = _majority(c[nxt >= 0], nxt[nxt >= 0], m)
 
     # --- rules over unique addresses ---------------------------------------------------
     related = _pairs(relationships, cones, np.unique(nas[nas >= 0]))
@@ -328,6 +342,15 @@ def infer_owners(
                 and e_cnt[i] >= RUN_END_SHARE * n_with_next[i] and (int(origin[i]), int(e_as[i])) in provider_of:
             # 7a: the customer's border router answering from its provider-numbered link
             owner[i], via[i], conf[i] = int(e_as[i]), "provider-numbered", W_PROVIDER_NUMBERED * e_cnt[i] / n_obs[i]
+    # 7b: the other end of a point-to-point link is on the router before it
+    cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (all_next >= 0)
+                          & (all_next != origin) & (all_prev == origin))
+    mate = _link_mates(addrs, cand)
+    for i, j in zip(cand.tolist(), mate.tolist(), strict=True):
+        if j >= 0 and origin[j] == origin[i] and all_prev[j] >= 0 and all_prev[j] == all_next[i] \
+                and all_next_cnt[i] >= RUN_END_SHARE * n_with_next[i]:
+            owner[i], via[i] = int(all_next[i]), "link-mate"
+            conf[i] = W_LINK_MATE * all_next_cnt[i] / max(int(n_with_next[i]), 1)
     table = pa.table(
         {
             "addr": addrs,
@@ -402,6 +425,21 @@ def _majority(owner: np.ndarray, value: np.ndarray, m: int) -> tuple[np.ndarray,
     best[o[lead]] = val[lead]
     cnt[o[lead]] = counts[lead]
     return best, cnt
+
+
+def _link_mates(addrs: pa.Array, cand: np.ndarray) -> np.ndarray:
+    """Code of the /31 (IPv6: /127) mate of each candidate address in ``addrs``; -1 if unseen.
+
+    The two ends of a point-to-point link share a /31 or /127 (RFC 3021, RFC 6164), so an
+    interface's mate is the far router's end of the same link.
+    """
+    if not len(cand):
+        return np.empty(0, np.int64)
+    mates = []
+    for text in addrs.take(pa.array(cand)).to_pylist():
+        ip = ipaddress.ip_address(text)
+        mates.append(str(ipaddress.ip_address(int(ip) ^ 1)))
+    return int_np(pc.fill_null(pc.index_in(pa.array(mates, pa.string()), addrs), -1))
 
 
 def _pairs(relationships: pa.Table | None, cones: pa.Table | None, seen: np.ndarray) -> set[tuple[int, int]]:

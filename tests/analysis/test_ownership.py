@@ -102,6 +102,30 @@ def test_rules(trace, want):
     assert _owner(owners, addr) == want
 
 
+# A peering link between C and D numbered from C's space: 203.0.113.6 on C's router,
+# 203.0.113.7 (X) on D's. From C toward D, D's router answers from X; from D toward C, C's
+# router answers from 203.0.113.6 right after a D hop.
+C_TO_D = [("203.0.113.1", C, None, None), (X, C, None, None), (d1, D, None, None)]
+D_TO_C = [("198.51.100.51", D, None, None), ("203.0.113.6", C, None, None), ("203.0.113.2", C, None, None)]
+
+
+def test_link_mate_gives_the_far_end_of_a_numbered_link_to_the_far_router():
+    owners = infer_owners(_hops([C_TO_D, D_TO_C]))  # needs no relationships
+    assert _owner(owners, X) == (D, "link-mate")
+    assert _owner(owners, "203.0.113.6") == (C, "origin")  # the mate itself is C's router
+
+
+def test_link_mate_needs_the_mate_seen_after_the_next_as():
+    # one direction only: X could be C's own last router (D-numbered link): it stays C's
+    assert _owner(infer_owners(_hops([C_TO_D])), X) == (C, "origin")
+    # the mate seen, but after another AS than the one X leads to: no evidence for D
+    other = [("192.0.2.77", A, None, None), ("203.0.113.6", C, None, None), ("203.0.113.2", C, None, None)]
+    assert _owner(infer_owners(_hops([C_TO_D, other])), X) == (C, "origin")
+    # X followed by D only in part of its occurrences: not a link to D
+    elsewhere = [("203.0.113.1", C, None, None), (X, C, None, None), ("192.0.2.78", A, None, None)]
+    assert _owner(infer_owners(_hops([C_TO_D, D_TO_C, elsewhere])), X) == (C, "origin")
+
+
 def test_without_relationships_a_sandwich_is_third_party():
     owners = infer_owners(_hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None)]]))
     assert _owner(owners, X) == (A, "third-party")
