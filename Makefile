@@ -4,13 +4,14 @@
 # Also:
 #   make test-fast  -- the tests without the slow, netns (root) and browser ones: a few minutes
 #   make lint       -- ruff over the tree, mypy over probes/ and analysis/
+#   make notebooks  -- install the notebooks extra (jupyterlab, papermill) and open JupyterLab on notebooks/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PATHEXP_TEST_DATA ?= ../shared/data
 export PATHEXP_TEST_DATA
 
-.PHONY: demo test test-fast bench setup setup-test system-deps lint
+.PHONY: demo test test-fast bench setup setup-test system-deps lint notebooks notebooks-setup
 
 $(VENV)/.stamp-install: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,15 @@ test: setup system-deps lint
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not netns and not browser"
+
+$(VENV)/.stamp-notebooks: $(VENV)/.stamp-install
+	$(PY) -m pip install --quiet -e '.[test,notebooks]'
+	touch $@
+
+notebooks-setup: $(VENV)/.stamp-notebooks
+
+notebooks: notebooks-setup
+	$(VENV)/bin/jupyter lab notebooks/
 
 # Benchmarks: plain scripts printing one JSON line per figure (see README, Performance).
 bench: setup

@@ -112,7 +112,7 @@ __all__ = [
 GROUPINGS = ("source_country", "source_as", "destination", "destination_as", "day")
 #: The exposure tables :func:`analyze_campaign` writes (``exposure/<name>.parquet|.csv``)
 #: and :func:`load_campaign` reads back (all but ``pops``).
-_EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony", "destinations")
+_EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony", "destinations", "places")
 
 
 # ---------------------------------------------------------------------------- staging
@@ -493,6 +493,8 @@ def _analyze_locked(
     dst_info = destinations
     del rtts
     facilities, fac_source = _facility_table(snap, snap_note)
+    places = plots.place_table(facilities, snap.table("ipmap", "addresses")
+                               if snap is not None and snap.has("ipmap") else None)
     step("inferring router owners")
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
                             if infer_owners else (None, "not inferred (origin AS used)"))
@@ -611,6 +613,7 @@ def _analyze_locked(
         "pop_exposure": _with_country_basis(pa.concat_tables(pop_tabs, promote_options="permissive"), basis),
         "hegemony": hegemony,
         "pops": metrics.crossing_locations(paths),
+        "places": places,
         "change_events": pa.concat_tables(
             [metrics.change_events(paths, family=f) for f in [None, *fams]]
         ),
@@ -1321,7 +1324,7 @@ def _load_campaign(campaign: Campaign) -> CampaignData:
 
     summary_path = campaign.exposure_json
     needed = [campaign.paths_parquet, campaign.as_graph_graphml]
-    needed += [campaign.exposure_table(n) for n in _EXPOSURE_TABLES]
+    needed += [campaign.exposure_table(n) for n in (*_EXPOSURE_TABLES, "pops")]
     for p in needed:
         if not p.is_file():
             raise MissingReferenceData(f"{p} is missing; run `pathexp analyze` again")
@@ -1346,6 +1349,7 @@ def _load_campaign(campaign: Campaign) -> CampaignData:
         graph=nx.read_graphml(campaign.as_graph_graphml),
         probes=store.read_probe_meta(campaign),
         pops=plots.pop_locations(_ixp_hops(campaign)),
+        entries=pq.read_table(campaign.exposure_table("pops")),
         **exp,
     )
 

@@ -13,8 +13,8 @@ shows a figure: saving belongs to :mod:`analysis.report`, the CLI and notebooks.
   traceroutes.
 * :func:`plot_rtt_vs_distance` -- minimum RTT against probe-to-PoP distance per crossing,
   with the speed-of-light bound; inconsistent location claims highlighted.
-* :func:`plot_probe_map` -- probes and PoPs on a longitude/latitude grid with reference
-  cities (no map tiles or shapefiles).
+* :func:`plot_probe_map` -- probes, IXPs and PoPs on a map with coastlines and borders
+  (basemap's bundled shapes: offline, no tile server), placed by coordinates or city.
 
 The tables behind the charts come from :func:`crossing_table`, :func:`pop_counts` and
 :func:`pop_locations`, pure functions over the paths / annotated-hop tables.
@@ -22,6 +22,7 @@ The tables behind the charts come from :func:`crossing_table`, :func:`pop_counts
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,7 @@ import pyarrow.compute as pc
 from analysis._tables import connect
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT
+from analysis.paths import CHINA_REFERENCE_POINTS
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -54,6 +56,8 @@ __all__ = [
     "plot_flagged_graph",
     "plot_rtt_vs_distance",
     "plot_probe_map",
+    "map_points",
+    "place_table",
 ]
 
 #: (name, latitude, longitude) of cities drawn as landmarks on :func:`plot_probe_map`.
@@ -634,10 +638,199 @@ def plot_rtt_vs_distance(crossings: pa.Table, *, ax: Axes | None = None) -> Axes
     return ax
 
 
+def place_table(facilities: pa.Table | None, routers: pa.Table | None = None) -> pa.Table:
+    """Where each city is: the mean position of its PeeringDB facilities, else of its routers.
+
+    Parameters
+    ----------
+    facilities : pyarrow.Table or None
+        ``city, country, lat, lon`` per (network, facility) row (the analyze stage's
+        PeeringDB ``netfac`` + ``fac`` table).
+    routers : pyarrow.Table, optional
+        ``city, cc, lat, lon`` per geolocated router address (the ``ipmap`` kind's
+        ``addresses`` table): cities no facility names.
+
+    Returns
+    -------
+    pyarrow.Table
+        ``city, country, latitude, longitude, points`` (distinct positions averaged),
+        ``source`` ("PeeringDB facilities" or "IPmap routers"), sorted by country and city.
+
+    Examples
+    --------
+    >>> f = pa.table({"city": ["Dubai", "Dubai", "Dubai"], "country": ["AE"] * 3,
+    ...               "lat": [25.0, 25.2, 25.2], "lon": [55.0, 55.4, 55.4]})
+    >>> r = pa.table({"city": ["Cairo", "Dubai"], "cc": ["EG", "AE"], "lat": [30.04, 0.0], "lon": [31.24, 0.0]})
+    >>> [(p["city"], p["latitude"], p["longitude"], p["source"]) for p in place_table(f, r).to_pylist()]
+    [('Dubai', 25.1, 55.2, 'PeeringDB facilities'), ('Cairo', 30.04, 31.24, 'IPmap routers')]
+    """
+    empty = pa.table({"city": pa.array([], pa.string()), "country": pa.array([], pa.string()),
+                      "lat": pa.array([], pa.float64()), "lon": pa.array([], pa.float64())})
+    fac = facilities.select(["city", "country", "lat", "lon"]) if facilities is not None else empty
+    rtr = routers.select(["city", "cc", "lat", "lon"]).rename_columns(["city", "country", "lat", "lon"]) \
+        if routers is not None else empty
+    con = connect()
+    try:
+        con.register("f", fac)
+        con.register("r", rtr)
+        return con.sql(
+            """WITH pts AS (
+                 SELECT DISTINCT trim(city) AS city, upper(country) AS country,
+                        CAST(lat AS DOUBLE) AS lat, CAST(lon AS DOUBLE) AS lon, 0 AS rank FROM f
+                 UNION
+                 SELECT DISTINCT trim(city), upper(country), CAST(lat AS DOUBLE), CAST(lon AS DOUBLE), 1 FROM r
+               ), ok AS (
+                 SELECT * FROM pts WHERE city IS NOT NULL AND city <> '' AND country IS NOT NULL
+                   AND lat IS NOT NULL AND lon IS NOT NULL
+               ), best AS (SELECT city, country, min(rank) AS rank FROM ok GROUP BY city, country)
+               SELECT city, country, round(avg(lat), 4) AS latitude, round(avg(lon), 4) AS longitude,
+                      count(*) AS points,
+                      CASE any_value(rank) WHEN 0 THEN 'PeeringDB facilities' ELSE 'IPmap routers' END AS source
+               FROM ok JOIN best USING (city, country, rank)
+               GROUP BY city, country ORDER BY min(rank), country, city"""
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def map_points(
+    probes: pa.Table,
+    pops: pa.Table | None = None,
+    *,
+    entries: pa.Table | None = None,
+    places: pa.Table | None = None,
+    flagged_probes: Iterable[int] | None = None,
+) -> tuple[pa.Table, dict[str, int]]:
+    """Everything a map shows, with its position, and what could not be placed.
+
+    Probes are placed by their coordinates; IXPs by their coordinates, else by their city
+    (``places``, then :data:`REFERENCE_CITIES` by name); the private-interconnect PoPs of
+    ``entries`` (kind other than ``ixp``) by their located city.
+
+    Parameters
+    ----------
+    probes : pyarrow.Table
+        ``prb_id, latitude, longitude``.
+    pops : pyarrow.Table, optional
+        :func:`pop_locations` (``ixp_name``, ``latitude``, ``longitude``, ``flagged``, and
+        ``ixp_city``, ``ixp_country`` for placing by city).
+    entries : pyarrow.Table, optional
+        :func:`analysis.metrics.crossing_locations` (``family, kind, pop_city,
+        pop_country, traceroutes``).
+    places : pyarrow.Table, optional
+        :func:`place_table`.
+    flagged_probes : iterable of int, optional
+        Probes with a path through a flagged carrier.
+
+    Returns
+    -------
+    (pyarrow.Table, dict)
+        ``kind`` (``probe``, ``flagged probe``, ``IXP``, ``flagged IXP``, ``PoP``),
+        ``label``, ``latitude``, ``longitude``, ``placed_by`` (``coordinates``, ``city``,
+        ``reference city``); and the number of items not placed, by reason.
+
+    Examples
+    --------
+    >>> probes = pa.table({"prb_id": [1, 2], "latitude": [52.5, None], "longitude": [13.4, None]})
+    >>> pops = pa.table({"ixp_name": ["UAE-IX"], "ixp_city": ["Dubai"], "ixp_country": ["AE"],
+    ...                  "latitude": pa.array([None], pa.float64()),
+    ...                  "longitude": pa.array([None], pa.float64()), "flagged": [False]})
+    >>> pts, unplaced = map_points(probes, pops)
+    >>> [(r["kind"], r["label"], r["placed_by"]) for r in pts.to_pylist()]
+    [('probe', '1', 'coordinates'), ('IXP', 'UAE-IX', 'reference city')]
+    >>> unplaced
+    {'probes without a location': 1}
+    """
+    for col in ("prb_id", "latitude", "longitude"):
+        if col not in probes.column_names:
+            raise SchemaMismatch(f"probe table lacks column {col}")
+    where: dict[tuple[str, str | None], tuple[float, float, str]] = {}
+    for name, la, lo in (*REFERENCE_CITIES, *CHINA_REFERENCE_POINTS):
+        where[(name.casefold(), None)] = (la, lo, "reference city")
+    if places is not None:
+        for r in places.select(["city", "country", "latitude", "longitude"]).to_pylist():
+            where[(str(r["city"]).casefold(), r["country"])] = (r["latitude"], r["longitude"], "city")
+
+    def by_city(city: Any, country: Any) -> tuple[float, float, str] | None:
+        if not city:
+            return None
+        key = str(city).strip().casefold()
+        return where.get((key, country)) or where.get((key, None))
+
+    rows: list[dict[str, Any]] = []
+    unplaced: dict[str, int] = {}
+
+    def miss(reason: str) -> None:
+        unplaced[reason] = unplaced.get(reason, 0) + 1
+
+    hot = {int(x) for x in flagged_probes} if flagged_probes is not None else set()
+    lat, lon = _np(probes.column("latitude")), _np(probes.column("longitude"))
+    for pid, la, lo in zip(probes.column("prb_id").to_pylist(), lat.tolist(), lon.tolist(), strict=True):
+        if np.isnan(la) or np.isnan(lo):
+            miss("probes without a location")
+            continue
+        rows.append({"kind": "flagged probe" if pid in hot else "probe", "label": str(pid),
+                     "latitude": la, "longitude": lo, "placed_by": "coordinates"})
+    if pops is not None and pops.num_rows:
+        d = pops.to_pydict()
+        n = pops.num_rows
+        for i in range(n):
+            flag = bool(d["flagged"][i]) if "flagged" in d and d["flagged"][i] is not None else "flagged" not in d
+            la, lo = d["latitude"][i], d["longitude"][i]
+            got = (la, lo, "coordinates") if la is not None and lo is not None and not (
+                np.isnan(la) or np.isnan(lo)) else by_city(d.get("ixp_city", [None] * n)[i],
+                                                           d.get("ixp_country", [None] * n)[i])
+            if got is None:
+                miss("IXPs without coordinates or a known city")
+                continue
+            rows.append({"kind": "flagged IXP" if flag else "IXP", "label": str(d.get("ixp_name", [""] * n)[i] or ""),
+                         "latitude": got[0], "longitude": got[1], "placed_by": got[2]})
+    if entries is not None and entries.num_rows:
+        seen: set[tuple[Any, Any, Any]] = set()
+        for r in entries.to_pylist():
+            if r.get("kind") == "ixp":
+                continue
+            key = (r.get("family"), r.get("pop_city"), r.get("pop_country"))
+            if key in seen:
+                continue
+            seen.add(key)
+            got = by_city(r.get("pop_city"), r.get("pop_country"))
+            if got is None:
+                miss("private-interconnect PoPs not located in a city" if not r.get("pop_city")
+                     else "private-interconnect PoPs in a city of unknown position")
+                continue
+            rows.append({"kind": "PoP", "label": f"{r.get('pop_city')} ({r.get('family')})",
+                         "latitude": got[0], "longitude": got[1], "placed_by": got[2]})
+    schema = pa.schema([("kind", pa.string()), ("label", pa.string()), ("latitude", pa.float64()),
+                        ("longitude", pa.float64()), ("placed_by", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema), unplaced
+
+
+_MAP_STYLE = {
+    "probe": {"s": 10, "color": "#4c72b0", "alpha": 0.7, "zorder": 3, "marker": "o"},
+    "flagged probe": {"s": 14, "color": _FLAGGED, "alpha": 0.8, "zorder": 3, "marker": "o"},
+    "IXP": {"s": 16, "color": _IXP, "zorder": 4, "marker": "s"},
+    "flagged IXP": {"s": 130, "color": _FLAGGED, "edgecolors": "black", "linewidths": 0.5, "zorder": 5,
+                    "marker": "*"},
+    "PoP": {"s": 60, "color": "#8c1c13", "edgecolors": "black", "linewidths": 0.5, "zorder": 5, "marker": "D"},
+}
+
+
+@functools.lru_cache(maxsize=8)
+def _basemap(extent: tuple[float, float, float, float]) -> Any:
+    from mpl_toolkits.basemap import Basemap
+
+    x0, x1, y0, y1 = extent
+    return Basemap(projection="cyl", llcrnrlon=x0, urcrnrlon=x1, llcrnrlat=y0, urcrnrlat=y1,
+                   resolution="c" if (x1 - x0) > 90 else "l", fix_aspect=True)
+
+
 def plot_probe_map(
     probes: pa.Table,
     pops: pa.Table | None = None,
     *,
+    entries: pa.Table | None = None,
+    places: pa.Table | None = None,
     flagged_probes: Iterable[int] | None = None,
     extent: tuple[float, float, float, float] = WORLD_EXTENT,
     cities: Iterable[tuple[str, float, float]] = REFERENCE_CITIES,
@@ -645,16 +838,26 @@ def plot_probe_map(
     highlight_label: str = "probes with flagged transit",
     ax: Axes | None = None,
 ) -> Axes:
-    """Probes and PoPs on a longitude/latitude grid (equirectangular, no tiles or shapefiles).
+    """Probes, IXPs and flagged PoPs on a map with coastlines and borders (offline).
+
+    The shapes come from basemap's bundled data (GSHHS coastlines, country borders), on a
+    plate carrée projection, so the axes are longitude and latitude in degrees. Points are
+    placed as :func:`map_points` says; what cannot be placed is counted in a note at the
+    bottom of the map, never silently dropped.
 
     Parameters
     ----------
     probes : pyarrow.Table
         Probe metadata with ``prb_id``, ``latitude``, ``longitude`` (e.g.
-        :func:`probes.store.read_probe_meta`); probes without a location are skipped.
+        :func:`probes.store.read_probe_meta`).
     pops : pyarrow.Table, optional
-        :func:`pop_locations` output (``latitude``, ``longitude``, ``flagged``,
-        ``ixp_name``); flagged PoPs are drawn as red stars, others as small orange squares.
+        :func:`pop_locations` output; IXPs with a flagged member are red stars, others small
+        orange squares.
+    entries : pyarrow.Table, optional
+        :func:`analysis.metrics.crossing_locations`: private-interconnect PoPs located in a
+        city are drawn as dark red diamonds.
+    places : pyarrow.Table, optional
+        :func:`place_table`, for IXPs and PoPs known only by their city.
     flagged_probes : iterable of int, optional
         Probe ids drawn in red (e.g. those with a path through a flagged carrier).
     extent : (lon_min, lon_max, lat_min, lat_max)
@@ -662,7 +865,7 @@ def plot_probe_map(
     cities : iterable of (name, lat, lon)
         Landmark cities drawn as open circles with their name, when inside ``extent``.
     label_pops : bool
-        Write the IXP name next to each flagged PoP.
+        Write the name of each flagged IXP and PoP inside ``extent``.
     highlight_label : str
         Legend entry of the ``flagged_probes``.
     ax : matplotlib.axes.Axes, optional
@@ -670,52 +873,51 @@ def plot_probe_map(
     Returns
     -------
     matplotlib.axes.Axes
-        Scatter collections labelled ``"probes"``, ``highlight_label``,
-        ``"flagged PoPs"`` and ``"other IXPs"`` (only those with points).
+        Scatter collections labelled ``"probes"``, ``highlight_label``, ``"flagged PoPs"``
+        (flagged IXPs), ``"other IXPs"`` and ``"private-interconnect PoPs"`` (only those
+        with points).
     """
-    for col in ("prb_id", "latitude", "longitude"):
-        if col not in probes.column_names:
-            raise SchemaMismatch(f"probe table lacks column {col}")
+    pts, unplaced = map_points(probes, pops, entries=entries, places=places, flagged_probes=flagged_probes)
     ax = _axes(ax)
     x0, x1, y0, y1 = extent
-    step = 30 if (x1 - x0) > 120 else 10
-    for lon in np.arange(np.ceil(x0 / step) * step, x1 + 1e-9, step):
-        ax.axvline(lon, color="#dddddd", lw=0.6, zorder=0)
-    for lat in np.arange(np.ceil(y0 / step) * step, y1 + 1e-9, step):
-        ax.axhline(lat, color="#dddddd", lw=0.6, zorder=0)
-    ax.axhline(0.0, color="#bbbbbb", lw=0.8, zorder=0)
+    bm = _basemap(tuple(float(v) for v in extent))
+    bm.fillcontinents(color="#f1f1ec", lake_color="white", ax=ax, zorder=0)
+    bm.drawcoastlines(linewidth=0.4, color="#8a8a8a", ax=ax, zorder=1)
+    bm.drawcountries(linewidth=0.3, color="#b0b0b0", ax=ax, zorder=1)
+    if (x1 - x0) <= 90:
+        bm.drawstates(linewidth=0.2, color="#cccccc", ax=ax, zorder=1)
     for name, lat, lon in cities:
         if x0 <= lon <= x1 and y0 <= lat <= y1:
-            ax.plot(lon, lat, "o", mfc="none", mec="#888888", ms=4, zorder=1)
+            ax.plot(lon, lat, "o", mfc="none", mec="#888888", ms=4, zorder=2)
             ax.annotate(name, (lon, lat), xytext=(3, 2), textcoords="offset points", fontsize=6,
                         color="#666666")
-
-    lat, lon = _np(probes.column("latitude")), _np(probes.column("longitude"))
-    ids = probes.column("prb_id").to_numpy(zero_copy_only=False)
-    ok = ~(np.isnan(lat) | np.isnan(lon))
-    hot = np.isin(ids, np.fromiter(flagged_probes, np.int64)) if flagged_probes is not None else np.zeros(len(ids), bool)
-    if (ok & ~hot).any():
-        ax.scatter(lon[ok & ~hot], lat[ok & ~hot], s=10, color="#4c72b0", alpha=0.7, zorder=2, label="probes")
-    if (ok & hot).any():
-        ax.scatter(lon[ok & hot], lat[ok & hot], s=14, color=_FLAGGED, alpha=0.8, zorder=2,
-                   label=highlight_label)
-    if pops is not None and pops.num_rows:
-        plat, plon = _np(pops.column("latitude")), _np(pops.column("longitude"))
-        flag = np.asarray(pc.fill_null(pops.column("flagged"), False).to_pylist(), bool) \
-            if "flagged" in pops.column_names else np.ones(pops.num_rows, bool)
-        pok = ~(np.isnan(plat) | np.isnan(plon))
-        if (pok & ~flag).any():
-            ax.scatter(plon[pok & ~flag], plat[pok & ~flag], marker="s", s=14, color=_IXP, zorder=3,
-                       label="other IXPs")
-        if (pok & flag).any():
-            ax.scatter(plon[pok & flag], plat[pok & flag], marker="*", s=120, color=_FLAGGED,
-                       edgecolors="black", linewidths=0.5, zorder=4, label="flagged PoPs")
-            if label_pops and "ixp_name" in pops.column_names:
-                names = pops.column("ixp_name").to_pylist()
-                for i in np.flatnonzero(pok & flag):
-                    if x0 <= plon[i] <= x1 and y0 <= plat[i] <= y1:
-                        ax.annotate(str(names[i]), (plon[i], plat[i]), xytext=(4, -8),
-                                    textcoords="offset points", fontsize=7, color=_FLAGGED)
+    names = {"probe": "probes", "flagged probe": highlight_label, "IXP": "other IXPs",
+             "flagged IXP": "flagged PoPs", "PoP": "private-interconnect PoPs"}
+    kind = np.asarray(pts.column("kind").to_pylist(), dtype=object)
+    plat, plon = _np(pts.column("latitude")), _np(pts.column("longitude"))
+    labels = pts.column("label").to_pylist()
+    for k, style in _MAP_STYLE.items():
+        sel = kind == k
+        if sel.any():
+            ax.scatter(plon[sel], plat[sel], label=names[k], **style)
+    if label_pops:  # one label per place: an IXP and a PoP in one city share it
+        at: dict[tuple[float, float], list[str]] = {}
+        for i in np.flatnonzero(np.isin(kind, ["flagged IXP", "PoP"])):
+            if x0 <= plon[i] <= x1 and y0 <= plat[i] <= y1:
+                at.setdefault((round(float(plon[i]), 1), round(float(plat[i]), 1)), []).append(labels[i])
+        for (lo, la), texts in at.items():
+            ax.annotate("\n".join(sorted(set(texts))), (lo, la), xytext=(5, -4), textcoords="offset points",
+                        fontsize=7, color=_FLAGGED, va="top")
+    by_city = int(np.count_nonzero(np.isin(np.asarray(pts.column("placed_by").to_pylist(), dtype=object),
+                                           ["city", "reference city"]))) if pts.num_rows else 0
+    note = []
+    if by_city:
+        note.append(f"{by_city} placed by city")
+    if unplaced:
+        note.append("not placed: " + ", ".join(f"{why} {n}" for why, n in sorted(unplaced.items())))
+    if note:
+        ax.text(0.99, 0.01, "; ".join(note), transform=ax.transAxes, ha="right", va="bottom", fontsize=7,
+                color="#444444", bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1.5})
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")

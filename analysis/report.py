@@ -82,6 +82,12 @@ class CampaignData:
         Probe metadata (:func:`probes.store.read_probe_meta`).
     pops : pyarrow.Table
         :func:`analysis.plots.pop_locations` of the annotated IXP hops.
+    places : pyarrow.Table or None
+        ``exposure/places``: city positions from the snapshot's PeeringDB facilities
+        (:func:`analysis.plots.place_table`), for IXPs and PoPs known only by their city.
+    entries : pyarrow.Table or None
+        ``exposure/pops``: where the families are entered
+        (:func:`analysis.metrics.crossing_locations`).
     """
 
     campaign: Campaign
@@ -98,6 +104,8 @@ class CampaignData:
     probes: pa.Table
     pops: pa.Table = field(repr=False)
     destinations: pa.Table | None = field(default=None, repr=False)
+    places: pa.Table | None = field(default=None, repr=False)
+    entries: pa.Table | None = field(default=None, repr=False)
 
 
 def headline_table(summary: dict[str, Any]) -> pa.Table:
@@ -242,6 +250,8 @@ def report_figures(data: CampaignData, *, files: dict[str, dict[str, bytes]] | N
     pops = plots.pop_counts(data.crossings)
     country = data.summary.get("pop_country", "US")
     us_pops = data.pops.filter(pc.fill_null(pc.equal(data.pops.column("ixp_country"), country), False))
+    us_entries = data.entries.filter(pc.fill_null(pc.equal(data.entries.column("pop_country"), country), False)) \
+        if data.entries is not None else None
     figs: list[tuple[str, str, Callable[[Axes], Any], tuple[float, float], bool]] = [
         ("exposure-by-country", "Path exposure to any flagged carrier by the probe's country, "
          "with the 95% interval named in the legend (n = traceroutes; * = country derived from "
@@ -261,13 +271,18 @@ def report_figures(data: CampaignData, *, files: dict[str, dict[str, bytes]] | N
          lambda ax: plots.plot_rtt_vs_distance(data.crossings, ax=ax), (6.4, 4.2), False),
         ("flagged-graph", "AS/IXP graph around the flagged carriers (edge width: traceroutes).",
          lambda ax: plots.plot_flagged_graph(data.graph, ax=ax), (12.8, 6.0), True),
-        ("probe-map", "Probes (red: at least one path through a flagged carrier) and IXPs seen "
-         "on the paths (stars: with a flagged member).",
-         lambda ax: plots.plot_probe_map(data.probes, data.pops, flagged_probes=flagged_probes, ax=ax),
+        ("probe-map", "Probes (red: at least one path through a flagged carrier), IXPs seen on "
+         "the paths (stars: with a flagged member) and private-interconnect PoPs of the flagged "
+         "families (diamonds), on coastlines and borders; IXPs and PoPs without coordinates are "
+         "placed at their city (PeeringDB facilities), and what cannot be placed is counted on the map.",
+         lambda ax: plots.plot_probe_map(data.probes, data.pops, entries=data.entries, places=data.places,
+                                         flagged_probes=flagged_probes, ax=ax),
          (12.8, 5.6), True),
-        ("pop-map", f"IXPs in {country} seen on the paths; stars mark PoPs of flagged carriers.",
-         lambda ax: plots.plot_probe_map(data.probes, us_pops, flagged_probes=flagged_probes,
-                                         extent=plots.US_EXTENT, label_pops=True, ax=ax),
+        ("pop-map", f"IXPs in {country} seen on the paths and the flagged families' PoPs there "
+         "(stars: IXPs with a flagged member; diamonds: private interconnects).",
+         lambda ax: plots.plot_probe_map(data.probes, us_pops, entries=us_entries, places=data.places,
+                                         flagged_probes=flagged_probes, extent=plots.US_EXTENT,
+                                         label_pops=True, ax=ax),
          (12.8, 6.4), True),
     ]
     out = []

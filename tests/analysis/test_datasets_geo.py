@@ -189,3 +189,29 @@ def test_ipmap_with_a_header_line(tmp_path):
     snap = import_files("ipmap", [g], snapshot_id="h", cache_dir=tmp_path)
     t = lookup_ipmap(snap, pa.array(["2001:DB8::1"]))
     assert t.to_pylist() == [{"cc": "NL", "city": "Amsterdam", "lat": 52.37, "lon": 4.89, "score": 80.0}]
+
+
+def test_real_reference_data_place_the_menog_ixps_that_lack_coordinates(real_snapshot, geo_snapshot):
+    """UAE-IX, the most crossed IXP of the MENOG traceroutes, has no coordinates in PeeringDB;
+    the real facilities and IPmap router cities place it (and two more) at its city."""
+    from analysis import plots
+    from analysis.campaign_io import _facility_table
+    from analysis.geo import haversine_km
+
+    fac, _ = _facility_table(real_snapshot, "real")
+    places = plots.place_table(fac, geo_snapshot.table("ipmap", "addresses"))
+    none = pa.array([None] * 3, pa.float64())
+    pops = pa.table({"ixp_name": ["UAE-IX", "Kuwait Internet Exchange", "CAIX"],
+                     "ixp_city": ["Dubai", "Kuwait City", "Cairo"], "ixp_country": ["AE", "KW", "EG"],
+                     "latitude": none, "longitude": none, "flagged": [False] * 3})
+    no_probes = pa.table({"prb_id": pa.array([], pa.int64()), "latitude": pa.array([], pa.float64()),
+                          "longitude": pa.array([], pa.float64())})
+    pts, unplaced = plots.map_points(no_probes, pops, places=places)
+    got = {r["label"]: r for r in pts.to_pylist()}
+    # independent positions of the city centres (atlas coordinates)
+    for name, (lat, lon) in {"UAE-IX": (25.20, 55.27), "Kuwait Internet Exchange": (29.37, 47.98),
+                             "CAIX": (30.04, 31.24)}.items():
+        r = got[name]
+        assert r["placed_by"] == "city", name
+        assert haversine_km(lat, lon, r["latitude"], r["longitude"]) < 60, name
+    assert unplaced == {}

@@ -367,3 +367,37 @@ def test_charts_of_a_campaign_without_flagged_transit_say_so_instead_of_failing(
     for draw in (lambda a: plots.plot_top_pops(pops, ax=a), lambda a: plots.plot_rtt_vs_distance(cr, ax=a)):
         draw(fig.add_subplot())
     fig.canvas.draw()  # renders without error
+
+
+def test_map_places_ixps_without_coordinates_by_city_and_counts_the_rest():
+    probes = pa.table({"prb_id": pa.array([1, 2], pa.int64()), "latitude": [52.5, None],
+                       "longitude": [13.4, None]})
+    pops = pa.table({"ixp_name": ["UAE-IX", "Nowhere-IX", "Equinix Ashburn"],
+                     "ixp_city": ["Dubai", "Atlantis", "Ashburn"], "ixp_country": ["AE", "XX", "US"],
+                     "latitude": pa.array([None, None, 39.02], pa.float64()),
+                     "longitude": pa.array([None, None, -77.46], pa.float64()),
+                     "flagged": [False, False, True]})
+    places = pa.table({"city": ["Dubai"], "country": ["AE"], "latitude": [25.1], "longitude": [55.2],
+                       "facilities": [12]})
+    entries = pa.table({"family": ["f", "f", "f", "f"], "kind": ["private interconnect"] * 3 + ["ixp"],
+                        "pop_city": ["Guangzhou", None, "Atlantis", "Ashburn"],
+                        "pop_country": ["CN", None, "XX", "US"], "traceroutes": [5, 4, 3, 2]})
+    pts, unplaced = plots.map_points(probes, pops, entries=entries, places=places, flagged_probes=[1])
+    got = {(r["kind"], r["label"]): (r["latitude"], r["longitude"], r["placed_by"]) for r in pts.to_pylist()}
+    assert got[("IXP", "UAE-IX")] == (25.1, 55.2, "city")  # the snapshot's facilities
+    assert got[("flagged IXP", "Equinix Ashburn")] == (39.02, -77.46, "coordinates")
+    assert got[("flagged probe", "1")] == (52.5, 13.4, "coordinates")
+    assert got[("PoP", "Guangzhou (f)")][2] == "reference city"
+    assert unplaced == {"probes without a location": 1, "IXPs without coordinates or a known city": 1,
+                        "private-interconnect PoPs not located in a city": 1,
+                        "private-interconnect PoPs in a city of unknown position": 1}
+    ax = plots.plot_probe_map(probes, pops, entries=entries, places=places, ax=_ax())
+    note = " ".join(t.get_text() for t in ax.texts)
+    assert "2 placed by city" in note and "IXPs without coordinates or a known city 1" in note
+    pts_drawn = {c.get_label(): c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)}
+    assert np.allclose(pts_drawn["other IXPs"], [(55.2, 25.1)])
+    assert len(pts_drawn["private-interconnect PoPs"]) == 1
+    # coastlines and borders are drawn (basemap's bundled shapes): line collections with many vertices
+    lines = [c for c in ax.collections if not isinstance(c, PathCollection)]
+    assert sum(len(p.vertices) for c in lines for p in c.get_paths()) > 1000
+
