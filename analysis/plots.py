@@ -23,7 +23,7 @@ The tables behind the charts come from :func:`crossing_table`, :func:`pop_counts
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -343,7 +343,7 @@ def plot_exposure_by_country(
     for xi, n, e in zip(x, t.column("traceroutes").to_pylist(), est, strict=True):
         # inside a tall bar in white; beside a short (or zero) bar in dark grey, so it never vanishes
         short = not e > 0.15 * ymax
-        ax.annotate(f"n={n:,}", (xi, 0), xytext=(7 if short else 0, 2), textcoords="offset points",
+        ax.annotate(f"n={n:,}", (float(xi), 0.0), xytext=(7 if short else 0, 2), textcoords="offset points",
                     ha="center", va="bottom", fontsize=7, rotation=90, color="#333333" if short else "white")
     ax.set_xticks(x, labels, rotation=60 if len(labels) > 12 else 0)
     ax.set_xlabel("source country (probe)")
@@ -506,79 +506,108 @@ def plot_top_pops(pops: pa.Table, *, top: int = 15, ax: Axes | None = None) -> A
 def plot_flagged_graph(
     g: nx.DiGraph,
     *,
-    radius: int = 1,
-    max_nodes: int = 30,
-    rotate: float = 0.3,
+    top: int = 12,
     ax: Axes | None = None,
 ) -> Axes:
-    """The AS/IXP graph around flagged nodes, edge width proportional to traceroutes.
+    """Where paths enter and leave the flagged families: a three-column drawing.
 
-    Flagged ASes are red, IXPs orange squares, other ASes grey. When the neighbourhood
-    (:func:`analysis.graph.flagged_subgraph`) has more than ``max_nodes`` nodes, the
-    flagged nodes are kept and the others ranked by traceroutes.
+    Left, the ASes and IXPs from which paths enter a flagged AS; middle, the flagged ASes
+    grouped by family; right, where paths leave them. Edge width is proportional to
+    traceroutes, its colour is the flagged family's; edges between flagged ASes are arcs in
+    the middle column. Only the ``top`` heaviest neighbours on each side are drawn, the rest
+    are counted in a note: the drawing stays readable on any campaign.
 
     Parameters
     ----------
     g : networkx.DiGraph
         :func:`analysis.graph.build_graph` output (or the GraphML written by
-        ``analyze_campaign``): node ``kind``, ``family``, ``traceroutes``, ``name``; edge
+        ``analyze_campaign``): node ``kind``, ``family``, ``org``, ``name``; edge
         ``traceroutes``.
-    radius : int
-        Neighbourhood radius around flagged nodes (ignoring direction).
-    max_nodes : int
-        Most nodes drawn.
-    rotate : float
-        Angle (radians) by which each ring of the shell layout (flagged ASes inside, then
-        IXPs, then other ASes) is turned against the previous one.
+    top : int
+        Most neighbours drawn on each side.
     ax : matplotlib.axes.Axes, optional
 
     Returns
     -------
     matplotlib.axes.Axes
-        The edges are drawn in ``sub.edges()`` order; each edge's line width is
-        ``0.5 + 5 * traceroutes / max(traceroutes)``.
+        Nodes as scatter collections labelled by flagged family, ``"IXP"`` and ``"other AS"``;
+        one arrow per drawn edge, line width ``0.5 + 5 * traceroutes / max(traceroutes)``
+        over the drawn edges.
     """
     import networkx as nx
 
-    from analysis.graph import flagged_subgraph
-
     ax = _axes(ax)
-    sub = flagged_subgraph(g, radius=radius)
-    if sub.number_of_nodes() > max_nodes:
-        flagged = [v for v, d in sub.nodes(data=True) if d.get("family")]
-        rest = sorted((v for v in sub if v not in set(flagged)),
-                      key=lambda v: (-int(sub.nodes[v].get("traceroutes", 0)), v))
-        sub = sub.subgraph(flagged[:max_nodes] + rest[: max(0, max_nodes - len(flagged))]).copy()
     ax.set_axis_off()
-    ax.set_title("AS/IXP graph around flagged carriers (edge width: traceroutes)")
-    if sub.number_of_nodes() == 0:
+    ax.set_title("Paths into and out of the flagged carriers (edge width: traceroutes)")
+    fam = {v: d.get("family") for v, d in g.nodes(data=True) if d.get("family") and d.get("kind") != "ixp"}
+    if not fam:
         return _empty(ax, "no flagged carrier on any path")
-    rings = [
-        sorted(v for v, d in sub.nodes(data=True) if d.get("family") and d.get("kind") != "ixp"),
-        sorted(v for v, d in sub.nodes(data=True) if d.get("kind") == "ixp"),
-        sorted(v for v, d in sub.nodes(data=True) if not d.get("family") and d.get("kind") != "ixp"),
+
+    def weight(u: str, v: str) -> int:
+        return int(g.edges[u, v].get("traceroutes", 1) or 1)
+
+    into: dict[str, int] = {}
+    out_of: dict[str, int] = {}
+    for f in fam:
+        for u in g.predecessors(f):
+            if u not in fam:
+                into[u] = into.get(u, 0) + weight(u, f)
+        for v in g.successors(f):
+            if v not in fam:
+                out_of[v] = out_of.get(v, 0) + weight(f, v)
+
+    def ranked(side: dict[str, int]) -> list[str]:
+        return sorted(side, key=lambda v: (-side[v], v))[:top]
+
+    left = ranked(into)
+    right = [v for v in ranked(out_of) if v not in set(left)]  # a node on both sides: drawn left
+    flagged = sorted(fam, key=lambda v: (str(fam[v]), -int(g.nodes[v].get("traceroutes", 0) or 0), v))
+    pos: dict[str, tuple[float, float]] = {}
+    for x, column in ((0.0, left), (1.0, flagged), (2.0, right)):
+        n = len(column)
+        for i, v in enumerate(column):
+            pos[v] = (x, 1.0 - (i + 0.5) / max(n, 1))
+    shown = set(pos)
+    edges = [(u, v) for u, v in g.edges() if u in shown and v in shown and (u in fam or v in fam)]
+    wmax = max((weight(u, v) for u, v in edges), default=1) or 1
+    palette = _family_colors(sorted(set(fam.values())))
+    sub = g.subgraph(shown)
+    for arc in (False, True):
+        sel = [(u, v) for u, v in edges if (u in fam and v in fam) == arc]
+        if not sel:
+            continue
+        nx.draw_networkx_edges(
+            sub, pos, edgelist=sel, width=[0.5 + 5.0 * weight(u, v) / wmax for u, v in sel],
+            edge_color=[palette[fam[v] if v in fam else fam[u]] for u, v in sel], alpha=0.6, arrows=True,
+            arrowsize=8, node_size=200, connectionstyle="arc3,rad=0.4" if arc else "arc3", ax=ax)
+    groups: list[tuple[str, str, str, Callable[[str], bool]]] = [
+        (f, palette[f], "o", lambda v, f=f: fam.get(v) == f) for f in palette]  # type: ignore[misc]
+    groups += [
+        ("IXP", _IXP, "s", lambda v: v not in fam and g.nodes[v].get("kind") == "ixp"),
+        ("other AS", _OTHER, "o", lambda v: v not in fam and g.nodes[v].get("kind") != "ixp"),
     ]
-    rings = [r for r in rings if r]
-    pos = nx.shell_layout(sub, nlist=rings, rotate=rotate)
-    edges = list(sub.edges(data="traceroutes", default=1))
-    wmax = max((int(w) for _, _, w in edges), default=1) or 1
-    widths = [0.5 + 5.0 * int(w) / wmax for _, _, w in edges]
-    nx.draw_networkx_edges(sub, pos, edgelist=[(u, v) for u, v, _ in edges], width=widths,
-                           edge_color="#555555", alpha=0.7, arrows=True, arrowsize=8,
-                           node_size=300, ax=ax)
-    groups = (
-        ("flagged AS", _FLAGGED, "o", lambda d: bool(d.get("family")) and d.get("kind") != "ixp"),
-        ("IXP", _IXP, "s", lambda d: d.get("kind") == "ixp"),
-        ("other AS", _OTHER, "o", lambda d: not d.get("family") and d.get("kind") != "ixp"),
-    )
     for name, color, shape, pred in groups:
-        nodes = [v for v, d in sub.nodes(data=True) if pred(d)]
+        nodes = [v for v in pos if pred(v)]
         if nodes:
             nx.draw_networkx_nodes(sub, pos, nodelist=nodes, node_color=color, node_shape=shape,
-                                   node_size=300, label=name, ax=ax)
-    labels = {v: _node_label(v, d) for v, d in sub.nodes(data=True)}
-    nx.draw_networkx_labels(sub, pos, labels=labels, font_size=6, ax=ax)
-    _legend(ax, loc="lower left", fontsize=7, markerscale=0.5)
+                                   node_size=200, label=name, ax=ax)
+    for v, (x, y) in pos.items():
+        ha, dx = ("right", -0.06) if x == 0.0 else ("left", 0.06) if x == 2.0 else ("center", 0.0)
+        ax.text(x + dx, y if x != 1.0 else y + 0.035, _node_label(v, g.nodes[v]), ha=ha, va="center",
+                fontsize=7, color=palette.get(fam.get(v, ""), "#222222") if v in fam else "#222222")
+    for x, head in ((0.0, "enter from"), (1.0, "flagged ASes"), (2.0, "leave to")):
+        ax.text(x, 1.04, head, ha="center", va="bottom", fontsize=8, fontweight="bold")
+    hidden = [(len(into) - len(ranked(into)), sum(into.values()) - sum(into[v] for v in ranked(into))),
+              (len(out_of) - len(ranked(out_of)), sum(out_of.values()) - sum(out_of[v] for v in ranked(out_of)))]
+    notes = [f"{n} more {side} ({w:,} traceroute-edges) not drawn"
+             for (n, w), side in zip(hidden, ("entry neighbours", "exit neighbours"), strict=True) if n]
+    if notes:
+        ax.text(0.5, -0.1, "; ".join(notes), transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                color="#555555")
+    ax.set_xlim(-0.9, 2.9)
+    ax.set_ylim(-0.05, 1.1)
+    _legend(ax, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=len(groups), fontsize=7, markerscale=0.5,
+            frameon=False)
     return ax
 
 
@@ -806,7 +835,7 @@ def map_points(
     return pa.Table.from_pylist(rows, schema=schema), unplaced
 
 
-_MAP_STYLE = {
+_MAP_STYLE: dict[str, dict[str, Any]] = {
     "probe": {"s": 10, "color": "#4c72b0", "alpha": 0.7, "zorder": 3, "marker": "o"},
     "flagged probe": {"s": 14, "color": _FLAGGED, "alpha": 0.8, "zorder": 3, "marker": "o"},
     "IXP": {"s": 16, "color": _IXP, "zorder": 4, "marker": "s"},
@@ -1051,5 +1080,14 @@ def _pop_label(row: dict[str, Any]) -> str:
 def _node_label(node: str, data: dict[str, Any]) -> str:
     if data.get("kind") == "ixp":
         name = str(data.get("name") or node.removeprefix("IXP:"))
-        return name if len(name) <= 18 else name[:17] + "…"
-    return node
+        return name if len(name) <= 24 else name[:23] + "…"
+    org = str(data.get("org") or data.get("name") or "")
+    if not org:
+        return node
+    return f"{node} {org if len(org) <= 24 else org[:23] + '…'}"
+
+
+def _family_colors(families: Sequence[str]) -> dict[str, str]:
+    """A stable colour per flagged family (sorted order), the flagged red first."""
+    cycle = (_FLAGGED, "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#1f77b4")
+    return {f: cycle[i % len(cycle)] for i, f in enumerate(families)}

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import html
 import io
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from probes.workspace import Campaign
 
 __all__ = [
+    "as_names",
     "CampaignData",
     "headline_table",
     "drop_table",
@@ -269,7 +271,10 @@ def report_figures(data: CampaignData, *, files: dict[str, dict[str, bytes]] | N
         ("rtt-vs-distance", "Minimum RTT at each crossing against the probe-to-PoP distance; "
          "points below the line are physically impossible for the claimed city.",
          lambda ax: plots.plot_rtt_vs_distance(data.crossings, ax=ax), (6.4, 4.2), False),
-        ("flagged-graph", "AS/IXP graph around the flagged carriers (edge width: traceroutes).",
+        ("flagged-graph", "Paths into and out of the flagged carriers: the ASes and IXPs paths enter "
+         "them from (left), the flagged ASes by family (middle; arcs: paths between them) and where "
+         "paths leave them (right); edge width: traceroutes, the heaviest neighbours drawn and the "
+         "rest counted. The whole graph is graph/as_graph.graphml.",
          lambda ax: plots.plot_flagged_graph(data.graph, ax=ax), (12.8, 6.0), True),
         ("probe-map", "Probes (red: at least one path through a flagged carrier), IXPs seen on "
          "the paths (stars: with a flagged member) and private-interconnect PoPs of the flagged "
@@ -301,6 +306,7 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
     s = data.summary
     figs = report_figures(data) if figures is None else figures
     e = html.escape
+    tab = functools.partial(table_html, names=as_names(data))
     parts: list[str] = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         f"<title>pathexp report: {e(str(s.get('campaign', data.campaign.name)))}</title>",
@@ -328,9 +334,9 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
     parts += ["<h2>Records set aside and unresolved</h2>",
               "<p>Every record the pipeline set aside is counted by reason; hops whose address "
               "resolved to no AS make no path node (they are bridged, not guessed).</p>",
-              table_html(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
+              tab(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
                           empty="nothing was set aside")]
-    parts += _crossing_sections(data)
+    parts += _crossing_sections(data, tab)
     hosted = (s.get("destination_hosted") or {})
     if hosted:
         rows = [{"family": f, "traceroutes": e["traceroutes"], "destination hosted": e["hosted"],
@@ -339,22 +345,53 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
                   "<p>Beside transit: the share of the traceroutes in scope whose destination a flagged "
                   "family hosts (its registry ASN, a sibling, or its static router space), with a Wilson "
                   "interval; where each such destination is located says whether it is a US facility.</p>",
-                  table_html(pa.Table.from_pylist(rows), empty="none"),
-                  table_html(pa.Table.from_pylist(hosted.get("any", {}).get("destinations", [])),
+                  tab(pa.Table.from_pylist(rows), empty="none"),
+                  tab(pa.Table.from_pylist(hosted.get("any", {}).get("destinations", [])),
                              empty="no destination in a flagged network")]
     if data.destinations is not None:
         parts += [f"<h2>Destinations in scope ({data.destinations.num_rows:,})</h2>",
                   "<p>Per destination: its AS, where it is and the evidence, and the share of its "
                   "traceroutes transiting any flagged family (Wilson interval; the destination is one "
                   "cluster).</p>",
-                  table_html(data.destinations.drop_columns(["method"]).slice(0, MAX_CROSSING_ROWS),
+                  tab(data.destinations.drop_columns([c for c in ("method", "dst_as_name")
+                                                      if c in data.destinations.column_names]
+                                                     ).slice(0, MAX_CROSSING_ROWS),
                              empty="no destination in scope")]
     parts.append("</body></html>")
     return "\n".join(parts)
 
 
-def table_html(table: pa.Table, *, empty: str = "no rows") -> str:
-    """An HTML ``<table>`` of an Arrow table (values escaped, numbers right-aligned)."""
+def as_names(data: CampaignData) -> dict[int, str]:
+    """AS number -> name (organisation, else AS name) of every AS on the campaign's paths.
+
+    From the AS/IXP graph's ``org`` node attribute (the annotation's as2org organisation or
+    ``asnames`` name), completed by the destinations table's ``dst_as_name``.
+    """
+    names: dict[int, str] = {}
+    for _, attrs in data.graph.nodes(data=True):
+        if attrs.get("asn") is not None and attrs.get("org"):
+            names[int(attrs["asn"])] = str(attrs["org"])
+    d = data.destinations
+    if d is not None and {"dst_asn", "dst_as_name"} <= set(d.column_names):
+        for a, n in zip(d.column("dst_asn").to_pylist(), d.column("dst_as_name").to_pylist(), strict=True):
+            if a is not None and n:
+                names.setdefault(int(a), str(n))
+    return names
+
+
+def table_html(table: pa.Table, *, empty: str = "no rows", names: Mapping[int, str] | None = None) -> str:
+    """An HTML ``<table>`` of an Arrow table (values escaped, numbers right-aligned).
+
+    With ``names`` (:func:`as_names`), every AS number (columns ending in ``asn``, and
+    ``AS<n>`` nodes) is followed by its name.
+
+    Examples
+    --------
+    >>> print(table_html(pa.table({"asn": [4134, 1], "node": ["AS4134", "IXP:pdb:1"]}),
+    ...                  names={4134: "CHINANET-BACKBONE"}))  # doctest: +NORMALIZE_WHITESPACE
+    <table><tr><th>asn</th><th>node</th></tr><tr><td class=num>4134 CHINANET-BACKBONE</td><td>AS4134
+    CHINANET-BACKBONE</td></tr><tr><td class=num>1</td><td>IXP:pdb:1</td></tr></table>
+    """
     if table.num_rows == 0:
         return f"<p class=meta>{html.escape(empty)}.</p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.column_names)
@@ -363,7 +400,9 @@ def table_html(table: pa.Table, *, empty: str = "no rows") -> str:
         cells = []
         for col, v in row.items():
             num = isinstance(v, (int, float)) and not isinstance(v, bool)
-            text = _fmt(v, ident=_is_identifier(col))
+            text = _pct(v) if col in _SHARE_COLUMNS and isinstance(v, float) else _fmt(v, ident=_is_identifier(col))
+            if names:
+                text = _with_as_name(col, v, text, names)
             cells.append(f"<td{' class=num' if num else ''}>{html.escape(text)}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -383,6 +422,20 @@ figure.half{width:calc(50% - 6px)}figure.full{width:100%}
 figure img{width:100%;height:auto;display:block}figcaption{font-size:12px;color:#444;margin-top:4px}
 .headline td.big{font-size:15px;font-weight:bold}
 """
+
+
+#: Table columns holding shares: shown as percentages, like every figure of the report.
+_SHARE_COLUMNS = frozenset({"exposure", "ci_low", "ci_high", "share", "estimate", "hegemony_share"})
+
+
+def _with_as_name(col: str, v: Any, text: str, names: Mapping[int, str]) -> str:
+    if col.endswith("asns") and isinstance(v, list):
+        return ", ".join(f"{a} {names[a]}" if a in names else str(a) for a in v)
+    if col.endswith("asn") and isinstance(v, int) and not isinstance(v, bool) and v in names:
+        return f"{text} {names[v]}"
+    if isinstance(v, str) and v.startswith("AS") and v[2:].isdigit() and int(v[2:]) in names:
+        return f"{text} {names[int(v[2:])]}"
+    return text
 
 
 def _pct(v: Any) -> str:
@@ -529,7 +582,7 @@ def _snapshot_html(annotate: dict[str, Any], s: dict[str, Any]) -> str:
     return head + table_html(snapshot_table(annotate), empty="no snapshot recorded (annotate.json missing)") + tail
 
 
-def _crossing_sections(data: CampaignData) -> list[str]:
+def _crossing_sections(data: CampaignData, tab: Callable[..., str]) -> list[str]:
     cr = data.crossings
     from analysis import metrics
 
@@ -542,29 +595,29 @@ def _crossing_sections(data: CampaignData) -> list[str]:
                 "city; <code>netfac-shared</code>: a facility both networks share; <code>carrier-pops</code>: "
                 "the carrier's own PoPs; <code>+rtt-discs</code>: kept inside the speed-of-light discs of "
                 "every probe that saw the router), and the speed-of-light verdicts of its crossings.</p>",
-                table_html(entries.slice(0, MAX_CROSSING_ROWS), empty="no flagged crossing")]
+                tab(entries.slice(0, MAX_CROSSING_ROWS), empty="no flagged crossing")]
     out.append("<h3>Flagged PoPs at IXPs</h3>")
-    out.append(table_html(plots.pop_counts(cr), empty="no flagged crossing at an IXP"))
+    out.append(tab(plots.pop_counts(cr), empty="no flagged crossing at an IXP"))
     if cr.num_rows:
         by_kind = cr.group_by(["kind", "family"]).aggregate([("prb_id", "count"), ("prb_id", "count_distinct")])
         by_kind = by_kind.rename_columns(["kind", "family", "crossings", "probes"]).sort_by(
             [("crossings", "descending"), ("kind", "ascending"), ("family", "ascending")])
     else:
         by_kind = pa.table({"kind": pa.array([], pa.string())})
-    out += ["<h3>Crossings by kind and family</h3>", table_html(by_kind, empty="no crossings")]
+    out += ["<h3>Crossings by kind and family</h3>", tab(by_kind, empty="no crossings")]
     cols = [c for c in ("timestamp", "prb_id", "probe_country", "dst_addr", "family", "asn", "from_asn",
                         "hop", "address", "kind", "ixp_name", "pop_city", "pop_country", "location_evidence",
                         "min_rtt", "distance_km", "verdict") if c in cr.column_names]
     bad = cr.filter(pc.fill_null(pc.equal(cr.column("verdict"), "inconsistent"), False)) if cr.num_rows else cr
     out += [f"<h3>Location claims inconsistent with the speed of light ({bad.num_rows:,})</h3>",
-            table_html(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]
+            tab(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]
     shown = cr.select(cols).slice(0, MAX_CROSSING_ROWS)
     note = (f" (first {MAX_CROSSING_ROWS:,} of {cr.num_rows:,}; all are in paths/paths.parquet)"
             if cr.num_rows > MAX_CROSSING_ROWS else f" ({cr.num_rows:,})")
-    out += [f"<h3>Individual crossings{note}</h3>", table_html(shown, empty="no crossings")]
+    out += [f"<h3>Individual crossings{note}</h3>", tab(shown, empty="no crossings")]
     heg = data.hegemony.slice(0, 15)
     out += ["<h3>Highest AS/IXP hegemony (IHR, trimmed mean of per-viewpoint betweenness)</h3>",
-            table_html(heg, empty="no paths")]
+            tab(heg, empty="no paths")]
     pe = data.path_exposure
     if "grouping" in pe.column_names:
         rows = pe.filter(pc.fill_null(pc.and_(pc.equal(pe.column("grouping"), "source_country"),
@@ -575,11 +628,11 @@ def _crossing_sections(data: CampaignData) -> list[str]:
         out += ["<h2>Exposure by source country</h2>",
                 "<p>Any flagged family, per country of the probes (<code>country_basis</code>: "
                 "whether the country is the probes' own metadata or derived from their addresses).</p>",
-                table_html(rows, empty="no source country")]
+                tab(rows, empty="no source country")]
     ev = data.change_events
     note = (f" (first {MAX_CROSSING_ROWS:,} of {ev.num_rows:,}; all are in exposure/change_events.csv)"
             if ev.num_rows > MAX_CROSSING_ROWS else f" ({ev.num_rows:,})")
     out += [f"<h2>Change events{note}</h2>",
             "<p>When a (probe, destination) pair started or stopped transiting a flagged family.</p>",
-            table_html(ev.slice(0, MAX_CROSSING_ROWS), empty="no change event")]
+            tab(ev.slice(0, MAX_CROSSING_ROWS), empty="no change event")]
     return out

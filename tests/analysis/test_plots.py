@@ -243,19 +243,36 @@ def _graph():
     return g
 
 
-def test_flagged_graph_draws_neighbourhood_with_edge_width_by_traceroutes():
+def test_flagged_graph_draws_entries_and_exits_with_edge_width_by_traceroutes():
     g = _graph()
+    g.add_node("AS4809", kind="as", family="china-telecom", org="China Telecom CN2", traceroutes=1)
+    g.add_edge("AS4134", "AS4809", traceroutes=1)  # between flagged ASes: an arc
     ax = plots.plot_flagged_graph(g, ax=_ax())
-    nodes = {c.get_label(): len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection)}
-    # radius 1 around AS4134: AS1, IXP, AS15169 (AS99 is two hops away)
-    assert nodes == {"flagged AS": 1, "IXP": 1, "other AS": 2}
+    pts = {c.get_label(): c.get_offsets() for c in ax.collections if isinstance(c, PathCollection)}
+    # entering AS4134: AS1 and the IXP (left); leaving: AS15169 (right); AS99 is not adjacent
+    assert {k: len(v) for k, v in pts.items()} == {"china-telecom": 2, "IXP": 1, "other AS": 2}
+    assert sorted(x for x, _ in pts["other AS"]) == [0.0, 2.0] and pts["IXP"][0][0] == 0.0
+    assert {x for x, _ in pts["china-telecom"]} == {1.0}
     arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
-    assert len(arrows) == 4
-    sub_edges = list(g.subgraph(["AS1", "IXP:pdb:1", "AS4134", "AS15169"]).edges(data="traceroutes"))
-    expected = sorted(0.5 + 5.0 * w / 6 for *_, w in sub_edges)
+    drawn = [("IXP:pdb:1", "AS4134"), ("AS1", "AS4134"), ("AS4134", "AS15169"), ("AS4134", "AS4809")]
+    assert len(arrows) == len(drawn)  # AS1 -> IXP and AS15169 -> AS99 touch no flagged AS
+    expected = sorted(0.5 + 5.0 * g.edges[e]["traceroutes"] / 6 for e in drawn)
     assert sorted(round(a.get_linewidth(), 6) for a in arrows) == [round(w, 6) for w in expected]
     texts = {t.get_text() for t in ax.texts}
-    assert {"AS4134", "Equinix Ashburn", "AS1", "AS15169"} <= texts and "AS99" not in texts
+    assert {"AS4134", "Equinix Ashburn", "AS1", "AS15169", "AS4809 China Telecom CN2"} <= texts
+    assert "AS99" not in texts
+
+
+def test_flagged_graph_keeps_the_heaviest_neighbours_and_counts_the_rest():
+    g = nx.DiGraph()
+    g.add_node("AS4134", kind="as", family="china-telecom")
+    for i in range(1, 21):
+        g.add_edge(f"AS{i}", "AS4134", traceroutes=i)
+    ax = plots.plot_flagged_graph(g, top=5, ax=_ax())
+    texts = {t.get_text() for t in ax.texts}
+    assert {f"AS{i}" for i in range(16, 21)} <= texts and "AS15" not in texts
+    assert any(t == f"15 more entry neighbours ({sum(range(1, 16)):,} traceroute-edges) not drawn"
+               for t in texts)
 
 
 def test_flagged_graph_without_flagged_nodes_says_so():
