@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 __all__ = ["register", "run"]
 
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         pt = ds.dataset(str(camp.paths_parquet)).to_table(filter=key_filter)
         paths = {(r["msm_id"], r["prb_id"], r["timestamp"]): r for r in pt.to_pylist()}
     probes = {r["prb_id"]: r for r in store.read_probe_meta(camp).to_pylist()}
+    names = _as_names(camp, hops)
     by_key: dict = {}
     for h in hops.to_pylist():
         by_key.setdefault((h["msm_id"], h["prb_id"], h["timestamp"]), []).append(h)
@@ -79,9 +81,11 @@ def run(args: argparse.Namespace) -> int:
         key = (t["msm_id"], t["prb_id"], t["timestamp"])
         rec = trace_record(t, by_key.get(key, []), owners, paths.get(key), probes.get(t["prb_id"]))
         if args.format == "json":
+            seen = {a[k] for h in rec["hops"] for a in h["replies"] for k in ("asn", "origin_asn", "member_asn")}
+            rec["as_names"] = {str(a): names[a] for a in sorted(x for x in seen if x in names)}
             sys.stdout.write(orjson.dumps(rec, default=str).decode() + "\n")
         else:
-            print(render_trace(rec))
+            print(render_trace(rec, names=names))
             print()
     if args.format == "text":
         missing = [cmd for cmd, have in (("pathexp annotate (AS, IXP, flagged family per hop)", annotated),
@@ -90,3 +94,20 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             print(f"not shown yet: run {' then '.join(missing)} --campaign {camp.name}")
     return 0
+
+
+def _as_names(camp: Any, hops: Any) -> dict[int, str]:
+    """AS number -> name: the annotation's ``org`` (organisation or AS name) of the hops shown,
+    then the campaign graph's (router owners whose own space no hop shows)."""
+    names: dict[int, str] = {}
+    if camp.as_graph_graphml.is_file():
+        import networkx as nx
+
+        for _, d in nx.read_graphml(camp.as_graph_graphml).nodes(data=True):
+            if d.get("asn") is not None and d.get("org"):
+                names[int(d["asn"])] = str(d["org"])
+    if {"asn", "org"} <= set(hops.column_names):
+        for a, o in zip(hops.column("asn").to_pylist(), hops.column("org").to_pylist(), strict=True):
+            if a is not None and o:
+                names.setdefault(int(a), str(o))
+    return names
