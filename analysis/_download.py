@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,8 @@ def _request(session: Any, url: str, limits: Limits, **kw: Any) -> Any:
     """GET ``url`` within ``limits`` (the whole body read); any status is returned."""
     import requests
 
-    from probes.bounded_http import read_body
+    from probes.bounded_http import name_unresolved, read_body
+    from probes.errors import NetworkUnavailable
 
     started = time.monotonic()
     per_read = min(limits.read_timeout, limits.deadline)
@@ -96,7 +98,13 @@ def _request(session: Any, url: str, limits: Limits, **kw: Any) -> Any:
         read_body(r, started=started, deadline=limits.deadline, timeout=per_read,
                   max_bytes=limits.max_bytes, settings="download")
     except requests.RequestException as exc:
-        raise MissingReferenceData(f"could not download {url}: {exc}") from exc
+        if name_unresolved(exc):
+            host = urllib.parse.urlsplit(url).hostname
+            raise NetworkUnavailable(
+                f"could not download {url}: the name {host} does not resolve (no DNS answer); offline? "
+                "Check the network or DNS, set HTTPS_PROXY if you need a proxy, or import local files "
+                "with `pathexp datasets import`") from None
+        raise MissingReferenceData(f"could not download {url}: {type(exc).__name__}: {exc}") from exc
     return r
 
 

@@ -64,7 +64,12 @@ def trace_record(trace: Mapping[str, Any], hops: Iterable[Mapping[str, Any]],
     owners = owners or {}
     by_hop: dict[int, dict[str, dict[str, Any]]] = {}
     timeouts: dict[int, int] = {}
-    for h in sorted(hops, key=lambda h: (h["hop"], h.get("attempt") or 0)):
+    problems: list[str] = []
+    for h in sorted(hops, key=lambda h: (h["hop"] is None, h["hop"] or 0, h.get("attempt") or 0)):
+        if h["hop"] is None:  # a result without hops: the error the probe reported instead
+            if h.get("hop_error"):
+                problems.append(str(h["hop_error"]))
+            continue
         n = int(h["hop"])
         by_hop.setdefault(n, {})
         addr = h.get("reply_from")
@@ -91,6 +96,7 @@ def trace_record(trace: Mapping[str, Any], hops: Iterable[Mapping[str, Any]],
         "probe": None if probe is None else {k: probe.get(k) for k in ("asn_v4", "asn_v6", "country_code", "origin")},
         "hops": [{"hop": n, "replies": list(by_hop[n].values()), "timeouts": timeouts.get(n, 0)}
                  for n in sorted(by_hop)],
+        "errors": problems,
     }
     if path is not None:
         rec["verdicts"] = {k: path.get(k) for k in (
@@ -123,8 +129,9 @@ def render_trace(rec: Mapping[str, Any], *, names: Mapping[int, str] | None = No
                                 "derived" if str(probe.get("origin") or "").startswith("derived") else "") if x)
     head = (f"Probe #{rec['prb_id']}" + (f" ({who})" if who else "")
             + f"  msm {rec['msm_id']}  {rec['time']}  {rec.get('proto') or ''} paris {rec.get('paris_id')}")
-    dst = rec["to"] + (f" ({rec['dst_name']})" if rec.get("dst_name") and rec["dst_name"] != rec["to"] else "")
+    dst = (rec["to"] or "?") + (f" ({rec['dst_name']})" if rec.get("dst_name") and rec["dst_name"] != rec["to"] else "")
     lines = [head, f"  {rec.get('from') or '?'} -> {dst}"]
+    lines += [f"  error: {msg}" for msg in rec.get("errors") or []]
     for h in rec["hops"]:
         if not h["replies"]:
             lines.append(f"  {h['hop']:>2}  *")

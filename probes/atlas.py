@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,7 @@ from ripe.atlas.cousteau import (
 )
 
 from probes._backoff import Backoff, parse_retry_after
-from probes.bounded_http import BodyLimit, read_body
+from probes.bounded_http import BodyLimit, name_unresolved, read_body
 from probes.config import ApiKey, Settings
 from probes.errors import (
     AtlasAPIError,
@@ -146,21 +145,6 @@ def scrub_secret(text: str, secret: str, *, mask: str = "***") -> str:
         k = j + 1
     out.append(text[last:])
     return "".join(out)
-
-
-def _unresolved(exc: BaseException) -> bool:
-    """Whether a requests failure is a name-resolution failure (anywhere in its chain)."""
-    seen: set[int] = set()
-    stack: list[object] = [exc]
-    while stack:
-        e = stack.pop()
-        if not isinstance(e, BaseException) or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
-            return True
-        stack.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
-    return False
 
 
 class _Capture:
@@ -364,7 +348,7 @@ class AtlasClient:
                 ) from exc
             if isinstance(exc, BodyLimit) and exc.too_big:
                 raise AtlasAPIError(f"{what}: {exc}") from exc
-            if _unresolved(exc):  # nothing was sent; retrying in seconds does not help
+            if name_unresolved(exc):  # nothing was sent; retrying in seconds does not help
                 raise NetworkUnavailable(
                     f"{what}: the name of {self._server} does not resolve (no DNS answer); offline? "
                     "Check the network or DNS, set HTTPS_PROXY if you need a proxy, or point the "

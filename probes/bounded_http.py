@@ -12,6 +12,7 @@ Used by the Atlas client (:mod:`probes.atlas`) and the reference-data downloads
 
 from __future__ import annotations
 
+import socket
 import time
 
 import requests
@@ -19,7 +20,7 @@ import urllib3
 
 from probes._backoff import parse_retry_after  # re-exported: the Retry-After of any HTTP client
 
-__all__ = ["READ_CHUNK", "BodyLimit", "parse_retry_after", "read_body"]
+__all__ = ["READ_CHUNK", "BodyLimit", "name_unresolved", "parse_retry_after", "read_body"]
 
 READ_CHUNK = 65_536
 
@@ -75,3 +76,28 @@ def read_body(resp: requests.Response, *, started: float, deadline: float, timeo
             f"connection broken after {size} bytes: {type(exc).__name__}") from exc
     resp._content = b"".join(parts)
     resp._content_consumed = True
+
+
+def name_unresolved(exc: BaseException) -> bool:
+    """Whether a requests failure is a name-resolution failure (anywhere in its chain).
+
+    Nothing was sent when the server's name does not resolve, so retrying within seconds
+    does not help: callers say "offline?" in one line instead.
+
+    >>> import socket
+    >>> name_unresolved(OSError("wrapped", socket.gaierror(-2, "Name or service not known")))
+    True
+    >>> name_unresolved(TimeoutError("read timed out"))
+    False
+    """
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        e = stack.pop()
+        if not isinstance(e, BaseException) or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError":
+            return True
+        stack.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
+    return False

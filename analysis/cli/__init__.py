@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,9 @@ from analysis.cli._options import add_engine_args, engine_options
 from analysis.errors import AnalysisError
 from probes.errors import EXIT_NETWORK, ConfigError, NetworkUnavailable, ProbeError
 from probes.workspace import DEFAULT_WORKSPACE, Campaign
+
+#: Exit code when the reader of stdout went away (128 + SIGPIPE, as a shell reports a tool killed by it).
+EXIT_BROKEN_PIPE = 141
 
 __all__ = [
     "main",
@@ -172,6 +176,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like other Unix tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return EXIT_BROKEN_PIPE
     except (ProbeError, AnalysisError) as exc:
         print(f"pathexp {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_NETWORK if isinstance(exc, NetworkUnavailable) else 2

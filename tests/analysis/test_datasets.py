@@ -498,3 +498,29 @@ def test_as_names_from_pyasn_and_as_prefix_files_name_the_ases_of_real_hops(test
              if a is not None}
     assert pairs and all(o == names[a] for a, o in pairs if a in names)
     assert any(o is not None for _, o in pairs)
+
+
+def test_fetch_offline_is_one_line_at_once_and_exit_3(tmp_path, monkeypatch, capsys):
+    """The resolver fails (faked at the socket API: no packet leaves the machine): one line
+    naming the host and the remedies, no retry, exit code 3, and no snapshot left behind."""
+    import socket
+
+    from analysis.cli import main
+    from probes.errors import EXIT_NETWORK
+
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    asked = []
+
+    def no_dns(host, *a, **kw):
+        asked.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    code = main(["datasets", "--cache-dir", str(tmp_path), "fetch", "--kind", "pfx2as"])
+    err = capsys.readouterr().err
+    assert code == EXIT_NETWORK == 3
+    assert err.count("\n") == 1 and "does not resolve" in err and "offline?" in err, err
+    assert "Traceback" not in err and "NameResolutionError" not in err
+    assert len(asked) == 1  # asked once, not retried
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -80,3 +80,37 @@ def test_show_errors_are_one_line(real_campaign, tmp_path, capsys):
     assert rc == 2 and err.strip() == "pathexp show: error: campaign 'wiki': no traceroute matches probe 1"
     rc, _, err = _show(Campaign("nothing", tmp_path / "ws"), capsys)
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "run `pathexp ingest` first" in err
+
+
+def test_show_piped_into_a_reader_that_stops_exits_quietly(real_campaign):
+    """`pathexp show ... | head -1`: the reader goes away, pathexp stops without an error line
+    (exit 141 = 128 + SIGPIPE, like a Unix tool killed by SIGPIPE)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).parent / "pathexp"
+    cmd = [str(exe), "show", "--campaign", real_campaign.name, "--workspace", str(real_campaign.workspace),
+           "--limit", "500"]  # about 56 KiB of text
+    # a one-page pipe: the output cannot all fit before the reader closes its end
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pipesize=4096)
+    assert p.stdout is not None and p.stderr is not None
+    first = p.stdout.readline()
+    p.stdout.close()
+    err = p.stderr.read()
+    code = p.wait(timeout=120)
+    assert (code, err) == (141, b""), err.decode()
+    assert first.startswith(b"Probe #")
+
+
+def test_a_result_without_hops_shows_the_error_the_probe_reported():
+    from analysis.show import render_trace, trace_record
+
+    t = {"msm_id": 1033154, "prb_id": 3564, "timestamp": 1381825021, "src_addr": None, "dst_addr": None,
+         "dst_name": "wikipedia-lb.esams.wikimedia.org", "proto": "UDP", "paris_id": 0}
+    hops = [{"hop": None, "attempt": None, "reply_from": None,
+             "hop_error": "name resolution failed: non-recoverable failure in name resolution"}]
+    rec = trace_record(t, hops)
+    assert rec["hops"] == [] and rec["errors"] == [hops[0]["hop_error"]]
+    text = render_trace(rec)
+    assert "error: name resolution failed" in text and "? (wikipedia-lb.esams.wikimedia.org)" in text
