@@ -1,8 +1,10 @@
 """The notebooks run top to bottom with a real Jupyter kernel on the demo campaign.
 
-Parameters are injected papermill-style: a cell tagged ``injected-parameters`` is inserted
-right after the cell tagged ``parameters``. The kernel is ipykernel's ``python3`` spec;
-jupyter_client launches it with this interpreter (``sys.executable``), which the test checks.
+Each notebook runs through papermill with ``-p workspace DIR -p campaign NAME`` as a user
+would run it against their own campaign (papermill inserts a cell tagged
+``injected-parameters`` after the cell tagged ``parameters``). The kernel is ipykernel's
+``python3`` spec; jupyter_client launches it with this interpreter (``sys.executable``),
+which the test checks.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 from probes.workspace import Campaign
 from tests.analysis._demo import demo_campaign  # noqa: F401 - session fixture
@@ -42,23 +43,27 @@ def test_committed_notebook_has_no_outputs_and_a_parameters_cell(path: Path):
     assert nb.metadata["kernelspec"]["name"] == "python3"
 
 
-def _inject(nb: nbformat.NotebookNode, params: dict) -> None:
-    idx = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    src = "# Injected parameters\n" + "\n".join(f"{k} = {v!r}" for k, v in params.items())
-    cell = nbformat.v4.new_code_cell(src)
-    cell.metadata["tags"] = ["injected-parameters"]
-    nb.cells.insert(idx + 1, cell)
-
-
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_on_the_demo_campaign(path: Path, demo_campaign: Campaign, tmp_path: Path):  # noqa: F811
-    nb = nbformat.read(path, as_version=4)
-    _inject(nb, {"workspace": str(demo_campaign.workspace), "campaign": demo_campaign.name})
-    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
-    client = NotebookClient(nb, kernel_name="python3", timeout=180, allow_errors=False,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute()  # raises CellExecutionError on the first failing cell
+    import papermill
 
+    nb = nbformat.read(path, as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sys\nprint(sys.executable)"))
+    src, out = tmp_path / path.name, tmp_path / f"out-{path.name}"
+    nbformat.write(nb, src)
+    params = {"workspace": str(demo_campaign.workspace), "campaign": demo_campaign.name}
+    # raises PapermillExecutionError on the first failing cell
+    papermill.execute_notebook(str(src), str(out), parameters=params, kernel_name="python3",
+                               cwd=str(tmp_path), progress_bar=False, log_output=False)
+    nb = nbformat.read(out, as_version=4)
+
+    # papermill put the parameters right after the cell tagged "parameters"
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    at = next(i for i, t in enumerate(tags) if "parameters" in t)
+    assert "injected-parameters" in tags[at + 1] and sum("injected-parameters" in t for t in tags) == 1
+    injected: dict = {}
+    exec(nb.cells[at + 1].source, {}, injected)  # noqa: S102 - assignments papermill wrote
+    assert injected == params
     # the kernel is this interpreter (the venv's), not whatever `python` is on PATH
     exe = "".join(o.get("text", "") for o in nb.cells[-1].outputs).strip()
     assert Path(exe).resolve() == Path(sys.executable).resolve()
