@@ -50,6 +50,7 @@ __all__ = [
     "pop_counts",
     "pop_locations",
     "plot_exposure_by_country",
+    "country_order",
     "plot_exposure_over_time",
     "time_bins",
     "plot_top_pops",
@@ -298,6 +299,7 @@ def plot_exposure_by_country(
     family: str = "any",
     top: int = 20,
     min_traceroutes: int = 1,
+    order: Sequence[str | None] | None = None,
     ax: Axes | None = None,
 ) -> Axes:
     """Path (or PoP) exposure per source country as bars with their interval.
@@ -316,6 +318,9 @@ def plot_exposure_by_country(
         Show the ``top`` countries with the highest exposure.
     min_traceroutes : int
         Leave out countries with fewer traceroutes.
+    order : sequence of str, optional
+        The countries to show, in this order (e.g. :func:`country_order` of the path
+        exposure, so that a PoP-exposure panel beside it lines up); ``top`` is then ignored.
     ax : matplotlib.axes.Axes, optional
 
     Returns
@@ -326,8 +331,11 @@ def plot_exposure_by_country(
     ax = _axes(ax)
     t = _by_group(exposure, "source_country", "probe_country", family)
     t = t.filter(pc.greater_equal(t.column("traceroutes"), min_traceroutes))
-    t = t.sort_by([("exposure", "descending"), ("traceroutes", "descending"), ("group", "ascending")])
-    t = t.slice(0, top)
+    wanted = list(order) if order is not None else _ranked_groups(t, top)
+    rank = {g: i for i, g in enumerate(wanted)}
+    groups = t.column("group").to_pylist()
+    keep = [i for i in sorted(range(len(groups)), key=lambda i: rank.get(groups[i], len(rank))) if groups[i] in rank]
+    t = t.take(pa.array(keep, pa.int64()))
     basis = (t.column("country_basis").to_pylist() if "country_basis" in t.column_names
              else [None] * t.num_rows)
     derived = [b is not None and b != "probe metadata" for b in basis]
@@ -359,6 +367,23 @@ def plot_exposure_by_country(
     else:
         _empty(ax, "no source country with traceroutes")
     return ax
+
+
+def country_order(exposure: pa.Table, *, family: str = "any", top: int = 20) -> list[str | None]:
+    """The source countries a by-country chart shows, in its order: highest exposure first
+    (then most traceroutes, then the code); pass it as ``order`` to line panels up.
+
+    >>> t = pa.table({"probe_country": ["DE", "US", "FR"], "exposure": [0.1, 0.3, 0.1],
+    ...               "traceroutes": [5, 9, 7], "ci_low": [0.0] * 3, "ci_high": [0.5] * 3})
+    >>> country_order(t)
+    ['US', 'FR', 'DE']
+    """
+    return _ranked_groups(_by_group(exposure, "source_country", "probe_country", family), top)
+
+
+def _ranked_groups(t: pa.Table, top: int) -> list[str | None]:
+    t = t.sort_by([("exposure", "descending"), ("traceroutes", "descending"), ("group", "ascending")])
+    return t.column("group").to_pylist()[:top]
 
 
 def plot_exposure_over_time(

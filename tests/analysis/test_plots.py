@@ -418,3 +418,18 @@ def test_map_places_ixps_without_coordinates_by_city_and_counts_the_rest():
     lines = [c for c in ax.collections if not isinstance(c, PathCollection)]
     assert sum(len(p.vertices) for c in lines for p in c.get_paths()) > 1000
 
+
+
+def test_by_country_panels_line_up_in_one_order():
+    path = pa.table({"probe_country": ["DE", "US", "FR"], "exposure": [0.1, 0.3, 0.2],
+                     "traceroutes": [5, 9, 7], "ci_low": [0.0] * 3, "ci_high": [0.5] * 3})
+    pop = path.set_column(1, "exposure", pa.array([0.3, 0.0, 0.1]))  # another ranking on its own
+    order = plots.country_order(path)
+    assert order == ["US", "FR", "DE"]
+    ticks = []
+    for table in (path, pop):
+        ax = plots.plot_exposure_by_country(table, order=order, ax=_ax())
+        ticks.append([t.get_text() for t in ax.get_xticklabels()])
+    assert ticks == [order, order]
+    alone = plots.plot_exposure_by_country(pop, ax=_ax())
+    assert [t.get_text() for t in alone.get_xticklabels()] == ["DE", "FR", "US"]
