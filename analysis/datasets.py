@@ -28,7 +28,9 @@ US-registered space, since no ARIN delegation file is at hand), ``ipmap`` (RIPE 
 router geolocations CSV: ip, city, country code, lat, lon, score), ``as-rel`` (CAIDA AS
 relationships, serial-1 ``a|b|rel`` or serial-2 ``a|b|rel|source``: table ``links``),
 ``as-siblings`` (sibling groups, one organisation per line: table ``groups``), ``asnames``
-(AS names: table ``names``, shown where no as2org organisation is known). Every reader sets
+(AS names: table ``names``, shown where no as2org organisation is known), ``mrt`` (BGP
+RIB dumps and update files, MRT, read with mrtparse) and ``bgpdump`` (``bgpdump -m`` text):
+table ``routes``, one row per announced, withdrawn or RIB prefix with its peer and AS path. Every reader sets
 aside and counts, by reason, each record it cannot use (``manifest.json`` ``dropped``).
 """
 
@@ -54,12 +56,13 @@ import pyarrow.parquet as pq
 from analysis import _lpm
 from analysis._readers import READERS as _READERS_ADDR
 from analysis._readers import decompress
+from analysis._readers_bgp import READERS_BGP
 from analysis._readers_rel import READERS_REL
 from analysis.errors import DatasetFormatError, MissingReferenceData
 from probes.fileio import write_json, write_parquet
 
 #: kind -> reader: the address-level kinds and the AS-level ones (relationships, siblings).
-READERS = {**_READERS_ADDR, **READERS_REL}
+READERS = {**_READERS_ADDR, **READERS_REL, **READERS_BGP}
 KINDS = tuple(READERS)
 
 __all__ = [

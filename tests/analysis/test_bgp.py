@@ -1,0 +1,92 @@
+"""BGP reference data: the ``mrt`` and ``bgpdump`` kinds on real RIS files and the real text format."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import duckdb
+import orjson
+import pytest
+
+from analysis.datasets import import_files
+from analysis.errors import DatasetFormatError
+
+RIS = ("bgp", "ris-rrc24-updates-2020")
+#: Independent figures for these 16 files, from ../shared/data/SOURCES.md (counted by the
+#: data's curator with mrtparse, not by pathexp).
+RECORDS, AS_PATHS, FLAGGED_PATHS = 319_138, 301_118, 1_046
+PATHS_THROUGH = {4809: 871, 4837: 68, 58453: 50, 4134: 43, 9808: 17, 10099: 14}
+
+
+@pytest.fixture(scope="module")
+def ris_snapshot(test_data, tmp_path_factory):
+    files = sorted(test_data.joinpath(*RIS).glob("updates.*.gz"))
+    assert len(files) == 16
+    return import_files("mrt", files, snapshot_id="bgp", cache_dir=tmp_path_factory.mktemp("bgp"))
+
+
+@pytest.mark.slow
+def test_real_ris_updates_match_the_curators_counts(ris_snapshot):
+    routes = ris_snapshot.table("mrt", "routes")
+    con = duckdb.connect()
+    con.register("r", routes)
+
+    def one(sql: str) -> int:
+        return int(con.sql(sql).fetchall()[0][0])
+
+    # one BGP message per (source, record); a message with an AS path announces something
+    assert one("SELECT count(DISTINCT (source, record)) FROM r WHERE kind = 'announce'") == AS_PATHS
+    for asn, n in PATHS_THROUGH.items():
+        assert one(f"SELECT count(DISTINCT (source, record)) FROM r "
+                   f"WHERE kind = 'announce' AND list_contains(as_path, {asn})") == n, asn
+    assert one("SELECT count(DISTINCT (source, record)) FROM r WHERE kind = 'announce' AND "
+               f"list_has_any(as_path, {list(PATHS_THROUGH)})") == FLAGGED_PATHS
+    # every MRT record is a row's message or counted as set aside, none twice
+    manifest = orjson.loads((ris_snapshot.path / "mrt" / "manifest.json").read_bytes())
+    dropped = manifest["dropped"]
+    assert set(dropped) <= {"state-change", "not-update", "bad-record", "unsupported-record"}
+    assert one("SELECT count(DISTINCT (source, record)) FROM r") + sum(dropped.values()) == RECORDS
+    # the peer is the first AS of every announced path (RIS peers do not strip themselves)
+    assert one("SELECT count(*) FROM r WHERE kind = 'announce' AND as_path[1] <> peer_asn") == 0
+    assert one("SELECT count(*) FROM r WHERE kind = 'withdraw' AND (len(as_path) > 0 OR origin_asn IS NOT NULL)") == 0
+    assert manifest["date"].startswith("2020-09-07")
+
+
+# Lines in the real `bgpdump -m` layout (fields as bgpdump 1.6 prints them).
+BGPDUMP = """\
+BGP4MP|1596943200|A|185.166.144.249|47787|162.253.16.0/24|47787 174 45352|IGP|185.166.144.249|0|0|174:21201|NAG||
+BGP4MP|1596943201|W|185.166.144.249|47787|205.86.32.0/20
+BGP4MP|1596943202|STATE|2001:db8::1|64500|3|1
+TABLE_DUMP2|1596943203|B|2001:db8::1|64500|2001:db8:100::/40|64500 3356 {4134,4809}|IGP|2001:db8::1|0|0||NAG||
+BGP4MP|1596943204|A|2001:db8::1|64500|2001:db8:200::/40|64500 3356 4134|IGP|2001:db8::1|0|0||NAG||
+garbage line
+"""
+
+
+def test_bgpdump_text_rows_sets_and_drops(tmp_path):
+    f = tmp_path / "updates.20200809.0320.txt.gz"
+    f.write_bytes(gzip.compress(BGPDUMP.encode()))
+    snap = import_files("bgpdump", [f], snapshot_id="t", cache_dir=tmp_path / "cache")
+    rows = snap.table("bgpdump", "routes").to_pylist()
+    got = [(r["kind"], r["peer_asn"], r["prefix"], r["as_path"], r["origin_asn"], r["as_set"], r["record"])
+           for r in rows]
+    assert got == [
+        ("announce", 47787, "162.253.16.0/24", [47787, 174, 45352], 45352, False, 1),
+        ("withdraw", 47787, "205.86.32.0/20", [], None, False, 2),
+        ("rib", 64500, "2001:db8:100::/40", [64500, 3356, 4134, 4809], None, True, 4),  # ends in a set
+        ("announce", 64500, "2001:db8:200::/40", [64500, 3356, 4134], 4134, False, 5),
+    ]
+    manifest = orjson.loads((snap.path / "bgpdump" / "manifest.json").read_bytes())
+    assert manifest["dropped"] == {"state-change": 1, "bad-line": 1}
+
+
+def test_wrong_files_are_one_clear_error(tmp_path, test_data):
+    text = tmp_path / "routes.txt"
+    text.write_text("this is not MRT\n" * 50)
+    with pytest.raises(DatasetFormatError, match="routes.txt: not an MRT file"):
+        import_files("mrt", [text], snapshot_id="t", cache_dir=tmp_path / "c1")
+    mrt = next(test_data.joinpath(*RIS).glob("updates.*.gz"))
+    with pytest.raises(DatasetFormatError, match="not bgpdump -m output"):
+        import_files("bgpdump", [mrt], snapshot_id="t", cache_dir=tmp_path / "c2")
+    assert not any(Path(tmp_path / "c1").rglob("routes.parquet"))
