@@ -54,6 +54,7 @@ __all__ = [
     "destination_rtts",
     "lookup_ip2country",
     "lookup_ipmap",
+    "registry_country",
     "locate_destinations",
     "load_country_geometry",
     "country_distance_km",
@@ -433,7 +434,7 @@ def locate_destinations(
         if snapshot.has("ip2country"):
             fill("ip2country", lookup_ip2country(snapshot, addrs).to_pylist())
         if snapshot.has("rir-delegated"):
-            fill("rir-delegated", _rir_country(snapshot, addrs))
+            fill("rir-delegated", registry_country(snapshot, addrs))
         if snapshot.has("pfx2as"):
             from analysis.annotate import annotate
 
@@ -733,8 +734,9 @@ def _probe_coords(probes: pa.Table | None) -> tuple[dict[int, float], dict[int, 
     return plat, plon
 
 
-def _rir_country(snapshot: Any, addrs: pa.Array) -> list[str | None]:
-    """Registry country of each address's delegated block (IANA blocks say nothing)."""
+def registry_country(snapshot: Any, addrs: pa.Array) -> list[str | None]:
+    """Registry country of each address's delegated block (``rir-delegated``; IANA blocks
+    and addresses outside every block give None)."""
     t = snapshot.table("rir-delegated", "prefixes")
     af, hi, lo, ok = _lpm.parse_addresses(addrs)
     row = np.full(len(addrs), -1, np.int64)

@@ -45,8 +45,8 @@ __all__ = [
 ]
 
 #: The subcommands, one module each in this package, in the order ``--help`` lists them.
-_COMMANDS = ("analyze", "annotate", "campaign", "datasets", "demo", "ingest", "probes", "report", "show",
-             "trace", "world")
+_COMMANDS = ("analyze", "annotate", "bgp", "campaign", "datasets", "demo", "ingest", "probes", "report",
+             "show", "trace", "world")
 
 
 def add_campaign_args(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -94,6 +94,7 @@ EXAMPLES = {
     "analyze": ["pathexp analyze --campaign menog", "pathexp analyze --campaign menog --bootstrap 2000 --seed 1",
                 "pathexp analyze --campaign menog --engine dask --workers 2"],
     "annotate": ["pathexp annotate --campaign menog", "pathexp annotate --campaign menog --snapshot 2026-12-03"],
+    "bgp summary": ["pathexp bgp summary", "pathexp bgp summary --snapshot ris-2020 --json"],
     "campaign plan": ["pathexp campaign plan probes/campaign_example.toml"],
     "campaign submit": ["pathexp campaign submit my-campaign.toml --yes"],
     "campaign status": ["pathexp campaign status --campaign my-campaign --offline"],

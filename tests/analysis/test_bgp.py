@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 import pytest
 
 from analysis.datasets import import_files
@@ -90,3 +91,44 @@ def test_wrong_files_are_one_clear_error(tmp_path, test_data):
     with pytest.raises(DatasetFormatError, match="not bgpdump -m output"):
         import_files("bgpdump", [mrt], snapshot_id="t", cache_dir=tmp_path / "c2")
     assert not any(Path(tmp_path / "c1").rglob("routes.parquet"))
+
+
+@pytest.mark.slow
+def test_bgp_summary_on_real_ris_data_against_a_plain_python_count(ris_snapshot, test_data, capsys):
+    """`pathexp bgp summary --json` against sets built in plain Python from the same rows."""
+    from analysis.cli import main
+    from analysis.destinations import lookup_ip2country
+    from analysis.registry import load_registry
+
+    d = test_data / "ip2asn" / "iptoasn"
+    snap = import_files("ip2country", sorted(d.glob("2024-11-07_ip2country-v*.tsv.gz")), snapshot_id="bgp",
+                        cache_dir=ris_snapshot.path.parents[1])
+    assert main(["bgp", "--cache-dir", str(snap.path.parents[1]), "summary", "--snapshot", "bgp", "--json"]) == 0
+    got = orjson.loads(capsys.readouterr().out)
+    reg = load_registry()
+    family = {e.asn: e.family for e in reg.asns}
+    want: dict[str, set] = {f: set() for f in reg.families}
+    origin: dict[str, set] = {f: set() for f in reg.families}
+    everything = set()
+    for r in ris_snapshot.table("mrt", "routes").select(["peer_asn", "prefix", "kind", "as_path",
+                                                         "origin_asn"]).to_pylist():
+        if r["kind"] == "withdraw":
+            continue
+        key = (r["peer_asn"], r["prefix"], tuple(r["as_path"]))
+        everything.add(key)
+        for f in {family[a] for a in r["as_path"] if a in family}:
+            want[f].add(key)
+            if family.get(r["origin_asn"]) == f:
+                origin[f].add(key)
+    assert got["snapshot"] == "bgp" and got["kind"] == "mrt" and got["announcements"] == len(everything)
+    assert got["location_source"] == "ip2country"
+    for f, keys in want.items():
+        g = got["families"][f]
+        assert g["announcements"] == len(keys) and g["originated"] == len(origin[f]), f
+        prefixes = sorted({k[1] for k in keys})
+        assert g["prefixes"] == len(prefixes) and g["peers"] == len({k[0] for k in keys}), f
+        cc = lookup_ip2country(snap, pa.array([p.split("/")[0] for p in prefixes], pa.string())).to_pylist()
+        assert g["prefixes_by_country"] == {"US": cc.count("US"), "unknown": cc.count(None),
+                                            "other": len(cc) - cc.count("US") - cc.count(None)}, f
+    # the curator's figure: paths through China Telecom's 4809 are the most common flagged ones
+    assert max(got["families"]["china-telecom"]["through_asns"].items(), key=lambda kv: kv[1])[0] == "4809"

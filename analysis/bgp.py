@@ -1,0 +1,144 @@
+"""The control plane: which BGP announcements carry the flagged families.
+
+:func:`bgp_summary` reads the ``routes`` table of an ``mrt`` or ``bgpdump`` snapshot kind
+(:mod:`analysis._readers_bgp`) and says, per flagged family of the registry, how many
+distinct announcements -- (collector peer, prefix, AS path as announced) -- traverse one
+of its ASes, how many of those the family originates, the prefixes, origin ASes and peers
+concerned, and where those prefixes are (the snapshot's ``ip2country``, else its
+``rir-delegated`` registry country, looked up at the prefix's first address).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow as pa
+
+from analysis._tables import connect
+from analysis.errors import MissingReferenceData
+
+__all__ = ["BGP_KINDS", "bgp_routes", "bgp_summary"]
+
+#: Snapshot kinds holding a ``routes`` table.
+BGP_KINDS = ("mrt", "bgpdump")
+
+
+def bgp_routes(snapshot: Any) -> tuple[pa.Table, str]:
+    """The snapshot's ``routes`` table and the kind it came from (``mrt`` before ``bgpdump``)."""
+    for kind in BGP_KINDS:
+        if snapshot.has(kind):
+            return snapshot.table(kind, "routes"), kind
+    raise MissingReferenceData(
+        f"snapshot {snapshot.id} holds no BGP data; import some with "
+        "`pathexp datasets import --kind mrt FILE...` (RIS / RouteViews MRT) or --kind bgpdump")
+
+
+def bgp_summary(routes: pa.Table, registry: Any, *, snapshot: Any = None, top: int = 10) -> dict[str, Any]:
+    """Per flagged family: the BGP announcements whose AS path traverses it.
+
+    Parameters
+    ----------
+    routes : pyarrow.Table
+        A ``routes`` table (``peer_asn, prefix, kind, as_path, origin_asn, timestamp``).
+    registry : analysis.registry.Registry
+        The flagged families and their ASNs.
+    snapshot : analysis.datasets.Snapshot, optional
+        Where the prefixes are looked up (``ip2country``, else ``rir-delegated``).
+    top : int
+        Origin ASes listed per family (most announcements first).
+
+    Returns
+    -------
+    dict
+        ``routes`` (rows), ``announcements`` (distinct (peer, prefix, path) announced or in
+        a RIB), ``peers``, ``first`` / ``last`` (record times), ``location_source`` and
+        ``families``: per family id ``name``, ``announcements``, ``originated`` (the family
+        is the origin AS), ``through_asns`` (its ASes on the paths, with counts),
+        ``prefixes``, ``origin_asns`` (count), ``top_origins`` (``[asn, announcements]``),
+        ``peers``, ``prefixes_by_country`` (``US``, ``other``, ``unknown``) and an
+        ``example`` (source file and record of one announcement).
+
+    Examples
+    --------
+    >>> from analysis.registry import load_registry
+    >>> r = pa.table({"peer_asn": [64500, 64500, 64501], "prefix": ["192.0.2.0/24"] * 3,
+    ...               "kind": ["announce"] * 3, "as_path": [[64500, 4134, 64510]] * 2 + [[64501, 64510]],
+    ...               "origin_asn": [64510] * 3, "timestamp": [0, 1, 2], "source": ["f"] * 3, "record": [1, 2, 3]})
+    >>> s = bgp_summary(r, load_registry())
+    >>> s["announcements"], s["families"]["china-telecom"]["announcements"]
+    (2, 1)
+    """
+    fam_rows = [(e.asn, e.family) for e in registry.asns]
+    fam = pa.table({"asn": pa.array([a for a, _ in fam_rows], pa.int64()),
+                    "family": pa.array([f for _, f in fam_rows], pa.string())})
+    con = connect()
+    try:
+        con.register("r", routes.select(["peer_asn", "prefix", "kind", "as_path", "origin_asn", "timestamp",
+                                         "source", "record"]))
+        con.register("fam", fam)
+        con.execute("""CREATE TEMP TABLE a AS
+            SELECT peer_asn, prefix, as_path, any_value(origin_asn) AS origin_asn,
+                   min(source) AS source, min(record) AS record
+            FROM r WHERE kind IN ('announce', 'rib') GROUP BY peer_asn, prefix, as_path""")
+        con.execute("""CREATE TEMP TABLE x AS
+            SELECT DISTINCT a.*, fam.family, fam.asn AS through
+            FROM (SELECT *, unnest(as_path) AS hop_asn FROM a) AS a JOIN fam ON fam.asn = a.hop_asn""")
+        total = con.sql("""SELECT count(*), (SELECT count(DISTINCT peer_asn) FROM r),
+                                  (SELECT min(timestamp) FROM r), (SELECT max(timestamp) FROM r)
+                           FROM a""").fetchall()[0]
+        per = con.sql("""
+            SELECT family, count(DISTINCT (peer_asn, prefix, as_path)) AS announcements,
+                   count(DISTINCT (peer_asn, prefix, as_path)) FILTER (WHERE origin_asn IN
+                        (SELECT asn FROM fam f2 WHERE f2.family = x.family)) AS originated,
+                   count(DISTINCT prefix) AS prefixes, count(DISTINCT origin_asn) AS origin_asns,
+                   count(DISTINCT peer_asn) AS peers, min(source) AS source, min(record) AS record
+            FROM x GROUP BY family ORDER BY family""").to_arrow_table().to_pylist()
+        through = con.sql("""SELECT family, through, count(DISTINCT (peer_asn, prefix, as_path)) AS n
+                             FROM x GROUP BY ALL ORDER BY family, n DESC, through""").fetchall()
+        origins = con.sql("""SELECT family, origin_asn, count(DISTINCT (peer_asn, prefix, as_path)) AS n
+                             FROM x WHERE origin_asn IS NOT NULL GROUP BY ALL
+                             ORDER BY family, n DESC, origin_asn""").fetchall()
+        prefixes = con.sql("SELECT DISTINCT family, prefix FROM x ORDER BY ALL").fetchall()
+    finally:
+        con.close()
+    where, source = _prefix_countries(sorted({p for _, p in prefixes}), snapshot)
+    out: dict[str, Any] = {
+        "routes": routes.num_rows, "announcements": int(total[0]), "peers": int(total[1]),
+        "first": None if total[2] is None else str(total[2]), "last": None if total[3] is None else str(total[3]),
+        "location_source": source, "families": {},
+    }
+    for fid, name in registry.families.items():
+        row = next((p for p in per if p["family"] == fid), None)
+        by_country = {"US": 0, "other": 0, "unknown": 0}
+        for f, p in prefixes:
+            if f == fid:
+                cc = where.get(p)
+                by_country["unknown" if cc is None else "US" if cc == "US" else "other"] += 1
+        out["families"][fid] = {
+            "name": name,
+            "announcements": int(row["announcements"]) if row else 0,
+            "originated": int(row["originated"]) if row else 0,
+            "through_asns": {str(a): int(n) for f, a, n in through if f == fid},
+            "prefixes": int(row["prefixes"]) if row else 0,
+            "origin_asns": int(row["origin_asns"]) if row else 0,
+            "top_origins": [[int(a), int(n)] for f, a, n in origins if f == fid][:top],
+            "peers": int(row["peers"]) if row else 0,
+            "prefixes_by_country": by_country,
+            "example": {"source": row["source"], "record": int(row["record"])} if row else None,
+        }
+    return out
+
+
+def _prefix_countries(prefixes: list[str], snapshot: Any) -> tuple[dict[str, str | None], str]:
+    """Country of each prefix's first address, and which source said so."""
+    if snapshot is None or not prefixes:
+        return {}, "none"
+    from analysis.destinations import lookup_ip2country, registry_country
+
+    first = pa.array([p.split("/", 1)[0] for p in prefixes], pa.string())
+    if snapshot.has("ip2country"):
+        cc = lookup_ip2country(snapshot, first).to_pylist()
+        return dict(zip(prefixes, cc, strict=True)), "ip2country"
+    if snapshot.has("rir-delegated"):
+        return dict(zip(prefixes, registry_country(snapshot, first), strict=True)), "rir-delegated"
+    return {}, "none (the snapshot has neither ip2country nor rir-delegated)"

@@ -1,0 +1,60 @@
+"""``pathexp bgp``: the control plane beside the traceroutes (BGP data of a snapshot)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run_summary"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bgp", help="BGP announcements through the flagged carriers (imported MRT / bgpdump data)",
+        description="Read the BGP data of a reference snapshot (`pathexp datasets import --kind mrt` "
+                    "or --kind bgpdump) and relate it to the flagged carriers.")
+    p.add_argument("--cache-dir", default=None, help="cache root (default: PATHEXP_CACHE_DIR or the user cache dir)")
+    s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
+    summ = s.add_parser(
+        "summary", help="per flagged family: announcements whose AS path traverses it",
+        description="Per flagged family: the distinct announcements (collector peer, prefix, AS path "
+                    "as announced) whose path traverses one of its ASes, how many it originates, the "
+                    "prefixes, origin ASes and peers concerned, and how many of those prefixes are in "
+                    "the US (the snapshot's ip2country, else its RIR delegations).")
+    summ.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
+    summ.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
+    summ.add_argument("--json", action="store_true", help="print the summary as JSON")
+    summ.set_defaults(func=run_summary)
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    import orjson
+
+    from analysis.bgp import bgp_routes, bgp_summary
+    from analysis.datasets import load_snapshot
+    from analysis.registry import load_registry
+
+    snap = load_snapshot(args.snapshot, cache_dir=args.cache_dir)
+    routes, kind = bgp_routes(snap)
+    s = bgp_summary(routes, load_registry(args.registry), snapshot=snap)
+    s = {"snapshot": snap.id, "kind": kind, **s}
+    if args.json:
+        print(orjson.dumps(s, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    from rich.table import Table
+
+    from analysis.cli._console import make_console
+
+    con = make_console()
+    con.print(f"snapshot {snap.id} ({kind}): {s['routes']:,} routes, {s['announcements']:,} distinct "
+              f"announcements from {s['peers']:,} peers, {s['first']} to {s['last']}")
+    t = Table("family", "announcements", "originated", "prefixes", "in the US", "origin ASes", "peers",
+              "through (announcements)")
+    for fam in s["families"].values():
+        by = fam["prefixes_by_country"]
+        t.add_row(fam["name"], f"{fam['announcements']:,}", f"{fam['originated']:,}", f"{fam['prefixes']:,}",
+                  f"{by['US']:,}" + (f" ({by['unknown']:,} unknown)" if by["unknown"] else ""),
+                  f"{fam['origin_asns']:,}", f"{fam['peers']:,}",
+                  ", ".join(f"AS{a} {n:,}" for a, n in list(fam["through_asns"].items())[:4]))
+    con.print(t)
+    con.print(f"prefix locations: {s['location_source']}; an announcement is (peer, prefix, AS path as announced)")
+    return 0
