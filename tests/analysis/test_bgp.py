@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
+import struct
 from pathlib import Path
 
 import duckdb
@@ -132,3 +134,42 @@ def test_bgp_summary_on_real_ris_data_against_a_plain_python_count(ris_snapshot,
                                             "other": len(cc) - cc.count("US") - cc.count(None)}, f
     # the curator's figure: paths through China Telecom's 4809 are the most common flagged ones
     assert max(got["families"]["china-telecom"]["through_asns"].items(), key=lambda kv: kv[1])[0] == "4809"
+
+
+def _mrt(ts: int, mtype: int, sub: int, body: bytes) -> bytes:
+    return struct.pack("!IHHI", ts, mtype, sub, len(body)) + body
+
+
+def _rib_dump() -> bytes:
+    """A TABLE_DUMP_V2 RIB dump written by hand after RFC 6396: a peer index table with two
+    peers (IPv4 AS4, IPv6 AS4) and one RIB_IPV4_UNICAST record with an entry from each."""
+    peers = [(0x02, "192.0.2.1", 64500), (0x03, "2001:db8::1", 64501)]
+    body = ipaddress.ip_address("192.0.2.254").packed + struct.pack("!H", 0) + struct.pack("!H", len(peers))
+    for ptype, addr, asn in peers:
+        body += bytes([ptype]) + ipaddress.ip_address("192.0.2.9").packed + ipaddress.ip_address(addr).packed
+        body += struct.pack("!I", asn)
+
+    def attrs(segments: list[tuple[int, list[int]]]) -> bytes:
+        path = b"".join(struct.pack("!BB", k, len(a)) + b"".join(struct.pack("!I", x) for x in a)
+                        for k, a in segments)
+        return bytes([0x40, 1, 1, 0]) + bytes([0x40, 2, len(path)]) + path
+
+    rib = struct.pack("!I", 7) + bytes([24]) + bytes([198, 51, 100]) + struct.pack("!H", 2)
+    for idx, segs in ((0, [(2, [64500, 3356, 4134])]), (1, [(2, [64501, 3356]), (1, [4809, 4134])])):
+        a = attrs(segs)
+        rib += struct.pack("!HIH", idx, 1_600_000_000, len(a)) + a
+    return _mrt(1_600_000_100, 13, 1, body) + _mrt(1_600_000_100, 13, 2, rib)
+
+
+def test_a_rib_dump_gives_one_rib_row_per_entry_with_its_peer(tmp_path):
+    f = tmp_path / "bview.20200913.1600.gz"
+    f.write_bytes(gzip.compress(_rib_dump()))
+    snap = import_files("mrt", [f], snapshot_id="t", cache_dir=tmp_path / "cache")
+    rows = [(r["kind"], r["peer_asn"], r["peer_addr"], r["prefix"], r["as_path"], r["origin_asn"], r["as_set"],
+             r["record"]) for r in snap.table("mrt", "routes").to_pylist()]
+    assert rows == [
+        ("rib", 64500, "192.0.2.1", "198.51.100.0/24", [64500, 3356, 4134], 4134, False, 2),
+        ("rib", 64501, "2001:db8::1", "198.51.100.0/24", [64501, 3356, 4809, 4134], None, True, 2),
+    ]
+    manifest = orjson.loads((snap.path / "mrt" / "manifest.json").read_bytes())
+    assert manifest["dropped"] == {"peer-index": 1}
