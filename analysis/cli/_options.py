@@ -1,4 +1,5 @@
-"""The engine options of ``pathexp ingest|annotate|analyze``: where the batch work runs.
+"""Shared options: the engine of ``pathexp ingest|annotate|analyze`` (where the batch work runs),
+counts, and the reference-data cache directory.
 
 ``--engine dask [--scheduler ADDRESS] [--workers N]`` run the same pure table functions
 (:func:`probes.parse.parse_lines`, :func:`analysis.annotate.annotate`,
@@ -22,7 +23,7 @@ from typing import Any
 
 from probes.engine import ENGINES
 
-__all__ = ["add_engine_args", "engine_options", "positive_int"]
+__all__ = ["add_cache_dir_arg", "add_engine_args", "engine_options", "positive_int"]
 
 
 def add_engine_args(parser: argparse.ArgumentParser) -> None:
@@ -54,3 +55,9 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
     return value
+
+
+def add_cache_dir_arg(parser: argparse.ArgumentParser) -> None:
+    """``--cache-dir DIR``: where the reference-data snapshots are."""
+    parser.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help="reference-data cache root (default: PATHEXP_CACHE_DIR or the user cache dir)")

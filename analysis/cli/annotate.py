@@ -10,6 +10,7 @@ __all__ = ["register", "run"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     from analysis.cli import add_campaign_args, add_engine_args
+    from analysis.cli._options import add_cache_dir_arg
 
     p = sub.add_parser(
         "annotate",
@@ -26,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     which.add_argument("--closest", action="store_true",
                        help="take each reference-data kind from the local snapshot whose data are closest in "
                             "time to the campaign's measurements (composed into one snapshot)")
-    p.add_argument("--cache-dir", default=None, help="reference-data cache root")
+    add_cache_dir_arg(p)
     p.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     p.add_argument("--online", action="store_true",
                    help="allow the ipwhois RDAP fallback for unresolved public addresses (network I/O)")

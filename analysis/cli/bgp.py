@@ -8,11 +8,13 @@ __all__ = ["register", "run_summary"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from analysis.cli._options import add_cache_dir_arg
+
     p = sub.add_parser(
         "bgp", help="BGP announcements through the flagged carriers (imported MRT / bgpdump data)",
         description="Read the BGP data of a reference snapshot (`pathexp datasets import --kind mrt` "
                     "or --kind bgpdump) and relate it to the flagged carriers.")
-    p.add_argument("--cache-dir", default=None, help="cache root (default: PATHEXP_CACHE_DIR or the user cache dir)")
+    add_cache_dir_arg(p)
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     summ = s.add_parser(
         "summary", help="per flagged family: announcements whose AS path traverses it",

@@ -32,6 +32,8 @@ _FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from analysis.cli._options import add_cache_dir_arg
+
     p = sub.add_parser(
         "datasets",
         help="reference datasets: import local files, list snapshots, fetch (online)",
@@ -41,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "cache dir). Several imports build one snapshot; `pathexp annotate` uses the newest."
         ),
     )
-    p.add_argument("--cache-dir", default=None, help="cache root (default: PATHEXP_CACHE_DIR or the user cache dir)")
+    add_cache_dir_arg(p)
     s = p.add_subparsers(dest="action", metavar="ACTION", required=True)
     imp = s.add_parser("import", help="import local files of one kind into a snapshot",
                        description="Import local reference files of one kind into a snapshot. "
