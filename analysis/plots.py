@@ -445,11 +445,12 @@ def plot_exposure_over_time(
     gx, (gest, glo, ghi) = _with_gaps(x, width, est, lo, hi)
     ax.fill_between(gx, glo, ghi, color="#4c72b0", alpha=0.25, label=f"{confidence:.0%} Wilson interval")
     ax.plot(gx, gest, marker="o", ms=3, color="#4c72b0", label=f"exposure ({label})")
-    for i, fam in enumerate(f for f in (families or ()) if f != label):
+    palette = _family_colors(sorted(f for f in (families or ()) if f != label))
+    for fam in (f for f in (families or ()) if f != label):
         ft = metrics.path_exposure(t, family=fam, by="bin", ci="wilson", confidence=confidence).sort_by("bin")
         fx = ft.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
         fgx, (fest,) = _with_gaps(fx, width, _np(ft.column("exposure")))
-        ax.plot(fgx, fest, marker=".", ms=3, lw=1, color=_FAMILY_COLOURS[i % len(_FAMILY_COLOURS)],
+        ax.plot(fgx, fest, marker=".", ms=3, lw=1, color=palette[fam],
                 label=f"exposure ({fam})")
 
     if events is None:
@@ -1025,7 +1026,8 @@ def _by_group(table: pa.Table, grouping: str, column: str, family: str) -> pa.Ta
 
 
 #: Line colours of per-family series (the "any" series keeps the default blue).
-_FAMILY_COLOURS = ("#d62728", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf")
+#: Orange is left out: it marks IXPs on the graph and the maps.
+_FAMILY_COLOURS = ("#d62728", "#9467bd", "#2ca02c", "#8c564b", "#e377c2", "#17becf")
 
 
 def _percent_axis(ax: Axes) -> None:
@@ -1113,6 +1115,6 @@ def _node_label(node: str, data: dict[str, Any]) -> str:
 
 
 def _family_colors(families: Sequence[str]) -> dict[str, str]:
-    """A stable colour per flagged family (sorted order), the flagged red first."""
-    cycle = (_FLAGGED, "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf", "#1f77b4")
-    return {f: cycle[i % len(cycle)] for i, f in enumerate(families)}
+    """A colour per flagged family, by its place in ``families`` (pass them sorted: the same
+    family gets the same colour on every chart)."""
+    return {f: _FAMILY_COLOURS[i % len(_FAMILY_COLOURS)] for i, f in enumerate(families)}
