@@ -6,6 +6,11 @@ distinct announcements -- (collector peer, prefix, AS path as announced) -- trav
 of its ASes, how many of those the family originates, the prefixes, origin ASes and peers
 concerned, and where those prefixes are (the snapshot's ``ip2country``, else its
 ``rir-delegated`` registry country, looked up at the prefix's first address).
+
+:func:`valley_signals` finds the announcements in which a flagged AS breaks the
+valley-free rule (Gao 2001): it learned the route from a provider or a peer and passed it
+on to a provider or a peer -- the shape of a route leak (RFC 7908 types 1 and 4), the
+shape of China Telecom's 2010 and 2019 incidents.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import pyarrow as pa
 from analysis._tables import connect
 from analysis.errors import MissingReferenceData
 
-__all__ = ["BGP_KINDS", "bgp_routes", "bgp_summary"]
+__all__ = ["BGP_KINDS", "bgp_routes", "bgp_summary", "valley_signals"]
 
 #: Snapshot kinds holding a ``routes`` table.
 BGP_KINDS = ("mrt", "bgpdump")
@@ -142,3 +147,85 @@ def _prefix_countries(prefixes: list[str], snapshot: Any) -> tuple[dict[str, str
     if snapshot.has("rir-delegated"):
         return dict(zip(prefixes, registry_country(snapshot, first), strict=True)), "rir-delegated"
     return {}, "none (the snapshot has neither ip2country nor rir-delegated)"
+
+
+def valley_signals(routes: pa.Table, relationships: pa.Table, registry: Any) -> pa.Table:
+    """Announcements whose AS path has a flagged AS in a valley (a route-leak signal).
+
+    Along an AS path as announced (collector peer first, origin last) the route travelled
+    from the origin toward the peer: the AS at position i learned it from the AS at i+1
+    and exported it to the AS at i-1. A flagged AS that learned it from its provider or
+    peer and exported it to its provider or peer violates the valley-free rule. Prepending
+    is collapsed first; a pair the relationships do not know makes no signal (unknown is
+    not a violation), and neither does the collector peer itself (its export is to the
+    collector, not to a provider).
+
+    Parameters
+    ----------
+    routes : pyarrow.Table
+        A ``routes`` table (``timestamp, peer_asn, prefix, kind, as_path, source, record``).
+    relationships : pyarrow.Table
+        CAIDA AS relationships (the ``as-rel`` kind's ``links``: ``provider, customer, rel``;
+        ``rel`` -1 provider-to-customer, 0 peers).
+    registry : analysis.registry.Registry
+        The flagged families.
+
+    Returns
+    -------
+    pyarrow.Table
+        One row per distinct (peer, prefix, AS path) with a valley: ``family``, ``asn``
+        (the flagged AS), ``learned_from`` and ``learned_rel`` ("provider" or "peer" of
+        it), ``exported_to`` and ``exported_rel``, ``peer_asn``, ``prefix``, ``as_path``,
+        ``first_seen``, ``last_seen``, ``messages`` and the first message's ``source`` and
+        ``record`` (the evidence).
+
+    Examples
+    --------
+    >>> from analysis.registry import load_registry
+    >>> rel = pa.table({"provider": [3356, 3356, 174], "customer": [4134, 64500, 4134], "rel": [-1, -1, 0]})
+    >>> r = pa.table({"timestamp": [0, 5], "peer_asn": [64500, 64500], "prefix": ["192.0.2.0/24"] * 2,
+    ...               "kind": ["announce"] * 2, "as_path": [[64500, 3356, 4134, 4134, 174, 64510]] * 2,
+    ...               "source": ["f"] * 2, "record": [1, 2]})
+    >>> v = valley_signals(r, rel, load_registry()).to_pylist()[0]
+    >>> (v["asn"], v["learned_from"], v["learned_rel"], v["exported_to"], v["exported_rel"], v["messages"])
+    (4134, 174, 'peer', 3356, 'provider', 2)
+    """
+    flagged = {e.asn: e.family for e in registry.asns}
+    rel: dict[tuple[int, int], str] = {}  # (x, y) -> what y is to x
+    prov, cust = relationships.column("provider").to_pylist(), relationships.column("customer").to_pylist()
+    kinds = relationships.column("rel").to_pylist() if "rel" in relationships.column_names else [-1] * len(prov)
+    for p, c, k in zip(prov, cust, kinds, strict=True):
+        if k == 0:
+            rel[(p, c)] = rel[(c, p)] = "peer"
+        else:
+            rel[(c, p)], rel[(p, c)] = "provider", "customer"
+    con = connect()
+    try:
+        con.register("r", routes.select(["timestamp", "peer_asn", "prefix", "kind", "as_path", "source", "record"]))
+        fam_list = list(flagged)
+        cand = con.sql(f"""
+            SELECT peer_asn, prefix, as_path, min(timestamp) AS first_seen, max(timestamp) AS last_seen,
+                   count(*) AS messages, arg_min(source, (timestamp, source, record)) AS source,
+                   arg_min(record, (timestamp, source, record)) AS record
+            FROM r WHERE kind IN ('announce', 'rib') AND list_has_any(as_path, {fam_list or [-1]})
+            GROUP BY ALL ORDER BY ALL""").to_arrow_table().to_pylist()
+    finally:
+        con.close()
+    rows: list[dict[str, Any]] = []
+    for c in cand:
+        path = [a for i, a in enumerate(c["as_path"]) if i == 0 or a != c["as_path"][i - 1]]
+        for i in range(1, len(path) - 1):
+            f = path[i]
+            if f not in flagged:
+                continue
+            learned, exported = rel.get((f, path[i + 1])), rel.get((f, path[i - 1]))
+            if learned in ("provider", "peer") and exported in ("provider", "peer"):
+                rows.append({"family": flagged[f], "asn": f, "learned_from": path[i + 1], "learned_rel": learned,
+                             "exported_to": path[i - 1], "exported_rel": exported, **c})
+    schema = pa.schema([("family", pa.string()), ("asn", pa.int64()), ("learned_from", pa.int64()),
+                        ("learned_rel", pa.string()), ("exported_to", pa.int64()), ("exported_rel", pa.string()),
+                        ("peer_asn", pa.int64()), ("prefix", pa.string()), ("as_path", pa.list_(pa.int64())),
+                        ("first_seen", routes.schema.field("timestamp").type), ("last_seen",
+                         routes.schema.field("timestamp").type), ("messages", pa.int64()),
+                        ("source", pa.string()), ("record", pa.int64())])
+    return pa.Table.from_pylist(rows, schema=schema)

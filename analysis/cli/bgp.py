@@ -21,7 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Per flagged family: the distinct announcements (collector peer, prefix, AS path "
                     "as announced) whose path traverses one of its ASes, how many it originates, the "
                     "prefixes, origin ASes and peers concerned, and how many of those prefixes are in "
-                    "the US (the snapshot's ip2country, else its RIR delegations).")
+                    "the US (the snapshot's ip2country, else its RIR delegations); with CAIDA AS "
+                    "relationships in the snapshot, the announcements in which a flagged AS sits in a "
+                    "valley (learned from a provider or peer, passed to a provider or peer: the shape "
+                    "of a route leak), with their evidence.")
     summ.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
     summ.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     summ.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -30,15 +33,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_summary(args: argparse.Namespace) -> int:
     import orjson
+    import pyarrow.compute as pc
 
-    from analysis.bgp import bgp_routes, bgp_summary
+    from analysis.bgp import bgp_routes, bgp_summary, valley_signals
     from analysis.datasets import load_snapshot
     from analysis.registry import load_registry
 
     snap = load_snapshot(args.snapshot, cache_dir=args.cache_dir)
     routes, kind = bgp_routes(snap)
-    s = bgp_summary(routes, load_registry(args.registry), snapshot=snap)
+    registry = load_registry(args.registry)
+    s = bgp_summary(routes, registry, snapshot=snap)
     s = {"snapshot": snap.id, "kind": kind, **s}
+    valleys = None
+    if snap.has("as-rel"):
+        valleys = valley_signals(routes, snap.table("as-rel", "links"), registry)
+        for fid, fam in s["families"].items():
+            mine = valleys.filter(pc.equal(valleys.column("family"), fid)).sort_by(
+                [("messages", "descending"), ("first_seen", "ascending")])
+            fam["valleys"] = mine.num_rows
+            fam["valley_examples"] = [{**r, "first_seen": str(r["first_seen"]), "last_seen": str(r["last_seen"])}
+                                      for r in mine.slice(0, 5).to_pylist()]
+        s["valley_source"] = f"as-rel of snapshot {snap.id}"
+    else:
+        s["valley_source"] = "none (import CAIDA AS relationships with `datasets import --kind as-rel`)"
     if args.json:
         print(orjson.dumps(s, option=orjson.OPT_INDENT_2).decode())
         return 0
@@ -59,4 +76,17 @@ def run_summary(args: argparse.Namespace) -> int:
                   ", ".join(f"AS{a} {n:,}" for a, n in list(fam["through_asns"].items())[:4]))
     con.print(t)
     con.print(f"prefix locations: {s['location_source']}; an announcement is (peer, prefix, AS path as announced)")
+    if valleys is None:
+        con.print(f"route-leak signals: {s['valley_source']}")
+        return 0
+    con.print(f"route-leak signals (a flagged AS passing a route from a provider or peer to a provider or peer; "
+              f"{s['valley_source']}): " + ", ".join(f"{f['name']} {f['valleys']:,}" for f in s["families"].values()))
+    v = Table("family", "AS", "learned from", "exported to", "prefix", "peer", "seen", "messages", "evidence")
+    for fam in s["families"].values():
+        for e in fam["valley_examples"]:
+            v.add_row(fam["name"], str(e["asn"]), f"AS{e['learned_from']} ({e['learned_rel']})",
+                      f"AS{e['exported_to']} ({e['exported_rel']})", e["prefix"], f"AS{e['peer_asn']}",
+                      e["first_seen"][:16], f"{e['messages']:,}", f"{e['source']} #{e['record']}")
+    if v.row_count:
+        con.print(v)
     return 0

@@ -173,3 +173,43 @@ def test_a_rib_dump_gives_one_rib_row_per_entry_with_its_peer(tmp_path):
     ]
     manifest = orjson.loads((snap.path / "mrt" / "manifest.json").read_bytes())
     assert manifest["dropped"] == {"peer-index": 1}
+
+
+@pytest.mark.slow
+def test_valley_signals_on_real_ris_data_against_the_raw_relationship_file(ris_snapshot, test_data, capsys):
+    """Route-leak signals of `bgp summary` against a plain reading of the CAIDA serial-2 file."""
+    import bz2
+
+    from analysis.cli import main
+    from analysis.registry import load_registry
+
+    rel_file = test_data / "caida" / "as-rel2-2019-12" / "20191201.as-rel2.txt.bz2"
+    import_files("as-rel", [rel_file], snapshot_id="bgp", cache_dir=ris_snapshot.path.parents[1])
+    assert main(["bgp", "--cache-dir", str(ris_snapshot.path.parents[1]), "summary", "--snapshot", "bgp",
+                 "--json"]) == 0
+    got = orjson.loads(capsys.readouterr().out)
+    what: dict[tuple[int, int], str] = {}  # (x, y): what y is to x
+    for line in bz2.open(rel_file, "rt"):
+        if line.startswith("#"):
+            continue
+        a, b, r = line.split("|")[:3]
+        if r.strip() == "0":
+            what[(int(a), int(b))] = what[(int(b), int(a))] = "peer"
+        else:
+            what[(int(b), int(a))], what[(int(a), int(b))] = "provider", "customer"
+    family = {e.asn: e.family for e in load_registry().asns}
+    want: dict[str, set] = {}
+    for r in ris_snapshot.table("mrt", "routes").select(["peer_asn", "prefix", "kind", "as_path"]).to_pylist():
+        if r["kind"] == "withdraw":
+            continue
+        p = [a for i, a in enumerate(r["as_path"]) if i == 0 or a != r["as_path"][i - 1]]
+        for i in range(1, len(p) - 1):
+            if p[i] in family and what.get((p[i], p[i + 1])) in ("provider", "peer") \
+                    and what.get((p[i], p[i - 1])) in ("provider", "peer"):
+                want.setdefault(family[p[i]], set()).add((r["peer_asn"], r["prefix"], tuple(r["as_path"]), p[i]))
+    assert want, "the real files hold at least one valley through a flagged AS"
+    for fid, fam in got["families"].items():
+        assert fam["valleys"] == len(want.get(fid, ())), fid
+        for e in fam["valley_examples"]:
+            assert (e["peer_asn"], e["prefix"], tuple(e["as_path"]), e["asn"]) in want[fid]
+            assert e["source"].startswith("updates.") and e["record"] >= 1
