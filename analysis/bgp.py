@@ -11,6 +11,10 @@ concerned, and where those prefixes are (the snapshot's ``ip2country``, else its
 valley-free rule (Gao 2001): it learned the route from a provider or a peer and passed it
 on to a provider or a peer -- the shape of a route leak (RFC 7908 types 1 and 4), the
 shape of China Telecom's 2010 and 2019 incidents.
+
+:func:`bgp_agreement` puts each traceroute beside the BGP paths toward its destination's
+prefix seen from the probe's AS or its neighbours (IHR-style data-plane / control-plane
+comparison): does BGP show the flagged transit the traceroute shows?
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from __future__ import annotations
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from analysis._tables import connect
 from analysis.errors import MissingReferenceData
 
-__all__ = ["BGP_KINDS", "bgp_routes", "bgp_summary", "valley_signals"]
+__all__ = ["AGREEMENT", "BGP_KINDS", "bgp_agreement", "bgp_routes", "bgp_summary", "valley_signals"]
+
+#: Verdicts of :func:`bgp_agreement`, per traceroute and family.
+AGREEMENT = ("agree", "traceroute-only", "bgp-only", "no-bgp-view")
 
 #: Snapshot kinds holding a ``routes`` table.
 BGP_KINDS = ("mrt", "bgpdump")
@@ -229,3 +237,106 @@ def valley_signals(routes: pa.Table, relationships: pa.Table, registry: Any) -> 
                          routes.schema.field("timestamp").type), ("messages", pa.int64()),
                         ("source", pa.string()), ("record", pa.int64())])
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
+                  relationships: pa.Table | None = None) -> tuple[pa.Table, dict[str, Any]]:
+    """Per traceroute and flagged family: does BGP show the transit the traceroute shows?
+
+    The BGP view of a traceroute is every AS path announced (or in a RIB) for the most
+    specific announced prefix covering its destination, by a collector peer that is the
+    probe's AS (its own path) or, with ``relationships``, a neighbour of it (the path the
+    probe's AS would get through that neighbour). A family is on a BGP path when one of its
+    ASes is, the origin excepted (the traceroute counts transit, not the destination).
+    Verdicts (:data:`AGREEMENT`): ``agree`` (both show it or neither does),
+    ``traceroute-only`` (the traceroute transits the family, no BGP path of the view does),
+    ``bgp-only`` (a BGP path of the view does, the traceroute does not), ``no-bgp-view``
+    (no announced prefix covers the destination, or no peer is the probe's AS or a neighbour).
+
+    Parameters
+    ----------
+    paths : pyarrow.Table
+        ``msm_id, prb_id, timestamp, probe_asn, dst_addr, flagged_families`` (the paths
+        table of ``pathexp analyze``, in scope).
+    routes : pyarrow.Table
+        A ``routes`` table (``peer_asn, prefix, kind, as_path``).
+    registry : analysis.registry.Registry
+    relationships : pyarrow.Table, optional
+        ``provider, customer`` (CAIDA as-rel): neighbours of the probe's AS count as views.
+
+    Returns
+    -------
+    (pyarrow.Table, dict)
+        Per (traceroute, family): the key columns, ``family``, ``verdict``, ``bgp_prefix``,
+        ``views`` (BGP paths in the view); and per family the count of each verdict.
+
+    Examples
+    --------
+    >>> from analysis.registry import load_registry
+    >>> paths = pa.table({"msm_id": [1, 1], "prb_id": [1, 2], "timestamp": [0, 0], "probe_asn": [64500, 64501],
+    ...                   "dst_addr": ["192.0.2.7", "198.51.100.1"], "flagged_families": [["china-telecom"], []]})
+    >>> routes = pa.table({"peer_asn": [64500], "prefix": ["192.0.2.0/24"], "kind": ["announce"],
+    ...                    "as_path": [[64500, 3356, 64510]]})
+    >>> t, s = bgp_agreement(paths, routes, load_registry())
+    >>> s["china-telecom"]
+    {'agree': 0, 'traceroute-only': 1, 'bgp-only': 0, 'no-bgp-view': 1}
+    """
+    import ipaddress
+
+    fam_of = {e.asn: e.family for e in registry.asns}
+    families = list(registry.families)
+    neighbours: dict[int, set[int]] = {}
+    if relationships is not None:
+        for p, c in zip(relationships.column("provider").to_pylist(), relationships.column("customer").to_pylist(),
+                        strict=True):
+            neighbours.setdefault(p, set()).add(c)
+            neighbours.setdefault(c, set()).add(p)
+    # (prefix -> {peer -> [family sets of its paths]}), announced or in a RIB
+    by_prefix: dict[str, dict[int, list[frozenset[str]]]] = {}
+    sel = routes.filter(pc.is_in(routes.column("kind"), pa.array(["announce", "rib"])))
+    for peer, prefix, path in zip(sel.column("peer_asn").to_pylist(), sel.column("prefix").to_pylist(),
+                                  sel.column("as_path").to_pylist(), strict=True):
+        fams = frozenset(fam_of[a] for a in path[:-1] if a in fam_of)
+        by_prefix.setdefault(prefix, {}).setdefault(peer, []).append(fams)
+    nets = {}
+    for prefix in by_prefix:
+        n = ipaddress.ip_network(prefix, strict=False)
+        nets[(n.version, int(n.network_address), n.prefixlen)] = prefix
+
+    def covering(addr: str) -> str | None:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return None
+        bits = ip.max_prefixlen
+        for length in range(bits, -1, -1):
+            key = (ip.version, int(ip) >> (bits - length) << (bits - length), length)
+            if key in nets:
+                return nets[key]
+        return None
+
+    cover = {d: covering(d) for d in set(paths.column("dst_addr").to_pylist()) if d}
+    rows: list[dict[str, Any]] = []
+    counts = {f: dict.fromkeys(AGREEMENT, 0) for f in families}
+    cols = paths.select(["msm_id", "prb_id", "timestamp", "probe_asn", "dst_addr", "flagged_families"]).to_pylist()
+    for r in cols:
+        prefix = cover.get(r["dst_addr"])
+        peers = by_prefix.get(prefix, {}) if prefix else {}
+        asn = r["probe_asn"]
+        view = [fams for peer, lists in peers.items()
+                if asn is not None and (peer == asn or peer in neighbours.get(asn, ()))
+                for fams in lists]
+        seen = set(r["flagged_families"] or [])
+        for f in families:
+            if not view:
+                verdict = "no-bgp-view"
+            else:
+                bgp = any(f in fams for fams in view)
+                verdict = "agree" if bgp == (f in seen) else "traceroute-only" if f in seen else "bgp-only"
+            counts[f][verdict] += 1
+            rows.append({"msm_id": r["msm_id"], "prb_id": r["prb_id"], "timestamp": r["timestamp"], "family": f,
+                         "verdict": verdict, "bgp_prefix": prefix if view else None, "views": len(view)})
+    schema = pa.schema([("msm_id", paths.schema.field("msm_id").type), ("prb_id", paths.schema.field("prb_id").type),
+                        ("timestamp", paths.schema.field("timestamp").type), ("family", pa.string()),
+                        ("verdict", pa.string()), ("bgp_prefix", pa.string()), ("views", pa.int64())])
+    return pa.Table.from_pylist(rows, schema=schema), counts

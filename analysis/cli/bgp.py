@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["register", "run_summary"]
+__all__ = ["register", "run_compare", "run_summary"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,6 +29,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     summ.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     summ.add_argument("--json", action="store_true", help="print the summary as JSON")
     summ.set_defaults(func=run_summary)
+    from analysis.cli import add_campaign_args
+
+    cmp_ = s.add_parser(
+        "compare", help="per traceroute: does BGP show the flagged transit the traceroute shows?",
+        description="Put each in-scope traceroute of an analysed campaign beside the BGP paths toward "
+                    "its destination's prefix seen from the probe's AS or its neighbours (CAIDA as-rel in "
+                    "the snapshot): per flagged family, agree / traceroute-only / bgp-only / no-bgp-view.")
+    add_campaign_args(cmp_)
+    cmp_.add_argument("--snapshot", default=None, help="snapshot id holding the BGP data (default: the newest)")
+    cmp_.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
+    cmp_.add_argument("--json", action="store_true", help="print the counts as JSON")
+    cmp_.set_defaults(func=run_compare)
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -89,4 +101,42 @@ def run_summary(args: argparse.Namespace) -> int:
                       e["first_seen"][:16], f"{e['messages']:,}", f"{e['source']} #{e['record']}")
     if v.row_count:
         con.print(v)
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    import orjson
+    import pyarrow.parquet as pq
+
+    from analysis.bgp import AGREEMENT, bgp_agreement, bgp_routes
+    from analysis.cli import campaign_from_args
+    from analysis.datasets import load_snapshot
+    from analysis.errors import MissingInput
+    from analysis.registry import load_registry
+    from analysis.scope import in_scope
+
+    camp = campaign_from_args(args)
+    if not camp.paths_parquet.is_file():
+        raise MissingInput(f"campaign {camp.name!r} has no paths; run `pathexp analyze --campaign {camp.name}` first")
+    paths = in_scope(pq.read_table(camp.paths_parquet))
+    snap = load_snapshot(args.snapshot, cache_dir=args.cache_dir)
+    routes, kind = bgp_routes(snap)
+    rel = snap.table("as-rel", "links") if snap.has("as-rel") else None
+    _, counts = bgp_agreement(paths, routes, load_registry(args.registry), rel)
+    out = {"campaign": camp.name, "snapshot": snap.id, "kind": kind, "traceroutes": paths.num_rows,
+           "neighbours": "as-rel" if rel is not None else "none (the probe's own AS only)", "families": counts}
+    if args.json:
+        print(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+        return 0
+    from rich.table import Table
+
+    from analysis.cli._console import make_console
+
+    con = make_console()
+    con.print(f"campaign {camp.name}: {paths.num_rows:,} traceroutes in scope against the BGP data of snapshot "
+              f"{snap.id} ({kind}; views from the probe's AS and {out['neighbours']} neighbours)")
+    t = Table("family", *AGREEMENT)
+    for fam, c in counts.items():
+        t.add_row(fam, *(f"{c[v]:,}" for v in AGREEMENT))
+    con.print(t)
     return 0

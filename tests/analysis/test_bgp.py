@@ -14,6 +14,7 @@ import pytest
 
 from analysis.datasets import import_files
 from analysis.errors import DatasetFormatError
+from tests.analysis._demo import demo_campaign  # noqa: F401 - session fixture
 
 RIS = ("bgp", "ris-rrc24-updates-2020")
 #: Independent figures for these 16 files, from ../shared/data/SOURCES.md (counted by the
@@ -213,3 +214,67 @@ def test_valley_signals_on_real_ris_data_against_the_raw_relationship_file(ris_s
         for e in fam["valley_examples"]:
             assert (e["peer_asn"], e["prefix"], tuple(e["as_path"]), e["asn"]) in want[fid]
             assert e["source"].startswith("updates.") and e["record"] >= 1
+
+
+def test_bgp_agreement_verdicts_views_from_the_probe_as_and_its_neighbours():
+    from analysis.bgp import bgp_agreement
+    from analysis.registry import load_registry
+
+    key = {"msm_id": [1] * 5, "timestamp": [0] * 5}
+    paths = pa.table({**key, "prb_id": [1, 2, 3, 4, 5],
+                      "probe_asn": [64500, 64500, 64501, 64502, 64503],
+                      "dst_addr": ["192.0.2.7", "192.0.2.200", "192.0.2.7", "192.0.2.7", "203.0.113.9"],
+                      "flagged_families": [["china-telecom"], [], [], ["china-telecom"], []]})
+    routes = pa.table({
+        "peer_asn": [64500, 64500, 64510, 64999],
+        "prefix": ["192.0.2.0/24", "192.0.2.128/25", "192.0.2.0/24", "192.0.2.0/24"],
+        "kind": ["announce", "rib", "announce", "withdraw"],
+        "as_path": [[64500, 4134, 64520], [64500, 3356, 64520], [64510, 4809, 64520], []]})
+    rel = pa.table({"provider": [64510], "customer": [64501]})  # 64501's neighbour 64510 peers with the collector
+    t, counts = bgp_agreement(paths, routes, load_registry(), rel)
+    ct = {r["prb_id"]: (r["verdict"], r["bgp_prefix"]) for r in t.to_pylist() if r["family"] == "china-telecom"}
+    assert ct == {
+        1: ("agree", "192.0.2.0/24"),           # both show China Telecom (AS4134)
+        2: ("agree", "192.0.2.128/25"),         # the more specific prefix: neither shows it
+        3: ("bgp-only", "192.0.2.0/24"),        # through neighbour 64510: CN2 (AS4809) on the path
+        4: ("no-bgp-view", None),               # no peer is 64502 or a neighbour of it
+        5: ("no-bgp-view", None),               # no announced prefix covers the destination
+    }
+    assert counts["china-telecom"] == {"agree": 2, "traceroute-only": 0, "bgp-only": 1, "no-bgp-view": 2}
+    assert counts["china-unicom"]["agree"] == 3
+    # the origin is not transit: a family that only originates the prefix is not on the path
+    only_origin = pa.table({"peer_asn": [64500], "prefix": ["192.0.2.0/24"], "kind": ["announce"],
+                            "as_path": [[64500, 3356, 4134]]})
+    _, c = bgp_agreement(paths.slice(0, 1), only_origin, load_registry())
+    assert c["china-telecom"]["traceroute-only"] == 1
+
+
+def test_bgp_compare_on_the_demo_campaign(demo_campaign, tmp_path, capsys):  # noqa: F811
+    """`pathexp bgp compare` end to end: a bgpdump file announcing the demo destinations' /24s
+    from the demo's probe ASes; every in-scope traceroute gets one verdict per family."""
+    import pyarrow.parquet as pq
+
+    from analysis.cli import main
+    from analysis.scope import in_scope
+
+    paths = in_scope(pq.read_table(demo_campaign.paths_parquet))
+    pairs = sorted({(r["probe_asn"], r["dst_addr"], r["dst_asn"]) for r in
+                    paths.select(["probe_asn", "dst_addr", "dst_asn"]).to_pylist()})[:40]
+    lines = [f"BGP4MP|1600000000|A|192.0.2.1|{p}|{'.'.join(d.split('.')[:3])}.0/24|{p} 3356 4134 {o}|IGP|"
+             f"192.0.2.1|0|0||NAG||" for p, d, o in pairs]
+    f = tmp_path / "demo.bgpdump.txt"
+    f.write_text("\n".join(lines) + "\n")
+    cache = tmp_path / "cache"
+    import_files("bgpdump", [f], snapshot_id="b", cache_dir=cache)
+    assert main(["bgp", "--cache-dir", str(cache), "compare", "--campaign", demo_campaign.name,
+                 "--workspace", str(demo_campaign.workspace), "--snapshot", "b", "--json"]) == 0
+    got = orjson.loads(capsys.readouterr().out)
+    assert got["traceroutes"] == paths.num_rows > 0
+    for fam, c in got["families"].items():
+        assert sum(c.values()) == paths.num_rows, fam
+    viewed = {(p, d) for p, d, _ in pairs}
+    n_view = sum((r["probe_asn"], r["dst_addr"]) in viewed for r in paths.select(["probe_asn", "dst_addr"]).to_pylist())
+    ct = got["families"]["china-telecom"]
+    # every BGP path of these views crosses AS4134: a viewed traceroute agrees iff it transits China Telecom
+    assert ct["agree"] + ct["bgp-only"] == n_view and ct["traceroute-only"] == 0
+    assert ct["no-bgp-view"] == paths.num_rows - n_view
