@@ -39,6 +39,14 @@ NOTIFICATION messages), ``unsupported-record`` (other MRT types, e.g. TABLE_DUMP
 ``BGP4MP|ts|A|peer|peer_as|prefix|path|...``, ``BGP4MP|ts|W|peer|peer_as|prefix``,
 ``TABLE_DUMP2|ts|B|peer|peer_as|prefix|path|...`` (AS_SETs as ``{a,b}``). Set aside:
 ``state-change`` (``STATE`` lines), ``bad-line``.
+
+``vrp`` reads RPKI validated ROA payloads as relying-party software exports them: CSV
+(rpki-client ``-c``, Routinator ``vrps -f csv``: ``ASN,IP Prefix,Max Length,Trust Anchor``
+with optional further columns) or JSON with a ``roas`` list (rpki-client ``-j``,
+Routinator ``-f json``, Cloudflare's ``rpki.json``; ``asn`` as a number or ``"AS13335"``).
+Table ``vrps``: ``asn, prefix, max_length, ta``. Set aside: ``bad-line``, ``bad-asn``,
+``bad-prefix``, ``bad-max-length`` (shorter than the prefix or longer than the family
+allows), ``duplicate`` (the same (asn, prefix, max length) again).
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ import pyarrow as pa
 from analysis._readers import decompress
 from analysis.errors import DatasetFormatError
 
-__all__ = ["READERS_BGP", "ROUTES_SCHEMA", "read_mrt", "read_bgpdump"]
+__all__ = ["READERS_BGP", "ROUTES_SCHEMA", "VRPS_SCHEMA", "read_mrt", "read_bgpdump", "read_vrp"]
 
 ROUTES_SCHEMA = pa.schema([
     ("timestamp", pa.timestamp("s", tz="UTC")),
@@ -288,5 +296,76 @@ def _text_path(text: str) -> tuple[_Path, bool]:
     return out, has_set
 
 
-READERS_BGP = {"mrt": read_mrt, "bgpdump": read_bgpdump}
+VRPS_SCHEMA = pa.schema([("asn", pa.int64()), ("prefix", pa.string()), ("max_length", pa.int16()),
+                         ("ta", pa.string())])
+
+
+def read_vrp(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
+    """RPKI VRPs, CSV or JSON (see the module notes) -> table ``vrps``."""
+    import csv
+
+    import orjson
+
+    out: dict[tuple[int, str, int], str | None] = {}
+    for name, data in files:
+        raw = decompress(data).strip()
+        if raw.startswith(b"{"):
+            try:
+                doc = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                raise DatasetFormatError(f"{name}: not JSON ({exc})") from None
+            roas = doc.get("roas") if isinstance(doc, dict) else None
+            if not isinstance(roas, list):
+                raise DatasetFormatError(f"{name}: a VRP JSON file has a 'roas' list (rpki-client, Routinator, "
+                                         "Cloudflare rpki.json)")
+            recs = [(r.get("asn"), r.get("prefix"), r.get("maxLength", r.get("max_length")), r.get("ta"))
+                    if isinstance(r, dict) else None for r in roas]
+        else:
+            rows = list(csv.reader(raw.decode("utf-8", "replace").splitlines()))
+            if not rows or [h.strip().lower() for h in rows[0][:3]] != ["asn", "ip prefix", "max length"]:
+                raise DatasetFormatError(f"{name}:1: not a VRP CSV (header 'ASN,IP Prefix,Max Length,Trust Anchor' "
+                                         f"expected, got {','.join(rows[0][:4]) if rows else 'nothing'!r})")
+            recs = [(r[0], r[1], r[2], r[3] if len(r) > 3 else None) if len(r) >= 3 else None for r in rows[1:]]
+        for rec in recs:
+            if rec is None:
+                counts["bad-line"] += 1
+                continue
+            vrp = _vrp(*rec, counts)
+            if vrp is None:
+                continue
+            if vrp[:3] in out:
+                counts["duplicate"] += 1
+                continue
+            out[vrp[:3]] = vrp[3]
+    keys = sorted(out)
+    return {"vrps": pa.table({"asn": [k[0] for k in keys], "prefix": [k[1] for k in keys],
+                              "max_length": [k[2] for k in keys], "ta": [out[k] for k in keys]},
+                             schema=VRPS_SCHEMA)}
+
+
+def _vrp(asn: Any, prefix: Any, max_length: Any, ta: Any,
+         counts: Counter) -> tuple[int, str, int, str | None] | None:
+    try:
+        a = int(str(asn).strip().upper().removeprefix("AS"))
+        if not 0 <= a < 2**32:
+            raise ValueError
+    except ValueError:
+        counts["bad-asn"] += 1
+        return None
+    try:
+        net = ipaddress.ip_network(str(prefix).strip(), strict=True)
+    except ValueError:
+        counts["bad-prefix"] += 1
+        return None
+    try:
+        m = int(max_length) if max_length not in (None, "") else net.prefixlen
+    except (TypeError, ValueError):
+        m = -1
+    if not net.prefixlen <= m <= net.max_prefixlen:
+        counts["bad-max-length"] += 1
+        return None
+    return a, str(net), m, None if ta in (None, "") else str(ta).strip()
+
+
+READERS_BGP = {"mrt": read_mrt, "bgpdump": read_bgpdump, "vrp": read_vrp}
 

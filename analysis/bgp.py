@@ -27,7 +27,11 @@ import pyarrow.compute as pc
 from analysis._tables import connect
 from analysis.errors import MissingReferenceData
 
-__all__ = ["AGREEMENT", "BGP_KINDS", "bgp_agreement", "bgp_routes", "bgp_summary", "valley_signals"]
+__all__ = ["AGREEMENT", "BGP_KINDS", "ROV_STATES", "bgp_agreement", "bgp_routes", "bgp_summary", "rov_status",
+           "valley_signals"]
+
+#: Route-origin-validation states (RFC 6811), and ``unknown`` when prefix or origin is.
+ROV_STATES = ("valid", "invalid", "not-found", "unknown")
 
 #: Verdicts of :func:`bgp_agreement`, per traceroute and family.
 AGREEMENT = ("agree", "traceroute-only", "bgp-only", "no-bgp-view")
@@ -340,3 +344,40 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
                         ("timestamp", paths.schema.field("timestamp").type), ("family", pa.string()),
                         ("verdict", pa.string()), ("bgp_prefix", pa.string()), ("views", pa.int64())])
     return pa.Table.from_pylist(rows, schema=schema), counts
+
+
+def rov_status(prefixes: list[str | None], origins: list[int | None], vrps: pa.Table) -> list[str]:
+    """RFC 6811 route origin validation of each (prefix, origin AS) against ``vrps``.
+
+    ``valid``: a VRP covers the prefix with this origin and a max length at least the
+    prefix's; ``invalid``: VRPs cover it but none matches (wrong origin or too specific);
+    ``not-found``: no VRP covers it; ``unknown``: prefix or origin missing.
+
+    >>> v = pa.table({"asn": [64500, 64501], "prefix": ["192.0.2.0/24", "198.51.100.0/22"],
+    ...               "max_length": [24, 23], "ta": ["t", "t"]})
+    >>> rov_status(["192.0.2.0/24", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", None],
+    ...            [64500, 64999, 64501, 64500, 64500], v)
+    ['valid', 'invalid', 'invalid', 'not-found', 'unknown']
+    """
+    import ipaddress
+
+    by_net: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
+    for a, p, m in zip(vrps.column("asn").to_pylist(), vrps.column("prefix").to_pylist(),
+                       vrps.column("max_length").to_pylist(), strict=True):
+        n = ipaddress.ip_network(p)
+        by_net.setdefault((n.version, int(n.network_address), n.prefixlen), []).append((a, m))
+    out = []
+    for prefix, origin in zip(prefixes, origins, strict=True):
+        if not prefix or origin is None:
+            out.append("unknown")
+            continue
+        n = ipaddress.ip_network(prefix, strict=False)
+        bits, base = n.max_prefixlen, int(n.network_address)
+        covering = [vm for length in range(n.prefixlen, -1, -1)
+                    for vm in by_net.get((n.version, base >> (bits - length) << (bits - length), length), ())]
+        if not covering:
+            out.append("not-found")
+        else:
+            ok = any(a == origin and m >= n.prefixlen for a, m in covering)
+            out.append("valid" if ok else "invalid")
+    return out

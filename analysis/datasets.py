@@ -30,7 +30,9 @@ relationships, serial-1 ``a|b|rel`` or serial-2 ``a|b|rel|source``: table ``link
 ``as-siblings`` (sibling groups, one organisation per line: table ``groups``), ``asnames``
 (AS names: table ``names``, shown where no as2org organisation is known), ``mrt`` (BGP
 RIB dumps and update files, MRT, read with mrtparse) and ``bgpdump`` (``bgpdump -m`` text):
-table ``routes``, one row per announced, withdrawn or RIB prefix with its peer and AS path. Every reader sets
+table ``routes``, one row per announced, withdrawn or RIB prefix with its peer and AS path;
+``vrp`` (RPKI validated ROA payloads, rpki-client / Routinator CSV or JSON, Cloudflare
+``rpki.json``): table ``vrps``. Every reader sets
 aside and counts, by reason, each record it cannot use (``manifest.json`` ``dropped``).
 """
 

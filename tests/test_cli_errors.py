@@ -8,7 +8,7 @@ import sys
 import pytest
 
 KINDS = ["pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated",
-         "ip2country", "ipmap", "as-rel", "as-siblings", "asnames", "mrt", "bgpdump"]
+         "ip2country", "ipmap", "as-rel", "as-siblings", "asnames", "mrt", "bgpdump", "vrp"]
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:

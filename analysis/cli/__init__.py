@@ -96,6 +96,7 @@ EXAMPLES = {
     "annotate": ["pathexp annotate --campaign menog", "pathexp annotate --campaign menog --snapshot 2026-12-03"],
     "bgp summary": ["pathexp bgp summary", "pathexp bgp summary --snapshot ris-2020 --json"],
     "bgp compare": ["pathexp bgp compare --campaign menog --snapshot ris-2020"],
+    "bgp rov": ["pathexp bgp rov --campaign menog --snapshot rpki-2026-12-01"],
     "campaign plan": ["pathexp campaign plan probes/campaign_example.toml"],
     "campaign submit": ["pathexp campaign submit my-campaign.toml --yes"],
     "campaign status": ["pathexp campaign status --campaign my-campaign --offline"],

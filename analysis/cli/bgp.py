@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["register", "run_compare", "run_summary"]
+__all__ = ["register", "run_compare", "run_rov", "run_summary"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     cmp_.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     cmp_.add_argument("--json", action="store_true", help="print the counts as JSON")
     cmp_.set_defaults(func=run_compare)
+    rov = s.add_parser(
+        "rov", help="RPKI route origin validation of the campaign's destinations",
+        description="RFC 6811 route origin validation of every in-scope destination of an analysed "
+                    "campaign: its prefix and origin AS from the snapshot's pfx2as, checked against the "
+                    "snapshot's RPKI VRPs (`datasets import --kind vrp`): valid / invalid / not-found.")
+    add_campaign_args(rov)
+    rov.add_argument("--snapshot", default=None, help="snapshot id holding pfx2as and vrp (default: the newest)")
+    rov.add_argument("--json", action="store_true", help="print the table as JSON lines")
+    rov.set_defaults(func=run_rov)
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -138,5 +147,60 @@ def run_compare(args: argparse.Namespace) -> int:
     t = Table("family", *AGREEMENT)
     for fam, c in counts.items():
         t.add_row(fam, *(f"{c[v]:,}" for v in AGREEMENT))
+    con.print(t)
+    return 0
+
+
+def run_rov(args: argparse.Namespace) -> int:
+    import numpy as np
+    import orjson
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from analysis import _lpm
+    from analysis.bgp import ROV_STATES, rov_status
+    from analysis.cli import campaign_from_args
+    from analysis.datasets import load_snapshot
+    from analysis.errors import MissingInput, MissingReferenceData
+
+    camp = campaign_from_args(args)
+    path = camp.exposure_table("destinations")
+    if not path.is_file():
+        raise MissingInput(f"campaign {camp.name!r} has no destination table; run `pathexp analyze --campaign "
+                           f"{camp.name}` first")
+    dst = pq.read_table(path)
+    snap = load_snapshot(args.snapshot, cache_dir=args.cache_dir)
+    for kind in ("vrp", "pfx2as"):
+        if not snap.has(kind):
+            raise MissingReferenceData(f"snapshot {snap.id} has no {kind}; import it with "
+                                       f"`pathexp datasets import --kind {kind} FILE...`")
+    addrs = dst.column("dst_addr").combine_chunks()
+    af, hi, lo, ok = _lpm.parse_addresses(addrs)
+    row = np.full(len(addrs), -1, np.int64)
+    for v in (4, 6):
+        sel = np.flatnonzero(ok & (af == v))
+        if sel.size:
+            row[sel] = _lpm.lookup(snap.intervals("pfx2as", v), hi[sel], lo[sel])
+    p = snap.table("pfx2as", "prefixes")
+    prefixes = [p.column("prefix")[int(i)].as_py() if i >= 0 else None for i in row]
+    origins = [p.column("asn")[int(i)].as_py() if i >= 0 else None for i in row]
+    status = rov_status(prefixes, origins, snap.table("vrp", "vrps"))
+    out = pa.table({"dst_addr": addrs, "prefix": pa.array(prefixes, pa.string()),
+                    "origin_asn": pa.array(origins, pa.int64()), "rov": pa.array(status, pa.string())})
+    if args.json:
+        for r in out.to_pylist():
+            print(orjson.dumps({"campaign": camp.name, "snapshot": snap.id, **r}).decode())
+        return 0
+    from rich.table import Table
+
+    from analysis.cli._console import make_console
+
+    con = make_console()
+    counts = {s: status.count(s) for s in ROV_STATES}
+    con.print(f"campaign {camp.name}: {len(status):,} destinations in scope, RPKI against snapshot {snap.id}: "
+              + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    t = Table("destination", "prefix (pfx2as)", "origin", "RPKI")
+    for r in out.to_pylist():
+        t.add_row(r["dst_addr"], r["prefix"] or "-", f"AS{r['origin_asn']}" if r["origin_asn"] else "-", r["rov"])
     con.print(t)
     return 0

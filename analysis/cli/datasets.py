@@ -9,7 +9,7 @@ __all__ = ["register", "run_import", "run_list", "run_fetch"]
 #: :data:`analysis.datasets.KINDS`, spelled out so that ``pathexp`` starts without loading
 #: the dataset readers (tests/test_cli_errors.py checks that the two agree).
 _KINDS = ("pfx2as", "peeringdb", "caida-ixp", "pch-subnets", "pch-membership", "as2org", "rir-delegated",
-          "ip2country", "ipmap", "as-rel", "as-siblings", "asnames", "mrt", "bgpdump")
+          "ip2country", "ipmap", "as-rel", "as-siblings", "asnames", "mrt", "bgpdump", "vrp")
 #: One line per kind for ``datasets import --help``.
 _KIND_HELP = {
     "pfx2as": "prefix-to-AS: CAIDA RouteViews prefix2as (*.pfx2as.gz), pyasn IPASN .dat, prefix/len<TAB>asn tables",
@@ -26,6 +26,7 @@ _KIND_HELP = {
     "asnames": "AS names: pyasn asnames.json or asn<TAB>name tables (AS-Prefix asn_names)",
     "mrt": "BGP MRT files: RIS / RouteViews RIB dumps (bview, rib) and updates (plain, gz, bz2)",
     "bgpdump": "BGP in `bgpdump -m` one-line text (BGP4MP|ts|A|..., TABLE_DUMP2|ts|B|...)",
+    "vrp": "RPKI VRPs: rpki-client / Routinator CSV or JSON, Cloudflare rpki.json",
 }
 #: :data:`analysis._download.FETCH_KINDS`, spelled out for the same reason (checked too).
 _FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")

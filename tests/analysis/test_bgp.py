@@ -278,3 +278,82 @@ def test_bgp_compare_on_the_demo_campaign(demo_campaign, tmp_path, capsys):  # n
     # every BGP path of these views crosses AS4134: a viewed traceroute agrees iff it transits China Telecom
     assert ct["agree"] + ct["bgp-only"] == n_view and ct["traceroute-only"] == 0
     assert ct["no-bgp-view"] == paths.num_rows - n_view
+
+
+# VRPs in the formats relying-party software exports (layouts as rpki-client 9, Routinator
+# 0.14 and Cloudflare's rpki.json print them; the ROAs are made up, in documentation space).
+VRP_CSV = """ASN,IP Prefix,Max Length,Trust Anchor,Expires
+AS64500,192.0.2.0/24,24,ripe,1767225600
+AS64501,198.51.100.0/22,23,arin,1767225600
+AS64501,198.51.100.0/22,23,arin,1767225600
+ASx,203.0.113.0/24,24,apnic,1767225600
+AS64502,203.0.113.0/24,16,apnic,1767225600
+AS64503,2001:db8::/32,48,ripe,1767225600
+"""
+VRP_JSON_RPKI_CLIENT = {"metadata": {"buildmachine": "rp.example", "vrps": 2},
+                        "roas": [{"asn": 64504, "prefix": "192.0.2.0/25", "maxLength": 25, "ta": "ripe",
+                                  "expires": 1767225600},
+                                 {"asn": 64505, "prefix": "192.0.2.128/25", "maxLength": 24, "ta": "ripe"}]}
+VRP_JSON_CLOUDFLARE = {"metadata": {"counts": 1, "generated": 1764547200},
+                       "roas": [{"prefix": "203.0.113.0/24", "maxLength": 24, "asn": "AS64506",
+                                 "ta": "Cloudflare - APNIC"}, "not an object"]}
+
+
+def test_vrp_formats_import_and_validate_destinations(tmp_path):
+    from analysis.bgp import rov_status
+
+    (tmp_path / "vrps.csv").write_text(VRP_CSV)
+    (tmp_path / "rpki-client.json").write_bytes(orjson.dumps(VRP_JSON_RPKI_CLIENT))
+    (tmp_path / "rpki.json").write_bytes(gzip.compress(orjson.dumps(VRP_JSON_CLOUDFLARE)))
+    snap = import_files("vrp", [tmp_path / "vrps.csv", tmp_path / "rpki-client.json", tmp_path / "rpki.json"],
+                        snapshot_id="v", cache_dir=tmp_path / "cache")
+    vrps = snap.table("vrp", "vrps")
+    assert sorted(zip(vrps["asn"].to_pylist(), vrps["prefix"].to_pylist(), vrps["max_length"].to_pylist(),
+                      strict=True)) == [
+        (64500, "192.0.2.0/24", 24), (64501, "198.51.100.0/22", 23), (64503, "2001:db8::/32", 48),
+        (64504, "192.0.2.0/25", 25), (64506, "203.0.113.0/24", 24)]
+    manifest = orjson.loads((snap.path / "vrp" / "manifest.json").read_bytes())
+    assert manifest["dropped"] == {"duplicate": 1, "bad-asn": 1, "bad-max-length": 2, "bad-line": 1}
+    got = rov_status(["192.0.2.0/24", "192.0.2.0/25", "192.0.2.0/25", "198.51.100.0/24", "198.51.100.0/23",
+                      "2001:db8:1::/48", "2001:db8:1::/49", "192.0.0.0/24", None],
+                     [64500, 64504, 64500, 64501, 64501, 64503, 64503, 64500, 64500], vrps)
+    assert got == ["valid", "valid", "invalid", "invalid", "valid", "valid", "invalid", "not-found", "unknown"]
+    bad = tmp_path / "roas.txt"
+    bad.write_text("prefix asn\n192.0.2.0/24 64500\n")
+    with pytest.raises(DatasetFormatError, match="not a VRP CSV"):
+        import_files("vrp", [bad], snapshot_id="v2", cache_dir=tmp_path / "cache2")
+
+
+def test_bgp_rov_of_the_demo_destinations(demo_campaign, tmp_path, capsys):  # noqa: F811
+    """`pathexp bgp rov`: prefixes and origins of the demo destinations checked against VRPs
+    written from the world's ground truth (which AS announces which prefix)."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    from analysis.cli import main
+
+    world = demo_campaign.root / "world"
+    dsts = sorted(pq.read_table(demo_campaign.exposure_table("destinations")).column("dst_addr").to_pylist())
+    truth = json.loads((world / "truth" / "ases.json").read_text())
+    owner = {}  # destination -> (AS, its announced prefix), from the world's truth
+    for d in dsts:
+        for a in truth:
+            for p in a["prefixes"]:
+                if ipaddress.ip_address(d) in ipaddress.ip_network(p):
+                    owner[d] = (a["asn"], p)
+    (a0, p0), (a1, p1) = owner[dsts[0]], owner[dsts[-1]]
+    assert p0 != p1
+    vrp = tmp_path / "vrps.csv"
+    vrp.write_text(f"ASN,IP Prefix,Max Length,Trust Anchor\nAS{a0},{p0},{ipaddress.ip_network(p0).prefixlen},t\n"
+                   f"AS{a1 + 1},{p1},{ipaddress.ip_network(p1).prefixlen},t\n")
+    cache = tmp_path / "cache"
+    import_files("pfx2as", sorted((world / "reference" / "pfx2as").iterdir()), snapshot_id="r", cache_dir=cache)
+    import_files("vrp", [vrp], snapshot_id="r", cache_dir=cache)
+    assert main(["bgp", "--cache-dir", str(cache), "rov", "--campaign", demo_campaign.name,
+                 "--workspace", str(demo_campaign.workspace), "--snapshot", "r", "--json"]) == 0
+    rows = {r["dst_addr"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(rows) == set(dsts)
+    for d, r in rows.items():
+        want = "valid" if owner[d][1] == p0 else "invalid" if owner[d][1] == p1 else "not-found"
+        assert (r["rov"], r["origin_asn"]) == (want, owner[d][0]), d
