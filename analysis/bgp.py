@@ -27,8 +27,8 @@ import pyarrow.compute as pc
 from analysis._tables import connect
 from analysis.errors import MissingReferenceData
 
-__all__ = ["AGREEMENT", "BGP_KINDS", "ROV_STATES", "bgp_agreement", "bgp_routes", "bgp_summary", "rov_status",
-           "valley_signals"]
+__all__ = ["AGREEMENT", "BGP_KINDS", "ROV_STATES", "bgp_agreement", "bgp_routes", "bgp_summary",
+           "more_specific_signals", "rov_status", "valley_signals"]
 
 #: Route-origin-validation states (RFC 6811), and ``unknown`` when prefix or origin is.
 ROV_STATES = ("valid", "invalid", "not-found", "unknown")
@@ -381,3 +381,89 @@ def rov_status(prefixes: list[str | None], origins: list[int | None], vrps: pa.T
             ok = any(a == origin and m >= n.prefixlen for a, m in covering)
             out.append("valid" if ok else "invalid")
     return out
+
+
+def more_specific_signals(routes: pa.Table, registry: Any) -> pa.Table:
+    """Announced more-specifics that pull traffic through a flagged AS (a leak or hijack signal).
+
+    A prefix P is signalled when it is announced (an update, not a RIB entry) with a flagged
+    AS F on its path (the origin included), P is not in any RIB of the data, a less
+    specific prefix Q covering P is (announced or in a RIB), and no path toward Q carries
+    F's family (the same peer's path, when it has one; else any peer's): longest-prefix
+    match now sends P's traffic through the family, which the covering route did not (a
+    carrier splitting its own aggregate is not a signal). The shape of a more-specific route leak (China Telecom 2010, 2019) and of a
+    sub-prefix hijack.
+
+    Returns
+    -------
+    pyarrow.Table
+        Per (family, flagged AS, P): ``covering`` (the most specific such Q), ``peers``
+        (peers announcing P with F), ``first_seen``, ``last_seen``, ``messages`` and the
+        first message's ``source`` / ``record``.
+
+    Examples
+    --------
+    >>> from analysis.registry import load_registry
+    >>> r = pa.table({"timestamp": [0, 0, 9, 9], "peer_asn": [64500, 64501, 64500, 64501],
+    ...               "prefix": ["192.0.2.0/23", "192.0.2.0/23", "192.0.2.0/24", "192.0.2.0/24"],
+    ...               "kind": ["rib", "rib", "announce", "announce"],
+    ...               "as_path": [[64500, 64510], [64501, 64510], [64500, 4134, 64510], [64501, 4134, 64510]],
+    ...               "source": ["f"] * 4, "record": [1, 1, 2, 3]})
+    >>> [(x["asn"], x["prefix"], x["covering"], x["peers"]) for x in more_specific_signals(r, load_registry()).to_pylist()]
+    [(4134, '192.0.2.0/24', '192.0.2.0/23', 2)]
+    """
+    import ipaddress
+
+    fam_of = {e.asn: e.family for e in registry.asns}
+    rows = routes.select(["timestamp", "peer_asn", "prefix", "kind", "as_path", "source", "record"]).to_pylist()
+    in_rib = {r["prefix"] for r in rows if r["kind"] == "rib"}
+    # flagged families on the paths toward each prefix, per peer (None: any peer)
+    flagged_on: dict[tuple[int | None, str], set[str]] = {}
+    seen: set[str] = set()
+    for r in rows:
+        if r["kind"] in ("announce", "rib"):
+            seen.add(r["prefix"])
+            fl = {fam_of[a] for a in r["as_path"] if a in fam_of}
+            flagged_on.setdefault((r["peer_asn"], r["prefix"]), set()).update(fl)
+            flagged_on.setdefault((None, r["prefix"]), set()).update(fl)
+    nets = {}
+    for p in seen:
+        n = ipaddress.ip_network(p, strict=False)
+        nets[(n.version, int(n.network_address), n.prefixlen)] = p
+
+    def covering(prefix: str) -> str | None:
+        n = ipaddress.ip_network(prefix, strict=False)
+        bits, base = n.max_prefixlen, int(n.network_address)
+        for length in range(n.prefixlen - 1, -1, -1):
+            q = nets.get((n.version, base >> (bits - length) << (bits - length), length))
+            if q is not None:
+                return q
+        return None
+
+    hits: dict[tuple[int, str], dict[str, Any]] = {}
+    cover: dict[str, str | None] = {}
+    for r in rows:
+        if r["kind"] != "announce" or r["prefix"] in in_rib:
+            continue
+        for f in {a for a in r["as_path"] if a in fam_of}:
+            p = r["prefix"]
+            if p not in cover:
+                cover[p] = covering(p)
+            q = cover[p]
+            before = flagged_on.get((r["peer_asn"], q), flagged_on.get((None, q), set())) if q else set()
+            if q is None or fam_of[f] in before:
+                continue
+            h = hits.setdefault((f, p), {"family": fam_of[f], "asn": f, "prefix": p, "covering": q, "peers": set(),
+                                          "first_seen": r["timestamp"], "last_seen": r["timestamp"], "messages": 0,
+                                          "source": r["source"], "record": r["record"]})
+            h["peers"].add(r["peer_asn"])
+            h["messages"] += 1
+            if r["timestamp"] < h["first_seen"]:
+                h["first_seen"], h["source"], h["record"] = r["timestamp"], r["source"], r["record"]
+            h["last_seen"] = max(h["last_seen"], r["timestamp"])
+    out = [{**h, "peers": len(h["peers"])} for _, h in sorted(hits.items())]
+    ts = routes.schema.field("timestamp").type
+    schema = pa.schema([("family", pa.string()), ("asn", pa.int64()), ("prefix", pa.string()),
+                        ("covering", pa.string()), ("peers", pa.int64()), ("first_seen", ts), ("last_seen", ts),
+                        ("messages", pa.int64()), ("source", pa.string()), ("record", pa.int64())])
+    return pa.Table.from_pylist(out, schema=schema)

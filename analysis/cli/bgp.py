@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "the US (the snapshot's ip2country, else its RIR delegations); with CAIDA AS "
                     "relationships in the snapshot, the announcements in which a flagged AS sits in a "
                     "valley (learned from a provider or peer, passed to a provider or peer: the shape "
-                    "of a route leak), with their evidence.")
+                    "of a route leak), with their evidence; and new more-specifics whose paths cross a "
+                    "flagged AS that the covering prefix's paths do not.")
     summ.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
     summ.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
     summ.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -56,7 +57,7 @@ def run_summary(args: argparse.Namespace) -> int:
     import orjson
     import pyarrow.compute as pc
 
-    from analysis.bgp import bgp_routes, bgp_summary, valley_signals
+    from analysis.bgp import bgp_routes, bgp_summary, more_specific_signals, valley_signals
     from analysis.datasets import load_snapshot
     from analysis.registry import load_registry
 
@@ -65,6 +66,13 @@ def run_summary(args: argparse.Namespace) -> int:
     registry = load_registry(args.registry)
     s = bgp_summary(routes, registry, snapshot=snap)
     s = {"snapshot": snap.id, "kind": kind, **s}
+    specifics = more_specific_signals(routes, registry)
+    for fid, fam in s["families"].items():
+        mine = specifics.filter(pc.equal(specifics.column("family"), fid)).sort_by(
+            [("peers", "descending"), ("first_seen", "ascending")])
+        fam["more_specifics"] = mine.num_rows
+        fam["more_specific_examples"] = [{**r, "first_seen": str(r["first_seen"]), "last_seen": str(r["last_seen"])}
+                                         for r in mine.slice(0, 5).to_pylist()]
     valleys = None
     if snap.has("as-rel"):
         valleys = valley_signals(routes, snap.table("as-rel", "links"), registry)
@@ -97,6 +105,15 @@ def run_summary(args: argparse.Namespace) -> int:
                   ", ".join(f"AS{a} {n:,}" for a, n in list(fam["through_asns"].items())[:4]))
     con.print(t)
     con.print(f"prefix locations: {s['location_source']}; an announcement is (peer, prefix, AS path as announced)")
+    con.print("new more-specifics through a flagged AS (not in a RIB; the covering prefix's paths do not cross "
+              "it): " + ", ".join(f"{f['name']} {f['more_specifics']:,}" for f in s["families"].values()))
+    m = Table("family", "AS", "prefix", "covering", "peers", "seen", "messages", "evidence")
+    for fam in s["families"].values():
+        for e in fam["more_specific_examples"]:
+            m.add_row(fam["name"], str(e["asn"]), e["prefix"], e["covering"], f"{e['peers']:,}",
+                      e["first_seen"][:16], f"{e['messages']:,}", f"{e['source']} #{e['record']}")
+    if m.row_count:
+        con.print(m)
     if valleys is None:
         con.print(f"route-leak signals: {s['valley_source']}")
         return 0

@@ -200,6 +200,12 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
         if s["truth"] or s["detected"]:
             t.add_row(f"change events, {names.get(fam, fam)}", f"{s['truth']:,}", f"{s['detected']:,}",
                       _pct(s["precision"], 2), _pct(s["recall"], 2))
+    bl = acc.get("bgp_leak")
+    if bl:
+        t.add_row("route-leak signals in BGP (leaked prefixes)", f"{bl['true']:,}", f"{bl['found']:,}",
+                  _pct(bl["precision"], 2), _pct(bl["recall"], 2))
+        if bl["found"] and not bl["onset_ok"]:
+            notes.append("route-leak signals: the first one is not at the leak's start")
     ro = acc.get("router_owner")
     if ro and ro["hops"]:
         t.add_row(f"router owner ({ro['scored']}), responding public hops", f"{ro['hops']:,}",

@@ -57,6 +57,7 @@ REFERENCE_KINDS = {
     "as2org": "reference/as2org/*",
     "as-rel": "reference/as-rel/*",
     "rir-delegated": "reference/rir-delegated/*",
+    "bgpdump": "reference/bgpdump/*",
 }
 #: Files and folders of the demo's own in ``<workspace>/demo/`` (the campaign's folder;
 #: the pipeline's outputs are where :class:`probes.workspace.Campaign` says).
@@ -296,6 +297,19 @@ def run_demo(
     leak_family_id = leak_family.family if leak_family else None
     eps = acc.episodes(events.filter(pc.not_equal(events.column("family"), "any")))
     diversion = acc.diversion_check(eps, family=leak_family_id or "", start=div["start"], end=div["end"])
+    # the leak seen in the control plane: valley-free violations in the collector's BGP data
+    from analysis.bgp import more_specific_signals, valley_signals
+    from analysis.datasets import load_snapshot
+
+    snap = load_snapshot(snapshot_id, cache_dir=cache)
+    bgp_routes = snap.table("bgpdump", "routes")
+    signals = pa.concat_tables([
+        t.select(["asn", "prefix", "first_seen"]) for t in (
+            valley_signals(bgp_routes, snap.table("as-rel", "links"), registry),
+            more_specific_signals(bgp_routes, registry))])
+    leak_bgp = acc.leak_signals(signals, leaked_prefixes=div["leaked_prefixes"], leaker=int(div["leaker_asn"]),
+                                start=int(div["start"]))
+    del snap, bgp_routes, signals
     change_scores = {}
     for fam in families:
         true_ev = acc.truth_change_events(t_scoped, family=fam)
@@ -337,6 +351,10 @@ def run_demo(
             "country)",
             "world_artefacts": "the artefact rates the world was generated with (null rates: "
             "the clean world) and the realised counts, from the truth",
+            "bgp_leak": "prefixes with a route-leak signal in the world's BGP data (a flagged AS "
+            "in a valley of some announced path, analysis.bgp.valley_signals, or a new more-specific "
+            "through a flagged AS, analysis.bgp.more_specific_signals) against the leaked "
+            "more-specifics; precision over every signalled prefix, recall over the leaked ones",
             "diversion_detected": "the largest change-event episode of the leaker's family "
             "starts in the measurement round where the leak began and ends in the round "
             "where it ended",
@@ -349,6 +367,7 @@ def run_demo(
         "exposure": checks,
         "change_events": change_scores,
         "diversion": diversion,
+        "bgp_leak": leak_bgp,
         "router_owner": owner,
         "pop_city": {"precision": cities.precision, "recall": cities.recall},
         "pop_us": {"country": pop_cc, "precision": in_cc.precision, "recall": in_cc.recall},

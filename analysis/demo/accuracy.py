@@ -50,6 +50,7 @@ __all__ = [
     "diversion_check",
     "PUBLIC_ROUTER_KINDS",
     "router_owner",
+    "leak_signals",
 ]
 
 #: Truth hop kinds that are public router interfaces (the probe's gateway, its access
@@ -629,4 +630,41 @@ def router_owner(truth_hops: pa.Table, annotated: pa.Table) -> dict[str, Any]:
         **summary(j),
         "unmatched": t.num_rows - j.num_rows,
         "by_artefact": by,
+    }
+
+
+# ---------------------------------------------------------------------------- BGP leak signals
+def leak_signals(valleys: pa.Table, *, leaked_prefixes: Sequence[str], leaker: int, start: int) -> dict[str, Any]:
+    """The BGP route-leak signals (:func:`analysis.bgp.valley_signals`) against the leak.
+
+    A prefix is signalled when some signal names it (a flagged AS in a valley, or a new
+    more-specific through a flagged AS). True: the leaked more-specifics. Precision is over
+    the signalled prefixes (a signal on a prefix that was not leaked is false), recall over
+    the leaked ones; ``right`` counts leaked prefixes signalled with the leaker's AS.
+    ``other_as`` lists signals on leaked prefixes that name another flagged AS (one the
+    leaked paths also cross, not the leaker). ``onset_ok``: the leaker's first signal is
+    at the leak's start.
+
+    >>> v = pa.table({"asn": [4134, 4134, 4809], "prefix": ["192.0.2.0/24", "192.0.2.0/24", "198.51.100.0/24"],
+    ...               "first_seen": [10, 20, 30]})
+    >>> r = leak_signals(v, leaked_prefixes=["192.0.2.0/24", "203.0.113.0/24"], leaker=4134, start=10)
+    >>> (r["true"], r["found"], r["precision"], r["recall"], r["onset_ok"])
+    (2, 2, 0.5, 0.5, True)
+    """
+    found = {(a, p) for a, p in zip(valleys.column("asn").to_pylist(), valleys.column("prefix").to_pylist(),
+                                    strict=True)}
+    leaked = set(leaked_prefixes)
+    signalled = {p for _, p in found}
+    right = {p for a, p in found if a == leaker and p in leaked}
+    times = [epoch for a, epoch in zip(valleys.column("asn").to_pylist(),
+                                       epoch_seconds(valleys.column("first_seen")).to_pylist(), strict=True)
+             if a == leaker]
+    return {
+        "true": len(set(leaked_prefixes)), "found": len(signalled), "right": len(right),
+        "precision": len(signalled & leaked) / len(signalled) if signalled else None,
+        "recall": len(right) / len(leaked) if leaked else None,
+        "first_signal": min(times) if times else None, "leak_start": start,
+        "onset_ok": bool(times) and min(times) == start,
+        "false_examples": sorted(signalled - leaked)[:_EXAMPLES],
+        "other_as": sorted(f"AS{a} {p}" for a, p in found if a != leaker and p in leaked)[:_EXAMPLES],
     }

@@ -124,8 +124,9 @@ class WorldManifest:
     def reference_files(self) -> dict[str, list[Path]]:
         """Reference data files by dataset kind (the kinds of :mod:`analysis.datasets`).
 
-        ``pfx2as``, ``peeringdb``, ``caida-ixp``, ``as2org``, ``rir-delegated``, plus
-        ``as-rel`` (CAIDA AS relationships, not imported by the annotator).
+        ``pfx2as``, ``peeringdb``, ``caida-ixp``, ``as2org``, ``rir-delegated``, ``as-rel``
+        (CAIDA AS relationships) and ``bgpdump`` (a route collector's RIB and the leak's
+        updates, ``bgpdump -m`` text).
         """
         out: dict[str, list[Path]] = {}
         for rel in sorted(self.files):
@@ -399,6 +400,46 @@ class World:
     def _is_leaked(self, dst_addr: str) -> bool:
         return _ip_int(dst_addr) >> 8 in self._leaked24
 
+    def bgp_peers(self) -> list[int]:
+        """The route collector's BGP peers: every tier-1 and transit AS (full feeds)."""
+        return [a for a in sorted(self.topo.ases) if self.topo.ases[a].kind in ("tier1", "transit")]
+
+    def bgpdump_text(self) -> bytes:
+        """What a route collector peering with :meth:`bgp_peers` records, as ``bgpdump -m``.
+
+        A RIB dump at the start of the schedule (``TABLE_DUMP2|..|B|``: every peer's best
+        path to every destination AS's prefixes), then the route leak: at the window start
+        each peer that takes a leaked /24 announces it with its leaked path (``BGP4MP|..|A|``),
+        at the window end it withdraws it (``|W|``). Peer addresses are the first address of
+        each peer's infrastructure block.
+        """
+        topo = self.topo
+        peers = self.bgp_peers()
+        addr = {a: str(ipaddress.IPv4Network(topo.ases[a].infra).network_address + 1) for a in peers}
+        tail = "|IGP|{nh}|0|0||NAG||"
+        lines = []
+        dest_asns = sorted({d.asn for d in topo.destinations})
+        for dst in dest_asns:
+            routes = self.routes(dst)
+            for prefix in topo.ases[dst].prefixes:
+                for peer in peers:
+                    path = routes.get(peer)
+                    if path is not None:
+                        lines.append(f"TABLE_DUMP2|{WORLD_START}|B|{addr[peer]}|{peer}|{prefix}|"
+                                     f"{' '.join(map(str, path))}" + tail.format(nh=addr[peer]))
+        start, end = self.window
+        leaked = sorted({(d.asn, str(ipaddress.IPv4Network(d.addr + "/24", strict=False)))
+                         for d in topo.destinations if d.asn in topo.leaked_asns})
+        withdraws = []
+        for dst, prefix in leaked:
+            leak = self.leak_routes(dst)
+            for peer in peers:
+                if peer in leak:
+                    lines.append(f"BGP4MP|{start}|A|{addr[peer]}|{peer}|{prefix}|{' '.join(map(str, leak[peer]))}"
+                                 + tail.format(nh=addr[peer]))
+                    withdraws.append(f"BGP4MP|{end}|W|{addr[peer]}|{peer}|{prefix}")
+        return ("\n".join(lines + withdraws) + "\n").encode()
+
     # ------------------------------------------------------------------ traceroutes
     def trace_output(
         self,
@@ -645,6 +686,7 @@ def generate_world(
     files[f"reference/rir-delegated/delegated-apnic-extended-{ymd}"] = delegated_apnic_text(
         date=date
     )
+    files[f"reference/bgpdump/rrc-synthetic.{ymd}.bgpdump.txt.gz"] = gzip_bytes(world.bgpdump_text())
 
     # truth
     families = sorted({a.family for a in topo.ases.values() if a.family})

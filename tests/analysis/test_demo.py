@@ -175,6 +175,27 @@ def test_diversion_detected_within_true_window(demo, truth) -> None:
     assert stops == bracket
 
 
+def test_the_leak_is_seen_in_the_world_bgp_data_too(demo, truth) -> None:
+    """The control plane: the world's route collector sees the leaked more-specifics, and
+    the route-leak signals name exactly those prefixes, from the leak's first moment."""
+    div = truth["diversion"]
+    bl = demo[0].accuracy["bgp_leak"]
+    assert bl["true"] == len(div["leaked_prefixes"]) > 0
+    assert bl["precision"] >= 0.99 and bl["recall"] >= 0.99, bl
+    assert bl["onset_ok"] and bl["first_signal"] == div["start"]
+    # independently of the signals: the collector file announces each leaked /24 through the
+    # leaker at the window's start and withdraws it at its end
+    import gzip
+
+    world = demo[0].campaign.root / "world"
+    (f,) = (world / "reference" / "bgpdump").iterdir()
+    lines = [x.split("|") for x in gzip.decompress(f.read_bytes()).decode().splitlines()]
+    ann = {x[5] for x in lines if x[2] == "A" and int(x[1]) == div["start"]
+           and str(div["leaker_asn"]) in x[6].split()}
+    wd = {x[5] for x in lines if x[2] == "W" and int(x[1]) == div["end"]}
+    assert ann == wd == set(div["leaked_prefixes"])
+
+
 def test_change_events_against_truth(demo) -> None:
     for fam, s in demo[0].accuracy["change_events"].items():
         if s["truth"]:

@@ -131,6 +131,7 @@ def test_same_seed_gives_identical_bytes_and_other_seed_differs(world_dir, tmp_p
         "as2org",
         "rir-delegated",
         "as-rel",
+        "bgpdump",
     }
     assert len(manifest["reference"]["peeringdb"]) == 9
 
