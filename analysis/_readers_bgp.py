@@ -114,9 +114,32 @@ class _Path(list):  # type: ignore[type-arg]
 
 
 # ---------------------------------------------------------------------------- MRT
+def _mrtparse() -> Any:
+    """``mrtparse``, imported without its side effect: on import it sets SIGPIPE to the
+    default action, after which a write to a socket the other side closed kills the whole
+    process instead of raising BrokenPipeError (and, outside the main thread, the import
+    fails). Its SIGPIPE change is skipped; every other signal call goes through."""
+    import signal
+    import sys
+
+    if "mrtparse" in sys.modules:
+        return sys.modules["mrtparse"]
+    real = signal.signal
+
+    def keep_sigpipe(sig: Any, handler: Any) -> Any:
+        return signal.getsignal(sig) if sig == signal.SIGPIPE else real(sig, handler)
+
+    signal.signal = keep_sigpipe  # type: ignore[assignment]
+    try:
+        import mrtparse
+    finally:
+        signal.signal = real
+    return mrtparse
+
+
 def read_mrt(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[str, pa.Table]:
     """MRT RIB dumps and update files (see the module notes) -> table ``routes``."""
-    import mrtparse
+    mrtparse = _mrtparse()
 
     rows = _Rows()
     for name, data in files:

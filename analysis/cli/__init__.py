@@ -169,6 +169,19 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe whose reader has closed it (poll reports an error on it)."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+        poller = select.poll()
+        poller.register(fd, select.POLLOUT)
+        return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed)
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pathexp`` with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
@@ -179,7 +192,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         return int(args.func(args) or 0)
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, like other Unix tools
+    except BrokenPipeError as exc:
+        if not _stdout_gone():  # a socket closed on us, not our reader: an error like any other
+            print(f"pathexp {args.command}: error: connection closed by the other side ({exc})", file=sys.stderr)
+            return 2
+        # the reader of our output went away (`| head`): stop quietly, like other Unix tools
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # no second error when Python flushes stdout at exit
         return EXIT_BROKEN_PIPE

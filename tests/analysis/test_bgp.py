@@ -357,3 +357,29 @@ def test_bgp_rov_of_the_demo_destinations(demo_campaign, tmp_path, capsys):  # n
     for d, r in rows.items():
         want = "valid" if owner[d][1] == p0 else "invalid" if owner[d][1] == p1 else "not-found"
         assert (r["rov"], r["origin_asn"]) == (want, owner[d][0]), d
+
+
+def test_reading_mrt_does_not_make_a_closed_socket_kill_the_process(tmp_path):
+    """mrtparse sets SIGPIPE to its default action on import (a write to a closed socket then
+    kills the process: this once killed the test run); the reader keeps Python's handler."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "bview.gz"
+    f.write_bytes(gzip.compress(_rib_dump()))
+    code = f"""
+import socket
+from collections import Counter
+from analysis._readers_bgp import read_mrt
+read_mrt([("bview.gz", open({str(f)!r}, "rb").read())], Counter())
+a, b = socket.socketpair()
+b.close()
+try:
+    a.sendall(b"x" * 100000)
+except BrokenPipeError:
+    print("BrokenPipeError raised, process alive")
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    assert "process alive" in proc.stdout
