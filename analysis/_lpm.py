@@ -15,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +27,7 @@ __all__ = [
     "flatten",
     "flatten_ranges",
     "lookup",
+    "lookup_addresses",
     "exact_lookup",
     "Intervals",
     "format_prefix",
@@ -336,6 +338,18 @@ def _sweep_ranges(
         np.array([v & 0xFFFFFFFFFFFFFFFF for v in out_b], dtype=_U64),
         np.array(out_o, dtype=np.int64),
     )
+
+
+def lookup_addresses(snapshot: Any, kind: str, addrs: pa.Array) -> np.ndarray:
+    """Row of ``kind``'s table owning each address string (-1: none, or not an address),
+    through the snapshot's stored v4/v6 intervals of that kind."""
+    af, hi, lo, ok = parse_addresses(addrs)
+    row = np.full(len(addrs), -1, np.int64)
+    for v in (4, 6):
+        sel = np.flatnonzero(ok & (af == v))
+        if sel.size:
+            row[sel] = lookup(snapshot.intervals(kind, v), hi[sel], lo[sel])
+    return row
 
 
 def lookup(iv: Intervals, qhi: np.ndarray, qlo: np.ndarray) -> np.ndarray:

@@ -265,13 +265,7 @@ def lookup_ip2country(snapshot: Any, addrs: pa.Array) -> pa.Array:
     """
     addrs = _as_array(addrs)
     ranges = snapshot.table("ip2country", "ranges")
-    af, hi, lo, ok = _lpm.parse_addresses(addrs)
-    row = np.full(len(addrs), -1, np.int64)
-    for v in (4, 6):
-        sel = np.flatnonzero(ok & (af == v))
-        if sel.size:
-            row[sel] = _lpm.lookup(snapshot.intervals("ip2country", v), hi[sel], lo[sel])
-    return _take_or_null(ranges.column("cc"), row)
+    return _take_or_null(ranges.column("cc"), _lpm.lookup_addresses(snapshot, "ip2country", addrs))
 
 
 def lookup_ipmap(snapshot: Any, addrs: pa.Array) -> pa.Table:
@@ -738,12 +732,7 @@ def registry_country(snapshot: Any, addrs: pa.Array) -> list[str | None]:
     """Registry country of each address's delegated block (``rir-delegated``; IANA blocks
     and addresses outside every block give None)."""
     t = snapshot.table("rir-delegated", "prefixes")
-    af, hi, lo, ok = _lpm.parse_addresses(addrs)
-    row = np.full(len(addrs), -1, np.int64)
-    for v in (4, 6):
-        sel = np.flatnonzero(ok & (af == v))
-        if sel.size:
-            row[sel] = _lpm.lookup(snapshot.intervals("rir-delegated", v), hi[sel], lo[sel])
+    row = _lpm.lookup_addresses(snapshot, "rir-delegated", addrs)
     cc = _take_or_null(t.column("cc"), row).to_pylist()
     reg = _take_or_null(t.column("registry"), row).to_pylist()
     return [c if r != "iana" else None for c, r in zip(cc, reg, strict=True)]

@@ -169,7 +169,6 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_rov(args: argparse.Namespace) -> int:
-    import numpy as np
     import orjson
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -192,12 +191,7 @@ def run_rov(args: argparse.Namespace) -> int:
             raise MissingReferenceData(f"snapshot {snap.id} has no {kind}; import it with "
                                        f"`pathexp datasets import --kind {kind} FILE...`")
     addrs = dst.column("dst_addr").combine_chunks()
-    af, hi, lo, ok = _lpm.parse_addresses(addrs)
-    row = np.full(len(addrs), -1, np.int64)
-    for v in (4, 6):
-        sel = np.flatnonzero(ok & (af == v))
-        if sel.size:
-            row[sel] = _lpm.lookup(snap.intervals("pfx2as", v), hi[sel], lo[sel])
+    row = _lpm.lookup_addresses(snap, "pfx2as", addrs)
     p = snap.table("pfx2as", "prefixes")
     prefixes = [p.column("prefix")[int(i)].as_py() if i >= 0 else None for i in row]
     origins = [p.column("asn")[int(i)].as_py() if i >= 0 else None for i in row]

@@ -50,7 +50,8 @@ def _probes(coords, anchor=None):
 def test_public_api():
     assert dst_mod.__all__ == [
         "LOCATION_SOURCES", "NOT_A_COUNTRY", "UNKNOWN_REASONS", "SCOPE_REASONS", "PROBE_LOCATION_SLACK_KM", "MAX_DISCS",
-        "Located", "Scope", "destination_rtts", "lookup_ip2country", "lookup_ipmap", "locate_destinations",
+        "Located", "Scope", "destination_rtts", "lookup_ip2country", "lookup_ipmap", "registry_country",
+        "locate_destinations",
         "load_country_geometry", "country_distance_km", "toward_country",
     ]
 
