@@ -28,12 +28,12 @@ from typing import Any
 from analysis.datasets import Snapshot, cache_root, import_files
 from analysis.errors import DatasetFormatError, MissingReferenceData
 
-__all__ = ["fetch", "FETCH_KINDS", "Limits", "SOURCES", "RIR_URLS", "PEERINGDB_TYPES"]
+__all__ = ["fetch", "FETCH_KINDS", "Limits", "SOURCES", "RIR_URLS", "PEERINGDB_TYPES", "mrt_urls"]
 
 log = logging.getLogger(__name__)
 
 #: The kinds :func:`fetch` downloads (the others are imported from files a user has).
-FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
+FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated", "mrt")
 
 SOURCES = {
     "pfx2as-v4": "https://publicdata.caida.org/datasets/routing/routeviews-prefix2as/",
@@ -41,6 +41,8 @@ SOURCES = {
     "as2org": "https://publicdata.caida.org/datasets/as-organizations/",
     "caida-ixp": "https://publicdata.caida.org/datasets/ixps/",
     "peeringdb": "https://www.peeringdb.com/api/",
+    "ris": "https://data.ris.ripe.net/",
+    "routeviews": "https://archive.routeviews.org/",
 }
 RIR_URLS = {
     "afrinic": "https://ftp.afrinic.net/pub/stats/afrinic/delegated-afrinic-extended-latest",
@@ -125,6 +127,53 @@ def _newest(listing: str, pattern: str, date: str | None) -> str:
     return names[-1]
 
 
+def mrt_urls(collector: str, day: str, start: str, end: str, *, rib: bool = False,
+             sources: dict[str, str] | None = None) -> list[str]:
+    """The archive files of one BGP collector between ``start`` and ``end`` (``HH:MM``, UTC) of ``day``.
+
+    RIPE RIS collectors (``rrc00`` ... ``rrc26``): updates every 5 minutes
+    (``<base>rrcNN/YYYY.MM/updates.YYYYMMDD.HHMM.gz``), RIB dumps (``bview``) every 8 hours.
+    RouteViews collectors (``route-views2``, ``route-views.linx``, ...): updates every 15
+    minutes (``<base>[<collector>/]bgpdata/YYYY.MM/UPDATES/updates.YYYYMMDD.HHMM.bz2``), RIBs
+    every 2 hours (``RIBS/rib.…``). A file is named by the start of the interval it covers;
+    those starting in ``[start, end)`` are listed.
+
+    >>> mrt_urls("rrc24", "2020-08-09", "03:20", "03:35")  # doctest: +NORMALIZE_WHITESPACE
+    ['https://data.ris.ripe.net/rrc24/2020.08/updates.20200809.0320.gz',
+     'https://data.ris.ripe.net/rrc24/2020.08/updates.20200809.0325.gz',
+     'https://data.ris.ripe.net/rrc24/2020.08/updates.20200809.0330.gz']
+    >>> mrt_urls("route-views2", "2020-08-09", "00:00", "04:00", rib=True)  # doctest: +NORMALIZE_WHITESPACE
+    ['https://archive.routeviews.org/bgpdata/2020.08/RIBS/rib.20200809.0000.bz2',
+     'https://archive.routeviews.org/bgpdata/2020.08/RIBS/rib.20200809.0200.bz2']
+    """
+    import datetime as dt
+
+    src = {**SOURCES, **(sources or {})}
+    try:
+        d = dt.date.fromisoformat(day)
+        t0, t1 = (dt.datetime.combine(d, dt.time.fromisoformat(x), dt.timezone.utc) for x in (start, end))
+    except ValueError as exc:
+        raise DatasetFormatError(f"BGP archive window: {exc} (date YYYY-MM-DD, times HH:MM)") from None
+    if t1 <= t0:
+        raise DatasetFormatError(f"BGP archive window: {end} is not after {start}")
+    ris = re.fullmatch(r"rrc\d\d", collector) is not None
+    if not ris and not collector.startswith("route-views"):
+        raise DatasetFormatError(f"unknown BGP collector {collector!r}: RIS rrcNN or RouteViews route-views*")
+    step = (8 * 3600 if rib else 300) if ris else (2 * 3600 if rib else 900)
+    first = int(t0.timestamp()) + (-int(t0.timestamp())) % step
+    out = []
+    for ts in range(first, int(t1.timestamp()), step):
+        t = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+        stamp, month = t.strftime("%Y%m%d.%H%M"), t.strftime("%Y.%m")
+        if ris:
+            out.append(f"{src['ris']}{collector}/{month}/{'bview' if rib else 'updates'}.{stamp}.gz")
+        else:
+            where = "" if collector == "route-views2" else f"{collector}/"
+            kind = f"RIBS/rib.{stamp}" if rib else f"UPDATES/updates.{stamp}"
+            out.append(f"{src['routeviews']}{where}bgpdata/{month}/{kind}.bz2")
+    return out
+
+
 def _download(session: Any, url: str, dest: Path, limits: Limits) -> Path:
     r = _get(session, url, limits)
     dest.write_bytes(r.content)
@@ -138,6 +187,9 @@ def fetch(
     cache_dir: str | Path | None = None,
     date: str | None = None,
     rirs: Sequence[str] | None = None,
+    collector: str | None = None,
+    window: tuple[str, str] = ("00:00", "00:15"),
+    rib: bool = False,
     session: Any = None,
     api_key: str | None = None,
     sources: dict[str, str] | None = None,
@@ -149,11 +201,16 @@ def fetch(
     Parameters
     ----------
     kind : str
-        ``pfx2as`` (v4 + v6), ``as2org``, ``caida-ixp``, ``rir-delegated``, ``peeringdb``.
+        ``pfx2as`` (v4 + v6), ``as2org``, ``caida-ixp``, ``rir-delegated``, ``peeringdb``, ``mrt``.
     date : str, optional
         ``YYYY-MM-DD`` / ``YYYYMM`` to pick a dated CAIDA file; default the newest.
     rirs : sequence of str, optional
         Registries for ``rir-delegated`` (default all five).
+    collector, window, rib
+        ``mrt``: the BGP collector (RIS ``rrcNN`` or RouteViews ``route-views*``), the
+        ``(HH:MM, HH:MM)`` window of ``date`` (UTC) and whether to take RIB dumps instead of
+        updates (:func:`mrt_urls`). Files the archive does not have (404) are skipped and
+        logged; none at all is an error.
     api_key : str, optional
         PeeringDB API key (default env ``PEERINGDB_API_KEY``); raises the rate limit.
     sources : dict, optional
@@ -170,8 +227,8 @@ def fetch(
         paths: list[Path] = []
         if kind == "pfx2as":
             for fam, base in (("v4", src["pfx2as-v4"]), ("v6", src["pfx2as-v6"])):
-                log = _get(s, base + "pfx2as-creation.log", limits).text
-                rel = _newest(log, r"\S+\.pfx2as\.gz", date)
+                creation = _get(s, base + "pfx2as-creation.log", limits).text
+                rel = _newest(creation, r"\S+\.pfx2as\.gz", date)
                 paths.append(_download(s, base + rel, tmp / f"{fam}-{Path(rel).name}", limits))
             url = src["pfx2as-v4"]
         elif kind == "as2org":
@@ -191,6 +248,28 @@ def fetch(
                 u = src[rir]
                 paths.append(_download(s, u, tmp / Path(u).name, limits))
             url = ", ".join(src[r] for r in (rirs or sorted(RIR_URLS)))
+        elif kind == "mrt":
+            if not collector or not date:
+                raise DatasetFormatError("fetching BGP data needs a collector (--collector rrc24) and a date")
+            urls = mrt_urls(collector, date, *window, rib=rib, sources=src)
+            missing = []
+            for u in urls:
+                r = _request(s, u, limits)
+                if r.status_code == 404:
+                    missing.append(u)
+                    continue
+                if r.status_code != 200:
+                    raise MissingReferenceData(f"could not download {u}: HTTP {r.status_code}")
+                p = tmp / u.rsplit("/", 1)[1]
+                p.write_bytes(r.content)
+                paths.append(p)
+            if missing:
+                log.warning("%d of %d %s files are not in the archive: %s", len(missing), len(urls), collector,
+                            ", ".join(m.rsplit("/", 1)[1] for m in missing))
+            if not paths:
+                raise MissingReferenceData(f"none of the {len(urls)} {collector} files of {date} "
+                                           f"{window[0]}-{window[1]} is in the archive (first: {urls[0] if urls else '-'})")
+            url = urls[0].rsplit("/", 1)[0] + "/"
         elif kind == "peeringdb":
             paths = _fetch_peeringdb(s, src["peeringdb"], tmp, api_key=api_key, sleep=sleep, limits=limits)
             if not paths:

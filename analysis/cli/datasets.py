@@ -29,7 +29,7 @@ _KIND_HELP = {
     "vrp": "RPKI VRPs: rpki-client / Routinator CSV or JSON, Cloudflare rpki.json",
 }
 #: :data:`analysis._download.FETCH_KINDS`, spelled out for the same reason (checked too).
-_FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated")
+_FETCH_KINDS = ("pfx2as", "peeringdb", "caida-ixp", "as2org", "rir-delegated", "mrt")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,8 +62,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     f = s.add_parser("fetch", help="download a source from its public site (needs network)")
     f.add_argument("--kind", required=True, choices=_FETCH_KINDS, help="source to download")
     f.add_argument("--snapshot", default=None, help="snapshot id (default: today's UTC date)")
-    f.add_argument("--date", default=None, help="data date YYYY-MM-DD (pfx2as, as2org); default: newest")
+    f.add_argument("--date", default=None, help="data date YYYY-MM-DD (pfx2as, as2org: default the newest; mrt: the day)")
     f.add_argument("--rir", action="append", default=None, help="rir-delegated: registries to fetch (default: all five)")
+    f.add_argument("--collector", default=None,
+                   help="mrt: BGP collector, RIPE RIS rrcNN (e.g. rrc24) or RouteViews route-views* (needs --date)")
+    f.add_argument("--from", dest="time_from", default="00:00", metavar="HH:MM",
+                   help="mrt: first file time of --date, UTC (default 00:00)")
+    f.add_argument("--to", dest="time_to", default="00:15", metavar="HH:MM",
+                   help="mrt: end of the window, UTC, exclusive (default 00:15)")
+    f.add_argument("--rib", action="store_true", help="mrt: RIB dumps (RIS bview, RouteViews rib) instead of updates")
     f.set_defaults(func=run_fetch)
 
 
@@ -101,6 +108,7 @@ def run_list(args: argparse.Namespace) -> int:
 def run_fetch(args: argparse.Namespace) -> int:
     from analysis._download import fetch
 
-    snap = fetch(args.kind, snapshot_id=args.snapshot, cache_dir=args.cache_dir, date=args.date, rirs=args.rir)
+    snap = fetch(args.kind, snapshot_id=args.snapshot, cache_dir=args.cache_dir, date=args.date, rirs=args.rir,
+                 collector=args.collector, window=(args.time_from, args.time_to), rib=args.rib)
     print(f"snapshot {snap.id}: {args.kind} fetched and imported")
     return 0

@@ -383,3 +383,57 @@ except BrokenPipeError:
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, (proc.returncode, proc.stderr)
     assert "process alive" in proc.stdout
+
+
+def test_fetch_mrt_from_a_ris_archive_on_localhost(test_data, tmp_path, caplog):
+    """`datasets fetch --kind mrt` against a stand-in RIS archive on 127.0.0.1 serving the real
+    rrc24 files in the archive's layout (rrcNN/YYYY.MM/updates.YYYYMMDD.HHMM.gz); a file the
+    archive lacks is skipped and logged."""
+    import http.server
+    import threading
+
+    from analysis.cli import main
+
+    real = test_data.joinpath(*RIS)
+    served = {"0320", "0325", "0335"}  # 0330 is missing from this archive
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+        def do_GET(self):
+            asked.append(self.path)
+            name = self.path.rsplit("/", 1)[-1]
+            f = real / name
+            ok = self.path.startswith("/rrc24/2020.08/") and name[-7:-3] in served and f.is_file()
+            if not ok:
+                self.send_error(404)
+                return
+            body = f.read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        from analysis._download import fetch
+
+        snap = fetch("mrt", snapshot_id="f", cache_dir=tmp_path / "c", date="2020-08-09", collector="rrc24",
+                     window=("03:20", "03:40"), sources={"ris": f"http://127.0.0.1:{server.server_address[1]}/"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [p.rsplit("/", 1)[1] for p in asked] == [f"updates.20200809.{t}.gz" for t in ("0320", "0325", "0330", "0335")]
+    assert "1 of 4 rrc24 files are not in the archive: updates.20200809.0330.gz" in caplog.text
+    manifest = orjson.loads((snap.path / "mrt" / "manifest.json").read_bytes())
+    assert sorted(s["name"] for s in manifest["sources"]) == [f"updates.20200809.{t}.gz" for t in sorted(served)]
+    # the same rows as importing those three files from disk
+    direct = import_files("mrt", [real / f"updates.20200809.{t}.gz" for t in sorted(served)], snapshot_id="d",
+                          cache_dir=tmp_path / "d")
+    assert snap.table("mrt", "routes").equals(direct.table("mrt", "routes"))
+    # the command line refuses an unknown collector in one line
+    assert main(["datasets", "--cache-dir", str(tmp_path / "c"), "fetch", "--kind", "mrt", "--collector", "rrc99x",
+                 "--date", "2020-08-09"]) == 2
