@@ -251,7 +251,8 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
     specific announced prefix covering its destination, by a collector peer that is the
     probe's AS (its own path) or, with ``relationships``, a neighbour of it (the path the
     probe's AS would get through that neighbour). A family is on a BGP path when one of its
-    ASes is, the origin excepted (the traceroute counts transit, not the destination).
+    ASes is, the origin and the probe's own AS excepted (the traceroute counts transit, not
+    its endpoints); a neighbour on the path is transit.
     Verdicts (:data:`AGREEMENT`): ``agree`` (both show it or neither does),
     ``traceroute-only`` (the traceroute transits the family, no BGP path of the view does),
     ``bgp-only`` (a BGP path of the view does, the traceroute does not), ``no-bgp-view``
@@ -295,13 +296,15 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
                         strict=True):
             neighbours.setdefault(p, set()).add(c)
             neighbours.setdefault(c, set()).add(p)
-    # (prefix -> {peer -> [family sets of its paths]}), announced or in a RIB
-    by_prefix: dict[str, dict[int, list[frozenset[str]]]] = {}
+    # (prefix -> {peer -> [(families on the path after the peer, families with it)]}), announced or in a RIB;
+    # the origin is never transit, and the peer itself is not when it is the probe's own AS
+    by_prefix: dict[str, dict[int, list[tuple[frozenset[str], frozenset[str]]]]] = {}
     sel = routes.filter(pc.is_in(routes.column("kind"), pa.array(["announce", "rib"])))
     for peer, prefix, path in zip(sel.column("peer_asn").to_pylist(), sel.column("prefix").to_pylist(),
                                   sel.column("as_path").to_pylist(), strict=True):
-        fams = frozenset(fam_of[a] for a in path[:-1] if a in fam_of)
-        by_prefix.setdefault(prefix, {}).setdefault(peer, []).append(fams)
+        after = frozenset(fam_of[a] for a in path[1:-1] if a in fam_of)
+        with_peer = after | ({fam_of[path[0]]} if len(path) > 1 and path[0] in fam_of else set())
+        by_prefix.setdefault(prefix, {}).setdefault(peer, []).append((after, frozenset(with_peer)))
     nets = {}
     for prefix in by_prefix:
         n = ipaddress.ip_network(prefix, strict=False)
@@ -327,9 +330,9 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
         prefix = cover.get(r["dst_addr"])
         peers = by_prefix.get(prefix, {}) if prefix else {}
         asn = r["probe_asn"]
-        view = [fams for peer, lists in peers.items()
+        view = [after if peer == asn else with_peer for peer, lists in peers.items()
                 if asn is not None and (peer == asn or peer in neighbours.get(asn, ()))
-                for fams in lists]
+                for after, with_peer in lists]
         seen = set(r["flagged_families"] or [])
         for f in families:
             if not view:

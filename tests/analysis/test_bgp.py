@@ -247,6 +247,12 @@ def test_bgp_agreement_verdicts_views_from_the_probe_as_and_its_neighbours():
                             "as_path": [[64500, 3356, 4134]]})
     _, c = bgp_agreement(paths.slice(0, 1), only_origin, load_registry())
     assert c["china-telecom"]["traceroute-only"] == 1
+    # nor is the probe's own AS when it is the peer (a probe inside China Telecom)
+    inside = paths.slice(1, 1).set_column(3, "probe_asn", pa.array([4134], pa.int64()))
+    own = pa.table({"peer_asn": [4134], "prefix": ["192.0.2.0/24"], "kind": ["announce"],
+                    "as_path": [[4134, 3356, 64520]]})
+    _, c = bgp_agreement(inside, own, load_registry())
+    assert c["china-telecom"]["agree"] == 1
 
 
 def test_bgp_compare_on_the_demo_campaign(demo_campaign, tmp_path, capsys):  # noqa: F811
