@@ -26,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "valley (learned from a provider or peer, passed to a provider or peer: the shape "
                     "of a route leak), with their evidence; and new more-specifics whose paths cross a "
                     "flagged AS that the covering prefix's paths do not.")
-    summ.add_argument("--snapshot", default=None, help="snapshot id (default: the newest)")
-    summ.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
-    summ.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _options(summ, holding="the BGP data", json="the summary as JSON", registry=True)
     summ.set_defaults(func=run_summary)
     from analysis.cli import add_campaign_args
 
@@ -38,9 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "its destination's prefix seen from the probe's AS or its neighbours (CAIDA as-rel in "
                     "the snapshot): per flagged family, agree / traceroute-only / bgp-only / no-bgp-view.")
     add_campaign_args(cmp_)
-    cmp_.add_argument("--snapshot", default=None, help="snapshot id holding the BGP data (default: the newest)")
-    cmp_.add_argument("--registry", default=None, help="flagged-carrier registry TOML (default: the shipped one)")
-    cmp_.add_argument("--json", action="store_true", help="print the counts as JSON")
+    _options(cmp_, holding="the BGP data", json="the counts as JSON", registry=True)
     cmp_.set_defaults(func=run_compare)
     rov = s.add_parser(
         "rov", help="RPKI route origin validation of the campaign's destinations",
@@ -48,9 +44,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "campaign: its prefix and origin AS from the snapshot's pfx2as, checked against the "
                     "snapshot's RPKI VRPs (`datasets import --kind vrp`): valid / invalid / not-found.")
     add_campaign_args(rov)
-    rov.add_argument("--snapshot", default=None, help="snapshot id holding pfx2as and vrp (default: the newest)")
-    rov.add_argument("--json", action="store_true", help="print the table as JSON lines")
+    _options(rov, holding="pfx2as and vrp", json="the table as JSON lines", registry=False)
     rov.set_defaults(func=run_rov)
+
+
+def _options(parser: argparse.ArgumentParser, *, holding: str, json: str, registry: bool) -> None:
+    """``--snapshot``, ``--json`` and (optionally) ``--registry`` of a ``bgp`` action."""
+    parser.add_argument("--snapshot", default=None, help=f"snapshot id holding {holding} (default: the newest)")
+    if registry:
+        parser.add_argument("--registry", default=None,
+                            help="flagged-carrier registry TOML (default: the shipped one)")
+    parser.add_argument("--json", action="store_true", help=f"print {json}")
 
 
 def run_summary(args: argparse.Namespace) -> int:
