@@ -87,16 +87,16 @@ class _Rows:
         self.record = 0
 
     def add(self, ts: int, peer_asn: int | None, peer_addr: str | None, prefix: str, kind: str,
-            path: list[int], as_set: bool) -> None:
+            route: _Route) -> None:
         c = self.cols
         c["timestamp"].append(ts)
         c["peer_asn"].append(peer_asn)
         c["peer_addr"].append(peer_addr)
         c["prefix"].append(prefix)
         c["kind"].append(kind)
-        c["as_path"].append(path)
-        c["origin_asn"].append(path[-1] if path and not getattr(path, "ends_in_set", False) else None)
-        c["as_set"].append(as_set)
+        c["as_path"].append(route[0])
+        c["origin_asn"].append(route[2])
+        c["as_set"].append(route[1])
         c["source"].append(self.source)
         c["record"].append(self.record)
 
@@ -107,10 +107,17 @@ class _Rows:
                          for f in ROUTES_SCHEMA}, schema=ROUTES_SCHEMA)
 
 
-class _Path(list):  # type: ignore[type-arg]
-    """An AS path (list of ASNs) that remembers whether it ends in an AS_SET."""
+#: An AS path as stored: its ASNs in order (AS_SET members included), whether it holds an
+#: AS_SET, and its origin AS (None when it ends in an AS_SET or is empty).
+_Route = tuple[list[int], bool, "int | None"]
+_NO_ROUTE: _Route = ([], False, None)
 
-    ends_in_set = False
+
+def _route(segments: list[tuple[int, list[int]]]) -> _Route:
+    """The stored form of AS path segments ``[(segment type, ASNs), ...]``."""
+    flat = [x for _, seg in segments for x in seg]
+    origin = flat[-1] if flat and segments[-1][0] != _AS_SET else None
+    return flat, any(k == _AS_SET for k, _ in segments), origin
 
 
 # ---------------------------------------------------------------------------- MRT
@@ -184,8 +191,7 @@ def _mrt_record(d: dict[str, Any], rows: _Rows, peers: list[tuple[str | None, in
         for e in d["rib_entries"]:
             idx = int(e.get("peer_index", -1))
             addr, asn = peers[idx] if 0 <= idx < len(peers) else (None, None)
-            path, has_set = _path_of(e.get("path_attributes", []))
-            rows.add(ts, asn, addr, prefix, "rib", path, has_set)
+            rows.add(ts, asn, addr, prefix, "rib", _path_of(e.get("path_attributes", [])))
         return
     if mtype in (16, 17):  # BGP4MP, BGP4MP_ET
         if sub in (0, 5):  # STATE_CHANGE, STATE_CHANGE_AS4
@@ -209,11 +215,11 @@ def _mrt_record(d: dict[str, Any], rows: _Rows, peers: list[tuple[str | None, in
             elif t == 15:  # MP_UNREACH_NLRI
                 withdrawn += [f"{p['prefix']}/{p['length']}" for p in a["value"].get("withdrawn_routes", [])]
         for p in withdrawn:
-            rows.add(ts, peer_asn, peer_addr, p, "withdraw", _Path(), False)
+            rows.add(ts, peer_asn, peer_addr, p, "withdraw", _NO_ROUTE)
         if announced:
-            path, has_set = _path_of(attrs)
+            route = _path_of(attrs)
             for p in announced:
-                rows.add(ts, peer_asn, peer_addr, p, "announce", path, has_set)
+                rows.add(ts, peer_asn, peer_addr, p, "announce", route)
         return
     counts["unsupported-record"] += 1
 
@@ -229,7 +235,7 @@ def _segments(value: Any) -> list[tuple[int, list[int]]]:
     return [(_code(seg["type"]), [int(x) for x in seg["value"]]) for seg in value or []]
 
 
-def _path_of(attrs: Sequence[dict[str, Any]]) -> tuple[_Path, bool]:
+def _path_of(attrs: Sequence[dict[str, Any]]) -> _Route:
     """The AS path of an attribute list, AS4_PATH merged into AS_PATH (RFC 6793 4.2.3)."""
     as_path: list[tuple[int, list[int]]] = []
     as4: list[tuple[int, list[int]]] | None = None
@@ -239,7 +245,6 @@ def _path_of(attrs: Sequence[dict[str, Any]]) -> tuple[_Path, bool]:
             as_path = _segments(a["value"])
         elif t == 17:
             as4 = _segments(a["value"])
-    flat = [x for _, seg in as_path for x in seg]
     segs = as_path
     if as4:
         n4 = sum(len(s) if k == _AS_SEQUENCE else 1 for k, s in as4)
@@ -253,11 +258,7 @@ def _path_of(attrs: Sequence[dict[str, Any]]) -> tuple[_Path, bool]:
                 out.append((k, take))
                 keep -= len(take) if k == _AS_SEQUENCE else 1
             segs = out + as4
-            flat = [x for _, seg in segs for x in seg]
-    path = _Path(flat)
-    has_set = any(k == _AS_SET for k, _ in segs)
-    path.ends_in_set = bool(segs) and segs[-1][0] == _AS_SET
-    return path, has_set
+    return _route(segs)
 
 
 # ---------------------------------------------------------------------------- bgpdump -m
@@ -292,7 +293,7 @@ def read_bgpdump(files: Sequence[tuple[str, bytes]], counts: Counter) -> dict[st
     return {"routes": rows.table()}
 
 
-def _bgpdump_line(f: list[str]) -> tuple[int, int, str, str, str, _Path, bool] | None:
+def _bgpdump_line(f: list[str]) -> tuple[int, int, str, str, str, _Route] | None:
     if f[0] not in ("BGP4MP", "BGP4MP_ET", "TABLE_DUMP2", "TABLE_DUMP") or len(f) < 6:
         return None
     ts = int(float(f[1]))
@@ -301,22 +302,10 @@ def _bgpdump_line(f: list[str]) -> tuple[int, int, str, str, str, _Path, bool] |
         return None
     ipaddress.ip_address(f[3])
     prefix = str(ipaddress.ip_network(f[5], strict=False))
-    path, has_set = (_Path(), False) if kind == "withdraw" else _text_path(f[6])
-    return ts, int(f[4]), f[3], prefix, kind, path, has_set
-
-
-def _text_path(text: str) -> tuple[_Path, bool]:
-    out = _Path()
-    has_set = False
-    for tok in text.split():
-        if tok.startswith("{"):
-            has_set = True
-            out.extend(int(x) for x in tok.strip("{}").split(",") if x)
-            out.ends_in_set = True
-        else:
-            out.append(int(tok))
-            out.ends_in_set = False
-    return out, has_set
+    route = _NO_ROUTE if kind == "withdraw" else _route(
+        [(_AS_SET, [int(x) for x in tok.strip("{}").split(",") if x]) if tok.startswith("{")
+         else (_AS_SEQUENCE, [int(tok)]) for tok in f[6].split()])
+    return ts, int(f[4]), f[3], prefix, kind, route
 
 
 VRPS_SCHEMA = pa.schema([("asn", pa.int64()), ("prefix", pa.string()), ("max_length", pa.int16()),

@@ -19,6 +19,7 @@ comparison): does BGP show the flagged transit the traceroute shows?
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +39,23 @@ AGREEMENT = ("agree", "traceroute-only", "bgp-only", "no-bgp-view")
 
 #: Snapshot kinds holding a ``routes`` table.
 BGP_KINDS = ("mrt", "bgpdump")
+
+
+def _net_key(prefix: str) -> tuple[int, int, int]:
+    """``(IP version, network address as int, length)`` of a prefix."""
+    n = ipaddress.ip_network(prefix, strict=False)
+    return n.version, int(n.network_address), n.prefixlen
+
+
+def _supernets(key: tuple[int, int, int]) -> list[tuple[int, int, int]]:
+    """The keys of ``key``'s prefix and of every prefix covering it, most specific first.
+
+    >>> [k[2] for k in _supernets(_net_key("192.0.2.0/24"))][:3], _supernets(_net_key("10.1.0.0/16"))[8]
+    ([24, 23, 22], (4, 167772160, 8))
+    """
+    version, base, length = key
+    bits = 32 if version == 4 else 128
+    return [(version, base >> (bits - k) << (bits - k), k) for k in range(length, -1, -1)]
 
 
 def bgp_routes(snapshot: Any) -> tuple[pa.Table, str]:
@@ -286,8 +304,6 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
     >>> s["china-telecom"]
     {'agree': 0, 'traceroute-only': 1, 'bgp-only': 0, 'no-bgp-view': 1}
     """
-    import ipaddress
-
     fam_of = {e.asn: e.family for e in registry.asns}
     families = list(registry.families)
     neighbours: dict[int, set[int]] = {}
@@ -305,22 +321,14 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
         after = frozenset(fam_of[a] for a in path[1:-1] if a in fam_of)
         with_peer = after | ({fam_of[path[0]]} if len(path) > 1 and path[0] in fam_of else set())
         by_prefix.setdefault(prefix, {}).setdefault(peer, []).append((after, frozenset(with_peer)))
-    nets = {}
-    for prefix in by_prefix:
-        n = ipaddress.ip_network(prefix, strict=False)
-        nets[(n.version, int(n.network_address), n.prefixlen)] = prefix
+    nets = {_net_key(prefix): prefix for prefix in by_prefix}
 
     def covering(addr: str) -> str | None:
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
             return None
-        bits = ip.max_prefixlen
-        for length in range(bits, -1, -1):
-            key = (ip.version, int(ip) >> (bits - length) << (bits - length), length)
-            if key in nets:
-                return nets[key]
-        return None
+        return next((nets[k] for k in _supernets((ip.version, int(ip), ip.max_prefixlen)) if k in nets), None)
 
     cover = {d: covering(d) for d in set(paths.column("dst_addr").to_pylist()) if d}
     rows: list[dict[str, Any]] = []
@@ -362,26 +370,21 @@ def rov_status(prefixes: list[str | None], origins: list[int | None], vrps: pa.T
     ...            [64500, 64999, 64501, 64500, 64500], v)
     ['valid', 'invalid', 'invalid', 'not-found', 'unknown']
     """
-    import ipaddress
-
     by_net: dict[tuple[int, int, int], list[tuple[int, int]]] = {}
     for a, p, m in zip(vrps.column("asn").to_pylist(), vrps.column("prefix").to_pylist(),
                        vrps.column("max_length").to_pylist(), strict=True):
-        n = ipaddress.ip_network(p)
-        by_net.setdefault((n.version, int(n.network_address), n.prefixlen), []).append((a, m))
+        by_net.setdefault(_net_key(p), []).append((a, m))
     out = []
     for prefix, origin in zip(prefixes, origins, strict=True):
         if not prefix or origin is None:
             out.append("unknown")
             continue
-        n = ipaddress.ip_network(prefix, strict=False)
-        bits, base = n.max_prefixlen, int(n.network_address)
-        covering = [vm for length in range(n.prefixlen, -1, -1)
-                    for vm in by_net.get((n.version, base >> (bits - length) << (bits - length), length), ())]
+        key = _net_key(prefix)
+        covering = [vm for k in _supernets(key) for vm in by_net.get(k, ())]
         if not covering:
             out.append("not-found")
         else:
-            ok = any(a == origin and m >= n.prefixlen for a, m in covering)
+            ok = any(a == origin and m >= key[2] for a, m in covering)
             out.append("valid" if ok else "invalid")
     return out
 
@@ -394,8 +397,8 @@ def more_specific_signals(routes: pa.Table, registry: Any) -> pa.Table:
     specific prefix Q covering P is (announced or in a RIB), and no path toward Q carries
     F's family (the same peer's path, when it has one; else any peer's): longest-prefix
     match now sends P's traffic through the family, which the covering route did not (a
-    carrier splitting its own aggregate is not a signal). The shape of a more-specific route leak (China Telecom 2010, 2019) and of a
-    sub-prefix hijack.
+    carrier splitting its own aggregate is not a signal). The shape of a more-specific
+    route leak (China Telecom 2010, 2019) and of a sub-prefix hijack.
 
     Returns
     -------
@@ -415,8 +418,6 @@ def more_specific_signals(routes: pa.Table, registry: Any) -> pa.Table:
     >>> [(x["asn"], x["prefix"], x["covering"], x["peers"]) for x in more_specific_signals(r, load_registry()).to_pylist()]
     [(4134, '192.0.2.0/24', '192.0.2.0/23', 2)]
     """
-    import ipaddress
-
     fam_of = {e.asn: e.family for e in registry.asns}
     rows = routes.select(["timestamp", "peer_asn", "prefix", "kind", "as_path", "source", "record"]).to_pylist()
     in_rib = {r["prefix"] for r in rows if r["kind"] == "rib"}
@@ -429,19 +430,10 @@ def more_specific_signals(routes: pa.Table, registry: Any) -> pa.Table:
             fl = {fam_of[a] for a in r["as_path"] if a in fam_of}
             flagged_on.setdefault((r["peer_asn"], r["prefix"]), set()).update(fl)
             flagged_on.setdefault((None, r["prefix"]), set()).update(fl)
-    nets = {}
-    for p in seen:
-        n = ipaddress.ip_network(p, strict=False)
-        nets[(n.version, int(n.network_address), n.prefixlen)] = p
+    nets = {_net_key(p): p for p in seen}
 
-    def covering(prefix: str) -> str | None:
-        n = ipaddress.ip_network(prefix, strict=False)
-        bits, base = n.max_prefixlen, int(n.network_address)
-        for length in range(n.prefixlen - 1, -1, -1):
-            q = nets.get((n.version, base >> (bits - length) << (bits - length), length))
-            if q is not None:
-                return q
-        return None
+    def covering(prefix: str) -> str | None:  # the most specific strictly less specific prefix seen
+        return next((nets[k] for k in _supernets(_net_key(prefix))[1:] if k in nets), None)
 
     hits: dict[tuple[int, str], dict[str, Any]] = {}
     cover: dict[str, str | None] = {}
