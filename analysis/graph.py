@@ -20,7 +20,7 @@ from analysis.errors import SchemaMismatch
 from analysis.nodes import parse_node
 from probes.fileio import atomic_path
 
-__all__ = ["build_graph", "flagged_subgraph", "write_graphml"]
+__all__ = ["as_names", "build_graph", "flagged_subgraph", "write_graphml"]
 
 _NODE_ATTRS = ("asn", "org", "family", "country", "name", "city")
 
@@ -130,6 +130,19 @@ def flagged_subgraph(g: nx.DiGraph, *, radius: int = 1) -> nx.DiGraph:
     sub.add_nodes_from((n, d) for n, d in g.nodes(data=True) if n in keep)
     sub.add_edges_from((u, v, d) for u, v, d in g.edges(data=True) if u in keep and v in keep)
     return sub
+
+
+def as_names(g: nx.DiGraph) -> dict[int, str]:
+    """AS number -> name of every AS node that has one (its ``org`` attribute: the
+    annotation's as2org organisation or ``asnames`` name).
+
+    >>> g = nx.DiGraph()
+    >>> g.add_node("AS4134", asn=4134, org="China Telecom"); g.add_node("AS1", asn=1)
+    >>> as_names(g)
+    {4134: 'China Telecom'}
+    """
+    return {int(d["asn"]): str(d["org"]) for _, d in g.nodes(data=True)
+            if d.get("asn") is not None and d.get("org")}
 
 
 def write_graphml(g: nx.DiGraph, target: Path | str) -> Path:

@@ -585,8 +585,8 @@ def plot_flagged_graph(
     def ranked(side: dict[str, int]) -> list[str]:
         return sorted(side, key=lambda v: (-side[v], v))[:top]
 
-    left = ranked(into)
-    right = [v for v in ranked(out_of) if v not in set(left)]  # a node on both sides: drawn left
+    left, exits = ranked(into), ranked(out_of)
+    right = [v for v in exits if v not in set(left)]  # a node on both sides: drawn left
     flagged = sorted(fam, key=lambda v: (str(fam[v]), -int(g.nodes[v].get("traceroutes", 0) or 0), v))
     pos: dict[str, tuple[float, float]] = {}
     for x, column in ((0.0, left), (1.0, flagged), (2.0, right)):
@@ -623,8 +623,8 @@ def plot_flagged_graph(
                 fontsize=7, color=palette.get(fam.get(v, ""), "#222222") if v in fam else "#222222")
     for x, head in ((0.0, "enter from"), (1.0, "flagged ASes"), (2.0, "leave to")):
         ax.text(x, 1.04, head, ha="center", va="bottom", fontsize=8, fontweight="bold")
-    hidden = [(len(into) - len(ranked(into)), sum(into.values()) - sum(into[v] for v in ranked(into))),
-              (len(out_of) - len(ranked(out_of)), sum(out_of.values()) - sum(out_of[v] for v in ranked(out_of)))]
+    hidden = [(len(side) - len(drawn), sum(side.values()) - sum(side[v] for v in drawn))
+              for side, drawn in ((into, left), (out_of, exits))]
     notes = [f"{n} more {side} ({w:,} traceroute-edges) not drawn"
              for (n, w), side in zip(hidden, ("entry neighbours", "exit neighbours"), strict=True) if n]
     if notes:

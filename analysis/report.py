@@ -279,7 +279,8 @@ def report_figures(data: CampaignData, *, files: dict[str, dict[str, bytes]] | N
         ("probe-map", "Probes (red: at least one path through a flagged carrier), IXPs seen on "
          "the paths (stars: with a flagged member) and private-interconnect PoPs of the flagged "
          "families (diamonds), on coastlines and borders; IXPs and PoPs without coordinates are "
-         "placed at their city (PeeringDB facilities), and what cannot be placed is counted on the map.",
+         "placed at their city (PeeringDB facilities, else IPmap router cities), and what cannot be placed "
+         "is counted on the map.",
          lambda ax: plots.plot_probe_map(data.probes, data.pops, entries=data.entries, places=data.places,
                                          flagged_probes=flagged_probes, ax=ax),
          (12.8, 5.6), True),
@@ -367,10 +368,9 @@ def as_names(data: CampaignData) -> dict[int, str]:
     From the AS/IXP graph's ``org`` node attribute (the annotation's as2org organisation or
     ``asnames`` name), completed by the destinations table's ``dst_as_name``.
     """
-    names: dict[int, str] = {}
-    for _, attrs in data.graph.nodes(data=True):
-        if attrs.get("asn") is not None and attrs.get("org"):
-            names[int(attrs["asn"])] = str(attrs["org"])
+    from analysis.graph import as_names as graph_names
+
+    names = graph_names(data.graph)
     d = data.destinations
     if d is not None and {"dst_asn", "dst_as_name"} <= set(d.column_names):
         for a, n in zip(d.column("dst_asn").to_pylist(), d.column("dst_as_name").to_pylist(), strict=True):
@@ -587,7 +587,9 @@ def _crossing_sections(data: CampaignData, tab: Callable[..., str]) -> list[str]
     from analysis import metrics
 
     out = ["<h2>Crossings</h2>"]
-    entries = metrics.crossing_locations(data.paths) if "pop_crossings" in data.paths.column_names else None
+    entries = data.entries  # exposure/pops, written by analyze from the same in-scope paths
+    if entries is None and "pop_crossings" in data.paths.column_names:
+        entries = metrics.crossing_locations(data.paths)
     if entries is not None:
         entries = entries.sort_by([("traceroutes", "descending"), ("family", "ascending")])
         out += ["<h3>Where the flagged families are entered (IXPs and private interconnects)</h3>",

@@ -103,9 +103,9 @@ def _as_names(camp: Any, hops: Any) -> dict[int, str]:
     if camp.as_graph_graphml.is_file():
         import networkx as nx
 
-        for _, d in nx.read_graphml(camp.as_graph_graphml).nodes(data=True):
-            if d.get("asn") is not None and d.get("org"):
-                names[int(d["asn"])] = str(d["org"])
+        from analysis.graph import as_names
+
+        names = as_names(nx.read_graphml(camp.as_graph_graphml))
     if {"asn", "org"} <= set(hops.column_names):
         for a, o in zip(hops.column("asn").to_pylist(), hops.column("org").to_pylist(), strict=True):
             if a is not None and o:
