@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 __all__ = ["register", "run_compare", "run_rov", "run_summary"]
 
@@ -59,7 +60,6 @@ def _options(parser: argparse.ArgumentParser, *, holding: str, json: str, regist
 
 def run_summary(args: argparse.Namespace) -> int:
     import orjson
-    import pyarrow.compute as pc
 
     from analysis.bgp import bgp_routes, bgp_summary, more_specific_signals, valley_signals
     from analysis.datasets import load_snapshot
@@ -70,22 +70,12 @@ def run_summary(args: argparse.Namespace) -> int:
     registry = load_registry(args.registry)
     s = bgp_summary(routes, registry, snapshot=snap)
     s = {"snapshot": snap.id, "kind": kind, **s}
-    specifics = more_specific_signals(routes, registry)
-    for fid, fam in s["families"].items():
-        mine = specifics.filter(pc.equal(specifics.column("family"), fid)).sort_by(
-            [("peers", "descending"), ("first_seen", "ascending")])
-        fam["more_specifics"] = mine.num_rows
-        fam["more_specific_examples"] = [{**r, "first_seen": str(r["first_seen"]), "last_seen": str(r["last_seen"])}
-                                         for r in mine.slice(0, 5).to_pylist()]
+    _by_family(s["families"], more_specific_signals(routes, registry), "more_specifics", "more_specific_examples",
+               weight="peers")
     valleys = None
     if snap.has("as-rel"):
         valleys = valley_signals(routes, snap.table("as-rel", "links"), registry)
-        for fid, fam in s["families"].items():
-            mine = valleys.filter(pc.equal(valleys.column("family"), fid)).sort_by(
-                [("messages", "descending"), ("first_seen", "ascending")])
-            fam["valleys"] = mine.num_rows
-            fam["valley_examples"] = [{**r, "first_seen": str(r["first_seen"]), "last_seen": str(r["last_seen"])}
-                                      for r in mine.slice(0, 5).to_pylist()]
+        _by_family(s["families"], valleys, "valleys", "valley_examples", weight="messages")
         s["valley_source"] = f"as-rel of snapshot {snap.id}"
     else:
         s["valley_source"] = "none (import CAIDA AS relationships with `datasets import --kind as-rel`)"
@@ -134,6 +124,19 @@ def run_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _by_family(families: dict[str, dict[str, Any]], signals: Any, key: str, examples: str, *, weight: str) -> None:
+    """Per family: the number of ``signals`` rows (``key``) and the five heaviest by ``weight``
+    (then earliest), times as text (``examples``)."""
+    import pyarrow.compute as pc
+
+    for fid, fam in families.items():
+        mine = signals.filter(pc.equal(signals.column("family"), fid)).sort_by(
+            [(weight, "descending"), ("first_seen", "ascending")])
+        fam[key] = mine.num_rows
+        fam[examples] = [{**r, "first_seen": str(r["first_seen"]), "last_seen": str(r["last_seen"])}
+                                  for r in mine.slice(0, 5).to_pylist()]
+
+
 def run_compare(args: argparse.Namespace) -> int:
     import orjson
     import pyarrow.parquet as pq
@@ -173,8 +176,10 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_rov(args: argparse.Namespace) -> int:
+    import numpy as np
     import orjson
     import pyarrow as pa
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     from analysis import _lpm
@@ -196,9 +201,10 @@ def run_rov(args: argparse.Namespace) -> int:
                                        f"`pathexp datasets import --kind {kind} FILE...`")
     addrs = dst.column("dst_addr").combine_chunks()
     row = _lpm.lookup_addresses(snap, "pfx2as", addrs)
-    p = snap.table("pfx2as", "prefixes")
-    prefixes = [p.column("prefix")[int(i)].as_py() if i >= 0 else None for i in row]
-    origins = [p.column("asn")[int(i)].as_py() if i >= 0 else None for i in row]
+    found = pa.array(row >= 0)
+    p = snap.table("pfx2as", "prefixes").take(pa.array(np.maximum(row, 0)))
+    prefixes = pc.if_else(found, p.column("prefix"), None).to_pylist()
+    origins = pc.if_else(found, p.column("asn"), None).to_pylist()
     status = rov_status(prefixes, origins, snap.table("vrp", "vrps"))
     out = pa.table({"dst_addr": addrs, "prefix": pa.array(prefixes, pa.string()),
                     "origin_asn": pa.array(origins, pa.int64()), "rov": pa.array(status, pa.string())})
