@@ -995,11 +995,14 @@ def _located(destinations: pa.Table, located: pa.Table) -> pa.Table:
 
     ``dst_country`` becomes the located country (:func:`analysis.destinations.locate_destinations`,
     strongest evidence first); the AS and the country of replying hops stay as fallbacks.
+    ``dst_lat`` / ``dst_lon`` (an anchor's or IPmap's point) only for a destination proven
+    unicast: the PoP search draws its RTT ellipse around that point.
     """
     con = connect()
     try:
         con.register("d", destinations)
-        con.register("l", located.select(["dst_addr", "dst_country", "dst_country_via", "dst_anycast"]))
+        con.register("l", located.select(["dst_addr", "dst_country", "dst_country_via", "dst_anycast",
+                                          "dst_lat", "dst_lon"]))
         return con.sql(
             """
             SELECT d.dst_addr, d.dst_asn,
@@ -1008,12 +1011,15 @@ def _located(destinations: pa.Table, located: pa.Table) -> pa.Table:
                    CASE WHEN l.dst_country IS NOT NULL THEN l.dst_country_via
                         WHEN d.dst_country NOT IN ('ZZ', 'EU', 'AP') THEN 'replying-hop-as-country'
                         ELSE 'unknown' END AS dst_country_via,
-                   l.dst_anycast
+                   l.dst_anycast,
+                   CASE WHEN l.dst_anycast = false THEN l.dst_lat END AS dst_lat,
+                   CASE WHEN l.dst_anycast = false THEN l.dst_lon END AS dst_lon
             FROM d LEFT JOIN l USING (dst_addr) ORDER BY d.dst_addr
             """
         ).to_arrow_table().cast(pa.schema([("dst_addr", pa.string()), ("dst_asn", pa.int64()),
                                            ("dst_country", pa.string()), ("dst_country_via", pa.string()),
-                                           ("dst_anycast", pa.bool_())]))
+                                           ("dst_anycast", pa.bool_()), ("dst_lat", pa.float64()),
+                                           ("dst_lon", pa.float64())]))
     finally:
         con.close()
 

@@ -31,7 +31,11 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   AS registered in China, its home backbone cities, which its facility list misses
   (``carrier-pops``) -- kept only inside the speed-of-light disc (``min RTT x 99.93 km``)
   of every probe that saw the entering address (CBG-style; ``+rtt-discs`` when more than
-  one), else of this traceroute's probe. A country (city) is set only when every kept
+  one), else of this traceroute's probe. Where the traceroute reached a destination whose
+  place is known (an anchor or an IPmap point, proven unicast), the entering router is on
+  the forward path to it, so the round trip probe -> router -> destination -> probe fits in
+  the destination's RTT: candidates outside that ellipse are dropped too
+  (``+dst-ellipse``). A country (city) is set only when every kept
   candidate agrees on it; such a crossing's verdict is ``consistent`` by construction.
   PeeringDB is incomplete, so this locates, never refutes.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
@@ -236,7 +240,7 @@ def build_paths(
     hops = _representative_hops(annotated, tr, drops)
 
     tid = hops["tid"]
-    dst_asn, dst_country = _destination_columns(tr, annotated, destinations)
+    dst_asn, dst_country, dst_lat, dst_lon = _destination_columns(tr, annotated, destinations)
     p_asn = probe_cols["probe_asn"]
     p_lat, p_lon = probe_cols["probe_lat"], probe_cols["probe_lon"]
 
@@ -278,8 +282,9 @@ def build_paths(
     transits = np.zeros(ntr, bool)
     transits[f_tid] = True
 
+    ellipse = (p_lat, p_lon, dst_lat, dst_lon, _destination_rtt(hops, tid, tr.column("dst_addr"), ntr))
     crossings = _crossings(
-        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities, discs
+        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities, discs, ellipse
     )
     jumps = _rtt_jumps(tid, hops["hop"], hops["rtt"], rtt_jump_ms, ntr)
     detour, detour_hops = _detours(
@@ -554,15 +559,19 @@ def _count_loop_artefacts(
 
 def _destination_columns(
     tr: pa.Table, annotated: pa.Table, destinations: pa.Table | None
-) -> tuple[np.ndarray, pa.Array]:
+) -> tuple[np.ndarray, pa.Array, np.ndarray, np.ndarray]:
     """Destination AS and country per traceroute: the ``destinations`` table first, then the
-    annotation of hops that replied from the destination address."""
+    annotation of hops that replied from the destination address; and the destination's
+    place (``dst_lat`` / ``dst_lon`` of the ``destinations`` table, NaN when not given)."""
     d = (
-        _check_columns(destinations, ("dst_addr",), {"dst_asn": pa.int64(), "dst_country": pa.string()}, "destinations")
-        .select(["dst_addr", "dst_asn", "dst_country"])
+        _check_columns(destinations, ("dst_addr",), {"dst_asn": pa.int64(), "dst_country": pa.string(),
+                                                     "dst_lat": pa.float64(), "dst_lon": pa.float64()},
+                       "destinations")
+        .select(["dst_addr", "dst_asn", "dst_country", "dst_lat", "dst_lon"])
         if destinations is not None
         else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64()),
-                       "dst_country": pa.array([], pa.string())})
+                       "dst_country": pa.array([], pa.string()), "dst_lat": pa.array([], pa.float64()),
+                       "dst_lon": pa.array([], pa.float64())})
     )
     con = connect()
     try:
@@ -572,9 +581,11 @@ def _destination_columns(
         res = con.sql(
             """
             SELECT t.tid, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
-                   coalesce(g.dst_country, h.dst_country) AS dst_country
+                   coalesce(g.dst_country, h.dst_country) AS dst_country, g.dst_lat, g.dst_lon
             FROM t
-            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
+            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country,
+                              CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN any_value(dst_lat) END dst_lat,
+                              CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN any_value(dst_lon) END dst_lon
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
             LEFT JOIN (SELECT reply_from AS dst_addr,
                               mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
@@ -587,7 +598,22 @@ def _destination_columns(
     finally:
         con.close()
     country = res.column("dst_country").combine_chunks() if res.num_rows else pa.array([], pa.string())
-    return int_np(res.column("dst_asn")), country.cast(pa.string())
+    return (int_np(res.column("dst_asn")), country.cast(pa.string()),
+            _float_np(res.column("dst_lat")), _float_np(res.column("dst_lon")))
+
+
+def _destination_rtt(hops: dict[str, Any], tid: np.ndarray, dst_addr: pa.ChunkedArray, ntr: int) -> np.ndarray:
+    """Per traceroute, the smallest RTT of a reply from its own destination address (NaN if none)."""
+    out = np.full(ntr, np.inf)
+    if len(tid):
+        want = dst_addr.combine_chunks().cast(pa.string()).take(pa.array(tid))
+        is_dst = np.asarray(pc.fill_null(pc.equal(hops["addr"].cast(pa.string()), want), False)
+                            .to_numpy(zero_copy_only=False), bool)
+        rtt = hops["rtt"]
+        ok = is_dst & ~np.isnan(rtt)
+        np.minimum.at(out, tid[ok], rtt[ok])
+    out[np.isinf(out)] = np.nan
+    return out
 
 
 def _families(
@@ -661,6 +687,7 @@ def _crossings(
     ntr: int,
     facilities: pa.Table | None = None,
     discs: pa.Table | None = None,
+    ellipse: tuple[np.ndarray, ...] | None = None,
 ) -> pa.Array:
     node = np.flatnonzero(is_ixp | is_as)  # hop rows that are path nodes, in order
     ntid = tid[node]
@@ -733,6 +760,7 @@ def _crossings(
             home=np.asarray(pc.fill_null(pc.equal(hops["as_country"].take(pa.array(rows[todo])), "CN"),
                                          False).to_numpy(zero_copy_only=False), bool),
             discs=discs,
+            ellipses=None if ellipse is None else np.stack([e[etid][todo] for e in ellipse], axis=1),
         )
         pop_city[todo], pop_country[todo], loc_ev[todo] = f_city, f_cc, f_ev
         verdict[todo[f_cc != None]] = 0  # noqa: E711 - consistent by construction
@@ -773,6 +801,7 @@ def _facility_search(
     prev_addr: list[str | None] | None = None,
     home: np.ndarray | None = None,
     discs: pa.Table | None = None,
+    ellipses: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Locate crossings not at an IXP: (city, country, evidence) per crossing.
 
@@ -784,7 +813,10 @@ def _facility_search(
     disc known for the entering address (``addr``) and the hop before it (``prev_addr``,
     the far end of a private interconnect): each probe that saw them, at its minimum RTT
     (``discs``: ``addr, lat, lon, rtt``; CBG-style), else this traceroute's probe alone
-    (``+rtt-discs`` in the evidence when more than one disc was used). A country (city)
+    (``+rtt-discs`` in the evidence when more than one disc was used). ``ellipses`` (one row
+    per crossing: probe lat, lon, destination lat, lon, the destination's RTT in this
+    traceroute; NaN where unknown) keeps only candidates ``c`` with ``d(p, c) + d(c, dst) +
+    d(dst, p) <= 2 x RTT x 99.93 km`` (``+dst-ellipse``). A country (city)
     is given only when every kept candidate agrees -- the home backbone cities the discs
     keep count against shared facilities too; none is given when the discs keep nothing.
     """
@@ -820,9 +852,12 @@ def _facility_search(
             cons = [(float(lat[i]), float(lon[i]), float(rtt[i]))] if lat[i] == lat[i] and lon[i] == lon[i] \
                 and rtt[i] == rtt[i] else []
         h = bool(home[i]) if home is not None else False
-        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons))
+        # the RTT rounded up to the next ms (never tighter), so that crossings share the memo
+        ell = (*(float(x) for x in ellipses[i][:4]), float(np.ceil(ellipses[i][4]))) \
+            if ellipses is not None and not np.isnan(ellipses[i]).any() else None
+        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons), ell)
         if key not in memo:
-            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons)
+            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell)
         out_city[i], out_cc[i], out_ev[i] = memo[key]
     return out_city, out_cc, out_ev
 
@@ -833,6 +868,7 @@ def _locate_one(
     asn: int,
     from_asn: int,
     cons: list[tuple[float, float, float]],
+    ellipse: tuple[float, ...] | None = None,
 ) -> tuple[str | None, str | None, str | None]:
     """(city, country, evidence) of one crossing: see :func:`_facility_search`."""
     if asn < 0 or not cons:
@@ -840,12 +876,8 @@ def _locate_one(
     cands = [*by_asn.get(asn, []), *home_points]
     other_cities = {c[0] for c in by_asn.get(from_asn, [])} if from_asn >= 0 else set()
     n_own = len(cands) - len(home_points)
-    suffix = "+rtt-discs" if len(cons) > 1 else ""
-    c_lat = np.array([c[2] for c in cands])
-    c_lon = np.array([c[3] for c in cands])
-    ok = np.ones(len(cands), bool)
-    for la, lo, r in cons:
-        ok &= haversine_km(np.full(len(cands), la), np.full(len(cands), lo), c_lat, c_lon) <= r * KM_PER_MS_RTT
+    suffix = ("+rtt-discs" if len(cons) > 1 else "") + ("+dst-ellipse" if ellipse is not None else "")
+    ok = _inside(cands, cons, ellipse)
     kept = [c for c, k in zip(cands, ok, strict=True) if k]
     # the entered AS's facilities in a city the AS crossed from is also present in
     kept_shared = [c for i, (c, k) in enumerate(zip(cands, ok, strict=True)) if k and i < n_own and c[0] in other_cities]
@@ -855,7 +887,35 @@ def _locate_one(
         city, cc = _unanimous(kept)
         if cc is not None:
             return city, cc, "carrier-pops" + suffix
+        return None, None, None
+    # nothing of the entered AS inside the constraints: its presence there is missing from
+    # PeeringDB (operators' lists are incomplete); a private interconnect still sits where
+    # the AS crossed from is present
+    far = by_asn.get(from_asn, []) if from_asn >= 0 else []
+    if far:
+        f_ok = _inside(far, cons, ellipse)
+        kept_far = [c for c, k in zip(far, f_ok, strict=True) if k]
+        if kept_far:
+            city, cc = _unanimous(kept_far)
+            if cc is not None:
+                return city, cc, "netfac-far-side" + suffix
     return None, None, None
+
+
+def _inside(
+    cands: list[tuple[Any, ...]], cons: list[tuple[float, float, float]], ellipse: tuple[float, ...] | None
+) -> np.ndarray:
+    """Which candidate places (``(city, cc, lat, lon)``) lie inside every RTT disc and the ellipse."""
+    c_lat = np.array([c[2] for c in cands], float)
+    c_lon = np.array([c[3] for c in cands], float)
+    ok = np.ones(len(cands), bool)
+    for la, lo, r in cons:
+        ok &= haversine_km(la, lo, c_lat, c_lon) <= r * KM_PER_MS_RTT
+    if ellipse is not None:
+        pla, plo, dla, dlo, dr = ellipse
+        ok &= (haversine_km(pla, plo, c_lat, c_lon) + haversine_km(c_lat, c_lon, dla, dlo)
+               <= 2 * dr * KM_PER_MS_RTT - haversine_km(pla, plo, dla, dlo))
+    return ok
 
 
 def _unanimous(cands: list[tuple[Any, ...]]) -> tuple[str | None, str | None]:

@@ -322,6 +322,56 @@ def test_facility_search_intersects_the_discs_of_every_probe_that_saw_the_router
     assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == (None, None, None)
 
 
+def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_facility():
+    """The entered AS lists only Frankfurt (its New York presence missing from PeeringDB):
+    nothing of it fits a 3 ms disc around New York, so the crossing is placed where the AS
+    crossed from is present inside the disc; never where the far side is not unanimous."""
+    fac = pa.table({"asn": [4134, 7922, 7922], "city": ["Frankfurt", "New York", "Ashburn"],
+                    "country": ["DE", "US", "US"], "lat": [50.1109, 40.7506, 39.0438],
+                    "lon": [8.6821, -73.9971, -77.4874]})
+
+    def trace(msm, rtt):
+        return dict(msm_id=msm, prb_id=2002, dst_addr="8.8.8.8", hops=[
+            [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", rtt, 4134, family=CT)]])
+
+    _, rows, _ = _run([trace(40, 3.0), trace(41, 8.0), trace(42, 100.0)], facilities=fac)
+    got = {k[0]: (r["pop_crossings"][0]["pop_city"], r["pop_crossings"][0]["pop_country"],
+                  r["pop_crossings"][0]["location_evidence"]) for k, r in rows.items()}
+    assert haversine_km(NYC[0], NYC[1], 39.0438, -77.4874) > 300  # Ashburn outside the 3 ms disc
+    assert got[40] == ("New York", "US", "netfac-far-side")
+    assert got[41] == (None, "US", "netfac-far-side")  # New York and Ashburn, both US
+    # 100 ms reaches Frankfurt: the carrier's own PoP is inside, and alone it decides
+    assert got[42] == ("Frankfurt", "DE", "carrier-pops")
+
+
+def test_facility_search_keeps_only_candidates_inside_the_destination_ellipse():
+    """The router is on the forward path to a unicast destination of known place, so probe ->
+    router -> destination -> probe fits in the destination's RTT *of the same traceroute*."""
+    fac = pa.table({"asn": [4134, 4134, 7922, 7922], "city": ["New York", "Frankfurt", "New York", "Frankfurt"],
+                    "country": ["US", "DE", "US", "DE"], "lat": [40.7506, 50.1109, 40.7506, 50.1109],
+                    "lon": [-73.9971, 8.6821, -73.9971, 8.6821]})
+    dst = pa.table({"dst_addr": ["9.9.9.9"], "dst_asn": pa.array([19281], pa.int64()), "dst_country": ["US"],
+                    "dst_lat": [39.0438], "dst_lon": [-77.4874]})  # Ashburn
+
+    def trace(msm, dst_rtt):
+        last = [[pub("9.9.9.9", dst_rtt, 19281, country="US")]] if dst_rtt is not None else []
+        return dict(msm_id=msm, prb_id=2002, dst_addr="9.9.9.9", hops=[
+            [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", 100.0, 4134, family=CT)], *last])
+
+    ts = [trace(50, 8.0), trace(51, None), trace(52, 150.0)]
+    _, rows, _ = _run(ts, facilities=fac, destinations=dst)
+    got = {k[0]: (r["pop_crossings"][0]["pop_city"], r["pop_crossings"][0]["pop_country"],
+                  r["pop_crossings"][0]["location_evidence"]) for k, r in rows.items()}
+    ny_ash = haversine_km(NYC[0], NYC[1], 39.0438, -77.4874)
+    assert 2 * ny_ash <= 2 * 8.0 * KM_PER_MS_RTT - ny_ash  # New York inside the 8 ms ellipse
+    assert got[50] == ("New York", "US", "netfac-shared+dst-ellipse")
+    assert got[51] == (None, None, "netfac-shared")  # destination silent here: no ellipse
+    assert got[52] == (None, None, "netfac-shared+dst-ellipse")  # 150 ms reaches Frankfurt too
+    # without the destination's place there is no ellipse
+    _, rows, _ = _run(ts[:1], facilities=fac, destinations=dst.drop_columns(["dst_lat", "dst_lon"]))
+    assert rows[(50, 2002)]["pop_crossings"][0]["pop_country"] is None
+
+
 def test_destinations_table_fills_unreached_destinations():
     hops, tr = build([
         dict(msm_id=17, prb_id=1001, dst_addr="8.8.8.8", hops=[[pub("80.1.1.1", 2.0, 3320)]]),
