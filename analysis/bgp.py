@@ -29,7 +29,8 @@ from analysis._tables import connect
 from analysis.errors import MissingReferenceData
 
 __all__ = ["AGREEMENT", "BGP_KINDS", "ROV_STATES", "bgp_agreement", "bgp_routes", "bgp_summary",
-           "more_specific_signals", "rov_status", "valley_signals"]
+           "campaign_bgp", "campaign_bgp_inputs", "control_plane_exposure", "destination_rov", "covering_prefixes", "line_up", "more_specific_signals",
+           "path_change_signals", "rov_status", "valley_signals"]
 
 #: Route-origin-validation states (RFC 6811), and ``unknown`` when prefix or origin is.
 ROV_STATES = ("valid", "invalid", "not-found", "unknown")
@@ -261,6 +262,198 @@ def valley_signals(routes: pa.Table, relationships: pa.Table, registry: Any) -> 
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def covering_prefixes(addrs: Any, prefixes: Any) -> dict[str, str | None]:
+    """Each address's most specific covering prefix among ``prefixes`` (None: none covers it).
+
+    >>> covering_prefixes(["192.0.2.7", "198.51.100.1", "x"], ["192.0.2.0/24", "192.0.0.0/16"])
+    {'192.0.2.7': '192.0.2.0/24', '198.51.100.1': None, 'x': None}
+    """
+    nets = {_net_key(p): p for p in prefixes}
+    out: dict[str, str | None] = {}
+    for addr in addrs:
+        if not addr:
+            continue
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            out[addr] = None
+            continue
+        out[addr] = next((nets[k] for k in _supernets((ip.version, int(ip), ip.max_prefixlen)) if k in nets), None)
+    return out
+
+
+def control_plane_exposure(paths: pa.Table, routes: pa.Table, registry: Any, *, n_boot: int = 1000,
+                           seed: int = 0, confidence: float = 0.95) -> dict[str, Any]:
+    """Per flagged family: the share of BGP paths toward the traceroutes' destinations that traverse it.
+
+    The destinations are those of ``paths`` (pass the traceroutes in scope); each is
+    covered by its most specific announced prefix. Every collector peer's distinct AS
+    paths toward those prefixes (announced or in a RIB) are its view; a family is on a path
+    when one of its ASes is between the peer and the origin (neither endpoint counts, as in
+    the traceroutes' path exposure). A peer's share is the fraction of its paths that
+    traverse the family; the estimate is the mean over peers (every peer weighs the same,
+    however many paths it sent), with a percentile bootstrap over peers.
+
+    Returns
+    -------
+    dict
+        ``destinations`` / ``covered`` (with an announced covering prefix), ``prefixes``,
+        ``peers``, ``paths`` and ``families``: per family id (and ``any``) ``estimate``,
+        ``ci_low``, ``ci_high``, ``peers_traversing``; ``method``.
+
+    Examples
+    --------
+    >>> from analysis.registry import load_registry
+    >>> paths = pa.table({"dst_addr": ["192.0.2.7"]})
+    >>> routes = pa.table({"peer_asn": [64500, 64500, 64501], "prefix": ["192.0.2.0/24"] * 3,
+    ...                    "kind": ["announce", "announce", "rib"],
+    ...                    "as_path": [[64500, 4134, 64510], [64500, 3356, 64510], [64501, 64510]]})
+    >>> c = control_plane_exposure(paths, routes, load_registry(), n_boot=200)
+    >>> c["peers"], c["paths"], c["families"]["china-telecom"]["estimate"]  # (1/2 + 0/1) / 2
+    (2, 3, 0.25)
+    """
+    import numpy as np
+
+    from analysis.metrics import ANY_FAMILY
+
+    fam_of = {e.asn: e.family for e in registry.asns}
+    families = [*registry.families, ANY_FAMILY]
+    sel = routes.filter(pc.is_in(routes.column("kind"), pa.array(["announce", "rib"])))
+    dsts = {d for d in paths.column("dst_addr").to_pylist() if d}
+    cover = covering_prefixes(dsts, set(sel.column("prefix").to_pylist()))
+    wanted = {p for p in cover.values() if p}
+    per_peer: dict[int, set[tuple[str, tuple[int, ...]]]] = {}
+    for peer, prefix, path in zip(sel.column("peer_asn").to_pylist(), sel.column("prefix").to_pylist(),
+                                  sel.column("as_path").to_pylist(), strict=True):
+        if prefix in wanted and path:
+            per_peer.setdefault(peer, set()).add((prefix, tuple(path)))
+    peers = sorted(per_peer)
+    share = np.zeros((len(peers), len(families)))
+    for i, peer in enumerate(peers):
+        hits = np.zeros(len(families))
+        for _, path in per_peer[peer]:
+            on = {fam_of[a] for a in path[1:-1] if a in fam_of}
+            hits += [f in on or (f == ANY_FAMILY and bool(on)) for f in families]
+        share[i] = hits / len(per_peer[peer])
+    rng = np.random.default_rng(seed)
+    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
+    boot = share[rng.integers(0, len(peers), (n_boot, len(peers)))].mean(axis=1) if peers else None
+    out: dict[str, Any] = {
+        "destinations": len(dsts), "covered": sum(1 for p in cover.values() if p), "prefixes": len(wanted),
+        "peers": len(peers), "paths": sum(len(v) for v in per_peer.values()), "families": {},
+        "method": f"mean over collector peers of the share of each peer's distinct AS paths toward the "
+                  f"destinations' covering prefixes that traverse the family (peer and origin excluded); "
+                  f"percentile bootstrap over peers, {confidence:.0%}, B={n_boot}, seed={seed}",
+    }
+    for j, f in enumerate(families):
+        out["families"][f] = {
+            "estimate": float(share[:, j].mean()) if peers else None,
+            "ci_low": float(np.quantile(boot[:, j], lo_q)) if boot is not None else None,
+            "ci_high": float(np.quantile(boot[:, j], hi_q)) if boot is not None else None,
+            "peers_traversing": int((share[:, j] > 0).sum()),
+        }
+    return out
+
+
+def path_change_signals(routes: pa.Table, registry: Any) -> pa.Table:
+    """Announcements that put a flagged family on a peer's path to a prefix it was not on before.
+
+    Per (collector peer, prefix), in time order (then file and record order), each
+    announcement is compared with the peer's previous path for the prefix (a RIB entry or
+    an earlier announcement; a withdrawal forgets it, and the first path seen has nothing
+    to compare with). A family that is on the new path but was not on the previous one is a
+    signal: ``new-origin`` when one of its ASes is now the origin, ``new-transit``
+    otherwise -- a flagged AS originating, or newly on the path to, a prefix (a hijack or a
+    leak through it).
+
+    Returns
+    -------
+    pyarrow.Table
+        Per (family, signal, flagged AS, prefix): ``peers``, ``first_seen``, ``last_seen``,
+        ``messages``, the first message's ``previous_path``, ``as_path``, ``source`` and
+        ``record`` (the evidence).
+
+    Examples
+    --------
+    >>> from analysis.registry import load_registry
+    >>> r = pa.table({"timestamp": [0, 5, 9], "peer_asn": [64500] * 3, "prefix": ["192.0.2.0/24"] * 3,
+    ...               "kind": ["rib", "announce", "announce"],
+    ...               "as_path": [[64500, 3356, 64510], [64500, 4134, 64510], [64500, 4134, 64510]],
+    ...               "source": ["f"] * 3, "record": [1, 2, 3]})
+    >>> [(x["signal"], x["asn"], x["first_seen"], x["previous_path"]) for x in
+    ...  path_change_signals(r, load_registry()).to_pylist()]
+    [('new-transit', 4134, 5, [64500, 3356, 64510])]
+    """
+    fam_of = {e.asn: e.family for e in registry.asns}
+    t = routes.select(["timestamp", "peer_asn", "prefix", "kind", "as_path", "source", "record"])
+    t = t.sort_by([("peer_asn", "ascending"), ("prefix", "ascending"), ("timestamp", "ascending"),
+                   ("source", "ascending"), ("record", "ascending")])
+    last: dict[tuple[int, str], list[int] | None] = {}
+    hits: dict[tuple[str, str, int, str], dict[str, Any]] = {}
+    for r in t.to_pylist():
+        key = (r["peer_asn"], r["prefix"])
+        if r["kind"] not in ("announce", "rib"):
+            last[key] = None
+            continue
+        path, prev = r["as_path"] or [], last.get(key)
+        last[key] = path
+        if prev is None or r["kind"] != "announce":
+            continue
+        before = {fam_of[a] for a in prev if a in fam_of}
+        for a in dict.fromkeys(x for x in path if x in fam_of):
+            if fam_of[a] in before:
+                continue
+            kind = "new-origin" if path and path[-1] == a else "new-transit"
+            h = hits.setdefault((fam_of[a], kind, a, r["prefix"]), {
+                "family": fam_of[a], "signal": kind, "asn": a, "prefix": r["prefix"], "peers": set(),
+                "first_seen": r["timestamp"], "last_seen": r["timestamp"], "messages": 0,
+                "previous_path": prev, "as_path": path, "source": r["source"], "record": r["record"]})
+            h["peers"].add(r["peer_asn"])
+            h["messages"] += 1
+            if r["timestamp"] < h["first_seen"]:
+                h.update(first_seen=r["timestamp"], previous_path=prev, as_path=path, source=r["source"],
+                         record=r["record"])
+            h["last_seen"] = max(h["last_seen"], r["timestamp"])
+    ts = routes.schema.field("timestamp").type
+    schema = pa.schema([("family", pa.string()), ("signal", pa.string()), ("asn", pa.int64()),
+                        ("prefix", pa.string()), ("peers", pa.int64()), ("first_seen", ts), ("last_seen", ts),
+                        ("messages", pa.int64()), ("previous_path", pa.list_(pa.int64())),
+                        ("as_path", pa.list_(pa.int64())), ("source", pa.string()), ("record", pa.int64())])
+    return pa.Table.from_pylist([{**h, "peers": len(h["peers"])} for _, h in sorted(hits.items())], schema=schema)
+
+
+def line_up(signals: pa.Table, events: pa.Table, *, margin_s: int = 3600) -> pa.Table:
+    """Add ``change_starts`` to each signal: the data-plane change events it lines up with.
+
+    A traceroute change event (:func:`analysis.metrics.change_events`: a probe-destination
+    pair that starts transiting a family, between its last unchanged traceroute at
+    ``previous_timestamp`` and its first changed one at ``timestamp``) lines up with a
+    signal of the same family when the signal's ``first_seen`` falls in that interval,
+    widened by ``margin_s`` before it (BGP propagation and the collectors' delay). A signal
+    with none is seen in BGP only; events with no signal are in :func:`bgp_agreement`'s
+    ``traceroute-only``.
+
+    >>> import datetime as dt
+    >>> t = lambda h: dt.datetime(2026, 3, 3, h, tzinfo=dt.timezone.utc)
+    >>> sig = pa.table({"family": ["china-telecom", "china-mobile"], "first_seen": [t(12), t(12)]})
+    >>> ev = pa.table({"family": ["china-telecom"] * 3, "event": ["start", "start", "stop"],
+    ...                "previous_timestamp": [t(6), t(14), t(6)], "timestamp": [t(12), t(18), t(12)]})
+    >>> line_up(sig, ev).column("change_starts").to_pylist()
+    [1, 0]
+    """
+    from probes.store import epoch_seconds
+
+    starts = events.filter(pc.equal(events.column("event"), "start"))
+    by_family: dict[str, list[tuple[int, int]]] = {}
+    for f, a, b in zip(starts.column("family").to_pylist(), epoch_seconds(starts.column("previous_timestamp")),
+                       epoch_seconds(starts.column("timestamp")), strict=True):
+        by_family.setdefault(f, []).append((int(a) - margin_s, int(b)))
+    seen = epoch_seconds(signals.column("first_seen")) if signals.num_rows else []
+    n = [sum(1 for a, b in by_family.get(f, ()) if a <= int(t) <= b)
+         for f, t in zip(signals.column("family").to_pylist(), seen, strict=True)]
+    return signals.append_column("change_starts", pa.array(n, pa.int64()))
+
+
 def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
                   relationships: pa.Table | None = None) -> tuple[pa.Table, dict[str, Any]]:
     """Per traceroute and flagged family: does BGP show the transit the traceroute shows?
@@ -321,16 +514,7 @@ def bgp_agreement(paths: pa.Table, routes: pa.Table, registry: Any,
         after = frozenset(fam_of[a] for a in path[1:-1] if a in fam_of)
         with_peer = after | ({fam_of[path[0]]} if len(path) > 1 and path[0] in fam_of else set())
         by_prefix.setdefault(prefix, {}).setdefault(peer, []).append((after, frozenset(with_peer)))
-    nets = {_net_key(prefix): prefix for prefix in by_prefix}
-
-    def covering(addr: str) -> str | None:
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            return None
-        return next((nets[k] for k in _supernets((ip.version, int(ip), ip.max_prefixlen)) if k in nets), None)
-
-    cover = {d: covering(d) for d in set(paths.column("dst_addr").to_pylist()) if d}
+    cover = covering_prefixes(set(paths.column("dst_addr").to_pylist()), by_prefix)
     rows: list[dict[str, Any]] = []
     counts = {f: dict.fromkeys(AGREEMENT, 0) for f in families}
     cols = paths.select(["msm_id", "prb_id", "timestamp", "probe_asn", "dst_addr", "flagged_families"]).to_pylist()
@@ -462,3 +646,157 @@ def more_specific_signals(routes: pa.Table, registry: Any) -> pa.Table:
                         ("covering", pa.string()), ("peers", pa.int64()), ("first_seen", ts), ("last_seen", ts),
                         ("messages", pa.int64()), ("source", pa.string()), ("record", pa.int64())])
     return pa.Table.from_pylist(out, schema=schema)
+
+
+def destination_rov(snapshot: Any, addrs: pa.Array) -> pa.Table:
+    """RPKI state of each destination's route: its ``pfx2as`` prefix and origin against the ``vrp`` kind.
+
+    Returns ``dst_addr, rov_prefix, rov_origin_asn, rov`` (:data:`ROV_STATES`); raises
+    :class:`~analysis.errors.MissingReferenceData` when the snapshot lacks ``vrp`` or ``pfx2as``.
+    """
+    import numpy as np
+
+    from analysis import _lpm
+
+    for kind in ("vrp", "pfx2as"):
+        if not snapshot.has(kind):
+            raise MissingReferenceData(f"snapshot {snapshot.id} has no {kind}; import it with "
+                                       f"`pathexp datasets import --kind {kind} FILE...`")
+    addrs = addrs.cast(pa.string())
+    row = _lpm.lookup_addresses(snapshot, "pfx2as", addrs)
+    found = pa.array(row >= 0)
+    p = snapshot.table("pfx2as", "prefixes").take(pa.array(np.maximum(row, 0)))
+    prefixes = pc.if_else(found, p.column("prefix"), None).to_pylist()
+    origins = pc.if_else(found, p.column("asn"), None).to_pylist()
+    status = rov_status(prefixes, origins, snapshot.table("vrp", "vrps"))
+    return pa.table({"dst_addr": addrs, "rov_prefix": pa.array(prefixes, pa.string()),
+                     "rov_origin_asn": pa.array(origins, pa.int64()), "rov": pa.array(status, pa.string())})
+
+
+def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table) -> dict[str, Any] | None:
+    """What :func:`campaign_bgp` needs from a snapshot, read before the snapshot is let go.
+
+    None when the snapshot holds no BGP data (``mrt`` / ``bgpdump``) and no VRPs.
+    ``destinations``: the campaign's located destinations (``dst_addr, dst_country``).
+    Signals (valleys with ``as-rel``, more-specifics, path changes) get the ``country`` of
+    their prefix: the located country of the campaign destinations inside it when they
+    agree, else the prefix's own (``ip2country``, else ``rir-delegated``).
+    """
+    dst_addrs = destinations.column("dst_addr").combine_chunks()
+    has_bgp = any(snapshot.has(k) for k in BGP_KINDS)
+    has_rov = snapshot.has("vrp") and snapshot.has("pfx2as")
+    if not (has_bgp or has_rov):
+        return None
+    out: dict[str, Any] = {"snapshot": snapshot.id, "kind": None, "routes": None, "relationships": None,
+                           "signals": None, "rov": destination_rov(snapshot, dst_addrs) if has_rov else None}
+    if has_bgp:
+        routes, kind = bgp_routes(snapshot)
+        rel = snapshot.table("as-rel", "links") if snapshot.has("as-rel") else None
+        parts = [path_change_signals(routes, registry), more_specific_signals(routes, registry)]
+        if rel is not None:
+            parts.append(valley_signals(routes, rel, registry))
+        signals = _signal_table(parts, ("new-origin/new-transit", "more-specific", "valley"))
+        prefixes = sorted(set(signals.column("prefix").to_pylist()))
+        where, _ = _prefix_countries(prefixes, snapshot)
+        where.update(_destination_countries(prefixes, destinations))
+        signals = signals.append_column("country", pa.array([where.get(p) for p in
+                                                             signals.column("prefix").to_pylist()], pa.string()))
+        out.update(kind=kind, routes=routes, relationships=rel, signals=signals)
+    return out
+
+
+def _destination_countries(prefixes: list[str], destinations: pa.Table) -> dict[str, str]:
+    """Prefix -> the located country of the destinations it covers, where they all agree.
+
+    >>> d = pa.table({"dst_addr": ["192.0.2.7", "192.0.2.9", "198.51.100.1"], "dst_country": ["US", "US", "DE"]})
+    >>> _destination_countries(["192.0.2.0/24", "198.51.0.0/16", "192.0.0.0/8", "203.0.113.0/24"], d)
+    {'192.0.2.0/24': 'US', '192.0.0.0/8': 'US', '198.51.0.0/16': 'DE'}
+    """
+    nets = {_net_key(p): p for p in prefixes}
+    seen: dict[str, set[str]] = {}
+    for addr, cc in zip(destinations.column("dst_addr").to_pylist(), destinations.column("dst_country").to_pylist(),
+                        strict=True):
+        if not addr or not cc:
+            continue
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            continue
+        for k in _supernets((ip.version, int(ip), ip.max_prefixlen)):
+            if k in nets:
+                seen.setdefault(nets[k], set()).add(cc)
+    return {p: next(iter(c)) for p, c in seen.items() if len(c) == 1}
+
+
+def _signal_table(parts: list[pa.Table], names: tuple[str, ...]) -> pa.Table:
+    """The three signal tables in one: ``signal, family, asn, prefix, peers, first_seen, last_seen,
+    messages, evidence`` (the first message's file and record; the AS paths when known)."""
+    rows: list[dict[str, Any]] = []
+    for t, name in zip(parts, names, strict=True):
+        for r in t.to_pylist():
+            path = r.get("as_path")
+            ev = f"{r['source']} record {r['record']}"
+            if r.get("previous_path") is not None:
+                ev += f"; path {' '.join(map(str, r['previous_path']))} -> {' '.join(map(str, path or []))}"
+            elif path is not None:
+                ev += f"; path {' '.join(map(str, path))}"
+            if r.get("covering"):
+                ev += f"; covering {r['covering']}"
+            rows.append({"signal": r.get("signal", name), "family": r["family"], "asn": r["asn"],
+                         "prefix": r["prefix"], "peers": r.get("peers", 1 if "peer_asn" in r else None),
+                         "first_seen": r["first_seen"], "last_seen": r["last_seen"],
+                         "messages": r["messages"], "evidence": ev})
+    ts = parts[0].schema.field("first_seen").type
+    schema = pa.schema([("signal", pa.string()), ("family", pa.string()), ("asn", pa.int64()),
+                        ("prefix", pa.string()), ("peers", pa.int64()), ("first_seen", ts), ("last_seen", ts),
+                        ("messages", pa.int64()), ("evidence", pa.string())])
+    return pa.Table.from_pylist(rows, schema=schema)
+
+
+def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, registry: Any, *,
+                 dst_country: str | None = "US", n_boot: int = 1000, seed: int = 0,
+                 confidence: float = 0.95) -> tuple[dict[str, Any], dict[str, pa.Table]]:
+    """The control plane beside a campaign's traceroutes: ``exposure.json``'s ``control_plane`` and its tables.
+
+    ``paths`` are the traceroutes in scope, ``events`` the change events of the same run.
+    Returns the summary (per family: control-plane exposure with its interval over peers,
+    the per-traceroute agreement counts, the signals on prefixes in ``dst_country`` and how
+    many line up with change events; RPKI states of the destinations; the BGP data's period
+    beside the campaign's) and the tables ``bgp_agreement`` and ``bgp_signals``.
+    """
+    from probes.store import epoch_seconds
+
+    out: dict[str, Any] = {"snapshot": inputs["snapshot"], "kind": inputs["kind"]}
+    tables: dict[str, pa.Table] = {}
+    if inputs["rov"] is not None:
+        states = inputs["rov"].column("rov").to_pylist()
+        out["rov"] = {s: states.count(s) for s in ROV_STATES}
+    routes = inputs["routes"]
+    if routes is None:
+        return out, tables
+    ts = epoch_seconds(paths.column("timestamp")) if paths.num_rows else []
+    rts = epoch_seconds(routes.column("timestamp")) if routes.num_rows else []
+    period = [int(min(ts)), int(max(ts))] if len(ts) else None
+    bgp_period = [int(min(rts)), int(max(rts))] if len(rts) else None
+    out["campaign_period"], out["bgp_period"] = period, bgp_period
+    out["periods_overlap"] = bool(period and bgp_period and bgp_period[0] <= period[1] and period[0] <= bgp_period[1])
+    cp = control_plane_exposure(paths, routes, registry, n_boot=n_boot, seed=seed, confidence=confidence)
+    agreement, counts = bgp_agreement(paths, routes, registry, inputs["relationships"])
+    signals = line_up(inputs["signals"], events)
+    scoped = signals if dst_country is None else signals.filter(
+        pc.fill_null(pc.equal(signals.column("country"), dst_country), False))
+    fams: dict[str, Any] = {}
+    for f, c in cp["families"].items():
+        mine = scoped.filter(pc.equal(scoped.column("family"), f))
+        lined = int(pc.sum(pc.greater(mine.column("change_starts"), 0)).as_py() or 0)
+        fams[f] = {"control_plane_exposure": c, "agreement": counts.get(f),
+                   "signals": {s: int(pc.sum(pc.equal(mine.column("signal"), s)).as_py() or 0)
+                               for s in ("valley", "more-specific", "new-origin", "new-transit")},
+                   "signals_lined_up": lined}
+    out.update({k: v for k, v in cp.items() if k != "families"})
+    out["families"] = fams
+    out["signals_country"] = dst_country
+    out["relationships"] = inputs["relationships"] is not None
+    tables["bgp_agreement"] = agreement
+    tables["bgp_signals"] = signals
+    return out, tables

@@ -57,7 +57,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from analysis import lineage, plots
+from analysis import bgp, lineage, plots
 from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
@@ -505,6 +505,8 @@ def _analyze_locked(
     dst_info = destination_families(dst_info, registry if hasattr(registry, "family_of") else load_registry(),
                                     node_family)
     scope.table = _with_destination_family(scope.table, dst_info)
+    bgp_registry = registry if hasattr(registry, "family_of") else load_registry()
+    bgp_inputs = bgp.campaign_bgp_inputs(snap, bgp_registry, dst_info) if snap is not None else None
     del snap
     generation = {
         "annotate": annotate_info["generation"]["id"],
@@ -618,6 +620,16 @@ def _analyze_locked(
             [metrics.change_events(paths, family=f) for f in [None, *fams]]
         ),
     }
+    control_plane = None
+    if bgp_inputs is not None:
+        step("control plane: BGP paths, agreement, signals")
+        control_plane, bgp_tables = bgp.campaign_bgp(
+            bgp_inputs, paths, tables["change_events"], bgp_registry,
+            dst_country=None if dst_country == "any" else dst_country, **opts)
+        tables.update({k: _csv_ready(t) for k, t in bgp_tables.items()})
+        if bgp_inputs["rov"] is not None:
+            tables["destinations"] = _with_columns(tables["destinations"], bgp_inputs["rov"], "dst_addr")
+        del bgp_inputs
     with _staged(campaign, campaign.exposure_dir, stage="analyze", run=run) as stage:
         for name, table in tables.items():
             fileio.write_parquet(table, stage / campaign.exposure_table(name).name)
@@ -667,6 +679,7 @@ def _analyze_locked(
         "top_hegemony": hegemony.slice(0, 20).to_pylist(),
         "outputs": written,
         "owners": {"source": owner_source, "addresses_by_rule": owner_vias},
+        "control_plane": control_plane,
         "generation": generation,
     }
     # last: exposure.json names a complete set of paths/, exposure/ and graph/ (their marker)
@@ -677,6 +690,23 @@ def _analyze_locked(
     )
     return report
 
+
+
+def _with_columns(table: pa.Table, extra: pa.Table, key: str) -> pa.Table:
+    """``table`` with every column of ``extra`` but ``key``, matched on ``key`` (nulls where unmatched)."""
+    idx = pc.index_in(table.column(key).cast(pa.string()), extra.column(key).cast(pa.string()))
+    for name in extra.column_names:
+        if name != key:
+            table = table.append_column(name, extra.column(name).combine_chunks().take(idx))
+    return table
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """List columns joined into space-separated text (CSV has no lists)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_list(f.type):
+            table = table.set_column(i, f.name, pc.binary_join(pc.cast(table.column(i), pa.list_(pa.string())), " "))
+    return table
 
 
 def _registry_record(registry: RegistryLike | None) -> dict[str, Any] | None:

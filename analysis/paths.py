@@ -699,6 +699,9 @@ def _crossings(
     entry = (nfam >= 0) & (fresh | (prev_fam != nfam))
     e = np.flatnonzero(entry)
     rows = node[e]  # hop-row index of the entering hop
+    # the next path node is in the same family too: the traceroute went on inside it
+    nxt = np.minimum(e + 1, max(len(node) - 1, 0))
+    inside = (e + 1 < len(node)) & (ntid[nxt] == ntid[e]) & (nfam[nxt] == nfam[e]) if len(e) else e.astype(bool)
     prev_rows = np.where(fresh[e], -1, node[np.maximum(e - 1, 0)])
     on_lan = is_ixp[rows]
     hop = hops["hop"]
@@ -761,6 +764,7 @@ def _crossings(
                                          False).to_numpy(zero_copy_only=False), bool),
             discs=discs,
             ellipses=None if ellipse is None else np.stack([e[etid][todo] for e in ellipse], axis=1),
+            inside=inside[todo],
         )
         pop_city[todo], pop_country[todo], loc_ev[todo] = f_city, f_cc, f_ev
         verdict[todo[f_cc != None]] = 0  # noqa: E711 - consistent by construction
@@ -802,6 +806,7 @@ def _facility_search(
     home: np.ndarray | None = None,
     discs: pa.Table | None = None,
     ellipses: np.ndarray | None = None,
+    inside: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Locate crossings not at an IXP: (city, country, evidence) per crossing.
 
@@ -813,7 +818,10 @@ def _facility_search(
     disc known for the entering address (``addr``) and the hop before it (``prev_addr``,
     the far end of a private interconnect): each probe that saw them, at its minimum RTT
     (``discs``: ``addr, lat, lon, rtt``; CBG-style), else this traceroute's probe alone
-    (``+rtt-discs`` in the evidence when more than one disc was used). ``ellipses`` (one row
+    (``+rtt-discs`` in the evidence when more than one disc was used). ``inside`` (per
+    crossing: the next path node is in the entered family too) allows, when nothing of the
+    entered AS is kept, the facilities of the AS crossed from inside the same constraints
+    (``netfac-far-side``: the entered AS's presence is missing from PeeringDB). ``ellipses`` (one row
     per crossing: probe lat, lon, destination lat, lon, the destination's RTT in this
     traceroute; NaN where unknown) keeps only candidates ``c`` with ``d(p, c) + d(c, dst) +
     d(dst, p) <= 2 x RTT x 99.93 km`` (``+dst-ellipse``). A country (city)
@@ -855,9 +863,10 @@ def _facility_search(
         # the RTT rounded up to the next ms (never tighter), so that crossings share the memo
         ell = (*(float(x) for x in ellipses[i][:4]), float(np.ceil(ellipses[i][4]))) \
             if ellipses is not None and not np.isnan(ellipses[i]).any() else None
-        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons), ell)
+        far = bool(inside[i]) if inside is not None else False
+        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons), ell, far)
         if key not in memo:
-            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell)
+            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell, far_side=far)
         out_city[i], out_cc[i], out_ev[i] = memo[key]
     return out_city, out_cc, out_ev
 
@@ -869,6 +878,8 @@ def _locate_one(
     from_asn: int,
     cons: list[tuple[float, float, float]],
     ellipse: tuple[float, ...] | None = None,
+    *,
+    far_side: bool = False,
 ) -> tuple[str | None, str | None, str | None]:
     """(city, country, evidence) of one crossing: see :func:`_facility_search`."""
     if asn < 0 or not cons:
@@ -888,10 +899,11 @@ def _locate_one(
         if cc is not None:
             return city, cc, "carrier-pops" + suffix
         return None, None, None
-    # nothing of the entered AS inside the constraints: its presence there is missing from
-    # PeeringDB (operators' lists are incomplete); a private interconnect still sits where
-    # the AS crossed from is present
-    far = by_asn.get(from_asn, []) if from_asn >= 0 else []
+    # nothing of the entered AS inside the constraints: when the traceroute went on inside
+    # the family (the entry is no lone third-party reply), its presence there is missing
+    # from PeeringDB (operators' lists are incomplete), and a private interconnect still
+    # sits where the AS crossed from is present
+    far = by_asn.get(from_asn, []) if from_asn >= 0 and far_side else []
     if far:
         f_ok = _inside(far, cons, ellipse)
         kept_far = [c for c, k in zip(far, f_ok, strict=True) if k]

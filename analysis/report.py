@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "as_names",
+    "control_plane_table",
     "CampaignData",
     "headline_table",
     "drop_table",
@@ -338,6 +339,7 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
               tab(drop_table(ingest=data.ingest, annotate=data.annotate, summary=s),
                           empty="nothing was set aside")]
     parts += _crossing_sections(data, tab)
+    parts += _control_plane_html(s, tab)
     hosted = (s.get("destination_hosted") or {})
     if hosted:
         rows = [{"family": f, "traceroutes": e["traceroutes"], "destination hosted": e["hosted"],
@@ -500,6 +502,60 @@ def _headline_html(s: dict[str, Any]) -> str:
                     f"crossings whose PoP could not be located but that the speed of light does not keep "
                     f"out of {country}: {parts}.</p>")
     return "".join(rows)
+
+
+def control_plane_table(summary: dict[str, Any]) -> pa.Table:
+    """Per family: data-plane (traceroute) path exposure beside control-plane (BGP) exposure,
+    the per-traceroute agreement counts and the BGP signals (``exposure.json``'s ``control_plane``)."""
+    cp = summary.get("control_plane") or {}
+    rows = []
+    for fam, e in (cp.get("families") or {}).items():
+        data = ((summary.get("families") or {}).get(fam) or {}).get("path_exposure") or {}
+        c, a = e.get("control_plane_exposure") or {}, e.get("agreement") or {}
+        sig = e.get("signals") or {}
+        rows.append({
+            "family": fam, "traceroute path exposure": _pct(data.get("estimate")),
+            "interval (traceroutes)": _interval(data.get("ci_low"), data.get("ci_high")),
+            "BGP path exposure": _pct(c.get("estimate")), "interval (over peers)": _interval(c.get("ci_low"),
+                                                                                            c.get("ci_high")),
+            **{f"traceroutes: {k}": a.get(k) for k in ("agree", "traceroute-only", "bgp-only", "no-bgp-view")},
+            "BGP signals": sum(sig.values()), "signals lined up with change events": e.get("signals_lined_up"),
+        })
+    return pa.Table.from_pylist(rows)
+
+
+def _control_plane_html(s: dict[str, Any], tab: Callable[..., str]) -> list[str]:
+    """The control-plane section (nothing when the snapshot held no BGP data and no VRPs)."""
+    cp = s.get("control_plane")
+    if not cp:
+        return []
+    e = html.escape
+    out = ["<h2>Control plane (BGP)</h2>"]
+    if cp.get("families"):
+        period = cp.get("bgp_period") or [None, None]
+        when = " to ".join(dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+                           for t in period if t is not None)
+        overlap = "" if cp.get("periods_overlap") else (
+            " <b>The BGP data do not overlap the measurement period</b>: the comparison is with "
+            "routes of another time.")
+        out += [f"<p>BGP data: {e(str(cp.get('kind')))} in snapshot <code>{e(str(cp.get('snapshot')))}</code>, "
+                f"{e(when)} UTC; {cp.get('peers', 0):,} collector peers, {cp.get('paths', 0):,} distinct AS paths "
+                f"toward {cp.get('prefixes', 0):,} prefixes covering {cp.get('covered', 0):,} of the "
+                f"{cp.get('destinations', 0):,} destinations in scope.{overlap} BGP path exposure: "
+                f"{e(str(cp.get('method', '')))}. Per traceroute, the BGP paths toward its destination's prefix "
+                "from the probe's AS (and its neighbours, with AS relationships) either agree with the "
+                "traceroute's flagged transit, show it only in the traceroute, only in BGP, or do not exist. "
+                f"Signals (valley-free violations, more-specifics, new origins or transits) on prefixes in "
+                f"{e(str(cp.get('signals_country') or 'any country'))}; one lines up with the traceroutes "
+                "when a change event of the same family starts around its first announcement. "
+                "Every signal and its evidence: <code>exposure/bgp_signals.csv</code>.</p>",
+                tab(control_plane_table(s), empty="no BGP data")]
+    if cp.get("rov"):
+        out += ["<p>Route origin validation (RFC 6811) of each destination's route (its pfx2as prefix "
+                "and origin) against the snapshot's VRPs: "
+                + ", ".join(f"{e(k)} {v:,}" for k, v in cp["rov"].items())
+                + " (per destination: the <code>rov</code> column below).</p>"]
+    return out
 
 
 def _counts_html(data: CampaignData) -> str:

@@ -176,17 +176,13 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_rov(args: argparse.Namespace) -> int:
-    import numpy as np
     import orjson
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from analysis import _lpm
-    from analysis.bgp import ROV_STATES, rov_status
+    from analysis.bgp import ROV_STATES, destination_rov
     from analysis.cli import campaign_from_args
     from analysis.datasets import load_snapshot
-    from analysis.errors import MissingInput, MissingReferenceData
+    from analysis.errors import MissingInput
 
     camp = campaign_from_args(args)
     path = camp.exposure_table("destinations")
@@ -195,22 +191,12 @@ def run_rov(args: argparse.Namespace) -> int:
                            f"{camp.name}` first")
     dst = pq.read_table(path)
     snap = load_snapshot(args.snapshot, cache_dir=args.cache_dir)
-    for kind in ("vrp", "pfx2as"):
-        if not snap.has(kind):
-            raise MissingReferenceData(f"snapshot {snap.id} has no {kind}; import it with "
-                                       f"`pathexp datasets import --kind {kind} FILE...`")
-    addrs = dst.column("dst_addr").combine_chunks()
-    row = _lpm.lookup_addresses(snap, "pfx2as", addrs)
-    found = pa.array(row >= 0)
-    p = snap.table("pfx2as", "prefixes").take(pa.array(np.maximum(row, 0)))
-    prefixes = pc.if_else(found, p.column("prefix"), None).to_pylist()
-    origins = pc.if_else(found, p.column("asn"), None).to_pylist()
-    status = rov_status(prefixes, origins, snap.table("vrp", "vrps"))
-    out = pa.table({"dst_addr": addrs, "prefix": pa.array(prefixes, pa.string()),
-                    "origin_asn": pa.array(origins, pa.int64()), "rov": pa.array(status, pa.string())})
+    out = destination_rov(snap, dst.column("dst_addr").combine_chunks())
+    status = out.column("rov").to_pylist()
     if args.json:
         for r in out.to_pylist():
-            print(orjson.dumps({"campaign": camp.name, "snapshot": snap.id, **r}).decode())
+            print(orjson.dumps({"campaign": camp.name, "snapshot": snap.id, "dst_addr": r["dst_addr"],
+                                "prefix": r["rov_prefix"], "origin_asn": r["rov_origin_asn"], "rov": r["rov"]}).decode())
         return 0
     from rich.table import Table
 
@@ -222,6 +208,7 @@ def run_rov(args: argparse.Namespace) -> int:
               + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
     t = Table("destination", "prefix (pfx2as)", "origin", "RPKI")
     for r in out.to_pylist():
-        t.add_row(r["dst_addr"], r["prefix"] or "-", f"AS{r['origin_asn']}" if r["origin_asn"] else "-", r["rov"])
+        t.add_row(r["dst_addr"], r["rov_prefix"] or "-", f"AS{r['rov_origin_asn']}" if r["rov_origin_asn"] else "-",
+                  r["rov"])
     con.print(t)
     return 0

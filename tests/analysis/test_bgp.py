@@ -365,6 +365,42 @@ def test_bgp_rov_of_the_demo_destinations(demo_campaign, tmp_path, capsys):  # n
         assert (r["rov"], r["origin_asn"]) == (want, owner[d][0]), d
 
 
+def test_analyze_puts_rpki_states_in_the_destination_table(demo_campaign, tmp_path):  # noqa: F811
+    """With VRPs in the campaign's snapshot, `pathexp analyze` writes each destination's
+    RPKI state into exposure/destinations and the counts into exposure.json; the states are
+    those the world's truth gives (one prefix signed by its owner, one by another AS)."""
+    import json
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from analysis.cli import main
+    from probes.workspace import Campaign
+
+    shutil.copytree(demo_campaign.root, tmp_path / "ws" / "demo", symlinks=True)
+    camp = Campaign("demo", tmp_path / "ws")
+    truth = json.loads((camp.root / "world" / "truth" / "ases.json").read_text())
+    dsts = sorted(pq.read_table(camp.exposure_table("destinations")).column("dst_addr").to_pylist())
+    owner = {d: (a["asn"], p) for d in dsts for a in truth for p in a["prefixes"]
+             if ipaddress.ip_address(d) in ipaddress.ip_network(p)}
+    (a0, p0), (a1, p1) = owner[dsts[0]], owner[dsts[-1]]
+    vrp = tmp_path / "vrps.json"  # rpki-client JSON
+    vrp.write_text(json.dumps({"roas": [
+        {"asn": a0, "prefix": p0, "maxLength": ipaddress.ip_network(p0).prefixlen, "ta": "ripe"},
+        {"asn": a1 + 1, "prefix": p1, "maxLength": ipaddress.ip_network(p1).prefixlen, "ta": "arin"}]}))
+    cache = camp.root / "cache"
+    (snap_id,) = [d.name for d in (cache / "snapshots").iterdir()]
+    import_files("vrp", [vrp], snapshot_id=snap_id, cache_dir=cache)
+    assert main(["analyze", "--campaign", "demo", "--workspace", str(camp.workspace), "--cache-dir", str(cache),
+                 "--force"]) == 0
+    got = {r["dst_addr"]: (r["rov"], r["rov_origin_asn"])
+           for r in pq.read_table(camp.exposure_table("destinations")).to_pylist()}
+    want = {d: ("valid" if p == p0 else "invalid" if p == p1 else "not-found", a) for d, (a, p) in owner.items()}
+    assert got == want
+    rov = orjson.loads(camp.exposure_json.read_bytes())["control_plane"]["rov"]
+    assert rov["valid"] >= 1 and rov["invalid"] >= 1 and sum(rov.values()) >= len(dsts)
+
+
 def test_reading_mrt_does_not_make_a_closed_socket_kill_the_process(tmp_path):
     """mrtparse sets SIGPIPE to its default action on import (a write to a closed socket then
     kills the process: this once killed the test run); the reader keeps Python's handler."""

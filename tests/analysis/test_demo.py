@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -194,6 +195,55 @@ def test_the_leak_is_seen_in_the_world_bgp_data_too(demo, truth) -> None:
            and str(div["leaker_asn"]) in x[6].split()}
     wd = {x[5] for x in lines if x[2] == "W" and int(x[1]) == div["end"]}
     assert ann == wd == set(div["leaked_prefixes"])
+
+
+def test_control_plane_beside_the_traceroutes(demo, truth) -> None:
+    """exposure.json's control plane: BGP path exposure recomputed by hand from the collector
+    file, agreement counted once per traceroute in scope, and each leaked prefix's signal
+    from the leaker lined up with the traceroutes that started crossing China Telecom."""
+    import gzip
+    import ipaddress
+
+    import pyarrow.parquet as pq
+
+    from analysis.scope import in_scope
+
+    result, ws, _ = demo
+    s = orjson.loads((ws / "demo" / "exposure.json").read_bytes())
+    cp = s["control_plane"]
+    assert cp["kind"] == "bgpdump" and cp["periods_overlap"] and cp["relationships"]
+    paths = in_scope(pq.read_table(ws / "demo" / "paths" / "paths.parquet"))
+    n = paths.num_rows
+    for fam in ("china-telecom", "china-unicom", "china-mobile"):
+        assert sum(cp["families"][fam]["agreement"].values()) == n
+    # by hand: per peer, the distinct (prefix, path) toward the destinations' most specific
+    # covering prefixes; China Telecom strictly between peer and origin; mean over peers
+    (f,) = (ws / "demo" / "world" / "reference" / "bgpdump").iterdir()
+    rows = [x.split("|") for x in gzip.decompress(f.read_bytes()).decode().splitlines()]
+    prefixes = {x[5] for x in rows if x[2] in ("A", "B")}
+    nets = sorted((ipaddress.ip_network(p) for p in prefixes), key=lambda q: -q.prefixlen)
+    dsts = set(paths.column("dst_addr").to_pylist())
+    want = {str(next(q for q in nets if ipaddress.ip_address(d) in q)) for d in dsts
+            if any(ipaddress.ip_address(d) in q for q in nets)}
+    ct = {4134, 4809, 23764, 36678, 4812, 4811}
+    per: dict[str, set] = {}
+    for x in rows:
+        if x[2] in ("A", "B") and x[5] in want:
+            per.setdefault(x[4], set()).add((x[5], x[6]))
+    shares = [sum(1 for _, p in v if ct & set(map(int, p.split()[1:-1]))) / len(v) for v in per.values()]
+    c = cp["families"]["china-telecom"]["control_plane_exposure"]
+    assert cp["peers"] == len(per) and cp["covered"] == len(dsts)
+    assert c["estimate"] == pytest.approx(sum(shares) / len(shares))
+    assert c["ci_low"] <= c["estimate"] <= c["ci_high"] and c["estimate"] > 0
+    # the leak, in both planes: every leaked prefix has a signal from the leaker that lines
+    # up with traceroute change events of China Telecom
+    sig = pq.read_table(ws / "demo" / "exposure" / "bgp_signals.parquet").to_pylist()
+    div = truth["diversion"]
+    lined = {r["prefix"] for r in sig if r["asn"] == div["leaker_asn"] and r["change_starts"] > 0}
+    assert lined >= set(div["leaked_prefixes"])
+    assert cp["families"]["china-telecom"]["signals_lined_up"] >= len(div["leaked_prefixes"])
+    html = (ws / "demo" / "report" / "index.html").read_text()
+    assert "Control plane (BGP)" in html and "BGP path exposure" in html
 
 
 def test_change_events_against_truth(demo) -> None:

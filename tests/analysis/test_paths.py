@@ -325,16 +325,20 @@ def test_facility_search_intersects_the_discs_of_every_probe_that_saw_the_router
 def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_facility():
     """The entered AS lists only Frankfurt (its New York presence missing from PeeringDB):
     nothing of it fits a 3 ms disc around New York, so the crossing is placed where the AS
-    crossed from is present inside the disc; never where the far side is not unanimous."""
+    crossed from is present inside the disc; never where the far side is not unanimous, and
+    never for a lone reply the traceroute does not go on from inside the family (the shape
+    of a third-party address, whose AS need not be there at all)."""
     fac = pa.table({"asn": [4134, 7922, 7922], "city": ["Frankfurt", "New York", "Ashburn"],
                     "country": ["DE", "US", "US"], "lat": [50.1109, 40.7506, 39.0438],
                     "lon": [8.6821, -73.9971, -77.4874]})
 
-    def trace(msm, rtt):
+    def trace(msm, rtt, then=True):
+        more = [[pub("202.97.1.2", rtt + 1, 4134, family=CT)]] if then else []
         return dict(msm_id=msm, prb_id=2002, dst_addr="8.8.8.8", hops=[
-            [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", rtt, 4134, family=CT)]])
+            [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", rtt, 4134, family=CT)], *more])
 
-    _, rows, _ = _run([trace(40, 3.0), trace(41, 8.0), trace(42, 100.0)], facilities=fac)
+    _, rows, _ = _run([trace(40, 3.0), trace(41, 8.0), trace(42, 100.0), trace(43, 3.0, then=False)],
+                      facilities=fac)
     got = {k[0]: (r["pop_crossings"][0]["pop_city"], r["pop_crossings"][0]["pop_country"],
                   r["pop_crossings"][0]["location_evidence"]) for k, r in rows.items()}
     assert haversine_km(NYC[0], NYC[1], 39.0438, -77.4874) > 300  # Ashburn outside the 3 ms disc
@@ -342,6 +346,7 @@ def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_f
     assert got[41] == (None, "US", "netfac-far-side")  # New York and Ashburn, both US
     # 100 ms reaches Frankfurt: the carrier's own PoP is inside, and alone it decides
     assert got[42] == ("Frankfurt", "DE", "carrier-pops")
+    assert got[43] == (None, None, None)  # the path ends at the entry: not placed by the far side
 
 
 def test_facility_search_keeps_only_candidates_inside_the_destination_ellipse():
