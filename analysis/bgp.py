@@ -38,6 +38,9 @@ ROV_STATES = ("valid", "invalid", "not-found", "unknown")
 #: Verdicts of :func:`bgp_agreement`, per traceroute and family.
 AGREEMENT = ("agree", "traceroute-only", "bgp-only", "no-bgp-view")
 
+#: A day, in seconds: signals first seen this long before the first traceroute still count.
+_DAY = 86_400
+
 #: Snapshot kinds holding a ``routes`` table.
 BGP_KINDS = ("mrt", "bgpdump")
 
@@ -448,7 +451,7 @@ def line_up(signals: pa.Table, events: pa.Table, *, margin_s: int = 3600) -> pa.
     for f, a, b in zip(starts.column("family").to_pylist(), epoch_seconds(starts.column("previous_timestamp")),
                        epoch_seconds(starts.column("timestamp")), strict=True):
         by_family.setdefault(f, []).append((int(a) - margin_s, int(b)))
-    seen = epoch_seconds(signals.column("first_seen")) if signals.num_rows else []
+    seen: Any = epoch_seconds(signals.column("first_seen")) if signals.num_rows else []
     n = [sum(1 for a, b in by_family.get(f, ()) if a <= int(t) <= b)
          for f, t in zip(signals.column("family").to_pylist(), seen, strict=True)]
     return signals.append_column("change_starts", pa.array(n, pa.int64()))
@@ -688,7 +691,8 @@ def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table) ->
     if not (has_bgp or has_rov):
         return None
     out: dict[str, Any] = {"snapshot": snapshot.id, "kind": None, "routes": None, "relationships": None,
-                           "signals": None, "rov": destination_rov(snapshot, dst_addrs) if has_rov else None}
+                           "signals": None, "rov": destination_rov(snapshot, dst_addrs) if has_rov else None,
+                           "rov_date": snapshot.manifest("vrp").get("date") if has_rov else None}
     if has_bgp:
         routes, kind = bgp_routes(snapshot)
         rel = snapshot.table("as-rel", "links") if snapshot.has("as-rel") else None
@@ -760,31 +764,43 @@ def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, regi
 
     ``paths`` are the traceroutes in scope, ``events`` the change events of the same run.
     Returns the summary (per family: control-plane exposure with its interval over peers,
-    the per-traceroute agreement counts, the signals on prefixes in ``dst_country`` and how
-    many line up with change events; RPKI states of the destinations; the BGP data's period
-    beside the campaign's) and the tables ``bgp_agreement`` and ``bgp_signals``.
+    the per-traceroute agreement counts, the signals first seen within the campaign's
+    period (from a day before its first traceroute) on prefixes in ``dst_country`` and how
+    many line up with change events; RPKI states of the destinations, with the VRP data's
+    date against the measurements (``rov_data``: ``date``, ``gap_days``, ``stale``); the BGP
+    data's period beside the campaign's) and the tables ``bgp_agreement`` and
+    ``bgp_signals`` (every signal, ``in_window`` marking those counted).
     """
+    import datetime as dt
+
+    from analysis.refdates import reference_dates
     from probes.store import epoch_seconds
 
     out: dict[str, Any] = {"snapshot": inputs["snapshot"], "kind": inputs["kind"]}
     tables: dict[str, pa.Table] = {}
+    ts: Any = epoch_seconds(paths.column("timestamp")) if paths.num_rows else []
+    period: list[int] | None = [int(min(ts)), int(max(ts))] if len(ts) else None
     if inputs["rov"] is not None:
         states = inputs["rov"].column("rov").to_pylist()
         out["rov"] = {s: states.count(s) for s in ROV_STATES}
+        when = [dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in period] if period else [None, None]
+        out["rov_data"] = reference_dates({"vrp": {"date": inputs["rov_date"]}}, *when)["kinds"]["vrp"]
     routes = inputs["routes"]
     if routes is None:
         return out, tables
-    ts = epoch_seconds(paths.column("timestamp")) if paths.num_rows else []
-    rts = epoch_seconds(routes.column("timestamp")) if routes.num_rows else []
-    period = [int(min(ts)), int(max(ts))] if len(ts) else None
+    rts: Any = epoch_seconds(routes.column("timestamp")) if routes.num_rows else []
     bgp_period = [int(min(rts)), int(max(rts))] if len(rts) else None
     out["campaign_period"], out["bgp_period"] = period, bgp_period
     out["periods_overlap"] = bool(period and bgp_period and bgp_period[0] <= period[1] and period[0] <= bgp_period[1])
     cp = control_plane_exposure(paths, routes, registry, n_boot=n_boot, seed=seed, confidence=confidence)
     agreement, counts = bgp_agreement(paths, routes, registry, inputs["relationships"])
     signals = line_up(inputs["signals"], events)
-    scoped = signals if dst_country is None else signals.filter(
-        pc.fill_null(pc.equal(signals.column("country"), dst_country), False))
+    first: Any = epoch_seconds(signals.column("first_seen")) if signals.num_rows else []
+    lo, hi = (period[0] - _DAY, period[1]) if period else (1, 0)
+    signals = signals.append_column("in_window", pa.array([lo <= int(t) <= hi for t in first], pa.bool_()))
+    scoped = signals.filter(signals.column("in_window"))
+    if dst_country is not None:
+        scoped = scoped.filter(pc.fill_null(pc.equal(scoped.column("country"), dst_country), False))
     fams: dict[str, Any] = {}
     for f, c in cp["families"].items():
         mine = scoped.filter(pc.equal(scoped.column("family"), f))

@@ -625,7 +625,8 @@ def _analyze_locked(
         step("control plane: BGP paths, agreement, signals")
         control_plane, bgp_tables = bgp.campaign_bgp(
             bgp_inputs, paths, tables["change_events"], bgp_registry,
-            dst_country=None if dst_country == "any" else dst_country, **opts)
+            dst_country=None if dst_country == "any" else dst_country, n_boot=n_boot, seed=seed,
+            confidence=confidence)
         tables.update({k: _csv_ready(t) for k, t in bgp_tables.items()})
         if bgp_inputs["rov"] is not None:
             tables["destinations"] = _with_columns(tables["destinations"], bgp_inputs["rov"], "dst_addr")

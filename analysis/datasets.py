@@ -121,6 +121,10 @@ _CONTENT_DATES = {
     "rir-delegated": re.compile(rb"^\d+(?:\.\d+)?\|[a-z]+\|[^|\n]*\|[^|\n]*\|[^|\n]*\|((?:19|20)\d{6})\|", re.M),
     # PeeringDB API objects: the newest "updated" time
     "peeringdb": re.compile(rb'"updated"\s*:\s*"((?:19|20)\d\d-\d\d-\d\d)'),
+    # VRP exports: rpki-client's "buildtime", Routinator's "generatedTime", or a "generated"
+    # Unix time (Routinator, the Cloudflare rpki.json shape)
+    "vrp": re.compile(rb'"(?:buildtime|generatedTime)"\s*:\s*"((?:19|20)\d\d-\d\d-\d\d)'
+                      rb'|"generated"\s*:\s*(\d{9,10})\b'),
 }
 
 
@@ -129,17 +133,21 @@ def _content_date(kind: str, files: Sequence[tuple[str, bytes]]) -> str | None:
 
     The newest date found: the last day of input of an AS-relationships file, the build
     date of a CAIDA IXP file, the end date of a delegation file's version line, the newest
-    ``updated`` of PeeringDB objects. None for formats without one (the file name is used then).
+    ``updated`` of PeeringDB objects, the build or generation time of a VRP export. None for formats without one (the file name is used then).
 
     >>> _content_date("rir-delegated", [("x", b"# c\n2|apnic|20260618|85300|19830613|20260617|+1000\n")])
     '2026-06-17'
     >>> _content_date("peeringdb", [("p", b'[{"updated": "2020-03-06T19:27:03Z"}, {"updated": "2022-10-05T01:00:00Z"}]')])
     '2022-10-05'
+    >>> _content_date("vrp", [("c", b'{"metadata": {"generated": 1583020800}, "roas": []}')])
+    '2020-03-01'
     """
     rx = _CONTENT_DATES.get(kind)
     if rx is None:
         return None
-    found = [m.group(1).decode().replace(".", "-") for _, data in files for m in rx.finditer(data)]
+    found = [m.group(1).decode().replace(".", "-") if m.group(1) else
+             _dt.datetime.fromtimestamp(int(m.group(2)), _dt.timezone.utc).strftime("%Y-%m-%d")
+             for _, data in files for m in rx.finditer(data)]
     dates = [f"{d[:4]}-{d[4:6]}-{d[6:8]}" if "-" not in d else d for d in found]
     ok = [d for d in dates if 1 <= int(d[5:7]) <= 12 and 1 <= int(d[8:10]) <= 31]
     return max(ok) if ok else None

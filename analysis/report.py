@@ -554,8 +554,20 @@ def _control_plane_html(s: dict[str, Any], tab: Callable[..., str]) -> list[str]
         out += ["<p>Route origin validation (RFC 6811) of each destination's route (its pfx2as prefix "
                 "and origin) against the snapshot's VRPs: "
                 + ", ".join(f"{e(k)} {v:,}" for k, v in cp["rov"].items())
-                + " (per destination: the <code>rov</code> column below).</p>"]
+                + " (per destination: the <code>rov</code> column below)."
+                + _rov_date_note(cp.get("rov_data") or {}) + "</p>"]
     return out
+
+
+def _rov_date_note(d: dict[str, Any]) -> str:
+    """How far the VRPs are from the measurements (RPKI states change: ROAs are added and expire)."""
+    if not d.get("date"):
+        return " The VRP data carry no date: the states may be of another time than the measurements."
+    gap = d.get("gap_days")
+    where = "within the measurement period" if gap == 0 else (
+        f"{abs(gap):,} days {'before' if gap < 0 else 'after'} the measurements" if gap is not None else "")
+    warn = " <b>More than a year away: the states may not be those at measurement time.</b>" if d.get("stale") else ""
+    return f" VRPs of {html.escape(str(d['date']))}{', ' + where if where else ''}.{warn}"
 
 
 def _counts_html(data: CampaignData) -> str:

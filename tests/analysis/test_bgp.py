@@ -216,6 +216,35 @@ def test_valley_signals_on_real_ris_data_against_the_raw_relationship_file(ris_s
             assert e["source"].startswith("updates.") and e["record"] >= 1
 
 
+@pytest.mark.slow
+def test_path_change_signals_on_real_ris_data_checked_record_by_record(ris_snapshot):
+    """Each new-origin / new-transit signal on the real rrc24 updates, checked at its evidence:
+    the named record announces the prefix with the flagged AS on the path, and the same
+    peer's latest earlier message for that prefix (read here with DuckDB from the routes
+    table, ordered by time, file and record) was an announcement without that family."""
+    from analysis.bgp import path_change_signals
+    from analysis.registry import load_registry
+
+    reg = load_registry()
+    family = {e.asn: e.family for e in reg.asns}
+    routes = ris_snapshot.table("mrt", "routes")
+    sig = path_change_signals(routes, reg)
+    assert sig.num_rows > 0, "the real updates move some paths onto a flagged AS"
+    con = duckdb.connect()
+    con.register("r", routes.select(["timestamp", "peer_asn", "prefix", "kind", "as_path", "source", "record"]))
+    for x in sig.to_pylist():
+        (ts, peer, path) = con.execute("SELECT timestamp, peer_asn, as_path FROM r WHERE source = ? AND record = ? "
+                                       "AND prefix = ? AND kind = 'announce'",
+                                       [x["source"], x["record"], x["prefix"]]).fetchall()[0]
+        assert x["asn"] in path and path == x["as_path"] and ts == x["first_seen"]
+        prev = con.execute("SELECT kind, as_path FROM r WHERE peer_asn = ? AND prefix = ? AND "
+                           "(timestamp, source, record) < (?, ?, ?) ORDER BY timestamp DESC, source DESC, "
+                           "record DESC LIMIT 1", [peer, x["prefix"], ts, x["source"], x["record"]]).fetchall()
+        assert prev and prev[0][0] == "announce" and prev[0][1] == x["previous_path"]
+        assert x["family"] not in {family.get(a) for a in prev[0][1]}
+        assert (x["signal"] == "new-origin") == (path[-1] == x["asn"])
+
+
 def test_bgp_agreement_verdicts_views_from_the_probe_as_and_its_neighbours():
     from analysis.bgp import bgp_agreement
     from analysis.registry import load_registry
@@ -385,7 +414,7 @@ def test_analyze_puts_rpki_states_in_the_destination_table(demo_campaign, tmp_pa
              if ipaddress.ip_address(d) in ipaddress.ip_network(p)}
     (a0, p0), (a1, p1) = owner[dsts[0]], owner[dsts[-1]]
     vrp = tmp_path / "vrps.json"  # rpki-client JSON
-    vrp.write_text(json.dumps({"roas": [
+    vrp.write_text(json.dumps({"metadata": {"buildtime": "2026-03-03T00:00:00Z"}, "roas": [
         {"asn": a0, "prefix": p0, "maxLength": ipaddress.ip_network(p0).prefixlen, "ta": "ripe"},
         {"asn": a1 + 1, "prefix": p1, "maxLength": ipaddress.ip_network(p1).prefixlen, "ta": "arin"}]}))
     cache = camp.root / "cache"
@@ -397,8 +426,10 @@ def test_analyze_puts_rpki_states_in_the_destination_table(demo_campaign, tmp_pa
            for r in pq.read_table(camp.exposure_table("destinations")).to_pylist()}
     want = {d: ("valid" if p == p0 else "invalid" if p == p1 else "not-found", a) for d, (a, p) in owner.items()}
     assert got == want
-    rov = orjson.loads(camp.exposure_json.read_bytes())["control_plane"]["rov"]
-    assert rov["valid"] >= 1 and rov["invalid"] >= 1 and sum(rov.values()) >= len(dsts)
+    cp = orjson.loads(camp.exposure_json.read_bytes())["control_plane"]
+    assert cp["rov"]["valid"] >= 1 and cp["rov"]["invalid"] >= 1 and sum(cp["rov"].values()) >= len(dsts)
+    # the VRPs' own date (rpki-client buildtime) lies inside the world's measurement days
+    assert cp["rov_data"] == {"date": "2026-03-03", "gap_days": 0, "stale": False}
 
 
 def test_reading_mrt_does_not_make_a_closed_socket_kill_the_process(tmp_path):
