@@ -61,7 +61,13 @@ def _options(parser: argparse.ArgumentParser, *, holding: str, json: str, regist
 def run_summary(args: argparse.Namespace) -> int:
     import orjson
 
-    from analysis.bgp import bgp_routes, bgp_summary, more_specific_signals, valley_signals
+    from analysis.bgp import (
+        bgp_routes,
+        bgp_summary,
+        more_specific_signals,
+        path_change_signals,
+        valley_signals,
+    )
     from analysis.datasets import load_snapshot
     from analysis.registry import load_registry
 
@@ -71,6 +77,8 @@ def run_summary(args: argparse.Namespace) -> int:
     s = bgp_summary(routes, registry, snapshot=snap)
     s = {"snapshot": snap.id, "kind": kind, **s}
     _by_family(s["families"], more_specific_signals(routes, registry), "more_specifics", "more_specific_examples",
+               weight="peers")
+    _by_family(s["families"], path_change_signals(routes, registry), "path_changes", "path_change_examples",
                weight="peers")
     valleys = None
     if snap.has("as-rel"):
@@ -108,6 +116,16 @@ def run_summary(args: argparse.Namespace) -> int:
                       e["first_seen"][:16], f"{e['messages']:,}", f"{e['source']} #{e['record']}")
     if m.row_count:
         con.print(m)
+    con.print("paths that newly cross a flagged family (new origin or new transit; the peer's previous path for "
+              "the prefix did not): " + ", ".join(f"{f['name']} {f['path_changes']:,}" for f in s["families"].values()))
+    c = Table("family", "signal", "AS", "prefix", "peers", "seen", "previous path", "new path", "evidence")
+    for fam in s["families"].values():
+        for e in fam["path_change_examples"]:
+            c.add_row(fam["name"], e["signal"], str(e["asn"]), e["prefix"], f"{e['peers']:,}", e["first_seen"][:16],
+                      " ".join(map(str, e["previous_path"])), " ".join(map(str, e["as_path"])),
+                      f"{e['source']} #{e['record']}")
+    if c.row_count:
+        con.print(c)
     if valleys is None:
         con.print(f"route-leak signals: {s['valley_source']}")
         return 0
