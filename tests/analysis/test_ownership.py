@@ -126,6 +126,22 @@ def test_link_mate_needs_the_mate_seen_after_the_next_as():
     assert _owner(infer_owners(_hops([C_TO_D, D_TO_C, elsewhere])), X) == (C, "origin")
 
 
+def test_parallel_hop_takes_the_as_that_answers_the_same_slot_elsewhere():
+    """B's router sometimes answers from X, an address of A (adjacent to both B and D, so a
+    one-hop transit by the relationships), and sometimes from b2, between the same b1 and
+    d1: X is B's (an alias or a parallel router), not a transit through A."""
+    via_x = [(b1, B, None, None), (X, A, None, None), (d1, D, None, None)]
+    via_b2 = [(b1, B, None, None), (b2, B, None, None), (d1, D, None, None)]
+    assert _owner(infer_owners(_hops([via_x]), relationships=REL), X) == (A, "origin")
+    assert _owner(infer_owners(_hops([via_x, via_b2]), relationships=REL), X) == (B, "parallel-hop")
+    # b2 once against X five times: a rare path change, not load balancing (PARALLEL_SHARE)
+    assert _owner(infer_owners(_hops([via_x] * 5 + [via_b2]), relationships=REL), X) == (A, "origin")
+    # the slot answered by two other ASes, or by an AS that is not the one before X: no owner from it
+    via_c = [(b1, B, None, None), ("192.0.2.9", C, None, None), (d1, D, None, None)]
+    assert _owner(infer_owners(_hops([via_x, via_b2, via_c]), relationships=REL), X) == (A, "origin")
+    assert _owner(infer_owners(_hops([via_x, via_c]), relationships=REL), X) == (A, "origin")
+
+
 def test_without_relationships_a_sandwich_is_third_party():
     owners = infer_owners(_hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None)]]))
     assert _owner(owners, X) == (A, "third-party")
