@@ -896,6 +896,11 @@ def _locate_one(
         return (*_unanimous(kept_shared + [c for c in kept if c in home_points]), "netfac-shared" + suffix)
     if kept:
         city, cc = _unanimous(kept)
+        # the AS crossed from lists facilities inside the constraints, none in a kept city:
+        # one of the two lists misses the interconnect's facility, so the city is not known
+        others = by_asn.get(from_asn, []) if from_asn >= 0 else []
+        if city is not None and others and _inside(others, cons, ellipse).any():
+            city = None
         if cc is not None:
             return city, cc, "carrier-pops" + suffix
         return None, None, None
