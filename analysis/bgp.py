@@ -696,10 +696,11 @@ def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table) ->
     if has_bgp:
         routes, kind = bgp_routes(snapshot)
         rel = snapshot.table("as-rel", "links") if snapshot.has("as-rel") else None
-        parts = [path_change_signals(routes, registry), more_specific_signals(routes, registry)]
+        parts = [("path-change", path_change_signals(routes, registry)),
+                 ("more-specific", more_specific_signals(routes, registry))]
         if rel is not None:
-            parts.append(valley_signals(routes, rel, registry))
-        signals = _signal_table(parts, ("new-origin/new-transit", "more-specific", "valley"))
+            parts.append(("valley", valley_signals(routes, rel, registry)))
+        signals = _signal_table(parts)
         prefixes = sorted(set(signals.column("prefix").to_pylist()))
         where, _ = _prefix_countries(prefixes, snapshot)
         where.update(_destination_countries(prefixes, destinations))
@@ -732,11 +733,12 @@ def _destination_countries(prefixes: list[str], destinations: pa.Table) -> dict[
     return {p: next(iter(c)) for p, c in seen.items() if len(c) == 1}
 
 
-def _signal_table(parts: list[pa.Table], names: tuple[str, ...]) -> pa.Table:
-    """The three signal tables in one: ``signal, family, asn, prefix, peers, first_seen, last_seen,
-    messages, evidence`` (the first message's file and record; the AS paths when known)."""
+def _signal_table(parts: list[tuple[str, pa.Table]]) -> pa.Table:
+    """The signal tables, each named, in one: ``signal, family, asn, prefix, peers, first_seen,
+    last_seen, messages, evidence`` (the first message's file and record; the AS paths when
+    known). A table's own ``signal`` column (path changes) wins over its name."""
     rows: list[dict[str, Any]] = []
-    for t, name in zip(parts, names, strict=True):
+    for name, t in parts:
         for r in t.to_pylist():
             path = r.get("as_path")
             ev = f"{r['source']} record {r['record']}"
@@ -750,7 +752,7 @@ def _signal_table(parts: list[pa.Table], names: tuple[str, ...]) -> pa.Table:
                          "prefix": r["prefix"], "peers": r.get("peers", 1 if "peer_asn" in r else None),
                          "first_seen": r["first_seen"], "last_seen": r["last_seen"],
                          "messages": r["messages"], "evidence": ev})
-    ts = parts[0].schema.field("first_seen").type
+    ts = parts[0][1].schema.field("first_seen").type
     schema = pa.schema([("signal", pa.string()), ("family", pa.string()), ("asn", pa.int64()),
                         ("prefix", pa.string()), ("peers", pa.int64()), ("first_seen", ts), ("last_seen", ts),
                         ("messages", pa.int64()), ("evidence", pa.string())])
@@ -768,10 +770,14 @@ def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, regi
     period (from a day before its first traceroute) on prefixes in ``dst_country`` and how
     many line up with change events; RPKI states of the destinations, with the VRP data's
     date against the measurements (``rov_data``: ``date``, ``gap_days``, ``stale``); the BGP
-    data's period beside the campaign's) and the tables ``bgp_agreement`` and
-    ``bgp_signals`` (every signal, ``in_window`` marking those counted).
+    data's period beside the campaign's; exposure and agreement use the routes of the
+    measurement period when the two overlap: RIB entries dumped up to its end and messages
+    from a day before its start to its end, ``bgp_view``) and the tables ``bgp_agreement``
+    and ``bgp_signals`` (every signal, ``in_window`` marking those counted).
     """
     import datetime as dt
+
+    import numpy as np
 
     from analysis.refdates import reference_dates
     from probes.store import epoch_seconds
@@ -792,8 +798,19 @@ def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, regi
     bgp_period = [int(min(rts)), int(max(rts))] if len(rts) else None
     out["campaign_period"], out["bgp_period"] = period, bgp_period
     out["periods_overlap"] = bool(period and bgp_period and bgp_period[0] <= period[1] and period[0] <= bgp_period[1])
-    cp = control_plane_exposure(paths, routes, registry, n_boot=n_boot, seed=seed, confidence=confidence)
-    agreement, counts = bgp_agreement(paths, routes, registry, inputs["relationships"])
+    view = routes
+    if out["periods_overlap"] and period is not None:
+        # the routes of the measurement period: RIB entries dumped up to its end, messages
+        # from a day before its start to its end
+        kind = routes.column("kind")
+        keep = (rts <= period[1]) & ((rts >= period[0] - _DAY)
+                                    | np.asarray(pc.equal(kind, "rib").to_numpy(zero_copy_only=False), bool))
+        view = routes.filter(pa.array(keep))
+    out["bgp_view"] = (f"{view.num_rows:,} of {routes.num_rows:,} routes: RIB entries up to the last traceroute "
+                       "and messages from a day before the first" if view is not routes else
+                       "every route of the snapshot (its period does not overlap the measurements)")
+    cp = control_plane_exposure(paths, view, registry, n_boot=n_boot, seed=seed, confidence=confidence)
+    agreement, counts = bgp_agreement(paths, view, registry, inputs["relationships"])
     signals = line_up(inputs["signals"], events)
     first: Any = epoch_seconds(signals.column("first_seen")) if signals.num_rows else []
     lo, hi = (period[0] - _DAY, period[1]) if period else (1, 0)

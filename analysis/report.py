@@ -535,7 +535,8 @@ def _control_plane_html(s: dict[str, Any], tab: Callable[..., str]) -> list[str]
         period = cp.get("bgp_period") or [None, None]
         when = " to ".join(dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
                            for t in period if t is not None)
-        overlap = "" if cp.get("periods_overlap") else (
+        overlap = f" Routes used: {e(str(cp['bgp_view']))}." if cp.get("periods_overlap") and cp.get("bgp_view") \
+            else "" if cp.get("periods_overlap") else (
             " <b>The BGP data do not overlap the measurement period</b>: the comparison is with "
             "routes of another time.")
         out += [f"<p>BGP data: {e(str(cp.get('kind')))} in snapshot <code>{e(str(cp.get('snapshot')))}</code>, "

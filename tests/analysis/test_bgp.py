@@ -432,6 +432,41 @@ def test_analyze_puts_rpki_states_in_the_destination_table(demo_campaign, tmp_pa
     assert cp["rov_data"] == {"date": "2026-03-03", "gap_days": 0, "stale": False}
 
 
+def test_campaign_control_plane_uses_the_routes_of_the_measurement_period(tmp_path):
+    """BGP path exposure and agreement of a campaign from a real bgpdump-format snapshot: the
+    RIB dumped before the traceroutes and the messages from a day before the first to the
+    last count; an announcement from weeks earlier and one after the last do not."""
+    import datetime as dt
+
+    from analysis.bgp import campaign_bgp, campaign_bgp_inputs
+    from analysis.registry import load_registry
+
+    start, end, day = 1_600_000_000, 1_600_050_000, 86_400
+    lines = [f"TABLE_DUMP2|{start - 3 * day}|B|192.0.2.250|64500|192.0.2.0/24|64500 3356 64510|IGP|x|0|0||NAG||",
+             f"BGP4MP|{start - 30 * day}|A|192.0.2.251|64501|192.0.2.0/24|64501 4134 64510|IGP|x|0|0||NAG||",
+             f"BGP4MP|{start - day // 2}|A|192.0.2.252|64502|192.0.2.0/24|64502 4809 64510|IGP|x|0|0||NAG||",
+             f"BGP4MP|{end + 1}|A|192.0.2.253|64503|192.0.2.0/24|64503 4837 64510|IGP|x|0|0||NAG||"]
+    f = tmp_path / "updates.20200913.0000.txt"
+    f.write_text("\n".join(lines) + "\n")
+    snap = import_files("bgpdump", [f], snapshot_id="t", cache_dir=tmp_path / "cache")
+    reg = load_registry()
+    inputs = campaign_bgp_inputs(snap, reg, pa.table({"dst_addr": ["192.0.2.7"], "dst_country": ["US"]}))
+    ts = pa.array([start, end], pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+    paths = pa.table({"msm_id": [1, 1], "prb_id": [1, 1], "timestamp": ts, "probe_asn": [64500, 64500],
+                      "dst_addr": ["192.0.2.7"] * 2, "flagged_families": [[], ["china-telecom"]]})
+    events = pa.table({"family": pa.array([], pa.string()), "event": pa.array([], pa.string()),
+                       "previous_timestamp": pa.array([], ts.type), "timestamp": pa.array([], ts.type)})
+    cp, tables = campaign_bgp(inputs, paths, events, reg, n_boot=200)
+    assert cp["periods_overlap"] and cp["peers"] == 2 and cp["paths"] == 2  # AS64500's RIB entry, AS64502's update
+    fam = cp["families"]
+    assert fam["china-telecom"]["control_plane_exposure"]["estimate"] == 0.5  # (0 + 1) / 2 peers
+    assert fam["china-unicom"]["control_plane_exposure"]["estimate"] == 0.0  # AS4837 only after the end
+    # the probe's AS is a collector peer: its own path shows no flagged transit
+    assert fam["china-telecom"]["agreement"] == {"agree": 1, "traceroute-only": 1, "bgp-only": 0, "no-bgp-view": 0}
+    assert tables["bgp_agreement"].num_rows == 2 * len(reg.families)
+    assert dt.datetime.fromtimestamp(cp["bgp_period"][0], dt.timezone.utc).year == 2020
+
+
 def test_reading_mrt_does_not_make_a_closed_socket_kill_the_process(tmp_path):
     """mrtparse sets SIGPIPE to its default action on import (a write to a closed socket then
     kills the process: this once killed the test run); the reader keeps Python's handler."""
