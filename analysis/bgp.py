@@ -779,6 +779,7 @@ def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, regi
 
     import numpy as np
 
+    from analysis.metrics import ANY_FAMILY
     from analysis.refdates import reference_dates
     from probes.store import epoch_seconds
 
@@ -820,7 +821,7 @@ def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, regi
         scoped = scoped.filter(pc.fill_null(pc.equal(scoped.column("country"), dst_country), False))
     fams: dict[str, Any] = {}
     for f, c in cp["families"].items():
-        mine = scoped.filter(pc.equal(scoped.column("family"), f))
+        mine = scoped if f == ANY_FAMILY else scoped.filter(pc.equal(scoped.column("family"), f))
         lined = int(pc.sum(pc.greater(mine.column("change_starts"), 0)).as_py() or 0)
         fams[f] = {"control_plane_exposure": c, "agreement": counts.get(f),
                    "signals": {s: int(pc.sum(pc.equal(mine.column("signal"), s)).as_py() or 0)
