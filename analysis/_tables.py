@@ -104,3 +104,17 @@ def registry_family_ids(registry: RegistryLike) -> list[str]:
     if hasattr(registry, "families"):
         return list(registry.families)
     return sorted(set(registry.values()))
+
+
+def plain_columns(table: pa.Table) -> pa.Table:
+    """``table`` with every dictionary-encoded column decoded to its value type.
+
+    >>> t = pa.table({"x": pa.DictionaryArray.from_arrays(pa.array([1, 0, None], pa.int32()), ["a", "b"])})
+    >>> plain_columns(t).column("x").to_pylist(), plain_columns(t).schema.field("x").type
+    (['b', 'a', None], DataType(string))
+    """
+    fields = [pa.field(f.name, f.type.value_type, f.nullable, f.metadata) if pa.types.is_dictionary(f.type) else f
+              for f in table.schema]
+    if all(f.type == g.type for f, g in zip(fields, table.schema, strict=True)):
+        return table
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))

@@ -268,8 +268,9 @@ def annotate(
         The RDAP client used when ``online`` (default: one caching under the cache root).
     dictionary : bool
         Return the annotation columns (all but ``asns``) dictionary-encoded over the unique
-        addresses instead of materialized: the same values, no per-row copy (in-memory
-        pipelines; :func:`analysis.campaign_io.annotate_campaign` writes the plain types).
+        addresses instead of materialized: the same values, no per-row copy; nulls are in
+        the indices, so Parquet writes the columns as they are and reads them back as the
+        plain types (what :func:`analysis.campaign_io.annotate_campaign` does).
 
     Returns
     -------
@@ -315,15 +316,36 @@ def annotate(
     idx = pa.array(idx_np)
     out = hops
     for f in ANNOTATION_FIELDS:
-        ext = pa.concat_arrays([u[f.name].cast(f.type), pa.nulls(1, f.type)])
-        if dictionary and f.name != "asns":
-            col_out = pa.DictionaryArray.from_arrays(idx, ext)
-            field = pa.field(f.name, col_out.type)
-        else:
-            col_out = pc.take(ext, idx)
-            field = f
+        vals = u[f.name].cast(f.type)
+        col_out = _dictionary_column(vals, idx) if dictionary else None
+        if col_out is None:
+            col_out = pc.take(pa.concat_arrays([vals, pa.nulls(1, f.type)]), idx)
+        field = pa.field(f.name, col_out.type)
         out = out.append_column(field, pa.chunked_array([col_out], field.type))
     return out, counts
+
+
+#: Stand-ins for the null values of a dictionary (a null row points nowhere: its index is null).
+_PLACEHOLDERS = {pa.string(): "", pa.int64(): 0, pa.int32(): 0, pa.bool_(): False, pa.float64(): 0.0}
+
+
+def _dictionary_column(values: pa.Array, idx: pa.Array) -> pa.DictionaryArray | None:
+    """Rows ``idx`` of ``values`` (``len(values)``: a timeout) as a dictionary array, or None.
+
+    Nulls live in the indices, not in the dictionary, so that Parquet writes it as it is
+    (its dictionary pages) and reads it back as the plain column. None for a type without a
+    stand-in value (lists).
+    """
+    stand_in = _PLACEHOLDERS.get(values.type)
+    if stand_in is None:
+        return None
+    # one entry per distinct value, in a fresh buffer: a dictionary built by the compute
+    # kernels may carry stale bytes that the Parquet writer copies, and the same table
+    # would not give the same file twice
+    enc = pc.dictionary_encode(pc.fill_null(values, pa.scalar(stand_in, values.type)))
+    codes = pc.if_else(values.is_null(), pa.scalar(None, pa.int32()), enc.indices.cast(pa.int32()))
+    rows = pc.take(pa.concat_arrays([codes, pa.nulls(1, pa.int32())]), idx)  # one int32 gather
+    return pa.DictionaryArray.from_arrays(rows, enc.dictionary)
 
 
 def _annotate_unique(

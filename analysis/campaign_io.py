@@ -66,6 +66,7 @@ from analysis._tables import (
     list_of,
     node_attributes_sql,
     override_families,
+    plain_columns,
     registry_family_ids,
     registry_lookup,
 )
@@ -329,18 +330,26 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
 
     hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
-    annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"])
+    # dictionary-encoded over the segment's unique addresses and written as it is (no
+    # per-row copy of 17 columns); DuckDB reads the files as plain columns, and
+    # read_annotated decodes them for pyarrow users
+    annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
+                                 dictionary=True)
     del hops
     fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet")
     return name, annotated.num_rows, counts
 
 
 def read_annotated(campaign: Campaign) -> pa.Table:
-    """The annotated hop table of a campaign (all parts, in order)."""
+    """The annotated hop table of a campaign (all parts, in order), with plain column types.
+
+    The parts store the annotation columns dictionary-encoded (:func:`analysis.annotate.annotate`
+    with ``dictionary=True``); DuckDB reads them as plain columns, and so does this.
+    """
     files = sorted(Path(campaign.annotated_dir).glob("*.parquet"))
     if not files:
         raise MissingInput(f"{campaign.annotated_dir}: no annotated hops; run `pathexp annotate`")
-    return pa.concat_tables(pq.read_table(f) for f in files)
+    return pa.concat_tables(plain_columns(pq.read_table(f)) for f in files)
 
 
 # ---------------------------------------------------------------------------- analyze

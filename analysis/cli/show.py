@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
+    from analysis._tables import plain_columns
     from analysis.cli import campaign_from_args
     from analysis.errors import MissingInput
     from analysis.show import render_trace, trace_record
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     annotated = sorted(camp.annotated_dir.glob("*.parquet")) if camp.annotated_dir.is_dir() else []
     source = annotated or sorted(camp.hops_dir.glob("*.parquet"))
     key_filter = pc.field("msm_id").isin(keys["msm_id"].unique()) & pc.field("prb_id").isin(keys["prb_id"].unique())
-    hops = ds.dataset([str(f) for f in source]).to_table(filter=key_filter)
+    hops = plain_columns(ds.dataset([str(f) for f in source]).to_table(filter=key_filter))
     owners = {}
     if camp.owners_parquet.is_file():
         own = ds.dataset(str(camp.owners_parquet)).to_table(

@@ -355,6 +355,45 @@ def test_annotate_campaign_counts_add_up(test_data, tmp_path, real_snapshot):
     assert by_reason == c["replies"]
 
 
+def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_path, real_snapshot):
+    """annotate_campaign writes the annotation dictionary-encoded (nulls in the indices);
+    decoded, and through DuckDB, the files hold exactly the plain table, and the same
+    segment gives the same bytes twice."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from analysis.campaign_io import read_annotated
+    from probes import fileio, store
+    from probes.schema import HOP_SCHEMA
+    from probes.workspace import Campaign
+
+    camp = Campaign("sagan", tmp_path)
+    store.ingest_files(camp, [test_data / TRACES / "sagan_test_traceroutes.ndjson"])
+    annotate_campaign(camp, snapshot_id=real_snapshot.id, cache_dir=real_snapshot.path.parent.parent)
+    for name in store.segment_names(camp, "hops"):
+        hops = pq.read_table(store.segment_path(camp, name, "hops"), schema=HOP_SCHEMA)
+        plain, _ = annotate(hops, real_snapshot)
+        f = camp.annotated_dir / f"{name}.parquet"
+        written = pq.read_table(f)
+        assert pa.types.is_dictionary(written.schema.field("org").type)
+        back = read_annotated(camp)
+        # Parquet has no seconds unit: timestamps come back in ms, as they always did
+        assert [(x.name, x.type) for x in back.schema if x.name != "timestamp"] == \
+            [(x.name, x.type) for x in plain.schema if x.name != "timestamp"]
+        assert back.equals(plain.cast(back.schema))
+        assert pc.sum(pc.is_null(plain["asn"])).as_py() > 0  # nulls (timeouts, private hops) went through too
+        via_duckdb = duckdb.sql(f"SELECT org, asn, ip_class FROM read_parquet('{f}')").to_arrow_table()
+        assert via_duckdb.column("org").to_pylist() == plain.column("org").to_pylist()
+        assert via_duckdb.column("ip_class").to_pylist() == plain.column("ip_class").to_pylist()
+        d, _ = annotate(hops, real_snapshot, dictionary=True)
+        fileio.write_parquet(d, tmp_path / "again.parquet")
+        assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
+    # and in memory: dictionary columns with the same values
+    d, _ = annotate(hops, real_snapshot, dictionary=True)
+    assert pa.types.is_dictionary(d.schema.field("org").type)
+    assert d["org"].cast(pa.string()).equals(plain["org"])
+
+
 def test_org_country_and_as2org_siblings(test_data, tmp_path):
     """A hand-written as2org file (our own fixture): org names, countries, sibling family."""
     pfx = sorted((test_data / "ip2asn" / "caida-pfx2as-mlab").glob("*ipv4*"))
