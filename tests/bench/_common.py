@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import resource
 import sys
@@ -39,3 +40,14 @@ def best_of(fn: Callable[[], Any], repeat: int = 3) -> tuple[float, Any]:
         out = fn()
         best = min(best, time.perf_counter() - t0)
     return best, out
+
+
+def pyasn_table(root: Path, out: Path) -> Path:
+    """pyasn's ipasn format from the CAIDA prefix2as files the benchmarks import (first origin)."""
+    with open(out, "w") as fh:
+        for name in ("routeviews-rv2.pfx2as.ipv4.2020-02.gz", "routeviews-rv6.pfx2as.ipv6.2020-02.gz"):
+            with gzip.open(root / "ip2asn" / "caida-pfx2as-mlab" / name, "rt") as src:
+                for line in src:
+                    net, plen, origins = line.rstrip("\n").split("\t")
+                    fh.write(f"{net}/{plen}\t{origins.replace(',', '_').split('_')[0]}\n")
+    return out

@@ -11,7 +11,6 @@ Run: ``.venv/bin/python tests/bench/bench_annotate.py``
 
 from __future__ import annotations
 
-import gzip
 import lzma
 import sys
 import tempfile
@@ -20,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench._common import best_of, data_root, emit, peak_rss_mb  # noqa: E402
+from tests.bench._common import best_of, data_root, emit, peak_rss_mb, pyasn_table  # noqa: E402
 
 BENCH = "annotate"
 
@@ -52,14 +51,7 @@ def main() -> None:
         emit(BENCH, "peak_rss_before_hops", rss_before, "MiB")
         replies = hops["reply_from"].drop_null().to_pylist()
         # pyasn DB from the same CAIDA table (first origin)
-        dat = tmp / "ipasn.dat"
-        with open(dat, "w") as out:
-            for name in ("routeviews-rv2.pfx2as.ipv4.2020-02.gz", "routeviews-rv6.pfx2as.ipv6.2020-02.gz"):
-                with gzip.open(root / "ip2asn" / "caida-pfx2as-mlab" / name, "rt") as fh:
-                    for line in fh:
-                        net, plen, origins = line.rstrip("\n").split("\t")
-                        out.write(f"{net}/{plen}\t{origins.replace(',', '_').split('_')[0]}\n")
-        db = pyasn.pyasn(str(dat))
+        db = pyasn.pyasn(str(pyasn_table(root, tmp / "ipasn.dat")))
 
         def ref() -> list:
             return [db.lookup(a)[0] for a in replies]

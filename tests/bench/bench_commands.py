@@ -31,7 +31,6 @@ Without /usr/bin/time the figures fall back to ``os.wait4`` (an upper bound, sai
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import lzma
 import os
@@ -47,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench._common import data_root, emit  # noqa: E402
+from tests.bench._common import data_root, emit, pyasn_table  # noqa: E402
 
 BENCH = "commands"
 CAMPAIGN = "menog"
@@ -222,17 +221,6 @@ def subset(src: Path, n: int | None, tmp: Path) -> tuple[Path, int]:
     path = tmp / f"menog_first_{n}.ndjson"
     path.write_bytes(b"\n".join(lines[:n]) + b"\n")
     return path, n
-
-
-def pyasn_table(root: Path, out: Path) -> Path:
-    """pyasn's ipasn format from the same CAIDA prefix2as files pathexp imports (first origin)."""
-    with open(out, "w") as fh:
-        for name in ("routeviews-rv2.pfx2as.ipv4.2020-02.gz", "routeviews-rv6.pfx2as.ipv6.2020-02.gz"):
-            with gzip.open(root / "ip2asn" / "caida-pfx2as-mlab" / name, "rt") as src:
-                for line in src:
-                    net, plen, origins = line.rstrip("\n").split("\t")
-                    fh.write(f"{net}/{plen}\t{origins.replace(',', '_').split('_')[0]}\n")
-    return out
 
 
 def step_spans(steps: list[list], spawn: float, exit_: float) -> list[tuple[str, float]]:
