@@ -35,8 +35,13 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   place is known (an anchor or an IPmap point, proven unicast), the entering router is on
   the forward path to it, so the round trip probe -> router -> destination -> probe fits in
   the destination's RTT: candidates outside that ellipse are dropped too
-  (``+dst-ellipse``). A country (city) is set only when every kept
-  candidate agrees on it; such a crossing's verdict is ``consistent`` by construction.
+  (``+dst-ellipse``). When nothing of the entered AS is kept and the traceroute goes on
+  inside the family, the facilities of the AS crossed from inside the same constraints
+  stand in (``netfac-far-side``: the carrier's presence there is missing from PeeringDB).
+  A country (city) is set only when every kept candidate agrees on it, and a
+  ``carrier-pops`` city only when the AS crossed from lists no facility inside the
+  constraints (else one of the two lists misses the interconnect's facility: the country
+  alone); such a crossing's verdict is ``consistent`` by construction.
   PeeringDB is incomplete, so this locates, never refutes.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
   ``include_endpoints=True``.
@@ -763,7 +768,7 @@ def _crossings(
             home=np.asarray(pc.fill_null(pc.equal(hops["as_country"].take(pa.array(rows[todo])), "CN"),
                                          False).to_numpy(zero_copy_only=False), bool),
             discs=discs,
-            ellipses=None if ellipse is None else np.stack([e[etid][todo] for e in ellipse], axis=1),
+            ellipses=None if ellipse is None else np.stack([col[etid][todo] for col in ellipse], axis=1),
             inside=inside[todo],
         )
         pop_city[todo], pop_country[todo], loc_ev[todo] = f_city, f_cc, f_ev
