@@ -189,11 +189,25 @@ def drop_table(
             rows.append({"stage": "annotate", "reason": reason, "count": int(n),
                          "meaning": "hop replies not resolved to an AS"})
     for reason, n in sorted((summary.get("drops") or {}).items()):
-        rows.append({"stage": "analyze", "reason": reason, "count": int(n),
-                     "meaning": "hop rows set aside or making no path node"})
+        rows.append({"stage": "analyze", "reason": reason, "count": int(n), "meaning": _analyze_meaning(reason)})
     schema = pa.schema([("stage", pa.string()), ("reason", pa.string()), ("count", pa.int64()),
                         ("meaning", pa.string())])
     return pa.Table.from_pylist(rows, schema=schema)
+
+
+def _analyze_meaning(reason: str) -> str:
+    """What an ``exposure.json`` drop count is: set aside, re-attributed (kept), or a loop explained.
+
+    >>> _analyze_meaning("owner-link-mate"), _analyze_meaning("loop-artefact")
+    ('hops kept, re-attributed to their router owner (rule link-mate)', 'traceroutes whose origin-AS path loops but whose owner-AS path does not')
+    """
+    if reason.startswith("owner-"):
+        return f"hops kept, re-attributed to their router owner (rule {reason[len('owner-'):]})"
+    if reason == "loop-artefact":
+        return "traceroutes whose origin-AS path loops but whose owner-AS path does not"
+    if reason.startswith("loop-artefact-"):
+        return f"of those, traceroutes with a hop re-attributed by rule {reason[len('loop-artefact-'):]}"
+    return "hop rows set aside or making no path node"
 
 
 def snapshot_table(annotate: dict[str, Any]) -> pa.Table:
