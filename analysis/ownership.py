@@ -84,7 +84,8 @@ Rules, first match wins (``owner_via`` in brackets):
     relationships miss, and the A-B-A patterns went from 615 to 1,790.
 12. Still O, isolated in every occurrence, preceded by P != O: when the addresses seen in
     other traceroutes between the same two addresses (the same previous and next
-    responding address) all belong to one AS and that AS is P, and fill those slots at
+    responding address) all belong to one AS and that AS is P (or the owner the rules
+    above gave its usual previous address, e.g. a neighbour-numbered border), and fill those slots at
     least :data:`PARALLEL_SHARE` times as often as the address, P (``parallel-hop``): the
     same slot of the path is answered by P's router in the other traceroutes, so this
     address is that router (an alias, e.g. a third-party reply from its interface toward
@@ -372,8 +373,11 @@ def infer_owners(
     # 12: an address standing in for another AS's router between the same two addresses
     cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (n_iso == n_obs) & (n_obs > 0)
                           & (p_as >= 0) & (p_as != origin))
+    has_prev = prev_c >= 0
+    prev_addr, _ = _majority(c[has_prev], prev_c[has_prev], m)  # the usual address before it
     for i, q in _parallel_owners(c, prev_c, next_c, v, cand, m).items():
-        if q == p_as[i]:
+        # the AS before it: by origin, or the owner the rules above gave the address before it
+        if q == p_as[i] or (prev_addr[i] >= 0 and owner[prev_addr[i]] == q):
             owner[i], via[i], conf[i] = q, "parallel-hop", W_THIRD_PARTY
     table = pa.table(
         {

@@ -142,6 +142,18 @@ def test_parallel_hop_takes_the_as_that_answers_the_same_slot_elsewhere():
     assert _owner(infer_owners(_hops([via_x, via_c]), relationships=REL), X) == (A, "origin")
 
 
+def test_parallel_hop_follows_the_owner_of_a_neighbour_numbered_previous_hop():
+    """The address before the slot is B's border numbered from its provider A (rule 7a gives
+    it to B); B's next router answers from b2, or once third-party from X (D's space): X is
+    B's, although the origin AS of the hop before it is A."""
+    xb = "192.0.2.66"
+    via_b2 = [(a1, A, None, None), (xb, A, None, None), (b2, B, None, None), (b1, B, None, None)]
+    via_x = [(a1, A, None, None), (xb, A, None, None), (X, D, None, None), (b1, B, None, None)]
+    owners = infer_owners(_hops([via_b2] * 10 + [via_x]), relationships=REL)
+    assert _owner(owners, xb) == (B, "provider-numbered")
+    assert _owner(owners, X) == (B, "parallel-hop")
+
+
 def test_without_relationships_a_sandwich_is_third_party():
     owners = infer_owners(_hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None)]]))
     assert _owner(owners, X) == (A, "third-party")
