@@ -1132,7 +1132,7 @@ def _owner_table(
     """
     from analysis import ownership
 
-    cols = [c for c in (*ownership.REQUIRED_COLUMNS, "late", "dup") if c in columns]
+    cols = [c for c in (*ownership.REQUIRED_COLUMNS, "late", "dup", "family") if c in columns]
     if not trace_files:
         return None, "no traceroute table"
     con = connect()

@@ -72,7 +72,9 @@ Rules, first match wins (``owner_via`` in brackets):
    interface is numbered from its neighbour O's space (provider- or customer-numbered
    interdomain link); ``third-party`` otherwise -- the S router answered from an address
    of an interface facing a third network not adjacent to S (bdrmapIT assigns it to the
-   subsequent AS).
+   subsequent AS). The same when P and S are siblings or ASes of one flagged family (the
+   annotation's ``family`` column, when the hops carry it; "S' x S"): an organisation does
+   not route between its own ASes through a one-hop transit.
 10. No preceding AS (first public hop): O (``origin``).
 11. P != S: S with ``subsequent-as`` when rel(O, S) and not rel(O, P) (an S router on a
     link numbered from O, MAP-IT's interdomain-link inference); S with ``third-party``
@@ -82,15 +84,16 @@ Rules, first match wins (``owner_via`` in brackets):
     (P when rel(O, P) and not rel(O, S)) was tried and left out: on the real MENOG
     traceroutes it took 27 one-hop transit addresses from ASes whose link to S CAIDA's
     relationships miss, and the A-B-A patterns went from 615 to 1,790.
-12. Still O, isolated in every occurrence, preceded by P != O: when the addresses seen in
-    other traceroutes between the same two addresses (the same previous and next
-    responding address) all belong to one AS and that AS is P (or the owner the rules
-    above gave its usual previous address, e.g. a neighbour-numbered border), and fill those slots at
-    least :data:`PARALLEL_SHARE` times as often as the address, P (``parallel-hop``): the
-    same slot of the path is answered by P's router in the other traceroutes, so this
-    address is that router (an alias, e.g. a third-party reply from its interface toward
-    O) or a parallel router of P under load balancing. A genuine one-hop transit through
-    O would sit between the same two routers as a direct P-to-next link only by chance.
+12. Still O, isolated in most of its occurrences, preceded by P != O: when the addresses
+    seen in other traceroutes between the same two addresses (the same previous and next
+    responding address) all belong to one AS Q -- by the owner the rules above gave them,
+    else their origin -- that is X's neighbour (P, S, or the owner of the address usually
+    before it, e.g. a neighbour-numbered border), and fill those slots at least
+    :data:`PARALLEL_SHARE` times as often as the address, Q (``parallel-hop``): the same
+    slot of the path is answered by Q's router in the other traceroutes, so this address
+    is that router (an alias, e.g. a third-party reply from its interface toward O) or a
+    parallel router of Q under load balancing. A genuine one-hop transit through O would
+    sit between the same two routers as a direct link only by chance.
 
 ``confidence`` is rule weight x support: ``origin`` and ``destination`` the share of
 occurrences that are not isolated (1.0 when never seen as a hop, or for ``destination``
@@ -204,7 +207,7 @@ def infer_owners(
     hops : pyarrow.Table
         Annotated hop table (:func:`analysis.annotate.annotate`): ``msm_id, prb_id,
         timestamp, hop, attempt, reply_from, ip_class, asn, ixp_id, member_asn``; ``late``,
-        ``dup`` and ``dst_addr`` are used when present.
+        ``dup``, ``dst_addr`` and ``family`` (rule 9) are used when present.
     relationships : pyarrow.Table, optional
         CAIDA AS relationships (``provider, customer`` columns; the ``as-rel`` kind's
         ``links`` table). Without it adjacency is unknown: ``subsequent-as`` never fires,
@@ -346,6 +349,7 @@ def infer_owners(
     related = _pairs(relationships, cones, np.unique(nas[nas >= 0]))
     provider_of = _provider_pairs(relationships)
     groups = _sibling_groups(siblings)
+    family_of = _families_of(hops)
     wa, wc = np.unique(v[v >= 0], return_counts=True)
     weight = dict(zip(wa.tolist(), wc.tolist(), strict=True))
     owner = np.full(m, -1, np.int64)
@@ -355,7 +359,7 @@ def infer_owners(
         owner[i], via[i], conf[i] = _rule(
             public[i], a_ixp[i], int(origin[i]), int(member[i]), int(n_obs[i]), int(n_iso[i]),
             int(n_dst[i]), int(n_end[i]), int(n_next[i]), int(p_as[i]), int(s_as[i]), int(s_cnt[i]),
-            related, groups, weight, relationships is not None or cones is not None,
+            related, groups, weight, relationships is not None or cones is not None, family_of,
         )
         if via[i] == "origin" and 2 * n_run_end[i] > n_obs[i] \
                 and e_cnt[i] >= RUN_END_SHARE * n_with_next[i] and (int(origin[i]), int(e_as[i])) in provider_of:
@@ -371,13 +375,16 @@ def infer_owners(
             owner[i], via[i] = int(all_next[i]), "link-mate"
             conf[i] = W_LINK_MATE * all_next_cnt[i] / max(int(n_with_next[i]), 1)
     # 12: an address standing in for another AS's router between the same two addresses
-    cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (n_iso == n_obs) & (n_obs > 0)
+    cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (2 * n_iso > n_obs)
                           & (p_as >= 0) & (p_as != origin))
     has_prev = prev_c >= 0
     prev_addr, _ = _majority(c[has_prev], prev_c[has_prev], m)  # the usual address before it
-    for i, q in _parallel_owners(c, prev_c, next_c, v, cand, m).items():
-        # the AS before it: by origin, or the owner the rules above gave the address before it
-        if q == p_as[i] or (prev_addr[i] >= 0 and owner[prev_addr[i]] == q):
+    # the slot's other occupants by the owner the rules above gave them (their origin when none)
+    slot_as = np.where(owner[c] >= 0, owner[c], v) if k else v
+    for i, q in _parallel_owners(c, prev_c, next_c, slot_as, cand, m).items():
+        # a neighbour's router: the AS before or after it, by origin, or the owner of the
+        # address usually before it
+        if q in (p_as[i], s_as[i]) or (prev_addr[i] >= 0 and owner[prev_addr[i]] == q):
             owner[i], via[i], conf[i] = q, "parallel-hop", W_THIRD_PARTY
     table = pa.table(
         {
@@ -536,6 +543,16 @@ def _provider_pairs(relationships: pa.Table | None) -> set[tuple[int, int]]:
     return set(zip(int_np(t.column("provider")).tolist(), int_np(t.column("customer")).tolist(), strict=True))
 
 
+def _families_of(hops: pa.Table) -> dict[int, str]:
+    """Origin AS -> flagged family, from the annotation's ``family`` column (empty without it)."""
+    if "family" not in hops.column_names or not hops.num_rows:
+        return {}
+    t = hops.select(["asn", "family"]).filter(pc.and_(pc.is_valid(hops.column("asn")),
+                                                       pc.is_valid(hops.column("family"))))
+    return dict(zip(int_np(t.column("asn")).tolist(), t.column("family").cast(pa.string()).to_pylist(),
+                    strict=True))
+
+
 def _sibling_groups(siblings: pa.Table | None) -> dict[int, set[int]]:
     groups: dict[int, set[int]] = defaultdict(set)
     if siblings is None:
@@ -551,7 +568,7 @@ def _sibling_groups(siblings: pa.Table | None) -> dict[int, set[int]]:
 def _rule(
     public: bool, ixp: bool, o: int, member: int, n_obs: int, n_iso: int, n_dst: int, n_end: int,
     n_next: int, p: int, s: int, s_cnt: int, related: set[tuple[int, int]], groups: dict[int, set[int]],
-    weight: dict[int, int], have_rel: bool,
+    weight: dict[int, int], have_rel: bool, family_of: dict[int, str],
 ) -> tuple[int, str, float]:
     """(owner, via, confidence) of one address; see the module notes for the numbered rules."""
 
@@ -588,7 +605,7 @@ def _rule(
         return o, "origin", (n_obs - n_iso) / n_obs
     if 2 * n_end >= n_iso or s < 0:  # 8
         return o, "last-hop", W_LAST_HOP if (p < 0 or rel(o, p)) else W_LAST_HOP_UNRELATED
-    if p == s:  # 9
+    if p == s or sib(p, s) or (p in family_of and family_of.get(p) == family_of.get(s)):  # 9
         if rel(o, s):
             return s, "subsequent-as", W_SUBSEQUENT * share
         return s, "third-party", W_THIRD_PARTY * share

@@ -136,10 +136,16 @@ def test_parallel_hop_takes_the_as_that_answers_the_same_slot_elsewhere():
     assert _owner(infer_owners(_hops([via_x, via_b2]), relationships=REL), X) == (B, "parallel-hop")
     # b2 once against X five times: a rare path change, not load balancing (PARALLEL_SHARE)
     assert _owner(infer_owners(_hops([via_x] * 5 + [via_b2]), relationships=REL), X) == (A, "origin")
-    # the slot answered by two other ASes, or by an AS that is not the one before X: no owner from it
+    # the slot answered by two other ASes, or by an AS that is neither X's neighbour before
+    # nor after (C, a one-hop transit itself: adjacent to both B and D here): no owner from it
+    rel_c = pa.table({"provider": [A, A, C, C], "customer": [B, D, B, D]})
     via_c = [(b1, B, None, None), ("192.0.2.9", C, None, None), (d1, D, None, None)]
-    assert _owner(infer_owners(_hops([via_x, via_b2, via_c]), relationships=REL), X) == (A, "origin")
-    assert _owner(infer_owners(_hops([via_x, via_c]), relationships=REL), X) == (A, "origin")
+    assert _owner(infer_owners(_hops([via_x, via_b2, via_c]), relationships=rel_c), X) == (A, "origin")
+    assert _owner(infer_owners(_hops([via_x, via_c]), relationships=rel_c), "192.0.2.9") == (C, "origin")
+    assert _owner(infer_owners(_hops([via_x, via_c]), relationships=rel_c), X) == (A, "origin")
+    # with REL, C is adjacent to nobody: the rules make its address D's router (third-party),
+    # and X, in the same slot, is D's router too
+    assert _owner(infer_owners(_hops([via_x, via_c]), relationships=REL), X) == (D, "parallel-hop")
 
 
 def test_parallel_hop_follows_the_owner_of_a_neighbour_numbered_previous_hop():
@@ -152,6 +158,21 @@ def test_parallel_hop_follows_the_owner_of_a_neighbour_numbered_previous_hop():
     owners = infer_owners(_hops([via_b2] * 10 + [via_x]), relationships=REL)
     assert _owner(owners, xb) == (B, "provider-numbered")
     assert _owner(owners, X) == (B, "parallel-hop")
+
+
+def test_a_hop_between_two_ases_of_one_flagged_family_goes_to_the_next_one():
+    """A third-party reply between two ASes of one flagged family (B then D, both annotated
+    as one family) is the next AS's router, not a one-hop transit through C; without the
+    annotation's family column it stays C's (C is adjacent to nobody, so `third-party` only
+    when B == D)."""
+    t = _hops([[(b1, B, None, None), (X, C, None, None), (d1, D, None, None)]])
+    fam = pa.array(["china-telecom" if a in (B, D) else None for a in t["asn"].to_pylist()], pa.string())
+    with_family = t.set_column(t.schema.get_field_index("family"), "family", fam)
+    assert _owner(infer_owners(with_family, relationships=REL), X) == (D, "third-party")
+    assert _owner(infer_owners(t, relationships=REL), X) == (D, "third-party")  # rule 11: adjacent to neither
+    rel_c = pa.table({"provider": [A, A, C, C], "customer": [B, D, B, D]})  # C adjacent to both
+    assert _owner(infer_owners(t, relationships=rel_c), X) == (C, "origin")
+    assert _owner(infer_owners(with_family, relationships=rel_c), X) == (D, "subsequent-as")
 
 
 def test_without_relationships_a_sandwich_is_third_party():
