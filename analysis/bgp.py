@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 from analysis._tables import connect
 from analysis.errors import MissingReferenceData
 
-__all__ = ["AGREEMENT", "BGP_KINDS", "ROV_STATES", "bgp_agreement", "bgp_routes", "bgp_summary",
-           "campaign_bgp", "campaign_bgp_inputs", "control_plane_exposure", "destination_rov", "covering_prefixes", "line_up", "more_specific_signals",
-           "path_change_signals", "rov_status", "valley_signals"]
+__all__ = ["AGREEMENT", "BGP_KINDS", "ROV_STATES", "bgp_agreement", "bgp_routes", "bgp_summary", "campaign_bgp",
+           "campaign_bgp_inputs", "control_plane_exposure", "covering_prefixes", "destination_rov", "line_up",
+           "more_specific_signals", "path_change_signals", "rov_status", "valley_signals"]
 
 #: Route-origin-validation states (RFC 6811), and ``unknown`` when prefix or origin is.
 ROV_STATES = ("valid", "invalid", "not-found", "unknown")

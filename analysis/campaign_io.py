@@ -511,11 +511,10 @@ def _analyze_locked(
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                         strict=True) if f}
-    dst_info = destination_families(dst_info, registry if hasattr(registry, "family_of") else load_registry(),
-                                    node_family)
+    full_registry = registry if hasattr(registry, "family_of") else load_registry()
+    dst_info = destination_families(dst_info, full_registry, node_family)
     scope.table = _with_destination_family(scope.table, dst_info)
-    bgp_registry = registry if hasattr(registry, "family_of") else load_registry()
-    bgp_inputs = bgp.campaign_bgp_inputs(snap, bgp_registry, dst_info) if snap is not None else None
+    bgp_inputs = bgp.campaign_bgp_inputs(snap, full_registry, dst_info) if snap is not None else None
     del snap
     generation = {
         "annotate": annotate_info["generation"]["id"],
@@ -633,7 +632,7 @@ def _analyze_locked(
     if bgp_inputs is not None:
         step("control plane: BGP paths, agreement, signals")
         control_plane, bgp_tables = bgp.campaign_bgp(
-            bgp_inputs, paths, tables["change_events"], bgp_registry,
+            bgp_inputs, paths, tables["change_events"], full_registry,
             dst_country=None if dst_country == "any" else dst_country, n_boot=n_boot, seed=seed,
             confidence=confidence)
         tables.update({k: _csv_ready(t) for k, t in bgp_tables.items()})
