@@ -20,6 +20,7 @@ comparison): does BGP show the flagged transit the traceroute shows?
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -265,6 +266,22 @@ def valley_signals(routes: pa.Table, relationships: pa.Table, registry: Any) -> 
     return pa.Table.from_pylist(rows, schema=schema)
 
 
+def _covering(addr: str | None, nets: dict[tuple[int, int, int], str]) -> Iterator[str]:
+    """The prefixes of ``nets`` (key -> prefix) covering address ``addr``, most specific first.
+
+    >>> nets = {_net_key(p): p for p in ["192.0.2.0/24", "192.0.0.0/16", "10.0.0.0/8"]}
+    >>> list(_covering("192.0.2.7", nets)), list(_covering("bad", nets)), list(_covering(None, nets))
+    (['192.0.2.0/24', '192.0.0.0/16'], [], [])
+    """
+    try:
+        ip = ipaddress.ip_address(addr or "")
+    except ValueError:
+        return
+    for k in _supernets((ip.version, int(ip), ip.max_prefixlen)):
+        if k in nets:
+            yield nets[k]
+
+
 def covering_prefixes(addrs: Any, prefixes: Any) -> dict[str, str | None]:
     """Each address's most specific covering prefix among ``prefixes`` (None: none covers it).
 
@@ -272,17 +289,7 @@ def covering_prefixes(addrs: Any, prefixes: Any) -> dict[str, str | None]:
     {'192.0.2.7': '192.0.2.0/24', '198.51.100.1': None, 'x': None}
     """
     nets = {_net_key(p): p for p in prefixes}
-    out: dict[str, str | None] = {}
-    for addr in addrs:
-        if not addr:
-            continue
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            out[addr] = None
-            continue
-        out[addr] = next((nets[k] for k in _supernets((ip.version, int(ip), ip.max_prefixlen)) if k in nets), None)
-    return out
+    return {addr: next(_covering(addr, nets), None) for addr in addrs if addr}
 
 
 def control_plane_exposure(paths: pa.Table, routes: pa.Table, registry: Any, *, n_boot: int = 1000,
@@ -295,7 +302,9 @@ def control_plane_exposure(paths: pa.Table, routes: pa.Table, registry: Any, *, 
     when one of its ASes is between the peer and the origin (neither endpoint counts, as in
     the traceroutes' path exposure). A peer's share is the fraction of its paths that
     traverse the family; the estimate is the mean over peers (every peer weighs the same,
-    however many paths it sent), with a percentile bootstrap over peers.
+    however many paths it sent), with a percentile bootstrap over peers
+    (:func:`analysis.metrics.cluster_bootstrap`, each peer its own cluster; Wilson over the
+    peers when they all agree).
 
     Returns
     -------
@@ -317,7 +326,7 @@ def control_plane_exposure(paths: pa.Table, routes: pa.Table, registry: Any, *, 
     """
     import numpy as np
 
-    from analysis.metrics import ANY_FAMILY
+    from analysis.metrics import ANY_FAMILY, cluster_bootstrap
 
     fam_of = {e.asn: e.family for e in registry.asns}
     families = [*registry.families, ANY_FAMILY]
@@ -338,23 +347,19 @@ def control_plane_exposure(paths: pa.Table, routes: pa.Table, registry: Any, *, 
             on = {fam_of[a] for a in path[1:-1] if a in fam_of}
             hits += [f in on or (f == ANY_FAMILY and bool(on)) for f in families]
         share[i] = hits / len(per_peer[peer])
-    rng = np.random.default_rng(seed)
-    lo_q, hi_q = (1 - confidence) / 2, 1 - (1 - confidence) / 2
-    boot = share[rng.integers(0, len(peers), (n_boot, len(peers)))].mean(axis=1) if peers else None
     out: dict[str, Any] = {
         "destinations": len(dsts), "covered": sum(1 for p in cover.values() if p), "prefixes": len(wanted),
         "peers": len(peers), "paths": sum(len(v) for v in per_peer.values()), "families": {},
         "method": f"mean over collector peers of the share of each peer's distinct AS paths toward the "
                   f"destinations' covering prefixes that traverse the family (peer and origin excluded); "
-                  f"percentile bootstrap over peers, {confidence:.0%}, B={n_boot}, seed={seed}",
+                  f"percentile bootstrap over peers (Wilson over peers when they all agree), "
+                  f"{confidence:.0%}, B={n_boot}, seed={seed}",
     }
     for j, f in enumerate(families):
-        out["families"][f] = {
-            "estimate": float(share[:, j].mean()) if peers else None,
-            "ci_low": float(np.quantile(boot[:, j], lo_q)) if boot is not None else None,
-            "ci_high": float(np.quantile(boot[:, j], hi_q)) if boot is not None else None,
-            "peers_traversing": int((share[:, j] > 0).sum()),
-        }
+        est, lo, hi = (cluster_bootstrap(share[:, j], np.arange(len(peers)), n_boot=n_boot, seed=seed,
+                                         confidence=confidence) if peers else (None, None, None))
+        out["families"][f] = {"estimate": est, "ci_low": lo, "ci_high": hi,
+                              "peers_traversing": int((share[:, j] > 0).sum())}
     return out
 
 
@@ -676,14 +681,19 @@ def destination_rov(snapshot: Any, addrs: pa.Array) -> pa.Table:
                      "rov_origin_asn": pa.array(origins, pa.int64()), "rov": pa.array(status, pa.string())})
 
 
-def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table) -> dict[str, Any] | None:
+def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table,
+                        period: tuple[int, int] | None = None) -> dict[str, Any] | None:
     """What :func:`campaign_bgp` needs from a snapshot, read before the snapshot is let go.
 
     None when the snapshot holds no BGP data (``mrt`` / ``bgpdump``) and no VRPs.
     ``destinations``: the campaign's located destinations (``dst_addr, dst_country``).
     Signals (valleys with ``as-rel``, more-specifics, path changes) get the ``country`` of
     their prefix: the located country of the campaign destinations inside it when they
-    agree, else the prefix's own (``ip2country``, else ``rir-delegated``).
+    agree, else the prefix's own (``ip2country``, else ``rir-delegated``). ``period``
+    (epoch seconds of the campaign's first and last traceroute) limits the signals to those
+    :func:`campaign_bgp` can count: they are found in the routes up to its end (the whole
+    history before it is kept, so a signal's first sighting is its true one), and none when
+    the BGP data end more than a day before it starts.
     """
     dst_addrs = destinations.column("dst_addr").combine_chunks()
     has_bgp = any(snapshot.has(k) for k in BGP_KINDS)
@@ -696,10 +706,11 @@ def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table) ->
     if has_bgp:
         routes, kind = bgp_routes(snapshot)
         rel = snapshot.table("as-rel", "links") if snapshot.has("as-rel") else None
-        parts = [("path-change", path_change_signals(routes, registry)),
-                 ("more-specific", more_specific_signals(routes, registry))]
+        history = _signal_history(routes, period)
+        parts = [("path-change", path_change_signals(history, registry)),
+                 ("more-specific", more_specific_signals(history, registry))]
         if rel is not None:
-            parts.append(("valley", valley_signals(routes, rel, registry)))
+            parts.append(("valley", valley_signals(history, rel, registry)))
         signals = _signal_table(parts)
         prefixes = sorted(set(signals.column("prefix").to_pylist()))
         where, _ = _prefix_countries(prefixes, snapshot)
@@ -708,6 +719,21 @@ def campaign_bgp_inputs(snapshot: Any, registry: Any, destinations: pa.Table) ->
                                                              signals.column("prefix").to_pylist()], pa.string()))
         out.update(kind=kind, routes=routes, relationships=rel, signals=signals)
     return out
+
+
+def _signal_history(routes: pa.Table, period: tuple[int, int] | None) -> pa.Table:
+    """The routes signals within ``period`` can come from: those up to its end, none when
+    they all end more than a day before its start; every route without a period."""
+    import numpy as np
+
+    from probes.store import epoch_seconds
+
+    if period is None or not routes.num_rows:
+        return routes
+    ts = epoch_seconds(routes.column("timestamp"))
+    if int(ts.max()) < period[0] - _DAY:
+        return routes.slice(0, 0)
+    return routes.filter(pa.array(np.asarray(ts) <= period[1]))
 
 
 def _destination_countries(prefixes: list[str], destinations: pa.Table) -> dict[str, str]:
@@ -721,15 +747,8 @@ def _destination_countries(prefixes: list[str], destinations: pa.Table) -> dict[
     seen: dict[str, set[str]] = {}
     for addr, cc in zip(destinations.column("dst_addr").to_pylist(), destinations.column("dst_country").to_pylist(),
                         strict=True):
-        if not addr or not cc:
-            continue
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            continue
-        for k in _supernets((ip.version, int(ip), ip.max_prefixlen)):
-            if k in nets:
-                seen.setdefault(nets[k], set()).add(cc)
+        for prefix in _covering(addr, nets) if cc else ():
+            seen.setdefault(prefix, set()).add(cc)
     return {p: next(iter(c)) for p, c in seen.items() if len(c) == 1}
 
 
@@ -773,7 +792,8 @@ def campaign_bgp(inputs: dict[str, Any], paths: pa.Table, events: pa.Table, regi
     data's period beside the campaign's; exposure and agreement use the routes of the
     measurement period when the two overlap: RIB entries dumped up to its end and messages
     from a day before its start to its end, ``bgp_view``) and the tables ``bgp_agreement``
-    and ``bgp_signals`` (every signal, ``in_window`` marking those counted).
+    and ``bgp_signals`` (every signal found in the routes up to the campaign's last
+    traceroute, see :func:`campaign_bgp_inputs`; ``in_window`` marks those counted).
     """
     import datetime as dt
 

@@ -514,7 +514,8 @@ def _analyze_locked(
     full_registry = registry if hasattr(registry, "family_of") else load_registry()
     dst_info = destination_families(dst_info, full_registry, node_family)
     scope.table = _with_destination_family(scope.table, dst_info)
-    bgp_inputs = bgp.campaign_bgp_inputs(snap, full_registry, dst_info) if snap is not None else None
+    bgp_inputs = (bgp.campaign_bgp_inputs(snap, full_registry, dst_info, _trace_period(trace_files))
+                  if snap is not None else None)
     del snap
     generation = {
         "annotate": annotate_info["generation"]["id"],
@@ -958,6 +959,19 @@ def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
     finally:
         con.close()
     return res.column(0).combine_chunks().cast(pa.string()) if res.num_rows else pa.array([], pa.string())
+
+
+def _trace_period(trace_files: Sequence[str]) -> tuple[int, int] | None:
+    """Epoch seconds of the first and last traceroute of the files (None: no traceroute)."""
+    if not trace_files:
+        return None
+    con = connect()
+    try:
+        lo, hi = con.execute("SELECT epoch(min(timestamp))::BIGINT, epoch(max(timestamp))::BIGINT "
+                             "FROM read_parquet($files)", {"files": list(trace_files)}).fetchall()[0]
+    finally:
+        con.close()
+    return None if lo is None or hi is None else (int(lo), int(hi))
 
 
 def _with_derived_probes(campaign: Campaign, probe_meta: pa.Table, trace_files: Sequence[str],
