@@ -115,6 +115,49 @@ def test_link_mate_gives_the_far_end_of_a_numbered_link_to_the_far_router():
     assert _owner(owners, "203.0.113.6") == (C, "origin")  # the mate itself is C's router
 
 
+# Rule 7c. A and B are adjacent (REL). X, from B's space, ends B's run toward its provider A.
+UP = [(b1, B, None, None), (X, B, None, None)]
+a3, a4 = "192.0.2.3", "192.0.2.4"
+
+
+def test_run_end_fanning_out_into_the_next_as_is_its_border():
+    # X is followed by two distinct A addresses: A's interior begins after it, so X is A's
+    # border router on a link numbered from B's space
+    owners = infer_owners(_hops([UP + [(a1, A, None, None)], UP + [(a2, A, None, None)]]), relationships=REL)
+    assert _owner(owners, X) == (A, "run-end")
+
+
+def test_run_end_before_a_border_entered_from_the_origin_only_stays():
+    # X is always followed by a1, and a1 also follows another B address, never an A one:
+    # a1 is A's border interface facing B, X the last B router (A-numbered link)
+    other = [("198.51.100.3", B, None, None), ("198.51.100.4", B, None, None), (a1, A, None, None)]
+    owners = infer_owners(_hops([UP + [(a1, A, None, None)]] * 3 + [other]), relationships=REL)
+    assert _owner(owners, X) == (B, "origin")
+
+
+def test_run_end_before_an_interior_address_reached_from_other_ases():
+    # the same, but a1 is also reached from D: an interior A interface, X is A's border
+    other = [(d1, D, None, None), (a1, A, None, None)]
+    owners = infer_owners(_hops([UP + [(a1, A, None, None)]] * 3 + [other]), relationships=REL)
+    assert _owner(owners, X) == (A, "run-end")
+
+
+@pytest.mark.parametrize(("times", "want"), [(2, (B, "origin")), (3, (A, "run-end"))])
+def test_run_end_before_a_lone_successor_needs_support(times, want):
+    # a1 follows X alone (the far end of a point-to-point link behind X): evidence only
+    # when seen often enough, not from a single traceroute
+    owners = infer_owners(_hops([UP + [(a1, A, None, None), (a3, A, None, None)]] * times), relationships=REL)
+    assert _owner(owners, X) == want
+
+
+def test_run_end_needs_adjacent_ases():
+    # C and B are not adjacent in REL: nothing says who numbered the link
+    trace = [(b1, B, None, None), (X, B, None, None)]
+    owners = infer_owners(_hops([trace + [("203.0.113.20", C, None, None)],
+                                 trace + [("203.0.113.21", C, None, None)]]), relationships=REL)
+    assert _owner(owners, X) == (B, "origin")
+
+
 def test_link_mate_needs_the_mate_seen_after_the_next_as():
     # one direction only: X could be C's own last router (D-numbered link): it stays C's
     assert _owner(infer_owners(_hops([C_TO_D])), X) == (C, "origin")
