@@ -74,8 +74,8 @@ Rules, first match wins (``owner_via`` in brackets):
    The last router of O before a link numbered by C is followed by C's border interface
    only, which is entered from O alone -- none of the three hold for it. On the artefact
    worlds this takes most peering links numbered by the far side and customer-numbered
-   uplinks; on the real MENOG traceroutes it moves 130 addresses and the A-B-A count goes
-   from 613 to 617.
+   uplinks; on the real MENOG traceroutes it moves 95 addresses and the A-B-A count goes
+   from 613 to 618.
 8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
    (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
    need the destination AS to decide).

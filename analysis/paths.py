@@ -41,7 +41,9 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   A country (city) is set only when every kept candidate agrees on it, and a
   ``carrier-pops`` city only when the AS crossed from lists no facility inside the
   constraints (else one of the two lists misses the interconnect's facility: the country
-  alone); such a crossing's verdict is ``consistent`` by construction.
+  alone) and no network lists a facility inside them in another city (the carrier's list
+  may miss its PoP there: only what every facility city in reach shares is given -- the
+  country, or nothing); such a crossing's verdict is ``consistent`` by construction.
   PeeringDB is incomplete, so this locates, never refutes.
 * Hops in the probe's own AS or the destination's AS are endpoints, not transit, unless
   ``include_endpoints=True``.
@@ -831,7 +833,9 @@ def _facility_search(
     traceroute; NaN where unknown) keeps only candidates ``c`` with ``d(p, c) + d(c, dst) +
     d(dst, p) <= 2 x RTT x 99.93 km`` (``+dst-ellipse``). A country (city)
     is given only when every kept candidate agrees -- the home backbone cities the discs
-    keep count against shared facilities too; none is given when the discs keep nothing.
+    keep count against shared facilities too; none is given when the discs keep nothing. A
+    ``carrier-pops`` answer also needs every city with a facility of any network inside the
+    constraints to agree (the carrier's own list is incomplete).
     """
     fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
     m = len(asn)
@@ -847,6 +851,8 @@ def _facility_search(
         if a >= 0 and la == la and lo == lo:
             by_asn.setdefault(a, []).append((city, cc, la, lo))
     home_points = [(name, "CN", la, lo) for name, la, lo in CHINA_REFERENCE_POINTS]
+    places = sorted({(c[0], c[1], round(c[2], 1), round(c[3], 1)) for v in by_asn.values() for c in v},
+                    key=lambda c: (str(c[0]), str(c[1]), c[2], c[3]))  # every city with a facility
     seen: dict[str, list[tuple[float, float, float]]] = {}
     if discs is not None and addr is not None:
         want = {a for a in (*addr, *(prev_addr or ())) if a is not None}
@@ -871,7 +877,8 @@ def _facility_search(
         far = bool(inside[i]) if inside is not None else False
         key = (int(asn[i]), int(from_asn[i]), h, tuple(cons), ell, far)
         if key not in memo:
-            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell, far_side=far)
+            memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell, far_side=far,
+                                    places=places)
         out_city[i], out_cc[i], out_ev[i] = memo[key]
     return out_city, out_cc, out_ev
 
@@ -885,6 +892,7 @@ def _locate_one(
     ellipse: tuple[float, ...] | None = None,
     *,
     far_side: bool = False,
+    places: list[tuple[str | None, str | None, float, float]] | None = None,
 ) -> tuple[str | None, str | None, str | None]:
     """(city, country, evidence) of one crossing: see :func:`_facility_search`."""
     if asn < 0 or not cons:
@@ -906,6 +914,12 @@ def _locate_one(
         others = by_asn.get(from_asn, []) if from_asn >= 0 else []
         if city is not None and others and _inside(others, cons, ellipse).any():
             city = None
+        if cc is not None and places:
+            # the carrier's list may miss the PoP: any other place with a facility the
+            # constraints keep is as possible, so only what they all share is given
+            near = [c for c, k in zip(places, _inside(places, cons, ellipse), strict=True) if k]
+            c2, cc2 = _unanimous([*kept, *near])
+            city, cc = (city if c2 is not None else None), cc2
         if cc is not None:
             return city, cc, "carrier-pops" + suffix
         return None, None, None

@@ -344,30 +344,34 @@ def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_f
     assert haversine_km(NYC[0], NYC[1], 39.0438, -77.4874) > 300  # Ashburn outside the 3 ms disc
     assert got[40] == ("New York", "US", "netfac-far-side")
     assert got[41] == (None, "US", "netfac-far-side")  # New York and Ashburn, both US
-    # 100 ms reaches Frankfurt: the carrier's own PoP is inside and decides the country; the
-    # city stays open, AS7922 listing New York and Ashburn in reach but not Frankfurt
-    assert got[42] == (None, "DE", "carrier-pops")
+    # 100 ms reaches Frankfurt, the carrier's only listed PoP, but also New York and Ashburn,
+    # where other networks list facilities: the carrier's list may miss its PoP there, so not
+    # even the country is known
+    assert got[42] == (None, None, None)
     assert got[43] == (None, None, None)  # the path ends at the entry: not placed by the far side
 
 
-def test_carrier_pops_city_withheld_when_the_far_side_lists_another_facility_in_reach():
-    """No shared facility: the carrier's own PoP decides, unless the AS crossed from lists a
-    facility inside the same disc but not in that city -- then one of the two lists misses
-    the interconnect's facility, and only the country is given."""
+def test_carrier_pops_city_withheld_when_another_facility_city_is_in_reach():
+    """No shared facility: the carrier's own PoP decides, unless another network lists a
+    facility inside the same disc but not in that city -- the carrier's list may miss its
+    PoP there (or the crossed-from AS's list the interconnect's facility), so only what
+    every place in reach shares is given."""
     fac = pa.table({"asn": [4134, 6939, 3320], "city": ["New York", "Philadelphia", "Frankfurt"],
                     "country": ["US", "US", "DE"], "lat": [40.7506, 39.9526, 50.1109],
                     "lon": [-73.9971, -75.1652, 8.6821]})
 
-    def trace(msm, from_asn):
+    def trace(msm, from_asn, rtt=2.0):
         return dict(msm_id=msm, prb_id=2002, dst_addr="8.8.8.8", hops=[
-            [pub("80.1.1.1", 1.0, from_asn)], [pub("202.97.1.1", 2.0, 4134, family=CT)]])
+            [pub("80.1.1.1", 0.5, from_asn)], [pub("202.97.1.1", rtt, 4134, family=CT)]])
 
-    assert haversine_km(NYC[0], NYC[1], 39.9526, -75.1652) < 2.0 * KM_PER_MS_RTT  # Philadelphia in reach
-    _, rows, _ = _run([trace(60, 6939), trace(61, 3320)], facilities=fac)
+    philly = haversine_km(NYC[0], NYC[1], 39.9526, -75.1652)
+    assert 1.0 * KM_PER_MS_RTT < philly < 2.0 * KM_PER_MS_RTT  # in reach at 2 ms, not at 1 ms
+    _, rows, _ = _run([trace(60, 6939), trace(61, 3320), trace(62, 3320, rtt=1.0)], facilities=fac)
     got = {k[0]: (r["pop_crossings"][0]["pop_city"], r["pop_crossings"][0]["pop_country"],
                   r["pop_crossings"][0]["location_evidence"]) for k, r in rows.items()}
-    assert got[60] == (None, "US", "carrier-pops")
-    assert got[61] == ("New York", "US", "carrier-pops")  # AS3320 lists only Frankfurt, out of reach
+    assert got[60] == (None, "US", "carrier-pops")  # the AS crossed from is in Philadelphia
+    assert got[61] == (None, "US", "carrier-pops")  # another network is there
+    assert got[62] == ("New York", "US", "carrier-pops")  # nothing but New York in reach
 
 
 def test_facility_search_keeps_only_candidates_inside_the_destination_ellipse():
