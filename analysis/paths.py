@@ -37,7 +37,10 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   the destination's RTT: candidates outside that ellipse are dropped too
   (``+dst-ellipse``). When nothing of the entered AS is kept and the traceroute goes on
   inside the family, the facilities of the AS crossed from inside the same constraints
-  stand in (``netfac-far-side``: the carrier's presence there is missing from PeeringDB).
+  stand in (``netfac-far-side``: the carrier's presence there is missing from PeeringDB);
+  when neither list fits, two or more probes' discs keeping the facility cities (of any
+  network) of one country (one city) only give that place (``facility-cities``:
+  interconnects sit in facilities).
   A country (city) is set only when every kept candidate agrees on it, and a
   ``carrier-pops`` city only when the AS crossed from lists no facility inside the
   constraints (else one of the two lists misses the interconnect's facility: the country
@@ -828,7 +831,9 @@ def _facility_search(
     (``+rtt-discs`` in the evidence when more than one disc was used). ``inside`` (per
     crossing: the next path node is in the entered family too) allows, when nothing of the
     entered AS is kept, the facilities of the AS crossed from inside the same constraints
-    (``netfac-far-side``: the entered AS's presence is missing from PeeringDB). ``ellipses`` (one row
+    (``netfac-far-side``: the entered AS's presence is missing from PeeringDB), and then, with
+    two or more discs, the facility cities of any network inside them when they agree
+    (``facility-cities``). ``ellipses`` (one row
     per crossing: probe lat, lon, destination lat, lon, the destination's RTT in this
     traceroute; NaN where unknown) keeps only candidates ``c`` with ``d(p, c) + d(c, dst) +
     d(dst, p) <= 2 x RTT x 99.93 km`` (``+dst-ellipse``). A country (city)
@@ -935,6 +940,15 @@ def _locate_one(
             city, cc = _unanimous(kept_far)
             if cc is not None:
                 return city, cc, "netfac-far-side" + suffix
+    # no list of the two ASes fits: interconnects sit in facility cities, so when two or
+    # more probes' discs keep the facility cities (of any network) of one country only (of
+    # one city), that is where it is -- again only when the traceroute goes on inside the
+    # family (a lone entry hop has the shape of a third-party reply)
+    near = [c for c, k in zip(places or [], _inside(places or [], cons, ellipse), strict=True) if k]
+    if near and far_side and len(cons) > 1:
+        city, cc = _unanimous(near)
+        if cc is not None:
+            return city, cc, "facility-cities" + suffix
     return None, None, None
 
 

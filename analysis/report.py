@@ -678,7 +678,9 @@ def _crossing_sections(data: CampaignData, tab: Callable[..., str]) -> list[str]
         out += ["<h3>Where the flagged families are entered (IXPs and private interconnects)</h3>",
                 "<p>Every entry point with its place and the evidence for it (<code>ixp</code>: the IXP's "
                 "city; <code>netfac-shared</code>: a facility both networks share; <code>carrier-pops</code>: "
-                "the carrier's own PoPs; <code>+rtt-discs</code>: kept inside the speed-of-light discs of "
+                "the carrier's own PoPs; <code>netfac-far-side</code>: the facilities of the network crossed "
+                "from; <code>facility-cities</code>: the only city (or country) with any network's facility "
+                "inside the discs; <code>+rtt-discs</code>: kept inside the speed-of-light discs of "
                 "every probe that saw the router), and the speed-of-light verdicts of its crossings.</p>",
                 tab(entries.slice(0, MAX_CROSSING_ROWS), empty="no flagged crossing")]
     out.append("<h3>Flagged PoPs at IXPs</h3>")

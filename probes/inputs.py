@@ -24,7 +24,9 @@ import bz2
 import hashlib
 import io
 import lzma
+import queue
 import sys
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator
@@ -76,7 +78,16 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
             stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")  # type: ignore[assignment]
         else:
             stream = buffered
-        yield stream
+        if close and stream is not buffered:
+            # a file (not stdin, whose reads may block for ever): decompress ahead on a
+            # helper thread, overlapping with the parsing of what was read before
+            ahead = _ReadAhead(stream)
+            try:
+                yield ahead  # type: ignore[misc]
+            finally:
+                ahead.close()
+        else:
+            yield stream
     finally:
         if close:
             raw.close()
@@ -110,6 +121,72 @@ class _Decompressing:
                 out += self._d.decompress(rest)
             if out:
                 return out
+
+
+class _ReadAhead:
+    """Reads a stream on a helper thread, at most :attr:`DEPTH` reads ahead of the caller.
+
+    The decompressors release the GIL, so decompressing the next chunk overlaps with
+    whatever the caller does with this one. Each :meth:`read` returns what one read of the
+    wrapped stream returned, in order; an exception raised by a read is raised by the
+    matching :meth:`read` here, and nothing is read after it (the wrapped stream stops
+    there too). ``truncated`` is the wrapped stream's, read once the stream has ended.
+    """
+
+    DEPTH = 2
+    CHUNK = 1 << 22
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._stream = stream
+        self._queue: queue.Queue[tuple[bytes, BaseException | None]] = queue.Queue(self.DEPTH)
+        self._stop = threading.Event()
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name="pathexp-read", daemon=True)
+        self._thread.start()
+
+    @property
+    def truncated(self) -> str | None:
+        return getattr(self._stream, "truncated", None)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._stream.read(self.CHUNK)
+            except BaseException as exc:  # handed to the caller, raised by its read
+                self._put((b"", exc))
+                return
+            self._put((data, None))
+            if not data:
+                return
+
+    def _put(self, item: tuple[bytes, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, n: int = -1) -> bytes:
+        if self._ended:
+            return b""
+        data, exc = self._queue.get()
+        if exc is not None:
+            self._ended = True
+            raise exc
+        if not data:
+            self._ended = True
+        return data
+
+    def close(self) -> None:
+        """Stop the helper thread (after its current read) and wait for it."""
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        self._thread.join()
 
 
 class HashingReader:

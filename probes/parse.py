@@ -682,48 +682,61 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
     hop_start = np.cumsum(rows_per_hop) - rows_per_hop
     attempt = np.arange(n_rows) - np.repeat(hop_start, rows_per_hop)
     has_reply = np.repeat(reply_len > 0, rows_per_hop)
-    reply_idx = np.full(n_rows, -1, dtype=np.int64)
-    reply_idx[has_reply] = np.arange(len(replies))
-    reply_take = pa.array(reply_idx, mask=~has_reply)
+    # rows are the replies themselves, in order, when every hop has replies (the usual
+    # case): reply columns are then used as they are, without a take
+    every_reply = n_rows == len(replies)
+    reply_take = None
+    if not every_reply:
+        reply_idx = np.full(n_rows, -1, dtype=np.int64)
+        reply_idx[has_reply] = np.arange(len(replies))
+        reply_take = pa.array(reply_idx, mask=~has_reply)
     row_trace = hop_trace[row_hop]
     trace_take = pa.array(row_trace)
+    hop_take = pa.array(row_hop)
+    types = {f.name: f.type for f in HOP_SCHEMA}
 
-    def top(name: str) -> pa.Array:
-        return raw.column(name).combine_chunks().take(trace_take)
+    # cast before the take: the per-traceroute and per-reply values are the same either
+    # way (each is range-checked by _validate), and the take then copies narrow values
+    def top(name: str, column: str | None = None) -> pa.Array:
+        return raw.column(column or name).combine_chunks().cast(types[name]).take(trace_take)
 
-    def rep(name: str) -> pa.Array:
-        return replies.field(name).take(reply_take)
+    def per_reply(values: pa.Array) -> pa.Array:
+        return values if reply_take is None else values.take(reply_take)
 
-    late = rep("late")
+    def rep(name: str, column: str) -> pa.Array:
+        return per_reply(replies.field(column).cast(types[name]))
+
+    late = rep("late_count", "late")
     is_late = pc.fill_null(pc.greater(late, 0), False) if n_rows else pa.array([], pa.bool_())
-    reply_from = rep("from")
+    reply_from = rep("reply_from", "from")
     attempt_arr = pa.array(attempt.astype(np.int16), mask=~has_reply)
+    dst_rows = top("dst_addr")
 
     hop_cols = {
         "msm_id": top("msm_id"),
         "prb_id": top("prb_id"),
-        "timestamp": top("timestamp").cast(_TS),
+        "timestamp": top("timestamp"),
         "af": top("af"),
         "proto": top("proto"),
         "paris_id": top("paris_id"),
         "src_addr": top("src_addr"),
-        "from_addr": top("from"),
-        "dst_addr": top("dst_addr"),
+        "from_addr": top("from_addr", "from"),
+        "dst_addr": dst_rows,
         "dst_name": top("dst_name"),
-        "hop": hops.field("hop").take(pa.array(row_hop)),
+        "hop": hops.field("hop").cast(types["hop"]).take(hop_take),
         "attempt": attempt_arr,
         "reply_from": reply_from,
-        "rtt": rep("rtt"),
-        "reply_ttl": rep("ttl"),
-        "size": rep("size"),
-        "err": rep("err"),
+        "rtt": rep("rtt", "rtt"),
+        "reply_ttl": rep("reply_ttl", "ttl"),
+        "size": rep("size", "size"),
+        "err": rep("err", "err"),
         "late": is_late,
         "late_count": late,
-        "itos": rep("itos"),
-        "edst": rep("edst"),
-        "dup": rep("dup"),
-        "mpls": _mpls_labels(replies).take(reply_take),
-        "hop_error": _hop_errors(hops, replies, replies_lists).take(pa.array(row_hop)),
+        "itos": rep("itos", "itos"),
+        "edst": rep("edst", "edst"),
+        "dup": rep("dup", "dup"),
+        "mpls": per_reply(_mpls_labels(replies)),
+        "hop_error": _hop_errors(hops, replies, replies_lists).take(hop_take),
     }
     hop_table = pa.Table.from_arrays(
         [hop_cols[f.name].cast(f.type) for f in HOP_SCHEMA], schema=HOP_SCHEMA
@@ -735,8 +748,7 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
     hop_count = np.bincount(hop_trace, minlength=n)
     last_hop = np.zeros(n, dtype=np.int64)
     np.maximum.at(last_hop, hop_trace[counted], hop_no[counted])
-    dst = raw.column("dst_addr").combine_chunks()
-    reached_rows = pc.fill_null(pc.equal(reply_from, dst.take(trace_take)), False)
+    reached_rows = pc.fill_null(pc.equal(reply_from, dst_rows), False)
     reached = np.zeros(n, dtype=bool)
     reached[row_trace[np.asarray(reached_rows)]] = True
 

@@ -368,7 +368,8 @@ def _staged_files(stem: Path) -> dict[str, Path]:
 def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
     with fileio.atomic_path(files["raw"]) as tmp:
         with pa.CompressedOutputStream(str(tmp), "zstd") as out:
-            out.write(b"\n".join(raw) + b"\n")
+            out.write(b"\n".join(raw))  # the final newline apart: no second copy of the text
+            out.write(b"\n")
     fileio.write_parquet(traces, files["traces"])
     fileio.write_parquet(hops, files["hops"])
 

@@ -351,6 +351,34 @@ def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_f
     assert got[43] == (None, None, None)  # the path ends at the entry: not placed by the far side
 
 
+def test_facility_cities_locate_when_neither_as_lists_a_place_in_reach():
+    """Neither the carrier nor the AS crossed from lists a facility inside the discs (both
+    lists miss the interconnect), but interconnects sit in facility cities: when two
+    probes' discs keep only the facility cities of other networks in one city, that is
+    where the router is; never from one disc alone, nor for a lone entry hop."""
+    fac = pa.table({"asn": [4134, 7922, 6939, 3320], "city": ["Frankfurt", "Ashburn", "New York", "Frankfurt"],
+                    "country": ["DE", "US", "US", "DE"], "lat": [50.1109, 39.0438, 40.7506, 50.1109],
+                    "lon": [8.6821, -77.4874, -73.9971, 8.6821]})
+
+    def trace(msm, then=True):
+        more = [[pub("202.97.1.2", 4.0, 4134, family=CT)]] if then else []
+        return dict(msm_id=msm, prb_id=2002, dst_addr="8.8.8.8", hops=[
+            [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", 3.0, 4134, family=CT)], *more])
+
+    # the probe's own disc (3 ms from New York) keeps New York only; a second probe 1 ms
+    # from New York agrees
+    assert haversine_km(NYC[0], NYC[1], 39.0438, -77.4874) > 3.0 * KM_PER_MS_RTT  # Ashburn out of reach
+    near = pa.table({"addr": ["202.97.1.1"] * 2, "lat": [NYC[0], 40.73], "lon": [NYC[1], -73.93], "rtt": [3.0, 1.0]})
+    got = {}
+    for key, t, d in (("two-discs", trace(70), near), ("one-disc", trace(71), None),
+                      ("lone-entry", trace(72, then=False), near)):
+        _, rows, _ = _run([t], facilities=fac, discs=d)
+        c = next(iter(rows.values()))["pop_crossings"][0]
+        got[key] = (c["pop_city"], c["pop_country"], c["location_evidence"])
+    assert got == {"two-discs": ("New York", "US", "facility-cities+rtt-discs"),
+                   "one-disc": (None, None, None), "lone-entry": (None, None, None)}
+
+
 def test_carrier_pops_city_withheld_when_another_facility_city_is_in_reach():
     """No shared facility: the carrier's own PoP decides, unless another network lists a
     facility inside the same disc but not in that city -- the carrier's list may miss its
