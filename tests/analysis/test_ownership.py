@@ -80,9 +80,10 @@ a1, a2, b1, b2, d1 = "192.0.2.1", "192.0.2.2", "198.51.100.1", "198.51.100.2", "
                      id="destination"),
         pytest.param([(a1, A, None, None), (X, A, None, None), (a2, A, None, None), (b1, B, None, None)],
                      (A, "origin"), id="inside-origin-run"),
-        # the last A address before A's customer B: B's border router on the provider-numbered link
-        pytest.param([(a1, A, None, None), (X, A, None, None), (b1, B, None, None)], (B, "provider-numbered"),
-                     id="provider-numbered"),
+        # the last A address before A's customer B, seen once: B's border router on a
+        # provider-numbered link, or A's last router before a B-numbered one -- kept
+        pytest.param([(a1, A, None, None), (X, A, None, None), (b1, B, None, None)], (A, "origin"),
+                     id="provider-numbered-needs-evidence"),
         # going up from customer B to its provider A: the last B address stays B's
         pytest.param([(b1, B, None, None), (X, B, None, None), (a1, A, None, None)], (B, "origin"),
                      id="customer-side-keeps-origin"),
@@ -248,16 +249,26 @@ def test_paths_use_owner_and_count_loop_artefacts():
     assert drops["loop-artefact-subsequent-as"] == 1 and drops["owner-subsequent-as"] == 1
 
 
+def test_provider_numbered_border_followed_by_the_customers_interior():
+    # X, the last A address before A's customer B, is followed by two distinct B addresses:
+    # B's interior begins after it, so X is B's border router on the provider-numbered link
+    t = [(a1, A, None, None), (X, A, None, None)]
+    owners = infer_owners(_hops([t + [(b1, B, None, None)], t + [(b2, B, None, None)]]), relationships=REL)
+    assert _owner(owners, X) == (B, "provider-numbered")
+
+
 def test_real_multi_hop_as_loop_stays_a_loop():
-    # A A B B A: B shows two consecutive hops, so neither is isolated (a routing loop)
-    hops = _hops([[(a1, A, None, None), (a2, A, None, None), (b1, B, None, None), (b2, B, None, None),
-                   ("192.0.2.3", A, None, None)]])
+    # A A B B A: B shows two consecutive hops, so neither is isolated (a routing loop); a
+    # second traceroute shows a2 before another B address
+    loop = [(a1, A, None, None), (a2, A, None, None), (b1, B, None, None), (b2, B, None, None),
+            ("192.0.2.9", A, None, None)]
+    hops = _hops([loop, [(a1, A, None, None), (a2, A, None, None), ("198.51.100.20", B, None, None)]])
     owners = infer_owners(hops, relationships=REL, siblings=SIB)
     # only a2, the last A address before A's customer B, moves (B's border router)
     moved = {r["addr"]: (r["owner_asn"], r["owner_via"]) for r in owners.to_pylist() if r["owner_asn"] != r["origin_asn"]}
     assert moved == {a2: (B, "provider-numbered")}
     paths, drops = _paths(apply_owners(hops, owners))
-    assert paths["loop"].to_pylist() == [True]
+    assert paths["loop"].to_pylist() == [True, False]
     assert not any(k.startswith("loop-artefact") for k in drops)
 
 
