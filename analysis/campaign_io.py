@@ -505,7 +505,7 @@ def _analyze_locked(
     places = plots.place_table(facilities, snap.table("ipmap", "addresses")
                                if snap is not None and snap.has("ipmap") else None)
     step("inferring router owners")
-    owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note)
+    owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations)
                             if infer_owners else (None, "not inferred (origin AS used)"))
     discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
@@ -1133,7 +1133,8 @@ def _campaign_node_attributes(
 
 
 def _owner_table(
-    ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str
+    ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
+    destinations: pa.Table | None = None,
 ) -> tuple[pa.Table | None, str]:
     """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop.
 
@@ -1150,10 +1151,13 @@ def _owner_table(
         return None, "no traceroute table"
     con = connect()
     try:
+        dests = (destinations.select(["dst_addr", "dst_asn"]) if destinations is not None
+                 else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64())}))
+        con.register("dests", dests)
         hops = con.sql(
-            f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr "
+            f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
             "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
-            "USING (msm_id, prb_id, timestamp)",
+            "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr",
             params={"ann": [str(f) for f in ann_files], "tr": list(trace_files)},
         ).to_arrow_table()
     finally:

@@ -78,6 +78,12 @@ Rules, first match wins (``owner_via`` in brackets):
    worlds this takes most peering links numbered by the far side and customer-numbered
    uplinks; on the real MENOG traceroutes it moves 95 addresses, the interior test takes
    back 17 of 7a's 173, and the A-B-A count goes from 613 to 619. 7a and 7c run after 7b.
+   (7d) An interface X still given to O that is never followed by a public hop, is never
+   the traceroute's destination, and whose traceroutes head, in at least
+   :data:`RUN_END_SHARE` of its occurrences, for one destination AS D (the hop table's
+   ``dst_asn``) other than O and adjacent to it: D (``destination-as``, bdrmapIT's last-hop
+   rule: the path ends at D's border router, which answered from a link numbered by O
+   before the destination stayed silent). On the real MENOG traceroutes it moves nothing.
 8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
    (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
    need the destination AS to decide).
@@ -112,7 +118,7 @@ Rules, first match wins (``owner_via`` in brackets):
 occurrences that are not isolated (1.0 when never seen as a hop, or for ``destination``
 the share of destination replies); ``ixp-member`` and ``sibling`` 1.0;
 ``subsequent-as`` 0.9 x share; ``third-party`` 0.6 x share; ``parallel-hop`` 0.6; ``link-mate`` 0.8 x the share of next hops in C;
-``run-end`` 0.6 x the share of occurrences followed by C; ``last-hop`` 0.8 (0.4 when O is
+``run-end`` 0.6 x the share of occurrences followed by C; ``destination-as`` 0.8 x the share toward D; ``last-hop`` 0.8 (0.4 when O is
 unrelated to P); ``ixp-subsequent``, ``ixp-member-contradicted`` and ``unannounced`` with an owner 0.5 x
 share; no owner 0.
 
@@ -157,6 +163,7 @@ OWNER_VIAS = (
     "origin",
     "destination",
     "last-hop",
+    "destination-as",
     "sibling",
     "subsequent-as",
     "provider-numbered",
@@ -225,7 +232,8 @@ def infer_owners(
     hops : pyarrow.Table
         Annotated hop table (:func:`analysis.annotate.annotate`): ``msm_id, prb_id,
         timestamp, hop, attempt, reply_from, ip_class, asn, ixp_id, member_asn``; ``late``,
-        ``dup``, ``dst_addr`` and ``family`` (rule 9) are used when present.
+        ``dup``, ``dst_addr``, ``dst_asn`` (rule 7d: the origin AS of the traceroute's
+        destination) and ``family`` (rule 9) are used when present.
     relationships : pyarrow.Table, optional
         CAIDA AS relationships (``provider, customer`` columns; the ``as-rel`` kind's
         ``links`` table). Without it adjacency is unknown: ``subsequent-as`` never fires,
@@ -366,7 +374,9 @@ def infer_owners(
     all_next, all_next_cnt = _majority(c[nxt >= 0], nxt[nxt >= 0], m)
 
     # --- rules over unique addresses ---------------------------------------------------
-    related = _pairs(relationships, cones, np.unique(nas[nas >= 0]))
+    d_as = int_np(hops.column("dst_asn"))[rows] if "dst_asn" in hops.column_names and k \
+        else np.full(k, -1, np.int64)  # the traceroute's destination AS (rule 7d)
+    related = _pairs(relationships, cones, np.unique(np.concatenate([nas[nas >= 0], d_as[d_as >= 0]])))
     provider_of = _provider_pairs(relationships)
     groups = _sibling_groups(siblings)
     family_of = _families_of(hops)
@@ -398,6 +408,15 @@ def infer_owners(
             owner[i], via[i], conf[i] = int(e_as[i]), "provider-numbered", W_PROVIDER_NUMBERED * e_cnt[i] / n_obs[i]
         elif (min(origin[i], e_as[i]), max(origin[i], e_as[i])) in related:
             owner[i], via[i], conf[i] = int(e_as[i]), "run-end", W_RUN_END * e_cnt[i] / n_obs[i]
+    # 7d: never followed by a public hop, toward destinations of one other adjacent AS
+    if (d_as >= 0).any():
+        d_best, d_cnt = _majority(c[d_as >= 0], d_as[d_as >= 0], m)
+        n_is_dst = np.bincount(c[is_dst], minlength=m)
+        for i in np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (n_with_next == 0)
+                                & (n_is_dst == 0) & (d_best >= 0) & (d_best != origin)
+                                & (d_cnt >= RUN_END_SHARE * n_obs)).tolist():
+            if (min(origin[i], d_best[i]), max(origin[i], d_best[i])) in related:
+                owner[i], via[i], conf[i] = int(d_best[i]), "destination-as", W_LAST_HOP * d_cnt[i] / n_obs[i]
     # 12: an address standing in for another AS's router between the same two addresses
     cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (2 * n_iso > n_obs)
                           & (p_as >= 0) & (p_as != origin))

@@ -159,6 +159,22 @@ def test_run_end_needs_adjacent_ases():
     assert _owner(owners, X) == (B, "origin")
 
 
+def _with_dst_asn(hops: pa.Table, asn: int) -> pa.Table:
+    return hops.append_column("dst_asn", pa.array([asn] * hops.num_rows, pa.int64()))
+
+
+@pytest.mark.parametrize(("dst_asn", "want"), [
+    (B, (B, "destination-as")),  # B adjacent to A: B's border answered, then B's host stayed silent
+    (A, (A, "origin")),  # the destination is in A itself
+    (C, (A, "origin")),  # C is not adjacent to A: A's last router before a silent network
+])
+def test_last_address_toward_an_adjacent_destination_as(dst_asn, want):
+    # every traceroute ends at X, an A address after A hops, toward a destination of dst_asn
+    hops = _hops([[(a1, A, None, None), (X, A, None, None)]] * 2)
+    assert _owner(infer_owners(_with_dst_asn(hops, dst_asn), relationships=REL), X) == want
+    assert _owner(infer_owners(hops, relationships=REL), X) == (A, "origin")  # no dst_asn: no rule 7d
+
+
 def test_link_mate_needs_the_mate_seen_after_the_next_as():
     # one direction only: X could be C's own last router (D-numbered link): it stays C's
     assert _owner(infer_owners(_hops([C_TO_D])), X) == (C, "origin")
