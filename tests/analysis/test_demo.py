@@ -427,10 +427,10 @@ def test_demo_on_the_artefact_world(tmp_path: Path, demo) -> None:
     assert a["router_owner"]["accuracy"] < clean["router_owner"]["accuracy"]
     assert a["router_owner"]["by_artefact"]["third-party"]["hops"] > 0
     assert (tmp_path / "demo" / "world" / "truth" / "hops.parquet").is_file()
-    # ownership with every artefact on (issue target 0.95, met on the large world only; the
-    # small one is deterministic at 0.949), neighbour-numbered borders taken by run-end, and
-    # flagged crossings (issue target: precision and recall >= 0.97)
-    assert a["router_owner"]["accuracy"] >= 0.94, a["router_owner"]
+    # ownership with every artefact on (issue target 0.95; the seed-0 world is deterministic
+    # at 0.953), neighbour-numbered borders taken by run-end, and flagged crossings (issue
+    # target: precision and recall >= 0.97)
+    assert a["router_owner"]["accuracy"] >= 0.95, a["router_owner"]
     assert a["router_owner"]["by_artefact"]["neighbour-numbered"]["accuracy"] >= 0.8, a["router_owner"]
     fc = a["flagged_crossings"]
     assert fc["precision"] >= 0.97 and fc["recall"] >= 0.97, fc

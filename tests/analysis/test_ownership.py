@@ -151,6 +151,18 @@ def test_run_end_before_a_lone_successor_needs_support(times, want):
     assert _owner(owners, X) == want
 
 
+def test_run_end_ignores_what_follows_what_inside_a_forwarding_loop():
+    # a1 follows X in two traceroutes; in a third, a forwarding loop also puts a1 after an A
+    # address: that is no evidence that a1 is A's interior, so X stays B's
+    loop = UP + [(a1, A, None, None), (a2, A, None, None), (a1, A, None, None), (a2, A, None, None)]
+    owners = infer_owners(_hops([UP + [(a1, A, None, None)]] * 2 + [loop]), relationships=REL)
+    assert _owner(owners, X) == (B, "origin")
+    # the same a1 reached from A's own a2 outside a loop: A's interior begins after X
+    owners = infer_owners(_hops([UP + [(a1, A, None, None)]] * 2 + [[(a2, A, None, None), (a1, A, None, None)]]),
+                          relationships=REL)
+    assert _owner(owners, X) == (A, "run-end")
+
+
 def test_run_end_needs_adjacent_ases():
     # C and B are not adjacent in REL: nothing says who numbered the link
     trace = [(b1, B, None, None), (X, B, None, None)]
