@@ -605,7 +605,9 @@ def _analyze_locked(
             tabs.append(_long(boot, None))
             for grouping in GROUPINGS:
                 tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
-        entry["pop_exposure"]["possibly"] = _pop_upper(paths, fam, pop_country, confidence, geometry)
+        pop = entry["pop_exposure"]
+        pop["possibly"] = _pop_upper(paths, fam, pop_country, confidence, geometry, n_boot=n_boot, seed=seed)
+        pop["bounds"] = _pop_bounds(pop, pop["possibly"], confidence)
         entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
@@ -1281,17 +1283,31 @@ def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family:
 
 
 def _pop_upper(paths: pa.Table, family: str | None, country: str, confidence: float,
-               geometry: pa.Table) -> dict[str, Any]:
-    """The upper bound of PoP exposure (:func:`analysis.metrics.pop_upper_indicator`), Wilson."""
+               geometry: pa.Table, *, n_boot: int, seed: int) -> dict[str, Any]:
+    """The upper bound of PoP exposure (:func:`analysis.metrics.pop_upper_indicator`), with
+    the same cluster bootstrap over probes as the located (lower-bound) figure."""
     from analysis import metrics
 
     ind = metrics.pop_upper_indicator(paths, family=family, country=country, geometry=geometry)
     k, n = int(ind.sum()), len(ind)
-    lo, hi = metrics.wilson_interval(k, n, confidence=confidence)
-    return {"estimate": k / n if n else None, "transiting": k,
-            "ci_low": None if not n else float(lo), "ci_high": None if not n else float(hi),
+    est, lo, hi = metrics.cluster_bootstrap(ind.astype(float), paths.column("prb_id").to_numpy(zero_copy_only=False),
+                                            n_boot=n_boot, seed=seed, confidence=confidence) if n else (None,) * 3
+    return {"estimate": est, "transiting": k, "ci_low": lo, "ci_high": hi,
             "method": f"upper bound: also crossings with no located PoP that the speed of light does not "
-                      f"keep out of {country}; Wilson score interval, {confidence:.0%}"}
+                      f"keep out of {country}; cluster bootstrap over prb_id, percentile {confidence:.0%}, "
+                      f"B={n_boot}, seed={seed}"}
+
+
+def _pop_bounds(lower: Mapping[str, Any], upper: Mapping[str, Any], confidence: float) -> dict[str, Any]:
+    """PoP exposure is only partly identified while crossings stay unlocated: the located
+    share and the possible share bound it. The interval from the lower bound's lower end to
+    the upper bound's upper end covers the whole region with at least ``confidence``
+    (Imbens & Manski, Econometrica 72(6), 2004: the conservative union of the two one-sided
+    intervals)."""
+    return {"low": lower.get("estimate"), "high": upper.get("estimate"),
+            "ci_low": lower.get("ci_low"), "ci_high": upper.get("ci_high"),
+            "method": f"partial identification: [located, possibly] with the lower end of the located "
+                      f"interval and the upper end of the possible one ({confidence:.0%} each)"}
 
 
 def _summary_row(boot: pa.Table) -> dict[str, Any]:

@@ -512,9 +512,14 @@ def _headline_html(s: dict[str, Any]) -> str:
     if upper:
         parts = "; ".join(f"{html.escape(fam)} {_pct(u['estimate'])} ({_interval(u['ci_low'], u['ci_high'])})"
                           for fam, u in upper)
+        bounds = "; ".join(f"{html.escape(fam)} {_interval(b['ci_low'], b['ci_high'])}" for fam, e in
+                           (s.get("families") or {}).items() if (b := (e.get("pop_exposure") or {}).get("bounds"))
+                           and fam in dict(upper))
         rows.append(f"<p class=meta><b>Upper bound of PoP exposure ({country})</b>, counting also the "
                     f"crossings whose PoP could not be located but that the speed of light does not keep "
-                    f"out of {country}: {parts}.</p>")
+                    f"out of {country}: {parts}. The exposure lies between the located and the possible "
+                    f"share; with both intervals (from the located one's low end to the possible one's "
+                    f"high end): {bounds}.</p>")
     return "".join(rows)
 
 

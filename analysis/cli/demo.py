@@ -234,6 +234,11 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
         below = sum(1 for r in upper if r["below_upper"])
         console.print(f"  true PoP exposure at or below the upper bound (PoPs possibly in the US "
                       f"counted too): {below} of {len(upper)} {_ok(below == len(upper))}")
+    bounded = [r for r in acc["exposure"] if "bounds_inside" in r]
+    if bounded:
+        inside_b = sum(1 for r in bounded if r["bounds_inside"])
+        console.print(f"  true PoP exposure inside the bounds' interval (located interval's low end to the "
+                      f"possible one's high end): {inside_b} of {len(bounded)} {_ok(inside_b == len(bounded))}")
     for n in notes:
         console.print(f"[dim]  • {n}[/dim]")
 

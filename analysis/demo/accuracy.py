@@ -431,6 +431,11 @@ def exposure_checks(report_families: Mapping[str, Any], truth: Mapping[str, Mapp
                 # the upper bound brackets the truth from above (its interval's upper end)
                 rows[-1]["upper_estimate"] = upper["estimate"]
                 rows[-1]["below_upper"] = bool(true <= upper["ci_high"])
+            bounds = e.get("bounds")
+            if kind == "pop_exposure" and bounds and bounds.get("ci_low") is not None \
+                    and bounds.get("ci_high") is not None:
+                # the partly identified exposure: [located, possibly] with both intervals' ends
+                rows[-1]["bounds_inside"] = bool(bounds["ci_low"] <= true <= bounds["ci_high"])
     return rows
 
 

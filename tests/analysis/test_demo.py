@@ -440,3 +440,11 @@ def test_demo_on_the_artefact_world(tmp_path: Path, demo) -> None:
     assert a["pop_us"]["precision"] >= 0.99, a["crossing_pop_country"]["false_examples"]
     upper = [r for r in a["exposure"] if r["kind"] == "pop_exposure"]
     assert upper and all(r["below_upper"] and r["upper_estimate"] >= r["estimate"] for r in upper), upper
+    # the partly identified exposure: the truth inside [located low end, possible high end]
+    assert all(r["bounds_inside"] for r in upper), upper
+    fams = orjson.loads(result.files["exposure"].read_bytes())["families"]
+    for e in fams.values():
+        b, lo, up = e["pop_exposure"]["bounds"], e["pop_exposure"], e["pop_exposure"]["possibly"]
+        assert (b["ci_low"], b["ci_high"], b["low"], b["high"]) == (lo["ci_low"], up["ci_high"], lo["estimate"],
+                                                                     up["estimate"])
+        assert up["ci_low"] <= up["estimate"] <= up["ci_high"] and "cluster bootstrap" in up["method"]
