@@ -335,7 +335,10 @@ def iter_records(stream: HashingReader, name: str, *, probes: list | None = None
     if ndjson:
         yield from _unbundle(head[0], probes)
         for _, line in lines:
-            yield from _unbundle(line, probes)
+            if b'"results"' in line:  # the test _unbundle starts with, inlined: one generator less per line
+                yield from _unbundle(line, probes)
+            else:
+                yield line
         return
     rest = _read_document(head, lines, name)
     from probes import convert  # local import: converters are only needed for foreign input

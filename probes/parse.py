@@ -30,7 +30,6 @@ repaired, and a block holding text the strict reader would take differently from
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
 import math
@@ -343,7 +342,7 @@ def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None,
 
 def _strict_text(data: bytes) -> bool:
     """Whether the strict reader and orjson agree on this text (no NaN/Inf, valid UTF-8)."""
-    if b"NaN" in data or b"Inf" in data:
+    if _has_any(data, (b"NaN", b"Inf")):
         return False
     if data.isascii():
         return True
@@ -352,6 +351,24 @@ def _strict_text(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _has_any(data: bytes, words: tuple[bytes, ...]) -> bool:
+    """Whether ``data`` holds any of ``words`` (3 bytes each), as ``word in data`` would say.
+
+    Vectorized: the positions of each word's first byte, then its next two bytes there
+    (twice as fast as ``in`` on Atlas text, where ``N`` and ``I`` are rare). Text where
+    the first byte is common is searched with ``in``.
+    """
+    arr = np.frombuffer(data, dtype=np.uint8)
+    for word in words:
+        at = np.flatnonzero(arr[:-2] == word[0])
+        if len(at) > len(arr) >> 6:
+            if word in data:
+                return True
+        elif len(at) and ((arr[at + 1] == word[1]) & (arr[at + 2] == word[2])).any():
+            return True
+    return False
 
 
 def _read_each(
@@ -385,7 +402,7 @@ def _read_block(lines: Sequence[bytes], use_threads: bool = True, data: bytes | 
     # blocks of ~256 KiB let Arrow decode in parallel; a block must hold the longest line
     block = max(1 << 18, 2 * max(map(len, lines)) + 2)
     opts = pj.ReadOptions(block_size=block, use_threads=use_threads)
-    table = pj.read_json(io.BytesIO(data), read_options=opts, parse_options=_PARSE_OPTIONS)
+    table = pj.read_json(pa.BufferReader(data), read_options=opts, parse_options=_PARSE_OPTIONS)  # no copy
     if table.num_rows != len(lines):  # a line holding two objects, or a bare value
         raise pa.ArrowInvalid("row count differs from line count")
     return table
