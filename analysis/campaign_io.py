@@ -76,7 +76,7 @@ from analysis.destinations import load_country_geometry, locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
 from analysis.nodes import IXP_PREFIX
 from analysis.ownership import apply_owners
-from analysis.paths import build_paths
+from analysis.paths import build_paths, misplaced_probes
 from analysis.registry import load_registry
 from analysis.report import CampaignData, render_html
 from analysis.scope import (
@@ -508,6 +508,13 @@ def _analyze_locked(
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations)
                             if infer_owners else (None, "not inferred (origin AS used)"))
     discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
+    # probes whose published place the RTTs contradict: the small discs of every address, and
+    # the flagged routers' own
+    misplaced = misplaced_probes(pa.concat_tables([
+        _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])
+    ])) if discs is not None else []
+    if misplaced:  # their discs could exclude the true place of every router they saw
+        discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                         strict=True) if f}
@@ -533,6 +540,8 @@ def _analyze_locked(
                   "rerun": {"cache_dir": None if cache_dir is None else str(cache_dir)}}
 
     drops: Counter[str] = Counter()
+    if misplaced:
+        drops["probe-discs-misplaced-probe"] = len(misplaced)
     part_files: list[Path] = []
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
         with _staged(campaign, campaign.paths_dir, stage="analyze", run=run) as stage:
@@ -808,18 +817,56 @@ def _annotated_columns(files: list[Path]) -> list[str]:
     return [c for c in names if c in wanted]
 
 
+def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Table,
+                max_rtt: float = 20.0, per_addr: int = 16) -> pa.Table:
+    """The small RTT discs of every public address two or more located probes saw
+    (``addr, prb_id, lat, lon, rtt``): each probe's minimum RTT, at most ``max_rtt`` ms, the
+    ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
+    misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be."""
+    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    public = "AND ip_class = 'public'" if "ip_class" in columns else ""
+    con = connect()
+    try:
+        con.register("probes", probe_meta.select(["prb_id", "latitude", "longitude"]))
+        return con.sql(
+            f"""
+            WITH m AS (
+                SELECT reply_from AS addr, prb_id, min(rtt) AS rtt
+                FROM read_parquet($files, union_by_name=true)
+                WHERE rtt IS NOT NULL AND rtt >= 0 AND rtt <= {float(max_rtt)} AND reply_from IS NOT NULL
+                      {public} {skip}
+                GROUP BY reply_from, prb_id
+            ),
+            r AS (
+                SELECT m.addr, m.prb_id, p.latitude AS lat, p.longitude AS lon, m.rtt,
+                       row_number() OVER (PARTITION BY m.addr ORDER BY m.rtt, m.prb_id) AS k,
+                       count(*) OVER (PARTITION BY m.addr) AS n
+                FROM m JOIN probes p USING (prb_id)
+                WHERE p.latitude IS NOT NULL AND p.longitude IS NOT NULL
+            )
+            SELECT addr, prb_id, lat, lon, rtt FROM r WHERE n >= 2 AND k <= {int(per_addr)} ORDER BY addr, prb_id
+            """,
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
 def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table | None, registry: Any,
                probe_meta: pa.Table) -> pa.Table | None:
     """Per flagged reply address, each probe that saw it (with a location) and its minimum RTT.
 
-    The speed-of-light discs the PoP location search intersects (``addr, lat, lon, rtt``),
+    The speed-of-light discs the PoP location search intersects (``addr, prb_id, lat, lon, rtt``),
     over the whole campaign: addresses in a flagged family by origin (``family``) or by
-    owner (the ownership stage). Late and duplicate replies are left out.
+    owner (the ownership stage). Late and duplicate replies are left out. ``base`` is the
+    probe's minimum RTT to any public address (its access network; the RTT floor's
+    allowance), null without an ``ip_class`` column.
     """
     if "family" not in columns or not probe_meta.num_rows:
         return None
     extra = pa.array([], pa.string())
     skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    ip_class = "ip_class" if "ip_class" in columns else "NULL::VARCHAR AS ip_class"
     files = [str(f) for f in ann_files]
     con = connect()
     try:
@@ -838,7 +885,7 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
             f"""
             WITH h AS (
                 SELECT msm_id, prb_id, timestamp, hop, reply_from, rtt,
-                       family IS NOT NULL OR reply_from IN (SELECT addr FROM extra) AS flagged
+                       family IS NOT NULL OR reply_from IN (SELECT addr FROM extra) AS flagged, {ip_class}
                 FROM read_parquet($files, union_by_name=true)
                 WHERE rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL {skip}
             ),
@@ -847,9 +894,11 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
                 UNION
                 SELECT b.reply_from FROM h b JOIN h f ON f.flagged AND f.msm_id = b.msm_id
                     AND f.prb_id = b.prb_id AND f.timestamp = b.timestamp AND f.hop = b.hop + 1
-            )
-            SELECT h.reply_from AS addr, p.latitude AS lat, p.longitude AS lon, min(h.rtt) AS rtt
-            FROM h JOIN probes p USING (prb_id)
+            ),
+            access AS (SELECT prb_id, min(rtt) AS base FROM h WHERE ip_class = 'public' GROUP BY prb_id)
+            SELECT h.reply_from AS addr, h.prb_id, p.latitude AS lat, p.longitude AS lon, min(h.rtt) AS rtt,
+                   any_value(a.base) AS base
+            FROM h JOIN probes p USING (prb_id) LEFT JOIN access a USING (prb_id)
             WHERE p.latitude IS NOT NULL AND p.longitude IS NOT NULL
               AND h.reply_from IN (SELECT addr FROM wanted)
             GROUP BY h.reply_from, h.prb_id, p.latitude, p.longitude

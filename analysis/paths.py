@@ -35,7 +35,10 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   place is known (an anchor or an IPmap point, proven unicast), the entering router is on
   the forward path to it, so the round trip probe -> router -> destination -> probe fits in
   the destination's RTT: candidates outside that ellipse are dropped too
-  (``+dst-ellipse``). When nothing of the entered AS is kept and the traceroute goes on
+  (``+dst-ellipse``). The RTT floor (Octant's negative constraints) drops a candidate two
+  probes (with a known access RTT) saw the router too late to be near (``+rtt-floor``;
+  :data:`FLOOR_STRETCH`), unless it would leave no facility city in reach (a tromboned
+  path). When nothing of the entered AS is kept and the traceroute goes on
   inside the family, the facilities of the AS crossed from inside the same constraints
   stand in (``netfac-far-side``: the carrier's presence there is missing from PeeringDB);
   when neither list fits, two or more probes' discs keeping the facility cities (of any
@@ -107,6 +110,7 @@ __all__ = [
     "ixp_node",
     "parse_node",
     "build_paths",
+    "misplaced_probes",
     "node_attributes",
 ]
 
@@ -114,6 +118,21 @@ __all__ = [
 PRIVATE_INTERCONNECT = "private interconnect"
 #: ``kind`` of a crossing right after an unresponsive hop (which may have been an IXP LAN).
 UNKNOWN_INTERCONNECT = "unknown"
+
+#: The RTT floor (Octant's negative constraints, Wong et al., NSDI 2007): a router at ``d`` km
+#: from a probe answers it within ``base + FLOOR_STRETCH x d / 99.93 km + FLOOR_SLACK_MS``,
+#: ``base`` the probe's own minimum RTT to any public hop (its access network). A candidate
+#: place is out of reach when at least :data:`FLOOR_PROBES` probes at distinct places saw the
+#: router later than that. Not a law of physics as the discs are (a path can trombone): it
+#: needs two probes, and it is dropped for a crossing whose discs keep no facility city it
+#: allows. Path stretch on the Internet is mostly below 2-3x great-circle fibre distance.
+FLOOR_STRETCH = 3.0
+FLOOR_SLACK_MS = 15.0
+FLOOR_PROBES = 2
+
+#: Allowance for probes' published coordinates (Atlas moves them by up to ~1 km; IPmap and
+#: users round them) when two probes' discs for one address are tested for overlap.
+MISPLACED_SLACK_KM = 50.0
 
 #: (name, latitude, longitude) of the flagged carriers' main mainland-China backbone cities.
 CHINA_REFERENCE_POINTS = (
@@ -804,6 +823,51 @@ def _crossings(
     return list_of(struct, etid, ntr)
 
 
+def misplaced_probes(discs: pa.Table, slack_km: float = MISPLACED_SLACK_KM) -> list[int]:
+    """Probes whose published place contradicts the other probes' RTTs (sorted ``prb_id``).
+
+    Two probes that saw the same address have discs that intersect when both are where they
+    say (the router is in both): ``d(p, q) <= (r_p + r_q) x 99.93 km`` (plus ``slack_km``
+    for coordinate rounding). Each disjoint pair proves one of the two misplaced. The
+    probes are removed greedily, the one in conflict with the most other probes first (the
+    lower ``prb_id`` on a tie), until no conflict is left; a pair in conflict only with
+    each other loses both, since nothing tells which one is wrong. ``discs``: ``addr,
+    prb_id, lat, lon, rtt`` (as :func:`analysis.campaign_io` builds them). A CBG
+    intersection with a misplaced probe's disc can exclude the router's true place.
+    """
+    if discs is None or not discs.num_rows or "prb_id" not in discs.column_names:
+        return []
+    order = pc.sort_indices(discs, [("addr", "ascending")])
+    d = discs.take(order)
+    addr = d.column("addr").combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    prb = int_np(d.column("prb_id"))
+    lat, lon, rtt = (_float_np(d.column(c)) for c in ("lat", "lon", "rtt"))
+    starts = np.flatnonzero(np.r_[True, addr[1:] != addr[:-1]]) if len(addr) else np.array([], int)
+    bounds = np.r_[starts, len(addr)]
+    edges: set[tuple[int, int]] = set()
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+        if b - a < 2:
+            continue
+        i, j = np.triu_indices(b - a, 1)
+        i, j = i + a, j + a
+        apart = haversine_km(lat[i], lon[i], lat[j], lon[j]) > (rtt[i] + rtt[j]) * KM_PER_MS_RTT + slack_km
+        for x, y in zip(prb[i[apart]].tolist(), prb[j[apart]].tolist(), strict=True):
+            if x != y:
+                edges.add((min(x, y), max(x, y)))
+    out: set[int] = set()
+    while edges:
+        degree: Counter[int] = Counter()
+        for x, y in edges:
+            degree[x] += 1
+            degree[y] += 1
+        top = max(degree.values())
+        worst = min(p for p, k in degree.items() if k == top)
+        drop = {worst} if top > 1 else {x for e in edges for x in e}
+        out |= drop
+        edges = {e for e in edges if not (set(e) & drop)}
+    return sorted(out)
+
+
 def _facility_search(
     facilities: pa.Table,
     asn: np.ndarray,
@@ -858,23 +922,25 @@ def _facility_search(
     home_points = [(name, "CN", la, lo) for name, la, lo in CHINA_REFERENCE_POINTS]
     places = sorted({(c[0], c[1], round(c[2], 1), round(c[3], 1)) for v in by_asn.values() for c in v},
                     key=lambda c: (str(c[0]), str(c[1]), c[2], c[3]))  # every city with a facility
-    seen: dict[str, list[tuple[float, float, float]]] = {}
+    seen: dict[str, list[tuple[float, float, float, float]]] = {}
     if discs is not None and addr is not None:
         want = {a for a in (*addr, *(prev_addr or ())) if a is not None}
         d = discs.filter(pc.is_in(discs.column("addr"), value_set=pa.array(sorted(want), pa.string()))) \
             if want else discs.slice(0, 0)
-        for a, la, lo, r in zip(d.column("addr").to_pylist(), _float_np(d.column("lat")).tolist(),
-                                _float_np(d.column("lon")).tolist(), _float_np(d.column("rtt")).tolist(), strict=True):
+        base = _float_np(d.column("base")) if "base" in d.column_names else np.full(d.num_rows, np.nan)
+        for a, la, lo, r, b in zip(d.column("addr").to_pylist(), _float_np(d.column("lat")).tolist(),
+                                   _float_np(d.column("lon")).tolist(), _float_np(d.column("rtt")).tolist(),
+                                   base.tolist(), strict=True):
             if la == la and lo == lo and r == r and r >= 0:
-                seen.setdefault(a, []).append((la, lo, r))
+                seen.setdefault(a, []).append((la, lo, r, b))
     memo: dict[tuple[Any, ...], tuple[str | None, str | None, str | None]] = {}
     for i in range(m):
         a_i = addr[i] if addr is not None else None
         b_i = prev_addr[i] if prev_addr is not None else None
         cons = [*seen.get(a_i, ()), *(seen.get(b_i, ()) if b_i is not None else ())] if a_i is not None else None
         if not cons:
-            cons = [(float(lat[i]), float(lon[i]), float(rtt[i]))] if lat[i] == lat[i] and lon[i] == lon[i] \
-                and rtt[i] == rtt[i] else []
+            cons = [(float(lat[i]), float(lon[i]), float(rtt[i]), float("nan"))] \
+                if lat[i] == lat[i] and lon[i] == lon[i] and rtt[i] == rtt[i] else []
         h = bool(home[i]) if home is not None else False
         # the RTT rounded up to the next ms (never tighter), so that crossings share the memo
         ell = (*(float(x) for x in ellipses[i][:4]), float(np.ceil(ellipses[i][4]))) \
@@ -893,7 +959,7 @@ def _locate_one(
     home_points: list[tuple[str, str, float, float]],
     asn: int,
     from_asn: int,
-    cons: list[tuple[float, float, float]],
+    cons: list[tuple[float, float, float, float]],
     ellipse: tuple[float, ...] | None = None,
     *,
     far_side: bool = False,
@@ -905,8 +971,14 @@ def _locate_one(
     cands = [*by_asn.get(asn, []), *home_points]
     other_cities = {c[0] for c in by_asn.get(from_asn, [])} if from_asn >= 0 else set()
     n_own = len(cands) - len(home_points)
-    suffix = ("+rtt-discs" if len(cons) > 1 else "") + ("+dst-ellipse" if ellipse is not None else "")
-    ok = _inside(cands, cons, ellipse)
+    floor = _floor_applies(places or cands, cons, ellipse)
+    suffix = ("+rtt-discs" if len(cons) > 1 else "") + ("+dst-ellipse" if ellipse is not None else "") \
+        + ("+rtt-floor" if floor else "")
+
+    def inside(c: list[tuple[Any, ...]]) -> np.ndarray:
+        return _inside(c, cons, ellipse, floor=floor)
+
+    ok = inside(cands)
     kept = [c for c, k in zip(cands, ok, strict=True) if k]
     # the entered AS's facilities in a city the AS crossed from is also present in
     kept_shared = [c for i, (c, k) in enumerate(zip(cands, ok, strict=True)) if k and i < n_own and c[0] in other_cities]
@@ -917,12 +989,12 @@ def _locate_one(
         # the AS crossed from lists facilities inside the constraints, none in a kept city:
         # one of the two lists misses the interconnect's facility, so the city is not known
         others = by_asn.get(from_asn, []) if from_asn >= 0 else []
-        if city is not None and others and _inside(others, cons, ellipse).any():
+        if city is not None and others and inside(others).any():
             city = None
         if cc is not None and places:
             # the carrier's list may miss the PoP: any other place with a facility the
             # constraints keep is as possible, so only what they all share is given
-            near = [c for c, k in zip(places, _inside(places, cons, ellipse), strict=True) if k]
+            near = [c for c, k in zip(places, inside(places), strict=True) if k]
             c2, cc2 = _unanimous([*kept, *near])
             city, cc = (city if c2 is not None else None), cc2
         if cc is not None:
@@ -934,8 +1006,7 @@ def _locate_one(
     # sits where the AS crossed from is present
     far = by_asn.get(from_asn, []) if from_asn >= 0 and far_side else []
     if far:
-        f_ok = _inside(far, cons, ellipse)
-        kept_far = [c for c, k in zip(far, f_ok, strict=True) if k]
+        kept_far = [c for c, k in zip(far, inside(far), strict=True) if k]
         if kept_far:
             city, cc = _unanimous(kept_far)
             if cc is not None:
@@ -944,7 +1015,7 @@ def _locate_one(
     # more probes' discs keep the facility cities (of any network) of one country only (of
     # one city), that is where it is -- again only when the traceroute goes on inside the
     # family (a lone entry hop has the shape of a third-party reply)
-    near = [c for c, k in zip(places or [], _inside(places or [], cons, ellipse), strict=True) if k]
+    near = [c for c, k in zip(places or [], inside(places or []), strict=True) if k]
     if near and far_side and len(cons) > 1:
         city, cc = _unanimous(near)
         if cc is not None:
@@ -953,19 +1024,49 @@ def _locate_one(
 
 
 def _inside(
-    cands: list[tuple[Any, ...]], cons: list[tuple[float, float, float]], ellipse: tuple[float, ...] | None
+    cands: list[tuple[Any, ...]],
+    cons: list[tuple[float, float, float, float]],
+    ellipse: tuple[float, ...] | None,
+    *,
+    floor: bool = False,
 ) -> np.ndarray:
-    """Which candidate places (``(city, cc, lat, lon)``) lie inside every RTT disc and the ellipse."""
+    """Which candidate places (``(city, cc, lat, lon)``) lie inside every RTT disc and the
+    ellipse (and, with ``floor``, not beyond the RTT floor of :data:`FLOOR_PROBES` probes)."""
     c_lat = np.array([c[2] for c in cands], float)
     c_lon = np.array([c[3] for c in cands], float)
     ok = np.ones(len(cands), bool)
-    for la, lo, r in cons:
+    for la, lo, r, _ in cons:
         ok &= haversine_km(la, lo, c_lat, c_lon) <= r * KM_PER_MS_RTT
     if ellipse is not None:
         pla, plo, dla, dlo, dr = ellipse
         ok &= (haversine_km(pla, plo, c_lat, c_lon) + haversine_km(c_lat, c_lon, dla, dlo)
                <= 2 * dr * KM_PER_MS_RTT - haversine_km(pla, plo, dla, dlo))
+    if floor:
+        ok &= ~_beyond_floor(c_lat, c_lon, cons)
     return ok
+
+
+def _beyond_floor(c_lat: np.ndarray, c_lon: np.ndarray, cons: list[tuple[float, float, float, float]]) -> np.ndarray:
+    """Per candidate place: :data:`FLOOR_PROBES` or more probes (distinct places, with a
+    known access RTT ``base``) saw the router later than a router there would answer."""
+    late: dict[tuple[float, float], np.ndarray] = {}
+    for la, lo, r, b in cons:
+        if b == b:
+            reach = b + FLOOR_STRETCH * haversine_km(la, lo, c_lat, c_lon) / KM_PER_MS_RTT + FLOOR_SLACK_MS
+            late[(la, lo)] = late.get((la, lo), np.zeros(len(c_lat), bool)) | (r > reach)
+    return np.sum(list(late.values()), axis=0) >= FLOOR_PROBES if late else np.zeros(len(c_lat), bool)
+
+
+def _floor_applies(
+    places: list[tuple[Any, ...]], cons: list[tuple[float, float, float, float]], ellipse: tuple[float, ...] | None
+) -> bool:
+    """The RTT floor rules out some of the places the discs keep, and not all of them (a
+    floor that leaves no facility city in reach says the paths tromboned: it is not used)."""
+    if not places or sum(b == b for *_, b in cons) < FLOOR_PROBES:
+        return False
+    pos = _inside(places, cons, ellipse)
+    both = _inside(places, cons, ellipse, floor=True)
+    return bool(both.any() and (pos & ~both).any())
 
 
 def _unanimous(cands: list[tuple[Any, ...]]) -> tuple[str | None, str | None]:

@@ -276,8 +276,9 @@ def run_demo(
     claimed = found.filter(pc.is_valid(found.column("city")))  # crossings the pipeline located
     cities = acc.score(entries, claimed, keys=[*key, "city"], observable="observable")
     pop_cc = exposure["pop_country"]
+    # a crossing located in the country counts whether or not its city is known
     in_cc = acc.score(entries.filter(pc.equal(entries.column("country"), pop_cc)),
-                      claimed.filter(pc.equal(claimed.column("country"), pop_cc)),
+                      found.filter(pc.equal(found.column("country"), pop_cc)),
                       keys=[*key, "country"], observable="observable")
     ixp = acc.score(acc.true_ixp_crossings(t_ixp), acc.detected_ixp_crossings(paths),
                     keys=[*acc.TRACE_KEY, "ixp_id", "member_asn"], observable="observable")

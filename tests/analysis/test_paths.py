@@ -322,6 +322,67 @@ def test_facility_search_intersects_the_discs_of_every_probe_that_saw_the_router
     assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == (None, None, None)
 
 
+def test_rtt_floor_rules_out_a_place_near_probes_that_saw_the_router_late():
+    """Octant's negative constraint: two probes beside Frankfurt (Amsterdam, Paris; access
+    RTT 2 ms) saw the router at 75 ms. Their discs keep New York and Frankfurt, but a router
+    in Frankfurt answers them within 2 + 3 x (~4-5 ms of fibre) + 15 ms: Frankfurt is out,
+    New York stays. One late probe is not enough; a probe whose access RTT is unknown adds
+    nothing; and a floor that would rule out every facility city in reach (a tromboned path)
+    is not used at all."""
+    ams, par = (52.37, 4.90), (48.86, 2.35)
+    both = pa.table({"asn": [4134, 4134, 7922, 7922], "city": ["New York", "Frankfurt", "New York", "Frankfurt"],
+                     "country": ["US", "DE", "US", "DE"], "lat": [40.7506, 50.1109, 40.7506, 50.1109],
+                     "lon": [-73.9971, 8.6821, -73.9971, 8.6821]})
+    t = [dict(msm_id=31, prb_id=2002, dst_addr="8.8.8.8", hops=[
+        [pub("10.0.0.1", 1.0, 7922)], [pub("202.97.1.1", 75.0, 4134, family=CT)]])]
+
+    def discs(*bases):
+        return pa.table({"addr": ["202.97.1.1"] * 2, "lat": [ams[0], par[0]], "lon": [ams[1], par[1]],
+                         "rtt": [75.0, 75.0], "base": pa.array(list(bases), pa.float64())})
+
+    for here in (ams, par):  # both discs reach New York and Frankfurt; the floor is far below 75 ms
+        assert haversine_km(*here, *NYC) < 75.0 * KM_PER_MS_RTT
+        assert 2.0 + P.FLOOR_STRETCH * haversine_km(*here, *FRA) / KM_PER_MS_RTT + P.FLOOR_SLACK_MS < 40.0
+        assert 2.0 + P.FLOOR_STRETCH * haversine_km(*here, *NYC) / KM_PER_MS_RTT + P.FLOOR_SLACK_MS > 75.0
+
+    def loc(fac, d):
+        _, rows, _ = _run(t, facilities=fac, discs=d)
+        c = rows[(31, 2002)]["pop_crossings"][0]
+        return c["pop_city"], c["pop_country"], c["location_evidence"]
+
+    assert loc(both, discs(2.0, 2.0)) == ("New York", "US", "netfac-shared+rtt-discs+rtt-floor")
+    assert loc(both, discs(2.0, None)) == (None, None, "netfac-shared+rtt-discs")  # one probe's floor
+    assert loc(both, discs(2.0, 70.0)) == (None, None, "netfac-shared+rtt-discs")  # Paris is slow itself
+    # Frankfurt alone is listed: the floor would leave no facility city, so it is not used
+    fra_only = both.filter(pa.compute.equal(both.column("city"), "Frankfurt"))
+    assert loc(fra_only, discs(2.0, 2.0)) == ("Frankfurt", "DE", "netfac-shared+rtt-discs")
+
+
+def test_misplaced_probes_are_the_ones_whose_discs_miss_the_others():
+    """Two probes whose discs for one address are disjoint cannot both be where they say.
+    A probe published in Paris but seeing two Frankfurt routers at 1 ms, as the Frankfurt
+    probes do, conflicts with each of them and goes first; the correctly placed probes then
+    agree. A lone conflicting pair loses both (nothing says which is wrong); overlapping
+    discs, a single disc, and one probe seeing an address twice prove nothing."""
+    fra2 = (50.05, 8.6)
+    paris = (48.86, 2.35)
+    assert haversine_km(*paris, *FRA) > 2 * KM_PER_MS_RTT + P.MISPLACED_SLACK_KM  # disjoint at 1 ms each
+    rows = [("a", 1, *FRA, 1.0), ("a", 2, *fra2, 1.0), ("a", 9, *paris, 1.0),
+            ("b", 1, *FRA, 1.0), ("b", 3, *fra2, 1.5), ("b", 9, *paris, 0.9),
+            ("c", 4, *NYC, 20.0), ("c", 5, *FRA, 20.0),  # 2,000 km discs 6,200 km apart
+            ("d", 6, *NYC, 3.0), ("d", 7, 40.0, -75.0, 3.0),  # overlapping
+            ("e", 8, *NYC, 1.0)]
+
+    def table(rs):
+        return pa.table({"addr": [r[0] for r in rs], "prb_id": [r[1] for r in rs], "lat": [r[2] for r in rs],
+                         "lon": [r[3] for r in rs], "rtt": [r[4] for r in rs]})
+
+    assert P.misplaced_probes(table(rows[:6])) == [9]
+    assert P.misplaced_probes(table(rows)) == [4, 5, 9]
+    assert P.misplaced_probes(table(rows[8:])) == []
+    assert P.misplaced_probes(table([("f", 1, *FRA, 1.0), ("f", 1, *NYC, 1.0)])) == []
+
+
 def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_facility():
     """The entered AS lists only Frankfurt (its New York presence missing from PeeringDB):
     nothing of it fits a 3 ms disc around New York, so the crossing is placed where the AS
