@@ -510,10 +510,11 @@ def _analyze_locked(
     discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
     # probes whose published place the RTTs contradict: the small discs of every address, and
     # the flagged routers' own
-    misplaced = misplaced_probes(pa.concat_tables([
-        _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])
-    ])) if discs is not None else []
-    if misplaced:  # their discs could exclude the true place of every router they saw
+    misplaced: list[int] = []
+    if discs is not None:
+        misplaced = misplaced_probes(pa.concat_tables([
+            _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])]))
+        # their discs could exclude the true place of every router they saw
         discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
