@@ -267,10 +267,13 @@ def annotate(
     rdap : analysis._rdap.RdapClient, optional
         The RDAP client used when ``online`` (default: one caching under the cache root).
     dictionary : bool
-        Return the annotation columns (all but ``asns``) dictionary-encoded over the unique
-        addresses instead of materialized: the same values, no per-row copy; nulls are in
-        the indices, so Parquet writes the columns as they are and reads them back as the
-        plain types (what :func:`analysis.campaign_io.annotate_campaign` does).
+        Return the annotation columns in the form cheapest to build and write to Parquet
+        (what :func:`analysis.campaign_io.annotate_campaign` writes): the string columns
+        that many hop rows hold dictionary-encoded over their distinct values (nulls in the
+        indices), the others in their own types built with numpy gathers over the unique
+        addresses (see :func:`_writable_columns`). The same values: Parquet reads every
+        column back as the plain type (DuckDB as it is, pyarrow through
+        :func:`analysis._tables.plain_columns`).
 
     Returns
     -------
@@ -291,8 +294,27 @@ def annotate(
     registry = registry if registry is not None else load_registry()
     if snapshot.has("as2org"):
         registry = with_siblings(registry, snapshot.table("as2org", "asns"))
-    counts: Counter = Counter()
-    n_rows = hops.num_rows
+    u, rows, per_u, counts = _annotate_rows(hops["reply_from"], snapshot, registry, online=online, rdap=rdap)
+    cols = _writable_columns(u, rows, per_u) if dictionary else _plain_columns(u, rows)
+    out = hops
+    for f in ANNOTATION_FIELDS:
+        col_out = cols[f.name]
+        field = pa.field(f.name, col_out.type)
+        out = out.append_column(field, pa.chunked_array([col_out], field.type))
+    return out, counts
+
+
+def _annotate_rows(
+    col: pa.Array | pa.ChunkedArray, snapshot: Snapshot, registry: Registry, *, online: bool, rdap: Any
+) -> tuple[dict, np.ndarray, np.ndarray, Counter]:
+    """The annotation of each unique address, and which address each hop row holds.
+
+    Returns ``(values, rows, per_address, counts)``: the annotation columns over the unique
+    addresses (:func:`_annotate_unique`), each hop row's index into them (``intp``; the
+    number of unique addresses for a row without a reply), the hop rows per index
+    (``bincount(rows)``) and :func:`annotate`'s counts.
+    """
+    n_rows = len(col)
     col = pc.cast(col, pa.string())
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks else pa.array([], pa.string())
@@ -300,10 +322,12 @@ def annotate(
     enc = pc.dictionary_encode(col)
     uniq = enc.dictionary
     n_u = len(uniq)
-    idx_np = pc.fill_null(enc.indices, n_u).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+    # intp indices: numpy's gathers take them as they are (int32 ones are converted first)
+    rows = pc.fill_null(enc.indices, n_u).to_numpy(zero_copy_only=False).astype(np.intp)
     u = _annotate_unique(uniq, snapshot, registry, online=online, rdap=rdap)
     # hop-level counts, by reason
-    per_u = np.bincount(idx_np, minlength=n_u + 1)
+    per_u = np.bincount(rows, minlength=n_u + 1)
+    counts: Counter = Counter()
     counts["hops"] = n_rows
     counts["replies"] = int(n_rows - per_u[n_u])
     counts["unique_addresses"] = n_u
@@ -311,41 +335,138 @@ def annotate(
         c = int(per_u[:n_u][mask].sum())
         if c:
             counts[key] = c
-    # broadcast to hop rows: the extra all-null row at index n_u stands for timeouts, so
-    # the indices carry no nulls (Arrow's take is much faster that way)
-    idx = pa.array(idx_np)
-    out = hops
-    for f in ANNOTATION_FIELDS:
-        vals = u[f.name].cast(f.type)
-        col_out = _dictionary_column(vals, idx) if dictionary else None
-        if col_out is None:
-            col_out = pc.take(pa.concat_arrays([vals, pa.nulls(1, f.type)]), idx)
-        field = pa.field(f.name, col_out.type)
-        out = out.append_column(field, pa.chunked_array([col_out], field.type))
-    return out, counts
+    return {f.name: u[f.name].cast(f.type) for f in ANNOTATION_FIELDS}, rows, per_u, counts
 
 
-#: Stand-ins for the null values of a dictionary (a null row points nowhere: its index is null).
-_PLACEHOLDERS = {pa.string(): "", pa.int64(): 0, pa.int32(): 0, pa.bool_(): False, pa.float64(): 0.0}
+def _plain_columns(u: dict, rows: np.ndarray) -> dict[str, pa.Array]:
+    """The annotation columns materialized per hop row (one Arrow take each)."""
+    # the extra all-null entry at index n_u stands for timeouts, so the indices carry no
+    # nulls (Arrow's take is much faster that way)
+    idx = pa.array(rows.astype(np.int32))
+    return {f.name: pc.take(pa.concat_arrays([u[f.name], pa.nulls(1, f.type)]), idx) for f in ANNOTATION_FIELDS}
 
 
-def _dictionary_column(values: pa.Array, idx: pa.Array) -> pa.DictionaryArray | None:
-    """Rows ``idx`` of ``values`` (``len(values)``: a timeout) as a dictionary array, or None.
+#: A column that at most this share of the hop rows hold is filled at those rows only, and
+#: written plain when it is a string column (Parquet's writer takes a mostly-null string
+#: column faster plain than as a dictionary; ``tests/bench/bench_annotate.py``).
+_SPARSE_SHARE = 1 / 4
 
-    Nulls live in the indices, not in the dictionary, so that Parquet writes it as it is
-    (its dictionary pages) and reads it back as the plain column. None for a type without a
-    stand-in value (lists).
+#: numpy dtype of each fixed-width annotation type.
+_NUMPY = {pa.int64(): np.dtype(np.int64), pa.float64(): np.dtype(np.float64), pa.bool_(): np.dtype(np.bool_)}
+
+
+def _writable_columns(u: dict, rows: np.ndarray, per_u: np.ndarray) -> dict[str, pa.Array]:
+    """The annotation columns per hop row, in the form cheapest to build and write to Parquet.
+
+    ``u``: the columns over the unique addresses; ``rows``: each hop row's index into them
+    (``len`` of them: no reply, null in every column); ``per_u``: ``bincount(rows)``.
+
+    - string columns that more than :data:`_SPARSE_SHARE` of the rows hold:
+      dictionary-encoded, int32 indices over the column's distinct values (no null, no
+      repeat: Parquet refuses nulls in a dictionary) with the nulls in the indices;
+    - other string columns and fixed-width ones (``asn``, ``moas``, ``ixp_lat``, ...): their
+      own type, built with numpy;
+    - lists (``asns``) and any other type: Arrow's take.
+
+    Every form reads back from Parquet as the plain column (DuckDB; pyarrow after
+    :func:`analysis._tables.plain_columns`), and the same input gives the same bytes. A
+    column costs one numpy gather over the rows from a table over the unique addresses
+    (a fixed-width one whose null pattern no column before it had, two), or, when few rows
+    hold it, a fill at those rows, found once for all such columns.
     """
-    stand_in = _PLACEHOLDERS.get(values.type)
-    if stand_in is None:
-        return None
-    # one entry per distinct value, in a fresh buffer: a dictionary built by the compute
-    # kernels may carry stale bytes that the Parquet writer copies, and the same table
-    # would not give the same file twice
-    enc = pc.dictionary_encode(pc.fill_null(values, pa.scalar(stand_in, values.type)))
-    codes = pc.if_else(values.is_null(), pa.scalar(None, pa.int32()), enc.indices.cast(pa.int32()))
-    rows = pc.take(pa.concat_arrays([codes, pa.nulls(1, pa.int32())]), idx)  # one int32 gather
-    return pa.DictionaryArray.from_arrays(rows, enc.dictionary)
+    n = rows.size
+    no_reply = np.zeros(1, dtype=bool)
+    valid = {k: np.concatenate([pc.is_valid(v).to_numpy(zero_copy_only=False), no_reply]) for k, v in u.items()}
+    held = {k: int(per_u[m].sum()) for k, m in valid.items()}
+    sparse = {k for k, v in u.items()
+              if 0 < held[k] <= n * _SPARSE_SHARE and (pa.types.is_string(v.type) or v.type in _NUMPY)}
+    # the rows of every sparse column, with one gather
+    any_sparse = np.zeros(per_u.size, dtype=bool)
+    for k in sparse:
+        any_sparse |= valid[k]
+    pos_s = np.flatnonzero(np.take(any_sparse, rows, mode="clip")) if sparse else np.zeros(0, dtype=np.intp)
+    sub_s = rows[pos_s]
+    bitmaps: dict[bytes, pa.Buffer | None] = {}  # validity bitmap by null pattern
+
+    def where(k: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(rows, their address indices) holding sparse column ``k``; None for a dense one."""
+        if k not in sparse:
+            return None
+        m = np.take(valid[k], sub_s)
+        return pos_s[m], sub_s[m]
+
+    def validity(k: str, hit: np.ndarray | None = None) -> pa.Buffer | None:
+        """Column ``k``'s validity bitmap (``hit``: the rows that hold it, when at hand)."""
+        key = valid[k].tobytes()
+        if key not in bitmaps:
+            if held[k] == n:
+                bitmaps[key] = None
+            else:
+                if hit is None:
+                    at = where(k)
+                    if at is None:
+                        hit = np.take(valid[k], rows, mode="clip")
+                    else:
+                        hit = np.zeros(n, dtype=bool)
+                        hit[at[0]] = True
+                bitmaps[key] = pa.py_buffer(np.packbits(hit, bitorder="little"))
+        return bitmaps[key]
+
+    gathered: dict[bytes, np.ndarray] = {}  # dictionary indices per row, by code table
+    out: dict[str, pa.Array] = {}
+    # dictionary columns first: their gathers give validity bitmaps the others may share
+    first = [k for k, v in u.items() if pa.types.is_string(v.type) and held[k] and k not in sparse]
+    for k in first + [k for k in u if k not in first]:
+        vals = u[k]
+        typ, at, nulls = vals.type, where(k), n - held[k]
+        if not (pa.types.is_string(typ) or typ in _NUMPY):  # lists (asns)
+            out[k] = pc.take(pa.concat_arrays([vals, pa.nulls(1, typ)]), pa.array(rows))
+        elif held[k] == 0:
+            out[k] = pa.nulls(n, typ)
+        elif pa.types.is_string(typ) and at is not None:
+            out[k] = _strings_at(vals, at, n, validity(k), nulls)
+        elif pa.types.is_string(typ):
+            # the distinct values in a fresh buffer (Parquet copies the whole dictionary
+            # buffer: one built by other kernels may carry stale bytes, and the same table
+            # would not give the same file twice); a null address has code -1
+            enc = pc.dictionary_encode(vals)
+            codes = np.concatenate([pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int32),
+                                    np.full(1, -1, dtype=np.int32)])
+            key = codes.tobytes()
+            if key not in gathered:
+                if valid[k].tobytes() in bitmaps:  # nulls known: a null row's index is 0
+                    idx = np.take(np.maximum(codes, 0), rows, mode="clip")
+                else:
+                    idx = np.take(codes, rows, mode="clip")
+                    validity(k, idx >= 0)
+                    np.maximum(idx, 0, out=idx)  # a null row's index: 0, not -1
+                gathered[key] = idx
+            indices = pa.Array.from_buffers(pa.int32(), n, [validity(k), pa.py_buffer(gathered[key])], null_count=nulls)
+            out[k] = pa.DictionaryArray.from_arrays(indices, enc.dictionary, safe=False)
+        else:
+            dtype = _NUMPY[typ]
+            filled = pc.fill_null(vals, pa.scalar(dtype.type(0).item(), typ)).to_numpy(zero_copy_only=False)
+            table = np.concatenate([filled, np.zeros(1, dtype=dtype)])  # a null row's value: 0
+            if at is None:
+                data = np.take(table, rows, mode="clip")
+            else:
+                data = np.zeros(n, dtype=dtype)
+                data[at[0]] = table[at[1]]
+            buf = pa.py_buffer(np.packbits(data, bitorder="little") if typ == pa.bool_() else data)
+            out[k] = pa.Array.from_buffers(typ, n, [validity(k), buf], null_count=nulls)
+    return {k: out[k] for k in u}
+
+
+def _strings_at(vals: pa.Array, at: tuple[np.ndarray, np.ndarray], n: int, validity: pa.Buffer | None,
+                null_count: int) -> pa.Array:
+    """A plain string column of ``n`` rows: ``vals[sub]`` at rows ``pos`` (``at``), else null."""
+    pos, sub = at
+    held = pc.take(vals, pa.array(sub))  # the strings of those rows, in row order
+    offsets = np.frombuffer(held.buffers()[1], dtype=np.int32, count=len(held) + 1, offset=4 * held.offset)
+    # a row's string ends where that of the last holding row at or before it ends
+    full = np.repeat(offsets, np.diff(pos, prepend=-1, append=n))
+    data = held.buffers()[2] or pa.py_buffer(b"")
+    return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(full), data], null_count=null_count)
 
 
 def _annotate_unique(
