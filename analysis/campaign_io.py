@@ -330,9 +330,9 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
 
     hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
-    # dictionary-encoded over the segment's unique addresses and written as it is (no
-    # per-row copy of 17 columns); DuckDB reads the files as plain columns, and
-    # read_annotated decodes them for pyarrow users
+    # each column in the form cheapest to build and write (the dense strings
+    # dictionary-encoded, the rest plain, built from the unique addresses); DuckDB reads
+    # the files as plain columns, and read_annotated decodes them for pyarrow users
     annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
                                  dictionary=True)
     del hops
@@ -343,8 +343,9 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
 def read_annotated(campaign: Campaign) -> pa.Table:
     """The annotated hop table of a campaign (all parts, in order), with plain column types.
 
-    The parts store the annotation columns dictionary-encoded (:func:`analysis.annotate.annotate`
-    with ``dictionary=True``); DuckDB reads them as plain columns, and so does this.
+    The parts store the dense string annotation columns dictionary-encoded
+    (:func:`analysis.annotate.annotate` with ``dictionary=True``); DuckDB reads them as
+    plain columns, and so does this.
     """
     files = sorted(Path(campaign.annotated_dir).glob("*.parquet"))
     if not files:

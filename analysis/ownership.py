@@ -564,16 +564,19 @@ def _interior_after(c: np.ndarray, next_c: np.ndarray, v: np.ndarray, nas: np.nd
     origin AS is entered from that AS only, through one link: none of these hold for the
     last origin router before it.
     """
-    ok = next_c >= 0
+    seen = next_c >= 0
+    ok = seen.copy()
     ok[ok] = (nas[next_c[ok]] == into[c[ok]]) & ~lan[next_c[ok]]
-    pairs, first = np.unique(c[ok] * m + next_c[ok], return_index=True)
+    # the distinct (address, next address) pairs: how many addresses each is seen after,
+    # and those whose next address is in the AS entered
+    pairs = np.unique(c[seen] * m + next_c[seen])
+    k_pred = np.bincount(pairs % m, minlength=m)
+    pairs = pairs[(nas[pairs % m] == into[pairs // m]) & ~lan[pairs % m]]
     x, z = pairs // m, pairs % m
     k_next = np.bincount(x, minlength=m)
-    k_pred = np.bincount(np.unique(c[next_c >= 0] * m + next_c[next_c >= 0]) % m, minlength=m)
     most = np.zeros(m, np.int64)
     np.maximum.at(most, x, k_pred[z])
     # the distinct ASes (of the address before) each following address is seen after
-    seen = next_c >= 0
     k_as = np.bincount(np.unique(next_c[seen] * _SHIFT + (v[seen] + 1)) // _SHIFT, minlength=m)
     out = (k_next >= 2) | ((np.bincount(c[ok], minlength=m) >= LONE_SUPPORT) & (most == 1))
     out[x[k_as[z] >= 2]] = True

@@ -168,6 +168,8 @@ class _ReadAhead:
                 continue
 
     def read(self, n: int = -1) -> bytes:
+        """The next chunk the helper thread read (up to :attr:`CHUNK` bytes; ``b""`` at the
+        end). ``n`` is not honoured: the callers take whatever one read gives, as from a pipe."""
         if self._ended:
             return b""
         data, exc = self._queue.get()
