@@ -824,11 +824,17 @@ def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Ta
     """The small RTT discs of every public address two or more located probes saw
     (``addr, prb_id, lat, lon, rtt``): each probe's minimum RTT, at most ``max_rtt`` ms, the
     ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
-    misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be."""
+    misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be.
+    Replies from the traceroute's destination are left out: services are often anycast."""
     skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
     public = "AND ip_class = 'public'" if "ip_class" in columns else ""
+    files = [str(f) for f in ann_files]
     con = connect()
     try:
+        names = {r[0] for r in con.sql("DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)",
+                                       params={"files": files}).fetchall()}
+        if "dst_addr" in names:
+            skip += " AND reply_from IS DISTINCT FROM dst_addr"
         con.register("probes", probe_meta.select(["prb_id", "latitude", "longitude"]))
         return con.sql(
             f"""
@@ -848,7 +854,7 @@ def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Ta
             )
             SELECT addr, prb_id, lat, lon, rtt FROM r WHERE n >= 2 AND k <= {int(per_addr)} ORDER BY addr, prb_id
             """,
-            params={"files": [str(f) for f in ann_files]},
+            params={"files": files},
         ).to_arrow_table()
     finally:
         con.close()

@@ -831,7 +831,10 @@ def misplaced_probes(discs: pa.Table, slack_km: float = MISPLACED_SLACK_KM) -> l
     for coordinate rounding). Each disjoint pair proves one of the two misplaced. The
     probes are removed greedily, the one in conflict with the most other probes first (the
     lower ``prb_id`` on a tie), until no conflict is left; a pair in conflict only with
-    each other loses both, since nothing tells which one is wrong. ``discs``: ``addr,
+    each other loses both, since nothing tells which one is wrong. An address counts only
+    when its conflicts share a probe (one probe against the others): conflicts among many
+    probes at once are the address's doing (anycast, one address on several routers).
+    ``discs``: ``addr,
     prb_id, lat, lon, rtt`` (as :func:`analysis.campaign_io` builds them). A CBG
     intersection with a misplaced probe's disc can exclude the router's true place.
     """
@@ -851,9 +854,12 @@ def misplaced_probes(discs: pa.Table, slack_km: float = MISPLACED_SLACK_KM) -> l
         i, j = np.triu_indices(b - a, 1)
         i, j = i + a, j + a
         apart = haversine_km(lat[i], lon[i], lat[j], lon[j]) > (rtt[i] + rtt[j]) * KM_PER_MS_RTT + slack_km
-        for x, y in zip(prb[i[apart]].tolist(), prb[j[apart]].tolist(), strict=True):
-            if x != y:
-                edges.add((min(x, y), max(x, y)))
+        here = {(min(x, y), max(x, y)) for x, y in zip(prb[i[apart]].tolist(), prb[j[apart]].tolist(), strict=True)
+                if x != y}
+        # one probe against the others; conflicts with no probe in common are the address's
+        # own doing (anycast, one address on several routers): it proves nothing
+        if here and set.intersection(*(set(e) for e in here)):
+            edges |= here
     out: set[int] = set()
     while edges:
         degree: Counter[int] = Counter()

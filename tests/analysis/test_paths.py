@@ -363,7 +363,8 @@ def test_misplaced_probes_are_the_ones_whose_discs_miss_the_others():
     A probe published in Paris but seeing two Frankfurt routers at 1 ms, as the Frankfurt
     probes do, conflicts with each of them and goes first; the correctly placed probes then
     agree. A lone conflicting pair loses both (nothing says which is wrong); overlapping
-    discs, a single disc, and one probe seeing an address twice prove nothing."""
+    discs, a single disc, one probe seeing an address twice, and an address whose conflicts
+    share no probe (anycast) prove nothing."""
     fra2 = (50.05, 8.6)
     paris = (48.86, 2.35)
     assert haversine_km(*paris, *FRA) > 2 * KM_PER_MS_RTT + P.MISPLACED_SLACK_KM  # disjoint at 1 ms each
@@ -381,6 +382,11 @@ def test_misplaced_probes_are_the_ones_whose_discs_miss_the_others():
     assert P.misplaced_probes(table(rows)) == [4, 5, 9]
     assert P.misplaced_probes(table(rows[8:])) == []
     assert P.misplaced_probes(table([("f", 1, *FRA, 1.0), ("f", 1, *NYC, 1.0)])) == []
+    # an anycast address: two probes in New York and two in Frankfurt, each 1 ms from it --
+    # four conflicts with no probe in common prove nothing about the probes
+    anycast = [("g", 11, *NYC, 1.0), ("g", 12, 40.75, -73.99, 1.0), ("g", 13, *FRA, 1.0), ("g", 14, *fra2, 1.0)]
+    assert P.misplaced_probes(table(anycast)) == []
+    assert P.misplaced_probes(table(anycast + rows[:6])) == [9]
 
 
 def test_facility_search_falls_back_to_the_far_side_when_the_carrier_lacks_the_facility():
