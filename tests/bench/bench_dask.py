@@ -30,10 +30,10 @@ from tests.bench.bench_pipeline import run_stages, snapshot_cache  # noqa: E402
 
 
 def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
+    import pyarrow as pa
     from distributed import LocalCluster
 
-    from analysis import annotate as ann
-    from analysis import paths as pth
+    from analysis import campaign_io as cio
     from probes import store
     from probes.engine import open_runner
     from probes.workspace import Campaign
@@ -56,16 +56,20 @@ def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
                   "online": False, "out": out}
         with open_runner(**kw) as runner:
             t = time.perf_counter()
-            for _ in runner.map(ann._annotate_segment, names, setup=ann._segment_context, shared=shared):
+            for _ in runner.map(cio._annotate_segment, names, setup=cio._segment_context, shared=shared):
                 pass
             times["annotate_map"] = time.perf_counter() - t
-        parts = pth._partitions(c, sorted(c.annotated_dir.glob("*.parquet")))
+        parts = cio._partitions(c, sorted(c.annotated_dir.glob("*.parquet")))
         ctx = {"probes": store.read_probe_meta(c), "registry": None, "destinations": None, "facilities": None,
-               "include_endpoints": False, "rtt_jump_ms": 40.0,
-               "columns": pth._annotated_columns(sorted(c.annotated_dir.glob("*.parquet"))), "out": str(out)}
+               "owners": None, "include_endpoints": False, "rtt_jump_ms": 40.0,
+               # no scope: every traceroute "unknown-location" (the map's cost is the same)
+               "scope": pa.table({"msm_id": pa.array([], pa.int64()), "prb_id": pa.array([], pa.int64()),
+                                  "timestamp": pa.array([], pa.timestamp("s", tz="UTC")),
+                                  "dst_country": pa.array([], pa.string())}),
+               "columns": cio._annotated_columns(sorted(c.annotated_dir.glob("*.parquet"))), "out": str(out)}
         with open_runner(**kw) as runner:
             t = time.perf_counter()
-            for _ in runner.map(pth._paths_partition, parts, shared=ctx):
+            for _ in runner.map(cio._paths_partition, parts, shared=ctx):
                 pass
             times["paths_map"] = time.perf_counter() - t
     shutil.rmtree(ws, ignore_errors=True)

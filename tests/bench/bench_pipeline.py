@@ -41,8 +41,7 @@ def snapshot_cache() -> Path:
 
 def run_stages(c, inputs: list, cache: Path, **engine) -> tuple:
     """ingest -> annotate -> analyze on ``c``; returns the ingest report and wall times per stage."""
-    from analysis.annotate import annotate_campaign
-    from analysis.paths import analyze_campaign
+    from analysis.campaign_io import analyze_campaign, annotate_campaign
     from probes import store
 
     times = {}
