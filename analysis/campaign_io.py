@@ -1213,10 +1213,20 @@ def _owner_table(
         dests = (destinations.select(["dst_addr", "dst_asn"]) if destinations is not None
                  else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64())}))
         con.register("dests", dests)
+        # only the rows infer_owners uses: per hop its first reply that is neither late nor
+        # a duplicate (the representative hop), and one row per address for the address's
+        # attributes (any other row of a hop is discarded there too); timeouts say nothing
+        stale = " OR ".join(f"coalesce(a.{c}, false)" for c in ("late", "dup") if c in cols) or "false"
         hops = con.sql(
             f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
             "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
-            "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr",
+            "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
+            "WHERE a.reply_from IS NOT NULL "
+            "QUALIFY row_number() OVER (PARTITION BY a.msm_id, a.prb_id, a.timestamp, a.hop "
+            f"ORDER BY ({stale}), a.attempt) = 1 "
+            "OR row_number() OVER (PARTITION BY a.reply_from ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, "
+            "a.attempt) = 1 "
+            "ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, a.attempt",
             params={"ann": [str(f) for f in ann_files], "tr": list(trace_files)},
         ).to_arrow_table()
     finally:
