@@ -250,7 +250,8 @@ def build_paths(
     discs : pyarrow.Table, optional
         ``addr, lat, lon, rtt``: per reply address, the location of each probe that saw it
         and its minimum RTT from there (the whole campaign's, not only these traceroutes');
-        the facility search keeps only candidates inside all of them.
+        the facility search keeps only candidates inside all of them. An optional ``base``
+        (the probe's minimum RTT to any public address) enables the RTT floor.
 
     Returns
     -------
@@ -834,9 +835,9 @@ def misplaced_probes(discs: pa.Table, slack_km: float = MISPLACED_SLACK_KM) -> l
     each other loses both, since nothing tells which one is wrong. An address counts only
     when its conflicts share a probe (one probe against the others): conflicts among many
     probes at once are the address's doing (anycast, one address on several routers).
-    ``discs``: ``addr,
-    prb_id, lat, lon, rtt`` (as :func:`analysis.campaign_io` builds them). A CBG
-    intersection with a misplaced probe's disc can exclude the router's true place.
+    ``discs``: ``addr, prb_id, lat, lon, rtt`` (as :mod:`analysis.campaign_io` builds
+    them). A CBG intersection with a misplaced probe's disc can exclude the router's true
+    place.
     """
     if discs is None or not discs.num_rows or "prb_id" not in discs.column_names:
         return []
@@ -897,7 +898,7 @@ def _facility_search(
     lists miss) (``carrier-pops``). A candidate is kept only inside every speed-of-light
     disc known for the entering address (``addr``) and the hop before it (``prev_addr``,
     the far end of a private interconnect): each probe that saw them, at its minimum RTT
-    (``discs``: ``addr, lat, lon, rtt``; CBG-style), else this traceroute's probe alone
+    (``discs``: ``addr, lat, lon, rtt[, base]``; CBG-style), else this traceroute's probe alone
     (``+rtt-discs`` in the evidence when more than one disc was used). ``inside`` (per
     crossing: the next path node is in the entered family too) allows, when nothing of the
     entered AS is kept, the facilities of the AS crossed from inside the same constraints
@@ -938,14 +939,14 @@ def _facility_search(
                                    _float_np(d.column("lon")).tolist(), _float_np(d.column("rtt")).tolist(),
                                    base.tolist(), strict=True):
             if la == la and lo == lo and r == r and r >= 0:
-                seen.setdefault(a, []).append((la, lo, r, b))
+                seen.setdefault(a, []).append((la, lo, r, b if b == b else -1.0))  # -1: access RTT unknown
     memo: dict[tuple[Any, ...], tuple[str | None, str | None, str | None]] = {}
     for i in range(m):
         a_i = addr[i] if addr is not None else None
         b_i = prev_addr[i] if prev_addr is not None else None
         cons = [*seen.get(a_i, ()), *(seen.get(b_i, ()) if b_i is not None else ())] if a_i is not None else None
         if not cons:
-            cons = [(float(lat[i]), float(lon[i]), float(rtt[i]), float("nan"))] \
+            cons = [(float(lat[i]), float(lon[i]), float(rtt[i]), -1.0)] \
                 if lat[i] == lat[i] and lon[i] == lon[i] and rtt[i] == rtt[i] else []
         h = bool(home[i]) if home is not None else False
         # the RTT rounded up to the next ms (never tighter), so that crossings share the memo
@@ -1057,7 +1058,7 @@ def _beyond_floor(c_lat: np.ndarray, c_lon: np.ndarray, cons: list[tuple[float, 
     known access RTT ``base``) saw the router later than a router there would answer."""
     late: dict[tuple[float, float], np.ndarray] = {}
     for la, lo, r, b in cons:
-        if b == b:
+        if b >= 0:
             reach = b + FLOOR_STRETCH * haversine_km(la, lo, c_lat, c_lon) / KM_PER_MS_RTT + FLOOR_SLACK_MS
             late[(la, lo)] = late.get((la, lo), np.zeros(len(c_lat), bool)) | (r > reach)
     return np.sum(list(late.values()), axis=0) >= FLOOR_PROBES if late else np.zeros(len(c_lat), bool)
@@ -1068,7 +1069,7 @@ def _floor_applies(
 ) -> bool:
     """The RTT floor rules out some of the places the discs keep, and not all of them (a
     floor that leaves no facility city in reach says the paths tromboned: it is not used)."""
-    if not places or sum(b == b for *_, b in cons) < FLOOR_PROBES:
+    if not places or sum(b >= 0 for *_, b in cons) < FLOOR_PROBES:
         return False
     pos = _inside(places, cons, ellipse)
     both = _inside(places, cons, ellipse, floor=True)
