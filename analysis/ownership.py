@@ -86,6 +86,20 @@ Rules, first match wins (``owner_via`` in brackets):
    ``dst_asn``) other than O and adjacent to it: D (``destination-as``, bdrmapIT's last-hop
    rule: the path ends at D's border router, which answered from a link numbered by O
    before the destination stayed silent). On the real MENOG traceroutes it moves nothing.
+   (7e) An interface isolated in most of its occurrences, with P != S, that still ends
+   O's run (previous hop in O) in at least :data:`LONE_SUPPORT` occurrences, is followed
+   by S and nothing else in every occurrence with a next hop, and behind which S's interior
+   begins by the two strong tests of 7c (two or more distinct S addresses follow it, or one
+   of them is also entered from another AS): taken by 7a / 7c as if the run ended on it
+   in most occurrences. Where the run ends it is S's border router; its occurrences right
+   after P are then that router answering from its O-facing interface (a third-party reply
+   on a P-S path), not a one-hop transit through O, which rule 11 would keep. On the
+   artefact worlds this removes the large world's one false flagged transit (a China
+   Telecom-numbered interface of a customer's border router, 138 false crossings) and
+   takes router-owner accuracy from 95.96% to 96.05% (large) and 94.71% to 94.60% (small:
+   three egress routers of a hidden MPLS tunnel whose ingress answers from neighbours'
+   space); on MENOG it moves 6 addresses and leaves the A-B-A count at 616. Without the
+   "nothing else" condition it moved 9 and made 46 more A-B-A sandwiches there.
 8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
    (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
    need the destination AS to decide).
@@ -214,7 +228,8 @@ RUN_END_SHARE = 0.9
 #: Rule 12: the other AS's addresses must fill the candidate's shared slots at least this
 #: many times per occurrence of the candidate (load balancing, not a rare path change).
 PARALLEL_SHARE = 0.25
-#: Rule 7c: occurrences (with a next hop) before "every address after it follows it alone" counts.
+#: Rule 7c: occurrences (with a next hop) before "every address after it follows it alone" counts;
+#: rule 7e: run-end occurrences an isolated interface needs.
 LONE_SUPPORT = 3
 _SHIFT = np.int64(1) << np.int64(33)  # pack (address code, ASN + 1) into one int64
 
@@ -406,8 +421,12 @@ def infer_owners(
     # traceroutes that repeat an address (forwarding loops) say nothing about what follows what
     pair_key, pair_n = np.unique(tid * m + c, return_counts=True) if k else (np.empty(0, np.int64),) * 2
     looped = np.isin(tid, pair_key[pair_n > 1] // m) if k else np.zeros(0, bool)
-    interior = _interior_after(c, np.where(looped, -1, next_c), v, nas, e_as, a_ixp, m)
-    for i in np.flatnonzero((via == "origin") & (2 * n_run_end > n_obs) & (e_as >= 0)
+    interior, strong = _interior_after(c, np.where(looped, -1, next_c), v, nas, e_as, a_ixp, m)
+    # 7e: mostly isolated, but the run ends on it too, the next AS's interior strongly begins
+    # behind it and nothing but that AS ever follows it
+    border = (2 * n_run_end > n_obs) | ((n_run_end >= LONE_SUPPORT) & (2 * n_iso > n_obs) & (p_as >= 0)
+                                        & (p_as != s_as) & (s_as == e_as) & (e_cnt == n_with_next) & strong)
+    for i in np.flatnonzero((via == "origin") & border & (e_as >= 0)
                             & (e_cnt >= RUN_END_SHARE * n_with_next) & interior).tolist():
         if (int(origin[i]), int(e_as[i])) in provider_of:  # 7a: the customer's border router
             owner[i], via[i], conf[i] = int(e_as[i]), "provider-numbered", W_PROVIDER_NUMBERED * e_cnt[i] / n_obs[i]
@@ -550,8 +569,9 @@ def _parallel_owners(c: np.ndarray, prev_c: np.ndarray, next_c: np.ndarray, v: n
 
 
 def _interior_after(c: np.ndarray, next_c: np.ndarray, v: np.ndarray, nas: np.ndarray, into: np.ndarray,
-                    lan: np.ndarray, m: int) -> np.ndarray:
+                    lan: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """Per address code: does the interior of the AS ``into[code]`` begin right after it?
+    (``interior``, ``strong``: the same without the point-to-point case.)
 
     ``c`` / ``next_c`` / ``v``: per occurrence the address, the next address (-1: none)
     and the address's neighbour AS; ``nas``: per address its neighbour AS. Only the
@@ -578,9 +598,9 @@ def _interior_after(c: np.ndarray, next_c: np.ndarray, v: np.ndarray, nas: np.nd
     np.maximum.at(most, x, k_pred[z])
     # the distinct ASes (of the address before) each following address is seen after
     k_as = np.bincount(np.unique(next_c[seen] * _SHIFT + (v[seen] + 1)) // _SHIFT, minlength=m)
-    out = (k_next >= 2) | ((np.bincount(c[ok], minlength=m) >= LONE_SUPPORT) & (most == 1))
-    out[x[k_as[z] >= 2]] = True
-    return out
+    strong = k_next >= 2
+    strong[x[k_as[z] >= 2]] = True
+    return strong | ((np.bincount(c[ok], minlength=m) >= LONE_SUPPORT) & (most == 1)), strong
 
 
 def _link_mates(addrs: pa.Array, cand: np.ndarray) -> np.ndarray:

@@ -163,6 +163,32 @@ def test_run_end_ignores_what_follows_what_inside_a_forwarding_loop():
     assert _owner(owners, X) == (A, "run-end")
 
 
+# Rule 7e. X, from A's space, is D's border router (A is D's provider): it ends A's run
+# toward D three times, and is seen four times right after B (a third-party reply on a
+# B-D path), where rule 11 alone would keep A as a one-hop transit between B and D.
+d2 = "198.51.100.52"
+
+
+def _border_seen_from_b(after_run_end: list[str], after_b: str = d1, run_ends: int = 3) -> pa.Table:
+    run_end = [[(a1, A, None, None), (X, A, None, None), (nxt, D if nxt != a3 else A, None, None)]
+               for nxt in after_run_end[:run_ends]]
+    return _hops(run_end + [[(b1, B, None, None), (X, A, None, None), (after_b, D, None, None)]] * 4)
+
+
+@pytest.mark.parametrize(
+    ("after_run_end", "run_ends", "want"),
+    [
+        pytest.param([d1, d2, d1], 3, (D, "provider-numbered"), id="d-interior-fans-out-behind-it"),
+        pytest.param([d1, d2], 2, (A, "origin"), id="too-few-run-ends"),
+        pytest.param([d1, d1, d1], 3, (A, "origin"), id="lone-successor-is-not-enough"),
+        pytest.param([d1, d2, a3], 3, (A, "origin"), id="followed-by-its-own-as-once"),
+    ],
+)
+def test_mostly_isolated_border_that_also_ends_its_origins_run(after_run_end, run_ends, want):
+    owners = infer_owners(_border_seen_from_b(after_run_end, run_ends=run_ends), relationships=REL)
+    assert _owner(owners, X) == want
+
+
 def test_run_end_needs_adjacent_ases():
     # C and B are not adjacent in REL: nothing says who numbered the link
     trace = [(b1, B, None, None), (X, B, None, None)]
