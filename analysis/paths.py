@@ -103,6 +103,7 @@ __all__ = [
     "PRIVATE_INTERCONNECT",
     "UNKNOWN_INTERCONNECT",
     "CHINA_REFERENCE_POINTS",
+    "HOME_REGION",
     "PATHS_SCHEMA",
     "CROSSING_TYPE",
     "RTT_JUMP_TYPE",
@@ -134,6 +135,10 @@ FLOOR_PROBES = 2
 #: users round them) when two probes' discs for one address are tested for overlap.
 MISPLACED_SLACK_KM = 50.0
 
+#: Registration countries of the networks that meet the Chinese carriers at their home
+#: backbone cities (cross-border backhaul into Guangzhou, Shenzhen, ...): mainland China
+#: and its SARs. A network registered elsewhere meets them where both list a facility.
+HOME_REGION = ("CN", "HK", "MO")
 #: (name, latitude, longitude) of the flagged carriers' main mainland-China backbone cities.
 CHINA_REFERENCE_POINTS = (
     ("Beijing", 39.9042, 116.4074),
@@ -780,6 +785,10 @@ def _crossings(
     loc_ev = np.where(has_loc, np.array("ixp", dtype=object), np.array(None, dtype=object))
     if facilities is not None and len(rows):
         todo = np.flatnonzero(~has_loc)
+        # the AS crossed from (the hop before) is registered in China or its SARs, or unknown
+        from_cc = hops["as_country"].take(pa.array(np.maximum(rows[todo] - 1, 0)))
+        from_home = np.asarray(pc.or_(pc.is_null(from_cc), pc.is_in(from_cc, value_set=pa.array(HOME_REGION)))
+                               .to_numpy(zero_copy_only=False), bool)
         f_city, f_cc, f_ev = _facility_search(
             facilities, eff_asn[rows][todo], from_asn[todo],
             p_lat[etid][todo], p_lon[etid][todo], rtt[todo],
@@ -792,6 +801,7 @@ def _crossings(
                 hops["addr"].take(pa.array(np.maximum(rows[todo] - 1, 0))).to_pylist(), kind[todo], strict=True)],
             home=np.asarray(pc.fill_null(pc.equal(hops["as_country"].take(pa.array(rows[todo])), "CN"),
                                          False).to_numpy(zero_copy_only=False), bool),
+            from_home=from_home,
             discs=discs,
             ellipses=None if ellipse is None else np.stack([col[etid][todo] for col in ellipse], axis=1),
             inside=inside[todo],
@@ -885,6 +895,7 @@ def _facility_search(
     addr: list[str | None] | None = None,
     prev_addr: list[str | None] | None = None,
     home: np.ndarray | None = None,
+    from_home: np.ndarray | None = None,
     discs: pa.Table | None = None,
     ellipses: np.ndarray | None = None,
     inside: np.ndarray | None = None,
@@ -902,14 +913,17 @@ def _facility_search(
     (``+rtt-discs`` in the evidence when more than one disc was used). ``inside`` (per
     crossing: the next path node is in the entered family too) allows, when nothing of the
     entered AS is kept, the facilities of the AS crossed from inside the same constraints
-    (``netfac-far-side``: the entered AS's presence is missing from PeeringDB), and then, with
+    (``netfac-far-side``: the entered AS's presence is missing from PeeringDB). Then, with
     two or more discs, the facility cities of any network inside them when they agree
-    (``facility-cities``). ``ellipses`` (one row
+    (``facility-cities``), whether or not the path goes on in the family: the discs place
+    the router that answered. ``ellipses`` (one row
     per crossing: probe lat, lon, destination lat, lon, the destination's RTT in this
     traceroute; NaN where unknown) keeps only candidates ``c`` with ``d(p, c) + d(c, dst) +
     d(dst, p) <= 2 x RTT x 99.93 km`` (``+dst-ellipse``). A country (city)
     is given only when every kept candidate agrees -- the home backbone cities the discs
-    keep count against shared facilities too; none is given when the discs keep nothing. A
+    keep count against shared facilities too when ``from_home`` (the AS crossed from is
+    registered in :data:`HOME_REGION`, or its country is unknown) or when that AS lists a
+    facility there itself; none is given when the discs keep nothing. A
     ``carrier-pops`` answer also needs every city with a facility of any network inside the
     constraints to agree (the carrier's own list is incomplete).
     """
@@ -953,10 +967,11 @@ def _facility_search(
         ell = (*(float(x) for x in ellipses[i][:4]), float(np.ceil(ellipses[i][4]))) \
             if ellipses is not None and not np.isnan(ellipses[i]).any() else None
         far = bool(inside[i]) if inside is not None else False
-        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons), ell, far)
+        fh = bool(from_home[i]) if from_home is not None else True
+        key = (int(asn[i]), int(from_asn[i]), h, tuple(cons), ell, far, fh)
         if key not in memo:
             memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell, far_side=far,
-                                    places=places)
+                                    places=places, from_home=fh)
         out_city[i], out_cc[i], out_ev[i] = memo[key]
     return out_city, out_cc, out_ev
 
@@ -971,6 +986,7 @@ def _locate_one(
     *,
     far_side: bool = False,
     places: list[tuple[str | None, str | None, float, float]] | None = None,
+    from_home: bool = True,
 ) -> tuple[str | None, str | None, str | None]:
     """(city, country, evidence) of one crossing: see :func:`_facility_search`."""
     if asn < 0 or not cons:
@@ -989,8 +1005,10 @@ def _locate_one(
     kept = [c for c, k in zip(cands, ok, strict=True) if k]
     # the entered AS's facilities in a city the AS crossed from is also present in
     kept_shared = [c for i, (c, k) in enumerate(zip(cands, ok, strict=True)) if k and i < n_own and c[0] in other_cities]
-    if kept_shared:  # the home backbone cities the discs keep stay possible: they count against
-        return (*_unanimous(kept_shared + [c for c in kept if c in home_points]), "netfac-shared" + suffix)
+    if kept_shared:  # the home backbone cities the discs keep stay possible for a Chinese or SAR
+        # network: for a network from elsewhere, only where it lists a facility itself
+        home_kept = [c for c in kept if c in home_points and (from_home or c[0] in other_cities)]
+        return (*_unanimous(kept_shared + home_kept), "netfac-shared" + suffix)
     if kept:
         city, cc = _unanimous(kept)
         # the AS crossed from lists facilities inside the constraints, none in a kept city:
@@ -1020,10 +1038,10 @@ def _locate_one(
                 return city, cc, "netfac-far-side" + suffix
     # no list of the two ASes fits: interconnects sit in facility cities, so when two or
     # more probes' discs keep the facility cities (of any network) of one country only (of
-    # one city), that is where it is -- again only when the traceroute goes on inside the
-    # family (a lone entry hop has the shape of a third-party reply)
+    # one city), that is where the router that answered is, lone entry hop or not (unlike
+    # the far side's list, this says nothing about which AS's presence is missing)
     near = [c for c, k in zip(places or [], inside(places or []), strict=True) if k]
-    if near and far_side and len(cons) > 1:
+    if near and len(cons) > 1:
         city, cc = _unanimous(near)
         if cc is not None:
             return city, cc, "facility-cities" + suffix

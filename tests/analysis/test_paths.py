@@ -422,7 +422,8 @@ def test_facility_cities_locate_when_neither_as_lists_a_place_in_reach():
     """Neither the carrier nor the AS crossed from lists a facility inside the discs (both
     lists miss the interconnect), but interconnects sit in facility cities: when two
     probes' discs keep only the facility cities of other networks in one city, that is
-    where the router is; never from one disc alone, nor for a lone entry hop."""
+    where the router is, a lone entry hop too (the discs place the router that answered);
+    never from one disc alone."""
     fac = pa.table({"asn": [4134, 7922, 6939, 3320], "city": ["Frankfurt", "Ashburn", "New York", "Frankfurt"],
                     "country": ["DE", "US", "US", "DE"], "lat": [50.1109, 39.0438, 40.7506, 50.1109],
                     "lon": [8.6821, -77.4874, -73.9971, 8.6821]})
@@ -443,7 +444,41 @@ def test_facility_cities_locate_when_neither_as_lists_a_place_in_reach():
         c = next(iter(rows.values()))["pop_crossings"][0]
         got[key] = (c["pop_city"], c["pop_country"], c["location_evidence"])
     assert got == {"two-discs": ("New York", "US", "facility-cities+rtt-discs"),
-                   "one-disc": (None, None, None), "lone-entry": (None, None, None)}
+                   "one-disc": (None, None, None), "lone-entry": ("New York", "US", "facility-cities+rtt-discs")}
+
+
+HKG = (22.3193, 114.1694)
+
+
+@pytest.mark.parametrize(
+    ("from_country", "from_guangzhou", "want"),
+    [
+        pytest.param("JP", False, ("Hong Kong", "HK", "netfac-shared"), id="foreign-network-meets-it-in-hong-kong"),
+        pytest.param("HK", False, (None, None, "netfac-shared"), id="sar-network-may-backhaul-to-guangzhou"),
+        pytest.param("CN", False, (None, None, "netfac-shared"), id="mainland-network-too"),
+        pytest.param(None, False, (None, None, "netfac-shared"), id="unknown-registration-counts-as-home"),
+        pytest.param("JP", True, (None, None, "netfac-shared"), id="foreign-network-listed-in-guangzhou"),
+    ],
+)
+def test_home_backbone_cities_against_a_shared_facility(from_country, from_guangzhou, want):
+    """China Telecom and the AS crossed from both list Hong Kong; a 5 ms disc around Hong
+    Kong also holds Guangzhou (130 km), one of the carrier's home backbone cities that its
+    facility list misses. A network registered outside China and its SARs meets the carrier
+    where both list a facility; a Chinese or SAR network (or one of unknown registration)
+    may meet it across the border, and so may any network that lists Guangzhou itself."""
+    gz = next(p for p in P.CHINA_REFERENCE_POINTS if p[0] == "Guangzhou")
+    assert haversine_km(HKG[0], HKG[1], gz[1], gz[2]) < 5.0 * KM_PER_MS_RTT
+    rows_fac = [(4134, "Hong Kong", "HK", *HKG), (64546, "Hong Kong", "HK", *HKG)]
+    if from_guangzhou:
+        rows_fac.append((64546, "Guangzhou", "CN", gz[1], gz[2]))
+    fac = pa.table(dict(zip(("asn", "city", "country", "lat", "lon"), map(list, zip(*rows_fac, strict=True)),
+                            strict=True)))
+    trace = dict(msm_id=80, prb_id=3003, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 0.5, 64546, country=from_country)],
+        [pub("202.97.1.1", 5.0, 4134, family=CT, country="CN")]])
+    _, rows, _ = _run([trace], probe_table=probes([(3003, 64546, "HK", *HKG)]), facilities=fac)
+    (c,) = rows[(80, 3003)]["pop_crossings"]
+    assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == want
 
 
 def test_carrier_pops_city_withheld_when_another_facility_city_is_in_reach():
