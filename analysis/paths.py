@@ -29,9 +29,14 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   (cities) where both the entered AS and the AS crossed from are present
   (``netfac-shared``), else the entered carrier's own PoPs -- its facilities plus, for an
   AS registered in China, its home backbone cities, which its facility list misses
-  (``carrier-pops``) -- kept only inside the speed-of-light disc (``min RTT x 99.93 km``)
-  of every probe that saw the entering address (CBG-style; ``+rtt-discs`` when more than
-  one), else of this traceroute's probe. Where the traceroute reached a destination whose
+  (``carrier-pops``; against a shared facility they count only for a network registered in
+  China or its SARs, :data:`HOME_REGION`, or one listed there itself: others meet the
+  carriers where both list a facility) -- kept only inside the speed-of-light disc
+  (``min RTT x 99.93 km``) of every probe that saw the entering address (CBG-style;
+  ``+rtt-discs`` when more than one; for a private interconnect also the hop before it, the
+  link's far end), else of this traceroute's probe. After a silent hop the entering router
+  may lie beyond the crossing: its discs place the router, as this probe's own disc alone
+  would. Where the traceroute reached a destination whose
   place is known (an anchor or an IPmap point, proven unicast), the entering router is on
   the forward path to it, so the round trip probe -> router -> destination -> probe fits in
   the destination's RTT: candidates outside that ellipse are dropped too
@@ -43,7 +48,8 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   stand in (``netfac-far-side``: the carrier's presence there is missing from PeeringDB);
   when neither list fits, two or more probes' discs keeping the facility cities (of any
   network) of one country (one city) only give that place (``facility-cities``:
-  interconnects sit in facilities).
+  interconnects sit in facilities; a lone entry hop too, since the discs place the router
+  that answered).
   A country (city) is set only when every kept candidate agrees on it, and a
   ``carrier-pops`` city only when the AS crossed from lists no facility inside the
   constraints (else one of the two lists misses the interconnect's facility: the country
@@ -792,10 +798,11 @@ def _crossings(
         f_city, f_cc, f_ev = _facility_search(
             facilities, eff_asn[rows][todo], from_asn[todo],
             p_lat[etid][todo], p_lon[etid][todo], rtt[todo],
-            # other probes' discs locate the entering router; that is the crossing only when
-            # the router is adjacent to the AS crossed from (a private interconnect), and so is
-            # the far end of the link, the hop before it
-            addr=[a if k == PRIVATE_INTERCONNECT else None for a, k in zip(
+            # other probes' discs locate the entering router, as this probe's own disc does
+            # (after a silent hop that router may lie beyond the crossing either way); the far
+            # end of the link, the hop before it, only where the router is adjacent to the AS
+            # crossed from (a private interconnect)
+            addr=[a if k in (PRIVATE_INTERCONNECT, UNKNOWN_INTERCONNECT) else None for a, k in zip(
                 hops["addr"].take(pa.array(rows[todo])).to_pylist(), kind[todo], strict=True)],
             prev_addr=[a if k == PRIVATE_INTERCONNECT else None for a, k in zip(
                 hops["addr"].take(pa.array(np.maximum(rows[todo] - 1, 0))).to_pylist(), kind[todo], strict=True)],

@@ -447,6 +447,29 @@ def test_facility_cities_locate_when_neither_as_lists_a_place_in_reach():
                    "one-disc": (None, None, None), "lone-entry": ("New York", "US", "facility-cities+rtt-discs")}
 
 
+def test_entry_after_a_silent_hop_is_placed_by_every_probe_that_saw_the_router():
+    """After a silent hop (kind ``unknown``) the entering router is placed as for a private
+    interconnect: its own traceroute's 50 ms disc around New York keeps New York and
+    Ashburn; a second probe that saw the same router at 1 ms from New York keeps New York
+    only. The hop before (silent) adds nothing."""
+    fac = pa.table({"asn": [4134, 4134, 7922, 7922], "city": ["New York", "Ashburn", "New York", "Ashburn"],
+                    "country": ["US", "US", "US", "US"], "lat": [40.7506, 39.0438, 40.7506, 39.0438],
+                    "lon": [-73.9971, -77.4874, -73.9971, -77.4874]})
+    trace = dict(msm_id=90, prb_id=2002, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 0.5, 7922)], [None], [pub("202.97.1.1", 5.0, 4134, family=CT)],
+        [pub("202.97.1.2", 6.0, 4134, family=CT)]])
+    assert haversine_km(NYC[0], NYC[1], 39.0438, -77.4874) < 5.0 * KM_PER_MS_RTT  # Ashburn in the own disc
+    got = {}
+    for key, d in (("own-disc", None),
+                   ("two-discs", pa.table({"addr": ["202.97.1.1"] * 2, "lat": [NYC[0], 40.73],
+                                           "lon": [NYC[1], -73.93], "rtt": [5.0, 1.0]}))):
+        _, rows, _ = _run([trace], facilities=fac, discs=d)
+        (c,) = rows[(90, 2002)]["pop_crossings"]
+        got[key] = (c["kind"], c["pop_city"], c["pop_country"], c["location_evidence"])
+    assert got == {"own-disc": ("unknown", None, "US", "netfac-shared"),
+                   "two-discs": ("unknown", "New York", "US", "netfac-shared+rtt-discs")}
+
+
 HKG = (22.3193, 114.1694)
 
 
