@@ -108,7 +108,7 @@ EXAMPLES = {
     "datasets list": ["pathexp datasets list"],
     "datasets fetch": ["pathexp datasets fetch --kind pfx2as --date 2020-02-01",
                        "pathexp datasets fetch --kind mrt --collector rrc24 --date 2020-08-09 --from 03:20 --to 04:30"],
-    "demo": ["pathexp demo", "pathexp demo --artefacts --size large --workspace /tmp/demo"],
+    "demo": ["pathexp demo", "pathexp demo --size large --workspace /tmp/demo", "pathexp demo --clean-world"],
     "ingest": ["pathexp ingest results.ndjson.xz --campaign menog",
                "pathexp ingest bundle.json --campaign wiki --probes probes.json",
                "traceroute -n example.org | pathexp ingest - --campaign mine"],

@@ -35,10 +35,11 @@ def register(subparsers: Any) -> None:
     mode.add_argument("--artefacts", dest="artefacts", action="store_true",
                       help="run on a world with real traceroute artefacts (neighbour-numbered "
                            "links, third-party replies, invisible MPLS, moved IXP ports, missing "
-                           "PeeringDB facilities, imprecise probe locations ...)")
+                           "PeeringDB facilities, imprecise probe locations ...): the default")
     mode.add_argument("--clean-world", dest="artefacts", action="store_false",
-                      help="run on the clean world (the default for now)")
-    parser.set_defaults(func=run, artefacts=False)
+                      help="run on the clean world instead, for comparison (every router answers "
+                           "from its own operator's space)")
+    parser.set_defaults(func=run, artefacts=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,14 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
     console = make_console(highlight=False)
     t0 = time.perf_counter()
-    from probes.world import Artefacts
-
     kind = "with artefacts" if args.artefacts else "clean"
     console.rule(f"[bold]pathexp demo[/bold] · synthetic world ({kind}), seed {args.seed}, {args.size}")
     console.print("[dim]Nothing here is real measurement data; the world is generated, "
                   "with its ground truth, so the numbers below can be checked.[/dim]\n")
     result = run_demo(workspace=args.workspace, seed=args.seed, size=args.size, console=console,
-                      artefacts=Artefacts() if args.artefacts else None)
+                      artefacts="default" if args.artefacts else None)
     render(result, console, elapsed=time.perf_counter() - t0)
     return 1 if result.report_error else 0
 
@@ -225,7 +224,7 @@ def render(result: Any, console: Any, *, elapsed: float | None = None) -> None:
                       f"{r['probes_misplaced']} misplaced probes (rates: accuracy.json)[/dim]")
     else:
         console.print("[dim]  clean world: no third-party replies, MPLS, stale PeeringDB or misplaced "
-                      "probes (`pathexp demo --artefacts` adds them)[/dim]")
+                      "probes (`pathexp demo` without --clean-world adds them)[/dim]")
     inside = sum(1 for r in acc["exposure"] if r["inside"])
     console.print(f"  true exposure inside the reported 95% interval: {inside} of {len(acc['exposure'])} "
                   f"{_ok(inside == len(acc['exposure']))}")

@@ -32,7 +32,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 import pyarrow as pa
@@ -139,7 +139,7 @@ def run_demo(
     size: str = "small",
     cache_dir: Path | None = None,
     console: Any = None,
-    artefacts: Artefacts | None = None,
+    artefacts: Artefacts | None | Literal["default"] = "default",
 ) -> DemoResult:
     """Run the whole pipeline offline on the synthetic world and score it against the truth.
 
@@ -159,7 +159,8 @@ def run_demo(
     artefacts : probes.world.Artefacts, optional
         Generate the world with these measurement artefacts (neighbour-numbered links,
         third-party replies, invisible MPLS, stale PeeringDB, imprecise probe locations
-        ...). None, the default: the clean world.
+        ...). ``"default"``: every artefact at its default rate (``Artefacts()``); None:
+        the clean world, for comparison.
 
     Returns
     -------
@@ -183,8 +184,10 @@ def run_demo(
     from probes import store
     from probes.fileio import write_bytes
     from probes.metadata import read_probe_objects
-    from probes.world import SIZES, generate_world, read_truth
+    from probes.world import SIZES, Artefacts, generate_world, read_truth
 
+    if artefacts == "default":
+        artefacts = Artefacts()
     if size not in SIZES:
         raise ConfigError(f"unknown world size {size!r}; choose one of {sorted(SIZES)}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

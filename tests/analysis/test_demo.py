@@ -35,7 +35,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory, user_cache: Path):
     old = os.environ.get("PATHEXP_CACHE_DIR")
     os.environ["PATHEXP_CACHE_DIR"] = str(user_cache)
     try:
-        result = run_demo(workspace=ws, seed=0, size="small")
+        result = run_demo(workspace=ws, seed=0, size="small", artefacts=None)  # the clean world
     finally:
         if old is None:
             os.environ.pop("PATHEXP_CACHE_DIR", None)
@@ -256,7 +256,7 @@ def test_cli_rerun_is_deterministic_and_readable(demo, capsys: pytest.CaptureFix
     from analysis.cli import main
 
     result, ws, saved = demo
-    assert main(["demo", "--workspace", str(ws)]) in (0, 1)  # 1 only if the report step failed
+    assert main(["demo", "--clean-world", "--workspace", str(ws)]) in (0, 1)  # 1 only if the report step failed
     out = capsys.readouterr().out
     for rel, name in (("exposure.json", "exposure"), ("paths/paths.parquet", "paths"),
                       ("accuracy.json", "accuracy")):
