@@ -699,7 +699,7 @@ def _crossing_sections(data: CampaignData, tab: Callable[..., str]) -> list[str]
     out += ["<h3>Crossings by kind and family</h3>", tab(by_kind, empty="no crossings")]
     cols = [c for c in ("timestamp", "prb_id", "probe_country", "dst_addr", "family", "asn", "from_asn",
                         "hop", "address", "kind", "ixp_name", "pop_city", "pop_country", "location_evidence",
-                        "min_rtt", "distance_km", "verdict") if c in cr.column_names]
+                        "location_confidence", "min_rtt", "distance_km", "verdict") if c in cr.column_names]
     bad = cr.filter(pc.fill_null(pc.equal(cr.column("verdict"), "inconsistent"), False)) if cr.num_rows else cr
     out += [f"<h3>Location claims inconsistent with the speed of light ({bad.num_rows:,})</h3>",
             tab(bad.select(cols).slice(0, MAX_CROSSING_ROWS), empty="none")]

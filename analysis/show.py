@@ -168,7 +168,9 @@ def _verdicts(v: Mapping[str, Any]) -> str:
         parts.append("transits " + ", ".join(v.get("flagged_families") or []))
     for c in v.get("pop_crossings") or []:
         where = ", ".join(x for x in (c.get("pop_city"), c.get("pop_country")) if x)
+        conf = c.get("location_confidence")
         how = ", ".join(x for x in (c.get("kind"), c.get("ixp_name"), c.get("location_evidence"),
+                                    conf is not None and f"confidence {conf:.2f}",
                                     c.get("verdict") and f"speed of light: {c['verdict']}") if x)
         parts.append(f"enters {c.get('family')} AS{c.get('asn')} from AS{c.get('from_asn')} at hop {c.get('hop')} "
                      f"({c.get('address')})" + (f" in {where}" if where else " (city unknown)")

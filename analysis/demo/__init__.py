@@ -353,6 +353,9 @@ def run_demo(
             "pop_city": "crossing_cities' precision and recall (entries placed in the right city)",
             "pop_us": "crossing_pop_country's precision and recall (entries placed in the PoP "
             "country)",
+            "location_by_evidence": "per location evidence (first part of location_evidence): "
+            "located crossings, those with a city, the share of right cities and countries (a "
+            "false crossing's place counts as wrong) and the mean location_confidence given",
             "world_artefacts": "the artefact rates the world was generated with (null rates: "
             "the clean world) and the realised counts, from the truth",
             "bgp_leak": "prefixes with a route-leak signal in the world's BGP data (a flagged AS "
@@ -375,6 +378,7 @@ def run_demo(
         "router_owner": owner,
         "pop_city": {"precision": cities.precision, "recall": cities.recall},
         "pop_us": {"country": pop_cc, "precision": in_cc.precision, "recall": in_cc.recall},
+        "location_by_evidence": acc.location_calibration(entries, found),
         "world_artefacts": truth.get("world_artefacts"),
     }
     write_bytes(root / _ACCURACY,

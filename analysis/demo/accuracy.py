@@ -39,6 +39,7 @@ __all__ = [
     "score",
     "epoch_seconds",
     "detected_crossings",
+    "location_calibration",
     "true_entries",
     "detected_ixp_crossings",
     "true_ixp_crossings",
@@ -252,8 +253,42 @@ def detected_crossings(paths: pa.Table) -> pa.Table:
             "hop": flat.field("hop"),
             "city": opt("pop_city"),
             "country": opt("pop_country"),
+            "evidence": opt("location_evidence"),
+            "confidence": flat.field("location_confidence") if "location_confidence" in names
+            else pa.nulls(len(flat), pa.float64()),
         }
     )
+
+
+def location_calibration(entries: pa.Table, found: pa.Table) -> dict[str, dict[str, Any]]:
+    """Per location evidence (the first part of ``location_evidence``): how often the place
+    the pipeline gave was right, beside the confidence it gave it.
+
+    ``found`` is :func:`detected_crossings`; a located crossing that matches no true entry
+    (a false crossing) counts as a wrong place. Per evidence: ``crossings`` located,
+    ``cities`` of them with a city, ``city_precision`` (right city / cities),
+    ``country_precision`` (right country / crossings) and ``mean_confidence``.
+    """
+    key = [*TRACE_KEY, "family", "asn"]
+    truth: dict[tuple[Any, ...], tuple[Any, Any]] = {}
+    for r in entries.select([*key, "city", "country"]).to_pylist():
+        truth.setdefault(tuple(r[k] for k in key), (r["city"], r["country"]))
+    out: dict[str, dict[str, Any]] = {}
+    for r in found.filter(pc.is_valid(found.column("country"))).to_pylist():
+        t_city, t_country = truth.get(tuple(r[k] for k in key), (None, None))
+        ev = (r["evidence"] or "none").split("+", 1)[0]
+        e = out.setdefault(ev, {"crossings": 0, "cities": 0, "right_city": 0, "right_country": 0, "conf": 0.0})
+        e["crossings"] += 1
+        e["right_country"] += r["country"] == t_country
+        e["conf"] += r["confidence"] or 0.0
+        if r["city"] is not None:
+            e["cities"] += 1
+            e["right_city"] += r["city"] == t_city
+    return {ev: {"crossings": e["crossings"], "cities": e["cities"],
+                 "city_precision": e["right_city"] / e["cities"] if e["cities"] else None,
+                 "country_precision": e["right_country"] / e["crossings"],
+                 "mean_confidence": round(e["conf"] / e["crossings"], 4)}
+            for ev, e in sorted(out.items())}
 
 
 def true_entries(

@@ -293,6 +293,28 @@ def test_public_api() -> None:
 
 
 # ---------------------------------------------------------------------------- accuracy units
+def test_location_calibration_counts_right_places_by_evidence() -> None:
+    key = {"msm_id": [1, 1, 2], "prb_id": [1, 1, 1], "timestamp": [10, 10, 20]}
+    entries = pa.table({**key, "family": ["ct", "cu", "ct"], "asn": [4134, 4837, 4134],
+                        "city": ["New York", "Ashburn", "Tokyo"], "country": ["US", "US", "JP"]})
+    found = pa.table({
+        "msm_id": [1, 1, 2, 3, 4], "prb_id": [1, 1, 1, 1, 1], "timestamp": [10, 10, 20, 30, 40],
+        "family": ["ct", "cu", "ct", "ct", "ct"], "asn": [4134, 4837, 4134, 4134, 4134],
+        # right city; right country, wrong city; country only (right); a false crossing's
+        # place; not located (left out)
+        "city": ["New York", "New York", None, "Chicago", None], "country": ["US", "US", "JP", "US", None],
+        "evidence": ["netfac-shared+rtt-discs", "netfac-shared", "carrier-pops", "netfac-shared", None],
+        "confidence": [0.9, 0.81, 0.765, 0.81, None],
+    })
+    got = acc.location_calibration(entries, found)
+    assert got == {
+        "carrier-pops": {"crossings": 1, "cities": 0, "city_precision": None, "country_precision": 1.0,
+                         "mean_confidence": 0.765},
+        "netfac-shared": {"crossings": 3, "cities": 3, "city_precision": pytest.approx(1 / 3),
+                          "country_precision": pytest.approx(2 / 3), "mean_confidence": 0.84},
+    }
+
+
 def test_score_counts_unobservable_and_causes() -> None:
     truth = pa.table({
         "msm_id": [1, 1, 1, 2], "prb_id": [1, 1, 1, 1], "timestamp": [10, 10, 10, 20],
@@ -441,6 +463,14 @@ def test_demo_on_the_artefact_world(tmp_path: Path, demo) -> None:
     assert a["pop_city"]["precision"] >= 0.97 and a["pop_city"]["recall"] >= 0.85, a["pop_city"]
     assert a["pop_us"]["precision"] >= 0.99, a["crossing_pop_country"]["false_examples"]
     assert a["pop_us"]["recall"] >= 0.95, a["crossing_pop_country"]["missed_examples"]
+    # every located crossing is in the calibration table once, with its evidence's confidence
+    from analysis.paths import LOCATION_WEIGHTS
+
+    lbe = a["location_by_evidence"]
+    found = acc.detected_crossings(pq.read_table(result.files["paths"]))
+    assert sum(e["crossings"] for e in lbe.values()) == found.num_rows - found.column("country").null_count
+    assert set(lbe) <= set(LOCATION_WEIGHTS) and lbe["ixp"]["mean_confidence"] == LOCATION_WEIGHTS["ixp"]
+    assert all(0 < e["mean_confidence"] <= LOCATION_WEIGHTS[ev] for ev, e in lbe.items())
     upper = [r for r in a["exposure"] if r["kind"] == "pop_exposure"]
     assert all(r["inside"] for r in upper), upper
     assert upper and all(r["below_upper"] and r["upper_estimate"] >= r["estimate"] for r in upper), upper

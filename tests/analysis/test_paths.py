@@ -283,6 +283,11 @@ def test_facility_search_locates_private_interconnects():
     assert loc((27, 2002)) == (None, None, None, "unknown")
     assert loc((28, 2002)) == (None, None, None, "unknown")
     assert loc((29, 2002)) == (None, "US", "carrier-pops", "consistent")
+    # the place's confidence: the evidence's weight, less with one probe's disc alone
+    conf = {k[0]: r["pop_crossings"][0]["location_confidence"] for k, r in rows.items()}
+    assert conf[20] == pytest.approx(P.LOCATION_WEIGHTS["netfac-shared"] * P.ONE_DISC_FACTOR)
+    assert conf[24] == pytest.approx(P.LOCATION_WEIGHTS["carrier-pops"] * P.ONE_DISC_FACTOR)
+    assert conf[24] < conf[20] and conf[27] is None and conf[28] is None  # no place, no confidence
     assert haversine_km(NYC[0], NYC[1], 39.9042, 116.4074) < 130 * KM_PER_MS_RTT  # Beijing in reach of 28
     # an IXP crossing keeps the IXP as its PoP
     _, rows, _ = _run([dict(msm_id=25, prb_id=2002, dst_addr="8.8.8.8", hops=[
@@ -290,6 +295,7 @@ def test_facility_search_locates_private_interconnects():
         facilities=fac)
     (c,) = rows[(25, 2002)]["pop_crossings"]
     assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == ("Ashburn", "US", "ixp")
+    assert c["location_confidence"] == P.LOCATION_WEIGHTS["ixp"]
 
 
 def test_facility_search_intersects_the_discs_of_every_probe_that_saw_the_router():
@@ -468,6 +474,7 @@ def test_entry_after_a_silent_hop_is_placed_by_every_probe_that_saw_the_router()
         got[key] = (c["kind"], c["pop_city"], c["pop_country"], c["location_evidence"])
     assert got == {"own-disc": ("unknown", None, "US", "netfac-shared"),
                    "two-discs": ("unknown", "New York", "US", "netfac-shared+rtt-discs")}
+    assert c["location_confidence"] == P.LOCATION_WEIGHTS["netfac-shared"]  # two discs: the full weight
 
 
 HKG = (22.3193, 114.1694)
