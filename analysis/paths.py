@@ -1125,7 +1125,8 @@ def _floor_applies(
     if not places or sum(b >= 0 for *_, b in cons) < FLOOR_PROBES:
         return False
     pos = _inside(places, cons, ellipse)
-    both = _inside(places, cons, ellipse, floor=True)
+    both = pos & ~_beyond_floor(np.array([c[2] for c in places], float), np.array([c[3] for c in places], float),
+                                cons)
     return bool(both.any() and (pos & ~both).any())
 
 
