@@ -50,7 +50,10 @@ Dimitropoulos, PAM 2016) and the IHR AS-hegemony path cleaning (Fontugne et al.,
   when neither list fits, two or more probes' discs keeping the facility cities (of any
   network) of one country (one city) only give that place (``facility-cities``:
   interconnects sit in facilities; a lone entry hop too, since the discs place the router
-  that answered).
+  that answered). A router location (``routers``: RIPE IPmap) of the entering address that
+  the discs keep places it where nothing else did (``ipmap``), confirms the same city
+  (``+ipmap``), or, naming another city, withholds both (``+ipmap-conflict``: either
+  source may be stale).
   A country (city) is set only when every kept candidate agrees on it, and a
   ``carrier-pops`` city only when the AS crossed from lists no facility inside the
   constraints (else one of the two lists misses the interconnect's facility: the country
@@ -150,8 +153,8 @@ MISPLACED_SLACK_KM = 50.0
 #: places inferred around a list that misses them. On the large artefact world (seed 0) the
 #: cities they gave were right for 100% (ixp, 6,402 crossings), 99.0% (netfac-shared, 9,112),
 #: 99.7% (carrier-pops, 3,018), 70% (netfac-far-side and facility-cities, 60 each).
-LOCATION_WEIGHTS = {"ixp": 0.95, "netfac-shared": 0.9, "carrier-pops": 0.85, "netfac-far-side": 0.6,
-                    "facility-cities": 0.6}
+LOCATION_WEIGHTS = {"ixp": 0.95, "netfac-shared": 0.9, "ipmap": 0.85, "carrier-pops": 0.85,
+                    "netfac-far-side": 0.6, "facility-cities": 0.6}
 #: Factor on a place that one probe's disc alone constrained (CBG with a single landmark).
 ONE_DISC_FACTOR = 0.9
 #: Registration countries of the networks that meet the Chinese carriers at their home
@@ -245,6 +248,7 @@ def build_paths(
     rtt_jump_ms: float = 40.0,
     facilities: pa.Table | None = None,
     discs: pa.Table | None = None,
+    routers: pa.Table | None = None,
 ) -> tuple[pa.Table, Counter[str]]:
     """One row per traceroute: AS/IXP path, flagged crossings, verdicts, RTT jumps, detours.
 
@@ -277,6 +281,10 @@ def build_paths(
         and its minimum RTT from there (the whole campaign's, not only these traceroutes');
         the facility search keeps only candidates inside all of them. An optional ``base``
         (the probe's minimum RTT to any public address) enables the RTT floor.
+    routers : pyarrow.Table, optional
+        ``ip, city, cc, lat, lon``: geolocated router addresses (the ``ipmap`` kind's
+        ``addresses`` table). An entering address found there is placed in its city when
+        the discs keep that point (see the module notes).
 
     Returns
     -------
@@ -339,7 +347,8 @@ def build_paths(
 
     ellipse = (p_lat, p_lon, dst_lat, dst_lon, _destination_rtt(hops, tid, tr.column("dst_addr"), ntr))
     crossings = _crossings(
-        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities, discs, ellipse
+        hops, tid, is_ixp, is_as, eff_asn, transit_fam, fam_names, p_lat, p_lon, ntr, facilities, discs, ellipse,
+        routers,
     )
     jumps = _rtt_jumps(tid, hops["hop"], hops["rtt"], rtt_jump_ms, ntr)
     detour, detour_hops = _detours(
@@ -743,6 +752,7 @@ def _crossings(
     facilities: pa.Table | None = None,
     discs: pa.Table | None = None,
     ellipse: tuple[np.ndarray, ...] | None = None,
+    routers: pa.Table | None = None,
 ) -> pa.Array:
     node = np.flatnonzero(is_ixp | is_as)  # hop rows that are path nodes, in order
     ntid = tid[node]
@@ -803,7 +813,11 @@ def _crossings(
     pop_city = np.asarray(at_loc("ixp_city").to_pylist(), dtype=object)
     pop_country = np.asarray(at_loc("ixp_country").to_pylist(), dtype=object)
     loc_ev = np.where(has_loc, np.array("ixp", dtype=object), np.array(None, dtype=object))
-    if facilities is not None and len(rows):
+    if (facilities is not None or routers is not None) and len(rows):
+        if facilities is None:
+            facilities = pa.table({"asn": pa.array([], pa.int64()), "city": pa.array([], pa.string()),
+                                   "country": pa.array([], pa.string()), "lat": pa.array([], pa.float64()),
+                                   "lon": pa.array([], pa.float64())})
         todo = np.flatnonzero(~has_loc)
         # the AS crossed from (the hop before) is registered in China or its SARs, or unknown
         from_cc = hops["as_country"].take(pa.array(np.maximum(rows[todo] - 1, 0)))
@@ -826,6 +840,7 @@ def _crossings(
             discs=discs,
             ellipses=None if ellipse is None else np.stack([col[etid][todo] for col in ellipse], axis=1),
             inside=inside[todo],
+            routers=routers,
         )
         pop_city[todo], pop_country[todo], loc_ev[todo] = f_city, f_cc, f_ev
         verdict[todo[f_cc != None]] = 0  # noqa: E711 - consistent by construction
@@ -857,15 +872,20 @@ def _crossings(
 
 
 def _location_confidence(evidence: np.ndarray, country: np.ndarray) -> pa.Array:
-    """Per crossing: :data:`LOCATION_WEIGHTS` of its evidence, x :data:`ONE_DISC_FACTOR`
-    when one probe's disc alone constrained it; null where no place was given."""
+    """Per crossing: :data:`LOCATION_WEIGHTS` of its evidence (combined with the ``ipmap``
+    weight as independent evidence, 1 - (1 - a)(1 - b), where a router location agrees), x
+    :data:`ONE_DISC_FACTOR` when one probe's disc alone constrained it; null where no place
+    was given."""
     out: list[float | None] = []
     for ev, cc in zip(evidence.tolist(), country.tolist(), strict=True):
         if ev is None or cc is None:
             out.append(None)
             continue
-        w = LOCATION_WEIGHTS.get(ev.split("+", 1)[0], 0.5)
-        out.append(round(w if ev == "ixp" or "+rtt-discs" in ev else w * ONE_DISC_FACTOR, 4))
+        parts = ev.split("+")
+        w = LOCATION_WEIGHTS.get(parts[0], 0.5)
+        if "ipmap" in parts[1:]:  # a router location agrees: two independent sources
+            w = 1 - (1 - w) * (1 - LOCATION_WEIGHTS["ipmap"])
+        out.append(round(w if ev == "ixp" or "rtt-discs" in parts else w * ONE_DISC_FACTOR, 4))
     return pa.array(out, pa.float64())
 
 
@@ -934,6 +954,7 @@ def _facility_search(
     discs: pa.Table | None = None,
     ellipses: np.ndarray | None = None,
     inside: np.ndarray | None = None,
+    routers: pa.Table | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Locate crossings not at an IXP: (city, country, evidence) per crossing.
 
@@ -960,7 +981,13 @@ def _facility_search(
     registered in :data:`HOME_REGION`, or its country is unknown) or when that AS lists a
     facility there itself; none is given when the discs keep nothing. A
     ``carrier-pops`` answer also needs every city with a facility of any network inside the
-    constraints to agree (the carrier's own list is incomplete).
+    constraints to agree (the carrier's own list is incomplete). ``routers`` (``ip, city,
+    cc, lat, lon``, IPmap) place an entering address they list, when its point is inside
+    the same constraints (floor and ellipse aside): where the search found no city and no
+    other country, there (``ipmap``); where it found the same city, ``+ipmap`` is added to
+    the evidence; where it found another city, the city is withheld (the country kept when
+    both agree on it, ``+ipmap-conflict``): the two sources disagree and either may be
+    stale.
     """
     fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
     m = len(asn)
@@ -989,6 +1016,7 @@ def _facility_search(
                                    base.tolist(), strict=True):
             if la == la and lo == lo and r == r and r >= 0:
                 seen.setdefault(a, []).append((la, lo, r, b if b == b else -1.0))  # -1: access RTT unknown
+    where = _router_places(routers, addr)
     memo: dict[tuple[Any, ...], tuple[str | None, str | None, str | None]] = {}
     for i in range(m):
         a_i = addr[i] if addr is not None else None
@@ -1008,7 +1036,39 @@ def _facility_search(
             memo[key] = _locate_one(by_asn, home_points if h else [], *key[:2], cons, ell, far_side=far,
                                     places=places, from_home=fh)
         out_city[i], out_cc[i], out_ev[i] = memo[key]
+        point = where.get(a_i) if a_i is not None else None
+        if point is not None and cons and _inside([point], cons, None)[0]:
+            out_city[i], out_cc[i], out_ev[i] = _with_router_place(out_city[i], out_cc[i], out_ev[i], point,
+                                                                   "+rtt-discs" if len(cons) > 1 else "")
     return out_city, out_cc, out_ev
+
+
+def _router_places(routers: pa.Table | None, addr: list[str | None] | None) -> dict[str, tuple[Any, ...]]:
+    """``addr -> (city, cc, lat, lon)`` of the addresses in ``addr`` that ``routers`` lists."""
+    want = sorted({a for a in addr or () if a is not None})
+    if routers is None or not want:
+        return {}
+    r = _check_columns(routers, ("ip", "city", "cc", "lat", "lon"), {}, "router locations")
+    r = r.filter(pc.is_in(r.column("ip").cast(pa.string()), value_set=pa.array(want, pa.string())))
+    return {ip: (city, cc, la, lo) for ip, city, cc, la, lo in zip(
+        r.column("ip").cast(pa.string()).to_pylist(), r.column("city").to_pylist(), r.column("cc").to_pylist(),
+        _float_np(r.column("lat")).tolist(), _float_np(r.column("lon")).tolist(), strict=True)
+        if city is not None and cc is not None and la == la and lo == lo}
+
+
+def _with_router_place(city: str | None, cc: str | None, ev: str | None, point: tuple[Any, ...],
+                       discs: str) -> tuple[str | None, str | None, str | None]:
+    """Combine the facility search's (city, country, evidence) with a router location the
+    constraints keep (see :func:`_facility_search`)."""
+    r_city, r_cc = point[0], point[1]
+    if city is None and cc in (None, r_cc):
+        return r_city, r_cc, "ipmap" + discs
+    if city is not None and city == r_city and cc == r_cc:
+        return city, cc, f"{ev}+ipmap"
+    if city is not None:  # two places: neither is given, the country only where both agree
+        return None, (cc if cc == r_cc else None), (f"{ev}+ipmap-conflict" if cc == r_cc else None)
+    return city, cc, ev  # the search's country differs from the router's: keep the search's
+
 
 
 def _locate_one(

@@ -477,6 +477,40 @@ def test_entry_after_a_silent_hop_is_placed_by_every_probe_that_saw_the_router()
     assert c["location_confidence"] == P.LOCATION_WEIGHTS["netfac-shared"]  # two discs: the full weight
 
 
+@pytest.mark.parametrize(
+    ("fac_cities", "router", "want"),
+    [
+        # nothing listed in reach: the router's place, which the 3 ms disc keeps
+        pytest.param([], ("Newark", "US", 40.7357, -74.1724), ("Newark", "US", "ipmap"), id="only-ipmap"),
+        # the shared facility says New York, so does IPmap: confirmed
+        pytest.param(["New York"], ("New York", "US", 40.7128, -74.0060),
+                     ("New York", "US", "netfac-shared+ipmap"), id="agrees"),
+        # the shared facility says New York, IPmap Newark: two places, the country only
+        pytest.param(["New York"], ("Newark", "US", 40.7357, -74.1724),
+                     (None, "US", "netfac-shared+ipmap-conflict"), id="conflict"),
+        # IPmap's Frankfurt is outside the 3 ms disc around New York: never given
+        pytest.param([], ("Frankfurt", "DE", *FRA), (None, None, None), id="excluded-by-the-disc"),
+    ],
+)
+def test_router_locations_place_an_entering_address(fac_cities, router, want):
+    cities = {"New York": (40.7506, -73.9971)}
+    fac = pa.table({"asn": [a for c in fac_cities for a in (4134, 7922)],
+                    "city": [c for c in fac_cities for _ in (0, 1)], "country": ["US"] * 2 * len(fac_cities),
+                    "lat": [cities[c][0] for c in fac_cities for _ in (0, 1)],
+                    "lon": [cities[c][1] for c in fac_cities for _ in (0, 1)]},
+                   schema=pa.schema([("asn", pa.int64()), ("city", pa.string()), ("country", pa.string()),
+                                     ("lat", pa.float64()), ("lon", pa.float64())]))
+    routers = pa.table({"ip": ["202.97.1.1", "202.97.9.9"], "city": [router[0], "Tokyo"],
+                        "cc": [router[1], "JP"], "lat": [router[2], 35.68], "lon": [router[3], 139.69]})
+    trace = dict(msm_id=95, prb_id=2002, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 0.5, 7922)], [pub("202.97.1.1", 3.0, 4134, family=CT)]])
+    _, rows, _ = _run([trace], facilities=fac, routers=routers)
+    (c,) = rows[(95, 2002)]["pop_crossings"]
+    assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == want
+    if want[2] == "netfac-shared+ipmap":  # two sources agreeing are surer than either
+        assert c["location_confidence"] > P.LOCATION_WEIGHTS["netfac-shared"] * P.ONE_DISC_FACTOR
+
+
 HKG = (22.3193, 114.1694)
 
 
