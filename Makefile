@@ -30,11 +30,13 @@ system-deps:
 demo: setup
 	$(VENV)/bin/pathexp demo
 
+# two workers (the CI machine's two cores); a test file stays on one worker, so its
+# module fixtures are built once
 test: setup system-deps lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not netns and not browser"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow and not netns and not browser"
 
 $(VENV)/.stamp-notebooks: $(VENV)/.stamp-install
 	$(PY) -m pip install --quiet -e '.[test,notebooks]'
