@@ -28,13 +28,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from analysis.cli import campaign_from_args
     from analysis.cli.campaign import atlas_settings
+    from analysis.errors import MissingInput
     from probes import store
     from probes.atlas import AtlasClient
     from probes.metadata import check_probe_objects
 
     camp = campaign_from_args(args)
-    client = AtlasClient(atlas_settings(args))
     n, missing = store.probes_without_meta(camp)
+    if not n:
+        raise MissingInput(f"campaign {camp.name!r} has no traceroutes, so no probes to fetch metadata for; "
+                           "bring results in first (`pathexp ingest` or `pathexp campaign fetch`)")
+    client = AtlasClient(atlas_settings(args))
     drops: Counter = Counter()
     got = check_probe_objects(client.probes_by_id(missing), drops) if missing else []
     if got:

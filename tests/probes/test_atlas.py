@@ -359,3 +359,8 @@ def test_probes_fetch_fills_in_the_metadata_a_file_ingest_lacks(standin, test_da
     assert seen - served == {4_000_000}
     assert main(args) == 0  # again: only the unknown probe is asked for
     assert orjson.loads(capsys.readouterr().out)["missing_before"] == 1
+    # a campaign without traceroutes has nothing to fetch for: a clear error, not "0 probes"
+    Campaign("empty", tmp_path / "ws").root.mkdir(parents=True)
+    assert main([a if a != "bare" else "empty" for a in args]) != 0
+    err = capsys.readouterr().err
+    assert "'empty' has no traceroutes" in err and "pathexp ingest" in err
