@@ -503,8 +503,8 @@ def _analyze_locked(
     dst_info = destinations
     del rtts
     facilities, fac_source = _facility_table(snap, snap_note)
-    places = plots.place_table(facilities, snap.table("ipmap", "addresses")
-                               if snap is not None and snap.has("ipmap") else None)
+    routers = snap.table("ipmap", "addresses") if snap is not None and snap.has("ipmap") else None
+    places = plots.place_table(facilities, routers)
     step("inferring router owners")
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations)
                             if infer_owners else (None, "not inferred (origin AS used)"))
@@ -535,7 +535,8 @@ def _analyze_locked(
                     "infer_owners": infer_owners, "dst_country": dst_country,
                     "families": None if families is None else list(families),
                     "registry": _registry_record(registry)},
-        "references": {"destinations": dst_source, "facilities": fac_source, "owners": owner_source},
+        "references": {"destinations": dst_source, "facilities": fac_source, "owners": owner_source,
+                       "routers": f"{snap_note}: ipmap" if routers is not None else "no ipmap in the snapshot"},
     }
     run = lineage.generation_id(generation)
     generation = {"id": run, **generation,
@@ -552,7 +553,7 @@ def _analyze_locked(
             parts_dir.mkdir()
             shared = {
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
-                "facilities": facilities, "discs": discs, "owners": owners,
+                "facilities": facilities, "discs": discs, "owners": owners, "routers": routers,
                 "include_endpoints": include_endpoints,
                 "scope": scope.table,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
@@ -563,7 +564,7 @@ def _analyze_locked(
                 part_files.append(Path(part))
                 step("paths: %d of %d partitions", len(part_files), len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
-            del shared, destinations, facilities, probe_meta, discs
+            del shared, destinations, facilities, probe_meta, discs, routers
             if owners is not None:
                 fileio.write_parquet(owners, stage / campaign.owners_parquet.name)
                 owner_vias = dict(sorted(Counter(owners.column("owner_via").to_pylist()).items()))
@@ -970,6 +971,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
         destinations=ctx["destinations"],
         facilities=ctx["facilities"],
         discs=ctx.get("discs"),
+        routers=ctx.get("routers"),
         include_endpoints=ctx["include_endpoints"],
         rtt_jump_ms=ctx["rtt_jump_ms"],
     )
