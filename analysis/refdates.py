@@ -46,7 +46,7 @@ def _gap_days(date: dt.date, first: dt.date, last: dt.date) -> int:
 
 
 def reference_dates(kinds: dict[str, Any], first: dt.datetime | None, last: dt.datetime | None, *,
-                    stale_days: int = STALE_DAYS) -> dict[str, Any]:
+                    stale_days: int = STALE_DAYS, snapshots: Sequence[Any] | None = None) -> dict[str, Any]:
     """Per kind of a snapshot: its data's date, the gap to the measurements, stale or not.
 
     ``kinds`` is ``snapshot.json``'s ``kinds`` (each with ``date``); ``first``/``last`` the
@@ -69,7 +69,25 @@ def reference_dates(kinds: dict[str, Any], first: dt.datetime | None, last: dt.d
         gap = None if date is None else _gap_days(date, f, la)
         out["kinds"][kind] = {"date": (info or {}).get("date"), "gap_days": gap,
                               "stale": gap is not None and abs(gap) >= stale_days}
+        if snapshots is not None and gap is not None:
+            out["kinds"][kind]["closer"] = _closer(snapshots, kind, abs(gap), f, la)
     return out
+
+
+def _closer(snapshots: Sequence[Any], kind: str, gap: int, first: dt.date, last: dt.date) -> str | None:
+    """Id of a local snapshot whose ``kind`` data are closer in time than ``gap`` days (the
+    closest; ties: the newer data), else None."""
+    best: tuple[int, int, str] | None = None
+    for snap in snapshots:
+        if snap.info.get("composed_from"):
+            continue
+        date = parse_data_date(((snap.info.get("kinds") or {}).get(kind) or {}).get("date"))
+        if date is None:
+            continue
+        key = (abs(_gap_days(date, first, last)), -date.toordinal(), snap.id)
+        if key[0] < gap and (best is None or key < best):
+            best = key
+    return best[2] if best else None
 
 
 def stale_lines(ref: dict[str, Any], *, command: str = "pathexp annotate") -> list[str]:
@@ -89,9 +107,14 @@ def stale_lines(ref: dict[str, Any], *, command: str = "pathexp annotate") -> li
         gap = k["gap_days"]
         where = (f"{gap:,} days after the last measurement ({m['last']})" if gap > 0
                  else f"{-gap:,} days before the first measurement ({m['first']})")
+        if "closer" not in k:  # recorded before the other snapshots were compared
+            remedy = f"or `{command} --closest` to take each kind from the snapshot closest in time"
+        elif k["closer"]:
+            remedy = f"or `{command} --closest` (snapshot {k['closer']} has closer {kind} data)"
+        else:
+            remedy = "no local snapshot has closer data"
         lines.append(f"reference data {kind} of {k['date']} is {where}: what it says (IXP members, prefixes, "
-                     "relationships) may have changed since; import data of the measurement period, or "
-                     f"`{command} --closest` to take each kind from the snapshot closest in time")
+                     f"relationships) may have changed since; import data of the measurement period, {remedy}")
     return lines
 
 

@@ -70,10 +70,12 @@ def test_annotate_warns_about_reference_data_far_from_the_measurements(campaign,
     rep = orjson.loads(campaign.annotate_json.read_bytes())["reference_dates"]
     assert rep["measurements"] == {"first": first.isoformat(), "last": last.isoformat()}
     end = _end_date(lzma.decompress(new_apnic.read_bytes()))
-    assert rep["kinds"]["rir-delegated"] == {"date": end.isoformat(), "gap_days": (end - last).days, "stale": True}
+    assert rep["kinds"]["rir-delegated"] == {"date": end.isoformat(), "gap_days": (end - last).days, "stale": True,
+                                             "closer": None}
     assert f"reference data rir-delegated of {end.isoformat()} is {(end - last).days:,} days after the last " \
            f"measurement ({last.isoformat()})" in err
-    assert "`pathexp annotate --closest`" in err
+    # no other snapshot: --closest could not help, so it is not suggested
+    assert "no local snapshot has closer data" in err and "--closest" not in err
     assert rep["kinds"]["caida-ixp"]["stale"] == ((dt.date(2023, 11, 1) - last).days >= STALE_DAYS)
     # analyze and the report say it too
     assert main(["analyze", "--campaign", campaign.name, "--workspace", str(campaign.workspace),
@@ -87,6 +89,12 @@ def test_annotate_warns_about_reference_data_far_from_the_measurements(campaign,
     # a 2019 delegation file in another snapshot: --closest takes it, and CAIDA IXP from the only one
     import_files("rir-delegated", [old_apnic], snapshot_id="s2019", cache_dir=cache)
     latest = latest_snapshot(cache_dir=cache).id
+    # annotated with the 2026 snapshot again, the warning now names the closer one
+    assert _annotate(campaign, cache, "--snapshot", "s2026") == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert "`pathexp annotate --closest` (snapshot s2019 has closer rir-delegated data)" in err
+    assert orjson.loads(campaign.annotate_json.read_bytes())["reference_dates"]["kinds"]["rir-delegated"][
+        "closer"] == "s2019"
     assert _annotate(campaign, cache, "--closest") == 0
     out, err = capsys.readouterr()
     ann = orjson.loads(campaign.annotate_json.read_bytes())
