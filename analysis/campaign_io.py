@@ -308,16 +308,11 @@ def _annotate_locked(
 
 def _measurement_period(campaign: Campaign) -> tuple[dt.datetime | None, dt.datetime | None]:
     """The first and last traceroute time of the campaign's store (None, None when empty)."""
-    files = [str(store.segment_path(campaign, n, "traces")) for n in store.segment_names(campaign, "traces")]
-    if not files:
+    period = _trace_period([str(store.segment_path(campaign, n, "traces"))
+                            for n in store.segment_names(campaign, "traces")])
+    if period is None:
         return None, None
-    con = connect()
-    try:
-        row = con.execute("SELECT min(timestamp), max(timestamp) FROM read_parquet($files)",
-                          {"files": files}).fetchone()
-        first, last = row if row is not None else (None, None)
-    finally:
-        con.close()
+    first, last = (dt.datetime.fromtimestamp(t, dt.timezone.utc) for t in period)
     return first, last
 
 
