@@ -985,8 +985,8 @@ def _facility_search(
     cc, lat, lon``, IPmap) place an entering address they list, when its point is inside
     the same constraints (floor and ellipse aside): where the search found no city and no
     other country, there (``ipmap``); where it found the same city, ``+ipmap`` is added to
-    the evidence; where it found another city, the city is withheld (the country kept when
-    both agree on it, ``+ipmap-conflict``): the two sources disagree and either may be
+    the evidence; where it found another city or country, what they dispute is withheld
+    (the country kept when both agree on it; ``+ipmap-conflict``): either source may be
     stale.
     """
     fac = _check_columns(facilities, ("asn", "city", "country", "lat", "lon"), {}, "facilities")
@@ -1065,10 +1065,8 @@ def _with_router_place(city: str | None, cc: str | None, ev: str | None, point: 
         return r_city, r_cc, "ipmap" + discs
     if city is not None and city == r_city and cc == r_cc:
         return city, cc, f"{ev}+ipmap"
-    if city is not None:  # two places: neither is given, the country only where both agree
-        return None, (cc if cc == r_cc else None), (f"{ev}+ipmap-conflict" if cc == r_cc else None)
-    return city, cc, ev  # the search's country differs from the router's: keep the search's
-
+    # two places: what they dispute is not given (the country stays where both agree)
+    return None, (cc if cc == r_cc else None), f"{ev}+ipmap-conflict"
 
 
 def _locate_one(

@@ -480,7 +480,7 @@ def test_entry_after_a_silent_hop_is_placed_by_every_probe_that_saw_the_router()
 @pytest.mark.parametrize(
     ("fac_cities", "router", "want"),
     [
-        # nothing listed in reach: the router's place, which the 3 ms disc keeps
+        # nothing listed in reach: the router's place, which the 6 ms disc keeps
         pytest.param([], ("Newark", "US", 40.7357, -74.1724), ("Newark", "US", "ipmap"), id="only-ipmap"),
         # the shared facility says New York, so does IPmap: confirmed
         pytest.param(["New York"], ("New York", "US", 40.7128, -74.0060),
@@ -488,7 +488,11 @@ def test_entry_after_a_silent_hop_is_placed_by_every_probe_that_saw_the_router()
         # the shared facility says New York, IPmap Newark: two places, the country only
         pytest.param(["New York"], ("Newark", "US", 40.7357, -74.1724),
                      (None, "US", "netfac-shared+ipmap-conflict"), id="conflict"),
-        # IPmap's Frankfurt is outside the 3 ms disc around New York: never given
+        # the shared facility says New York (US), IPmap Montreal (CA, 530 km, inside the
+        # 6 ms disc): neither country is given
+        pytest.param(["New York"], ("Montreal", "CA", 45.5019, -73.5674),
+                     (None, None, "netfac-shared+ipmap-conflict"), id="country-conflict"),
+        # IPmap's Frankfurt is outside the 6 ms disc around New York: never given
         pytest.param([], ("Frankfurt", "DE", *FRA), (None, None, None), id="excluded-by-the-disc"),
     ],
 )
@@ -502,8 +506,9 @@ def test_router_locations_place_an_entering_address(fac_cities, router, want):
                                      ("lat", pa.float64()), ("lon", pa.float64())]))
     routers = pa.table({"ip": ["202.97.1.1", "202.97.9.9"], "city": [router[0], "Tokyo"],
                         "cc": [router[1], "JP"], "lat": [router[2], 35.68], "lon": [router[3], 139.69]})
+    assert haversine_km(NYC[0], NYC[1], 45.5019, -73.5674) < 6.0 * KM_PER_MS_RTT
     trace = dict(msm_id=95, prb_id=2002, dst_addr="8.8.8.8", hops=[
-        [pub("80.1.1.1", 0.5, 7922)], [pub("202.97.1.1", 3.0, 4134, family=CT)]])
+        [pub("80.1.1.1", 0.5, 7922)], [pub("202.97.1.1", 6.0, 4134, family=CT)]])
     _, rows, _ = _run([trace], facilities=fac, routers=routers)
     (c,) = rows[(95, 2002)]["pop_crossings"]
     assert (c["pop_city"], c["pop_country"], c["location_evidence"]) == want
