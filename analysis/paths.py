@@ -151,8 +151,9 @@ MISPLACED_SLACK_KM = 50.0
 #: ``location_evidence``), rule weights in the manner of the ownership stage's: an IXP LAN
 #: address is at its IXP; facilities both networks list, then the carrier's own PoPs, then
 #: places inferred around a list that misses them. On the large artefact world (seed 0) the
-#: cities they gave were right for 100% (ixp, 6,402 crossings), 99.0% (netfac-shared, 9,112),
-#: 99.7% (carrier-pops, 3,018), 70% (netfac-far-side and facility-cities, 60 each).
+#: cities they gave were right for 100% (ixp, 6,402 cities), 98.0% (netfac-shared, 9,238),
+#: 99.7% (carrier-pops, 3,040), 70% (netfac-far-side and facility-cities, 60 each), a false
+#: crossing's place counting as wrong (accuracy.json's ``location_by_evidence``).
 LOCATION_WEIGHTS = {"ixp": 0.95, "netfac-shared": 0.9, "ipmap": 0.85, "carrier-pops": 0.85,
                     "netfac-far-side": 0.6, "facility-cities": 0.6}
 #: Factor on a place that one probe's disc alone constrained (CBG with a single landmark).
