@@ -823,7 +823,7 @@ def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Ta
     ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
     misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be.
     Replies from the traceroute's destination are left out: services are often anycast."""
-    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    skip = f"AND NOT ({_stale_reply(columns)})"
     public = "AND ip_class = 'public'" if "ip_class" in columns else ""
     files = [str(f) for f in ann_files]
     con = connect()
@@ -870,7 +870,7 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
     if "family" not in columns or not probe_meta.num_rows:
         return None
     extra = pa.array([], pa.string())
-    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    skip = f"AND NOT ({_stale_reply(columns)})"
     ip_class = "ip_class" if "ip_class" in columns else "NULL::VARCHAR AS ip_class"
     files = [str(f) for f in ann_files]
     con = connect()
@@ -1189,6 +1189,11 @@ def _campaign_node_attributes(
     return override_families(table, registry)
 
 
+def _stale_reply(columns: Sequence[str], prefix: str = "") -> str:
+    """SQL: the reply is late or a duplicate (by the ``late`` / ``dup`` columns present)."""
+    return " OR ".join(f"coalesce({prefix}{c}, false)" for c in ("late", "dup") if c in columns) or "false"
+
+
 def _owner_table(
     ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
     destinations: pa.Table | None = None,
@@ -1214,7 +1219,7 @@ def _owner_table(
         # only the rows infer_owners uses: per hop its first reply that is neither late nor
         # a duplicate (the representative hop), and one row per address for the address's
         # attributes (any other row of a hop is discarded there too); timeouts say nothing
-        stale = " OR ".join(f"coalesce(a.{c}, false)" for c in ("late", "dup") if c in cols) or "false"
+        stale = _stale_reply(cols, "a.")
         hops = con.sql(
             f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
             "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
