@@ -108,13 +108,13 @@ def stale_lines(ref: dict[str, Any], *, command: str = "pathexp annotate") -> li
         where = (f"{gap:,} days after the last measurement ({m['last']})" if gap > 0
                  else f"{-gap:,} days before the first measurement ({m['first']})")
         if "closer" not in k:  # recorded before the other snapshots were compared
-            remedy = f"or `{command} --closest` to take each kind from the snapshot closest in time"
+            remedy = f", or `{command} --closest` to take each kind from the snapshot closest in time"
         elif k["closer"]:
-            remedy = f"or `{command} --closest` (snapshot {k['closer']} has closer {kind} data)"
+            remedy = f", or `{command} --closest` (snapshot {k['closer']} has closer {kind} data)"
         else:
-            remedy = "no local snapshot has closer data"
+            remedy = " (no local snapshot has closer data)"
         lines.append(f"reference data {kind} of {k['date']} is {where}: what it says (IXP members, prefixes, "
-                     f"relationships) may have changed since; import data of the measurement period, {remedy}")
+                     f"relationships) may have changed since; import data of the measurement period{remedy}")
     return lines
 
 
