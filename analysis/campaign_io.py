@@ -823,7 +823,7 @@ def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Ta
     ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
     misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be.
     Replies from the traceroute's destination are left out: services are often anycast."""
-    skip = f"AND NOT ({_stale_reply(columns)})"
+    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
     public = "AND ip_class = 'public'" if "ip_class" in columns else ""
     files = [str(f) for f in ann_files]
     con = connect()
@@ -870,7 +870,7 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
     if "family" not in columns or not probe_meta.num_rows:
         return None
     extra = pa.array([], pa.string())
-    skip = f"AND NOT ({_stale_reply(columns)})"
+    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
     ip_class = "ip_class" if "ip_class" in columns else "NULL::VARCHAR AS ip_class"
     files = [str(f) for f in ann_files]
     con = connect()
@@ -1200,9 +1200,13 @@ def _owner_table(
 ) -> tuple[pa.Table | None, str]:
     """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop.
 
-    It needs the whole campaign at once (an address's owner is decided from all its
-    occurrences), so it runs here, before the per-partition paths; the table it returns
-    is one row per reply address. AS relationships (``as-rel``) and sibling groups
+    An address's owner is decided from all its occurrences, so it runs here, before the
+    per-partition paths, but one traceroute-complete chunk at a time: the addresses'
+    attributes (first row over the campaign) in one grouped query, then per store segment
+    (its annotated part and its traceroute segment) the representative hops, reduced to the
+    segment's distinct occurrence tuples and merged (:mod:`analysis.ownership` notes), so
+    only one segment's hops are held. Parts not named after the segments are one chunk.
+    The table it returns is one row per reply address. AS relationships (``as-rel``) and sibling groups
     (``as-siblings``) come from the campaign's snapshot when it has them; without them
     the rules that need adjacency fall back as :mod:`analysis.ownership` says.
     """
@@ -1211,27 +1215,53 @@ def _owner_table(
     cols = [c for c in (*ownership.REQUIRED_COLUMNS, "late", "dup", "family") if c in columns]
     if not trace_files:
         return None, "no traceroute table"
+    dests = (destinations.select(["dst_addr", "dst_asn"]) if destinations is not None
+             else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64())}))
+    # traceroute-complete chunks: one per store segment (its annotated part and its
+    # traceroute segment, named alike); parts written another way are one chunk
+    by_stem = {Path(f).name: f for f in trace_files}
+    chunks = ([([str(f)], [by_stem[f.name]]) for f in ann_files] if all(f.name in by_stem for f in ann_files)
+              else [([str(f) for f in ann_files], list(trace_files))])
+    stale = _stale_reply(cols, "a.")
     con = connect()
     try:
-        dests = (destinations.select(["dst_addr", "dst_asn"]) if destinations is not None
-                 else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64())}))
         con.register("dests", dests)
-        # only the rows infer_owners uses: per hop its first reply that is neither late nor
-        # a duplicate (the representative hop), and one row per address for the address's
-        # attributes (any other row of a hop is discarded there too); timeouts say nothing
-        stale = _stale_reply(cols, "a.")
-        hops = con.sql(
-            f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
-            "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
-            "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
-            "WHERE a.reply_from IS NOT NULL "
-            "QUALIFY row_number() OVER (PARTITION BY a.msm_id, a.prb_id, a.timestamp, a.hop "
-            f"ORDER BY ({stale}), a.attempt) = 1 "
-            "OR row_number() OVER (PARTITION BY a.reply_from ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, "
-            "a.attempt) = 1 "
-            "ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, a.attempt",
-            params={"ann": [str(f) for f in ann_files], "tr": list(trace_files)},
+        # each address's attributes from its first row over the whole campaign, in the order
+        # of first rows (one row per address)
+        key = "struct_pack(m := a.msm_id, p := a.prb_id, t := a.timestamp, h := a.hop, n := a.attempt)"
+        attrs = con.sql(
+            "SELECT a.reply_from AS addr, arg_min(struct_pack(asn := a.asn::BIGINT, ip_class := a.ip_class::VARCHAR, "
+            f"ixp := a.ixp_id IS NOT NULL, member_asn := a.member_asn::BIGINT), {key}) AS f, min({key}) AS k "
+            "FROM read_parquet($ann, union_by_name=true) a WHERE a.reply_from IS NOT NULL "
+            "GROUP BY a.reply_from ORDER BY k",
+            params={"ann": [str(f) for f in ann_files]},
         ).to_arrow_table()
+        first = attrs.column("f").combine_chunks() if attrs.num_rows else None
+        attrs = pa.table({
+            "addr": attrs.column("addr").cast(pa.string()),
+            **{c: (first.field(c) if first is not None else pa.array([], t))
+               for c, t in (("asn", pa.int64()), ("ip_class", pa.string()), ("ixp", pa.bool_()),
+                            ("member_asn", pa.int64()))},
+        })
+        occ, family_of = [], {}
+        for ann, tr in chunks:
+            # only the rows the occurrences use: per hop its first reply that is neither late
+            # nor a duplicate (the representative hop); timeouts say nothing
+            hops = con.sql(
+                f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
+                "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
+                "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
+                "WHERE a.reply_from IS NOT NULL "
+                "QUALIFY row_number() OVER (PARTITION BY a.msm_id, a.prb_id, a.timestamp, a.hop "
+                f"ORDER BY ({stale}), a.attempt) = 1 "
+                "ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, a.attempt",
+                params={"ann": ann, "tr": tr},
+            ).to_arrow_table()
+            occ.append(ownership._occurrences(hops, attrs))
+            family_of.update(ownership._families_of(hops))
+            del hops
+            if len(occ) >= 8:  # bound the partial tables kept
+                occ = [ownership._merge_occurrences(occ)]
     finally:
         con.close()
     rel = snap.table("as-rel", "links") if snap is not None and snap.has("as-rel") else None
@@ -1244,7 +1274,9 @@ def _owner_table(
         sib = pa.table({"group": org.indices.cast(pa.int64()), "asn": asns.column("asn")})
         used.append("as2org organisations as siblings")
     source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
-    return ownership.infer_owners(hops, relationships=rel, siblings=sib), source
+    owners = ownership._decide(attrs, ownership._merge_occurrences(occ), family_of, relationships=rel, siblings=sib,
+                               cones=None, ixp_members=None)
+    return owners, source
 
 
 def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:

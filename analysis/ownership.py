@@ -138,6 +138,21 @@ the share of destination replies); ``ixp-member`` and ``sibling`` 1.0;
 unrelated to P); ``ixp-subsequent``, ``ixp-member-contradicted`` and ``unannounced`` with an owner 0.5 x
 share; no owner 0.
 
+Memory follows the distinct addresses, not the hops. The rules read per address only its
+attributes (the annotation of its first row: origin AS, class, IXP LAN, member) and sums
+over its occurrences, so the work is split in three: :func:`_attributes` (one row per
+address, in the order of first rows: the address codes), :func:`_occurrences` (over a set
+of whole traceroutes, the distinct tuples of address, previous and next public responding
+address, destination flag, destination AS and forwarding-loop flag, with how many
+occurrences each stands for) and :func:`_merge_occurrences` (the tuples of several chunks,
+counts summed), then :func:`_decide` applies the rules with every count weighted by the
+tuple's. Majorities are taken after the merge, from the summed (address, value) counts, so
+their ties (smaller value) are the same as over the rows. :func:`infer_owners` runs the
+three on one table; the campaign stage (``analysis.campaign_io._owner_table``) reads the
+attributes with one grouped query and the occurrences one store segment at a time (a
+traceroute is never split across segments), and gives the same table. The neighbour AS of
+an address comes from the merged attributes, never from one chunk's rows.
+
 Only neighbour ASes of origin are used (one pass, no iteration to a fixed point as in
 bdrmapIT), so an interface sandwiched between two reassigned interfaces keeps its origin.
 Real AS-level loops survive: an AS that shows two or more consecutive hops is not
@@ -299,35 +314,54 @@ def infer_owners(
     missing = [c for c in REQUIRED_COLUMNS if c not in hops.column_names]
     if missing:
         raise SchemaMismatch(f"annotated hops lack required column(s) {', '.join(missing)}")
+    attrs = _attributes(hops)
+    occ = _merge_occurrences([_occurrences(hops, attrs)])
+    return _decide(attrs, occ, _families_of(hops), relationships=relationships, siblings=siblings, cones=cones,
+                   ixp_members=ixp_members)
+
+
+def _attributes(hops: pa.Table) -> pa.Table:
+    """One row per distinct ``reply_from`` (``addr, asn, ip_class, ixp, member_asn``) from its first row,
+    in the order of first appearance (the address codes of :func:`_occurrences`)."""
     n = hops.num_rows
     reply = hops.column("reply_from").combine_chunks() if n else pa.array([], pa.string())
     enc = pc.dictionary_encode(reply.cast(pa.string()))
-    addrs = enc.dictionary
-    m = len(addrs)
+    m = len(enc.dictionary)
     code = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     valid = code >= 0
-
-    # --- per-address attributes (from the first row of each address) ------------------
     first_row = np.full(m, n, np.int64)
     np.minimum.at(first_row, code[valid], np.flatnonzero(valid))
     pick = pa.array(first_row, pa.int64())
-    asn_all = int_np(hops.column("asn"))
-    origin = asn_all[first_row] if m else np.empty(0, np.int64)
-    cls = hops.column("ip_class").take(pick) if m else pa.array([], pa.string())
-    public = np.asarray(pc.fill_null(pc.equal(cls, "public"), False).to_numpy(zero_copy_only=False), bool)
-    a_ixp = np.asarray(pc.is_valid(hops.column("ixp_id").take(pick)).to_numpy(zero_copy_only=False), bool) \
-        if m else np.zeros(0, bool)
-    member = int_np(hops.column("member_asn"))[first_row] if m else np.empty(0, np.int64)
-    if ixp_members is not None and m:
-        idx = int_np(pc.index_in(addrs, ixp_members.column("addr").cast(pa.string())))
-        known = idx >= 0
-        member = np.where(known, int_np(ixp_members.column("asn"))[np.maximum(idx, 0)], member)
-        a_ixp |= known
-    a_ixp &= public
-    nas = np.where(a_ixp, member, np.where(public, origin, -1))  # neighbour AS per address
+    return pa.table({
+        "addr": enc.dictionary,
+        "asn": hops.column("asn").cast(pa.int64()).take(pick),
+        "ip_class": hops.column("ip_class").cast(pa.string()).take(pick),
+        "ixp": pc.is_valid(hops.column("ixp_id").take(pick)),
+        "member_asn": hops.column("member_asn").cast(pa.int64()).take(pick),
+    })
 
-    # --- representative hops: first valid reply per (traceroute, hop) ----------------
-    ok = valid.copy()
+
+#: Columns of an occurrence table (:func:`_occurrences`), each an int64 array, plus ``n``.
+_OCC = ("c", "prev_c", "next_c", "is_dst", "d_as", "looped")
+
+
+def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
+    """The distinct public representative hops of whole traceroutes, with their counts.
+
+    Per occurrence (the first valid reply of one hop, public addresses only) the address
+    code ``c`` (its row in ``attrs``), the previous and next public responding address of
+    the same traceroute (-1: none), whether it is the traceroute's destination, the
+    destination AS (-1: unknown) and whether the traceroute repeats an address; the
+    distinct tuples with their count ``n``. ``hops`` must hold every row of each of its
+    traceroutes.
+    """
+    addrs = attrs.column("addr").combine_chunks()
+    public = np.asarray(pc.fill_null(pc.equal(attrs.column("ip_class"), "public"), False)
+                        .to_numpy(zero_copy_only=False), bool)
+    n = hops.num_rows
+    reply = hops.column("reply_from").combine_chunks() if n else pa.array([], pa.string())
+    code = int_np(pc.fill_null(pc.index_in(reply.cast(pa.string()), addrs), -1)) if n else np.empty(0, np.int64)
+    ok = code >= 0
     for flag in ("late", "dup"):
         if flag in hops.column_names:
             ok &= ~np.asarray(pc.fill_null(hops.column(flag), False).to_numpy(zero_copy_only=False), bool)
@@ -348,56 +382,104 @@ def infer_owners(
     tid = np.cumsum(newtr) - 1
     rows, tid = rows[first], tid[first]
     c = code[rows]
-    # public responding hops only: the neighbours of each other
     pub = public[c]
     rows, tid, c = rows[pub], tid[pub], c[pub]
     k = len(c)
-    v = nas[c]
     same_prev = np.zeros(k, bool)
     if k > 1:
         same_prev[1:] = tid[1:] == tid[:-1]
-    prev = np.where(same_prev, np.roll(v, 1), -1) if k else v
     has_next = np.zeros(k, bool)
     if k > 1:
         has_next[:-1] = same_prev[1:]
-    nxt = np.where(has_next, np.roll(v, -1), -1) if k else v
-    o = v
-    iso = np.where(o >= 0, (prev != o) & (nxt != o), True)
-    is_dst = np.zeros(k, bool)
+    prev_c = np.where(same_prev, np.roll(c, 1), -1) if k else c
+    next_c = np.where(has_next, np.roll(c, -1), -1) if k else c
+    is_dst = np.zeros(k, np.int64)
     if "dst_addr" in hops.column_names and k:
         is_dst = np.asarray(pc.fill_null(pc.equal(reply.take(pa.array(rows)),
                                                   hops.column("dst_addr").combine_chunks().take(pa.array(rows))),
-                                         False).to_numpy(zero_copy_only=False), bool)
+                                         False).to_numpy(zero_copy_only=False), bool).astype(np.int64)
+    d_as = int_np(hops.column("dst_asn"))[rows] if "dst_asn" in hops.column_names and k \
+        else np.full(k, -1, np.int64)
+    m = len(addrs)
+    pair_key, pair_n = np.unique(tid * m + c, return_counts=True) if k else (np.empty(0, np.int64),) * 2
+    looped = np.isin(tid, pair_key[pair_n > 1] // m).astype(np.int64) if k else np.zeros(0, np.int64)
+    return _merge_occurrences([{"c": c, "prev_c": prev_c, "next_c": next_c, "is_dst": is_dst, "d_as": d_as,
+                                "looped": looped, "n": np.ones(k, np.int64)}])
 
-    # the end of an origin's run: the previous hop is in O, the next in another AS (rule 7a)
-    # followed by another AS, not through an IXP LAN (the router before a LAN is its own AS's)
-    into_lan = has_next & a_ixp[np.roll(c, -1)] if k else has_next
+
+def _merge_occurrences(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One occurrence table from several (same address codes): the distinct tuples, counts summed."""
+    cols = np.stack([np.concatenate([p[col] for p in parts]) for col in _OCC], axis=1) if parts \
+        else np.empty((0, len(_OCC)), np.int64)
+    n = np.concatenate([p["n"] for p in parts]) if parts else np.empty(0, np.int64)
+    uniq, inv = np.unique(cols, axis=0, return_inverse=True)
+    total = np.zeros(len(uniq), np.int64)
+    np.add.at(total, inv.reshape(-1), n)
+    out = {col: np.ascontiguousarray(uniq[:, j]) for j, col in enumerate(_OCC)}
+    out["n"] = total
+    return out
+
+
+def _decide(
+    attrs: pa.Table, occ: dict[str, np.ndarray], family_of: dict[int, str], *,
+    relationships: pa.Table | None, siblings: pa.Table | None, cones: pa.Table | None,
+    ixp_members: pa.Table | None,
+) -> pa.Table:
+    """The rules (module notes) over the address attributes and the merged occurrence table."""
+    addrs = attrs.column("addr").combine_chunks()
+    m = len(addrs)
+    origin = int_np(attrs.column("asn"))
+    public = np.asarray(pc.fill_null(pc.equal(attrs.column("ip_class"), "public"), False)
+                        .to_numpy(zero_copy_only=False), bool)
+    a_ixp = np.asarray(attrs.column("ixp").to_numpy(zero_copy_only=False), bool) if m else np.zeros(0, bool)
+    member = int_np(attrs.column("member_asn"))
+    if ixp_members is not None and m:
+        idx = int_np(pc.index_in(addrs, ixp_members.column("addr").cast(pa.string())))
+        known = idx >= 0
+        member = np.where(known, int_np(ixp_members.column("asn"))[np.maximum(idx, 0)], member)
+        a_ixp |= known
+    a_ixp &= public
+    nas = np.where(a_ixp, member, np.where(public, origin, -1))  # neighbour AS per address
+
+    c, prev_c, next_c, w = occ["c"], occ["prev_c"], occ["next_c"], occ["n"]
+    k = len(c)
+    v = nas[c]
+    same_prev = prev_c >= 0
+    has_next = next_c >= 0
+    prev = np.where(same_prev, nas[np.maximum(prev_c, 0)], -1) if k else v
+    nxt = np.where(has_next, nas[np.maximum(next_c, 0)], -1) if k else v
+    o = v
+    iso = np.where(o >= 0, (prev != o) & (nxt != o), True)
+    is_dst = occ["is_dst"] > 0
+    looped = occ["looped"] > 0
+
+    def count(sel: np.ndarray) -> np.ndarray:
+        return np.bincount(c[sel], weights=w[sel], minlength=m).astype(np.int64)
+
+    into_lan = has_next & a_ixp[np.maximum(next_c, 0)] if k else has_next
     leaves = (o >= 0) & (nxt >= 0) & (nxt != o) & ~into_lan
-    n_run_end = np.bincount(c[leaves & (prev == o)], minlength=m)
-    n_with_next = np.bincount(c[nxt >= 0], minlength=m)
-    e_as, e_cnt = _majority(c[leaves], nxt[leaves], m)
-    n_obs = np.bincount(c, minlength=m)
-    n_iso = np.bincount(c[iso], minlength=m)
-    n_dst = np.bincount(c[iso & is_dst], minlength=m)
-    n_end = np.bincount(c[iso & (nxt < 0) & ~has_next], minlength=m)
-    n_next = np.bincount(c[iso & (nxt >= 0)], minlength=m)
-    p_as, _ = _majority(c[iso & (prev >= 0)], prev[iso & (prev >= 0)], m)
-    s_as, s_cnt = _majority(c[iso & (nxt >= 0)], nxt[iso & (nxt >= 0)], m)
-    # the addresses on either side of each occurrence (rule 12)
-    prev_c = np.where(same_prev, np.roll(c, 1), -1) if k else c
-    next_c = np.where(has_next, np.roll(c, -1), -1) if k else c
-    # every occurrence (not only isolated ones): the usual AS before / after (rule 7b)
-    all_prev, _ = _majority(c[prev >= 0], prev[prev >= 0], m)
-    all_next, all_next_cnt = _majority(c[nxt >= 0], nxt[nxt >= 0], m)
+    n_run_end = count(leaves & (prev == o))
+    n_with_next = count(nxt >= 0)
+    e_as, e_cnt = _majority(c[leaves], nxt[leaves], m, w[leaves])
+    n_obs = count(np.ones(k, bool))
+    n_iso = count(iso)
+    n_dst = count(iso & is_dst)
+    n_end = count(iso & (nxt < 0) & ~has_next)
+    n_next = count(iso & (nxt >= 0))
+    sel = iso & (prev >= 0)
+    p_as, _ = _majority(c[sel], prev[sel], m, w[sel])
+    sel = iso & (nxt >= 0)
+    s_as, s_cnt = _majority(c[sel], nxt[sel], m, w[sel])
+    all_prev, _ = _majority(c[prev >= 0], prev[prev >= 0], m, w[prev >= 0])
+    all_next, all_next_cnt = _majority(c[nxt >= 0], nxt[nxt >= 0], m, w[nxt >= 0])
 
     # --- rules over unique addresses ---------------------------------------------------
-    d_as = int_np(hops.column("dst_asn"))[rows] if "dst_asn" in hops.column_names and k \
-        else np.full(k, -1, np.int64)  # the traceroute's destination AS (rule 7d)
+    d_as = occ["d_as"]  # the traceroute's destination AS (rule 7d)
     related = _pairs(relationships, cones, np.unique(np.concatenate([nas[nas >= 0], d_as[d_as >= 0]])))
     provider_of = _provider_pairs(relationships)
     groups = _sibling_groups(siblings)
-    family_of = _families_of(hops)
-    wa, wc = np.unique(v[v >= 0], return_counts=True)
+    wa = np.unique(v[v >= 0])
+    wc = np.bincount(np.searchsorted(wa, v[v >= 0]), weights=w[v >= 0], minlength=len(wa)).astype(np.int64)
     weight = dict(zip(wa.tolist(), wc.tolist(), strict=True))
     owner = np.full(m, -1, np.int64)
     via = np.empty(m, dtype=object)
@@ -419,9 +501,7 @@ def infer_owners(
             conf[i] = W_LINK_MATE * all_next_cnt[i] / max(int(n_with_next[i]), 1)
     # 7a / 7c: the run ends on an address behind which the next AS's interior begins
     # traceroutes that repeat an address (forwarding loops) say nothing about what follows what
-    pair_key, pair_n = np.unique(tid * m + c, return_counts=True) if k else (np.empty(0, np.int64),) * 2
-    looped = np.isin(tid, pair_key[pair_n > 1] // m) if k else np.zeros(0, bool)
-    interior, strong = _interior_after(c, np.where(looped, -1, next_c), v, nas, e_as, a_ixp, m)
+    interior, strong = _interior_after(c, np.where(looped, -1, next_c), v, nas, e_as, a_ixp, m, w)
     # 7e: mostly isolated, but the run ends on it too, the next AS's interior strongly begins
     # behind it and nothing but that AS ever follows it
     border = (2 * n_run_end > n_obs) | ((n_run_end >= LONE_SUPPORT) & (2 * n_iso > n_obs) & (p_as >= 0)
@@ -434,8 +514,8 @@ def infer_owners(
             owner[i], via[i], conf[i] = int(e_as[i]), "run-end", W_RUN_END * e_cnt[i] / n_obs[i]
     # 7d: never followed by a public hop, toward destinations of one other adjacent AS
     if (d_as >= 0).any():
-        d_best, d_cnt = _majority(c[d_as >= 0], d_as[d_as >= 0], m)
-        n_is_dst = np.bincount(c[is_dst], minlength=m)
+        d_best, d_cnt = _majority(c[d_as >= 0], d_as[d_as >= 0], m, w[d_as >= 0])
+        n_is_dst = count(is_dst)
         for i in np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (n_with_next == 0)
                                 & (n_is_dst == 0) & (d_best >= 0) & (d_best != origin)
                                 & (d_cnt >= RUN_END_SHARE * n_obs)).tolist():
@@ -445,10 +525,10 @@ def infer_owners(
     cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (2 * n_iso > n_obs)
                           & (p_as >= 0) & (p_as != origin))
     has_prev = prev_c >= 0
-    prev_addr, _ = _majority(c[has_prev], prev_c[has_prev], m)  # the usual address before it
+    prev_addr, _ = _majority(c[has_prev], prev_c[has_prev], m, w[has_prev])  # the usual address before it
     # the slot's other occupants by the owner the rules above gave them (their origin when none)
     slot_as = np.where(owner[c] >= 0, owner[c], v) if k else v
-    for i, q in _parallel_owners(c, prev_c, next_c, slot_as, cand, m).items():
+    for i, q in _parallel_owners(c, prev_c, next_c, slot_as, cand, m, w).items():
         # a neighbour's router: the AS before or after it, by origin, or the owner of the
         # address usually before it
         if q in (p_as[i], s_as[i]) or (prev_addr[i] >= 0 and owner[prev_addr[i]] == q):
@@ -511,13 +591,17 @@ def apply_owners(hops: pa.Table, owners: pa.Table) -> pa.Table:
 
 
 # ---------------------------------------------------------------------------- helpers
-def _majority(owner: np.ndarray, value: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per owner code: most frequent value (ties: smallest) and its count; -1/0 if none."""
+def _majority(owner: np.ndarray, value: np.ndarray, m: int, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per owner code: most frequent value (ties: smallest) and its count; -1/0 if none.
+
+    ``weight``: how many occurrences each (owner, value) row stands for."""
     best = np.full(m, -1, np.int64)
     cnt = np.zeros(m, np.int64)
     if not len(owner):
         return best, cnt
-    key, counts = np.unique(owner * _SHIFT + (value + 1), return_counts=True)
+    key, inv = np.unique(owner * _SHIFT + (value + 1), return_inverse=True)
+    counts = np.zeros(len(key), np.int64)
+    np.add.at(counts, inv.reshape(-1), weight)
     o, val = key // _SHIFT, key % _SHIFT - 1
     # sort by owner, count desc, value asc; first row per owner wins
     order = np.lexsort((val, -counts, o))
@@ -530,7 +614,7 @@ def _majority(owner: np.ndarray, value: np.ndarray, m: int) -> tuple[np.ndarray,
 
 
 def _parallel_owners(c: np.ndarray, prev_c: np.ndarray, next_c: np.ndarray, v: np.ndarray, cand: np.ndarray,
-                     m: int) -> dict[int, int]:
+                     m: int, w: np.ndarray) -> dict[int, int]:
     """Candidate address -> the one AS of the other addresses seen between the same two addresses.
 
     For each occurrence with a responding address on both sides, the (previous, next)
@@ -542,20 +626,20 @@ def _parallel_owners(c: np.ndarray, prev_c: np.ndarray, next_c: np.ndarray, v: n
     """
     ok = (prev_c >= 0) & (next_c >= 0) & (v >= 0)
     slot = prev_c[ok] * m + next_c[ok]
-    code, nas = c[ok], v[ok]
+    code, nas, w = c[ok], v[ok], w[ok]
     is_cand = np.zeros(m, bool)
     is_cand[cand] = True
     cand_slots = np.unique(slot[is_cand[code]])
     if not len(cand_slots):
         return {}
     in_slot = np.isin(slot, cand_slots)
-    slot, code, nas = slot[in_slot], code[in_slot], nas[in_slot]
+    slot, code, nas, w = slot[in_slot], code[in_slot], nas[in_slot], w[in_slot]
     others: dict[int, set[int]] = {}
     own: Counter[int] = Counter()  # the candidate's occurrences with an address on both sides
     shared: Counter[int] = Counter()  # the other addresses' occurrences in its slots
     members: dict[int, Counter[int]] = defaultdict(Counter)
-    for sl, a in zip(slot.tolist(), code.tolist(), strict=True):
-        members[sl][a] += 1
+    for sl, a, x in zip(slot.tolist(), code.tolist(), w.tolist(), strict=True):
+        members[sl][a] += x
     asn_of = dict(zip(code.tolist(), nas.tolist(), strict=True))
     for counts in members.values():
         for a, n in counts.items():
@@ -569,7 +653,7 @@ def _parallel_owners(c: np.ndarray, prev_c: np.ndarray, next_c: np.ndarray, v: n
 
 
 def _interior_after(c: np.ndarray, next_c: np.ndarray, v: np.ndarray, nas: np.ndarray, into: np.ndarray,
-                    lan: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+                    lan: np.ndarray, m: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per address code: does the interior of the AS ``into[code]`` begin right after it?
     (``interior``, ``strong``: the same without the point-to-point case.)
 
@@ -600,7 +684,8 @@ def _interior_after(c: np.ndarray, next_c: np.ndarray, v: np.ndarray, nas: np.nd
     k_as = np.bincount(np.unique(next_c[seen] * _SHIFT + (v[seen] + 1)) // _SHIFT, minlength=m)
     strong = k_next >= 2
     strong[x[k_as[z] >= 2]] = True
-    return strong | ((np.bincount(c[ok], minlength=m) >= LONE_SUPPORT) & (most == 1)), strong
+    n_ok = np.bincount(c[ok], weights=w[ok], minlength=m)
+    return strong | ((n_ok >= LONE_SUPPORT) & (most == 1)), strong
 
 
 def _link_mates(addrs: pa.Array, cand: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -273,6 +274,29 @@ def test_a_hop_between_two_ases_of_one_flagged_family_goes_to_the_next_one():
     assert _owner(infer_owners(with_family, relationships=rel_c), X) == (D, "subsequent-as")
 
 
+def _chunked_owners(hops: pa.Table, bounds: list[int], **kw) -> pa.Table:
+    """The owners as the campaign stage computes them: attributes over all rows, occurrences
+    per chunk of rows ``[bounds[i], bounds[i + 1])`` merged, then the rules."""
+    from analysis import ownership
+
+    attrs = ownership._attributes(hops)
+    occ = [ownership._occurrences(hops.slice(lo, hi - lo), attrs) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    return ownership._decide(attrs, ownership._merge_occurrences(occ), ownership._families_of(hops),
+                             relationships=kw.get("relationships"), siblings=kw.get("siblings"), cones=None,
+                             ixp_members=None)
+
+
+def test_chunks_at_traceroute_boundaries_give_the_owners_of_one_call():
+    via_x = [(b1, B, None, None), (X, A, None, None), (d1, D, None, None)]
+    via_b2 = [(b1, B, None, None), (b2, B, None, None), (d1, D, None, None)]
+    hops = _hops([via_x, via_b2, via_x])
+    whole = infer_owners(hops, relationships=REL)
+    assert _owner(whole, X) == (B, "parallel-hop")
+    assert _chunked_owners(hops, [0, 3, 6, 9], relationships=REL).equals(whole)
+    # the comparison can fail: a chunk boundary inside a traceroute cuts its neighbours
+    assert not _chunked_owners(hops, [0, 1, hops.num_rows], relationships=REL).equals(whole)
+
+
 def test_without_relationships_a_sandwich_is_third_party():
     owners = infer_owners(_hops([[(a1, A, None, None), (X, B, None, None), (a2, A, None, None)]]))
     assert _owner(owners, X) == (A, "third-party")
@@ -384,6 +408,16 @@ def test_real_menog_artefacts_drop(test_data: Path, real_snapshot):
     owners = infer_owners(ann, relationships=rel, siblings=sib)
     rate = owners.num_rows / (time.perf_counter() - t0)
     print(f"{owners.num_rows} addresses, {rate:.0f} addresses/s")
+    # traceroute-complete chunks (about ten, cut where a traceroute ends) give the same table
+    srt = ann.take(pc.sort_indices(ann, [("msm_id", "ascending"), ("prb_id", "ascending"),
+                                         ("timestamp", "ascending"), ("hop", "ascending"), ("attempt", "ascending")]))
+    cols = [srt.column(c).cast(pa.int64()).to_numpy() for c in ("msm_id", "prb_id", "timestamp")]
+    ends = np.flatnonzero((cols[0][1:] != cols[0][:-1]) | (cols[1][1:] != cols[1][:-1])
+                          | (cols[2][1:] != cols[2][:-1])) + 1
+    bounds = [0, *ends[:: max(len(ends) // 10, 1)][1:].tolist(), srt.num_rows]
+    assert len(bounds) > 5
+    assert _chunked_owners(srt, bounds, relationships=rel, siblings=sib).equals(
+        infer_owners(srt, relationships=rel, siblings=sib))
     assert _owner(owners, "82.178.159.1")[0] in (8529, 28885)  # one canonical AS per sibling pair
     assert _owner(owners, "180.231.217.122")[0] == 6453
     out = apply_owners(ann, owners)
