@@ -823,7 +823,7 @@ def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Ta
     ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
     misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be.
     Replies from the traceroute's destination are left out: services are often anycast."""
-    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    skip = f"AND NOT ({_stale_reply(columns)})"
     public = "AND ip_class = 'public'" if "ip_class" in columns else ""
     files = [str(f) for f in ann_files]
     con = connect()
@@ -870,7 +870,7 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
     if "family" not in columns or not probe_meta.num_rows:
         return None
     extra = pa.array([], pa.string())
-    skip = " ".join(f"AND NOT coalesce({c}, false)" for c in ("late", "dup") if c in columns)
+    skip = f"AND NOT ({_stale_reply(columns)})"
     ip_class = "ip_class" if "ip_class" in columns else "NULL::VARCHAR AS ip_class"
     files = [str(f) for f in ann_files]
     con = connect()
