@@ -1222,6 +1222,16 @@ def _owner_table(
     by_stem = {Path(f).name: f for f in trace_files}
     chunks = ([([str(f)], [by_stem[f.name]]) for f in ann_files] if all(f.name in by_stem for f in ann_files)
               else [([str(f) for f in ann_files], list(trace_files))])
+    rel = snap.table("as-rel", "links") if snap is not None and snap.has("as-rel") else None
+    sib = snap.table("as-siblings", "groups") if snap is not None and snap.has("as-siblings") else None
+    used = [k for k, t in (("as-rel", rel), ("as-siblings", sib)) if t is not None]
+    if sib is None and snap is not None and snap.has("as2org"):
+        # the ASes of one CAIDA organisation are siblings
+        asns = snap.table("as2org", "asns")
+        org = pc.dictionary_encode(asns.column("org_id").combine_chunks())
+        sib = pa.table({"group": org.indices.cast(pa.int64()), "asn": asns.column("asn")})
+        used.append("as2org organisations as siblings")
+    source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
     stale = _stale_reply(cols, "a.")
     con = connect()
     try:
@@ -1243,11 +1253,11 @@ def _owner_table(
                for c, t in (("asn", pa.int64()), ("ip_class", pa.string()), ("ixp", pa.bool_()),
                             ("member_asn", pa.int64()))},
         })
-        occ, family_of = [], {}
-        for ann, tr in chunks:
+
+        def segment_hops(ann: list[str], tr: list[str]) -> pa.Table:
             # only the rows the occurrences use: per hop its first reply that is neither late
             # nor a duplicate (the representative hop); timeouts say nothing
-            hops = con.sql(
+            return con.sql(
                 f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
                 "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
                 "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
@@ -1257,25 +1267,11 @@ def _owner_table(
                 "ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, a.attempt",
                 params={"ann": ann, "tr": tr},
             ).to_arrow_table()
-            occ.append(ownership._occurrences(hops, attrs))
-            family_of.update(ownership._families_of(hops))
-            del hops
-            if len(occ) >= 8:  # bound the partial tables kept
-                occ = [ownership._merge_occurrences(occ)]
+
+        owners = ownership.infer_owners_chunked(attrs, (segment_hops(ann, tr) for ann, tr in chunks),
+                                                relationships=rel, siblings=sib)
     finally:
         con.close()
-    rel = snap.table("as-rel", "links") if snap is not None and snap.has("as-rel") else None
-    sib = snap.table("as-siblings", "groups") if snap is not None and snap.has("as-siblings") else None
-    used = [k for k, t in (("as-rel", rel), ("as-siblings", sib)) if t is not None]
-    if sib is None and snap is not None and snap.has("as2org"):
-        # the ASes of one CAIDA organisation are siblings
-        asns = snap.table("as2org", "asns")
-        org = pc.dictionary_encode(asns.column("org_id").combine_chunks())
-        sib = pa.table({"group": org.indices.cast(pa.int64()), "asn": asns.column("asn")})
-        used.append("as2org organisations as siblings")
-    source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
-    owners = ownership._decide(attrs, ownership._merge_occurrences(occ), family_of, relationships=rel, siblings=sib,
-                               cones=None, ixp_members=None)
     return owners, source
 
 

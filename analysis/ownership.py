@@ -140,16 +140,17 @@ share; no owner 0.
 
 Memory follows the distinct addresses, not the hops. The rules read per address only its
 attributes (the annotation of its first row: origin AS, class, IXP LAN, member) and sums
-over its occurrences, so the work is split in three: :func:`_attributes` (one row per
+over its occurrences, so the work is split in three: :func:`address_attributes` (one row per
 address, in the order of first rows: the address codes), :func:`_occurrences` (over a set
 of whole traceroutes, the distinct tuples of address, previous and next public responding
 address, destination flag, destination AS and forwarding-loop flag, with how many
 occurrences each stands for) and :func:`_merge_occurrences` (the tuples of several chunks,
 counts summed), then :func:`_decide` applies the rules with every count weighted by the
 tuple's. Majorities are taken after the merge, from the summed (address, value) counts, so
-their ties (smaller value) are the same as over the rows. :func:`infer_owners` runs the
-three on one table; the campaign stage (``analysis.campaign_io._owner_table``) reads the
-attributes with one grouped query and the occurrences one store segment at a time (a
+their ties (smaller value) are the same as over the rows. :func:`infer_owners_chunked`
+runs them on hop tables read one at a time, :func:`infer_owners` on one table; the
+campaign stage (``analysis.campaign_io._owner_table``) reads the attributes with one
+grouped query and gives it the hops one store segment at a time (a
 traceroute is never split across segments), and gives the same table. The neighbour AS of
 an address comes from the merged attributes, never from one chunk's rows.
 
@@ -173,6 +174,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -186,6 +188,8 @@ __all__ = [
     "OWNERS_SCHEMA",
     "REQUIRED_COLUMNS",
     "infer_owners",
+    "infer_owners_chunked",
+    "address_attributes",
     "apply_owners",
 ]
 
@@ -246,6 +250,8 @@ PARALLEL_SHARE = 0.25
 #: Rule 7c: occurrences (with a next hop) before "every address after it follows it alone" counts;
 #: rule 7e: run-end occurrences an isolated interface needs.
 LONE_SUPPORT = 3
+#: :func:`infer_owners_chunked`: partial occurrence tables held before they are merged.
+MERGE_EVERY = 8
 _SHIFT = np.int64(1) << np.int64(33)  # pack (address code, ASN + 1) into one int64
 
 
@@ -314,13 +320,40 @@ def infer_owners(
     missing = [c for c in REQUIRED_COLUMNS if c not in hops.column_names]
     if missing:
         raise SchemaMismatch(f"annotated hops lack required column(s) {', '.join(missing)}")
-    attrs = _attributes(hops)
-    occ = _merge_occurrences([_occurrences(hops, attrs)])
-    return _decide(attrs, occ, _families_of(hops), relationships=relationships, siblings=siblings, cones=cones,
+    return infer_owners_chunked(address_attributes(hops), [hops], relationships=relationships, siblings=siblings,
+                                cones=cones, ixp_members=ixp_members)
+
+
+def infer_owners_chunked(
+    attrs: pa.Table,
+    chunks: Iterable[pa.Table],
+    *,
+    relationships: pa.Table | None = None,
+    siblings: pa.Table | None = None,
+    cones: pa.Table | None = None,
+    ixp_members: pa.Table | None = None,
+) -> pa.Table:
+    """:func:`infer_owners` over hop tables read one at a time (see the module notes).
+
+    ``attrs`` is :func:`address_attributes` over all the hops (or the same table built
+    elsewhere, e.g. by one grouped query); each chunk holds every row of each of its
+    traceroutes, with the columns :func:`infer_owners` reads. Only one chunk and the merged
+    occurrence tuples are held; the partial tables are merged every :data:`MERGE_EVERY`.
+    """
+    occ: list[dict[str, np.ndarray]] = []
+    family_of: dict[int, str] = {}
+    for hops in chunks:
+        occ.append(_occurrences(hops, attrs))
+        family_of.update(_families_of(hops))
+        del hops  # one chunk held at a time: not while the next one is read
+        if len(occ) >= MERGE_EVERY:
+            occ = [_merge_occurrences(occ)]
+    merged = occ[0] if len(occ) == 1 else _merge_occurrences(occ)
+    return _decide(attrs, merged, family_of, relationships=relationships, siblings=siblings, cones=cones,
                    ixp_members=ixp_members)
 
 
-def _attributes(hops: pa.Table) -> pa.Table:
+def address_attributes(hops: pa.Table) -> pa.Table:
     """One row per distinct ``reply_from`` (``addr, asn, ip_class, ixp, member_asn``) from its first row,
     in the order of first appearance (the address codes of :func:`_occurrences`)."""
     n = hops.num_rows

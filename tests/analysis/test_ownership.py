@@ -279,11 +279,8 @@ def _chunked_owners(hops: pa.Table, bounds: list[int], **kw) -> pa.Table:
     per chunk of rows ``[bounds[i], bounds[i + 1])`` merged, then the rules."""
     from analysis import ownership
 
-    attrs = ownership._attributes(hops)
-    occ = [ownership._occurrences(hops.slice(lo, hi - lo), attrs) for lo, hi in zip(bounds, bounds[1:], strict=False)]
-    return ownership._decide(attrs, ownership._merge_occurrences(occ), ownership._families_of(hops),
-                             relationships=kw.get("relationships"), siblings=kw.get("siblings"), cones=None,
-                             ixp_members=None)
+    chunks = (hops.slice(lo, hi - lo) for lo, hi in zip(bounds, bounds[1:], strict=False))
+    return ownership.infer_owners_chunked(ownership.address_attributes(hops), chunks, **kw)
 
 
 def test_chunks_at_traceroute_boundaries_give_the_owners_of_one_call():
