@@ -293,8 +293,10 @@ def _annotate_locked(
             "kinds": {k: {"date": v.get("date"), "sources": v.get("sources")} for k, v in snap.info.get("kinds", {}).items()},
             "composed_from": snap.info.get("composed_from"),
         },
-        "reference_dates": refdates.reference_dates(snap.info.get("kinds", {}), first, last,
-                                                    snapshots=list_snapshots(cache_dir=cache_dir)),
+        "reference_dates": refdates.reference_dates(
+            snap.info.get("kinds", {}), first, last,
+            closest=None if first is None or last is None
+            else refdates.closer_than_current(list_snapshots(cache_dir=cache_dir), snap, first, last)),
         "registry": {"sha256": hashlib.sha256(reg_bytes).hexdigest(), "default": registry_path is None},
         "online": online,
         "rows": rows,

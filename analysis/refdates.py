@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["STALE_DAYS", "closest_choices", "parse_data_date", "reference_dates", "stale_lines"]
+__all__ = ["STALE_DAYS", "closer_than_current", "closest_choices", "parse_data_date", "reference_dates", "stale_lines"]
 
 #: Reference data this many days or more before the first or after the last measurement is stale.
 STALE_DAYS = 365
@@ -46,13 +46,15 @@ def _gap_days(date: dt.date, first: dt.date, last: dt.date) -> int:
 
 
 def reference_dates(kinds: dict[str, Any], first: dt.datetime | None, last: dt.datetime | None, *,
-                    stale_days: int = STALE_DAYS, snapshots: Sequence[Any] | None = None) -> dict[str, Any]:
+                    stale_days: int = STALE_DAYS, closest: dict[str, str] | None = None) -> dict[str, Any]:
     """Per kind of a snapshot: its data's date, the gap to the measurements, stale or not.
 
     ``kinds`` is ``snapshot.json``'s ``kinds`` (each with ``date``); ``first``/``last`` the
     campaign's first and last measurement (None: no traceroute, nothing compared).
     ``gap_days`` is negative for data older than the first measurement, positive for
-    data newer than the last, 0 inside the period; null without a date.
+    data newer than the last, 0 inside the period; null without a date. With ``closest``
+    (:func:`closer_than_current`), each kind also gets ``closer``: the snapshot ``--closest``
+    would take it from instead, or null.
 
     >>> r = reference_dates({"peeringdb": {"date": "2022-10-06"}, "pfx2as": {"date": "2020-02"}},
     ...                     dt.datetime(2019, 5, 12), dt.datetime(2020, 2, 28))
@@ -69,25 +71,9 @@ def reference_dates(kinds: dict[str, Any], first: dt.datetime | None, last: dt.d
         gap = None if date is None else _gap_days(date, f, la)
         out["kinds"][kind] = {"date": (info or {}).get("date"), "gap_days": gap,
                               "stale": gap is not None and abs(gap) >= stale_days}
-        if snapshots is not None and gap is not None:
-            out["kinds"][kind]["closer"] = _closer(snapshots, kind, abs(gap), f, la)
+        if closest is not None:
+            out["kinds"][kind]["closer"] = closest.get(kind)
     return out
-
-
-def _closer(snapshots: Sequence[Any], kind: str, gap: int, first: dt.date, last: dt.date) -> str | None:
-    """Id of a local snapshot whose ``kind`` data are closer in time than ``gap`` days (the
-    closest; ties: the newer data), else None."""
-    best: tuple[int, int, str] | None = None
-    for snap in snapshots:
-        if snap.info.get("composed_from"):
-            continue
-        date = parse_data_date(((snap.info.get("kinds") or {}).get(kind) or {}).get("date"))
-        if date is None:
-            continue
-        key = (abs(_gap_days(date, first, last)), -date.toordinal(), snap.id)
-        if key[0] < gap and (best is None or key < best):
-            best = key
-    return best[2] if best else None
 
 
 def stale_lines(ref: dict[str, Any], *, command: str = "pathexp annotate") -> list[str]:
@@ -116,6 +102,17 @@ def stale_lines(ref: dict[str, Any], *, command: str = "pathexp annotate") -> li
         lines.append(f"reference data {kind} of {k['date']} is {where}: what it says (IXP members, prefixes, "
                      f"relationships) may have changed since; import data of the measurement period{remedy}")
     return lines
+
+
+def closer_than_current(snapshots: Sequence[Any], current: Any, first: dt.datetime,
+                        last: dt.datetime) -> dict[str, str]:
+    """Per kind of the ``current`` snapshot, the snapshot :func:`closest_choices` would take
+    instead (``--closest``), where that is another one (a composed snapshot's kind counts as
+    coming from the snapshot it was taken from)."""
+    source = current.info.get("composed_from") or {}
+    choices = closest_choices(snapshots, first, last)
+    return {kind: sid for kind, sid in choices.items()
+            if kind in (current.info.get("kinds") or {}) and sid != source.get(kind, current.id)}
 
 
 def closest_choices(snapshots: Sequence[Any], first: dt.datetime, last: dt.datetime) -> dict[str, str]:
