@@ -81,6 +81,7 @@ from analysis.registry import load_registry
 from analysis.report import CampaignData, render_html
 from analysis.scope import (
     SCOPED_PATHS_SCHEMA,
+    ScopeTally,
     destination_exposure,
     destination_families,
     destination_hosted,
@@ -494,33 +495,35 @@ def _analyze_locked(
     dst_addrs = _distinct_destinations(trace_files)
     destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
     destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
-    rtts = _destination_rtts(ann_files)
-    located = locate_destinations(rtts, probe_meta, snap)
+    # each probe's smallest RTT to each destination: what locating them needs; the scope of
+    # each traceroute is decided with the paths, one partition at a time
+    pair_rtts = _destination_pair_rtts(ann_files)
+    located = locate_destinations(pair_rtts, probe_meta, snap)
     destinations = _located(destinations, located.table)
-    scope = scope_traceroutes(rtts, destinations, probe_meta, dst_country)
     dst_info = destinations
-    del rtts
     facilities, fac_source = _facility_table(snap, snap_note)
     routers = snap.table("ipmap", "addresses") if snap is not None and snap.has("ipmap") else None
     places = plots.place_table(facilities, routers)
     step("inferring router owners")
     owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations)
                             if infer_owners else (None, "not inferred (origin AS used)"))
+    step("RTT discs of the flagged routers")
     discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
     # probes whose published place the RTTs contradict: the small discs of every address, and
     # the flagged routers' own
     misplaced: list[int] = []
     if discs is not None:
+        step("probes the RTTs misplace")
         misplaced = misplaced_probes(pa.concat_tables([
             _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])]))
         # their discs could exclude the true place of every router they saw
         discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
+    step("node attributes")
     nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
     node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                         strict=True) if f}
     full_registry = registry if hasattr(registry, "family_of") else load_registry()
     dst_info = destination_families(dst_info, full_registry, node_family)
-    scope.table = _with_destination_family(scope.table, dst_info)
     bgp_inputs = (bgp.campaign_bgp_inputs(snap, full_registry, dst_info, _trace_period(trace_files))
                   if snap is not None else None)
     del snap
@@ -553,16 +556,18 @@ def _analyze_locked(
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
                 "facilities": facilities, "discs": discs, "owners": owners, "routers": routers,
                 "include_endpoints": include_endpoints,
-                "scope": scope.table,
+                "pair_rtts": pair_rtts, "dst_info": dst_info, "dst_country": dst_country,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
             }
             step("paths: 0 of %d partitions", len(partitions))
-            for part, part_drops in runner.map(_paths_partition, partitions, shared=shared):
+            scope = ScopeTally.empty(dst_country)
+            for part, part_drops, part_scope in runner.map(_paths_partition, partitions, shared=shared):
                 drops.update(part_drops)
+                scope += part_scope
                 part_files.append(Path(part))
                 step("paths: %d of %d partitions", len(part_files), len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
-            del shared, destinations, facilities, probe_meta, discs, routers
+            del shared, destinations, facilities, probe_meta, discs, routers, pair_rtts
             if owners is not None:
                 fileio.write_parquet(owners, stage / campaign.owners_parquet.name)
                 owner_vias = dict(sorted(Counter(owners.column("owner_via").to_pylist()).items()))
@@ -888,27 +893,35 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
             extra = owners.column("addr").filter(flagged).combine_chunks().cast(pa.string())
         con.register("extra", pa.table({"addr": extra}))
         con.register("probes", probe_meta.select(["prb_id", "latitude", "longitude"]))
+        # each pass streams the files against a small build side (the flagged replies, the
+        # wanted addresses): no pass holds the campaign's hop rows
+        scan = f"read_parquet($files, union_by_name=true) WHERE rtt IS NOT NULL AND rtt >= 0 " \
+               f"AND reply_from IS NOT NULL {skip}"
+        con.execute(
+            f"""
+            CREATE TEMP TABLE f AS  -- the flagged replies
+            SELECT msm_id, prb_id, timestamp, hop, reply_from FROM {scan}
+                AND (family IS NOT NULL OR reply_from IN (SELECT addr FROM extra))
+            """, parameters={"files": files})
+        con.execute(
+            f"""
+            CREATE TEMP TABLE wanted AS  -- flagged addresses and the hop right before one (the link's far end)
+            SELECT DISTINCT reply_from AS addr FROM f
+            UNION
+            SELECT h.reply_from FROM (SELECT msm_id, prb_id, timestamp, hop, reply_from FROM {scan}) h
+            SEMI JOIN f ON f.msm_id = h.msm_id AND f.prb_id = h.prb_id AND f.timestamp = h.timestamp
+                AND f.hop = h.hop + 1
+            """, parameters={"files": files})
         return con.sql(
             f"""
-            WITH h AS (
-                SELECT msm_id, prb_id, timestamp, hop, reply_from, rtt,
-                       family IS NOT NULL OR reply_from IN (SELECT addr FROM extra) AS flagged, {ip_class}
-                FROM read_parquet($files, union_by_name=true)
-                WHERE rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL {skip}
-            ),
-            wanted AS (  -- flagged addresses and the hop right before one (the far end of the link)
-                SELECT reply_from AS addr FROM h WHERE flagged
-                UNION
-                SELECT b.reply_from FROM h b JOIN h f ON f.flagged AND f.msm_id = b.msm_id
-                    AND f.prb_id = b.prb_id AND f.timestamp = b.timestamp AND f.hop = b.hop + 1
-            ),
-            access AS (SELECT prb_id, min(rtt) AS base FROM h WHERE ip_class = 'public' GROUP BY prb_id)
-            SELECT h.reply_from AS addr, h.prb_id, p.latitude AS lat, p.longitude AS lon, min(h.rtt) AS rtt,
-                   any_value(a.base) AS base
-            FROM h JOIN probes p USING (prb_id) LEFT JOIN access a USING (prb_id)
+            WITH access AS (SELECT prb_id, min(rtt) AS base FROM (SELECT prb_id, rtt, {ip_class} FROM {scan})
+                            WHERE ip_class = 'public' GROUP BY prb_id),
+            m AS (SELECT reply_from AS addr, prb_id, min(rtt) AS rtt FROM {scan}
+                      AND reply_from IN (SELECT addr FROM wanted)
+                  GROUP BY reply_from, prb_id)
+            SELECT m.addr, m.prb_id, p.latitude AS lat, p.longitude AS lon, m.rtt, a.base
+            FROM m JOIN probes p USING (prb_id) LEFT JOIN access a USING (prb_id)
             WHERE p.latitude IS NOT NULL AND p.longitude IS NOT NULL
-              AND h.reply_from IN (SELECT addr FROM wanted)
-            GROUP BY h.reply_from, h.prb_id, p.latitude, p.longitude
             ORDER BY ALL
             """,
             params={"files": files},
@@ -954,8 +967,10 @@ def _read_traces(files: Sequence[str]) -> pa.Table:
     return pa.concat_tables([pq.read_table(f, schema=TRACE_SCHEMA) for f in files])
 
 
-def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]) -> tuple[str, Counter[str]]:
-    """Build the paths of one partition into ``<out>/part-NNNNNN.parquet``; return it and the drops."""
+def _paths_partition(part: tuple[int, list[str], list[str]],
+                     ctx: dict[str, Any]) -> tuple[str, Counter[str], ScopeTally]:
+    """Build the paths of one partition into ``<out>/part-NNNNNN.parquet``, each with its
+    traceroute's scope verdict; return the file, the drops and the partition's scope tally."""
 
     index, ann_files, trace_files = part
     annotated = _read_annotated([Path(f) for f in ann_files], ctx["columns"])
@@ -974,10 +989,12 @@ def _paths_partition(part: tuple[int, list[str], list[str]], ctx: dict[str, Any]
         rtt_jump_ms=ctx["rtt_jump_ms"],
     )
     del annotated
-    paths = with_scope(paths, ctx["scope"])
+    scope = scope_traceroutes(_destination_rtts([Path(f) for f in ann_files], ctx["pair_rtts"]),
+                              ctx["destinations"], ctx["probes"], ctx["dst_country"])
+    paths = with_scope(paths, _with_destination_family(scope.table, ctx["dst_info"]))
     target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
     fileio.write_parquet(paths, target)
-    return str(target), drops
+    return str(target), drops, ScopeTally.of(scope)
 
 
 def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
@@ -1072,16 +1089,42 @@ def _with_destination_family(scope: pa.Table, destinations: pa.Table) -> pa.Tabl
     return scope
 
 
-def _destination_rtts(ann_files: list[Path]) -> pa.Table:
-    """:func:`analysis.destinations.destination_rtts` over the annotated files, out of core.
+def _destination_pair_rtts(ann_files: list[Path]) -> pa.Table:
+    """Each probe's smallest RTT to each destination over the annotated files, out of core
+    (``prb_id, dst_addr, dst_rtt_ms``; null when the probe never reached it).
 
-    The same definition in SQL: per traceroute, ``min(rtt) FILTER (WHERE reply_from =
-    dst_addr)``. A traceroute whose destination did not reply takes the smallest RTT the
-    same probe measured to the same destination in another traceroute of the campaign (the
-    geography does not change between them); null when the probe never reached it.
+    The replies from the traceroute's destination only; what
+    :func:`analysis.destinations.locate_destinations` reads, and the fallback RTT of
+    :func:`_destination_rtts`.
     """
     con = connect()
     try:
+        res = con.sql(
+            """
+            SELECT prb_id, dst_addr,
+                   min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS dst_rtt_ms
+            FROM read_parquet($files, union_by_name=true)
+            GROUP BY prb_id, dst_addr ORDER BY prb_id, dst_addr
+            """,
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table()
+    finally:
+        con.close()
+    return res.cast(pa.schema([("prb_id", pa.int64()), ("dst_addr", pa.string()), ("dst_rtt_ms", pa.float64())]))
+
+
+def _destination_rtts(ann_files: list[Path], pair_rtts: pa.Table) -> pa.Table:
+    """:func:`analysis.destinations.destination_rtts` over some annotated files, out of core.
+
+    The same definition in SQL: per traceroute, ``min(rtt) FILTER (WHERE reply_from =
+    dst_addr)``. A traceroute whose destination did not reply takes the smallest RTT the
+    same probe measured to the same destination in another traceroute of the campaign
+    (``pair_rtts``, :func:`_destination_pair_rtts` over every file: the geography does not
+    change between them); null when the probe never reached it.
+    """
+    con = connect()
+    try:
+        con.register("pairs", pair_rtts)
         res = con.sql(
             """
             WITH own AS (
@@ -1089,9 +1132,10 @@ def _destination_rtts(ann_files: list[Path]) -> pa.Table:
                        min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS rtt
                 FROM read_parquet($files, union_by_name=true)
                 GROUP BY msm_id, prb_id, timestamp, dst_addr)
-            SELECT msm_id, prb_id, timestamp, dst_addr,
-                   coalesce(rtt, min(rtt) OVER (PARTITION BY prb_id, dst_addr)) AS dst_rtt_ms
-            FROM own ORDER BY msm_id, prb_id, timestamp
+            SELECT own.msm_id, own.prb_id, own.timestamp, own.dst_addr,
+                   coalesce(own.rtt, pairs.dst_rtt_ms) AS dst_rtt_ms
+            FROM own LEFT JOIN pairs ON pairs.prb_id = own.prb_id AND pairs.dst_addr = own.dst_addr
+            ORDER BY own.msm_id, own.prb_id, own.timestamp
             """,
             params={"files": [str(f) for f in ann_files]},
         ).to_arrow_table()

@@ -14,6 +14,7 @@ left out and why, the destinations that could not be located, by name), and
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ __all__ = [
     "ANY",
     "SCOPE_COLUMNS",
     "SCOPED_PATHS_SCHEMA",
+    "ScopeTally",
     "destination_exposure",
     "destination_families",
     "destination_hosted",
@@ -152,7 +154,42 @@ def in_scope(paths: pa.Table) -> pa.Table:
     return paths.filter(pc.fill_null(paths["in_scope"], False))
 
 
-def scope_summary(scope: Scope, located: Located) -> dict[str, Any]:
+@dataclass
+class ScopeTally:
+    """What :func:`scope_summary` needs of a scope verdict, summed over its parts.
+
+    A campaign's traceroutes are scoped part by part (one store segment at a time): each
+    part's :class:`~analysis.destinations.Scope` is tallied with :meth:`of` and the tallies
+    summed with ``+``; no table of every traceroute is kept.
+    """
+
+    country: str
+    traceroutes: int = 0
+    in_scope: int = 0
+    reasons: Counter = field(default_factory=Counter)
+    destinations_in_scope: set = field(default_factory=set)
+
+    @classmethod
+    def empty(cls, country: str) -> ScopeTally:
+        """No traceroute yet, toward ``country`` (as :func:`scope_traceroutes` takes it)."""
+        return cls(_check_country(country))
+
+    @classmethod
+    def of(cls, scope: Scope) -> ScopeTally:
+        t = scope.table
+        kept = pc.fill_null(t["in_scope"], False)
+        return cls(scope.country, t.num_rows, int(pc.sum(kept).as_py() or 0),
+                   Counter(t.column("scope_reason").to_pylist()),
+                   set(pc.unique(t.filter(kept).column("dst_addr")).to_pylist()))
+
+    def __add__(self, other: ScopeTally) -> ScopeTally:
+        if other.country != self.country:
+            raise AnalysisError(f"scope tallies of different countries: {self.country} and {other.country}")
+        return ScopeTally(self.country, self.traceroutes + other.traceroutes, self.in_scope + other.in_scope,
+                          self.reasons + other.reasons, self.destinations_in_scope | other.destinations_in_scope)
+
+
+def scope_summary(scope: Scope | ScopeTally, located: Located) -> dict[str, Any]:
     """The ``scope`` object of ``exposure.json``.
 
     ``country``; ``traceroutes`` (all) and ``traceroutes_in_scope``; ``destinations`` and
@@ -161,25 +198,24 @@ def scope_summary(scope: Scope, located: Located) -> dict[str, Any]:
     ``anycast_destinations`` (up to :data:`MAX_LISTED` addresses each, with their counts);
     ``sentence``: the line the console and the report open with.
     """
-    t = scope.table
-    reasons = Counter(t.column("scope_reason").to_pylist())
-    kept = pc.fill_null(t["in_scope"], False)
-    dst_in = sorted(set(t.filter(kept).column("dst_addr").to_pylist()))
+    tally = scope if isinstance(scope, ScopeTally) else ScopeTally.of(scope)
+    reasons = tally.reasons
+    dst_in = sorted(tally.destinations_in_scope)
+    n_in = tally.in_scope
     lt = located.table
     unknown = lt.filter(pc.equal(lt["dst_country_via"], "unknown"))
     anycast = lt.filter(pc.fill_null(lt["dst_anycast"], False))
     left = {r: reasons[r] for r in SCOPE_REASONS if r in reasons and r not in ("in-country", "anycast-rtt-compatible")}
-    n_in = int(pc.sum(kept).as_py() or 0)
-    where = "any country" if scope.country == ANY else f"{scope.country} destinations"
-    sentence = (f"toward {len(dst_in):,} {'destinations' if scope.country == ANY else where}, "
+    where = "any country" if tally.country == ANY else f"{tally.country} destinations"
+    sentence = (f"toward {len(dst_in):,} {'destinations' if tally.country == ANY else where}, "
                 f"{n_in:,} traceroutes")
-    if scope.country != ANY:
-        out = t.num_rows - n_in
+    if tally.country != ANY:
+        out = tally.traceroutes - n_in
         sentence += (f"; {out:,} traceroutes to other or unknown countries left out"
                      + (" (" + ", ".join(f"{k} {v:,}" for k, v in left.items()) + ")" if left else ""))
     return {
-        "country": scope.country,
-        "traceroutes": t.num_rows,
+        "country": tally.country,
+        "traceroutes": tally.traceroutes,
         "traceroutes_in_scope": n_in,
         "destinations": lt.num_rows,
         "destinations_in_scope": len(dst_in),
