@@ -7,6 +7,7 @@ registry look-ups. Pure functions; private to :mod:`analysis`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -56,6 +57,79 @@ def list_of(values: pa.Array, owner: np.ndarray, ntr: int) -> pa.Array:
     """List array with ``ntr`` rows from values sorted by their owning row index."""
     offsets = np.searchsorted(owner, np.arange(ntr + 1), side="left").astype(np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+#: Rows of a paths table whose AS paths are flattened at once (:func:`path_node_chunks`):
+#: the graph and hegemony hold this many paths' hops at a time, whatever the campaign's size.
+PATH_CHUNK_ROWS = 65_536
+
+
+class NodeCodes:
+    """The path nodes met so far, each with a code: the order of first appearance.
+
+    Codes given chunk by chunk are the codes one ``dictionary_encode`` of the whole
+    flattened column would give.
+    """
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self._code: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def code_of(self, name: str) -> int:
+        """The code of ``name``; -1 when it has not been met."""
+        return self._code.get(name, -1)
+
+    def codes(self, dictionary: pa.Array) -> np.ndarray:
+        """The codes of ``dictionary``'s names (new names get the next codes, in order)."""
+        out = np.empty(len(dictionary), np.int64)
+        for i, name in enumerate(dictionary.to_pylist()):
+            code = self._code.get(name)
+            if code is None:
+                code = self._code[name] = len(self.names)
+                self.names.append(name)
+            out[i] = code
+        return out
+
+
+def path_node_chunks(lists: pa.Array | pa.ChunkedArray, nodes: NodeCodes,
+                     chunk_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The hops of a list column (``as_path``), ``chunk_rows`` rows at a time (default
+    :data:`PATH_CHUNK_ROWS`).
+
+    Yields ``(row, code, local)`` per chunk with hops: each hop's row in ``lists`` (int64,
+    ascending), its node's code in ``nodes`` (int64) and the chunk's own code table (the
+    node code of each of the chunk's distinct names, in the chunk's first-appearance order;
+    ``code = local[i]`` for the chunk's ``i``-th name). A path never spans two chunks.
+    """
+    chunk_rows = chunk_rows or PATH_CHUNK_ROWS
+    for start in range(0, len(lists), chunk_rows):
+        part = lists.slice(start, chunk_rows)
+        if isinstance(part, pa.ChunkedArray):
+            part = part.combine_chunks() if part.num_chunks else pa.array([], part.type)
+        flat = pc.list_flatten(part)
+        if not len(flat):
+            continue
+        row = pc.list_parent_indices(part).to_numpy(zero_copy_only=False).astype(np.int64) + start
+        enc = flat.dictionary_encode()
+        local = nodes.codes(enc.dictionary)
+        yield row, local[enc.indices.to_numpy(zero_copy_only=False)], local
+
+
+def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct (a, b) pairs of non-negative ints with ``b < nb``, sorted by (a, b).
+
+    One int64 key ``a * nb + b`` when it cannot overflow (a sort of one column is several
+    times faster than ``np.unique(..., axis=0)``), the row-wise unique otherwise.
+    """
+    nb = max(nb, 1)
+    if len(a) == 0 or int(a.max()) < (1 << 62) // nb:
+        key = np.unique(a.astype(np.int64) * nb + b)
+        return key // nb, key % nb
+    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
+    return pairs[:, 0], pairs[:, 1]
 
 
 def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:

@@ -14,8 +14,8 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from analysis._tables import NodeCodes, path_node_chunks, unique_pairs
 from analysis.errors import SchemaMismatch
 from analysis.nodes import parse_node
 from probes.fileio import atomic_path
@@ -51,55 +51,54 @@ def build_graph(paths: pa.Table, *, nodes: pa.Table | None = None) -> nx.DiGraph
     if "as_path" not in paths.column_names:
         raise SchemaMismatch("paths table lacks column as_path")
     g = nx.DiGraph()
-    lists = paths.column("as_path").combine_chunks()
-    flat = pc.list_flatten(lists)
-    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    if len(flat):
-        enc = flat.dictionary_encode()
-        code = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        names = enc.dictionary.to_pylist()
-        nn = len(names)
-        prb = (
-            paths.column("prb_id").to_numpy(zero_copy_only=False).astype(np.int64)
-            if "prb_id" in paths.column_names
-            else np.arange(paths.num_rows, dtype=np.int64)
-        )
+    prb = (
+        paths.column("prb_id").to_numpy(zero_copy_only=False).astype(np.int64)
+        if "prb_id" in paths.column_names
+        else np.arange(paths.num_rows, dtype=np.int64)
+    )
+    _, prb_code = np.unique(prb, return_inverse=True)
+    n_prb = int(prb_code.max()) + 1 if len(prb_code) else 1
+    codes = NodeCodes()
+    node_counts: list[np.ndarray] = []
+    edges: list[np.ndarray] = []
+    edge_counts: list[np.ndarray] = []
+    edge_probes: list[tuple[np.ndarray, np.ndarray]] = []
+    # a chunk of paths at a time, reduced to counts: memory does not grow with the campaign
+    for row, code, _ in path_node_chunks(paths.column("as_path"), codes):
         # node counts: each node once per traceroute
-        node_pairs = np.unique(parent * nn + code)
-        node_count = np.bincount(node_pairs % nn, minlength=nn)
-        for i, name in enumerate(names):
-            kind, _ = parse_node(name)
-            g.add_node(name, kind=kind, traceroutes=int(node_count[i]))
+        _, node_of = unique_pairs(row, code, len(codes))
+        node_counts.append(np.bincount(node_of, minlength=len(codes)))
         # edges: consecutive nodes of the same traceroute, counted once per traceroute
-        same = parent[1:] == parent[:-1]
-        src, dst, tr = code[:-1][same], code[1:][same], parent[1:][same]
-        if len(src):
-            edge = src * nn + dst
-            edge_of_tr, tr_of = _unique_pairs(edge, tr, paths.num_rows)
-            e_codes, e_tr = np.unique(edge_of_tr, return_counts=True)
-            _, prb_code = np.unique(prb, return_inverse=True)
-            edge_of_pb, _ = _unique_pairs(edge_of_tr, prb_code[tr_of], int(prb_code.max()) + 1)
-            pb_codes, e_pb = np.unique(edge_of_pb, return_counts=True)
-            pb_map = dict(zip(pb_codes.tolist(), e_pb.tolist(), strict=True))
-            for e, cnt in zip(e_codes.tolist(), e_tr.tolist(), strict=True):
-                g.add_edge(names[e // nn], names[e % nn], traceroutes=int(cnt), probes=int(pb_map[e]))
+        same = row[1:] == row[:-1]
+        if not same.any():
+            continue
+        edge = (code[:-1][same] << 31) | code[1:][same]  # (src, dst), sorted as the pair
+        keys, local = np.unique(edge, return_inverse=True)
+        edge_of_tr, tr_of = unique_pairs(local.ravel(), row[1:][same], paths.num_rows)
+        edges.append(keys)
+        edge_counts.append(np.bincount(edge_of_tr, minlength=len(keys)))
+        e, p = unique_pairs(edge_of_tr, prb_code[tr_of], n_prb)
+        edge_probes.append((keys[e], p))
+    names = codes.names
+    node_count = np.zeros(len(names), np.int64)
+    for c in node_counts:
+        node_count[: len(c)] += c
+    for i, name in enumerate(names):
+        kind, _ = parse_node(name)
+        g.add_node(name, kind=kind, traceroutes=int(node_count[i]))
+    if edges:
+        keys = np.concatenate(edges)
+        e_codes, inv = np.unique(keys, return_inverse=True)
+        e_tr = np.bincount(inv.ravel(), weights=np.concatenate(edge_counts), minlength=len(e_codes)).astype(np.int64)
+        e_of_pb, _ = unique_pairs(np.searchsorted(e_codes, np.concatenate([k for k, _ in edge_probes])),
+                                   np.concatenate([p for _, p in edge_probes]), n_prb)
+        e_pb = np.bincount(e_of_pb, minlength=len(e_codes))
+        mask = (1 << 31) - 1
+        for e, cnt, pb in zip(e_codes.tolist(), e_tr.tolist(), e_pb.tolist(), strict=True):
+            g.add_edge(names[e >> 31], names[e & mask], traceroutes=int(cnt), probes=int(pb))
     if nodes is not None:
         _attach(g, nodes)
     return g
-
-
-def _unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct (a, b) pairs of non-negative ints with ``b < nb``, sorted by (a, b).
-
-    One int64 key ``a * nb + b`` when it cannot overflow (a sort of one column is several
-    times faster than ``np.unique(..., axis=0)``), the row-wise unique otherwise.
-    """
-    nb = max(nb, 1)
-    if len(a) == 0 or int(a.max()) < (1 << 62) // nb:
-        key = np.unique(a.astype(np.int64) * nb + b)
-        return key // nb, key % nb
-    pairs = np.unique(np.stack([a, b], axis=1), axis=0)
-    return pairs[:, 0], pairs[:, 1]
 
 
 def flagged_subgraph(g: nx.DiGraph, *, radius: int = 1) -> nx.DiGraph:

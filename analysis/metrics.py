@@ -22,6 +22,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis._tables import NodeCodes, path_node_chunks, unique_pairs
 from analysis.errors import SchemaMismatch
 
 __all__ = [
@@ -619,9 +620,6 @@ def hegemony(
     _require(paths, ("as_path", viewpoint))
     if exclude_loops and "loop" in paths.column_names:
         paths = paths.filter(pc.invert(pc.fill_null(paths.column("loop"), False)))
-    vp = paths.column(viewpoint)
-    valid = pc.is_valid(vp)
-    paths = paths.filter(valid)
     empty = pa.table(
         {
             "node": pa.array([], pa.string()),
@@ -631,31 +629,34 @@ def hegemony(
             "trimmed_each_side": pa.array([], pa.int64()),
         }
     )
-    if paths.num_rows == 0:
-        return empty
     vp_enc = paths.column(viewpoint).combine_chunks().dictionary_encode()
-    vcode = vp_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    # rows with a null viewpoint are skipped (code -1), not filtered out: no copy of the table
+    vcode = pc.fill_null(vp_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
     nv = len(vp_enc.dictionary)
-    per_vp = np.bincount(vcode, minlength=nv).astype(float)
-
-    lists = paths.column("as_path").combine_chunks()
-    flat = pc.list_flatten(lists)
-    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-    if len(flat) == 0:
+    if not nv:
         return empty
-    node_enc = flat.dictionary_encode()
-    ncode = node_enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-    names = np.asarray(node_enc.dictionary.to_pylist(), dtype=object)
-    keep = np.ones(len(ncode), bool)
-    if exclude_viewpoint:
-        own = pc.binary_join_element_wise("AS", pc.cast(vp_enc.dictionary, pa.string()), "")
-        own_names = np.asarray(own.to_pylist(), dtype=object)
-        keep = names[ncode] != own_names[vcode[parent]]
+    per_vp = np.bincount(vcode[vcode >= 0], minlength=nv).astype(float)
+
+    own_names = pc.binary_join_element_wise("AS", pc.cast(vp_enc.dictionary, pa.string()), "").to_pylist()
+    codes = NodeCodes()
+    pair_counts: list[tuple[np.ndarray, np.ndarray]] = []
+    # a chunk of paths at a time, reduced to (node, viewpoint) counts: memory does not grow
+    # with the campaign
+    for row, code, _ in path_node_chunks(paths.column("as_path"), codes):
+        v = vcode[row]
+        keep = v >= 0
+        if exclude_viewpoint:  # the viewpoint's own node (-1: not met yet)
+            own_code = np.array([codes.code_of(name) for name in own_names], np.int64)
+            keep &= code != own_code[v]
+        r, node = unique_pairs(row[keep], code[keep], len(codes))  # each node once per path
+        pair_counts.append(np.unique(node * nv + vcode[r], return_counts=True))
+    if not len(codes):
+        return empty
+    names = np.asarray(codes.names, dtype=object)
     nn = len(names)
-    pair = np.unique(parent[keep] * nn + ncode[keep])  # each node once per path
-    p_idx, n_idx = pair // nn, pair % nn
     counts = np.zeros((nn, nv))
-    np.add.at(counts, (n_idx, vcode[p_idx]), 1.0)
+    for keys, n in pair_counts:
+        np.add.at(counts, (keys // nv, keys % nv), n)
     b = counts / per_vp[None, :]
     h = trimmed_mean(b, trim=trim, axis=1)
     seen = (counts > 0).sum(axis=1)

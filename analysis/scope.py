@@ -151,7 +151,10 @@ def in_scope(paths: pa.Table) -> pa.Table:
     """The traceroutes in scope (all of them when the table has no ``in_scope`` column)."""
     if "in_scope" not in paths.column_names:
         return paths
-    return paths.filter(pc.fill_null(paths["in_scope"], False))
+    keep = pc.fill_null(paths["in_scope"], False)
+    if pc.all(keep).as_py() is not False:  # every one (or none at all): no copy of the table
+        return paths
+    return paths.filter(keep)
 
 
 @dataclass

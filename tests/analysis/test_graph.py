@@ -86,14 +86,14 @@ def test_empty_and_bad_input():
 def test_unique_pairs_matches_rowwise_unique_and_survives_huge_keys():
     import numpy as np
 
-    from analysis.graph import _unique_pairs
+    from analysis._tables import unique_pairs
 
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 5000, 50_000), rng.integers(0, 300, 50_000)
     ref = np.unique(np.stack([a, b], axis=1), axis=0)
-    x, y = _unique_pairs(a, b, 300)
+    x, y = unique_pairs(a, b, 300)
     assert np.array_equal(x, ref[:, 0]) and np.array_equal(y, ref[:, 1])
-    x, y = _unique_pairs(np.array([2**61, 3, 3]), np.array([5, 7, 7]), 10)  # a * nb would overflow
+    x, y = unique_pairs(np.array([2**61, 3, 3]), np.array([5, 7, 7]), 10)  # a * nb would overflow
     assert x.tolist() == [3, 2**61] and y.tolist() == [7, 5]
 
 
@@ -121,3 +121,30 @@ def test_flagged_subgraph_graphml_does_not_depend_on_the_hash_seed():
     }
     assert len(outs) == 1
     assert b'<node id="IXP:pdb:7"' in outs.pop()
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_graph_by_chunks_of_paths_counts_each_traceroute_and_probe_once(monkeypatch, chunk):
+    from analysis import _tables
+    from tests.analysis.test_metrics import _random_paths
+
+    t = _random_paths(100 + chunk)
+    monkeypatch.setattr(_tables, "PATH_CHUNK_ROWS", chunk)
+    g = G.build_graph(t)
+    # oracle: plain Python sets over every traceroute
+    node_tr: dict[str, int] = {}
+    edge_tr: dict[tuple[str, str], int] = {}
+    edge_pb: dict[tuple[str, str], set] = {}
+    for prb, path in zip(t["prb_id"].to_pylist(), t["as_path"].to_pylist(), strict=True):
+        path = path or []
+        for n in set(path):
+            node_tr[n] = node_tr.get(n, 0) + 1
+        for e in set(zip(path[:-1], path[1:], strict=True)):
+            edge_tr[e] = edge_tr.get(e, 0) + 1
+            edge_pb.setdefault(e, set()).add(prb)
+    assert {n: d["traceroutes"] for n, d in g.nodes(data=True)} == node_tr
+    assert {(u, v): d["traceroutes"] for u, v, d in g.edges(data=True)} == edge_tr
+    assert {(u, v): d["probes"] for u, v, d in g.edges(data=True)} == {e: len(p) for e, p in edge_pb.items()}
+    # the order of first appearance (GraphML files do not depend on the chunking)
+    first = list(dict.fromkeys(n for p in t["as_path"].to_pylist() for n in (p or [])))
+    assert list(g.nodes) == first

@@ -239,3 +239,40 @@ def test_public_api_is_what_all_says(modname):
 def test_metric_docstrings_state_formula_paper_and_example(name):
     doc = getattr(M, name).__doc__
     assert "References" in doc and "Examples" in doc and (".. math::" in doc or "math:" in doc), name
+
+
+def _random_paths(seed: int, n: int = 400) -> pa.Table:
+    """AS paths with what real ones have: repeated nodes (loops), empty and null paths, the
+    probe's own AS first, IXP nodes, null viewpoints."""
+    rng = np.random.default_rng(seed)
+    vps, paths = [], []
+    for _ in range(n):
+        vp = int(rng.integers(1, 15))
+        path = [f"AS{vp}"] if rng.random() < 0.7 else []
+        path += [f"AS{int(a)}" if a < 40 else f"IXP:pdb:{int(a)}" for a in rng.integers(10, 45, rng.integers(0, 7))]
+        vps.append(None if rng.random() < 0.05 else vp)
+        paths.append(None if rng.random() < 0.03 else path)
+    return pa.table({"prb_id": rng.integers(1, 30, n), "probe_asn": pa.array(vps, pa.int64()),
+                     "as_path": pa.array(paths, pa.list_(pa.string()))})
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 64])
+def test_hegemony_by_chunks_of_paths_is_the_set_count_over_every_path(monkeypatch, chunk):
+    from analysis import _tables
+
+    t = _random_paths(chunk)
+    monkeypatch.setattr(_tables, "PATH_CHUNK_ROWS", chunk)
+    got = {r["node"]: r for r in M.hegemony(t).to_pylist()}
+    # oracle: per viewpoint, the share of its paths through each node (once per path, its own
+    # AS left out), the trimmed mean over every viewpoint, zeros included
+    by_vp: dict[int, list[set]] = {}
+    for vp, path in zip(t["probe_asn"].to_pylist(), t["as_path"].to_pylist(), strict=True):
+        if vp is not None:
+            by_vp.setdefault(vp, []).append(set(path or []) - {f"AS{vp}"})
+    nodes = set().union(*(s for sets in by_vp.values() for s in sets))
+    assert set(got) == nodes
+    for node in nodes:
+        b = [sum(node in s for s in sets) / len(sets) for sets in by_vp.values()]
+        assert got[node]["hegemony"] == pytest.approx(float(M.trimmed_mean(b, trim=0.1)))
+        assert got[node]["viewpoints_seen"] == sum(x > 0 for x in b)
+        assert got[node]["n_viewpoints"] == len(by_vp)
