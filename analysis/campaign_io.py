@@ -1301,16 +1301,13 @@ def _owner_table(
         })
 
         def segment_hops(ann: list[str], tr: list[str]) -> pa.Table:
-            # only the rows the occurrences use: per hop its first reply that is neither late
-            # nor a duplicate (the representative hop); timeouts say nothing
+            # only the rows the occurrences can use: replies that are neither late nor a
+            # duplicate (timeouts say nothing); the occurrences take each hop's first one
             return con.sql(
                 f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
                 "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
                 "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
-                "WHERE a.reply_from IS NOT NULL "
-                "QUALIFY row_number() OVER (PARTITION BY a.msm_id, a.prb_id, a.timestamp, a.hop "
-                f"ORDER BY ({stale}), a.attempt) = 1 "
-                "ORDER BY a.msm_id, a.prb_id, a.timestamp, a.hop, a.attempt",
+                f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
                 params={"ann": ann, "tr": tr},
             ).to_arrow_table()
 

@@ -441,16 +441,36 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
 
 
 def _merge_occurrences(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """One occurrence table from several (same address codes): the distinct tuples, counts summed."""
-    cols = np.stack([np.concatenate([p[col] for p in parts]) for col in _OCC], axis=1) if parts \
-        else np.empty((0, len(_OCC)), np.int64)
+    """One occurrence table from several (same address codes): the distinct tuples, in
+    ascending order, counts summed."""
+    cols = {col: np.concatenate([p[col] for p in parts]) if parts else np.empty(0, np.int64) for col in _OCC}
     n = np.concatenate([p["n"] for p in parts]) if parts else np.empty(0, np.int64)
-    uniq, inv = np.unique(cols, axis=0, return_inverse=True)
-    total = np.zeros(len(uniq), np.int64)
-    np.add.at(total, inv.reshape(-1), n)
-    out = {col: np.ascontiguousarray(uniq[:, j]) for j, col in enumerate(_OCC)}
-    out["n"] = total
+    order = _tuple_order(cols)
+    cols = {col: v[order] for col, v in cols.items()}
+    same = np.ones(max(len(order) - 1, 0), bool)  # a row equal to the one before it
+    for v in cols.values():
+        same &= v[1:] == v[:-1]
+    new = np.concatenate([np.ones(min(len(order), 1), bool), ~same])
+    out = {col: np.ascontiguousarray(v[new]) for col, v in cols.items()}
+    out["n"] = np.add.reduceat(n[order], np.flatnonzero(new)) if len(order) else np.empty(0, np.int64)
     return out
+
+
+def _tuple_order(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """The order that sorts the occurrence tuples (:data:`_OCC`, column by column).
+
+    The three address codes in one mixed-radix key and the destination flag, AS and loop
+    flag in another, when they fit in an int64: two sort keys instead of six, the same
+    order.
+    """
+    if not len(cols["c"]):
+        return np.empty(0, np.intp)
+    c, p, q, f, d, lp = (cols[k] - cols[k].min() for k in _OCC)  # each from 0, the same order
+    r = max(int(c.max()), int(p.max()), int(q.max())) + 1
+    dr, lr = int(d.max()) + 1, int(lp.max()) + 1
+    if r ** 3 < 1 << 62 and (int(f.max()) + 1) * dr * lr < 1 << 62:  # Python ints: no overflow
+        return np.lexsort(((f * dr + d) * lr + lp, (c * r + p) * r + q))
+    return np.lexsort(tuple(cols[k] for k in reversed(_OCC)))
 
 
 def _decide(
