@@ -4,8 +4,9 @@ Run: ``.venv/bin/python tests/bench/bench_pipeline.py [--sizes 100000 1000000] [
 Each size runs in a fresh process (peak RSS is per run) on the local engine (or on a
 LocalCluster: then the RSS is the client's only); the parent
 prints one JSON line per figure, including peak RSS at the largest size relative to the
-smallest (memory flat in input size: target <= 1.5) and wall time against the 2-minute,
-4 GB target at 1M. The reference data is the real 2020 CAIDA prefix table and the real
+smallest (memory flat in input size: target <= 1.3, under 4 GB) and the throughput
+against 10M results in 10 minutes. analyze runs with every traceroute in scope
+(:data:`DST_COUNTRY`). The reference data is the real 2020 CAIDA prefix table and the real
 IXP files of ../shared/data, imported once into the bench work folder.
 """
 
@@ -39,6 +40,12 @@ def snapshot_cache() -> Path:
     return cache
 
 
+#: analyze's destination country here: every traceroute in scope, so that the exposure
+#: stage (bootstrap, graph, hegemony) works on all of them (the replayed MENOG
+#: destinations are mostly outside the US: with "US" it would have almost nothing to do).
+DST_COUNTRY = "any"
+
+
 def run_stages(c, inputs: list, cache: Path, **engine) -> tuple:
     """ingest -> annotate -> analyze on ``c``; returns the ingest report and wall times per stage."""
     from analysis.campaign_io import analyze_campaign, annotate_campaign
@@ -52,7 +59,7 @@ def run_stages(c, inputs: list, cache: Path, **engine) -> tuple:
     annotate_campaign(c, snapshot_id="bench-real", cache_dir=cache, **engine)
     times["annotate"] = time.perf_counter() - t1
     t2 = time.perf_counter()
-    analyze_campaign(c, cache_dir=cache, **engine)
+    analyze_campaign(c, cache_dir=cache, dst_country=DST_COUNTRY, **engine)
     times["analyze"] = time.perf_counter() - t2
     times["total"] = time.perf_counter() - t0
     return rep, times
@@ -105,8 +112,11 @@ def main() -> None:
     small, large = min(runs), max(runs)
     if small != large:
         emit("pipeline", "peak_rss_ratio", runs[large]["peak_rss_mb"] / runs[small]["peak_rss_mb"], "x",
-             sizes=[small, large], target="<= 1.5")
-    emit("pipeline", "total_wall_vs_target", runs[large]["times"]["total"] / 120, "x of 120 s", n=large)
+             sizes=[small, large], target="<= 1.3")
+    # issue 17: 10M results end to end within 10 minutes, i.e. 16,667 results/s
+    rate = large / runs[large]["times"]["total"]
+    emit("pipeline", "throughput_vs_target", rate / (10_000_000 / 600), "x of 10M in 600 s", n=large,
+         results_per_s=round(rate), target=">= 1")
 
 
 if __name__ == "__main__":
