@@ -363,6 +363,7 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
     import duckdb
     import pyarrow.parquet as pq
 
+    from analysis.annotate import _parquet_options
     from analysis.campaign_io import read_annotated
     from probes import fileio, store
     from probes.schema import HOP_SCHEMA
@@ -388,8 +389,17 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         assert via_duckdb.column("org").to_pylist() == plain.column("org").to_pylist()
         assert via_duckdb.column("ip_class").to_pylist() == plain.column("ip_class").to_pylist()
         d, _ = annotate(hops, real_snapshot, dictionary=True)
-        fileio.write_parquet(d, tmp_path / "again.parquet")
+        fileio.write_parquet(d, tmp_path / "again.parquet", options=_parquet_options(d))
         assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
+        # statistics on the hop columns (lists too) and the fixed-width annotation, not on
+        # the string and list annotation; the values are those of the shared options
+        meta = pq.ParquetFile(f).metadata
+        stated = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).is_stats_set
+                  for i in range(meta.num_columns)}
+        assert stated["mpls.list.element"] and stated["msm_id"] and stated["reply_from"] and stated["asn"]
+        assert not stated["org"] and not stated["resolved_by"] and not stated["asns.list.element"]
+        fileio.write_parquet(d, tmp_path / "shared.parquet")
+        assert pq.read_table(tmp_path / "shared.parquet").equals(written)
     # and in memory: the same values, column by column
     d, _ = annotate(hops, real_snapshot, dictionary=True)
     assert pa.types.is_dictionary(d.schema.field("resolved_by").type)
