@@ -335,8 +335,8 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
                                  dictionary=True)
     del hops
-    # no statistics on the string and list annotation columns (no reader uses them, and
-    # they cost the writer as much as the columns themselves), larger write batches
+    # no statistics on the string columns (no reader uses them, and they cost the writer
+    # as much as the columns themselves), rtt without a dictionary, larger write batches
     fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet", options=_parquet_options(annotated))
     return name, annotated.num_rows, counts
 

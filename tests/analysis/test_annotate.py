@@ -391,13 +391,14 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         d, _ = annotate(hops, real_snapshot, dictionary=True)
         fileio.write_parquet(d, tmp_path / "again.parquet", options=_parquet_options(d))
         assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
-        # statistics on the hop columns (lists too) and the fixed-width annotation, not on
-        # the string and list annotation; the values are those of the shared options
-        meta = pq.ParquetFile(f).metadata
-        stated = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i).is_stats_set
-                  for i in range(meta.num_columns)}
-        assert stated["mpls.list.element"] and stated["msm_id"] and stated["reply_from"] and stated["asn"]
-        assert not stated["org"] and not stated["resolved_by"] and not stated["asns.list.element"]
+        # statistics on the columns that are not strings (list leaves too), rtt without a
+        # dictionary; the values are those of the shared options
+        rg = pq.ParquetFile(f).metadata.row_group(0)
+        chunks = {rg.column(i).path_in_schema: rg.column(i) for i in range(rg.num_columns)}
+        assert all(chunks[c].is_stats_set for c in ("msm_id", "timestamp", "rtt", "mpls.list.element", "asn",
+                                                    "asns.list.element", "ixp_lat"))
+        assert not any(chunks[c].is_stats_set for c in ("reply_from", "dst_addr", "org", "resolved_by", "ixp_id"))
+        assert not chunks["rtt"].has_dictionary_page and chunks["reply_from"].has_dictionary_page
         fileio.write_parquet(d, tmp_path / "shared.parquet")
         assert pq.read_table(tmp_path / "shared.parquet").equals(written)
     # and in memory: the same values, column by column
