@@ -151,12 +151,12 @@ def main() -> None:
         assert pq.read_table(whole).equals(pq.read_table(whole_shared))
         # the annotated table's options and the shared ones in turns (the same machine load)
         write_s = shared_s = plain_write_s = whole_s = whole_shared_s = float("inf")
-        for _ in range(3):
+        for _ in range(5):
             write_s = min(write_s, best_of(lambda: fileio.write_parquet(ann, out, options=opts), repeat=1)[0])
             shared_s = min(shared_s, best_of(lambda: fileio.write_parquet(ann, shared), repeat=1)[0])
             plain_write_s = min(plain_write_s, best_of(
                 lambda: fileio.write_parquet(plain_ann, tmp / "plain.parquet", options=opts), repeat=1)[0])
-        for _ in range(2):
+        for _ in range(3):
             whole_s = min(whole_s, best_of(lambda: fileio.write_parquet(written, whole, options=whole_opts),
                                            repeat=1)[0])
             whole_shared_s = min(whole_shared_s, best_of(lambda: fileio.write_parquet(written, whole_shared),
