@@ -469,6 +469,61 @@ def _strings_at(vals: pa.Array, at: tuple[np.ndarray, np.ndarray], n: int, valid
     return pa.Array.from_buffers(pa.string(), n, [validity, pa.py_buffer(full), data], null_count=null_count)
 
 
+#: Columns of an annotated hop table written without a Parquet dictionary: measured
+#: round-trip times are nearly all distinct, so the writer's dictionary outgrows its page
+#: limit and falls back to plain after paying for the hashing (plain: faster and smaller).
+_PLAIN_ENCODED = frozenset({"rtt"})
+
+#: Rows the Parquet writer takes per batch in an annotated table (pyarrow's default: 1024).
+#: Statistics are updated per batch, a dictionary column's with a pass over the values its
+#: batch references; larger batches make that cheaper (``tests/bench/bench_annotate.py``).
+_WRITE_BATCH_ROWS = 65_536
+
+
+def _parquet_options(table: pa.Table) -> dict[str, Any]:
+    """:func:`probes.fileio.write_parquet` options for an annotated hop table.
+
+    - statistics only on the columns (leaves) that are not strings: a string column's
+      min/max cost the writer about as much as encoding it (a dictionary column's, per
+      write batch, over the values the batch references), and no reader uses them (DuckDB
+      would only prune row groups by them, and every row group of a segment holds most of
+      the addresses, classes and names); the fixed-width ones cost next to nothing;
+    - no dictionary for :data:`_PLAIN_ENCODED`;
+    - batches of :data:`_WRITE_BATCH_ROWS`.
+
+    Deterministic like the shared options (the same table gives the same bytes), and the
+    values read back are the same whatever the options.
+
+    >>> t = pa.table({"hop": pa.array([1], pa.int16()), "mpls": pa.array([[3]], pa.list_(pa.int32())),
+    ...               "rtt": [1.5], "org": pa.array(["x"]).dictionary_encode()})
+    >>> opts = _parquet_options(t)
+    >>> opts["write_statistics"], opts["use_dictionary"]
+    (['hop', 'mpls.list.element', 'rtt'], ['hop', 'mpls.list.element', 'org'])
+    """
+    return {
+        "write_statistics": [path for f in table.schema for path, typ in _leaves(f)
+                             if not (pa.types.is_string(typ) or pa.types.is_large_string(typ))],
+        "use_dictionary": [path for f in table.schema if f.name not in _PLAIN_ENCODED for path, _ in _leaves(f)],
+        "write_batch_size": _WRITE_BATCH_ROWS,
+    }
+
+
+def _leaves(field: pa.Field) -> list[tuple[str, pa.DataType]]:
+    """Parquet column paths of an Arrow field as pyarrow names them (compliant lists), with
+    their value types (a dictionary's: its values')."""
+    typ = field.type
+    if pa.types.is_dictionary(typ):
+        typ = typ.value_type
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return [(f"{field.name}.list.{p}", t) for p, t in _leaves(pa.field("element", typ.value_type))]
+    if pa.types.is_struct(typ):
+        return [(f"{field.name}.{p}", t) for i in range(typ.num_fields) for p, t in _leaves(typ.field(i))]
+    if pa.types.is_map(typ):
+        return [(f"{field.name}.key_value.{p}", t) for p, t in (*_leaves(pa.field("key", typ.key_type)),
+                                                                 *_leaves(pa.field("value", typ.item_type)))]
+    return [(field.name, typ)]
+
+
 def _annotate_unique(
     uniq: pa.Array, snap: Snapshot, registry: Registry, *, online: bool, rdap: Any
 ) -> dict:

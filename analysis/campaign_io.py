@@ -327,6 +327,7 @@ def _segment_context(shared: dict) -> dict:
 
 def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
+    from analysis.annotate import _parquet_options
 
     hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
     # each column in the form cheapest to build and write (the dense strings
@@ -335,7 +336,9 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
                                  dictionary=True)
     del hops
-    fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet")
+    # no statistics on the string columns (no reader uses them, and they cost the writer
+    # as much as the columns themselves), rtt without a dictionary, larger write batches
+    fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet", options=_parquet_options(annotated))
     return name, annotated.num_rows, counts
 
 

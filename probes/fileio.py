@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import orjson
 import pyarrow as pa
@@ -77,7 +77,11 @@ def write_json(target: Path | str, obj: object) -> None:
     )
 
 
-def write_parquet(table: pa.Table, target: Path | str) -> None:
-    """Write ``table`` to ``target`` atomically as Parquet with :data:`PARQUET_OPTIONS`."""
+def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, Any] | None = None) -> None:
+    """Write ``table`` to ``target`` atomically as Parquet with :data:`PARQUET_OPTIONS`.
+
+    ``options`` override them for one kind of table (e.g. the annotated hops: which columns
+    get statistics); they must be deterministic too, and leave the values read back alone.
+    """
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, **PARQUET_OPTIONS)
+        pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **(options or {})})

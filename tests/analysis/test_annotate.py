@@ -363,6 +363,7 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
     import duckdb
     import pyarrow.parquet as pq
 
+    from analysis.annotate import _parquet_options
     from analysis.campaign_io import read_annotated
     from probes import fileio, store
     from probes.schema import HOP_SCHEMA
@@ -388,8 +389,18 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         assert via_duckdb.column("org").to_pylist() == plain.column("org").to_pylist()
         assert via_duckdb.column("ip_class").to_pylist() == plain.column("ip_class").to_pylist()
         d, _ = annotate(hops, real_snapshot, dictionary=True)
-        fileio.write_parquet(d, tmp_path / "again.parquet")
+        fileio.write_parquet(d, tmp_path / "again.parquet", options=_parquet_options(d))
         assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
+        # statistics on the columns that are not strings (list leaves too), rtt without a
+        # dictionary; the values are those of the shared options
+        rg = pq.ParquetFile(f).metadata.row_group(0)
+        chunks = {rg.column(i).path_in_schema: rg.column(i) for i in range(rg.num_columns)}
+        assert all(chunks[c].is_stats_set for c in ("msm_id", "timestamp", "rtt", "mpls.list.element", "asn",
+                                                    "asns.list.element", "ixp_lat"))
+        assert not any(chunks[c].is_stats_set for c in ("reply_from", "dst_addr", "org", "resolved_by", "ixp_id"))
+        assert not chunks["rtt"].has_dictionary_page and chunks["reply_from"].has_dictionary_page
+        fileio.write_parquet(d, tmp_path / "shared.parquet")
+        assert pq.read_table(tmp_path / "shared.parquet").equals(written)
     # and in memory: the same values, column by column
     d, _ = annotate(hops, real_snapshot, dictionary=True)
     assert pa.types.is_dictionary(d.schema.field("resolved_by").type)
