@@ -480,7 +480,7 @@ _PLAIN_ENCODED = frozenset({"rtt"})
 _WRITE_BATCH_ROWS = 65_536
 
 
-def _parquet_options(table: pa.Table) -> dict[str, Any]:
+def parquet_options(table: pa.Table) -> dict[str, Any]:
     """:func:`probes.fileio.write_parquet` options for an annotated hop table.
 
     - statistics only on the columns (leaves) that are not strings: a string column's
@@ -496,7 +496,7 @@ def _parquet_options(table: pa.Table) -> dict[str, Any]:
 
     >>> t = pa.table({"hop": pa.array([1], pa.int16()), "mpls": pa.array([[3]], pa.list_(pa.int32())),
     ...               "rtt": [1.5], "org": pa.array(["x"]).dictionary_encode()})
-    >>> opts = _parquet_options(t)
+    >>> opts = parquet_options(t)
     >>> opts["write_statistics"], opts["use_dictionary"]
     (['hop', 'mpls.list.element', 'rtt'], ['hop', 'mpls.list.element', 'org'])
     """

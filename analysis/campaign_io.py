@@ -70,7 +70,7 @@ from analysis._tables import (
     registry_family_ids,
     registry_lookup,
 )
-from analysis.annotate import annotate
+from analysis.annotate import annotate, parquet_options
 from analysis.datasets import load_snapshot
 from analysis.destinations import load_country_geometry, locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
@@ -327,7 +327,6 @@ def _segment_context(shared: dict) -> dict:
 
 def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
-    from analysis.annotate import _parquet_options
 
     hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"), schema=HOP_SCHEMA)
     # each column in the form cheapest to build and write (the dense strings
@@ -338,7 +337,7 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     del hops
     # no statistics on the string columns (no reader uses them, and they cost the writer
     # as much as the columns themselves), rtt without a dictionary, larger write batches
-    fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet", options=_parquet_options(annotated))
+    fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet", options=parquet_options(annotated))
     return name, annotated.num_rows, counts
 
 

@@ -363,7 +363,7 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
     import duckdb
     import pyarrow.parquet as pq
 
-    from analysis.annotate import _parquet_options
+    from analysis.annotate import parquet_options
     from analysis.campaign_io import read_annotated
     from probes import fileio, store
     from probes.schema import HOP_SCHEMA
@@ -389,7 +389,7 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         assert via_duckdb.column("org").to_pylist() == plain.column("org").to_pylist()
         assert via_duckdb.column("ip_class").to_pylist() == plain.column("ip_class").to_pylist()
         d, _ = annotate(hops, real_snapshot, dictionary=True)
-        fileio.write_parquet(d, tmp_path / "again.parquet", options=_parquet_options(d))
+        fileio.write_parquet(d, tmp_path / "again.parquet", options=parquet_options(d))
         assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
         # statistics on the columns that are not strings (list leaves too), rtt without a
         # dictionary; the values are those of the shared options

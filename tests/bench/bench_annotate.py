@@ -9,7 +9,7 @@ pyasn_seconds / ours_seconds (higher is better; target >= 10). Peak RSS is repor
 Issue 17 ("annotate writes what it measures"): ``written_over_bare_dictionary`` is the cost
 of the annotation as ``pathexp annotate`` writes it -- ``annotate(..., dictionary=True)``
 plus :func:`probes.fileio.write_parquet` of its 17 annotation columns with the annotated
-table's writer options (``analysis.annotate._parquet_options``) -- over the *bare
+table's writer options (``analysis.annotate.parquet_options``) -- over the *bare
 dictionary computation*: annotate's own steps up to the per-address columns
 (``analysis.annotate._annotate_rows``: one dictionary_encode of ``reply_from``, the
 annotation of the unique addresses, the hop counts) and then every column but ``asns`` as a
@@ -96,7 +96,7 @@ def main() -> None:
     import pyarrow.parquet as pq
     import pyasn
 
-    from analysis.annotate import ANNOTATION_FIELDS, _parquet_options, annotate
+    from analysis.annotate import ANNOTATION_FIELDS, annotate, parquet_options
     from analysis.datasets import load_snapshot
     from probes import fileio
     from probes.parse import parse_results
@@ -141,7 +141,7 @@ def main() -> None:
         # what `pathexp annotate` writes (campaign_io._annotate_segment), annotation columns only
         names = [f.name for f in ANNOTATION_FIELDS]
         ann, plain_ann = written.select(names), table.select(names)
-        opts, whole_opts = _parquet_options(ann), _parquet_options(written)
+        opts, whole_opts = parquet_options(ann), parquet_options(written)
         out, shared = tmp / "annotated.parquet", tmp / "shared.parquet"
         whole, whole_shared = tmp / "whole.parquet", tmp / "whole-shared.parquet"
         fileio.write_parquet(ann, out, options=opts)
