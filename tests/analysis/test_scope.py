@@ -187,3 +187,32 @@ def test_a_destination_inside_a_flagged_network_counts_as_destination_hosted_not
     paths = pq.read_table(campaign.paths_parquet).to_pylist()
     assert {(p["dst_family"], p["dst_family_via"]) for p in paths} == {("goog", "registry-asn")}
     assert "destination hosted by a flagged family (not transit): any 100.00%" in out
+
+
+def test_scope_tallies_of_parts_sum_to_the_summary_of_the_whole():
+    """analyze scopes one partition at a time; the summary of the summed tallies is the one
+    of every traceroute at once."""
+    from analysis.destinations import Located
+    from analysis.scope import ScopeTally, scope_summary
+
+    ts = pa.array([0] * 6, pa.timestamp("s", tz="UTC"))
+    rtts = pa.table({"msm_id": [1, 2, 3, 4, 5, 6], "prb_id": [1, 1, 2, 2, 1, 2], "timestamp": ts,
+                     "dst_addr": ["192.0.2.1", "192.0.2.2", "192.0.2.1", "192.0.2.3", "192.0.2.2", "192.0.2.1"],
+                     "dst_rtt_ms": [80.0, 5.0, None, 90.0, 85.0, 3.0]})
+    dst = pa.table({"dst_addr": ["192.0.2.1", "192.0.2.2", "192.0.2.3"], "dst_country": ["US", "US", "DE"],
+                    "dst_country_via": ["ip2country"] * 3, "dst_anycast": pa.array([None, None, None], pa.bool_()),
+                    "unknown_reason": pa.array([None] * 3, pa.string())})
+    probes = pa.table({"prb_id": [1, 2], "latitude": [52.4, 40.7], "longitude": [4.9, -74.0]})
+    located = Located(dst, Counter())
+    for country in ("US", "any"):
+        whole = scope_traceroutes(rtts, dst, probes, country)
+        parts = [scope_traceroutes(rtts.slice(a, b - a), dst, probes, country) for a, b in ((0, 1), (1, 4), (4, 6))]
+        tally = ScopeTally.empty(country.lower())
+        for part in parts:
+            tally += ScopeTally.of(part)
+        assert scope_summary(tally, located) == scope_summary(whole, located)
+        assert tally.traceroutes == 6 and tally.reasons == Counter(whole.table.column("scope_reason").to_pylist())
+    # a US reason count that is not all in scope: the test above is not trivially "all kept"
+    assert 0 < ScopeTally.of(scope_traceroutes(rtts, dst, probes, "US")).in_scope < 6
+    with pytest.raises(AnalysisError, match="different countries"):
+        ScopeTally.empty("US") + ScopeTally.empty("any")
