@@ -1064,9 +1064,12 @@ def _with_derived_probes(campaign: Campaign, probe_meta: pa.Table, trace_files: 
 
     con = connect()
     try:
-        traces = con.sql("SELECT prb_id, from_addr FROM read_parquet($files)",
+        # each probe's source addresses with their traceroute counts (the votes), not every row
+        traces = con.sql("SELECT prb_id, from_addr, count(*) AS n FROM read_parquet($files) "
+                         "GROUP BY prb_id, from_addr ORDER BY prb_id, from_addr",
                          params={"files": list(trace_files)}).to_arrow_table() if trace_files else \
-            pa.table({"prb_id": pa.array([], pa.int64()), "from_addr": pa.array([], pa.string())})
+            pa.table({"prb_id": pa.array([], pa.int64()), "from_addr": pa.array([], pa.string()),
+                      "n": pa.array([], pa.int64())})
     finally:
         con.close()
     derived = derive_probe_meta(traces, snap, probe_meta) if snap is not None else None

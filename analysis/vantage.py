@@ -40,7 +40,8 @@ def derive_probe_meta(traces: pa.Table, snapshot: Any, known: pa.Table | None = 
     Parameters
     ----------
     traces : pyarrow.Table
-        Columns ``prb_id`` and ``from_addr`` (the campaign's traceroute table).
+        Columns ``prb_id`` and ``from_addr`` (the campaign's traceroute table), or those
+        pairs with their traceroute count ``n``.
     snapshot : analysis.datasets.Snapshot
         Reference data (pfx2as; ip2country and/or rir-delegated for the country).
     known : pyarrow.Table, optional
@@ -72,11 +73,12 @@ def derive_probe_meta(traces: pa.Table, snapshot: Any, known: pa.Table | None = 
     """
     skip = set() if known is None else set(known.column("prb_id").to_pylist())
     votes: dict[int, Counter] = {}
-    for pid, addr in zip(traces.column("prb_id").to_pylist(), traces.column("from_addr").to_pylist(),
-                         strict=True):
+    weights = traces.column("n").to_pylist() if "n" in traces.column_names else [1] * traces.num_rows
+    for pid, addr, k in zip(traces.column("prb_id").to_pylist(), traces.column("from_addr").to_pylist(),
+                            weights, strict=True):
         if pid in skip or not addr:
             continue
-        votes.setdefault(pid, Counter())[addr] += 1
+        votes.setdefault(pid, Counter())[addr] += k
     chosen: dict[int, str] = {}
     cand = sorted({a for c in votes.values() for a in c})
     af, hi, lo, ok = _lpm.parse_addresses(pa.array(cand, pa.string()))

@@ -38,6 +38,22 @@ def test_derived_country_matches_the_atlas_probe_listing(bundles, real_snapshot)
     assert total == 94 and agree >= 0.9 * total
 
 
+def test_counted_source_addresses_derive_what_every_row_derives(bundles, real_snapshot):
+    """analyze hands over (probe, source address, traceroutes) counts, not every traceroute;
+    a probe seen from several addresses keeps the most frequent one."""
+    results = [r for b in bundles for r in b["results"]]
+    rows = pa.table({"prb_id": [r["prb_id"] for r in results], "from_addr": [r.get("from") for r in results]})
+    # one probe also seen once from another public address (a lower one: it would win a tie):
+    # the vote decides
+    pid, addr = results[0]["prb_id"], results[0]["from"]
+    rows = pa.concat_tables([rows, pa.table({"prb_id": [pid, pid, pid], "from_addr": ["193.0.0.1", addr, addr]})])
+    counted = rows.group_by(["prb_id", "from_addr"]).aggregate([("prb_id", "count")]).rename_columns(
+        ["prb_id", "from_addr", "n"])
+    whole, agg = derive_probe_meta(rows, real_snapshot), derive_probe_meta(counted, real_snapshot)
+    assert agg.equals(whole) and whole.num_rows == 94
+    assert {r["prb_id"]: r["address_v4"] for r in agg.to_pylist()}[pid] == addr
+
+
 def test_supplied_metadata_wins_and_the_status_line_names_the_remedy(bundles, real_snapshot):
     from probes.store import PROBE_META_SCHEMA
 
