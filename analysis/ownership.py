@@ -721,14 +721,18 @@ def _interior_after(c: np.ndarray, next_c: np.ndarray, v: np.ndarray, nas: np.nd
     origin AS is entered from that AS only, through one link: none of these hold for the
     last origin router before it.
     """
+    def enters(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Address ``b`` is of the AS entered after ``a`` (and not on an IXP LAN)."""
+        return (nas[b] == into[a]) & ~lan[b]
+
     seen = next_c >= 0
     ok = seen.copy()
-    ok[ok] = (nas[next_c[ok]] == into[c[ok]]) & ~lan[next_c[ok]]
+    ok[ok] = enters(c[ok], next_c[ok])
     # the distinct (address, next address) pairs: how many addresses each is seen after,
     # and those whose next address is in the AS entered
     pairs = np.unique(c[seen] * m + next_c[seen])
     k_pred = np.bincount(pairs % m, minlength=m)
-    pairs = pairs[(nas[pairs % m] == into[pairs // m]) & ~lan[pairs % m]]
+    pairs = pairs[enters(pairs // m, pairs % m)]
     x, z = pairs // m, pairs % m
     k_next = np.bincount(x, minlength=m)
     most = np.zeros(m, np.int64)
