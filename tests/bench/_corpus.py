@@ -18,6 +18,7 @@ import pyarrow as pa
 _MSM = re.compile(rb'"msm_id":(\d+)')
 _TS = re.compile(rb'"timestamp":(\d+)')
 _WEEK = 7 * 86400
+_MSM_STEP = 10**7
 
 
 def work_dir() -> Path:
@@ -42,7 +43,11 @@ def build_corpus(root: Path, n: int) -> Path:
     with pa.CompressedOutputStream(str(tmp), "zstd") as f:
         written, replica = 0, 0
         while written < n:
-            shift_msm, shift_ts = replica * 10**8, replica * _WEEK
+            # Atlas keys are 32-bit (ingest sets larger ones aside as key_out_of_range): MENOG's
+            # msm_ids span 21.4M-23.9M, so 10M per replica stays in range for 400 replicas
+            shift_msm, shift_ts = replica * _MSM_STEP, replica * _WEEK
+            if 24_000_000 + shift_msm >= 1 << 32:
+                raise ValueError(f"{n:,} results need msm_ids beyond 32 bits at replica {replica}")
             take = lines[: n - written]
             if replica:
                 take = [

@@ -76,6 +76,8 @@ def child(n: int, engine: str, workers: int) -> None:
     c = Campaign("bench", ws)
     kw = {} if engine == "local" else {"engine": engine, "workers": workers}
     rep, times = run_stages(c, [corpus], cache, **kw)
+    if rep.added != n:  # a figure over fewer results than it says is no figure
+        raise SystemExit(f"ingest stored {rep.added:,} of {n:,} results (drops {rep.drops})")
     print(json.dumps({"n": n, "added": rep.added, "hop_rows": rep.hop_rows, "times": times, "peak_rss_mb": peak_rss_mb()}))
     shutil.rmtree(ws, ignore_errors=True)
 
