@@ -42,6 +42,7 @@ from analysis.registry import Registry, load_registry, with_siblings
 __all__ = [
     "ANNOTATION_FIELDS",
     "annotate",
+    "parquet_options",
 ]
 
 #: Columns appended to the hop table (in this order).
