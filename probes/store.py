@@ -385,6 +385,25 @@ def _staged_files(stem: Path) -> dict[str, Path]:
     }
 
 
+def _write_raw(target: Path, raw: list[bytes]) -> None:
+    """The accepted lines as zstd NDJSON (one line each, newline-terminated), atomically."""
+    with fileio.atomic_path(target) as tmp:
+        with pa.CompressedOutputStream(str(tmp), "zstd") as out:
+            # a block of lines at a time: the same bytes as one join, without holding a
+            # copy of the whole segment's text (nor a second one for the last newline)
+            for start in range(0, len(raw), BLOCK_LINES):
+                out.write(b"\n".join(raw[start : start + BLOCK_LINES]))
+                out.write(b"\n")
+            if not raw:
+                out.write(b"\n")
+
+
+def _write_hops(hops: pa.Table, target: Path) -> None:
+    """A hop table as Parquet with :data:`_HOP_PARQUET_OPTIONS`, atomically."""
+    with fileio.atomic_path(target) as tmp:
+        pq.write_table(hops, tmp, **_HOP_PARQUET_OPTIONS)
+
+
 def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
     """Write a segment's three files; renamed into place in order: raw, traces, hops.
 
@@ -397,12 +416,7 @@ def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hop
         helper = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-hops"))
         hops_written = helper.submit(pq.write_table, hops, hops_tmp, **_HOP_PARQUET_OPTIONS)
         try:
-            with fileio.atomic_path(files["raw"]) as tmp:
-                with pa.CompressedOutputStream(str(tmp), "zstd") as out:
-                    # a block of lines at a time: the same bytes as one join, without
-                    # holding a copy of the whole segment's text
-                    for start in range(0, max(len(raw), 1), BLOCK_LINES):
-                        out.write(b"\n".join(raw[start : start + BLOCK_LINES]) + b"\n")
+            _write_raw(files["raw"], raw)
             fileio.write_parquet(traces, files["traces"])
         finally:
             hops_error = hops_written.exception()  # waits: the hop file is closed either way
@@ -475,8 +489,7 @@ def recover(campaign: Campaign, *, _locked: bool = False) -> list[str]:
         lines = list(_raw_lines(path))
         parsed = parse_lines(lines)
         fileio.write_parquet(parsed.traces, campaign.traces_dir / f"{name}.parquet")
-        with fileio.atomic_path(campaign.hops_dir / f"{name}.parquet") as tmp:
-            pq.write_table(parsed.hops, tmp, **_HOP_PARQUET_OPTIONS)
+        _write_hops(parsed.hops, campaign.hops_dir / f"{name}.parquet")
         repaired.append(name)
     return repaired
 
