@@ -2,13 +2,17 @@
 
 Run: ``.venv/bin/python tests/bench/bench_ingest.py`` (or ``make bench``). Prints one JSON
 line per figure. All three read the same decompressed lines from memory, in one process.
+pathexp's parse is measured on Arrow's default memory pool, and once more (single thread) on
+the pool ``pathexp ingest`` switches to while it parses (jemalloc, see
+:func:`probes.store.ingest_stream`).
 
 Then where an ingest's CPU goes: each stage of ``pathexp ingest`` run on its own, one after
 the other on one thread (Arrow's JSON decoder without its thread pool), in CPU seconds
 (``time.process_time``, this process): xz decompression, hashing and framing the text into
 lines, JSON decoding, validation, flattening, deduplication, and writing the segments (raw
-zstd text, traceroute and hop Parquet files) into a temporary folder. The command itself runs
-these on several threads at once; the sum is the CPU time it cannot go below.
+zstd text, traceroute and hop Parquet files) into a temporary folder, with Arrow allocating
+from the pool the command uses (jemalloc). The command runs these stages on several threads
+at once; their sum is the CPU time it cannot go below.
 """
 
 from __future__ import annotations
@@ -118,15 +122,19 @@ def main() -> None:
     ours = rate(pathexp, lines)
     ours_1t = rate(lambda ls: pathexp(ls, use_threads=False), lines)
     ours_pipe = rate(pathexp_pipelined, lines)
+    with store._ingest_memory_pool():  # the allocator `pathexp ingest` parses with
+        ours_1t_pool = rate(lambda ls: pathexp(ls, use_threads=False), lines)
     theirs = rate(sagan, lines, repeat=1)  # the same 97,982 results, once (it is slow)
     ctx = {"results": n, "input": "menog_traceroutes_full (real, 2019-2020)"}
     emit("ingest", "orjson_loads_floor", floor, "results/s", **ctx)
     emit("ingest", "sagan_walk_packets", theirs, "results/s", **ctx)
     emit("ingest", "pathexp_parse_to_arrow", ours, "results/s", vs_sagan=round(ours / theirs, 2), vs_orjson_floor=round(ours / floor, 2), **ctx)
     emit("ingest", "pathexp_parse_to_arrow_1thread", ours_1t, "results/s", vs_sagan=round(ours_1t / theirs, 2), vs_orjson_floor=round(ours_1t / floor, 2), **ctx)
+    emit("ingest", "pathexp_parse_to_arrow_1thread_ingest_pool", ours_1t_pool, "results/s", vs_sagan=round(ours_1t_pool / theirs, 2), vs_orjson_floor=round(ours_1t_pool / floor, 2), pool="Arrow jemalloc, as pathexp ingest (the others: Arrow's default pool)", **ctx)
     emit("ingest", "pathexp_parse_to_arrow_pipelined", ours_pipe, "results/s", vs_sagan=round(ours_pipe / theirs, 2), vs_orjson_floor=round(ours_pipe / floor, 2), **ctx)
     emit("ingest", "peak_rss", peak_rss_mb(), "MiB")
-    cpu = stage_cpu(compressed)
+    with store._ingest_memory_pool():  # the allocator the command parses and stores with
+        cpu = stage_cpu(compressed)
     for stage, secs in cpu.items():
         emit("ingest", "stage_cpu_s", secs, "s", stage=stage, results=n, note="one thread, one stage after the other")
     emit("ingest", "stage_cpu_s", sum(cpu.values()), "s", stage="total", results=n,
