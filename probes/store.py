@@ -91,6 +91,26 @@ BLOCK_LINES = 4096
 SEGMENT_RESULTS = 32_768
 _SEG = re.compile(r"^seg-(\d{6})\.")
 
+
+def _leaf(field: pa.Field) -> str:
+    """The Parquet column path of a top-level field (a list's values: ``name.list.element``)."""
+    return f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
+
+
+#: Parquet settings of the hop table, the largest file an ingest writes (about a tenth of
+#: its CPU time went to encoding it): those of every table (:data:`fileio.PARQUET_OPTIONS`)
+#: except that ``rtt`` is not dictionary-encoded (nearly every reply has its own rtt, so
+#: its dictionary is built and then abandoned for plain pages) and statistics are written
+#: for the numeric columns only (statistics only let a reader skip row groups, which never
+#: changes a result; the files come out slightly smaller). Every hop file goes through
+#: these, whichever path writes it (ingest, Dask staging, :func:`recover`), so the same
+#: results give the same bytes.
+_HOP_PARQUET_OPTIONS = {
+    **fileio.PARQUET_OPTIONS,
+    "use_dictionary": [_leaf(f) for f in HOP_SCHEMA if f.name != "rtt"],
+    "write_statistics": [_leaf(f) for f in HOP_SCHEMA if not pa.types.is_string(f.type)],
+}
+
 log = logging.getLogger(__name__)
 
 PROBE_META_SCHEMA = pa.schema(
@@ -365,6 +385,25 @@ def _staged_files(stem: Path) -> dict[str, Path]:
     }
 
 
+def _write_raw(target: Path, raw: list[bytes]) -> None:
+    """The accepted lines as zstd NDJSON (one line each, newline-terminated), atomically."""
+    with fileio.atomic_path(target) as tmp:
+        with pa.CompressedOutputStream(str(tmp), "zstd") as out:
+            # a block of lines at a time: the same bytes as one join, without holding a
+            # copy of the whole segment's text (nor a second one for the last newline)
+            for start in range(0, len(raw), BLOCK_LINES):
+                out.write(b"\n".join(raw[start : start + BLOCK_LINES]))
+                out.write(b"\n")
+            if not raw:
+                out.write(b"\n")
+
+
+def _write_hops(hops: pa.Table, target: Path) -> None:
+    """A hop table as Parquet with :data:`_HOP_PARQUET_OPTIONS`, atomically."""
+    with fileio.atomic_path(target) as tmp:
+        pq.write_table(hops, tmp, **_HOP_PARQUET_OPTIONS)
+
+
 def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
     """Write a segment's three files; renamed into place in order: raw, traces, hops.
 
@@ -375,14 +414,9 @@ def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hop
     with ExitStack() as stack:
         hops_tmp = stack.enter_context(fileio.atomic_path(files["hops"]))
         helper = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-hops"))
-        hops_written = helper.submit(pq.write_table, hops, hops_tmp, **fileio.PARQUET_OPTIONS)
+        hops_written = helper.submit(pq.write_table, hops, hops_tmp, **_HOP_PARQUET_OPTIONS)
         try:
-            with fileio.atomic_path(files["raw"]) as tmp:
-                with pa.CompressedOutputStream(str(tmp), "zstd") as out:
-                    # a block of lines at a time: the same bytes as one join, without
-                    # holding a copy of the whole segment's text
-                    for start in range(0, max(len(raw), 1), BLOCK_LINES):
-                        out.write(b"\n".join(raw[start : start + BLOCK_LINES]) + b"\n")
+            _write_raw(files["raw"], raw)
             fileio.write_parquet(traces, files["traces"])
         finally:
             hops_error = hops_written.exception()  # waits: the hop file is closed either way
@@ -455,7 +489,7 @@ def recover(campaign: Campaign, *, _locked: bool = False) -> list[str]:
         lines = list(_raw_lines(path))
         parsed = parse_lines(lines)
         fileio.write_parquet(parsed.traces, campaign.traces_dir / f"{name}.parquet")
-        fileio.write_parquet(parsed.hops, campaign.hops_dir / f"{name}.parquet")
+        _write_hops(parsed.hops, campaign.hops_dir / f"{name}.parquet")
         repaired.append(name)
     return repaired
 
