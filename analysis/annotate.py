@@ -38,6 +38,7 @@ from analysis._ipclass import CLASSES, classify
 from analysis.datasets import Snapshot
 from analysis.errors import SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
+from probes.fileio import parquet_leaves
 
 __all__ = [
     "ANNOTATION_FIELDS",
@@ -501,28 +502,13 @@ def parquet_options(table: pa.Table) -> dict[str, Any]:
     >>> opts["write_statistics"], opts["use_dictionary"]
     (['hop', 'mpls.list.element', 'rtt'], ['hop', 'mpls.list.element', 'org'])
     """
+    leaves = parquet_leaves(table.schema)
     return {
-        "write_statistics": [path for f in table.schema for path, typ in _leaves(f)
+        "write_statistics": [path for _, path, typ in leaves
                              if not (pa.types.is_string(typ) or pa.types.is_large_string(typ))],
-        "use_dictionary": [path for f in table.schema if f.name not in _PLAIN_ENCODED for path, _ in _leaves(f)],
+        "use_dictionary": [path for name, path, _ in leaves if name not in _PLAIN_ENCODED],
         "write_batch_size": _WRITE_BATCH_ROWS,
     }
-
-
-def _leaves(field: pa.Field) -> list[tuple[str, pa.DataType]]:
-    """Parquet column paths of an Arrow field as pyarrow names them (compliant lists), with
-    their value types (a dictionary's: its values')."""
-    typ = field.type
-    if pa.types.is_dictionary(typ):
-        typ = typ.value_type
-    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
-        return [(f"{field.name}.list.{p}", t) for p, t in _leaves(pa.field("element", typ.value_type))]
-    if pa.types.is_struct(typ):
-        return [(f"{field.name}.{p}", t) for i in range(typ.num_fields) for p, t in _leaves(typ.field(i))]
-    if pa.types.is_map(typ):
-        return [(f"{field.name}.key_value.{p}", t) for p, t in (*_leaves(pa.field("key", typ.key_type)),
-                                                                 *_leaves(pa.field("value", typ.item_type)))]
-    return [(field.name, typ)]
 
 
 def _annotate_unique(

@@ -24,6 +24,7 @@ __all__ = [
     "PARQUET_OPTIONS",
     "atomic_open",
     "atomic_path",
+    "parquet_leaves",
     "write_bytes",
     "write_json",
     "write_parquet",
@@ -85,3 +86,28 @@ def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, 
     """
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **(options or {})})
+
+
+def parquet_leaves(schema: pa.Schema) -> list[tuple[str, str, pa.DataType]]:
+    """``(field, column path, value type)`` of every Parquet leaf column of ``schema``.
+
+    Paths as pyarrow's writer names them (compliant lists: ``mpls.list.element``), for
+    per-column writer options (``use_dictionary``, ``write_statistics``); a dictionary
+    column's type is its values'.
+
+    >>> parquet_leaves(pa.schema([("hop", pa.int16()), ("mpls", pa.list_(pa.int32()))]))
+    [('hop', 'hop', DataType(int16)), ('mpls', 'mpls.list.element', DataType(int32))]
+    """
+    def leaves(name: str, typ: pa.DataType) -> list[tuple[str, pa.DataType]]:
+        if pa.types.is_dictionary(typ):
+            typ = typ.value_type
+        if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+            return leaves(f"{name}.list.element", typ.value_type)
+        if pa.types.is_struct(typ):
+            return [x for i in range(typ.num_fields) for x in leaves(f"{name}.{typ.field(i).name}", typ.field(i).type)]
+        if pa.types.is_map(typ):
+            return [*leaves(f"{name}.key_value.key", typ.key_type), *leaves(f"{name}.key_value.value", typ.item_type)]
+        return [(name, typ)]
+
+    return [(f.name, path, typ) for f in schema for path, typ in leaves(f.name, f.type)]
+

@@ -92,11 +92,6 @@ SEGMENT_RESULTS = 32_768
 _SEG = re.compile(r"^seg-(\d{6})\.")
 
 
-def _leaf(field: pa.Field) -> str:
-    """The Parquet column path of a top-level field (a list's values: ``name.list.element``)."""
-    return f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
-
-
 #: Parquet settings of the hop table, the largest file an ingest writes (about a tenth of
 #: its CPU time went to encoding it): those of every table (:data:`fileio.PARQUET_OPTIONS`)
 #: except that ``rtt`` is not dictionary-encoded (nearly every reply has its own rtt, so
@@ -107,8 +102,8 @@ def _leaf(field: pa.Field) -> str:
 #: results give the same bytes.
 _HOP_PARQUET_OPTIONS = {
     **fileio.PARQUET_OPTIONS,
-    "use_dictionary": [_leaf(f) for f in HOP_SCHEMA if f.name != "rtt"],
-    "write_statistics": [_leaf(f) for f in HOP_SCHEMA if not pa.types.is_string(f.type)],
+    "use_dictionary": [path for name, path, _ in fileio.parquet_leaves(HOP_SCHEMA) if name != "rtt"],
+    "write_statistics": [path for _, path, typ in fileio.parquet_leaves(HOP_SCHEMA) if not pa.types.is_string(typ)],
 }
 
 log = logging.getLogger(__name__)
