@@ -582,6 +582,7 @@ def _analyze_locked(
                         writer.write_table(pq.read_table(f, schema=SCOPED_PATHS_SCHEMA))
             shutil.rmtree(parts_dir)
         paths_file = campaign.paths_parquet
+        step("exposure: reading the paths in scope")
         paths = in_scope(pq.read_table(paths_file, columns=list(_METRIC_COLUMNS)))
 
         fams = _report_families(paths, nodes, registry, families)
