@@ -95,14 +95,12 @@ class NodeCodes:
 
 
 def path_node_chunks(lists: pa.Array | pa.ChunkedArray, nodes: NodeCodes,
-                     chunk_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+                     chunk_rows: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The hops of a list column (``as_path``), ``chunk_rows`` rows at a time (default
     :data:`PATH_CHUNK_ROWS`).
 
-    Yields ``(row, code, local)`` per chunk with hops: each hop's row in ``lists`` (int64,
-    ascending), its node's code in ``nodes`` (int64) and the chunk's own code table (the
-    node code of each of the chunk's distinct names, in the chunk's first-appearance order;
-    ``code = local[i]`` for the chunk's ``i``-th name). A path never spans two chunks.
+    Yields ``(row, code)`` per chunk with hops: each hop's row in ``lists`` (int64,
+    ascending) and its node's code in ``nodes`` (int64). A path never spans two chunks.
     """
     chunk_rows = chunk_rows or PATH_CHUNK_ROWS
     for start in range(0, len(lists), chunk_rows):
@@ -114,8 +112,7 @@ def path_node_chunks(lists: pa.Array | pa.ChunkedArray, nodes: NodeCodes,
             continue
         row = pc.list_parent_indices(part).to_numpy(zero_copy_only=False).astype(np.int64) + start
         enc = flat.dictionary_encode()
-        local = nodes.codes(enc.dictionary)
-        yield row, local[enc.indices.to_numpy(zero_copy_only=False)], local
+        yield row, nodes.codes(enc.dictionary)[enc.indices.to_numpy(zero_copy_only=False)]
 
 
 def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray]:

@@ -64,7 +64,7 @@ def build_graph(paths: pa.Table, *, nodes: pa.Table | None = None) -> nx.DiGraph
     edge_counts: list[np.ndarray] = []
     edge_probes: list[tuple[np.ndarray, np.ndarray]] = []
     # a chunk of paths at a time, reduced to counts: memory does not grow with the campaign
-    for row, code, _ in path_node_chunks(paths.column("as_path"), codes):
+    for row, code in path_node_chunks(paths.column("as_path"), codes):
         # node counts: each node once per traceroute
         _, node_of = unique_pairs(row, code, len(codes))
         node_counts.append(np.bincount(node_of, minlength=len(codes)))

@@ -642,7 +642,7 @@ def hegemony(
     pair_counts: list[tuple[np.ndarray, np.ndarray]] = []
     # a chunk of paths at a time, reduced to (node, viewpoint) counts: memory does not grow
     # with the campaign
-    for row, code, _ in path_node_chunks(paths.column("as_path"), codes):
+    for row, code in path_node_chunks(paths.column("as_path"), codes):
         v = vcode[row]
         keep = v >= 0
         if exclude_viewpoint:  # the viewpoint's own node (-1: not met yet)
