@@ -38,7 +38,7 @@ from analysis._ipclass import CLASSES, classify
 from analysis.datasets import Snapshot
 from analysis.errors import SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
-from probes.fileio import parquet_leaves
+from probes.fileio import column_options
 
 __all__ = [
     "ANNOTATION_FIELDS",
@@ -485,30 +485,20 @@ _WRITE_BATCH_ROWS = 65_536
 def parquet_options(table: pa.Table) -> dict[str, Any]:
     """:func:`probes.fileio.write_parquet` options for an annotated hop table.
 
-    - statistics only on the columns (leaves) that are not strings: a string column's
-      min/max cost the writer about as much as encoding it (a dictionary column's, per
-      write batch, over the values the batch references), and no reader uses them (DuckDB
-      would only prune row groups by them, and every row group of a segment holds most of
-      the addresses, classes and names); the fixed-width ones cost next to nothing;
-    - no dictionary for :data:`_PLAIN_ENCODED`;
-    - batches of :data:`_WRITE_BATCH_ROWS`.
-
-    Deterministic like the shared options (the same table gives the same bytes), and the
-    values read back are the same whatever the options.
+    :func:`probes.fileio.column_options` (statistics only on the columns that are not
+    strings, no dictionary for :data:`_PLAIN_ENCODED`) and batches of
+    :data:`_WRITE_BATCH_ROWS`. No reader uses a string column's statistics: DuckDB would
+    only prune row groups by them, and every row group of a segment holds most of the
+    addresses, classes and names. Deterministic like the shared options (the same table
+    gives the same bytes), and the values read back are the same whatever the options.
 
     >>> t = pa.table({"hop": pa.array([1], pa.int16()), "mpls": pa.array([[3]], pa.list_(pa.int32())),
     ...               "rtt": [1.5], "org": pa.array(["x"]).dictionary_encode()})
     >>> opts = parquet_options(t)
-    >>> opts["write_statistics"], opts["use_dictionary"]
-    (['hop', 'mpls.list.element', 'rtt'], ['hop', 'mpls.list.element', 'org'])
+    >>> opts["write_statistics"], opts["use_dictionary"], opts["write_batch_size"]
+    (['hop', 'mpls.list.element', 'rtt'], ['hop', 'mpls.list.element', 'org'], 65536)
     """
-    leaves = parquet_leaves(table.schema)
-    return {
-        "write_statistics": [path for _, path, typ in leaves
-                             if not (pa.types.is_string(typ) or pa.types.is_large_string(typ))],
-        "use_dictionary": [path for name, path, _ in leaves if name not in _PLAIN_ENCODED],
-        "write_batch_size": _WRITE_BATCH_ROWS,
-    }
+    return {**column_options(table.schema, plain=_PLAIN_ENCODED), "write_batch_size": _WRITE_BATCH_ROWS}
 
 
 def _annotate_unique(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -24,7 +24,7 @@ __all__ = [
     "PARQUET_OPTIONS",
     "atomic_open",
     "atomic_path",
-    "parquet_leaves",
+    "column_options",
     "write_bytes",
     "write_json",
     "write_parquet",
@@ -88,15 +88,21 @@ def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, 
         pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **(options or {})})
 
 
-def parquet_leaves(schema: pa.Schema) -> list[tuple[str, str, pa.DataType]]:
-    """``(field, column path, value type)`` of every Parquet leaf column of ``schema``.
+def column_options(schema: pa.Schema, *, plain: Collection[str] = ()) -> dict[str, list[str]]:
+    """Per-column writer options for a table of measurements (hops, annotated hops).
 
-    Paths as pyarrow's writer names them (compliant lists: ``mpls.list.element``), for
-    per-column writer options (``use_dictionary``, ``write_statistics``); a dictionary
-    column's type is its values'.
+    ``write_statistics`` on the leaf columns that are not strings only: a string column's
+    min/max cost the writer about as much as encoding it and only let a reader skip row
+    groups, which never changes a result; the fixed-width ones cost next to nothing.
+    ``use_dictionary`` on every leaf but those of the ``plain`` columns (nearly distinct
+    values, such as round-trip times: the writer's dictionary would be built and then
+    abandoned for plain pages). Column paths as pyarrow's writer names them (compliant
+    lists: ``mpls.list.element``); a dictionary column's type is its values'.
 
-    >>> parquet_leaves(pa.schema([("hop", pa.int16()), ("mpls", pa.list_(pa.int32()))]))
-    [('hop', 'hop', DataType(int16)), ('mpls', 'mpls.list.element', DataType(int32))]
+    >>> o = column_options(pa.schema([("hop", pa.int16()), ("mpls", pa.list_(pa.int32())), ("rtt", pa.float64()),
+    ...                               ("org", pa.dictionary(pa.int32(), pa.string()))]), plain={"rtt"})
+    >>> o["write_statistics"], o["use_dictionary"]
+    (['hop', 'mpls.list.element', 'rtt'], ['hop', 'mpls.list.element', 'org'])
     """
     def leaves(name: str, typ: pa.DataType) -> list[tuple[str, pa.DataType]]:
         if pa.types.is_dictionary(typ):
@@ -109,5 +115,9 @@ def parquet_leaves(schema: pa.Schema) -> list[tuple[str, str, pa.DataType]]:
             return [*leaves(f"{name}.key_value.key", typ.key_type), *leaves(f"{name}.key_value.value", typ.item_type)]
         return [(name, typ)]
 
-    return [(f.name, path, typ) for f in schema for path, typ in leaves(f.name, f.type)]
-
+    all_leaves = [(f.name, path, typ) for f in schema for path, typ in leaves(f.name, f.type)]
+    return {
+        "write_statistics": [path for _, path, typ in all_leaves
+                             if not (pa.types.is_string(typ) or pa.types.is_large_string(typ))],
+        "use_dictionary": [path for name, path, _ in all_leaves if name not in plain],
+    }

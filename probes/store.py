@@ -100,11 +100,7 @@ _SEG = re.compile(r"^seg-(\d{6})\.")
 #: changes a result; the files come out slightly smaller). Every hop file goes through
 #: these, whichever path writes it (ingest, Dask staging, :func:`recover`), so the same
 #: results give the same bytes.
-_HOP_PARQUET_OPTIONS = {
-    **fileio.PARQUET_OPTIONS,
-    "use_dictionary": [path for name, path, _ in fileio.parquet_leaves(HOP_SCHEMA) if name != "rtt"],
-    "write_statistics": [path for _, path, typ in fileio.parquet_leaves(HOP_SCHEMA) if not pa.types.is_string(typ)],
-}
+_HOP_PARQUET_OPTIONS = {**fileio.PARQUET_OPTIONS, **fileio.column_options(HOP_SCHEMA, plain={"rtt"})}
 
 log = logging.getLogger(__name__)
 
@@ -395,8 +391,7 @@ def _write_raw(target: Path, raw: list[bytes]) -> None:
 
 def _write_hops(hops: pa.Table, target: Path) -> None:
     """A hop table as Parquet with :data:`_HOP_PARQUET_OPTIONS`, atomically."""
-    with fileio.atomic_path(target) as tmp:
-        pq.write_table(hops, tmp, **_HOP_PARQUET_OPTIONS)
+    fileio.write_parquet(hops, target, options=_HOP_PARQUET_OPTIONS)
 
 
 def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
