@@ -34,12 +34,20 @@ __all__ = [
     "pop_indicator",
     "pop_upper_indicator",
     "proportion_table",
+    "SUM_COLUMNS",
+    "cluster_sums",
+    "proportion_from_sums",
+    "bootstrap_sums",
+    "segment_starts",
     "path_exposure",
     "pop_exposure",
     "trimmed_mean",
     "hegemony",
+    "HegemonyCounts",
     "change_events",
     "crossing_locations",
+    "crossing_rows",
+    "crossing_summary",
 ]
 
 #: ``family=None`` means "any flagged family"; this is how it is labelled in output tables.
@@ -171,19 +179,40 @@ def cluster_bootstrap(
     >>> round(est, 3), round(lo, 3), round(hi, 3)
     (0.333, 0.025, 0.906)
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     x = np.asarray(values, float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, float)
     if x.shape != w.shape or x.shape != np.shape(clusters):
         raise ValueError("values, clusters and weights must have the same length")
     if x.size == 0:
-        return math.nan, math.nan, math.nan
+        return bootstrap_sums(np.zeros(0), np.zeros(0), n_boot=n_boot, confidence=confidence, seed=seed)
     _, inv = np.unique(np.asarray(clusters), return_inverse=True)
-    s = np.bincount(inv, weights=w * x)
-    wc = np.bincount(inv, weights=w)
+    return bootstrap_sums(np.bincount(inv, weights=w * x), np.bincount(inv, weights=w),
+                          n_boot=n_boot, confidence=confidence, seed=seed)
+
+
+def bootstrap_sums(
+    s: npt.ArrayLike, wc: npt.ArrayLike, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> tuple[float, float, float]:
+    r""":func:`cluster_bootstrap` from the clusters' sums: :math:`S_c = \sum_{i \in c} w_i x_i`
+    and :math:`W_c = \sum_{i \in c} w_i`, one value per cluster in ascending cluster order.
+
+    What a pass over a campaign too large to hold keeps per (group, probe); equal sums and
+    seed give the same interval as :func:`cluster_bootstrap` over the rows.
+
+    Examples
+    --------
+    >>> bootstrap_sums([2, 0], [2, 2], n_boot=200, seed=1) == cluster_bootstrap([1, 1, 0, 0], [1, 1, 2, 2],
+    ...                                                                        n_boot=200, seed=1)
+    True
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    s = np.asarray(s, float)
+    wc = np.asarray(wc, float)
+    if s.size == 0:
+        return math.nan, math.nan, math.nan
     est = float(s.sum() / wc.sum())
     c = len(s)
     rng = np.random.default_rng(seed)
@@ -399,25 +428,72 @@ def proportion_table(
     if ci == "cluster-bootstrap" and cluster not in paths.column_names:
         raise SchemaMismatch(f"paths lack the cluster column {cluster!r} for the bootstrap")
 
-    if cols:
-        keys = paths.select(cols)
-        g = keys.append_column("__row", pa.array(np.arange(paths.num_rows)))
-        grouped = g.group_by(cols, use_threads=False).aggregate([("__row", "list")])
-        grouped = grouped.sort_by([(c, "ascending") for c in cols])
-        members = [np.asarray(r, np.int64) for r in grouped.column("__row_list").to_pylist()]
-        group_keys = grouped.select(cols)
-    else:
-        members = [np.arange(paths.num_rows)]
-        group_keys = None
+    sums = cluster_sums(paths.select(cols), clus, x, w)
+    return proportion_from_sums(sums, cols, ci=ci, n_boot=n_boot, confidence=confidence, seed=seed,
+                                method=_method_name(ci, weight, n_boot, seed, confidence, cluster))
 
+
+#: The sums :func:`proportion_from_sums` reads per (group, cluster), after the group columns.
+SUM_COLUMNS = ("cluster", "n", "k", "sw", "swx", "sw2")
+
+
+def cluster_sums(keys: pa.Table, clusters: npt.ArrayLike, indicator: npt.ArrayLike,
+                 weights: npt.ArrayLike | None = None) -> pa.Table:
+    """Per (group of ``keys``' columns, cluster): the sums of :data:`SUM_COLUMNS`.
+
+    ``n`` rows, ``k`` rows where ``indicator`` holds, and the weights' ``sw`` (sum),
+    ``swx`` (sum where the indicator holds) and ``sw2`` (sum of squares). Sums of parts of
+    a table add up to the sums of the whole (group them again and add), so a campaign too
+    large to hold is summed a part at a time.
+
+    Examples
+    --------
+    >>> t = cluster_sums(pa.table({"cc": ["DE", "DE", "FR"]}), [1, 1, 2], [True, False, True])
+    >>> t.sort_by("cc").select(["cc", "cluster", "n", "k"]).to_pylist()[0]
+    {'cc': 'DE', 'cluster': 1, 'n': 2, 'k': 1}
+    """
+    x = np.asarray(indicator, bool)
+    w = np.ones(len(x)) if weights is None else np.asarray(weights, float)
+    cols = keys.column_names
+    t = keys.append_column("cluster", pa.array(np.asarray(clusters)))
+    t = t.append_column("n", pa.array(np.ones(len(x), np.int64)))
+    t = t.append_column("k", pa.array(x.astype(np.int64)))
+    t = t.append_column("sw", pa.array(w)).append_column("swx", pa.array(w * x)).append_column("sw2", pa.array(w * w))
+    out = t.group_by([*cols, "cluster"], use_threads=False).aggregate([(c, "sum") for c in SUM_COLUMNS[1:]])
+    return out.rename_columns([*cols, "cluster", *SUM_COLUMNS[1:]]).select([*cols, *SUM_COLUMNS])
+
+
+def proportion_from_sums(
+    sums: pa.Table,
+    by: Sequence[str],
+    *,
+    ci: str = "wilson",
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    method: str | None = None,
+) -> pa.Table:
+    """:func:`proportion_table` from :func:`cluster_sums` (group columns ``by``).
+
+    ``sums`` may hold a (group, cluster) more than once, as sums of parts do: they are
+    added first. The output is :func:`proportion_table`'s, and equal to it for the rows
+    the sums were taken of (the same bootstrap replicates: clusters in ascending order).
+    """
+    cols = list(by)
+    sums = sums.group_by([*cols, "cluster"], use_threads=False).aggregate(
+        [(c, "sum") for c in SUM_COLUMNS[1:]]).rename_columns([*cols, *SUM_COLUMNS])
+    sums = sums.sort_by([(c, "ascending") for c in [*cols, "cluster"]])
+    n_all, k_all = (sums.column(c).to_numpy(zero_copy_only=False) for c in ("n", "k"))
+    sw_all, swx_all, sw2_all = (sums.column(c).to_numpy(zero_copy_only=False).astype(float)
+                                for c in ("sw", "swx", "sw2"))
+    starts = segment_starts(sums, cols) if cols else np.zeros(1, np.int64)
+    ends = np.append(starts[1:], sums.num_rows)[: len(starts)]
     n, k, nprobes, est, lo, hi, wlo, whi = [], [], [], [], [], [], [], []
-    method = _method_name(ci, weight, n_boot, seed, confidence, cluster)
-    for rows in members:
-        xs, ws = x[rows], w[rows]
-        sw, swx, sw2 = ws.sum(), (ws * xs).sum(), (ws * ws).sum()
-        n.append(len(rows))
-        k.append(int(xs.sum()))
-        nprobes.append(len(np.unique(clus[rows])) if len(rows) else 0)
+    for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
+        sw, swx, sw2 = sw_all[a:b].sum(), swx_all[a:b].sum(), sw2_all[a:b].sum()
+        n.append(int(n_all[a:b].sum()))
+        k.append(int(k_all[a:b].sum()))
+        nprobes.append(b - a)
         p = swx / sw if sw > 0 else math.nan
         est.append(p)
         neff = sw * sw / sw2 if sw2 > 0 else 0.0
@@ -428,30 +504,47 @@ def proportion_table(
             lo.append(float(wa))
             hi.append(float(wb))
         elif ci == "cluster-bootstrap":
-            _, a, b = cluster_bootstrap(
-                xs, clus[rows], weights=ws, n_boot=n_boot, confidence=confidence, seed=seed
-            )
-            lo.append(a)
-            hi.append(b)
+            _, ba, bb = bootstrap_sums(swx_all[a:b], sw_all[a:b], n_boot=n_boot, confidence=confidence, seed=seed)
+            lo.append(ba)
+            hi.append(bb)
         else:
             lo.append(math.nan)
             hi.append(math.nan)
-    out = {
+    table = pa.table({
         "traceroutes": pa.array(n, pa.int64()),
         "transiting": pa.array(k, pa.int64()),
         "probes": pa.array(nprobes, pa.int64()),
         "exposure": pa.array(est, pa.float64(), from_pandas=True),
         "ci_low": pa.array(lo, pa.float64(), from_pandas=True),
         "ci_high": pa.array(hi, pa.float64(), from_pandas=True),
-        "method": pa.array([method] * len(members), pa.string()),
+        "method": pa.array([method or ci] * len(n), pa.string()),
         "wilson_low": pa.array(wlo, pa.float64(), from_pandas=True),
         "wilson_high": pa.array(whi, pa.float64(), from_pandas=True),
-    }
-    table = pa.table(out)
-    if group_keys is not None:
-        for i, c in enumerate(cols):
-            table = table.add_column(i, c, group_keys.column(c))
+    })
+    for i, c in enumerate(cols):
+        table = table.add_column(i, c, sums.column(c).take(pa.array(starts)))
     return table
+
+
+def segment_starts(table: pa.Table, cols: Sequence[str]) -> np.ndarray:
+    """Row indices where a run of equal ``cols`` values begins in a sorted ``table`` (nulls
+    equal nulls); none for an empty table.
+
+    >>> segment_starts(pa.table({"a": [1, 1, None, None, 2]}), ["a"]).tolist()
+    [0, 2, 4]
+    """
+    n = table.num_rows
+    if not n:
+        return np.zeros(0, np.int64)
+    new = np.zeros(n, bool)
+    new[0] = True
+    for c in cols:
+        col = table.column(c).combine_chunks()
+        if n > 1:
+            prev, cur = col.slice(0, n - 1), col.slice(1)
+            same = pc.or_(pc.fill_null(pc.equal(cur, prev), False), pc.and_(pc.is_null(cur), pc.is_null(prev)))
+            new[1:] |= ~same.to_numpy(zero_copy_only=False)
+    return np.flatnonzero(new)
 
 
 def path_exposure(
@@ -617,61 +710,105 @@ def hegemony(
     >>> dict(zip(h.column("node").to_pylist(), h.column("hegemony").to_pylist()))
     {'AS9': 1.0, 'AS3': 0.5}
     """
-    _require(paths, ("as_path", viewpoint))
-    if exclude_loops and "loop" in paths.column_names:
-        paths = paths.filter(pc.invert(pc.fill_null(paths.column("loop"), False)))
-    empty = pa.table(
-        {
-            "node": pa.array([], pa.string()),
-            "hegemony": pa.array([], pa.float64()),
-            "viewpoints_seen": pa.array([], pa.int64()),
-            "n_viewpoints": pa.array([], pa.int64()),
-            "trimmed_each_side": pa.array([], pa.int64()),
-        }
-    )
-    vp_enc = paths.column(viewpoint).combine_chunks().dictionary_encode()
-    # rows with a null viewpoint are skipped (code -1), not filtered out: no copy of the table
-    vcode = pc.fill_null(vp_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    nv = len(vp_enc.dictionary)
-    if not nv:
-        return empty
-    per_vp = np.bincount(vcode[vcode >= 0], minlength=nv).astype(float)
+    counts = HegemonyCounts(viewpoint=viewpoint, exclude_viewpoint=exclude_viewpoint, exclude_loops=exclude_loops)
+    counts.add(paths)
+    return counts.table(trim=trim)
 
-    own_names = pc.binary_join_element_wise("AS", pc.cast(vp_enc.dictionary, pa.string()), "").to_pylist()
-    codes = NodeCodes()
-    pair_counts: list[tuple[np.ndarray, np.ndarray]] = []
-    # a chunk of paths at a time, reduced to (node, viewpoint) counts: memory does not grow
-    # with the campaign
-    for row, code in path_node_chunks(paths.column("as_path"), codes):
-        v = vcode[row]
-        keep = v >= 0
-        if exclude_viewpoint:  # the viewpoint's own node (-1: not met yet)
-            own_code = np.array([codes.code_of(name) for name in own_names], np.int64)
-            keep &= code != own_code[v]
-        r, node = unique_pairs(row[keep], code[keep], len(codes))  # each node once per path
-        pair_counts.append(np.unique(node * nv + vcode[r], return_counts=True))
-    if not len(codes):
-        return empty
-    names = np.asarray(codes.names, dtype=object)
-    nn = len(names)
-    counts = np.zeros((nn, nv))
-    for keys, n in pair_counts:
-        np.add.at(counts, (keys // nv, keys % nv), n)
-    b = counts / per_vp[None, :]
-    h = trimmed_mean(b, trim=trim, axis=1)
-    seen = (counts > 0).sum(axis=1)
-    present = seen > 0
-    cut = int(math.floor(trim * nv + 1e-9))
-    order = np.lexsort((names[present].astype(str), -h[present]))
-    return pa.table(
-        {
+
+class HegemonyCounts:
+    """What :func:`hegemony` counts, summed a part of the paths at a time.
+
+    Per viewpoint its paths, per (node, viewpoint) the paths through the node. Parts are
+    :meth:`add`-ed (or summed apart and :meth:`merge`-d, in order); :meth:`table` gives
+    :func:`hegemony`'s table of everything added. Memory grows with the distinct nodes and
+    viewpoints, not with the paths.
+    """
+
+    def __init__(self, *, viewpoint: str = "probe_asn", exclude_viewpoint: bool = True,
+                 exclude_loops: bool = False) -> None:
+        self.viewpoint, self.exclude_viewpoint, self.exclude_loops = viewpoint, exclude_viewpoint, exclude_loops
+        self.nodes = NodeCodes()
+        self.viewpoints = NodeCodes()
+        self.per_vp = np.zeros(0, np.int64)
+        # (node code, viewpoint code) -> paths, as parallel arrays; reduced when they grow
+        self._pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, paths: pa.Table) -> None:
+        """Count the paths of ``paths`` (``as_path`` and the viewpoint column)."""
+        _require(paths, ("as_path", self.viewpoint))
+        if self.exclude_loops and "loop" in paths.column_names:
+            paths = paths.filter(pc.invert(pc.fill_null(paths.column("loop"), False)))
+        vp_enc = paths.column(self.viewpoint).combine_chunks().dictionary_encode()
+        # rows with a null viewpoint are skipped (code -1), not filtered out: no copy of the table
+        local = pc.fill_null(vp_enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        if not len(vp_enc.dictionary):
+            return
+        vp_code = self.viewpoints.codes(vp_enc.dictionary)
+        vcode = np.where(local >= 0, vp_code[np.maximum(local, 0)], -1)
+        per_vp = np.bincount(vcode[vcode >= 0], minlength=len(self.viewpoints))
+        per_vp[: len(self.per_vp)] += self.per_vp
+        self.per_vp = per_vp
+        own_names = ["AS" + str(v) for v in vp_enc.dictionary.to_pylist()]
+        # a chunk of paths at a time, reduced to (node, viewpoint) counts
+        for row, code in path_node_chunks(paths.column("as_path"), self.nodes):
+            keep = local[row] >= 0
+            if self.exclude_viewpoint:  # the viewpoint's own node (-1: not met yet)
+                own_code = np.array([self.nodes.code_of(name) for name in own_names], np.int64)
+                keep &= code != own_code[local[row]]
+            r, node = unique_pairs(row[keep], code[keep], len(self.nodes))  # each node once per path
+            self._add_pairs(node, vcode[r], np.ones(len(r), np.int64))
+
+    def merge(self, other: HegemonyCounts) -> None:
+        """Add the counts of ``other`` (a later part of the same paths)."""
+        node_map = self.nodes.codes(pa.array(other.nodes.names, pa.string()))
+        vp_map = self.viewpoints.codes(pa.array(other.viewpoints.names))
+        per_vp = np.zeros(len(self.viewpoints), np.int64)
+        per_vp[: len(self.per_vp)] += self.per_vp
+        np.add.at(per_vp, vp_map[: len(other.per_vp)], other.per_vp)
+        self.per_vp = per_vp
+        for node, vp, n in other._pairs:
+            self._add_pairs(node_map[node], vp_map[vp], n)
+
+    def _add_pairs(self, node: np.ndarray, vp: np.ndarray, n: np.ndarray) -> None:
+        self._pairs.append((node, vp, n))
+        if len(self._pairs) >= 32:
+            self._pairs = [self._reduced()]
+
+    def _reduced(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not self._pairs:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+        nv = max(len(self.viewpoints), 1)
+        key = np.concatenate([node * nv + vp for node, vp, _ in self._pairs])
+        keys, inv = np.unique(key, return_inverse=True)
+        n = np.bincount(inv.ravel(), weights=np.concatenate([n for _, _, n in self._pairs]), minlength=len(keys))
+        return keys // nv, keys % nv, n.astype(np.int64)
+
+    def table(self, *, trim: float = 0.1) -> pa.Table:
+        """:func:`hegemony`'s table of the paths added."""
+        nv = len(self.viewpoints)
+        if not nv or not len(self.nodes):
+            return pa.table({
+                "node": pa.array([], pa.string()), "hegemony": pa.array([], pa.float64()),
+                "viewpoints_seen": pa.array([], pa.int64()), "n_viewpoints": pa.array([], pa.int64()),
+                "trimmed_each_side": pa.array([], pa.int64()),
+            })
+        names = np.asarray(self.nodes.names, dtype=object)
+        counts = np.zeros((len(names), nv))
+        node, vp, n = self._reduced()
+        counts[node, vp] = n
+        b = counts / self.per_vp[None, :].astype(float)
+        h = trimmed_mean(b, trim=trim, axis=1)
+        seen = (counts > 0).sum(axis=1)
+        present = seen > 0
+        cut = int(math.floor(trim * nv + 1e-9))
+        order = np.lexsort((names[present].astype(str), -h[present]))
+        return pa.table({
             "node": pa.array(names[present][order].tolist(), pa.string()),
             "hegemony": pa.array(h[present][order], pa.float64()),
             "viewpoints_seen": pa.array(seen[present][order], pa.int64()),
             "n_viewpoints": pa.array(np.full(int(present.sum()), nv), pa.int64()),
             "trimmed_each_side": pa.array(np.full(int(present.sum()), cut), pa.int64()),
-        }
-    )
+        })
 
 
 # ---------------------------------------------------------------------------- change events
@@ -761,19 +898,34 @@ def crossing_locations(paths: pa.Table, *, family: str | None = None) -> pa.Tabl
     >>> crossing_locations(t).select(["pop_city", "traceroutes", "probes"]).to_pylist()
     [{'pop_city': 'Ashburn', 'traceroutes': 2, 'probes': 2}]
     """
-    import duckdb
+    return crossing_summary(crossing_rows(paths), family=family)
 
+
+def crossing_rows(paths: pa.Table, *, row0: int = 0) -> pa.Table:
+    """The crossings of ``paths``, one row each: what :func:`crossing_summary` counts.
+
+    ``__tr`` is the traceroute's row (plus ``row0``: parts of one table numbered apart),
+    ``__prb`` its probe. The rows of parts of a table, concatenated, are the whole's.
+    """
     _require(paths, ("msm_id", "prb_id", "timestamp", "pop_crossings"))
     lists = paths.column("pop_crossings").combine_chunks()
     flat = pc.list_flatten(lists)
-    parent = pa.array(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64))
+    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
     cols = {f.name: flat.field(f.name) for f in flat.type}
-    need = ("family", "kind", "ixp_id", "ixp_name", "pop_city", "pop_country", "location_evidence", "verdict")
-    missing = [c for c in need if c not in cols]
+    missing = [c for c in _CROSSING_FIELDS if c not in cols]
     if missing:
         raise SchemaMismatch(f"pop_crossings lack field(s) {', '.join(missing)}")
-    x = pa.table({**{c: cols[c] for c in need}, "__tr": parent,
-                  "__prb": paths.column("prb_id").combine_chunks().take(parent)})
+    return pa.table({**{c: cols[c] for c in _CROSSING_FIELDS}, "__tr": pa.array(parent + row0),
+                     "__prb": paths.column("prb_id").combine_chunks().take(pa.array(parent))})
+
+
+_CROSSING_FIELDS = ("family", "kind", "ixp_id", "ixp_name", "pop_city", "pop_country", "location_evidence", "verdict")
+
+
+def crossing_summary(x: pa.Table, *, family: str | None = None) -> pa.Table:
+    """:func:`crossing_locations` from :func:`crossing_rows`."""
+    import duckdb
+
     if family is not None:
         x = x.filter(pc.fill_null(pc.equal(x.column("family"), family), False))
     con = duckdb.connect()

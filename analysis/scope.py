@@ -14,6 +14,7 @@ left out and why, the destinations that could not be located, by name), and
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,11 @@ __all__ = [
     "SCOPED_PATHS_SCHEMA",
     "ScopeTally",
     "destination_exposure",
+    "destination_exposure_of",
+    "destination_pairs",
     "destination_families",
     "destination_hosted",
+    "destination_hosted_of",
     "in_scope",
     "scope_summary",
     "scope_traceroutes",
@@ -255,14 +259,37 @@ def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Tabl
     >>> t.select(["dst_addr", "traceroutes", "transiting", "exposure"]).to_pylist()[0]
     {'dst_addr': 'a', 'traceroutes': 2, 'transiting': 1, 'exposure': 0.5}
     """
-    dst = paths.column("dst_addr").to_pylist()
-    prb = paths.column("prb_id").to_pylist()
-    fl = pc.fill_null(paths["transits_flagged"], False).to_pylist()
-    n: Counter = Counter(dst)
-    k: Counter = Counter(d for d, f in zip(dst, fl, strict=True) if f)
-    probes: dict[Any, set] = {}
-    for d, p in zip(dst, prb, strict=True):
-        probes.setdefault(d, set()).add(p)
+    return destination_exposure_of(destination_pairs(paths), destinations, nodes, confidence=confidence)
+
+
+def destination_pairs(paths: pa.Table) -> pa.Table:
+    """Per (``dst_addr``, ``prb_id``): traceroutes ``n`` and those transiting a flagged
+    family ``k``. Pairs of parts of a table, concatenated, sum to the whole's.
+
+    >>> destination_pairs(pa.table({"dst_addr": ["a", "a"], "prb_id": [1, 1], "transits_flagged": [True, None]})
+    ...                   ).to_pylist()
+    [{'dst_addr': 'a', 'prb_id': 1, 'n': 2, 'k': 1}]
+    """
+    t = pa.table({"dst_addr": paths["dst_addr"], "prb_id": paths["prb_id"],
+                  "n": pa.array(np.ones(paths.num_rows, np.int64)),
+                  "k": pc.cast(pc.fill_null(paths["transits_flagged"], False), pa.int64())})
+    return _pair_sums(t)
+
+
+def _pair_sums(t: pa.Table) -> pa.Table:
+    return t.group_by(["dst_addr", "prb_id"], use_threads=False).aggregate(
+        [("n", "sum"), ("k", "sum")]).rename_columns(["dst_addr", "prb_id", "n", "k"])
+
+
+def destination_exposure_of(pairs: pa.Table, destinations: pa.Table, nodes: pa.Table | None = None, *,
+                            confidence: float = 0.95) -> pa.Table:
+    """:func:`destination_exposure` from :func:`destination_pairs` (of parts, concatenated)."""
+    pairs = _pair_sums(pairs)
+    per = pairs.group_by("dst_addr", use_threads=False).aggregate([("n", "sum"), ("k", "sum"), ("prb_id", "count")])
+    dsts = per.column("dst_addr").to_pylist()
+    n = dict(zip(dsts, per.column("n_sum").to_pylist(), strict=True))
+    k = dict(zip(dsts, per.column("k_sum").to_pylist(), strict=True))
+    probes = dict(zip(dsts, per.column("prb_id_count").to_pylist(), strict=True))
     info = {r["dst_addr"]: r for r in destinations.to_pylist()}
     names: dict[int, str] = {}
     if nodes is not None and "org" in nodes.column_names:
@@ -281,7 +308,7 @@ def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Tabl
             "dst_addr": d, "dst_asn": asn, "dst_as_name": names.get(asn) if asn is not None else None,
             "dst_country": r.get("dst_country"), "dst_country_via": r.get("dst_country_via"),
             "dst_anycast": r.get("dst_anycast"), "dst_family": r.get("dst_family"),
-            "traceroutes": n[d], "probes": len(probes[d]),
+            "traceroutes": n[d], "probes": probes[d],
             "transiting": k[d], "exposure": k[d] / n[d], "ci_low": float(lo[i]), "ci_high": float(hi[i]),
             "method": f"Wilson score interval, {confidence:.0%}",
         })
@@ -367,8 +394,14 @@ def destination_hosted(paths: pa.Table, destinations: pa.Table, families: list[s
     >>> h["any"]["hosted"], h["any"]["estimate"], h["china-telecom"]["estimate"]
     (3, 0.75, 0.5)
     """
-    n = paths.num_rows
-    per = Counter(paths.column("dst_addr").to_pylist())
+    return destination_hosted_of(Counter(paths.column("dst_addr").to_pylist()), destinations, families,
+                                 confidence=confidence)
+
+
+def destination_hosted_of(per: Mapping[Any, int], destinations: pa.Table, families: list[str], *,
+                          confidence: float = 0.95) -> dict[str, Any]:
+    """:func:`destination_hosted` from the traceroutes per destination."""
+    n = sum(per.values())
     info = {r["dst_addr"]: r for r in destinations.to_pylist()}
     out: dict[str, Any] = {}
     for fam in ["any", *families]:
