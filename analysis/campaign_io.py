@@ -63,7 +63,6 @@ from analysis._tables import (
     ANNOTATED_REQUIRED,
     connect,
     int_np,
-    list_of,
     node_attributes_sql,
     override_families,
     plain_columns,
@@ -74,17 +73,17 @@ from analysis.annotate import annotate, parquet_options
 from analysis.datasets import load_snapshot
 from analysis.destinations import load_country_geometry, locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
-from analysis.nodes import IXP_PREFIX
 from analysis.ownership import apply_owners
+from analysis.path_sums import GROUPINGS, PathSums, scoped_batches
 from analysis.paths import build_paths, misplaced_probes
 from analysis.registry import load_registry
 from analysis.report import CampaignData, render_html
 from analysis.scope import (
     SCOPED_PATHS_SCHEMA,
     ScopeTally,
-    destination_exposure,
+    destination_exposure_of,
     destination_families,
-    destination_hosted,
+    destination_hosted_of,
     in_scope,
     scope_summary,
     scope_traceroutes,
@@ -110,8 +109,6 @@ __all__ = [
     "write_report",
 ]
 
-#: Groupings written to the exposure tables besides the overall figure.
-GROUPINGS = ("source_country", "source_as", "destination", "destination_as", "day")
 #: The exposure tables :func:`analyze_campaign` writes (``exposure/<name>.parquet|.csv``)
 #: and :func:`load_campaign` reads back (all but ``pops``).
 _EXPOSURE_TABLES = ("path_exposure", "pop_exposure", "change_events", "hegemony", "destinations", "places")
@@ -582,32 +579,31 @@ def _analyze_locked(
                         writer.write_table(pq.read_table(f, schema=SCOPED_PATHS_SCHEMA))
             shutil.rmtree(parts_dir)
         paths_file = campaign.paths_parquet
-        step("exposure: reading the paths in scope")
-        paths = in_scope(pq.read_table(paths_file, columns=list(_METRIC_COLUMNS)))
-
-        fams = _report_families(paths, nodes, registry, families)
+        fams = _report_families(paths_file, nodes, registry, families)
+        geometry = load_country_geometry()  # the upper bound's speed-of-light test, once for every family
+        # one pass over the paths in scope, a row group per task, reduced to sums: memory
+        # grows with the probes, destinations and AS graph, not with the traceroutes
+        row_groups = pq.ParquetFile(paths_file).num_row_groups
+        step("exposure: summing %d row groups of paths", row_groups)
+        sums = PathSums([None, *fams], pop_country, geometry)
+        for part in runner.map(_sums_task, [[g] for g in range(row_groups)],
+                               shared={"paths_file": str(paths_file), "families": [None, *fams],
+                                       "pop_country": pop_country, "geometry": geometry}):
+            sums.merge(part)
         opts = {"n_boot": n_boot, "seed": seed, "confidence": confidence}
-        weighted = paths.append_column("probe_weight", _probe_weights(paths))
         # the exposure tables (a cluster bootstrap per group) are independent tasks
         tasks = [(fam, kind, by, w) for fam in [None, *fams] for kind in ("path_exposure", "pop_exposure")
                  for by, w in ((None, False), (None, True), *((g, False) for g in GROUPINGS))]
-        # Dask workers read the paths file themselves (no large pickled table to ship)
-        source = {"paths": weighted} if runner.engine == "local" else {"paths_file": str(paths_file)}
-        # the graph is one more independent task, the longest: first in line
-        step("exposure: %d bootstrap tables and the AS graph", len(tasks))
-        results = list(runner.map(
-            _exposure_task, [(None, "graph", None, False), *tasks], setup=_exposure_context,
-            shared={**source, "pop_country": pop_country, "opts": opts, "nodes": nodes}))
-        g = results[0]
-        exposure = dict(zip(tasks, results[1:], strict=True))
-    del weighted
+        step("exposure: %d bootstrap tables", len(tasks))
+        exposure = dict(zip(tasks, runner.map(_exposure_task, tasks, shared={"sums": sums.for_exposure(), **opts}),
+                            strict=True))
     step("hegemony, change events, writing")
-    hegemony = metrics.hegemony(paths)
+    g = sums.graph.graph(nodes=nodes)
+    hegemony = sums.hegemony.table()
     node_family = dict(zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(), strict=True))
     path_tabs: list[pa.Table] = []
     pop_tabs: list[pa.Table] = []
     summary: dict[str, Any] = {}
-    geometry = load_country_geometry()  # the upper bound's speed-of-light test, once for every family
     for fam in [None, *fams]:
         label = fam or metrics.ANY_FAMILY
         entry: dict[str, Any] = {}
@@ -624,14 +620,14 @@ def _analyze_locked(
             for grouping in GROUPINGS:
                 tabs.append(_long(exposure[(fam, kind, grouping, False)], grouping))
         pop = entry["pop_exposure"]
-        pop["possibly"] = _pop_upper(paths, fam, pop_country, confidence, geometry, n_boot=n_boot, seed=seed)
+        pop["possibly"] = _pop_upper(sums, fam, pop_country, confidence, n_boot=n_boot, seed=seed)
         pop["bounds"] = _pop_bounds(pop, pop["possibly"], confidence)
         entry["hegemony"] = _family_hegemony(hegemony, node_family, fam)
         summary[label] = entry
 
     from analysis.vantage import country_basis
 
-    basis = country_basis(paths, probe_basis)
+    basis = country_basis(sums.country_pairs(), probe_basis)
     derived_basis = {cc: b for cc, b in basis.items() if b != "probe metadata"}
     if derived_basis:
         probe_status = {**probe_status, "derived_countries": derived_basis}
@@ -639,21 +635,21 @@ def _analyze_locked(
     if owner_vias:
         written["owners"] = str(campaign.owners_parquet)
     tables = {
-        "destinations": destination_exposure(paths, dst_info, nodes, confidence=confidence),
+        "destinations": destination_exposure_of(sums.destination_pairs(), dst_info, nodes, confidence=confidence),
         "path_exposure": _with_country_basis(pa.concat_tables(path_tabs, promote_options="permissive"), basis),
         "pop_exposure": _with_country_basis(pa.concat_tables(pop_tabs, promote_options="permissive"), basis),
         "hegemony": hegemony,
-        "pops": metrics.crossing_locations(paths),
+        "pops": sums.crossing_locations(),
         "places": places,
-        "change_events": pa.concat_tables(
-            [metrics.change_events(paths, family=f) for f in [None, *fams]]
-        ),
+        "change_events": _change_events(paths_file, [None, *fams]),
     }
     control_plane = None
     if bgp_inputs is not None:
         step("control plane: BGP paths, agreement, signals")
+        # the control plane's comparison still reads every traceroute in scope at once
+        scoped = in_scope(pq.read_table(paths_file, columns=[*_BGP_COLUMNS, "in_scope"]))
         control_plane, bgp_tables = bgp.campaign_bgp(
-            bgp_inputs, paths, tables["change_events"], full_registry,
+            bgp_inputs, scoped, tables["change_events"], full_registry,
             dst_country=None if dst_country == "any" else dst_country, n_boot=n_boot, seed=seed,
             confidence=confidence)
         tables.update({k: _csv_ready(t) for k, t in bgp_tables.items()})
@@ -671,23 +667,20 @@ def _analyze_locked(
         graph_mod.write_graphml(graph_mod.flagged_subgraph(g), stage / campaign.flagged_subgraph_graphml.name)
     written["graph"] = str(campaign.as_graph_graphml)
 
-    crossings = pc.list_flatten(paths.column("pop_crossings").combine_chunks())
     report = {
         "campaign": campaign.name,
         "snapshot": snapshot,
         "annotate": annotate_info,
         "scope": scope_summary(scope, located),
-        "destination_hosted": destination_hosted(paths, dst_info, fams, confidence=confidence),
+        "destination_hosted": destination_hosted_of(sums.per_destination(), dst_info, fams, confidence=confidence),
         "probe_metadata": probe_status,
-        "traceroutes": paths.num_rows,
-        "probes": len(pc.unique(paths.column("prb_id"))),
-        "transiting_any": int(pc.sum(paths.column("transits_flagged")).as_py() or 0),
-        "ixp_crossing_traceroutes": int(
-            pc.sum(pc.greater(pc.list_value_length(_ixp_lists(paths)), 0)).as_py() or 0
-        ),
-        "pop_crossings": len(crossings),
-        "detours": int(pc.sum(pc.fill_null(paths.column("detour"), False)).as_py() or 0),
-        "loops": int(pc.sum(paths.column("loop")).as_py() or 0),
+        "traceroutes": sums.counts["traceroutes"],
+        "probes": sums.probes(),
+        "transiting_any": sums.transiting_any(),
+        "ixp_crossing_traceroutes": sums.counts["ixp_crossing_traceroutes"],
+        "pop_crossings": sums.counts["pop_crossings"],
+        "detours": sums.counts["detours"],
+        "loops": sums.counts["loops"],
         "pop_country": pop_country,
         "destinations": dst_source,
         "facilities": fac_source,
@@ -802,9 +795,11 @@ def refresh_campaign(
 #: Path columns the metrics, graph and report read back from ``paths.parquet``.
 _METRIC_COLUMNS = (
     "msm_id", "prb_id", "timestamp", "day", "probe_asn", "probe_country", "dst_addr", "dst_asn",
-    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour", "in_scope",
+    "as_path", "loop", "transits_flagged", "flagged_families", "pop_crossings", "detour",
     "probe_lat", "probe_lon",
 )  # fmt: skip
+#: What the control-plane comparison reads of the paths (:func:`analysis.bgp.campaign_bgp`).
+_BGP_COLUMNS = ("msm_id", "prb_id", "timestamp", "probe_asn", "dst_addr", "flagged_families")
 
 
 def _annotated_columns(files: list[Path]) -> list[str]:
@@ -1000,29 +995,28 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     return str(target), drops, ScopeTally.of(scope)
 
 
-def _exposure_context(shared: dict[str, Any]) -> dict[str, Any]:
-    """The probe-weighted metric columns of the paths, given or read from ``paths_file``."""
-    if "paths" in shared:
-        return shared
-    paths = in_scope(pq.read_table(shared["paths_file"], columns=list(_METRIC_COLUMNS)))
-    return {**shared, "paths": paths.append_column("probe_weight", _probe_weights(paths))}
+def _sums_task(row_groups: list[int], ctx: dict[str, Any]) -> PathSums:
+    """The sums of the in-scope paths of some row groups of ``paths_file``."""
+    sums = PathSums(ctx["families"], ctx["pop_country"], ctx["geometry"])
+    for table, row0 in scoped_batches(ctx["paths_file"], _METRIC_COLUMNS, row_groups=row_groups):
+        sums.add(table, row0)
+    return sums
 
 
-def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> Any:
-    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted);
-    or, for kind ``"graph"``, the AS graph of the paths."""
+def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str, Any]) -> pa.Table:
+    """One exposure table: (family, path_exposure|pop_exposure, grouping, probe-weighted)."""
+    family, kind, by, weighted = task
+    return ctx["sums"].exposure(family, kind, by, weighted, n_boot=ctx["n_boot"], seed=ctx["seed"],
+                                confidence=ctx["confidence"])
+
+
+def _change_events(paths_file: Path, families: list[str | None]) -> pa.Table:
+    """The change events of every family (any first) over the paths in scope."""
     from analysis import metrics
 
-    family, kind, by, weighted = task
-    if kind == "graph":
-        from analysis.graph import build_graph
-
-        return build_graph(ctx["paths"], nodes=ctx["nodes"])
-    fn = metrics.path_exposure if kind == "path_exposure" else metrics.pop_exposure
-    extra = {"country": ctx["pop_country"]} if kind == "pop_exposure" else {}
-    if weighted:
-        extra["weight"] = "probe_weight"
-    return fn(ctx["paths"], family=family, by=by, ci="cluster-bootstrap", **extra, **ctx["opts"])
+    scoped = in_scope(pq.read_table(paths_file, columns=["prb_id", "dst_addr", "timestamp", "flagged_families",
+                                                         "in_scope"]))
+    return pa.concat_tables([metrics.change_events(scoped, family=f) for f in families])
 
 
 def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:
@@ -1397,12 +1391,18 @@ def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
 
 
 def _report_families(
-    paths: pa.Table, nodes: pa.Table, registry: RegistryLike | None, families: Sequence[str] | None
+    paths_file: Path, nodes: pa.Table, registry: RegistryLike | None, families: Sequence[str] | None
 ) -> list[str]:
     if families is not None:
         return list(dict.fromkeys(families))
     found = set(registry_family_ids(registry) if registry is not None else _default_family_ids())
-    found.update(f for f in pc.list_flatten(paths.column("flagged_families")).to_pylist() if f)
+    con = connect()
+    try:
+        found.update(r[0] for r in con.execute(
+            "SELECT DISTINCT f FROM (SELECT unnest(flagged_families) AS f FROM read_parquet(?) WHERE in_scope) "
+            "WHERE f IS NOT NULL AND f <> ''", [str(paths_file)]).fetchall())
+    finally:
+        con.close()
     if registry is None:
         found.update(f for f in nodes.column("family").to_pylist() if f)
     return sorted(found)
@@ -1410,13 +1410,6 @@ def _report_families(
 
 def _default_family_ids() -> list[str]:
     return list(load_registry().families)
-
-
-def _probe_weights(paths: pa.Table) -> pa.Array:
-    """1 / (traceroutes of the row's probe): every probe weighs the same in total."""
-    prb = paths.column("prb_id").to_numpy(zero_copy_only=False)
-    _, inv, counts = np.unique(prb, return_inverse=True, return_counts=True)
-    return pa.array(1.0 / counts[inv] if len(prb) else np.empty(0), pa.float64())
 
 
 def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family: str | None) -> dict[str, Any]:
@@ -1429,16 +1422,11 @@ def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family:
             if hegemony.num_rows else 0}
 
 
-def _pop_upper(paths: pa.Table, family: str | None, country: str, confidence: float,
-               geometry: pa.Table, *, n_boot: int, seed: int) -> dict[str, Any]:
+def _pop_upper(sums: PathSums, family: str | None, country: str, confidence: float, *, n_boot: int,
+               seed: int) -> dict[str, Any]:
     """The upper bound of PoP exposure (:func:`analysis.metrics.pop_upper_indicator`), with
     the same cluster bootstrap over probes as the located (lower-bound) figure."""
-    from analysis import metrics
-
-    ind = metrics.pop_upper_indicator(paths, family=family, country=country, geometry=geometry)
-    k, n = int(ind.sum()), len(ind)
-    est, lo, hi = metrics.cluster_bootstrap(ind.astype(float), paths.column("prb_id").to_numpy(zero_copy_only=False),
-                                            n_boot=n_boot, seed=seed, confidence=confidence) if n else (None,) * 3
+    k, _n, est, lo, hi = sums.pop_upper(family, n_boot=n_boot, seed=seed, confidence=confidence)
     return {"estimate": est, "transiting": k, "ci_low": lo, "ci_high": hi,
             "method": f"upper bound: also crossings with no located PoP that the speed of light does not "
                       f"keep out of {country}; cluster bootstrap over prb_id, percentile {confidence:.0%}, "
@@ -1497,17 +1485,6 @@ def _with_country_basis(table: pa.Table, basis: dict[str, str]) -> pa.Table:
     groups = table.column("group").to_pylist()
     vals = [basis.get(g) if r and g is not None else None for g, r in zip(groups, rows, strict=True)]
     return table.append_column("country_basis", pa.array(vals, pa.string()))
-
-
-def _ixp_lists(paths: pa.Table) -> pa.Array:
-    """Per traceroute, the IXP nodes on its path."""
-    lists = paths.column("as_path").combine_chunks()
-    flat = pc.list_flatten(lists)
-    parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False)
-    is_ixp = pc.starts_with(flat, IXP_PREFIX).to_numpy(zero_copy_only=False)
-    vals = flat.filter(pa.array(is_ixp))
-    return list_of(vals, parent[is_ixp].astype(np.int64), paths.num_rows)
-
 
 
 # ---------------------------------------------------------------------------- report

@@ -39,6 +39,7 @@ __all__ = [
     "proportion_from_sums",
     "bootstrap_sums",
     "segment_starts",
+    "exposure_labels",
     "path_exposure",
     "pop_exposure",
     "trimmed_mean",
@@ -47,6 +48,7 @@ __all__ = [
     "change_events",
     "crossing_locations",
     "crossing_rows",
+    "CROSSING_FIELDS",
     "crossing_summary",
 ]
 
@@ -429,8 +431,8 @@ def proportion_table(
         raise SchemaMismatch(f"paths lack the cluster column {cluster!r} for the bootstrap")
 
     sums = cluster_sums(paths.select(cols), clus, x, w)
-    return proportion_from_sums(sums, cols, ci=ci, n_boot=n_boot, confidence=confidence, seed=seed,
-                                method=_method_name(ci, weight, n_boot, seed, confidence, cluster))
+    return proportion_from_sums(sums, cols, ci=ci, weight=weight, cluster=cluster, n_boot=n_boot,
+                                confidence=confidence, seed=seed)
 
 
 #: The sums :func:`proportion_from_sums` reads per (group, cluster), after the group columns.
@@ -468,18 +470,21 @@ def proportion_from_sums(
     by: Sequence[str],
     *,
     ci: str = "wilson",
+    weight: str | None = None,
+    cluster: str = "prb_id",
     n_boot: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-    method: str | None = None,
 ) -> pa.Table:
     """:func:`proportion_table` from :func:`cluster_sums` (group columns ``by``).
 
     ``sums`` may hold a (group, cluster) more than once, as sums of parts do: they are
     added first. The output is :func:`proportion_table`'s, and equal to it for the rows
-    the sums were taken of (the same bootstrap replicates: clusters in ascending order).
+    the sums were taken of (the same bootstrap replicates: clusters in ascending order);
+    ``weight`` and ``cluster`` only name the weight and the clusters in ``method``.
     """
     cols = list(by)
+    method = _method_name(ci, weight, n_boot, seed, confidence, cluster)
     sums = sums.group_by([*cols, "cluster"], use_threads=False).aggregate(
         [(c, "sum") for c in SUM_COLUMNS[1:]]).rename_columns([*cols, *SUM_COLUMNS])
     sums = sums.sort_by([(c, "ascending") for c in [*cols, "cluster"]])
@@ -517,7 +522,7 @@ def proportion_from_sums(
         "exposure": pa.array(est, pa.float64(), from_pandas=True),
         "ci_low": pa.array(lo, pa.float64(), from_pandas=True),
         "ci_high": pa.array(hi, pa.float64(), from_pandas=True),
-        "method": pa.array([method or ci] * len(n), pa.string()),
+        "method": pa.array([method] * len(n), pa.string()),
         "wilson_low": pa.array(wlo, pa.float64(), from_pandas=True),
         "wilson_high": pa.array(whi, pa.float64(), from_pandas=True),
     })
@@ -587,6 +592,14 @@ def path_exposure(
         confidence=confidence,
         seed=seed,
     )
+    return exposure_labels(table, family)
+
+
+def exposure_labels(table: pa.Table, family: str | None, country: str | None = None) -> pa.Table:
+    """A proportion table labelled as an exposure table: ``family`` first (``any`` for
+    None), then ``pop_country`` when ``country`` is given (PoP exposure)."""
+    if country is not None:
+        table = table.add_column(0, "pop_country", pa.array([country] * table.num_rows, pa.string()))
     return table.add_column(0, "family", pa.array([family or ANY_FAMILY] * table.num_rows, pa.string()))
 
 
@@ -629,8 +642,7 @@ def pop_exposure(
     table = proportion_table(
         paths, ind, by=by, weight=weight, ci=ci, n_boot=n_boot, confidence=confidence, seed=seed
     )
-    table = table.add_column(0, "pop_country", pa.array([country] * table.num_rows, pa.string()))
-    return table.add_column(0, "family", pa.array([family or ANY_FAMILY] * table.num_rows, pa.string()))
+    return exposure_labels(table, family, country)
 
 
 # ---------------------------------------------------------------------------- hegemony
@@ -912,14 +924,15 @@ def crossing_rows(paths: pa.Table, *, row0: int = 0) -> pa.Table:
     flat = pc.list_flatten(lists)
     parent = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
     cols = {f.name: flat.field(f.name) for f in flat.type}
-    missing = [c for c in _CROSSING_FIELDS if c not in cols]
+    missing = [c for c in CROSSING_FIELDS if c not in cols]
     if missing:
         raise SchemaMismatch(f"pop_crossings lack field(s) {', '.join(missing)}")
-    return pa.table({**{c: cols[c] for c in _CROSSING_FIELDS}, "__tr": pa.array(parent + row0),
+    return pa.table({**{c: cols[c] for c in CROSSING_FIELDS}, "__tr": pa.array(parent + row0),
                      "__prb": paths.column("prb_id").combine_chunks().take(pa.array(parent))})
 
 
-_CROSSING_FIELDS = ("family", "kind", "ixp_id", "ixp_name", "pop_city", "pop_country", "location_evidence", "verdict")
+#: The fields of a crossing that :func:`crossing_rows` keeps.
+CROSSING_FIELDS = ("family", "kind", "ixp_id", "ixp_name", "pop_city", "pop_country", "location_evidence", "verdict")
 
 
 def crossing_summary(x: pa.Table, *, family: str | None = None) -> pa.Table:
