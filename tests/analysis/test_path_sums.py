@@ -13,7 +13,12 @@ from analysis import metrics
 from analysis.destinations import load_country_geometry
 from analysis.graph import build_graph
 from analysis.path_sums import GROUPINGS, PathSums, scoped_batches
-from analysis.scope import destination_exposure, destination_exposure_of, destination_hosted, destination_hosted_of
+from analysis.scope import (
+    destination_exposure,
+    destination_exposure_of,
+    destination_hosted,
+    destination_hosted_of,
+)
 from analysis.vantage import country_basis
 from tests.analysis._demo import demo_campaign  # noqa: F401  (fixture)
 
