@@ -641,7 +641,7 @@ def _analyze_locked(
         "hegemony": hegemony,
         "pops": sums.crossing_locations(),
         "places": places,
-        "change_events": _change_events(paths_file, [None, *fams]),
+        "change_events": metrics.change_events_file(paths_file, [None, *fams]),
     }
     control_plane = None
     if bgp_inputs is not None:
@@ -1008,15 +1008,6 @@ def _exposure_task(task: tuple[str | None, str, str | None, bool], ctx: dict[str
     family, kind, by, weighted = task
     return ctx["sums"].exposure(family, kind, by, weighted, n_boot=ctx["n_boot"], seed=ctx["seed"],
                                 confidence=ctx["confidence"])
-
-
-def _change_events(paths_file: Path, families: list[str | None]) -> pa.Table:
-    """The change events of every family (any first) over the paths in scope."""
-    from analysis import metrics
-
-    scoped = in_scope(pq.read_table(paths_file, columns=["prb_id", "dst_addr", "timestamp", "flagged_families",
-                                                         "in_scope"]))
-    return pa.concat_tables([metrics.change_events(scoped, family=f) for f in families])
 
 
 def _distinct_destinations(trace_files: Sequence[str]) -> pa.Array:

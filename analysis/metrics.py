@@ -15,15 +15,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from statistics import NormalDist
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import NodeCodes, path_node_chunks, unique_pairs
+from analysis._tables import NodeCodes, connect, path_node_chunks, unique_pairs
 from analysis.errors import SchemaMismatch
+
+if TYPE_CHECKING:
+    import duckdb
 
 __all__ = [
     "ANY_FAMILY",
@@ -46,6 +51,7 @@ __all__ = [
     "hegemony",
     "HegemonyCounts",
     "change_events",
+    "change_events_file",
     "crossing_locations",
     "crossing_rows",
     "CROSSING_FIELDS",
@@ -856,32 +862,86 @@ def change_events(
     ['start', 'stop']
     """
     _require(paths, tuple(pair) + ("timestamp", "flagged_families"))
-    x = transit_indicator(paths, family=family)
-    t = paths.select(list(pair) + ["timestamp"]).append_column("__x", pa.array(x))
-    t = t.append_column("__row", pa.array(np.arange(t.num_rows)))
-    t = t.sort_by([(c, "ascending") for c in pair] + [("timestamp", "ascending")])
-    n = t.num_rows
-    same = np.zeros(n, bool)
-    if n > 1:
-        same[1:] = True
-        for c in pair:
-            col = t.column(c).combine_chunks()
-            eq = pc.fill_null(pc.equal(col.slice(1), col.slice(0, n - 1)), False)
-            both_null = pc.and_(pc.is_null(col.slice(1)), pc.is_null(col.slice(0, n - 1)))
-            same[1:] &= pc.or_(eq, both_null).to_numpy(zero_copy_only=False)
-    xs = t.column("__x").to_numpy(zero_copy_only=False)
-    change = np.zeros(n, bool)
-    if n > 1:
-        change[1:] = same[1:] & (xs[1:] != xs[:-1])
-    idx = np.flatnonzero(change)
-    out = t.take(pa.array(idx)).select(list(pair))
-    ts = t.column("timestamp").combine_chunks()
-    out = out.append_column("family", pa.array([family or ANY_FAMILY] * len(idx), pa.string()))
-    out = out.append_column(
-        "event", pa.array(np.where(xs[idx], "start", "stop").tolist(), pa.string())
-    )
-    out = out.append_column("timestamp", ts.take(pa.array(idx)))
-    return out.append_column("previous_timestamp", ts.take(pa.array(idx - 1, pa.int64())))
+    t = paths.select([*pair, "timestamp", "flagged_families"])
+    t = t.append_column("__row", pa.array(np.arange(t.num_rows, dtype=np.int64)))
+    con = connect()
+    try:
+        con.register("__paths", t)
+        return _change_query(con, "__paths", t.schema, [family], pair)
+    finally:
+        con.close()
+
+
+def change_events_file(path: str | Path, families: Sequence[str | None], *,
+                       pair: Sequence[str] = ("prb_id", "dst_addr"), memory_limit: str = "1GB") -> pa.Table:
+    """:func:`change_events` of every family in ``families`` (None: any), concatenated in
+    that order, over the traceroutes of a paths Parquet file (those ``in_scope`` when it
+    has that column), computed out of core: DuckDB reads the file and sorts it within
+    ``memory_limit``, spilling to a temporary directory beyond it.
+
+    Examples
+    --------
+    >>> import datetime as dt, tempfile, pyarrow.parquet as pq
+    >>> ts = [dt.datetime(2026, 1, d, tzinfo=dt.timezone.utc) for d in (1, 2, 3)]
+    >>> t = pa.table({"prb_id": [1, 1, 1], "dst_addr": ["a"] * 3, "timestamp": ts,
+    ...               "flagged_families": [[], ["f"], []], "in_scope": [True, True, False]})
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     pq.write_table(t, f"{d}/p.parquet")
+    ...     change_events_file(f"{d}/p.parquet", [None, "f"]).select(["family", "event"]).to_pylist()
+    [{'family': 'any', 'event': 'start'}, {'family': 'f', 'event': 'start'}]
+    """
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    _require_names(schema.names, (*pair, "timestamp", "flagged_families"))
+    scope = "WHERE in_scope" if "in_scope" in schema.names else ""
+    with tempfile.TemporaryDirectory(prefix="pathexp-events-") as tmp:
+        con = connect()
+        try:
+            con.execute(f"SET memory_limit = '{memory_limit}'")
+            con.execute(f"SET temp_directory = '{tmp}'")
+            cols = ", ".join(f'"{c}"' for c in [*pair, "timestamp", "flagged_families"])
+            quoted = str(path).replace("'", "''")
+            con.execute(f"CREATE VIEW __paths AS SELECT {cols}, file_row_number AS __row "
+                        f"FROM read_parquet('{quoted}', file_row_number = true) {scope}")
+            return _change_query(con, "__paths", schema, list(families), pair)
+        finally:
+            con.close()
+
+
+def _change_query(con: duckdb.DuckDBPyConnection, rel: str, schema: pa.Schema, families: Sequence[str | None],
+                  pair: Sequence[str]) -> pa.Table:
+    """The change events of relation ``rel`` (pair columns, timestamp, flagged_families and
+    ``__row``, the input order that breaks ties) per family, as :func:`change_events` gives
+    them: within a pair in (timestamp, row) order, every row whose transit differs from the
+    previous one's."""
+    keys = ", ".join(f'"{c}"' for c in pair)
+    order = ", ".join(f'"{c}" ASC NULLS LAST' for c in pair)
+    out_schema = pa.schema([*(schema.field(c) for c in pair), ("family", pa.string()), ("event", pa.string()),
+                            ("timestamp", schema.field("timestamp").type),
+                            ("previous_timestamp", schema.field("timestamp").type)])
+    parts = []
+    for family in families:
+        x = ("coalesce(len(flagged_families), 0) > 0" if family is None
+             else "coalesce(list_contains(flagged_families, $family), false)")
+        sql = f"""
+            WITH w AS (
+              SELECT {keys}, timestamp, __row, {x} AS __x,
+                     lag({x}) OVER win AS __prev, lag(timestamp) OVER win AS previous_timestamp
+              FROM {rel}
+              WINDOW win AS (PARTITION BY {keys} ORDER BY timestamp ASC NULLS LAST, __row)
+            )
+            SELECT {keys}, $label AS family, CASE WHEN __x THEN 'start' ELSE 'stop' END AS event,
+                   timestamp, previous_timestamp
+            FROM w WHERE __prev IS NOT NULL AND __x <> __prev
+            ORDER BY {order}, timestamp ASC NULLS LAST, __row
+        """
+        params = {"label": family or ANY_FAMILY, **({"family": family} if family is not None else {})}
+        got = con.sql(sql, params=params).to_arrow_table()
+        parts.append(pa.table([got.column(i).cast(f.type) for i, f in enumerate(out_schema)], schema=out_schema))
+    return pa.concat_tables(parts) if parts else out_schema.empty_table()
 
 
 # ---------------------------------------------------------------------------- locations
@@ -963,7 +1023,11 @@ def crossing_summary(x: pa.Table, *, family: str | None = None) -> pa.Table:
 
 # ---------------------------------------------------------------------------- helpers
 def _require(table: pa.Table, cols: Sequence[str]) -> None:
-    missing = [c for c in cols if c not in table.column_names]
+    _require_names(table.column_names, cols)
+
+
+def _require_names(names: Sequence[str], cols: Sequence[str]) -> None:
+    missing = [c for c in cols if c not in names]
     if missing:
         raise SchemaMismatch(f"paths table lacks column(s) {', '.join(missing)}")
 

@@ -276,3 +276,72 @@ def test_hegemony_by_chunks_of_paths_is_the_set_count_over_every_path(monkeypatc
         assert got[node]["hegemony"] == pytest.approx(float(M.trimmed_mean(b, trim=0.1)))
         assert got[node]["viewpoints_seen"] == sum(x > 0 for x in b)
         assert got[node]["n_viewpoints"] == len(by_vp)
+
+
+def _events_oracle(rows, family):
+    """Change events by plain loops: per pair, in (timestamp, input row) order, nulls last."""
+    by_pair = {}
+    for i, r in enumerate(rows):
+        fams = r["flagged_families"] or []
+        x = bool(fams) if family is None else family in fams
+        by_pair.setdefault((r["prb_id"], r["dst_addr"]), []).append((r["timestamp"], i, x))
+
+    def last(v):  # ascending, nulls last
+        return (v is None, v if v is not None else 0)
+
+    out = []
+    for (prb, dst) in sorted(by_pair, key=lambda k: (last(k[0]), (k[1] is None, k[1] or ""))):
+        seq = sorted(by_pair[(prb, dst)], key=lambda e: (last(e[0]), e[1]))
+        for (t0, _, x0), (t1, _, x1) in zip(seq[:-1], seq[1:], strict=True):
+            if x1 != x0:
+                out.append({"prb_id": prb, "dst_addr": dst, "family": family or "any",
+                            "event": "start" if x1 else "stop", "timestamp": t1, "previous_timestamp": t0})
+    return out
+
+
+def _event_paths(seed: int, n: int) -> pa.Table:
+    rng = np.random.default_rng(seed)
+    fams = [None, [], [CT], [CU], [CT, CU], ["china-mobile"]]
+    t0 = dt.datetime(2026, 3, 1, tzinfo=dt.timezone.utc)
+    return pa.table({
+        "prb_id": pa.array(rng.integers(1, 6, n), pa.int64()),
+        "dst_addr": pa.array([None if v == 0 else f"192.0.2.{v}" for v in rng.integers(0, 4, n)], pa.string()),
+        # few distinct times: many ties within a pair, which keep the input order
+        "timestamp": pa.array([t0 + dt.timedelta(minutes=int(m)) for m in rng.integers(0, 6, n)],
+                              pa.timestamp("ms", tz="UTC")),
+        "flagged_families": pa.array([fams[i] for i in rng.integers(0, len(fams), n)], pa.list_(pa.string())),
+        "in_scope": pa.array(rng.random(n) < 0.8),
+    })
+
+
+@pytest.mark.parametrize("family", [None, CT, CU])
+def test_change_events_match_a_loop_over_pairs_with_ties_and_nulls(family):
+    t = _event_paths(11, 400)
+    got = M.change_events(t, family=family)
+    want = _events_oracle(t.to_pylist(), family)
+    assert len(want) > 20
+    assert got.to_pylist() == want
+    assert got.schema == pa.schema([("prb_id", pa.int64()), ("dst_addr", pa.string()), ("family", pa.string()),
+                                    ("event", pa.string()), ("timestamp", pa.timestamp("ms", tz="UTC")),
+                                    ("previous_timestamp", pa.timestamp("ms", tz="UTC"))])
+
+
+def test_change_events_file_is_the_in_scope_tables_events(tmp_path):
+    import pyarrow.parquet as pq
+
+    t = _event_paths(12, 500)
+    pq.write_table(t, tmp_path / "p.parquet", row_group_size=97)
+    families = [None, CT, CU]
+    scoped = t.filter(t.column("in_scope"))
+    want = pa.concat_tables([M.change_events(scoped, family=f) for f in families])
+    got = M.change_events_file(tmp_path / "p.parquet", families, memory_limit="64MB")
+    assert got.num_rows > 20 and got.equals(want)
+    # without an in_scope column every traceroute counts
+    pq.write_table(t.drop_columns(["in_scope"]), tmp_path / "all.parquet")
+    assert M.change_events_file(tmp_path / "all.parquet", [CT]).to_pylist() == _events_oracle(t.to_pylist(), CT)
+    pq.write_table(t.slice(0, 0), tmp_path / "empty.parquet")
+    empty = M.change_events_file(tmp_path / "empty.parquet", families)
+    assert empty.num_rows == 0 and empty.schema == want.schema
+    with pytest.raises(SchemaMismatch, match="flagged_families"):
+        pq.write_table(t.drop_columns(["flagged_families"]), tmp_path / "bad.parquet")
+        M.change_events_file(tmp_path / "bad.parquet", families)
