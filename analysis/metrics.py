@@ -873,7 +873,7 @@ def change_events(
 
 
 def change_events_file(path: str | Path, families: Sequence[str | None], *,
-                       pair: Sequence[str] = ("prb_id", "dst_addr"), memory_limit: str = "1GB") -> pa.Table:
+                       pair: Sequence[str] = ("prb_id", "dst_addr"), memory_limit: str = "512MB") -> pa.Table:
     """:func:`change_events` of every family in ``families`` (None: any), concatenated in
     that order, over the traceroutes of a paths Parquet file (those ``in_scope`` when it
     has that column), computed out of core: DuckDB reads the file and sorts it within
