@@ -44,6 +44,7 @@ stale stages first (:func:`refresh_campaign`).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import shutil
 from collections import Counter
@@ -90,7 +91,7 @@ from analysis.scope import (
     with_scope,
 )
 from probes import fileio, store
-from probes.engine import open_runner
+from probes.engine import Runner, open_runner
 from probes.progress import step
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
 
@@ -1291,21 +1292,29 @@ def _owner_table(
                             ("member_asn", pa.int64()))},
         })
 
-        def segment_hops(ann: list[str], tr: list[str]) -> pa.Table:
-            # only the rows the occurrences can use: replies that are neither late nor a
-            # duplicate (timeouts say nothing); the occurrences take each hop's first one
-            return con.sql(
+    finally:
+        con.close()
+
+    def segment_hops(ann: list[str], tr: list[str]) -> pa.Table:
+        # only the rows the occurrences can use: replies that are neither late nor a
+        # duplicate (timeouts say nothing); the occurrences take each hop's first one.
+        # A connection each: segments are read in two threads
+        seg = connect()
+        try:
+            seg.register("dests", dests)
+            return seg.sql(
                 f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
                 "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
                 "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
                 f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
                 params={"ann": ann, "tr": tr},
             ).to_arrow_table()
+        finally:
+            seg.close()
 
-        owners = ownership.infer_owners_chunked(attrs, (segment_hops(ann, tr) for ann, tr in chunks),
-                                                relationships=rel, siblings=sib)
-    finally:
-        con.close()
+    owners = ownership.infer_owners_chunked(
+        attrs, (functools.partial(segment_hops, ann, tr) for ann, tr in chunks), relationships=rel, siblings=sib,
+        threads=Runner().threads)
     return owners, source
 
 

@@ -174,7 +174,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import pyarrow as pa
@@ -326,31 +326,41 @@ def infer_owners(
 
 def infer_owners_chunked(
     attrs: pa.Table,
-    chunks: Iterable[pa.Table],
+    chunks: Iterable[pa.Table | Callable[[], pa.Table]],
     *,
     relationships: pa.Table | None = None,
     siblings: pa.Table | None = None,
     cones: pa.Table | None = None,
     ixp_members: pa.Table | None = None,
+    threads: int = 1,
 ) -> pa.Table:
     """:func:`infer_owners` over hop tables read one at a time (see the module notes).
 
     ``attrs`` is :func:`address_attributes` over all the hops (or the same table built
     elsewhere, e.g. by one grouped query); each chunk holds every row of each of its
-    traceroutes, with the columns :func:`infer_owners` reads. Only one chunk and the merged
-    occurrence tuples are held; the partial tables are merged every :data:`MERGE_EVERY`.
+    traceroutes, with the columns :func:`infer_owners` reads, or is a function that reads
+    it. ``threads`` chunks are read and reduced at once (the sorts and reads release the
+    GIL); only those chunks and the merged occurrence tuples are held; the partial tables
+    are merged every :data:`MERGE_EVERY`. The result does not depend on ``threads``.
     """
+    from probes.engine import Runner
+
     occ: list[dict[str, np.ndarray]] = []
     family_of: dict[int, str] = {}
-    for hops in chunks:
-        occ.append(_occurrences(hops, attrs))
-        family_of.update(_families_of(hops))
-        del hops  # one chunk held at a time: not while the next one is read
+    for part, families in Runner(threads=threads).map(_chunk_occurrences, chunks, shared=attrs):
+        occ.append(part)
+        family_of.update(families)
         if len(occ) >= MERGE_EVERY:
             occ = [_merge_occurrences(occ)]
     merged = occ[0] if len(occ) == 1 else _merge_occurrences(occ)
     return _decide(attrs, merged, family_of, relationships=relationships, siblings=siblings, cones=cones,
                    ixp_members=ixp_members)
+
+
+def _chunk_occurrences(chunk: pa.Table | Callable[[], pa.Table], attrs: pa.Table
+                       ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    hops = chunk() if callable(chunk) else chunk
+    return _occurrences(hops, attrs), _families_of(hops)
 
 
 def address_attributes(hops: pa.Table) -> pa.Table:

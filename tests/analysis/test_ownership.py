@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import functools
 import gzip
 import lzma
 import time
@@ -292,6 +293,25 @@ def test_chunks_at_traceroute_boundaries_give_the_owners_of_one_call():
     assert _chunked_owners(hops, [0, 3, 6, 9], relationships=REL).equals(whole)
     # the comparison can fail: a chunk boundary inside a traceroute cuts its neighbours
     assert not _chunked_owners(hops, [0, 1, hops.num_rows], relationships=REL).equals(whole)
+
+
+def test_chunks_read_by_functions_in_two_threads_give_the_same_owners():
+    from analysis import ownership
+
+    via_x = [(b1, B, None, None), (X, A, None, None), (d1, D, None, None)]
+    via_b2 = [(b1, B, None, None), (b2, B, None, None), (d1, D, None, None)]
+    hops = _hops([via_x, via_b2, via_x, via_b2, via_x])
+    whole = infer_owners(hops, relationships=REL)
+    read: list[int] = []
+
+    def reader(lo: int) -> pa.Table:
+        read.append(lo)
+        return hops.slice(lo, 3)
+
+    loaders = [functools.partial(reader, lo) for lo in range(0, hops.num_rows, 3)]
+    got = ownership.infer_owners_chunked(ownership.address_attributes(hops), loaders, relationships=REL, threads=2)
+    assert got.equals(whole)
+    assert sorted(read) == list(range(0, hops.num_rows, 3))  # every chunk read once
 
 
 def test_without_relationships_a_sandwich_is_third_party():
