@@ -56,6 +56,7 @@ __all__ = [
     "crossing_rows",
     "CROSSING_FIELDS",
     "crossing_summary",
+    "crossing_counts",
 ]
 
 #: ``family=None`` means "any flagged family"; this is how it is labelled in output tables.
@@ -995,26 +996,61 @@ def crossing_rows(paths: pa.Table, *, row0: int = 0) -> pa.Table:
 CROSSING_FIELDS = ("family", "kind", "ixp_id", "ixp_name", "pop_city", "pop_country", "location_evidence", "verdict")
 
 
-def crossing_summary(x: pa.Table, *, family: str | None = None) -> pa.Table:
-    """:func:`crossing_locations` from :func:`crossing_rows`."""
-    import duckdb
+_POP = "family, kind, ixp_id, pop_city, pop_country"
+_VERDICTS = ("consistent", "inconsistent", "unknown")
 
-    if family is not None:
-        x = x.filter(pc.fill_null(pc.equal(x.column("family"), family), False))
-    con = duckdb.connect()
+
+def crossing_counts(x: pa.Table, *more: pa.Table) -> pa.Table:
+    """:func:`crossing_rows` (or earlier counts, or both, concatenated) reduced to counts
+    per (PoP, probe): what :func:`crossing_summary` needs, whatever the campaign's size.
+
+    A traceroute has one probe, so its distinct traceroutes per (PoP, probe) add up over
+    probes and over parts of a table. Where a PoP's crossings differ in ``ixp_name`` or
+    ``location_evidence``, the first in alphabetical order stands for them (the same
+    whatever the order or the split of the rows).
+    """
+    parts = [t if "traceroutes" in t.column_names else _crossing_count_rows(t) for t in (x, *more)]
+    con = connect()
     try:
-        con.execute("SET enable_progress_bar = false")
-        con.register("x", x)
+        con.register("x", pa.concat_tables(parts))
+        sums = ", ".join(f"sum({c})::BIGINT AS {c}" for c in ("traceroutes", *_VERDICTS))
         return con.sql(
-            """
-            SELECT family, kind, ixp_id, any_value(ixp_name) AS ixp_name, pop_city, pop_country,
-                   any_value(location_evidence) AS location_evidence,
-                   count(DISTINCT __tr) AS traceroutes, count(DISTINCT __prb) AS probes,
-                   count(DISTINCT __tr) FILTER (WHERE verdict = 'consistent') AS consistent,
-                   count(DISTINCT __tr) FILTER (WHERE verdict = 'inconsistent') AS inconsistent,
-                   count(DISTINCT __tr) FILTER (WHERE verdict = 'unknown') AS unknown
-            FROM x GROUP BY family, kind, ixp_id, pop_city, pop_country
-            ORDER BY traceroutes DESC, family, kind, ixp_id NULLS LAST, pop_city NULLS LAST
+            f"SELECT {_POP}, __prb, min(ixp_name) AS ixp_name, min(location_evidence) AS "
+            f"location_evidence, {sums} FROM x GROUP BY {_POP}, __prb"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _crossing_count_rows(x: pa.Table) -> pa.Table:
+    con = connect()
+    try:
+        con.register("x", x)
+        verdicts = ", ".join(f"count(DISTINCT __tr) FILTER (WHERE verdict = '{v}') AS {v}" for v in _VERDICTS)
+        return con.sql(
+            f"SELECT {_POP}, __prb, min(ixp_name) AS ixp_name, min(location_evidence) AS "
+            f"location_evidence, count(DISTINCT __tr) AS traceroutes, {verdicts} FROM x GROUP BY {_POP}, __prb"
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def crossing_summary(x: pa.Table, *, family: str | None = None) -> pa.Table:
+    """:func:`crossing_locations` from :func:`crossing_rows` or :func:`crossing_counts`."""
+    counts = crossing_counts(x)
+    if family is not None:
+        counts = counts.filter(pc.fill_null(pc.equal(counts.column("family"), family), False))
+    con = connect()
+    try:
+        con.register("x", counts)
+        sums = ", ".join(f"sum({c})::BIGINT AS {c}" for c in _VERDICTS)
+        return con.sql(
+            f"""
+            SELECT family, kind, ixp_id, min(ixp_name) AS ixp_name, pop_city, pop_country,
+                   min(location_evidence) AS location_evidence,
+                   sum(traceroutes)::BIGINT AS traceroutes, count(__prb) AS probes, {sums}
+            FROM x GROUP BY {_POP}
+            ORDER BY traceroutes DESC, family, kind, ixp_id NULLS LAST, pop_city NULLS LAST, pop_country NULLS LAST
             """
         ).to_arrow_table()
     finally:

@@ -76,7 +76,7 @@ class PathSums:
         self.groups: dict[str | None, pa.Table | None] = dict.fromkeys((None, *GROUPINGS))
         self.graph = GraphCounts()
         self.hegemony = metrics.HegemonyCounts()
-        self.crossings: list[pa.Table] = []
+        self.crossings: pa.Table | None = None  # metrics.crossing_counts: per (PoP, probe)
         self.counts: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ summing
@@ -100,7 +100,7 @@ class PathSums:
         self.graph.add(paths)
         self.hegemony.add(paths)
         x = metrics.crossing_rows(paths, row0=row0)
-        self.crossings.append(x)
+        self._add_crossings(x)
         self.counts.update({
             "traceroutes": n,
             "pop_crossings": x.num_rows,
@@ -116,8 +116,13 @@ class PathSums:
                 self._add_group(grouping, t)
         self.graph.merge(other.graph)
         self.hegemony.merge(other.hegemony)
-        self.crossings.extend(other.crossings)
+        if other.crossings is not None:
+            self._add_crossings(other.crossings)
         self.counts.update(other.counts)
+
+    def _add_crossings(self, x: pa.Table) -> None:
+        self.crossings = metrics.crossing_counts(x) if self.crossings is None else metrics.crossing_counts(
+            self.crossings, x)
 
     def _add_group(self, grouping: str | None, t: pa.Table) -> None:
         prev = self.groups[grouping]
@@ -202,8 +207,7 @@ class PathSums:
 
     def crossing_locations(self) -> pa.Table:
         """:func:`analysis.metrics.crossing_locations` of the paths added."""
-        rows = [x for x in self.crossings if x.num_rows] or self.crossings[:1]
-        return metrics.crossing_summary(pa.concat_tables(rows) if rows else _no_crossings())
+        return metrics.crossing_summary(self.crossings if self.crossings is not None else _no_crossings())
 
 
 def _keys(grouping: str | None) -> list[str]:

@@ -345,3 +345,34 @@ def test_change_events_file_is_the_in_scope_tables_events(tmp_path):
     with pytest.raises(SchemaMismatch, match="flagged_families"):
         pq.write_table(t.drop_columns(["flagged_families"]), tmp_path / "bad.parquet")
         M.change_events_file(tmp_path / "bad.parquet", families)
+
+
+def test_crossing_locations_are_the_same_whatever_the_row_order_or_split():
+    rng = np.random.default_rng(5)
+    n = 300
+    fields = [f.name for f in CROSSING_TYPE]
+
+    def crossing(i):
+        c = dict.fromkeys(fields)
+        city = ["Ashburn", "Chicago", None][i % 3]
+        c.update(family=[CT, CU][i % 2], kind="ixp" if city == "Chicago" else "private interconnect",
+                 ixp_id="pdb:1" if city == "Chicago" else None, pop_city=city, pop_country="US",
+                 # one PoP, crossings with two evidences: the summary must not pick one by chance
+                 location_evidence=["rtt-discs", "netfac-shared"][int(rng.integers(0, 2))],
+                 verdict=["consistent", "unknown", "inconsistent"][int(rng.integers(0, 3))])
+        return c
+
+    lists = [[crossing(int(k)) for k in rng.integers(0, 6, int(rng.integers(0, 3)))] for _ in range(n)]
+    t = pa.table({"msm_id": np.full(n, 1), "prb_id": rng.integers(1, 9, n), "timestamp": np.arange(n),
+                  "pop_crossings": pa.array(lists, pa.list_(CROSSING_TYPE))})
+    whole = M.crossing_locations(t)
+    assert whole.num_rows == 6
+    assert set(whole.column("location_evidence").to_pylist()) == {"netfac-shared"}  # alphabetically first
+    assert M.crossing_locations(t.take(pa.array(np.arange(n)[::-1]))).equals(whole)
+    parts = [M.crossing_rows(t.slice(lo, 70), row0=lo) for lo in range(0, n, 70)]
+    assert M.crossing_summary(M.crossing_counts(*parts)).equals(whole)
+    # traceroutes and probes per PoP, by a loop over the rows
+    for row in whole.to_pylist():
+        hits = [(i, p) for i, (p, cs) in enumerate(zip(t.column("prb_id").to_pylist(), lists, strict=True))
+                if any(c["family"] == row["family"] and c["pop_city"] == row["pop_city"] for c in cs)]
+        assert (row["traceroutes"], row["probes"]) == (len(hits), len({p for _, p in hits}))
