@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections import Counter
 
 import numpy as np
 import pyarrow as pa
@@ -376,3 +377,49 @@ def test_crossing_locations_are_the_same_whatever_the_row_order_or_split():
         hits = [(i, p) for i, (p, cs) in enumerate(zip(t.column("prb_id").to_pylist(), lists, strict=True))
                 if any(c["family"] == row["family"] and c["pop_city"] == row["pop_city"] for c in cs)]
         assert (row["traceroutes"], row["probes"]) == (len(hits), len({p for _, p in hits}))
+
+
+#: Real RIPE Atlas results (SOURCES.md); a part is enough for the change-event test.
+MENOG = "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
+#: /16s that real MENOG routes enter and leave over time: stand-ins for flagged families.
+MENOG_NETS = ("2.51", "185.92", "184.105", "88.201")
+
+
+def _menog_paths(test_data, size: int = 30_000_000) -> pa.Table:
+    """The real MENOG results in the first ``size`` decompressed bytes as a paths table whose
+    ``flagged_families`` are the :data:`MENOG_NETS` /16s each traceroute has replies from."""
+    import lzma
+
+    import orjson
+
+    raw = lzma.LZMADecompressor().decompress((test_data / MENOG).read_bytes(), max_length=size)
+    rows = []
+    for line in raw.split(b"\n")[:-1]:  # the last line is cut
+        o = orjson.loads(line)
+        nets = {".".join(r["from"].split(".")[:2]) for h in o.get("result", []) for r in h.get("result", [])
+                if "from" in r}
+        rows.append({"prb_id": o["prb_id"], "dst_addr": o.get("dst_addr"),
+                     "timestamp": dt.datetime.fromtimestamp(o["timestamp"], dt.timezone.utc),
+                     "flagged_families": [f"net-{n}" for n in MENOG_NETS if n in nets]})
+    return pa.Table.from_pylist(rows, schema=pa.schema([
+        ("prb_id", pa.int64()), ("dst_addr", pa.string()), ("timestamp", pa.timestamp("ms", tz="UTC")),
+        ("flagged_families", pa.list_(pa.string()))]))
+
+
+def test_change_events_on_real_atlas_routes_repeated_and_shuffled(test_data, tmp_path):
+    """Real MENOG traceroutes twice over (every timestamp tied), rows shuffled, some out of scope."""
+    import pyarrow.parquet as pq
+
+    real = _menog_paths(test_data)
+    assert real.num_rows > 10_000
+    rng = np.random.default_rng(17)
+    t = pa.concat_tables([real, real])
+    t = t.take(rng.permutation(t.num_rows)).append_column("in_scope", pa.array(rng.random(t.num_rows) < 0.9))
+    pq.write_table(t, tmp_path / "paths.parquet", row_group_size=10_000)
+    rows = t.filter(t.column("in_scope"))
+    families = [None, "net-2.51", "net-185.92"]
+    got = M.change_events_file(tmp_path / "paths.parquet", families)
+    assert got.to_pylist() == [e for f in families for e in _events_oracle(rows.to_pylist(), f)]
+    assert got.equals(pa.concat_tables([M.change_events(rows, family=f) for f in families]))
+    events = Counter(zip(got["family"].to_pylist(), got["event"].to_pylist(), strict=True))
+    assert events[("net-2.51", "start")] > 100 and events[("net-185.92", "stop")] > 20, events
