@@ -7,7 +7,7 @@ registry look-ups. Pure functions; private to :mod:`analysis`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 import duckdb
@@ -127,6 +127,18 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.
         return key // nb, key % nb
     pairs = np.unique(np.stack([a, b], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]
+
+
+def sum_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
+    """One row per distinct ``keys`` (nulls a key of their own): the keys, then every other
+    column of ``table`` summed, under its own name and in its own order.
+
+    >>> sum_by(pa.table({"k": ["a", "b", "a"], "n": [1, 2, 3]}), ["k"]).to_pylist()
+    [{'k': 'a', 'n': 4}, {'k': 'b', 'n': 2}]
+    """
+    values = [c for c in table.column_names if c not in keys]
+    out = table.group_by(list(keys), use_threads=False).aggregate([(c, "sum") for c in values])
+    return out.select([*keys, *(f"{c}_sum" for c in values)]).rename_columns([*keys, *values])
 
 
 def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:

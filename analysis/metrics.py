@@ -24,7 +24,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import NodeCodes, connect, path_node_chunks, unique_pairs
+from analysis._tables import NodeCodes, connect, path_node_chunks, sum_by, unique_pairs
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -468,8 +468,7 @@ def cluster_sums(keys: pa.Table, clusters: npt.ArrayLike, indicator: npt.ArrayLi
     t = t.append_column("n", pa.array(np.ones(len(x), np.int64)))
     t = t.append_column("k", pa.array(x.astype(np.int64)))
     t = t.append_column("sw", pa.array(w)).append_column("swx", pa.array(w * x)).append_column("sw2", pa.array(w * w))
-    out = t.group_by([*cols, "cluster"], use_threads=False).aggregate([(c, "sum") for c in SUM_COLUMNS[1:]])
-    return out.rename_columns([*cols, "cluster", *SUM_COLUMNS[1:]]).select([*cols, *SUM_COLUMNS])
+    return sum_by(t, [*cols, "cluster"])
 
 
 def proportion_from_sums(
@@ -492,8 +491,7 @@ def proportion_from_sums(
     """
     cols = list(by)
     method = _method_name(ci, weight, n_boot, seed, confidence, cluster)
-    sums = sums.group_by([*cols, "cluster"], use_threads=False).aggregate(
-        [(c, "sum") for c in SUM_COLUMNS[1:]]).rename_columns([*cols, *SUM_COLUMNS])
+    sums = sum_by(sums.select([*cols, *SUM_COLUMNS]), [*cols, "cluster"])
     sums = sums.sort_by([(c, "ascending") for c in [*cols, "cluster"]])
     n_all, k_all = (sums.column(c).to_numpy(zero_copy_only=False) for c in ("n", "k"))
     sw_all, swx_all, sw2_all = (sums.column(c).to_numpy(zero_copy_only=False).astype(float)

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analysis import metrics
+from analysis._tables import sum_by
 from analysis.graph import GraphCounts
 from analysis.nodes import IXP_PREFIX
 from analysis.scope import in_scope
@@ -127,10 +128,7 @@ class PathSums:
     def _add_group(self, grouping: str | None, t: pa.Table) -> None:
         prev = self.groups[grouping]
         both = t if prev is None else pa.concat_tables([prev, t])
-        keys = [*_keys(grouping), "prb_id"]
-        sums = [c for c in both.column_names if c not in keys]
-        self.groups[grouping] = both.group_by(keys, use_threads=False).aggregate(
-            [(c, "sum") for c in sums]).rename_columns([*keys, *sums])
+        self.groups[grouping] = sum_by(both, [*_keys(grouping), "prb_id"])
 
     # ------------------------------------------------------------------ figures
     def group_sums(self, grouping: str | None) -> pa.Table:

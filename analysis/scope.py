@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from analysis._tables import sum_by
 from analysis.destinations import SCOPE_REASONS, Located, Scope, toward_country
 from analysis.errors import AnalysisError
 from analysis.metrics import wilson_interval
@@ -277,8 +278,7 @@ def destination_pairs(paths: pa.Table) -> pa.Table:
 
 
 def _pair_sums(t: pa.Table) -> pa.Table:
-    return t.group_by(["dst_addr", "prb_id"], use_threads=False).aggregate(
-        [("n", "sum"), ("k", "sum")]).rename_columns(["dst_addr", "prb_id", "n", "k"])
+    return sum_by(t.select(["dst_addr", "prb_id", "n", "k"]), ["dst_addr", "prb_id"])
 
 
 def destination_exposure_of(pairs: pa.Table, destinations: pa.Table, nodes: pa.Table | None = None, *,
