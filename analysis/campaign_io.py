@@ -90,7 +90,7 @@ from analysis.scope import (
     scope_traceroutes,
     with_scope,
 )
-from probes import fileio, store
+from probes import _memory, fileio, store
 from probes.engine import Runner, open_runner
 from probes.progress import step
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
@@ -304,6 +304,7 @@ def _annotate_locked(
         "generation": generation,
     }
     fileio.write_json(campaign.annotate_json, report)  # last: it names a complete annotated/
+    _memory.release()  # what the segments freed, before the caller's next stage
     return report
 
 
@@ -504,50 +505,52 @@ def _analyze_locked(
     facilities, fac_source = _facility_table(snap, snap_note)
     routers = snap.table("ipmap", "addresses") if snap is not None and snap.has("ipmap") else None
     places = plots.place_table(facilities, routers)
-    step("inferring router owners")
-    owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations)
-                            if infer_owners else (None, "not inferred (origin AS used)"))
-    step("RTT discs of the flagged routers")
-    discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
-    # probes whose published place the RTTs contradict: the small discs of every address, and
-    # the flagged routers' own
-    misplaced: list[int] = []
-    if discs is not None:
-        step("probes the RTTs misplace")
-        misplaced = misplaced_probes(pa.concat_tables([
-            _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])]))
-        # their discs could exclude the true place of every router they saw
-        discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
-    step("node attributes")
-    nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
-    node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
-                                        strict=True) if f}
-    full_registry = registry if hasattr(registry, "family_of") else load_registry()
-    dst_info = destination_families(dst_info, full_registry, node_family)
-    bgp_inputs = (bgp.campaign_bgp_inputs(snap, full_registry, dst_info, _trace_period(trace_files))
-                  if snap is not None else None)
-    del snap
-    generation = {
-        "annotate": annotate_info["generation"]["id"],
-        "store": store.generation(campaign).as_dict(),
-        "probes": lineage.file_sha256(campaign.probes_parquet),
-        "options": {"pop_country": pop_country, "n_boot": n_boot, "seed": seed, "confidence": confidence,
-                    "include_endpoints": include_endpoints, "rtt_jump_ms": rtt_jump_ms,
-                    "infer_owners": infer_owners, "dst_country": dst_country,
-                    "families": None if families is None else list(families),
-                    "registry": _registry_record(registry)},
-        "references": {"destinations": dst_source, "facilities": fac_source, "owners": owner_source,
-                       "routers": f"{snap_note}: ipmap" if routers is not None else "no ipmap in the snapshot"},
-    }
-    run = lineage.generation_id(generation)
-    generation = {"id": run, **generation,
-                  "rerun": {"cache_dir": None if cache_dir is None else str(cache_dir)}}
-
-    drops: Counter[str] = Counter()
-    if misplaced:
-        drops["probe-discs-misplaced-probe"] = len(misplaced)
-    part_files: list[Path] = []
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+        step("inferring router owners")
+        owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations,
+                                             runner=runner)
+                                if infer_owners else (None, "not inferred (origin AS used)"))
+        step("RTT discs of the flagged routers")
+        discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
+        # probes whose published place the RTTs contradict: the small discs of every address, and
+        # the flagged routers' own
+        misplaced: list[int] = []
+        if discs is not None:
+            step("probes the RTTs misplace")
+            misplaced = misplaced_probes(pa.concat_tables([
+                _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])]))
+            # their discs could exclude the true place of every router they saw
+            discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
+        step("node attributes")
+        nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
+        node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
+                                            strict=True) if f}
+        full_registry = registry if hasattr(registry, "family_of") else load_registry()
+        dst_info = destination_families(dst_info, full_registry, node_family)
+        bgp_inputs = (bgp.campaign_bgp_inputs(snap, full_registry, dst_info, _trace_period(trace_files))
+                      if snap is not None else None)
+        del snap
+        _memory.release()  # the reference tables and the scans above, before the paths
+        generation = {
+            "annotate": annotate_info["generation"]["id"],
+            "store": store.generation(campaign).as_dict(),
+            "probes": lineage.file_sha256(campaign.probes_parquet),
+            "options": {"pop_country": pop_country, "n_boot": n_boot, "seed": seed, "confidence": confidence,
+                        "include_endpoints": include_endpoints, "rtt_jump_ms": rtt_jump_ms,
+                        "infer_owners": infer_owners, "dst_country": dst_country,
+                        "families": None if families is None else list(families),
+                        "registry": _registry_record(registry)},
+            "references": {"destinations": dst_source, "facilities": fac_source, "owners": owner_source,
+                           "routers": f"{snap_note}: ipmap" if routers is not None else "no ipmap in the snapshot"},
+        }
+        run = lineage.generation_id(generation)
+        generation = {"id": run, **generation,
+                      "rerun": {"cache_dir": None if cache_dir is None else str(cache_dir)}}
+
+        drops: Counter[str] = Counter()
+        if misplaced:
+            drops["probe-discs-misplaced-probe"] = len(misplaced)
+        part_files: list[Path] = []
         with _staged(campaign, campaign.paths_dir, stage="analyze", run=run) as stage:
             # one part per partition, concatenated into paths.parquet, then dropped
             parts_dir = stage / ".parts"
@@ -579,6 +582,7 @@ def _analyze_locked(
                     for f in part_files:
                         writer.write_table(pq.read_table(f, schema=SCOPED_PATHS_SCHEMA))
             shutil.rmtree(parts_dir)
+            _memory.release()  # the partitions' tables, before the exposure pass
         paths_file = campaign.paths_parquet
         fams = _report_families(paths_file, nodes, registry, families)
         geometry = load_country_geometry()  # the upper bound's speed-of-light test, once for every family
@@ -1234,7 +1238,7 @@ def _stale_reply(columns: Sequence[str], prefix: str = "") -> str:
 
 def _owner_table(
     ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
-    destinations: pa.Table | None = None,
+    destinations: pa.Table | None = None, *, runner: Runner | None = None,
 ) -> tuple[pa.Table | None, str]:
     """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop.
 
@@ -1244,6 +1248,8 @@ def _owner_table(
     (its annotated part and its traceroute segment) the representative hops, reduced to the
     segment's distinct occurrence tuples and merged (:mod:`analysis.ownership` notes), so
     only one segment's hops are held. Parts not named after the segments are one chunk.
+    The segments are read and reduced by ``runner`` (analyze's: local threads or Dask
+    workers; default: the local engine), the reduction merged here.
     The table it returns is one row per reply address. AS relationships (``as-rel``) and sibling groups
     (``as-siblings``) come from the campaign's snapshot when it has them; without them
     the rules that need adjacency fall back as :mod:`analysis.ownership` says.
@@ -1295,27 +1301,31 @@ def _owner_table(
     finally:
         con.close()
 
-    def segment_hops(ann: list[str], tr: list[str]) -> pa.Table:
-        # only the rows the occurrences can use: replies that are neither late nor a
-        # duplicate (timeouts say nothing); the occurrences take each hop's first one.
-        # A connection each: segments are read in two threads
-        seg = connect()
-        try:
-            seg.register("dests", dests)
-            return seg.sql(
-                f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
-                "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
-                "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
-                f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
-                params={"ann": ann, "tr": tr},
-            ).to_arrow_table()
-        finally:
-            seg.close()
-
-    owners = ownership.infer_owners_chunked(
-        attrs, (functools.partial(segment_hops, ann, tr) for ann, tr in chunks), relationships=rel, siblings=sib,
-        threads=Runner().threads)
+    readers = (functools.partial(_segment_hops, ann, tr, cols, dests, stale) for ann, tr in chunks)
+    owners = ownership.infer_owners_chunked(attrs, readers, relationships=rel, siblings=sib,
+                                            runner=runner if runner is not None else Runner())
     return owners, source
+
+
+def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Table, stale: str) -> pa.Table:
+    """One chunk of :func:`_owner_table`: the hops its occurrences can use.
+
+    Replies that are neither late nor a duplicate (timeouts say nothing; the occurrences
+    take each hop's first one), with the traceroute's destination and its AS. A
+    connection of its own: chunks are read in several threads or on Dask workers.
+    """
+    seg = connect()
+    try:
+        seg.register("dests", dests)
+        return seg.sql(
+            f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
+            "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
+            "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
+            f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
+            params={"ann": ann, "tr": tr},
+        ).to_arrow_table()
+    finally:
+        seg.close()
 
 
 def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:

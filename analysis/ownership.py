@@ -175,6 +175,7 @@ from __future__ import annotations
 import ipaddress
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -182,6 +183,9 @@ import pyarrow.compute as pc
 
 from analysis._tables import int_np
 from analysis.errors import SchemaMismatch
+
+if TYPE_CHECKING:
+    from probes.engine import Runner
 
 __all__ = [
     "OWNER_VIAS",
@@ -333,6 +337,7 @@ def infer_owners_chunked(
     cones: pa.Table | None = None,
     ixp_members: pa.Table | None = None,
     threads: int = 1,
+    runner: Runner | None = None,
 ) -> pa.Table:
     """:func:`infer_owners` over hop tables read one at a time (see the module notes).
 
@@ -340,14 +345,17 @@ def infer_owners_chunked(
     elsewhere, e.g. by one grouped query); each chunk holds every row of each of its
     traceroutes, with the columns :func:`infer_owners` reads, or is a function that reads
     it. ``threads`` chunks are read and reduced at once (the sorts and reads release the
-    GIL); only those chunks and the merged occurrence tuples are held; the partial tables
-    are merged every :data:`MERGE_EVERY`. The result does not depend on ``threads``.
+    GIL), or as many as ``runner`` runs (a :class:`probes.engine.Runner`: on Dask, the
+    chunk functions must pickle); only those chunks and the merged occurrence tuples are
+    held; the partial tables are merged every :data:`MERGE_EVERY`. The result does not
+    depend on ``threads`` or on the runner.
     """
     from probes.engine import Runner
 
+    runner = runner if runner is not None else Runner(threads=threads)
     occ: list[dict[str, np.ndarray]] = []
     family_of: dict[int, str] = {}
-    for part, families in Runner(threads=threads).map(_chunk_occurrences, chunks, shared=attrs):
+    for part, families in runner.map(_chunk_occurrences, chunks, shared=attrs):
         occ.append(part)
         family_of.update(families)
         if len(occ) >= MERGE_EVERY:

@@ -118,6 +118,10 @@ def test_annotated_paths_and_exposure_are_identical(both):
     p_local = pq.read_table(local.paths_parquet)
     assert p_local.num_rows == store.read_traces(local).num_rows
     assert pq.read_table(dask.paths_parquet).equals(p_local)
+    # router owners: the segments reduced on the workers, merged in the client
+    owners = pq.read_table(local.owners_parquet)
+    assert owners.num_rows == pa.compute.count_distinct(ann["reply_from"]).as_py()
+    assert pq.read_table(dask.owners_parquet).equals(owners)
     assert _report(dask) == _report(local)
     for name in ("path_exposure", "pop_exposure", "hegemony", "pops", "change_events"):
         assert pq.read_table(dask.exposure_table(name)).equals(
