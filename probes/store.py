@@ -243,10 +243,18 @@ def generation(campaign: Campaign) -> StoreGeneration:
 
 
 class _KeyIndex:
-    """Exact set of stored (msm_id, prb_id, timestamp) keys as sorted 12-byte strings."""
+    """Exact set of stored (msm_id, prb_id, timestamp) keys as sorted 12-byte strings.
+
+    Kept as sorted runs, each at least twice as long as the next (a log-structured
+    merge): adding a block sorts the block and merges only runs of similar length, so a
+    key is merged about log2(n) times over an ingest and a look-up searches at most
+    log2(n) runs. One sorted array re-sorted per block costs O(n) per block, quadratic
+    over an ingest whose keys interleave with the stored ones (a second day of the same
+    measurements): 3M results took 27 s in the index alone.
+    """
 
     def __init__(self, keys: np.ndarray | None = None) -> None:
-        self._keys = np.sort(keys) if keys is not None else np.empty(0, dtype="S12")
+        self._runs: list[np.ndarray] = [np.sort(keys)] if keys is not None and len(keys) else []
 
     @staticmethod
     def encode(msm: np.ndarray, prb: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -255,20 +263,29 @@ class _KeyIndex:
         return packed.view("S12").ravel()
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return sum(len(run) for run in self._runs)
 
     def select_new(self, keys: np.ndarray) -> np.ndarray:
         """Indices of ``keys`` that are neither stored nor repeated earlier in ``keys``."""
-        _, first = np.unique(keys, return_index=True)
+        # the distinct keys, sorted: sorted needles walk each run in order
+        cand, first = np.unique(keys, return_index=True)
+        for run in self._runs:
+            if not len(cand):
+                break
+            pos = np.searchsorted(run, cand).clip(max=len(run) - 1)
+            fresh = run[pos] != cand
+            first, cand = first[fresh], cand[fresh]
         first.sort()
-        cand = keys[first]
-        if len(self._keys):
-            pos = np.searchsorted(self._keys, cand).clip(max=len(self._keys) - 1)
-            first = first[self._keys[pos] != cand]
         return first
 
     def add(self, keys: np.ndarray) -> None:
-        self._keys = np.sort(np.concatenate([self._keys, keys]), kind="stable")
+        if not len(keys):
+            return
+        self._runs.append(np.sort(keys))
+        while len(self._runs) > 1 and len(self._runs[-2]) <= 2 * len(self._runs[-1]):
+            last = self._runs.pop()
+            # two sorted runs: the stable sort (timsort) merges them in linear time
+            self._runs[-1] = np.sort(np.concatenate([self._runs[-1], last]), kind="stable")
 
 
 class _Store:

@@ -96,6 +96,33 @@ def test_duplicates_within_one_input_and_across_formats(test_data, tmp_path):
     assert _count(c, "hops") == hop_rows
 
 
+@settings(max_examples=60, deadline=None)
+@given(blocks=st.lists(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 2**32 - 1)),
+                                max_size=40), max_size=30),
+       stored=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.integers(0, 2**32 - 1)), max_size=30))
+def test_key_index_keeps_the_first_of_each_key_like_a_set(blocks, stored):
+    """The store's dedup index over blocks whose keys interleave with the stored ones: a set oracle."""
+    import numpy as np
+
+    def encode(keys):
+        arr = np.array(keys, dtype=np.int64).reshape(-1, 3)
+        return store._KeyIndex.encode(arr[:, 0], arr[:, 1], arr[:, 2])
+
+    index = store._KeyIndex(encode(sorted(set(stored))) if stored else None)
+    seen = set(stored)
+    for block in blocks:
+        want = []
+        for i, key in enumerate(block):
+            if key not in seen:
+                seen.add(key)
+                want.append(i)
+        got = index.select_new(encode(block)) if block else np.empty(0, np.int64)
+        assert got.tolist() == want
+        if want:
+            index.add(encode(block)[got])
+        assert len(index) == len(seen)
+
+
 def test_stdin_and_raw_round_trip(test_data, tmp_path):
     lines = real_lines(test_data, SAGAN)
     ws = tmp_path / "ws"
