@@ -71,7 +71,8 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
         if magic[:2] == b"\x1f\x8b":
             stream: IO[bytes] = _Decompressing(buffered, lambda: zlib.decompressobj(31))  # type: ignore[assignment]
         elif magic[:3] == b"BZh":
-            stream = _Decompressing(buffered, bz2.BZ2Decompressor)  # type: ignore[assignment]
+            parallel = _ParallelBz2.open(path) if close else None  # a file, not stdin: seekable
+            stream = parallel or _Decompressing(buffered, bz2.BZ2Decompressor)  # type: ignore[assignment]
         elif magic == b"\xfd7zXZ\x00":
             stream = _Decompressing(buffered, lzma.LZMADecompressor)  # type: ignore[assignment]
         elif magic[:4] == b"\x28\xb5\x2f\xfd":
@@ -86,6 +87,8 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
                 yield ahead  # type: ignore[misc]
             finally:
                 ahead.close()
+                if isinstance(stream, _ParallelBz2):
+                    stream.close()
         else:
             yield stream
     finally:
@@ -94,33 +97,162 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
 
 
 class _Decompressing:
-    """Streaming decompression that keeps every byte a cut-off file still yields.
+    """Streaming decompression that keeps every byte a cut-off or damaged file still yields.
 
     The standard file wrappers (``gzip.GzipFile``, ``lzma.LZMAFile``) raise at a
-    truncated end and discard what the failing read had decoded; a decompressor fed chunk
-    by chunk returns all it can, and a stream that ends before its end marker is flagged
-    in :attr:`truncated`. Concatenated members/streams (``cat a.gz b.gz``) are read on.
+    truncated end and discard what the failing read had decoded; a decompressor fed
+    :data:`FEED` bytes at a time returns all it can, and a stream that ends before its end
+    marker is flagged in :attr:`truncated`. Where the data is damaged (or what follows
+    the last member is not compressed data), what the pieces before decoded is handed out
+    and the error is raised by the next read. Concatenated members/streams
+    (``cat a.gz b.gz``) are read on.
     """
+
+    #: Compressed bytes given to the decompressor at once: what a damaged piece can cost.
+    FEED = 1 << 16
 
     def __init__(self, raw: IO[bytes], factory) -> None:
         self._raw = raw
         self._factory = factory
         self._d = factory()
+        self._error: BaseException | None = None
         self.truncated: str | None = None
 
     def read(self, n: int = -1) -> bytes:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         while True:
             chunk = self._raw.read(1 << 20)
             if not chunk:
                 if not self._d.eof:
                     self.truncated = "compressed stream ended before its end marker"
                 return b""
-            out = self._d.decompress(chunk)
-            while self._d.eof and self._d.unused_data:
-                rest, self._d = self._d.unused_data, self._factory()
-                out += self._d.decompress(rest)
-            if out:
-                return out
+            out: list[bytes] = []
+            try:
+                for i in range(0, len(chunk), self.FEED):
+                    if self._d.eof:  # the last member ended exactly here: a new one starts
+                        self._d = self._factory()
+                    out.append(self._d.decompress(chunk[i : i + self.FEED]))
+                    while self._d.eof and self._d.unused_data:
+                        rest, self._d = self._d.unused_data, self._factory()
+                        out.append(self._d.decompress(rest))
+            except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+                if not any(out):
+                    raise
+                self._error = exc  # raised by the next read: this one hands out what was decoded
+            data = b"".join(out)
+            if data or self._error is not None:
+                return data
+
+
+class _ParallelBz2:
+    """A bzip2 file decompressed on several threads (``indexed_bzip2`` finds the blocks).
+
+    bzip2 compresses blocks independently, so a file's blocks are decompressed at once on
+    Arrow's CPU count of threads (on a Dask worker, its own threads) instead of one after
+    the other. At any error (a cut-off or corrupt file, data after the last stream that
+    is not bzip2) the standard library's streaming decompressor (:class:`_Decompressing`)
+    reads the file again from its start, skips the bytes already handed out and goes on
+    from there: a cut-off file yields exactly what the streaming path yields, and a
+    corrupt one at least that (the streaming path loses the good blocks decoded in the
+    same 1 MiB read as the damage), flagged as truncated the same way. Without
+    ``indexed_bzip2`` (or where it cannot open the file) :func:`open_input` uses the
+    streaming decompressor directly.
+    """
+
+    def __init__(self, path: str | Path, reader: IO[bytes]) -> None:
+        self._path = path
+        self._reader: IO[bytes] | None = reader
+        self._fallback: _Decompressing | None = None
+        self._fallback_raw: IO[bytes] | None = None
+        self._delivered = 0
+        self.truncated: str | None = None
+
+    @classmethod
+    def open(cls, path: str | Path) -> _ParallelBz2 | None:
+        try:
+            import indexed_bzip2
+        except ImportError:
+            return None
+        try:
+            reader = indexed_bzip2.open(str(path), parallelization=max(1, pa.cpu_count()))
+        except Exception:  # noqa: BLE001 - not openable by it: the streaming path decides
+            return None
+        return cls(path, reader)
+
+    def read(self, n: int = -1) -> bytes:
+        if self._reader is not None:
+            try:
+                data = self._reader.read(n if n > 0 else _ReadAhead.CHUNK)
+            except Exception:  # noqa: BLE001 - its errors are C++ exceptions of several types
+                self._switch()
+            else:
+                if data or _ends_with_bz2_stream_end(self._path):
+                    self._delivered += len(data)
+                    return data
+                # it ended where the file does not: what follows the last stream is decided
+                # (and flagged) as the streaming path does
+                self._switch()
+        assert self._fallback is not None
+        data = self._fallback.read(n)
+        self.truncated = self._fallback.truncated
+        return data
+
+    def _switch(self) -> None:
+        """Go on with the streaming decompressor from the first byte not yet handed out."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        self._fallback_raw = open(self._path, "rb")
+        self._fallback = _Decompressing(self._fallback_raw, bz2.BZ2Decompressor)
+        skip = self._delivered
+        while skip:
+            data = self._fallback.read()  # raises where the stream is damaged, as it would have
+            if not data:  # it ends before the bytes already handed out: nothing more to give
+                self.truncated = self._fallback.truncated or "bzip2 stream ended early"
+                return
+            if len(data) > skip:
+                self._fallback = _Prefixed(data[skip:], self._fallback)  # type: ignore[assignment]
+                return
+            skip -= len(data)
+
+    def close(self) -> None:
+        for f in (self._reader, self._fallback_raw):
+            if f is not None:
+                f.close()
+        self._reader = self._fallback_raw = None
+
+
+#: The 48-bit magic that ends a bzip2 stream (then a 32-bit CRC, then padding to a byte).
+_BZ2_STREAM_END = 0x177245385090
+
+
+def _ends_with_bz2_stream_end(path: str | Path) -> bool:
+    """Whether the file's last bytes are a bzip2 end-of-stream marker (nothing after it)."""
+    with open(path, "rb") as fh:
+        fh.seek(0, io.SEEK_END)
+        fh.seek(max(0, fh.tell() - 11))
+        tail = int.from_bytes(fh.read(), "big")
+    return any((tail >> (pad + 32)) & ((1 << 48) - 1) == _BZ2_STREAM_END for pad in range(8))
+
+
+class _Prefixed:
+    """A stream that first returns ``head``, then reads ``rest`` (with its ``truncated``)."""
+
+    def __init__(self, head: bytes, rest: _Decompressing) -> None:
+        self._head: bytes | None = head
+        self._rest = rest
+
+    @property
+    def truncated(self) -> str | None:
+        return self._rest.truncated
+
+    def read(self, n: int = -1) -> bytes:
+        if self._head is not None:
+            head, self._head = self._head, None
+            return head
+        return self._rest.read(n)
 
 
 class _ReadAhead:

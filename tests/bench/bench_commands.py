@@ -9,6 +9,10 @@ reference script run as its own process in the same run, on the same input:
 * ``pathexp ingest`` of the MENOG results into a fresh workspace, vs a script that reads
   the same file with ripe.atlas.sagan and walks every hop and packet of every result
   (it stores nothing; pathexp also writes the raw segments and the Parquet tables);
+* the same ``pathexp ingest`` of the same results compressed with bzip2 (``-9``, as RIPE's
+  daily dumps are; compressed once, untimed), vs the sagan script reading that file through
+  the standard library's ``bz2``; the standard library's decompression of the file alone,
+  in this process, is reported beside it (what a single-threaded reader cannot go below);
 * ``pathexp annotate`` (17 columns per hop row) vs a script that reads the campaign's hop
   Parquet, looks up every hop's origin AS and prefix with pyasn in a Python loop and writes
   the table back with those two columns. The reference data are imported first with
@@ -31,6 +35,7 @@ Without /usr/bin/time the figures fall back to ``os.wait4`` (an upper bound, sai
 from __future__ import annotations
 
 import argparse
+import bz2
 import json
 import lzma
 import os
@@ -57,12 +62,12 @@ RSS_SOURCE = ("GNU time %M (max RSS of the command's own process)" if TIME else
               "os.wait4 ru_maxrss (upper bound: includes this parent's resident pages at fork)")
 
 REF_INGEST = textwrap.dedent('''
-    import json, lzma, sys
+    import bz2, json, lzma, sys
     import orjson
     from ripe.atlas.sagan import TracerouteResult
 
     path = sys.argv[1]
-    opener = lzma.open if path.endswith(".xz") else open
+    opener = lzma.open if path.endswith(".xz") else bz2.open if path.endswith(".bz2") else open
     results = hops = packets = 0
     with opener(path, "rb") as fh:
         for line in fh:
@@ -295,6 +300,29 @@ def main() -> None:
              input=label, **ctx)
         for i in range(args.repeat - 1):
             shutil.rmtree(tmp / f"ws-{i}")
+
+        # 1b. ingest of the same results as bzip2 (decompressed on several threads)
+        plain = lzma.decompress(src.read_bytes()) if src.suffix == ".xz" else src.read_bytes()
+        bz = tmp / "menog.ndjson.bz2"
+        bz.write_bytes(bz2.compress(plain, 9))
+        del plain
+        t0 = time.perf_counter()
+        bz2.decompress(bz.read_bytes())
+        emit(BENCH, "bz2_stdlib_decompress_s", time.perf_counter() - t0, "s", bytes=bz.stat().st_size,
+             note="the standard library's bz2 alone, in this process: a single-threaded reader's floor", **ctx)
+        ours, ref = [], []
+        for i in range(args.repeat):
+            ours.append(run([pathexp, "ingest", str(bz), "--campaign", CAMPAIGN, "--workspace", str(tmp / f"bz-{i}")],
+                            env, logs))
+            ref.append(run([py, str(scripts["ref_ingest"]), str(bz)], env, logs))
+            stored = json.loads((tmp / f"bz-{i}" / CAMPAIGN / "ingest.json").read_text())["results_stored"]
+            if stored != n:
+                sys.exit(f"benchmark: ingest of the bzip2 file stored {stored} of {n} results")
+            shutil.rmtree(tmp / f"bz-{i}")
+        if ref[-1].last_json()["results"] != n:
+            sys.exit(f"benchmark: the bzip2 reference walked {ref[-1].last_json()['results']} of {n} results")
+        pair("ingest_bz2", best(ours), best(ref), n, "results", "sagan TracerouteResult over bz2.open",
+             input=label + ", bzip2 -9", **ctx)
 
         # 2. annotate
         ours, ref = [], []
