@@ -142,22 +142,43 @@ def sum_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
 
 
 def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The node attribute query over relation ``a`` (an annotated hop table or its files)."""
+    """The node attribute query over relation ``a`` (an annotated hop table or its files).
+
+    Each attribute is the node's most frequent non-null value, ties going to the
+    alphabetically first: the counts per (node, value) in one scan (grouping sets), then
+    the smallest ``(-count, value)``. DuckDB's ``mode()`` picks among ties by the order
+    its threads meet the rows, which changes from run to run (an AS whose addresses lie in
+    RIR blocks of two countries, seen as often in each).
+    """
     return con.sql(
         """
         WITH x AS (
           SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
                  org, family, as_country
           FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
+        ), asc_ AS (
+          SELECT node_asn, org, family, as_country, count(*) AS n,
+                 GROUPING(org) AS g1, GROUPING(family) AS g2, GROUPING(as_country) AS g3
+          FROM x WHERE node_asn IS NOT NULL
+          GROUP BY GROUPING SETS ((node_asn, org), (node_asn, family), (node_asn, as_country))
+        ), ixc AS (
+          SELECT ixp_id, ixp_country, ixp_name, ixp_city, count(*) AS n,
+                 GROUPING(ixp_country) AS g1, GROUPING(ixp_name) AS g2, GROUPING(ixp_city) AS g3
+          FROM a WHERE ixp_id IS NOT NULL
+          GROUP BY GROUPING SETS ((ixp_id, ixp_country), (ixp_id, ixp_name), (ixp_id, ixp_city))
         )
         SELECT 'AS' || node_asn::VARCHAR AS node, 'as' AS kind, node_asn AS asn,
-               mode(org) AS org, mode(family) AS family, mode(as_country) AS country,
+               min((-n, org)) FILTER (WHERE g1 = 0 AND org IS NOT NULL)[2] AS org,
+               min((-n, family)) FILTER (WHERE g2 = 0 AND family IS NOT NULL)[2] AS family,
+               min((-n, as_country)) FILTER (WHERE g3 = 0 AND as_country IS NOT NULL)[2] AS country,
                NULL::VARCHAR AS name, NULL::VARCHAR AS city
-        FROM x WHERE node_asn IS NOT NULL GROUP BY node_asn
+        FROM asc_ GROUP BY node_asn
         UNION ALL
         SELECT 'IXP:' || ixp_id, 'ixp', NULL::BIGINT, NULL::VARCHAR, NULL::VARCHAR,
-               mode(ixp_country), mode(ixp_name), mode(ixp_city)
-        FROM a WHERE ixp_id IS NOT NULL GROUP BY ixp_id
+               min((-n, ixp_country)) FILTER (WHERE g1 = 0 AND ixp_country IS NOT NULL)[2],
+               min((-n, ixp_name)) FILTER (WHERE g2 = 0 AND ixp_name IS NOT NULL)[2],
+               min((-n, ixp_city)) FILTER (WHERE g3 = 0 AND ixp_city IS NOT NULL)[2]
+        FROM ixc GROUP BY ixp_id
         ORDER BY node
         """
     ).to_arrow_table()

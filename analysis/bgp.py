@@ -117,7 +117,7 @@ def bgp_summary(routes: pa.Table, registry: Any, *, snapshot: Any = None, top: i
                                          "source", "record"]))
         con.register("fam", fam)
         con.execute("""CREATE TEMP TABLE a AS
-            SELECT peer_asn, prefix, as_path, any_value(origin_asn) AS origin_asn,
+            SELECT peer_asn, prefix, as_path, min(origin_asn) AS origin_asn,
                    min(source) AS source, min(record) AS record
             FROM r WHERE kind IN ('announce', 'rib') GROUP BY peer_asn, prefix, as_path""")
         con.execute("""CREATE TEMP TABLE x AS

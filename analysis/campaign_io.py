@@ -1197,7 +1197,7 @@ def _with_replying_destinations(
             SELECT q.dst_addr, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
                    coalesce(g.dst_country, h.dst_country) AS dst_country
             FROM q
-            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country
+            LEFT JOIN (SELECT dst_addr, min(dst_asn) dst_asn, min(dst_country) dst_country
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
             LEFT JOIN (SELECT reply_from AS dst_addr,
                               mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,

@@ -648,9 +648,9 @@ def _destination_columns(
             SELECT t.tid, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
                    coalesce(g.dst_country, h.dst_country) AS dst_country, g.dst_lat, g.dst_lon
             FROM t
-            LEFT JOIN (SELECT dst_addr, any_value(dst_asn) dst_asn, any_value(dst_country) dst_country,
-                              CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN any_value(dst_lat) END dst_lat,
-                              CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN any_value(dst_lon) END dst_lon
+            LEFT JOIN (SELECT dst_addr, min(dst_asn) dst_asn, min(dst_country) dst_country,
+                              CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN min(dst_lat) END dst_lat,
+                              CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN min(dst_lon) END dst_lon
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
             LEFT JOIN (SELECT reply_from AS dst_addr,
                               mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,

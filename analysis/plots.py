@@ -239,8 +239,8 @@ def pop_counts(
         con.register("x", sel)
         tr = "(msm_id, prb_id, timestamp)"
         out = con.sql(
-            f"""SELECT ixp_id, any_value(ixp_name) AS ixp_name, ixp_city,
-                       any_value(ixp_country) AS ixp_country,
+            f"""SELECT ixp_id, min(ixp_name) AS ixp_name, ixp_city,
+                       min(ixp_country) AS ixp_country,
                        list_sort(list(DISTINCT family)) AS families,
                        list_sort(list(DISTINCT asn)) AS asns,
                        count(DISTINCT {tr}) AS traceroutes, count(DISTINCT prb_id) AS probes,
@@ -280,9 +280,9 @@ def pop_locations(annotated: pa.Table) -> pa.Table:
     try:
         con.register("a", sel)
         out = con.sql(
-            """SELECT ixp_id, any_value(ixp_name) AS ixp_name, any_value(ixp_city) AS ixp_city,
-                      any_value(ixp_country) AS ixp_country, any_value(ixp_lat) AS latitude,
-                      any_value(ixp_lon) AS longitude,
+            """SELECT ixp_id, min(ixp_name) AS ixp_name, min(ixp_city) AS ixp_city,
+                      min(ixp_country) AS ixp_country, min(ixp_lat) AS latitude,
+                      min(ixp_lon) AS longitude,
                       coalesce(list_sort(list(DISTINCT family) FILTER (WHERE family IS NOT NULL)), []::VARCHAR[]) AS families,
                       bool_or(family IS NOT NULL) AS flagged, count(*) AS replies
                FROM a GROUP BY ixp_id ORDER BY flagged DESC, replies DESC, ixp_id"""
@@ -740,7 +740,7 @@ def place_table(facilities: pa.Table | None, routers: pa.Table | None = None) ->
                ), best AS (SELECT city, country, min(rank) AS rank FROM ok GROUP BY city, country)
                SELECT city, country, round(avg(lat), 4) AS latitude, round(avg(lon), 4) AS longitude,
                       count(*) AS points,
-                      CASE any_value(rank) WHEN 0 THEN 'PeeringDB facilities' ELSE 'IPmap routers' END AS source
+                      CASE min(rank) WHEN 0 THEN 'PeeringDB facilities' ELSE 'IPmap routers' END AS source
                FROM ok JOIN best USING (city, country, rank)
                GROUP BY city, country ORDER BY min(rank), country, city"""
         ).to_arrow_table()

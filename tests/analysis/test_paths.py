@@ -639,6 +639,33 @@ def test_output_schema_and_node_attributes():
     assert nodes["IXP:pdb:1"]["city"] == "Ashburn" and nodes["IXP:pdb:1"]["country"] == "US"
 
 
+def test_node_attributes_ties_go_to_the_first_value_whatever_the_row_order():
+    """The most frequent value per node; a tie (an AS seen as often in two countries) goes to the
+    alphabetically first, in any row order and split into any number of parts (DuckDB's own
+    mode() picks among ties by the order its threads meet the rows)."""
+    import random
+
+    rows = []
+    for asn, spec in ((64500, {"DE": 3, "AT": 3, "CH": 1}), (64501, {"NL": 2, "BE": 5}), (64502, {"FR": 4})):
+        for cc, k in spec.items():
+            rows += [dict(asn=asn, ixp_id=None, member_asn=None, family=None, org=f"org{asn}", as_country=cc,
+                          ixp_name=None, ixp_city=None, ixp_country=None, ip_class="public")] * k
+    rows += [dict(asn=None, ixp_id="pdb:9", member_asn=64500, family=None, org=None, as_country=None,
+                  ixp_name=name, ixp_city="Paris", ixp_country="FR", ip_class="public") for name in ("B-IX", "A-IX")]
+    want = {"AS64500": "AT", "AS64501": "BE", "AS64502": "FR"}  # by hand: counts, then the first of a tie
+    rng = random.Random(7)
+    for _ in range(12):
+        rng.shuffle(rows)
+        table = pa.Table.from_pylist(rows * 5000)  # enough rows for DuckDB to use several threads
+        for parts in (1, 7):
+            cuts = [i * len(table) // parts for i in range(parts + 1)]
+            split = pa.concat_tables(table.slice(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False))
+            assert split.num_rows == table.num_rows
+            nodes = {r["node"]: r for r in P.node_attributes(split).to_pylist()}
+            assert {n: nodes[n]["country"] for n in want} == want
+            assert nodes["IXP:pdb:9"]["name"] == "A-IX" and nodes["AS64500"]["org"] == "org64500"
+
+
 # ------------------------------------------------------------------------- end to end
 # Hand-written Atlas results -> probes.store ingest -> analysis.annotate with a hand-written
 # reference snapshot -> analyze_campaign / `pathexp analyze`. Expected values by hand, see
