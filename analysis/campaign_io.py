@@ -90,7 +90,7 @@ from analysis.scope import (
     scope_traceroutes,
     with_scope,
 )
-from probes import _memory, fileio, store
+from probes import fileio, memory, store
 from probes.engine import Runner, open_runner
 from probes.progress import step
 from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
@@ -304,7 +304,7 @@ def _annotate_locked(
         "generation": generation,
     }
     fileio.write_json(campaign.annotate_json, report)  # last: it names a complete annotated/
-    _memory.release()  # what the segments freed, before the caller's next stage
+    memory.release()  # what the segments freed, before the caller's next stage
     return report
 
 
@@ -530,7 +530,7 @@ def _analyze_locked(
         bgp_inputs = (bgp.campaign_bgp_inputs(snap, full_registry, dst_info, _trace_period(trace_files))
                       if snap is not None else None)
         del snap
-        _memory.release()  # the reference tables and the scans above, before the paths
+        memory.release()  # the reference tables and the scans above, before the paths
         generation = {
             "annotate": annotate_info["generation"]["id"],
             "store": store.generation(campaign).as_dict(),
@@ -582,7 +582,7 @@ def _analyze_locked(
                     for f in part_files:
                         writer.write_table(pq.read_table(f, schema=SCOPED_PATHS_SCHEMA))
             shutil.rmtree(parts_dir)
-            _memory.release()  # the partitions' tables, before the exposure pass
+            memory.release()  # the partitions' tables, before the exposure pass
         paths_file = campaign.paths_parquet
         fams = _report_families(paths_file, nodes, registry, families)
         geometry = load_country_geometry()  # the upper bound's speed-of-light test, once for every family

@@ -53,7 +53,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from probes import _memory, fileio
+from probes import fileio, memory
 from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
@@ -717,7 +717,7 @@ def ingest_files(
                 shutil.rmtree(campaign.staging_dir, ignore_errors=True)
             finally:
                 store.close()  # releases the campaign lock, after the staging folder is gone
-    _memory.release()  # what parsing freed, before the caller's next stage
+    memory.release()  # what parsing freed, before the caller's next stage
     return total
 
 
