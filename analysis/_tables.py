@@ -7,6 +7,8 @@ registry look-ups. Pure functions; private to :mod:`analysis`.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -37,13 +39,35 @@ ANNOTATED_OPTIONAL = {
 }
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB connection without the interactive progress bar."""
-    con = duckdb.connect()
+def connect(*, private: bool = False) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection without the interactive progress bar.
+
+    By default a new connection to the process's one in-memory database (about 1 ms; a
+    database of its own costs 13 ms to open, and ``analyze`` opened several per partition
+    and per row group). What a connection registers, its temporary tables and views and
+    its session settings are its own; global settings (``memory_limit``,
+    ``temp_directory``, ``threads``) and ordinary tables are the database's, so a caller
+    that sets those or creates non-temporary objects asks for a ``private`` database.
+    """
+    con = duckdb.connect() if private else _process_database().cursor()
     # Inside Jupyter without ipywidgets DuckDB starts with the bar off and refuses any SET of it.
     if con.execute("SELECT current_setting('enable_progress_bar')").fetchall()[0][0]:
         con.execute("SET enable_progress_bar = false")
     return con
+
+
+_DATABASE: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_DATABASE_LOCK = threading.Lock()
+
+
+def _process_database() -> duckdb.DuckDBPyConnection:
+    """This process's shared in-memory database (a forked child opens its own: DuckDB's
+    threads do not survive a fork)."""
+    global _DATABASE
+    with _DATABASE_LOCK:
+        if _DATABASE is None or _DATABASE[0] != os.getpid():
+            _DATABASE = (os.getpid(), duckdb.connect())
+        return _DATABASE[1]
 
 
 def int_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -127,6 +151,37 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.
         return key // nb, key % nb
     pairs = np.unique(np.stack([a, b], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]
+
+
+def lex_order(*cols: np.ndarray) -> np.ndarray:
+    """The stable order that sorts rows by ``cols``, the first the most significant: what
+    ``np.lexsort(cols[::-1])`` gives.
+
+    Adjacent integer columns are packed into one mixed-radix int64 key while the product of
+    their ranges stays under 2**62, so the sort runs over one or two keys instead of many
+    (a single key is about three times faster than ``np.lexsort`` of three).
+
+    >>> lex_order(np.array([2, 1, 2, 1]), np.array([0, 5, -3, 5])).tolist()
+    [1, 3, 2, 0]
+    """
+    if not len(cols) or not len(cols[0]):
+        return np.empty(0, np.intp)
+    keys: list[np.ndarray] = []  # most significant first
+    key: np.ndarray | None = None
+    span = 1
+    for col in cols:
+        c = np.asarray(col, np.int64)
+        lo = int(c.min())
+        width = int(c.max()) - lo + 1  # Python ints: no overflow
+        if key is not None and span * width < 1 << 62:
+            key, span = key * width + (c - lo), span * width
+            continue
+        if key is not None:
+            keys.append(key)
+        key, span = (c - lo, width) if width < 1 << 62 else (c, 1 << 62)
+    assert key is not None
+    keys.append(key)
+    return np.argsort(keys[0], kind="stable") if len(keys) == 1 else np.lexsort(keys[::-1])
 
 
 def sum_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:

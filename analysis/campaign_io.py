@@ -1223,7 +1223,7 @@ def _campaign_node_attributes(
     con = connect()
     try:
         con.execute(
-            f"CREATE VIEW a AS SELECT *{extra} FROM read_parquet({[str(f) for f in ann_files]!r}, union_by_name=true)"
+            f"CREATE TEMP VIEW a AS SELECT *{extra} FROM read_parquet({[str(f) for f in ann_files]!r}, union_by_name=true)"
         )
         table = node_attributes_sql(con)
     finally:

@@ -897,13 +897,13 @@ def change_events_file(path: str | Path, families: Sequence[str | None], *,
     _require_names(schema.names, (*pair, "timestamp", "flagged_families"))
     scope = "WHERE in_scope" if "in_scope" in schema.names else ""
     with tempfile.TemporaryDirectory(prefix="pathexp-events-") as tmp:
-        con = connect()
+        con = connect(private=True)  # its own memory limit and spill directory
         try:
             con.execute(f"SET memory_limit = '{memory_limit}'")
             con.execute(f"SET temp_directory = '{tmp}'")
             cols = ", ".join(f'"{c}"' for c in [*pair, "timestamp", "flagged_families"])
             quoted = str(path).replace("'", "''")
-            con.execute(f"CREATE VIEW __paths AS SELECT {cols}, file_row_number AS __row "
+            con.execute(f"CREATE TEMP VIEW __paths AS SELECT {cols}, file_row_number AS __row "
                         f"FROM read_parquet('{quoted}', file_row_number = true) {scope}")
             return _change_query(con, "__paths", schema, list(families), pair)
         finally:

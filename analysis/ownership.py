@@ -181,7 +181,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import int_np
+from analysis._tables import int_np, lex_order
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -421,7 +421,7 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
             for k in ("msm_id", "prb_id", "timestamp")]
     h = int_np(hops.column("hop"))[rows]
     a = int_np(hops.column("attempt"))[rows]
-    order = np.lexsort((a, h, keys[2], keys[1], keys[0]))
+    order = lex_order(*keys, h, a)
     rows, h = rows[order], h[order]
     keys = [k[order] for k in keys]
     newtr = np.ones(len(rows), bool)
@@ -463,7 +463,7 @@ def _merge_occurrences(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarr
     ascending order, counts summed."""
     cols = {col: np.concatenate([p[col] for p in parts]) if parts else np.empty(0, np.int64) for col in _OCC}
     n = np.concatenate([p["n"] for p in parts]) if parts else np.empty(0, np.int64)
-    order = _tuple_order(cols)
+    order = lex_order(*(cols[k] for k in _OCC))
     cols = {col: v[order] for col, v in cols.items()}
     same = np.ones(max(len(order) - 1, 0), bool)  # a row equal to the one before it
     for v in cols.values():
@@ -472,23 +472,6 @@ def _merge_occurrences(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarr
     out = {col: np.ascontiguousarray(v[new]) for col, v in cols.items()}
     out["n"] = np.add.reduceat(n[order], np.flatnonzero(new)) if len(order) else np.empty(0, np.int64)
     return out
-
-
-def _tuple_order(cols: dict[str, np.ndarray]) -> np.ndarray:
-    """The order that sorts the occurrence tuples (:data:`_OCC`, column by column).
-
-    The three address codes in one mixed-radix key and the destination flag, AS and loop
-    flag in another, when they fit in an int64: two sort keys instead of six, the same
-    order.
-    """
-    if not len(cols["c"]):
-        return np.empty(0, np.intp)
-    c, p, q, f, d, lp = (cols[k] - cols[k].min() for k in _OCC)  # each from 0, the same order
-    r = max(int(c.max()), int(p.max()), int(q.max())) + 1
-    dr, lr = int(d.max()) + 1, int(lp.max()) + 1
-    if r ** 3 < 1 << 62 and (int(f.max()) + 1) * dr * lr < 1 << 62:  # Python ints: no overflow
-        return np.lexsort(((f * dr + d) * lr + lp, (c * r + p) * r + q))
-    return np.lexsort(tuple(cols[k] for k in reversed(_OCC)))
 
 
 def _decide(

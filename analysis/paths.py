@@ -92,10 +92,12 @@ from analysis._tables import (
     ANNOTATED_REQUIRED,
     connect,
     int_np,
+    lex_order,
     list_of,
     node_attributes_sql,
     override_families,
     registry_lookup,
+    unique_pairs,
 )
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
@@ -502,7 +504,7 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
     t = tid_of[rows]
     h = int_np(annotated.column("hop"))[rows]
     a = int_np(annotated.column("attempt"))[rows]
-    order = np.lexsort((a, h, t))
+    order = lex_order(t, h, a)
     rows, t, h = rows[order], t[order], h[order]
     first = np.ones(len(rows), bool)
     if len(rows) > 1:
@@ -578,33 +580,40 @@ def _owner_families(
     """The annotated ``family`` with reassigned hops given their owner AS's family.
 
     The owner's family is the family the annotation gave that AS elsewhere in the table
-    (as an origin or IXP member), else the default registry's.
+    (as an origin or IXP member; the alphabetically first where rows disagree), none when
+    the table has that AS only without a family, else the default registry's.
     """
     fam = hops["family"]
     if not reassigned.any():
         return fam
     from analysis.registry import load_registry
 
-    a = int_np(annotated.column("asn"))
-    mem = int_np(annotated.column("member_asn"))
     ixp = np.asarray(pc.is_valid(annotated.column("ixp_id")).to_numpy(zero_copy_only=False), bool)
-    key = np.where(ixp, mem, a)
-    f = pc.fill_null(annotated.column("family").cast(pa.string()), "").to_numpy(zero_copy_only=False)
-    known: dict[int, str | None] = {}
-    sel = key >= 0
-    for k, v in set(zip(key[sel].tolist(), f[sel].tolist(), strict=True)):
-        if v or k not in known:
-            known[k] = v or None
+    key = np.where(ixp, int_np(annotated.column("member_asn")), int_np(annotated.column("asn")))
+    enc = pc.dictionary_encode(annotated.column("family").cast(pa.string())).combine_chunks()
+    labels = enc.dictionary.to_pylist()
+    alpha = sorted(range(len(labels)), key=labels.__getitem__)
+    rank = np.empty(len(labels), np.int64)  # a code's place in alphabetical order
+    rank[alpha] = np.arange(len(labels))
+    by_rank = np.asarray([labels[i] for i in alpha] + [None], dtype=object)  # then None
+    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    named = (key >= 0) & (codes >= 0)
+    named[named] = by_rank[rank[codes[named]]] != ""
+    k, r = unique_pairs(key[named], rank[codes[named]], len(labels))
+    first = np.ones(len(k), bool)
+    first[1:] = k[1:] != k[:-1]
+    k, r = k[first], r[first]  # each named AS and its alphabetically first family
+
     eff = np.where(hops["is_ixp"], member, asn)[reassigned]
-    unseen = np.array([e not in known and e >= 0 for e in eff.tolist()], bool)
+    pos = np.searchsorted(k, eff)
+    hit = pos < len(k)
+    hit[hit] = k[pos[hit]] == eff[hit]
+    vals = np.full(len(eff), None, dtype=object)
+    vals[hit] = by_rank[r[pos[hit]]]
+    unseen = (eff >= 0) & ~np.isin(eff, key[key >= 0])
     if unseen.any():
-        reg = registry_lookup(load_registry(), eff[unseen]).to_pylist()
-        for e, v in zip(eff[unseen].tolist(), reg, strict=True):
-            known[e] = v
-    vals = fam.to_pylist()
-    for i, e in zip(np.flatnonzero(reassigned).tolist(), eff.tolist(), strict=True):
-        vals[i] = known.get(e)
-    return pa.array(vals, pa.string())
+        vals[unseen] = np.asarray(registry_lookup(load_registry(), eff[unseen]).to_pylist(), dtype=object)
+    return pc.replace_with_mask(fam.cast(pa.string()), pa.array(reassigned), pa.array(vals, pa.string()))
 
 
 def _count_loop_artefacts(

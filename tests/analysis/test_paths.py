@@ -666,6 +666,40 @@ def test_node_attributes_ties_go_to_the_first_value_whatever_the_row_order():
             assert nodes["IXP:pdb:9"]["name"] == "A-IX" and nodes["AS64500"]["org"] == "org64500"
 
 
+def test_a_reassigned_hop_takes_its_owners_family_whatever_the_row_order():
+    """A hop the ownership stage gives to another AS takes the family the annotation gave that
+    AS elsewhere (the alphabetically first where its rows disagree), none when the AS is seen
+    only without a family, and the default registry's when the table never saw the AS."""
+    import random
+
+    def trace(msm, hop2, last="203.0.113.50"):
+        return dict(msm_id=msm, prb_id=2002, dst_addr=last, reached=True, hops=[
+            [pub("192.0.2.1", 1.0, 7922)], [hop2], [pub(last, 9.0, 64511)]])
+
+    traces = [
+        trace(1, pub("198.51.100.1", 5.0, 64500)),  # -> 64510: seen as zz-fam and as aa-fam
+        trace(2, pub("198.51.100.2", 5.0, 64510, family="zz-fam")),
+        trace(3, pub("198.51.100.3", 5.0, 64510, family="aa-fam")),
+        trace(4, pub("198.51.100.4", 5.0, 64501)),  # -> 4134: not in the table, the registry's
+        trace(5, pub("198.51.100.5", 5.0, 64502)),  # -> 64520: in the table without a family
+        trace(6, pub("198.51.100.6", 5.0, 64520)),
+        trace(7, ixp("198.51.100.7", 5.0, "pdb:1", *ASHBURN[1:], member=64503)),  # member -> 64510
+    ]
+    hops, tr = build(traces)
+    owner = {"198.51.100.1": 64510, "198.51.100.4": 4134, "198.51.100.5": 64520, "198.51.100.7": 64510}
+    addrs = hops.column("reply_from").to_pylist()
+    hops = hops.append_column("owner_asn", pa.array([owner.get(a) for a in addrs], pa.int64()))
+    hops = hops.append_column("owner_via", pa.array(["third-party" if a in owner else None for a in addrs]))
+    want = {1: ["aa-fam"], 2: ["zz-fam"], 3: ["aa-fam"], 4: [CT], 5: [], 6: [], 7: ["aa-fam"]}
+    rng = random.Random(3)
+    for _ in range(6):
+        order = list(range(hops.num_rows))
+        rng.shuffle(order)
+        table, _drops = P.build_paths(hops.take(order), tr, PROBES)
+        got = {r["msm_id"]: r["flagged_families"] for r in table.to_pylist()}
+        assert got == want
+
+
 # ------------------------------------------------------------------------- end to end
 # Hand-written Atlas results -> probes.store ingest -> analysis.annotate with a hand-written
 # reference snapshot -> analyze_campaign / `pathexp analyze`. Expected values by hand, see
