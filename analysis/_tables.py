@@ -62,11 +62,16 @@ _DATABASE_LOCK = threading.Lock()
 
 def _process_database() -> duckdb.DuckDBPyConnection:
     """This process's shared in-memory database (a forked child opens its own: DuckDB's
-    threads do not survive a fork)."""
+    threads do not survive a fork).
+
+    A database that stays open keeps the memory its largest query freed (about 300 MiB
+    after a group-by of 6M rows) unless its allocator's background threads purge it: with
+    them RSS is back where it started about a second after the query.
+    """
     global _DATABASE
     with _DATABASE_LOCK:
         if _DATABASE is None or _DATABASE[0] != os.getpid():
-            _DATABASE = (os.getpid(), duckdb.connect())
+            _DATABASE = (os.getpid(), duckdb.connect(config={"allocator_background_threads": True}))
         return _DATABASE[1]
 
 
