@@ -11,6 +11,7 @@ from __future__ import annotations
 import lzma
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -69,12 +70,34 @@ def split_corpus(corpus: Path, files: int) -> list[Path]:
     if all(p.exists() for p in outs):
         return outs
     out_dir.mkdir(parents=True, exist_ok=True)
-    with pa.CompressedInputStream(pa.OSFile(str(corpus)), "zstd") as f:
-        lines = [ln for ln in f.read().split(b"\n") if ln]
-    step = -(-len(lines) // files)
-    for i, path in enumerate(outs):
-        tmp = path.with_suffix(".part")
-        with pa.CompressedOutputStream(str(tmp), "zstd") as f:
-            f.write(b"\n".join(lines[i * step : (i + 1) * step]) + b"\n")
+
+    def pieces() -> Iterator[bytes]:  # streamed: a 10M corpus is some 20 GB of text
+        with pa.CompressedInputStream(pa.OSFile(str(corpus)), "zstd") as f:
+            while chunk := f.read(1 << 24):
+                yield chunk
+
+    total = sum(p.count(b"\n") for p in pieces())
+    step = max(-(-total // files), 1)
+    tmps = [p.with_suffix(".part") for p in outs]
+    i, written, tail = 0, 0, b""
+    out = pa.CompressedOutputStream(str(tmps[0]), "zstd")
+    for chunk in pieces():
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        while lines:
+            take = lines[: step - written]
+            out.write(b"".join(ln + b"\n" for ln in take if ln))
+            written += len(take)
+            del lines[: len(take)]
+            if written == step and i + 1 < files:
+                out.close()
+                i, written = i + 1, 0
+                out = pa.CompressedOutputStream(str(tmps[i]), "zstd")
+    if tail:
+        out.write(tail + b"\n")
+    out.close()
+    for path in outs[i + 1 :]:  # fewer lines than files
+        pa.CompressedOutputStream(str(path.with_suffix(".part")), "zstd").close()
+    for tmp, path in zip(tmps, outs, strict=True):
         tmp.rename(path)
     return outs
