@@ -244,6 +244,29 @@ def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
     ).to_arrow_table()
 
 
+def replying_attributes_sql(source: str, where: str, country: str = "as_country") -> str:
+    """A subquery: per reply address of relation ``source`` (rows matching ``where``), its
+    AS (the member AS at an IXP) and ``country`` as ``dst_addr, dst_asn, dst_country``.
+
+    Each is the address's most frequent non-null value, ties going to the smallest, as in
+    :func:`node_attributes_sql`: DuckDB's ``mode()`` picks among ties by the order its
+    threads meet the rows, so two annotations of one address seen as often would give a
+    destination AS that changes from run to run.
+    """
+    return f"""
+        SELECT dst_addr,
+               min((-n, v_asn)) FILTER (WHERE g1 = 0 AND v_asn IS NOT NULL)[2] AS dst_asn,
+               min((-n, v_country)) FILTER (WHERE g2 = 0 AND v_country IS NOT NULL)[2] AS dst_country
+        FROM (SELECT dst_addr, v_asn, v_country, count(*) AS n,
+                     GROUPING(v_asn) AS g1, GROUPING(v_country) AS g2
+              FROM (SELECT reply_from AS dst_addr,
+                           CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS v_asn,
+                           {country} AS v_country
+                    FROM {source} WHERE {where})
+              GROUP BY GROUPING SETS ((dst_addr, v_asn), (dst_addr, v_country)))
+        GROUP BY dst_addr"""
+
+
 def override_families(table: pa.Table, registry: RegistryLike | None) -> pa.Table:
     """Node attributes with ``family`` looked up in ``registry`` (unchanged when None)."""
     if registry is not None:

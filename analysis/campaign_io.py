@@ -69,6 +69,7 @@ from analysis._tables import (
     plain_columns,
     registry_family_ids,
     registry_lookup,
+    replying_attributes_sql,
 )
 from analysis.annotate import annotate, parquet_options
 from analysis.datasets import load_snapshot
@@ -1199,12 +1200,8 @@ def _with_replying_destinations(
             FROM q
             LEFT JOIN (SELECT dst_addr, min(dst_asn) dst_asn, min(dst_country) dst_country
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
-            LEFT JOIN (SELECT reply_from AS dst_addr,
-                              mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
-                              mode({country}) dst_country
-                       FROM read_parquet($files, union_by_name=true)
-                       WHERE reply_from IN (SELECT dst_addr FROM q)
-                       GROUP BY reply_from) h USING (dst_addr)
+            LEFT JOIN ({replying_attributes_sql("read_parquet($files, union_by_name=true)",
+                                                "reply_from IN (SELECT dst_addr FROM q)", country)}) h USING (dst_addr)
             ORDER BY q.dst_addr
             """,
             params={"files": [str(f) for f in ann_files]},

@@ -97,6 +97,7 @@ from analysis._tables import (
     node_attributes_sql,
     override_families,
     registry_lookup,
+    replying_attributes_sql,
     unique_pairs,
 )
 from analysis.errors import SchemaMismatch
@@ -652,8 +653,9 @@ def _destination_columns(
         con.register("t", tr.select(["tid", "dst_addr"]))
         con.register("d", d)
         con.register("a", annotated.select(["reply_from", "asn", "ixp_id", "member_asn", "as_country"]))
+        replying = replying_attributes_sql("a", "reply_from IN (SELECT DISTINCT dst_addr FROM t)")
         res = con.sql(
-            """
+            f"""
             SELECT t.tid, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
                    coalesce(g.dst_country, h.dst_country) AS dst_country, g.dst_lat, g.dst_lon
             FROM t
@@ -661,11 +663,7 @@ def _destination_columns(
                               CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN min(dst_lat) END dst_lat,
                               CASE WHEN count(DISTINCT (dst_lat, dst_lon)) = 1 THEN min(dst_lon) END dst_lon
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
-            LEFT JOIN (SELECT reply_from AS dst_addr,
-                              mode(CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END) dst_asn,
-                              mode(as_country) dst_country
-                       FROM a WHERE reply_from IN (SELECT DISTINCT dst_addr FROM t)
-                       GROUP BY reply_from) h USING (dst_addr)
+            LEFT JOIN ({replying}) h USING (dst_addr)
             ORDER BY t.tid
             """
         ).to_arrow_table()

@@ -700,6 +700,30 @@ def test_a_reassigned_hop_takes_its_owners_family_whatever_the_row_order():
         assert got == want
 
 
+def test_destination_as_from_its_replies_ties_go_to_the_first_value_whatever_the_row_order():
+    """A destination missing from the destinations table takes the AS and country of the hops
+    replying from it: the most frequent, a tie going to the smallest AS and the alphabetically
+    first country, in any row order (DuckDB's mode() picks among ties by the order its threads
+    meet the rows). Two annotations of one address happen when tables of two snapshots meet."""
+    import random
+
+    dst = "203.0.113.50"
+    traces = [dict(msm_id=msm, prb_id=2002, dst_addr=dst, reached=True, hops=[
+        [pub("192.0.2.1", 1.0, 7922)],
+        [pub(dst, 9.0, asn, country=cc)]]) for msm, (asn, cc) in enumerate([(64512, "DE"), (64511, "AT")] * 1500)]
+    traces.append(dict(msm_id=9999, prb_id=2002, dst_addr="198.51.100.9", reached=True, hops=[
+        [pub("198.51.100.9", 9.0, 64513, country="FR")]]))  # one annotation only: its own
+    hops, tr = build(traces)
+    rng = random.Random(11)
+    for _ in range(6):
+        order = list(range(hops.num_rows))
+        rng.shuffle(order)
+        table, _drops = P.build_paths(hops.take(order), tr, PROBES)
+        got = {(r["dst_asn"], r["dst_country"]) for r in table.to_pylist() if r["msm_id"] != 9999}
+        assert got == {(64511, "AT")}  # by hand: 1,500 rows each, then the first of the tie
+        assert [(r["dst_asn"], r["dst_country"]) for r in table.to_pylist() if r["msm_id"] == 9999] == [(64513, "FR")]
+
+
 # ------------------------------------------------------------------------- end to end
 # Hand-written Atlas results -> probes.store ingest -> analysis.annotate with a hand-written
 # reference snapshot -> analyze_campaign / `pathexp analyze`. Expected values by hand, see
