@@ -551,7 +551,7 @@ def _analyze_locked(
         drops: Counter[str] = Counter()
         if misplaced:
             drops["probe-discs-misplaced-probe"] = len(misplaced)
-        part_files: list[Path] = []
+        parts_done = 0
         with _staged(campaign, campaign.paths_dir, stage="analyze", run=run) as stage:
             # one part per partition, concatenated into paths.parquet, then dropped
             parts_dir = stage / ".parts"
@@ -565,11 +565,17 @@ def _analyze_locked(
             }
             step("paths: 0 of %d partitions", len(partitions))
             scope = ScopeTally.empty(dst_country)
-            for part, part_drops, part_scope in runner.map(_paths_partition, partitions, shared=shared):
-                drops.update(part_drops)
-                scope += part_scope
-                part_files.append(Path(part))
-                step("paths: %d of %d partitions", len(part_files), len(partitions))
+            # the parts come back in partition order: each is appended to paths.parquet as it
+            # arrives, while the next ones are computed (not all at the end, on this process)
+            with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp, \
+                    pq.ParquetWriter(tmp, SCOPED_PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
+                for part, part_drops, part_scope in runner.map(_paths_partition, partitions, shared=shared):
+                    drops.update(part_drops)
+                    scope += part_scope
+                    parts_done += 1
+                    writer.write_table(pq.read_table(part, schema=SCOPED_PATHS_SCHEMA))
+                    Path(part).unlink()
+                    step("paths: %d of %d partitions", parts_done, len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
             del shared, destinations, facilities, probe_meta, discs, routers, pair_rtts
             if owners is not None:
@@ -578,10 +584,6 @@ def _analyze_locked(
             else:
                 owner_vias = {}
             del owners
-            with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp:
-                with pq.ParquetWriter(tmp, SCOPED_PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
-                    for f in part_files:
-                        writer.write_table(pq.read_table(f, schema=SCOPED_PATHS_SCHEMA))
             shutil.rmtree(parts_dir)
             memory.release()  # the partitions' tables, before the exposure pass
         paths_file = campaign.paths_parquet
@@ -977,7 +979,9 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     traceroute's scope verdict; return the file, the drops and the partition's scope tally."""
 
     index, ann_files, trace_files = part
-    annotated = _read_annotated([Path(f) for f in ann_files], ctx["columns"])
+    columns = ctx["columns"]
+    annotated = _read_annotated([Path(f) for f in ann_files], [*columns, *(["dst_addr"] * ("dst_addr" not in columns))])
+    dst_rtts = _destination_rtts(annotated, ctx["pair_rtts"])
     if ctx["owners"] is not None:
         annotated = apply_owners(annotated, ctx["owners"])
     paths, drops = build_paths(
@@ -993,8 +997,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
         rtt_jump_ms=ctx["rtt_jump_ms"],
     )
     del annotated
-    scope = scope_traceroutes(_destination_rtts([Path(f) for f in ann_files], ctx["pair_rtts"]),
-                              ctx["destinations"], ctx["probes"], ctx["dst_country"])
+    scope = scope_traceroutes(dst_rtts, ctx["destinations"], ctx["probes"], ctx["dst_country"])
     paths = with_scope(paths, _with_destination_family(scope.table, ctx["dst_info"]))
     target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
     fileio.write_parquet(paths, target)
@@ -1110,8 +1113,9 @@ def _destination_pair_rtts(ann_files: list[Path]) -> pa.Table:
     return res.cast(pa.schema([("prb_id", pa.int64()), ("dst_addr", pa.string()), ("dst_rtt_ms", pa.float64())]))
 
 
-def _destination_rtts(ann_files: list[Path], pair_rtts: pa.Table) -> pa.Table:
-    """:func:`analysis.destinations.destination_rtts` over some annotated files, out of core.
+def _destination_rtts(hops: pa.Table, pair_rtts: pa.Table) -> pa.Table:
+    """:func:`analysis.destinations.destination_rtts` over a partition's annotated hops (read
+    once, for the paths and for this).
 
     The same definition in SQL: per traceroute, ``min(rtt) FILTER (WHERE reply_from =
     dst_addr)``. A traceroute whose destination did not reply takes the smallest RTT the
@@ -1122,19 +1126,19 @@ def _destination_rtts(ann_files: list[Path], pair_rtts: pa.Table) -> pa.Table:
     con = connect()
     try:
         con.register("pairs", pair_rtts)
+        con.register("h", hops.select(["msm_id", "prb_id", "timestamp", "dst_addr", "reply_from", "rtt"]))
         res = con.sql(
             """
             WITH own AS (
                 SELECT msm_id, prb_id, timestamp, dst_addr,
                        min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS rtt
-                FROM read_parquet($files, union_by_name=true)
+                FROM h
                 GROUP BY msm_id, prb_id, timestamp, dst_addr)
             SELECT own.msm_id, own.prb_id, own.timestamp, own.dst_addr,
                    coalesce(own.rtt, pairs.dst_rtt_ms) AS dst_rtt_ms
             FROM own LEFT JOIN pairs ON pairs.prb_id = own.prb_id AND pairs.dst_addr = own.dst_addr
             ORDER BY own.msm_id, own.prb_id, own.timestamp
-            """,
-            params={"files": [str(f) for f in ann_files]},
+            """
         ).to_arrow_table()
     finally:
         con.close()
