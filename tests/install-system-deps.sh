@@ -16,5 +16,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 0
 fi
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# two test runs on one machine (two clones) would otherwise race for apt's locks and the
+# loser fail ("Could not get lock /var/lib/apt/lists/lock"): one at a time, and apt itself
+# waits for a lock another program holds
+exec 9>"${TMPDIR:-/tmp}/pathexp-system-deps.lock"
+flock 9
+apt-get -o DPkg::Lock::Timeout=600 update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need[@]}" >/dev/null
