@@ -979,8 +979,9 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     traceroute's scope verdict; return the file, the drops and the partition's scope tally."""
 
     index, ann_files, trace_files = part
-    columns = ctx["columns"]
-    annotated = _read_annotated([Path(f) for f in ann_files], [*columns, *(["dst_addr"] * ("dst_addr" not in columns))])
+    columns = ctx["columns"]  # and the destination, for the destination RTTs
+    read = list(columns) if "dst_addr" in columns else [*columns, "dst_addr"]
+    annotated = _read_annotated([Path(f) for f in ann_files], read)
     dst_rtts = _destination_rtts(annotated, ctx["pair_rtts"])
     if ctx["owners"] is not None:
         annotated = apply_owners(annotated, ctx["owners"])
@@ -1193,6 +1194,8 @@ def _with_replying_destinations(
         "dst_addr": dst_addrs, "dst_asn": pa.nulls(len(dst_addrs), pa.int64()),
         "dst_country": pa.nulls(len(dst_addrs), pa.string())})
     country = "as_country" if "as_country" in columns else "NULL::VARCHAR"
+    replying = replying_attributes_sql("read_parquet($files, union_by_name=true)",
+                                       "reply_from IN (SELECT dst_addr FROM q)", country)
     con = connect()
     try:
         con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
@@ -1204,8 +1207,7 @@ def _with_replying_destinations(
             FROM q
             LEFT JOIN (SELECT dst_addr, min(dst_asn) dst_asn, min(dst_country) dst_country
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
-            LEFT JOIN ({replying_attributes_sql("read_parquet($files, union_by_name=true)",
-                                                "reply_from IN (SELECT dst_addr FROM q)", country)}) h USING (dst_addr)
+            LEFT JOIN ({replying}) h USING (dst_addr)
             ORDER BY q.dst_addr
             """,
             params={"files": [str(f) for f in ann_files]},
