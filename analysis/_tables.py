@@ -158,6 +158,46 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.
     return pairs[:, 0], pairs[:, 1]
 
 
+def annotated_as(annotated: pa.Table) -> np.ndarray:
+    """The AS each annotated row's ``family`` belongs to: the IXP member where the row has
+    one (``member_asn``), else the origin AS (``asn``); -1 where neither is known. This is
+    the AS the annotator looks the family up for (:func:`analysis.annotate.annotate`)."""
+    member = int_np(annotated.column("member_asn"))
+    return np.where(member >= 0, member, int_np(annotated.column("asn")))
+
+
+def as_families(annotated: pa.Table, key: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(asn, family)``: each AS the annotation gave a flagged family, sorted by AS.
+
+    The AS of a row is :func:`annotated_as` (an IXP LAN address announced by one AS and
+    assigned to a member is the member's, and so is its family). Rows without a family, or
+    with an empty one, say nothing. Where rows disagree the alphabetically first family
+    wins, whatever the row order. ``key``: :func:`annotated_as` of the table, when the
+    caller has it already.
+
+    >>> t = pa.table({"asn": [7, 7, 9, 9], "member_asn": pa.array([None, None, None, 4134]),
+    ...               "family": ["b", "a", None, "ct"]})
+    >>> asn, fam = as_families(t)
+    >>> asn.tolist(), fam.tolist()
+    ([7, 4134], ['a', 'ct'])
+    """
+    key = annotated_as(annotated) if key is None else key
+    enc = pc.dictionary_encode(annotated.column("family").cast(pa.string()))
+    enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
+    labels = enc.dictionary.to_pylist()
+    alpha = sorted(range(len(labels)), key=labels.__getitem__)
+    rank = np.empty(len(labels), np.int64)  # a label's place in alphabetical order
+    rank[alpha] = np.arange(len(labels))
+    by_rank = np.asarray([labels[i] for i in alpha], dtype=object)
+    codes = int_np(enc.indices)
+    named = (key >= 0) & (codes >= 0)
+    named[named] = by_rank[rank[codes[named]]] != ""
+    k, r = unique_pairs(key[named], rank[codes[named]], len(labels))
+    first = np.ones(len(k), bool)
+    first[1:] = k[1:] != k[:-1]
+    return k[first], by_rank[r[first]]
+
+
 def lex_order(*cols: np.ndarray) -> np.ndarray:
     """The stable order that sorts rows by ``cols``, the first the most significant: what
     ``np.lexsort(cols[::-1])`` gives.

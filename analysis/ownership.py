@@ -181,7 +181,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import int_np, lex_order
+from analysis._tables import as_families, int_np, lex_order
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -357,7 +357,7 @@ def infer_owners_chunked(
     family_of: dict[int, str] = {}
     for part, families in runner.map(_chunk_occurrences, chunks, shared=attrs):
         occ.append(part)
-        family_of.update(families)
+        _merge_families(family_of, families)
         if len(occ) >= MERGE_EVERY:
             occ = [_merge_occurrences(occ)]
     merged = occ[0] if len(occ) == 1 else _merge_occurrences(occ)
@@ -789,13 +789,23 @@ def _provider_pairs(relationships: pa.Table | None) -> set[tuple[int, int]]:
 
 
 def _families_of(hops: pa.Table) -> dict[int, str]:
-    """Origin AS -> flagged family, from the annotation's ``family`` column (empty without it)."""
+    """AS -> flagged family, from the annotation's ``family`` column (empty without it).
+
+    Keyed as the rules compare ASes (the member for an IXP LAN address, else the origin:
+    :func:`analysis._tables.annotated_as`), the alphabetically first family where rows
+    disagree (:func:`analysis._tables.as_families`).
+    """
     if "family" not in hops.column_names or not hops.num_rows:
         return {}
-    t = hops.select(["asn", "family"]).filter(pc.and_(pc.is_valid(hops.column("asn")),
-                                                       pc.is_valid(hops.column("family"))))
-    return dict(zip(int_np(t.column("asn")).tolist(), t.column("family").cast(pa.string()).to_pylist(),
-                    strict=True))
+    asn, fam = as_families(hops)
+    return dict(zip(asn.tolist(), fam.tolist(), strict=True))
+
+
+def _merge_families(into: dict[int, str], more: dict[int, str]) -> None:
+    """Add a chunk's families, the alphabetically first where chunks disagree (as within one)."""
+    for a, f in more.items():
+        if a not in into or f < into[a]:
+            into[a] = f
 
 
 def _sibling_groups(siblings: pa.Table | None) -> dict[int, set[int]]:

@@ -90,6 +90,8 @@ import pyarrow.compute as pc
 from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
+    annotated_as,
+    as_families,
     connect,
     int_np,
     lex_order,
@@ -98,7 +100,6 @@ from analysis._tables import (
     override_families,
     registry_lookup,
     replying_attributes_sql,
-    unique_pairs,
 )
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
@@ -589,28 +590,14 @@ def _owner_families(
         return fam
     from analysis.registry import load_registry
 
-    ixp = np.asarray(pc.is_valid(annotated.column("ixp_id")).to_numpy(zero_copy_only=False), bool)
-    key = np.where(ixp, int_np(annotated.column("member_asn")), int_np(annotated.column("asn")))
-    enc = pc.dictionary_encode(annotated.column("family").cast(pa.string())).combine_chunks()
-    labels = enc.dictionary.to_pylist()
-    alpha = sorted(range(len(labels)), key=labels.__getitem__)
-    rank = np.empty(len(labels), np.int64)  # a code's place in alphabetical order
-    rank[alpha] = np.arange(len(labels))
-    by_rank = np.asarray([labels[i] for i in alpha] + [None], dtype=object)  # then None
-    codes = pc.fill_null(enc.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
-    named = (key >= 0) & (codes >= 0)
-    named[named] = by_rank[rank[codes[named]]] != ""
-    k, r = unique_pairs(key[named], rank[codes[named]], len(labels))
-    first = np.ones(len(k), bool)
-    first[1:] = k[1:] != k[:-1]
-    k, r = k[first], r[first]  # each named AS and its alphabetically first family
-
+    key = annotated_as(annotated)
+    k, k_family = as_families(annotated, key)
     eff = np.where(hops["is_ixp"], member, asn)[reassigned]
     pos = np.searchsorted(k, eff)
     hit = pos < len(k)
     hit[hit] = k[pos[hit]] == eff[hit]
     vals = np.full(len(eff), None, dtype=object)
-    vals[hit] = by_rank[r[pos[hit]]]
+    vals[hit] = k_family[pos[hit]]
     unseen = (eff >= 0) & ~np.isin(eff, key[key >= 0])
     if unseen.any():
         vals[unseen] = np.asarray(registry_lookup(load_registry(), eff[unseen]).to_pylist(), dtype=object)

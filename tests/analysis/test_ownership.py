@@ -275,6 +275,60 @@ def test_a_hop_between_two_ases_of_one_flagged_family_goes_to_the_next_one():
     assert _owner(infer_owners(with_family, relationships=rel_c), X) == (D, "subsequent-as")
 
 
+def _with_families(hops: pa.Table, family_of_row) -> pa.Table:
+    fam = pa.array([family_of_row(r) for r in hops.to_pylist()], pa.string())
+    return hops.set_column(hops.schema.get_field_index("family"), "family", fam)
+
+
+M = 64510  # an IXP member AS
+
+
+def test_an_as_announcing_an_ixp_lan_does_not_take_a_members_family():
+    """On an IXP LAN row the annotation's family is the member's, not that of the AS
+    announcing the LAN: B announcing a LAN where a China Telecom AS has a port does not make
+    B China Telecom, so B ... D is no "S' x S" sandwich and C (adjacent to both) keeps X."""
+    rel_c = pa.table({"provider": [C, C], "customer": [B, D]})
+    trace = [(b1, B, None, None), (X, C, None, None), (d1, D, None, None)]
+    at_ixp = [(a1, A, None, None), ("192.0.2.200", B, "ix-1", M), (d1, D, None, None)]
+    hops = _with_families(_hops([trace, at_ixp]),
+                          lambda r: "china-telecom" if M == r["member_asn"] or r["asn"] == D else None)
+    assert _owner(infer_owners(hops, relationships=rel_c), X) == (C, "origin")
+    # the same B annotated with that family for its own address is the sandwich
+    own = _with_families(_hops([trace, at_ixp]), lambda r: "china-telecom" if r["asn"] in (B, D) else None)
+    assert _owner(infer_owners(own, relationships=rel_c), X) == (D, "subsequent-as")
+
+
+def test_an_ixp_member_takes_its_family_from_its_lan_rows():
+    """The preceding AS of an address after an IXP LAN is the member; its family is the one
+    the annotation gave its LAN rows, so member ... D of one family is an "S' x S" sandwich."""
+    rel_c = pa.table({"provider": [C, C], "customer": [M, D]})
+    trace = [("192.0.2.200", B, "ix-1", M), (X, C, None, None), (d1, D, None, None)]
+    hops = _with_families(_hops([trace]),
+                          lambda r: "china-telecom" if M == r["member_asn"] or r["asn"] == D else None)
+    assert _owner(infer_owners(hops, relationships=rel_c), X) == (D, "subsequent-as")
+    assert _owner(infer_owners(_hops([trace]), relationships=rel_c), X) == (C, "origin")  # without families
+
+
+@pytest.mark.parametrize("first", ["china-telecom", "zz-other"])
+def test_an_as_with_two_families_gets_the_first_whatever_the_chunk_order(first):
+    """B annotated with two families (a stale row): the alphabetically first wins, in one
+    call and chunk by chunk in either order, so the owners never depend on the row order."""
+    trace = [(b1, B, None, None), (X, C, None, None), (d1, D, None, None)]
+    other = [(b2, B, None, None), (a1, A, None, None)]
+    second = "zz-other" if first == "china-telecom" else "china-telecom"
+    hops = _hops([trace, other])
+    fam = [None] * hops.num_rows
+    fam[0], fam[3], fam[2] = first, second, "china-telecom"  # B's two rows, and D
+    hops = hops.set_column(hops.schema.get_field_index("family"), "family", pa.array(fam, pa.string()))
+    whole = infer_owners(hops, relationships=REL)
+    assert _owner(whole, X) == (D, "third-party")
+    assert _chunked_owners(hops, [0, 3, hops.num_rows], relationships=REL).equals(whole)
+    rel_c = pa.table({"provider": [C, C], "customer": [B, D]})
+    assert _owner(infer_owners(hops, relationships=rel_c), X) == (D, "subsequent-as")
+    assert _chunked_owners(hops, [0, 3, hops.num_rows], relationships=rel_c).equals(
+        infer_owners(hops, relationships=rel_c))
+
+
 def _chunked_owners(hops: pa.Table, bounds: list[int], **kw) -> pa.Table:
     """The owners as the campaign stage computes them: attributes over all rows, occurrences
     per chunk of rows ``[bounds[i], bounds[i + 1])`` merged, then the rules."""
