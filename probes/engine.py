@@ -167,6 +167,30 @@ def _context_plugin() -> Any:
     return ContextPlugin()
 
 
+def refuse_while_a_child_imports_main(what: str) -> None:
+    """Raise when called while a spawned child process imports the main script.
+
+    Dask's LocalCluster (and any ``spawn`` process) starts each worker by importing the
+    script that started it again. A script that calls pathexp at its top level, without
+    ``if __name__ == "__main__":``, would then run the call once more in every worker,
+    which waits for the campaign lock its parent holds while the parent waits for its
+    workers: a silent hang. This turns it into an error naming the fix.
+
+    Raises
+    ------
+    probes.errors.ConfigError
+        The caller is running inside that import.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError(
+            f"{what} was called while a worker process was importing the main script: "
+            'put the code that calls pathexp under `if __name__ == "__main__":` '
+            "(Dask and multiprocessing start workers by importing that script again)"
+        )
+
+
 @contextmanager
 def open_runner(
     engine: str = "local",
@@ -192,11 +216,13 @@ def open_runner(
     Raises
     ------
     probes.errors.ConfigError
-        An unknown engine, options that need ``--engine dask``, or a scheduler that cannot
-        be reached.
+        An unknown engine, options that need ``--engine dask``, a scheduler that cannot
+        be reached, or a call from a worker process importing the main script again
+        (:func:`refuse_while_a_child_imports_main`).
     """
     if engine not in ENGINES:
         raise ConfigError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    refuse_while_a_child_imports_main(f"a {engine} runner")
     if engine == "local":
         if scheduler is not None or workers is not None:
             raise ConfigError("--scheduler and --workers need --engine dask")
@@ -212,16 +238,22 @@ def open_runner(
         raise ConfigError("--engine dask needs the 'distributed' package") from exc
     cluster = None
     if scheduler is None:
-        cluster = LocalCluster(
-            n_workers=workers or os.cpu_count() or 1,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address=None,
-            # no dashboard; the scheduler's health endpoint on a free port, not 8787
-            scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
-            silence_logs=logging.ERROR,
-        )
+        try:
+            cluster = LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                # no dashboard; the scheduler's health endpoint on a free port, not 8787
+                scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"},
+                silence_logs=logging.ERROR,
+            )
+        except RuntimeError as exc:  # "Nanny failed to start": the worker's own error is on stderr
+            raise ConfigError(
+                f"the Dask workers did not start ({str(exc).rstrip('.')}; their error is printed above). A script "
+                'that runs pathexp on Dask must do it under `if __name__ == "__main__":`'
+            ) from exc
         address: Any = cluster
     else:
         address = scheduler

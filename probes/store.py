@@ -54,6 +54,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from probes import fileio, memory
+from probes.engine import refuse_while_a_child_imports_main
 from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
@@ -174,7 +175,11 @@ def campaign_lock(campaign: Campaign, *, holder: str = "ingest", shared: bool = 
     ------
     probes.errors.StoreError
         ``wait=False`` and the lock is held, or a table folder is a symbolic link.
+    probes.errors.ConfigError
+        Called by a worker process importing the main script again
+        (:func:`probes.engine.refuse_while_a_child_imports_main`).
     """
+    refuse_while_a_child_imports_main(f"pathexp {holder} of campaign {campaign.name!r}")
     campaign.check_folders()
     campaign.root.mkdir(parents=True, exist_ok=True)
     mode = fcntl.LOCK_SH if shared else fcntl.LOCK_EX

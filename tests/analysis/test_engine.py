@@ -220,3 +220,41 @@ def test_worker_file_errors_name_the_worker(cluster, tmp_path):
             list(r.map(lambda item, ctx: open(item, "rb").read(), [str(missing)]))
     with pytest.raises(StoreError, match="cannot read"):
         store.ingest_files(Campaign("x", tmp_path), [missing], engine="dask", scheduler=cluster.scheduler_address)
+
+
+_SCRIPT = """\
+import sys
+from probes.engine import open_runner
+from probes.store import campaign_lock
+from probes.workspace import Campaign
+
+def double(x, shared):
+    return 2 * x
+
+def run():
+    with campaign_lock(Campaign("guard", sys.argv[1]), holder="analyze"):
+        with open_runner("dask", workers=1) as runner:
+            print("sum", sum(runner.map(double, [1, 2])))
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_script_without_a_main_guard_fails_with_the_fix_instead_of_hanging(tmp_path, guarded):
+    """Dask starts each worker by importing the main script again: unguarded, the worker's
+    copy of the call waited for the campaign lock its parent held, for good. Now the
+    worker refuses and the parent says what to change; guarded, the same code runs."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "job.py"
+    script.write_text(_SCRIPT + ('if __name__ == "__main__":\n    run()\n' if guarded else "run()\n"))
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "ws")], capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[2])
+    if guarded:
+        assert done.returncode == 0, done.stderr
+        assert "sum 6" in done.stdout
+    else:
+        assert done.returncode != 0
+        assert "ConfigError: pathexp analyze of campaign 'guard' was called while a worker process" in done.stderr
+        assert 'ConfigError: the Dask workers did not start' in done.stderr
+        assert 'if __name__ == "__main__":' in done.stderr
