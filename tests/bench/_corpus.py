@@ -64,7 +64,11 @@ def build_corpus(root: Path, n: int) -> Path:
 
 
 def split_corpus(corpus: Path, files: int) -> list[Path]:
-    """The corpus cut into ``files`` contiguous zstd NDJSON files (written once)."""
+    """The corpus cut into ``files`` contiguous zstd NDJSON files (written once).
+
+    Cut by lines, every line kept (a blank one too: ingest skips it), so the parts put
+    back together are the corpus byte for byte.
+    """
     out_dir = corpus.parent / f"{corpus.name.split('.')[0]}-in-{files}"
     outs = [out_dir / f"part-{i:03d}.ndjson.zst" for i in range(files)]
     if all(p.exists() for p in outs):
@@ -86,7 +90,7 @@ def split_corpus(corpus: Path, files: int) -> list[Path]:
         tail = lines.pop()
         while lines:
             take = lines[: step - written]
-            out.write(b"".join(ln + b"\n" for ln in take if ln))
+            out.write(b"".join(ln + b"\n" for ln in take))
             written += len(take)
             del lines[: len(take)]
             if written == step and i + 1 < files:
