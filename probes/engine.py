@@ -33,7 +33,7 @@ from typing import Any
 
 from probes.errors import ConfigError, StoreError
 
-__all__ = ["ENGINES", "Runner", "open_runner"]
+__all__ = ["ENGINES", "Runner", "open_runner", "refuse_while_a_child_imports_main"]
 
 #: Engine names accepted by ``--engine``.
 ENGINES = ("local", "dask")

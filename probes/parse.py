@@ -44,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
-from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
+from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA, TRACE_SCHEMA
 
 __all__ = [
     "Parsed",
@@ -278,15 +278,19 @@ def parse_results(records: Iterable[bytes | str | dict], *, origin: str = "atlas
     return parse_lines(lines, origin=origin)
 
 
-def parse_lines(lines: Sequence[bytes], *, origin: str = "atlas", use_threads: bool = True) -> Parsed:
+def parse_lines(lines: Sequence[bytes], *, origin: str = "atlas", use_threads: bool = True,
+                encoded: bool = False) -> Parsed:
     """Parse a block of NDJSON lines (no trailing newlines; blank lines are skipped).
 
-    ``use_threads=False`` keeps Arrow's JSON decoder on the calling thread.
+    ``use_threads=False`` keeps Arrow's JSON decoder on the calling thread. ``encoded=True``
+    gives the hop table as the store writes it (:data:`probes.schema.STORED_HOP_SCHEMA`:
+    the traceroute's strings dictionary-encoded, not copied onto each hop row).
     """
-    return _finish(*_decode(lines, use_threads), origin)
+    return _finish(*_decode(lines, use_threads), origin, encoded)
 
 
-def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas") -> Iterator[Parsed]:
+def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas",
+                encoded: bool = False) -> Iterator[Parsed]:
     """Parse blocks of lines in order, as :func:`parse_lines` would, one by one.
 
     The JSON of the next block is decoded on a helper thread (Arrow releases the GIL)
@@ -298,10 +302,10 @@ def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas") -> 
         for block in blocks:
             decoding = pool.submit(_decode, block, True)
             if pending is not None:
-                yield _finish(*pending.result(), origin)
+                yield _finish(*pending.result(), origin, encoded)
             pending = decoding
         if pending is not None:
-            yield _finish(*pending.result(), origin)
+            yield _finish(*pending.result(), origin, encoded)
 
 
 def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None, list[bytes], Counter]:
@@ -388,11 +392,12 @@ def _read_each(
     return pa.concat_tables(tables), lines, drops
 
 
-def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: str) -> Parsed:
+def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: str, encoded: bool = False) -> Parsed:
     if raw is None:
-        return Parsed(HOP_SCHEMA.empty_table(), TRACE_SCHEMA.empty_table(), drops, [])
+        return Parsed((STORED_HOP_SCHEMA if encoded else HOP_SCHEMA).empty_table(), TRACE_SCHEMA.empty_table(),
+                      drops, [])
     raw, lines = _validate(raw, lines, drops)
-    traces, hops, hop_trace = _flatten(raw, origin)
+    traces, hops, hop_trace = _flatten(raw, origin, encoded)
     return Parsed(hops, traces, drops, lines, hop_trace)
 
 
@@ -684,7 +689,7 @@ def _validate(raw: pa.Table, lines: list[bytes], drops: Counter) -> tuple[pa.Tab
     return raw.take(pa.array(idx)), [lines[i] for i in idx]
 
 
-def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray]:
+def _flatten(raw: pa.Table, origin: str, encoded: bool = False) -> tuple[pa.Table, pa.Table, np.ndarray]:
     n = raw.num_rows
     result = raw.column("result").combine_chunks()
     hops = pc.list_flatten(result)  # one struct per hop entry
@@ -712,12 +717,17 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
     row_trace = hop_trace[row_hop]
     trace_take = pa.array(row_trace)
     hop_take = pa.array(row_hop)
+    schema = STORED_HOP_SCHEMA if encoded else HOP_SCHEMA
     types = {f.name: f.type for f in HOP_SCHEMA}
 
     # cast before the take: the per-traceroute and per-reply values are the same either
     # way (each is range-checked by _validate), and the take then copies narrow values
     def top(name: str, column: str | None = None) -> pa.Array:
-        return raw.column(column or name).combine_chunks().cast(types[name]).take(trace_take)
+        values = raw.column(column or name).combine_chunks().cast(types[name])
+        if encoded and name in PER_TRACE_HOP_STRINGS:  # each traceroute's string once
+            enc = values.dictionary_encode()
+            return pa.DictionaryArray.from_arrays(enc.indices.take(trace_take), enc.dictionary)
+        return values.take(trace_take)
 
     def per_reply(values: pa.Array) -> pa.Array:
         return values if reply_take is None else values.take(reply_take)
@@ -757,9 +767,7 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
         "mpls": per_reply(_mpls_labels(replies)),
         "hop_error": _hop_errors(hops, replies, replies_lists).take(hop_take),
     }
-    hop_table = pa.Table.from_arrays(
-        [hop_cols[f.name].cast(f.type) for f in HOP_SCHEMA], schema=HOP_SCHEMA
-    )
+    hop_table = pa.Table.from_arrays([hop_cols[f.name].cast(f.type) for f in schema], schema=schema)
 
     # per traceroute: hop entries, last hop (the final TTL-255 probe aside), destination reached
     hop_no = np.asarray(hops.field("hop").fill_null(0), dtype=np.int64)
@@ -767,9 +775,8 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
     hop_count = np.bincount(hop_trace, minlength=n)
     last_hop = np.zeros(n, dtype=np.int64)
     np.maximum.at(last_hop, hop_trace[counted], hop_no[counted])
-    reached_rows = pc.fill_null(pc.equal(reply_from, dst_rows), False)
     reached = np.zeros(n, dtype=bool)
-    reached[row_trace[np.asarray(reached_rows)]] = True
+    reached[row_trace[_replies_from_destination(reply_from, dst_rows)]] = True
 
     origin_col = pc.fill_null(raw.column("origin"), origin)
     trace_cols = {
@@ -798,6 +805,17 @@ def _flatten(raw: pa.Table, origin: str) -> tuple[pa.Table, pa.Table, np.ndarray
         schema=TRACE_SCHEMA,
     )
     return trace_table, hop_table, row_trace
+
+
+def _replies_from_destination(reply_from: pa.Array, dst: pa.Array) -> np.ndarray:
+    """Per row, whether the reply came from the traceroute's destination (``dst`` plain or
+    dictionary-encoded: then compared by dictionary code, no string built per row)."""
+    if isinstance(dst, pa.DictionaryArray):
+        code = pc.index_in(reply_from, value_set=dst.dictionary)
+        same = pc.equal(code, dst.indices.cast(code.type))
+    else:
+        same = pc.equal(reply_from, dst)
+    return np.asarray(pc.fill_null(same, False), dtype=bool)
 
 
 def _hop_errors(hops: pa.StructArray, replies: pa.StructArray, replies_lists: pa.ListArray) -> pa.Array:

@@ -13,6 +13,8 @@ import pyarrow as pa
 __all__ = [
     "KEY_COLUMNS",
     "HOP_SCHEMA",
+    "PER_TRACE_HOP_STRINGS",
+    "STORED_HOP_SCHEMA",
     "TRACE_SCHEMA",
     "LOCAL_MSM_ID_MIN",
     "empty_hops",
@@ -80,6 +82,19 @@ TRACE_SCHEMA = pa.schema(
         pa.field("result_error", pa.string()),  # top-level "error" of the result
         pa.field("origin", pa.string()),  # "atlas", "local" or "converted:<tool>"
     ]
+)
+
+
+#: Hop columns that are the traceroute's: the same on every hop row of one traceroute.
+PER_TRACE_HOP_STRINGS = ("proto", "src_addr", "from_addr", "dst_addr", "dst_name")
+
+#: :data:`HOP_SCHEMA` as the store writes the hop segments: the
+#: :data:`PER_TRACE_HOP_STRINGS` dictionary-encoded (one string per traceroute, not per
+#: hop row). The values are the same; DuckDB and ``pq.read_table(..., schema=HOP_SCHEMA)``
+#: read them as plain strings.
+STORED_HOP_SCHEMA = pa.schema(
+    [pa.field(f.name, pa.dictionary(pa.int32(), f.type), f.nullable) if f.name in PER_TRACE_HOP_STRINGS else f
+     for f in HOP_SCHEMA]
 )
 
 

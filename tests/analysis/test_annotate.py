@@ -366,7 +366,7 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
     from analysis.annotate import parquet_options
     from analysis.campaign_io import read_annotated
     from probes import fileio, store
-    from probes.schema import HOP_SCHEMA
+    from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA
     from probes.workspace import Campaign
 
     camp = Campaign("sagan", tmp_path)
@@ -388,7 +388,11 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         via_duckdb = duckdb.sql(f"SELECT org, asn, ip_class FROM read_parquet('{f}')").to_arrow_table()
         assert via_duckdb.column("org").to_pylist() == plain.column("org").to_pylist()
         assert via_duckdb.column("ip_class").to_pylist() == plain.column("ip_class").to_pylist()
-        d, _ = annotate(hops, real_snapshot, dictionary=True)
+        # the segment as annotate_campaign reads it: the traceroute's strings as stored
+        seg = store.segment_path(camp, name, "hops")
+        assert all(pa.types.is_dictionary(pq.read_schema(seg).field(c).type) for c in PER_TRACE_HOP_STRINGS)
+        stored = pq.read_table(seg, read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
+        d, _ = annotate(stored, real_snapshot, dictionary=True)
         fileio.write_parquet(d, tmp_path / "again.parquet", options=parquet_options(d))
         assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
         # statistics on the columns that are not strings (list leaves too), rtt without a

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lzma
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from probes.parse import DROP_REASONS, parse_lines, parse_results
-from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
+from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA, TRACE_SCHEMA
 
 TRACEROUTE_FILES = [
     "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz",
@@ -111,6 +112,29 @@ def test_real_corpus_counts_and_schema(test_data):
         for hop in orjson.loads(line)["result"]:
             expected += max(len(hop.get("result") or []), 1)
     assert parsed.hops.num_rows == expected
+
+
+@pytest.mark.parametrize("rel", TRACEROUTE_FILES)
+def test_the_stored_hop_table_holds_the_same_values(test_data, rel):
+    """``encoded=True`` (what the store writes: the traceroute's strings dictionary-encoded)
+    gives the same hop values, traceroutes (destination_reached included), row order and
+    drops as the plain hop table, on real results and on the edge cases of the
+    destination comparison (no destination, a timeout, a reply from elsewhere)."""
+    lines = real_lines(test_data, rel)[:20_000]
+    odd = [orjson.dumps({**BASE, **top, "result": result}) for top, result in [
+        ({"dst_addr": None}, [{"hop": 1, "result": [{"from": "203.0.113.5", "rtt": 1.0}]}]),
+        ({}, [{"hop": 1, "result": [{"x": "*"}, {"from": "203.0.113.5", "rtt": 2.0}]}]),
+        ({}, [{"hop": 1, "result": [{"from": "192.0.2.1", "rtt": 1.0}]}]),
+        ({"dst_name": None, "proto": None}, [{"hop": 2, "error": "network unreachable"}]),
+    ]]
+    for block in (lines, odd):
+        plain, stored = parse_lines(block), parse_lines(block, encoded=True)
+        assert stored.hops.schema == STORED_HOP_SCHEMA
+        assert all(pa.types.is_dictionary(stored.hops.schema.field(c).type) for c in PER_TRACE_HOP_STRINGS)
+        assert stored.hops.cast(HOP_SCHEMA).equals(plain.hops)
+        assert stored.traces.equals(plain.traces)
+        assert np.array_equal(stored.hop_trace, plain.hop_trace) and stored.drops == plain.drops
+    assert plain.traces.column("destination_reached").to_pylist() == [False, True, False, False]
 
 
 BASE = {
