@@ -13,6 +13,7 @@ from pathlib import Path
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -127,6 +128,30 @@ def test_annotated_paths_and_exposure_are_identical(both):
         assert pq.read_table(dask.exposure_table(name)).equals(
             pq.read_table(local.exposure_table(name))), name
     assert dask.as_graph_graphml.read_bytes() == local.as_graph_graphml.read_bytes()
+
+
+def test_owners_from_the_hop_rows_destination_equal_those_joined_from_the_traceroutes(both):
+    """The ownership chunks take each traceroute's destination from the hop rows (no
+    join); annotated parts without that column take it from the traceroute segments.
+    Both give the same owners, destination ASes (rule 7d) included."""
+    import duckdb
+
+    from analysis.campaign_io import _annotated_columns, _owner_table
+
+    local, _ = both
+    ann = sorted(local.annotated_dir.glob("*.parquet"))
+    traces = [str(store.segment_path(local, n, "traces")) for n in store.segment_names(local)]
+    files = [str(f) for f in ann]
+    dests = duckdb.sql("SELECT dst_addr, min(asn) AS dst_asn FROM read_parquet($f) WHERE reply_from = dst_addr "
+                       "GROUP BY dst_addr", params={"f": files}).to_arrow_table()
+    assert dests.num_rows >= 5
+    cols = _annotated_columns(ann)
+    assert "dst_addr" in cols
+    with_dst, _ = _owner_table(ann, cols, traces, None, "test", dests)
+    joined, _ = _owner_table(ann, [c for c in cols if c != "dst_addr"], traces, None, "test", dests)
+    assert with_dst is not None and with_dst.num_rows > 100
+    assert with_dst.equals(joined)
+    assert pc.sum(pc.equal(with_dst["owner_via"], "destination")).as_py() > 0  # rule 7d met
 
 
 def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, tmp_path):
