@@ -166,23 +166,25 @@ def annotated_as(annotated: pa.Table) -> np.ndarray:
     return np.where(member >= 0, member, int_np(annotated.column("asn")))
 
 
-def as_families(annotated: pa.Table, key: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(asn, family)``: each AS the annotation gave a flagged family, sorted by AS.
+def as_attribute(annotated: pa.Table, column: str = "family", key: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``(asn, value)``: each AS the annotation gave a ``column`` value (its flagged
+    ``family``, its registry ``as_country``), sorted by AS.
 
     The AS of a row is :func:`annotated_as` (an IXP LAN address announced by one AS and
-    assigned to a member is the member's, and so is its family). Rows without a family, or
-    with an empty one, say nothing. Where rows disagree the alphabetically first family
-    wins, whatever the row order. ``key``: :func:`annotated_as` of the table, when the
-    caller has it already.
+    assigned to a member is the member's, and so are its family and country). Rows
+    without a value, or with an empty one, say nothing. Where rows disagree the
+    alphabetically first value wins, whatever the row order. ``key``: :func:`annotated_as`
+    of the table, when the caller has it already.
 
     >>> t = pa.table({"asn": [7, 7, 9, 9], "member_asn": pa.array([None, None, None, 4134]),
     ...               "family": ["b", "a", None, "ct"]})
-    >>> asn, fam = as_families(t)
+    >>> asn, fam = as_attribute(t)
     >>> asn.tolist(), fam.tolist()
     ([7, 4134], ['a', 'ct'])
     """
     key = annotated_as(annotated) if key is None else key
-    enc = pc.dictionary_encode(annotated.column("family").cast(pa.string()))
+    enc = pc.dictionary_encode(annotated.column(column).cast(pa.string()))
     enc = enc.combine_chunks() if isinstance(enc, pa.ChunkedArray) else enc
     labels = enc.dictionary.to_pylist()
     alpha = sorted(range(len(labels)), key=labels.__getitem__)

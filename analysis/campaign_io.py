@@ -516,6 +516,9 @@ def _analyze_locked(
         owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations,
                                              runner=runner)
                                 if infer_owners else (None, "not inferred (origin AS used)"))
+        # what the annotation gave each owner AS over the whole campaign: a moved hop takes
+        # its owner's family and country whichever partition it is in
+        owner_attrs = _owner_attributes(ann_files, ann_columns, owners) if owners is not None else None
         step("RTT discs of the flagged routers")
         discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
         # probes whose published place the RTTs contradict: the small discs of every address, and
@@ -564,6 +567,7 @@ def _analyze_locked(
             shared = {
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
                 "facilities": facilities, "discs": discs, "owners": owners, "routers": routers,
+                "owner_attributes": owner_attrs,
                 "include_endpoints": include_endpoints,
                 "pair_rtts": pair_rtts, "dst_info": dst_info, "dst_country": dst_country,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
@@ -1002,6 +1006,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
         routers=ctx.get("routers"),
         include_endpoints=ctx["include_endpoints"],
         rtt_jump_ms=ctx["rtt_jump_ms"],
+        owner_attributes=ctx.get("owner_attributes"),
     )
     del annotated
     scope = scope_traceroutes(dst_rtts, ctx["destinations"], ctx["probes"], ctx["dst_country"])
@@ -1314,6 +1319,27 @@ def _owner_table(
     owners = ownership.infer_owners_chunked(attrs, readers, relationships=rel, siblings=sib,
                                             runner=runner if runner is not None else Runner())
     return owners, source
+
+
+def _owner_attributes(ann_files: list[Path], columns: Sequence[str], owners: pa.Table) -> pa.Table:
+    """Per owner AS the annotation met (as the IXP member on a LAN row, else the origin):
+    the family and registry country it gave it, the alphabetically first non-empty one
+    where rows disagree (the rule of :func:`analysis._tables.as_attribute`), over every
+    annotated part; ``asn, family, as_country``, sorted by AS."""
+    fam = "family" if "family" in columns else "NULL"
+    cc = "as_country" if "as_country" in columns else "NULL"
+    con = connect()
+    try:
+        con.register("wanted", owners.select(["owner_asn"]))
+        return con.sql(
+            "SELECT a AS asn, min(f) FILTER (WHERE f <> '') AS family, min(c) FILTER (WHERE c <> '') AS as_country "
+            f"FROM (SELECT coalesce(member_asn, asn)::BIGINT AS a, {fam}::VARCHAR AS f, {cc}::VARCHAR AS c "
+            "      FROM read_parquet($files, union_by_name=true)) "
+            "WHERE a IN (SELECT owner_asn FROM wanted) GROUP BY a ORDER BY a",
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table()
+    finally:
+        con.close()
 
 
 def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Table, stale: str) -> pa.Table:

@@ -100,7 +100,7 @@ Rules, first match wins (``owner_via`` in brackets):
    three egress routers of a hidden MPLS tunnel whose ingress answers from neighbours'
    space); on MENOG it moves 6 addresses and leaves the A-B-A count at 616. Without the
    "nothing else" condition it moved 9 and made 46 more A-B-A sandwiches there.
-8. No subsequent AS in most isolated occurrences (the traceroute ends there): O
+8. No subsequent AS in at least half of the isolated occurrences (the traceroute ends there): O
    (``last-hop``; lower confidence when O is not adjacent to P, where bdrmapIT would
    need the destination AS to decide).
 9. P == S (a sandwich "S x S"): S. ``subsequent-as`` when rel(O, S) -- an S router whose
@@ -108,8 +108,9 @@ Rules, first match wins (``owner_via`` in brackets):
    interdomain link); ``third-party`` otherwise -- the S router answered from an address
    of an interface facing a third network not adjacent to S (bdrmapIT assigns it to the
    subsequent AS). The same when P and S are siblings or ASes of one flagged family (the
-   annotation's ``family`` column, when the hops carry it; "S' x S"): an organisation does
-   not route between its own ASes through a one-hop transit.
+   annotation's ``family`` column, when the hops carry it, of the AS as P and S are
+   taken: the member for an IXP LAN address; "S' x S"): an organisation does not route
+   between its own ASes through a one-hop transit.
 10. No preceding AS (first public hop): O (``origin``).
 11. P != S: S with ``subsequent-as`` when rel(O, S) and not rel(O, P) (an S router on a
     link numbered from O, MAP-IT's interdomain-link inference); S with ``third-party``
@@ -181,7 +182,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import as_families, int_np, lex_order
+from analysis._tables import as_attribute, int_np, lex_order
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -793,11 +794,11 @@ def _families_of(hops: pa.Table) -> dict[int, str]:
 
     Keyed as the rules compare ASes (the member for an IXP LAN address, else the origin:
     :func:`analysis._tables.annotated_as`), the alphabetically first family where rows
-    disagree (:func:`analysis._tables.as_families`).
+    disagree (:func:`analysis._tables.as_attribute`).
     """
     if "family" not in hops.column_names or not hops.num_rows:
         return {}
-    asn, fam = as_families(hops)
+    asn, fam = as_attribute(hops, "family")
     return dict(zip(asn.tolist(), fam.tolist(), strict=True))
 
 

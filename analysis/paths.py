@@ -91,7 +91,7 @@ from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
     annotated_as,
-    as_families,
+    as_attribute,
     connect,
     int_np,
     lex_order,
@@ -254,6 +254,7 @@ def build_paths(
     facilities: pa.Table | None = None,
     discs: pa.Table | None = None,
     routers: pa.Table | None = None,
+    owner_attributes: pa.Table | None = None,
 ) -> tuple[pa.Table, Counter[str]]:
     """One row per traceroute: AS/IXP path, flagged crossings, verdicts, RTT jumps, detours.
 
@@ -290,6 +291,12 @@ def build_paths(
         ``ip, city, cc, lat, lon``: geolocated router addresses (the ``ipmap`` kind's
         ``addresses`` table). An entering address found there is placed in its city when
         the discs keep that point (see the module notes).
+    owner_attributes : pyarrow.Table, optional
+        ``asn, family, as_country``: per AS, the family and registry country the
+        annotation gave it over the whole campaign (one row per AS it met; null where it
+        gave none). A hop the ownership stage moved to another AS takes that AS's family
+        and country from it; without it, from the rows of ``annotated``
+        (:func:`_owner_attributes`).
 
     Returns
     -------
@@ -319,8 +326,9 @@ def build_paths(
     if "owner" in hops:
         origin_asn, origin_member = asn, member
         asn, member, reassigned = _owner_columns(hops, drops)
-        if registry is None:
-            hops["family"] = _owner_families(hops, annotated, asn, member, reassigned)
+        # the owner's country (where the crossing is searched, detours) and family
+        for column in ("as_country",) if registry is not None else ("as_country", "family"):
+            hops[column] = _owner_attributes(hops, annotated, asn, member, reassigned, column, owner_attributes)
     is_as = ~is_ixp & is_pub & (asn >= 0)
     eff_asn = np.where(is_ixp, member, np.where(is_as, asn, -1))
     _count(drops, "unresolved-public-hop", int((~is_ixp & is_pub & (asn < 0)).sum()))
@@ -576,32 +584,44 @@ def _owner_columns(hops: dict[str, Any], drops: Counter[str]) -> tuple[np.ndarra
     return new_asn, new_member, reassigned
 
 
-def _owner_families(
-    hops: dict[str, Any], annotated: pa.Table, asn: np.ndarray, member: np.ndarray, reassigned: np.ndarray
+def _owner_attributes(
+    hops: dict[str, Any], annotated: pa.Table, asn: np.ndarray, member: np.ndarray, reassigned: np.ndarray,
+    column: str, table: pa.Table | None = None,
 ) -> pa.Array:
-    """The annotated ``family`` with reassigned hops given their owner AS's family.
+    """The hops' ``column`` (``family`` or ``as_country``), reassigned hops given their
+    owner AS's.
 
-    The owner's family is the family the annotation gave that AS elsewhere in the table
-    (as an origin or IXP member; the alphabetically first where rows disagree), none when
-    the table has that AS only without a family, else the default registry's.
+    That is the value the annotation gave the owner AS (as an origin or IXP member; the
+    alphabetically first where rows disagree, :func:`analysis._tables.as_attribute`):
+    from ``table`` (the whole campaign's, one row per AS the annotation met) when given,
+    else from the rows of ``annotated``. None where the annotation met that AS without a
+    value; for an AS it never met, the default registry's family and no country.
     """
-    fam = hops["family"]
+    values = hops[column]
     if not reassigned.any():
-        return fam
-    from analysis.registry import load_registry
-
-    key = annotated_as(annotated)
-    k, k_family = as_families(annotated, key)
+        return values
+    if table is not None:
+        order = np.argsort(int_np(table.column("asn")), kind="stable")
+        k = int_np(table.column("asn"))[order]
+        got = table.column(column).cast(pa.string()).take(pa.array(order)).to_pylist()
+        k_value = np.asarray([v or None for v in got], dtype=object)
+        met = k
+    else:
+        key = annotated_as(annotated)
+        k, k_value = as_attribute(annotated, column, key)
+        met = key[key >= 0]
     eff = np.where(hops["is_ixp"], member, asn)[reassigned]
     pos = np.searchsorted(k, eff)
     hit = pos < len(k)
     hit[hit] = k[pos[hit]] == eff[hit]
     vals = np.full(len(eff), None, dtype=object)
-    vals[hit] = k_family[pos[hit]]
-    unseen = (eff >= 0) & ~np.isin(eff, key[key >= 0])
-    if unseen.any():
+    vals[hit] = k_value[pos[hit]]
+    unseen = (eff >= 0) & ~np.isin(eff, met)
+    if column == "family" and unseen.any():
+        from analysis.registry import load_registry
+
         vals[unseen] = np.asarray(registry_lookup(load_registry(), eff[unseen]).to_pylist(), dtype=object)
-    return pc.replace_with_mask(fam.cast(pa.string()), pa.array(reassigned), pa.array(vals, pa.string()))
+    return pc.replace_with_mask(values.cast(pa.string()), pa.array(reassigned), pa.array(vals, pa.string()))
 
 
 def _count_loop_artefacts(
@@ -814,8 +834,11 @@ def _crossings(
                                    "country": pa.array([], pa.string()), "lat": pa.array([], pa.float64()),
                                    "lon": pa.array([], pa.float64())})
         todo = np.flatnonzero(~has_loc)
-        # the AS crossed from (the hop before) is registered in China or its SARs, or unknown
-        from_cc = hops["as_country"].take(pa.array(np.maximum(rows[todo] - 1, 0)))
+        # the AS crossed from (from_asn: its nearest node before the entry, not whatever
+        # hop row precedes it) is registered in China or its SARs, or unknown
+        bt = before[todo]
+        from_cc = pc.if_else(pa.array(bt >= 0), hops["as_country"].take(pa.array(np.maximum(bt, 0))).cast(pa.string()),
+                             pa.nulls(len(bt), pa.string()))
         from_home = np.asarray(pc.or_(pc.is_null(from_cc), pc.is_in(from_cc, value_set=pa.array(HOME_REGION)))
                                .to_numpy(zero_copy_only=False), bool)
         f_city, f_cc, f_ev = _facility_search(

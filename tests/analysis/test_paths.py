@@ -1020,3 +1020,103 @@ def test_pathexp_analyze_with_a_user_registry(us_ixp_campaign, tmp_path):
     # are replaced by the user's registry
     assert sorted(report["families"]) == ["any", "arelion"]
     assert report["families"]["arelion"]["path_exposure"]["estimate"] == 0.25
+
+
+# --- a hop the ownership stage moved takes its owner's attributes --------------------
+_HKG = (22.3193, 114.1694)
+_FRA = (50.1109, 8.6821)
+
+
+def _moved(hops: pa.Table, owner: int, addr: str = "203.0.113.7") -> pa.Table:
+    from analysis.ownership import apply_owners
+
+    return apply_owners(hops, pa.table({"addr": [addr], "owner_asn": [owner], "owner_via": ["subsequent-as"]}))
+
+
+@pytest.mark.parametrize("origin_country", ["SG", "CN"])
+def test_a_moved_entering_hop_is_searched_as_its_owners_router(origin_country):
+    """X answers from AS64500's space (registered in SG or CN) but the ownership stage gave
+    it to China Telecom: the crossing into 4134 is searched as 4134's, wherever X's origin
+    AS is registered (the origin's country used to decide "an entered AS registered in
+    China", so SG dropped the carrier-PoP location)."""
+    hops, tr = build([dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=[
+        [pub("192.0.2.1", 1.0, 64501, country="HK")],
+        [pub("203.0.113.7", 5.0, 64500, country=origin_country)],
+        [pub("202.97.1.1", 6.0, 4134, family="china-telecom", country="CN")],
+        [pub("202.97.1.2", 7.0, 4134, family="china-telecom", country="CN")],
+        [pub("8.8.8.8", 9.0, 15169, country="US")]])])
+    fac = pa.table({"asn": [4134], "city": ["Frankfurt"], "country": ["DE"], "lat": [50.11], "lon": [8.68]})
+    t, _ = P.build_paths(_moved(hops, 4134), tr, probes([(1, 64501, "HK", *_HKG)]), facilities=fac)
+    c = t.column("pop_crossings")[0].as_py()[0]
+    assert (c["asn"], c["hop"]) == (4134, 2)
+    assert (c["pop_city"], c["pop_country"]) == ("Guangzhou", "CN")
+
+
+def test_a_moved_hop_is_in_china_by_its_owners_registry_country():
+    """The detour test asks whether a flagged hop's AS is registered in China: for a
+    moved hop, the owner AS's country (CN, as the annotation gave it where 4134 answered
+    itself), not the origin's (DE)."""
+    far = dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 1.0, 3320, country="DE")],
+        [pub("203.0.113.7", 120.0, 64500, country="DE")],
+        [pub("9.9.9.9", 125.0, 15169, country="US")],
+        [pub("8.8.8.8", 130.0, 15169, country="US")]])
+    own_reply = dict(msm_id=1, prb_id=2, dst_addr="8.8.4.4", hops=[
+        [pub("202.97.1.1", 5.0, 4134, family="china-telecom", country="CN")],
+        [pub("8.8.4.4", 9.0, 15169, country="US")]])
+    pr = probes([(1, 3320, "DE", *_FRA), (2, 3320, "DE", *_FRA)])
+    hops, tr = build([far, own_reply])
+    t, _ = P.build_paths(_moved(hops, 4134), tr, pr)
+    row = next(r for r in t.to_pylist() if r["prb_id"] == 1)
+    assert row["flagged_families"] == ["china-telecom"]
+    assert row["detour"] is True and row["detour_hops"] == [2]
+    # the campaign-wide table gives the same, and without it (an AS the annotation never
+    # met) the country is unknown: no detour claimed
+    attrs = pa.table({"asn": [4134], "family": ["china-telecom"], "as_country": ["CN"]})
+    alone, alone_tr = build([far])
+    t2, _ = P.build_paths(_moved(alone, 4134), alone_tr, pr, owner_attributes=attrs)
+    assert t2.to_pylist()[0]["detour"] is True
+    t3, _ = P.build_paths(_moved(alone, 4134), alone_tr, pr)
+    assert t3.to_pylist()[0]["detour"] is False
+
+
+def test_a_moved_hop_takes_its_family_from_the_campaign_not_from_its_partition():
+    """With the campaign-wide owner attributes the family of a moved hop's owner does not
+    depend on which other traceroutes share its partition."""
+    t_only = dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=[
+        [pub("80.1.1.1", 1.0, 3320, country="DE")],
+        [pub("203.0.113.7", 5.0, 64511, country="DE")],
+        [pub("8.8.8.8", 9.0, 15169, country="US")]])
+    other = dict(msm_id=1, prb_id=2, dst_addr="8.8.4.4", hops=[
+        [pub("198.51.100.9", 5.0, 64500, family="china-telecom", country="CN")],
+        [pub("8.8.4.4", 9.0, 15169, country="US")]])
+    pr = probes([(1, 3320, "DE", *_FRA), (2, 3320, "DE", *_FRA)])
+    attrs = pa.table({"asn": [64500], "family": ["china-telecom"], "as_country": ["CN"]})
+    seen = []
+    for trs in ([t_only], [t_only, other]):
+        hops, tr = build(trs)
+        for table in (attrs, None):
+            t, _ = P.build_paths(_moved(hops, 64500), tr, pr, owner_attributes=table)
+            seen.append(next(r for r in t.to_pylist() if r["prb_id"] == 1)["flagged_families"])
+    with_table_alone, rows_alone, with_table_both, rows_both = seen
+    assert with_table_alone == with_table_both == rows_both == ["china-telecom"]
+    assert rows_alone == []  # from its own rows only, it cannot know 64500's family
+
+
+def test_the_as_crossed_from_is_the_one_before_the_entry_not_the_hop_row_before():
+    """A private hop between a US-registered network and China Telecom does not make the
+    AS crossed from "unknown" (which would count as home and let a mainland PoP in): the
+    crossing is placed as it is without that hop."""
+    fac = pa.table({"asn": [4134, 64501], "city": ["Hong Kong", "Hong Kong"], "country": ["HK", "HK"],
+                    "lat": [22.32, 22.32], "lon": [114.17, 114.17]})
+    got = []
+    for private in (False, True):
+        hs = [[pub("192.0.2.1", 1.0, 64501, country="US")], *([[priv("10.0.0.1", 2.0)]] if private else []),
+              [pub("202.97.1.1", 3.0, 4134, family="china-telecom", country="CN")],
+              [pub("202.97.1.2", 4.0, 4134, family="china-telecom", country="CN")],
+              [pub("8.8.8.8", 9.0, 15169, country="US")]]
+        hops, tr = build([dict(msm_id=1, prb_id=1, dst_addr="8.8.8.8", hops=hs)])
+        t, _ = P.build_paths(hops, tr, probes([(1, 64509, "HK", *_HKG)]), facilities=fac)
+        c = t.column("pop_crossings")[0].as_py()[0]
+        got.append((c["from_asn"], c["pop_city"], c["pop_country"]))
+    assert got[0] == got[1] == (64501, "Hong Kong", "HK")
