@@ -580,13 +580,20 @@ def _decide(
     cand = np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (2 * n_iso > n_obs)
                           & (p_as >= 0) & (p_as != origin))
     has_prev = prev_c >= 0
-    prev_addr, _ = _majority(c[has_prev], prev_c[has_prev], m, w[has_prev])  # the usual address before it
+    # the usual address before it; a tie goes to the first address in text order (not to
+    # the first met: the codes follow the row order)
+    by_text = np.argsort(np.asarray(addrs.to_pylist(), dtype=object), kind="stable") if m else np.zeros(0, np.int64)
+    text_rank = np.empty(m, np.int64)
+    text_rank[by_text] = np.arange(m)
+    usual, _ = _majority(c[has_prev], text_rank[prev_c[has_prev]], m, w[has_prev])
+    prev_addr = np.where(usual >= 0, by_text[np.maximum(usual, 0)], -1) if m else usual
     # the slot's other occupants by the owner the rules above gave them (their origin when none)
     slot_as = np.where(owner[c] >= 0, owner[c], v) if k else v
+    decided = owner.copy()  # what the rules above said: the moves below do not chain
     for i, q in _parallel_owners(c, prev_c, next_c, slot_as, cand, m, w).items():
         # a neighbour's router: the AS before or after it, by origin, or the owner of the
         # address usually before it
-        if q in (p_as[i], s_as[i]) or (prev_addr[i] >= 0 and owner[prev_addr[i]] == q):
+        if q in (p_as[i], s_as[i]) or (prev_addr[i] >= 0 and decided[prev_addr[i]] == q):
             owner[i], via[i], conf[i] = q, "parallel-hop", W_THIRD_PARTY
     table = pa.table(
         {

@@ -514,3 +514,25 @@ def test_real_menog_artefacts_drop(test_data: Path, real_snapshot):
     print(f"A-B-A {aba0} -> {aba1}, repeated-AS paths {loop0} -> {loop1}")
     assert aba0 > 2000 and aba1 < aba0 / 3
     assert loop1 < loop0 / 2
+
+
+def test_the_usual_address_before_an_address_does_not_depend_on_the_row_order():
+    """Rule 12's "address usually before it" (X follows A once and A2 once): the tie goes
+    to the same address whatever order the traceroutes' rows come in, in one call and
+    chunk by chunk with the attributes in the campaign's order (it went to whichever
+    address the rows met first, so the same hops gave X two owners)."""
+    from analysis.ownership import address_attributes, infer_owners_chunked
+
+    a, a2, y = "192.0.2.1", "192.0.2.2", "203.0.113.9"
+    tr1 = [(a, 5, None, None), (X, 3, None, None), (b1, 2, None, None)]
+    tr2 = [(a2, 1, None, None), (X, 3, None, None), (b1, 2, None, None)]
+    tr3 = [(a, 5, None, None), (y, 5, None, None), (b1, 2, None, None)]
+    h = _hops([tr1, tr2, tr3])
+    orders = [list(range(9)), list(range(9))[::-1], [3, 4, 5, 0, 1, 2, 6, 7, 8], [6, 7, 8, 3, 4, 5, 0, 1, 2]]
+    got = {_owner(infer_owners(h.take(pa.array(o))), X) for o in orders}
+    sorted_rows = h.sort_by([(k, "ascending") for k in ("msm_id", "prb_id", "timestamp", "hop", "attempt")])
+    for o in orders:
+        got.add(_owner(infer_owners_chunked(address_attributes(h.take(pa.array(o))),
+                                            [h.slice(3, 3), h.take(pa.array([0, 1, 2, 6, 7, 8]))]), X))
+        got.add(_owner(infer_owners_chunked(address_attributes(sorted_rows), [h.take(pa.array(o))]), X))
+    assert got == {(5, "parallel-hop")}  # A (AS5) is first in text order; Y of AS5 sits in its slot
