@@ -652,7 +652,8 @@ def _analyze_locked(
     if owner_vias:
         written["owners"] = str(campaign.owners_parquet)
     tables = {
-        "destinations": destination_exposure_of(sums.destination_pairs(), dst_info, nodes, confidence=confidence),
+        "destinations": destination_exposure_of(sums.destination_pairs(), dst_info, nodes, confidence=confidence,
+                                                n_boot=n_boot, seed=seed),
         "path_exposure": _with_country_basis(pa.concat_tables(path_tabs, promote_options="permissive"), basis),
         "pop_exposure": _with_country_basis(pa.concat_tables(pop_tabs, promote_options="permissive"), basis),
         "hegemony": hegemony,
@@ -689,7 +690,8 @@ def _analyze_locked(
         "snapshot": snapshot,
         "annotate": annotate_info,
         "scope": scope_summary(scope, located),
-        "destination_hosted": destination_hosted_of(sums.per_destination(), dst_info, fams, confidence=confidence),
+        "destination_hosted": destination_hosted_of(sums.per_destination(), dst_info, fams, confidence=confidence,
+                                                    n_boot=n_boot, seed=seed),
         "probe_metadata": probe_status,
         "traceroutes": sums.counts["traceroutes"],
         "probes": sums.probes(),

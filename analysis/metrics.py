@@ -43,6 +43,7 @@ __all__ = [
     "cluster_sums",
     "proportion_from_sums",
     "bootstrap_sums",
+    "bootstrap_groups",
     "segment_starts",
     "exposure_labels",
     "path_exposure",
@@ -239,6 +240,99 @@ def bootstrap_sums(
     return est, float(lo), float(hi)
 
 
+def bootstrap_groups(
+    s: npt.ArrayLike,
+    wc: npt.ArrayLike,
+    starts: npt.ArrayLike,
+    *,
+    n_boot: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r""":func:`bootstrap_sums` of many groups at once, for thousands of groups in one call.
+
+    The clusters' sums :math:`S_c, W_c` of every group lie one after the other in ``s`` and
+    ``wc``; group :math:`g` holds those from ``starts[g]`` to ``starts[g + 1]`` (the last to
+    the end), each group's clusters in ascending cluster order (:func:`segment_starts` of
+    the sums sorted by group and cluster gives ``starts``). Group :math:`g` gets what
+    :func:`bootstrap_sums` gives its clusters with the same ``n_boot``, ``confidence`` and
+    ``seed``, fallback included (the Wilson interval over its :math:`C_g` clusters where
+    they cannot differ); exactly so where the sums are whole numbers, as counts are.
+
+    :func:`bootstrap_sums` draws the multiplicities from a generator seeded anew, so the
+    groups of :math:`C` clusters share one draw: it is made once per distinct :math:`C`
+    and applied to all of them as one matrix product.
+
+    Parameters
+    ----------
+    s, wc : array_like
+        :math:`S_c` and :math:`W_c` per cluster, grouped.
+    starts : array_like of int
+        Where each group begins in ``s``: non-decreasing, the first 0. A group with no
+        cluster (``starts[g] == starts[g + 1]``) gets NaN.
+    n_boot, confidence, seed
+        As in :func:`bootstrap_sums`.
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray, numpy.ndarray)
+        Point estimates, lower and upper bounds, one per group.
+
+    Examples
+    --------
+    >>> est, lo, hi = bootstrap_groups([2, 0, 1, 0, 0, 3], [2, 2, 1, 4, 2, 3], [0, 2, 3], n_boot=200, seed=1)
+    >>> [tuple(map(float, g)) for g in zip(est, lo, hi)] == [
+    ...     bootstrap_sums([2, 0], [2, 2], n_boot=200, seed=1), bootstrap_sums([1], [1], n_boot=200, seed=1),
+    ...     bootstrap_sums([0, 0, 3], [4, 2, 3], n_boot=200, seed=1)]
+    True
+    """
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    s = np.asarray(s, float)
+    wc = np.asarray(wc, float)
+    starts = np.asarray(starts, np.int64)
+    if s.ndim != 1 or s.shape != wc.shape or starts.ndim != 1:
+        raise ValueError("s and wc must be one-dimensional and of the same length, starts one-dimensional")
+    if len(starts) and (starts[0] != 0 or (np.diff(starts) < 0).any() or starts[-1] > s.size):
+        raise ValueError("starts must be non-decreasing, begin at 0 and lie within s")
+    ends = np.append(starts[1:], s.size)
+    sizes = ends - starts
+    est, lo, hi = (np.full(len(starts), np.nan) for _ in range(3))
+    alpha = (1.0 - confidence) / 2.0
+    block = max(1, _BOOT_BLOCK // n_boot)  # groups per replicate matrix: memory stays bounded
+    for c in np.unique(sizes[sizes > 0]).tolist():
+        at = np.flatnonzero(sizes == c)
+        m = np.random.default_rng(seed).multinomial(c, np.full(c, 1.0 / c), size=n_boot).astype(float)
+        for i in range(0, len(at), block):
+            g = at[i:i + block]
+            cols = starts[g][:, None] + np.arange(c)
+            sg, wg = s[cols], wc[cols]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                est[g] = sg.sum(axis=1) / wg.sum(axis=1)
+                reps = (sg @ m.T) / (wg @ m.T)  # one row of n_boot replicates per group
+            nan = np.isnan(reps)
+            if not nan.any():
+                lo[g], hi[g] = np.quantile(reps, [alpha, 1.0 - alpha], axis=1)
+                continue
+            # replicates of clusters without weight only: left out, as bootstrap_sums does
+            some = ~nan.all(axis=1)
+            if some.any():
+                lo[g[some]], hi[g[some]] = np.nanquantile(reps[some], [alpha, 1.0 - alpha], axis=1)
+    flat = hi - lo <= 1e-12
+    if flat.any():
+        # as in bootstrap_sums: no spread among the clusters, Wilson over the C clusters
+        w_lo, w_hi = wilson_interval(est[flat] * sizes[flat], sizes[flat], confidence=confidence)
+        lo[flat] = np.minimum(lo[flat], w_lo)
+        hi[flat] = np.maximum(hi[flat], w_hi)
+    return est, lo, hi
+
+
+#: Replicates (groups x ``n_boot``) :func:`bootstrap_groups` holds at a time.
+_BOOT_BLOCK = 1 << 21
+
+
 # ---------------------------------------------------------------------------- indicators
 def transit_indicator(paths: pa.Table, *, family: str | None = None) -> np.ndarray:
     """Boolean per traceroute: does it transit ``family`` (any flagged family if None)?
@@ -401,7 +495,9 @@ def proportion_table(
         Group columns, then ``traceroutes``, ``transiting``, ``probes``, ``exposure``,
         ``ci_low``, ``ci_high``, ``method`` (the interval asked for), and ``wilson_low``,
         ``wilson_high`` (always, for comparison); sorted by the group columns. A group
-        with a single probe has a zero-width bootstrap interval: read ``probes``.
+        whose probes cannot differ (a single probe, or none or every one transiting) gets,
+        under the bootstrap, the Wilson interval over its probes (see
+        :func:`bootstrap_sums`), never a zero-width one: read ``probes``.
 
     References
     ----------
@@ -693,8 +789,8 @@ def hegemony(
     and the hegemony is the :math:`\alpha`-trimmed mean of :math:`b_v(x)` over *all*
     :math:`V` viewpoints (zeros included), removing :math:`\lfloor\alpha V\rfloor` values
     at each end (see :func:`trimmed_mean`; with :math:`V < 1/\alpha` nothing is trimmed).
-    The viewpoint's own AS is left out of its paths (``exclude_viewpoint``), as IHR does,
-    so a network is not its own transit.
+    Where viewpoints are ASes, the viewpoint's own AS is left out of its paths
+    (``exclude_viewpoint``), as IHR does, so a network is not its own transit.
 
     Parameters
     ----------
@@ -705,7 +801,9 @@ def hegemony(
     trim : float
         :math:`\alpha`, 0.1 in IHR.
     exclude_viewpoint : bool
-        Drop node ``AS<v>`` from viewpoint ``v``'s paths (when the viewpoint is an ASN).
+        Drop node ``AS<v>`` from viewpoint ``v``'s paths when the viewpoint column holds AS
+        numbers: it is named ``asn`` or ends in ``_asn`` (``probe_asn``, ``dst_asn``).
+        Ignored for any other column: probe 4134 (``prb_id``) is not AS4134.
     exclude_loops : bool
         Skip paths flagged ``loop``.
 
@@ -766,10 +864,11 @@ class HegemonyCounts:
         per_vp[: len(self.per_vp)] += self.per_vp
         self.per_vp = per_vp
         own_names = ["AS" + str(v) for v in vp_enc.dictionary.to_pylist()]
+        exclude_own = self.exclude_viewpoint and _holds_asns(self.viewpoint)
         # a chunk of paths at a time, reduced to (node, viewpoint) counts
         for row, code in path_node_chunks(paths.column("as_path"), self.nodes):
             keep = local[row] >= 0
-            if self.exclude_viewpoint:  # the viewpoint's own node (-1: not met yet)
+            if exclude_own:  # the viewpoint's own node (-1: not met yet)
                 own_code = np.array([self.nodes.code_of(name) for name in own_names], np.int64)
                 keep &= code != own_code[local[row]]
             r, node = unique_pairs(row[keep], code[keep], len(self.nodes))  # each node once per path
@@ -1064,6 +1163,15 @@ def _require_names(names: Sequence[str], cols: Sequence[str]) -> None:
     missing = [c for c in cols if c not in names]
     if missing:
         raise SchemaMismatch(f"paths table lacks column(s) {', '.join(missing)}")
+
+
+def _holds_asns(column: str) -> bool:
+    """Whether a viewpoint column holds AS numbers (``asn``, ``probe_asn``, ``dst_asn``, ...).
+
+    >>> _holds_asns("probe_asn"), _holds_asns("prb_id")
+    (True, False)
+    """
+    return column == "asn" or column.endswith("_asn")
 
 
 def _group_columns(paths: pa.Table, by: str | Sequence[str] | None) -> list[str]:

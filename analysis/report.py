@@ -360,16 +360,18 @@ def render_html(data: CampaignData, *, figures: Sequence[tuple[str, str, bytes, 
                  "share": e["estimate"], "ci_low": e["ci_low"], "ci_high": e["ci_high"]} for f, e in hosted.items()]
         parts += ["<h2>Destinations hosted by flagged families</h2>",
                   "<p>Beside transit: the share of the traceroutes in scope whose destination a flagged "
-                  "family hosts (its registry ASN, a sibling, or its static router space), with a Wilson "
-                  "interval; where each such destination is located says whether it is a US facility.</p>",
+                  "family hosts (its registry ASN, a sibling, or its static router space), with a cluster "
+                  "bootstrap interval over the destinations, each weighing its traceroutes (the Wilson "
+                  "interval over the destinations where they all agree); where each such destination is "
+                  "located says whether it is a US facility.</p>",
                   tab(pa.Table.from_pylist(rows), empty="none"),
                   tab(pa.Table.from_pylist(hosted.get("any", {}).get("destinations", [])),
                              empty="no destination in a flagged network")]
     if data.destinations is not None:
         parts += [f"<h2>Destinations in scope ({data.destinations.num_rows:,})</h2>",
                   "<p>Per destination: its AS, where it is and the evidence, and the share of its "
-                  "traceroutes transiting any flagged family (Wilson interval; the destination is one "
-                  "cluster).</p>",
+                  "traceroutes transiting any flagged family (cluster bootstrap interval over its probes; "
+                  "the Wilson interval over its probes where they cannot differ).</p>",
                   tab(data.destinations.drop_columns([c for c in ("method", "dst_as_name")
                                                       if c in data.destinations.column_names]
                                                      ).slice(0, MAX_CROSSING_ROWS),

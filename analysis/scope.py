@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 from analysis._tables import sum_by
 from analysis.destinations import SCOPE_REASONS, Located, Scope, toward_country
 from analysis.errors import AnalysisError
-from analysis.metrics import wilson_interval
+from analysis.metrics import bootstrap_groups, segment_starts
 from analysis.paths import PATHS_SCHEMA
 
 __all__ = [
@@ -242,12 +242,18 @@ def scope_summary(scope: Scope | ScopeTally, located: Located) -> dict[str, Any]
 
 
 def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Table | None = None, *,
-                         confidence: float = 0.95) -> pa.Table:
+                         confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pa.Table:
     """Per destination: its AS and name, country and evidence, traceroutes, exposure with CI.
 
     Over the traceroutes of ``paths`` (pass the in-scope ones). ``exposure`` is the share of
-    the destination's traceroutes that transit any flagged family, with a Wilson score
-    interval (one destination is one cluster: no bootstrap over probes here).
+    the destination's traceroutes that transit any flagged family. A destination's
+    traceroutes come in clusters, one per probe (a probe's traceroutes share its access
+    network and upstreams), so the interval is a percentile cluster bootstrap over the
+    destination's probes (:func:`analysis.metrics.bootstrap_sums` of its per-probe sums,
+    ``n_boot`` replicates, ``seed``): the interval :func:`analysis.metrics.path_exposure`
+    gives the destination's row by ``destination``. Where the probes cannot differ (a
+    single probe, or none or every one transiting) it is the Wilson interval over the
+    probes, never a zero-width one; read ``probes``.
 
     Examples
     --------
@@ -257,10 +263,14 @@ def destination_exposure(paths: pa.Table, destinations: pa.Table, nodes: pa.Tabl
     >>> d = pa.table({"dst_addr": ["a", "b"], "dst_asn": [15169, 4134], "dst_country": ["US", "US"],
     ...               "dst_country_via": ["ip2country", "as-country"], "dst_anycast": pa.array([None, None], pa.bool_())})
     >>> t = destination_exposure(paths, d)
-    >>> t.select(["dst_addr", "traceroutes", "transiting", "exposure"]).to_pylist()[0]
-    {'dst_addr': 'a', 'traceroutes': 2, 'transiting': 1, 'exposure': 0.5}
+    >>> t.select(["dst_addr", "traceroutes", "probes", "transiting", "exposure"]).to_pylist()[0]
+    {'dst_addr': 'a', 'traceroutes': 2, 'probes': 2, 'transiting': 1, 'exposure': 0.5}
+    >>> lo, hi = t.column("ci_low").to_pylist()[0], t.column("ci_high").to_pylist()[0]
+    >>> lo <= 0.5 <= hi
+    True
     """
-    return destination_exposure_of(destination_pairs(paths), destinations, nodes, confidence=confidence)
+    return destination_exposure_of(destination_pairs(paths), destinations, nodes, confidence=confidence,
+                                   n_boot=n_boot, seed=seed)
 
 
 def destination_pairs(paths: pa.Table) -> pa.Table:
@@ -282,14 +292,23 @@ def _pair_sums(t: pa.Table) -> pa.Table:
 
 
 def destination_exposure_of(pairs: pa.Table, destinations: pa.Table, nodes: pa.Table | None = None, *,
-                            confidence: float = 0.95) -> pa.Table:
-    """:func:`destination_exposure` from :func:`destination_pairs` (of parts, concatenated)."""
-    pairs = _pair_sums(pairs)
-    per = pairs.group_by("dst_addr", use_threads=False).aggregate([("n", "sum"), ("k", "sum"), ("prb_id", "count")])
-    dsts = per.column("dst_addr").to_pylist()
-    n = dict(zip(dsts, per.column("n_sum").to_pylist(), strict=True))
-    k = dict(zip(dsts, per.column("k_sum").to_pylist(), strict=True))
-    probes = dict(zip(dsts, per.column("prb_id_count").to_pylist(), strict=True))
+                            confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> pa.Table:
+    """:func:`destination_exposure` from :func:`destination_pairs` (of parts, concatenated).
+
+    The pairs are summed per (destination, probe) and sorted first, so the table depends
+    neither on their order nor on how they were split into parts. Every destination's
+    bootstrap runs at once (:func:`analysis.metrics.bootstrap_groups`).
+    """
+    pairs = _pair_sums(pairs).sort_by([("dst_addr", "ascending"), ("prb_id", "ascending")])
+    starts = segment_starts(pairs, ["dst_addr"])
+    n_c, k_c = (pairs.column(c).to_numpy(zero_copy_only=False) for c in ("n", "k"))
+    _, lo, hi = bootstrap_groups(k_c, n_c, starts, n_boot=n_boot, confidence=confidence, seed=seed)
+    dsts = pairs.column("dst_addr").take(pa.array(starts, pa.int64())).to_pylist()
+    sizes = np.diff(np.append(starts, pairs.num_rows))
+    n = dict(zip(dsts, np.add.reduceat(n_c, starts).tolist() if len(starts) else [], strict=True))
+    k = dict(zip(dsts, np.add.reduceat(k_c, starts).tolist() if len(starts) else [], strict=True))
+    probes = dict(zip(dsts, sizes.tolist(), strict=True))
+    ci = dict(zip(dsts, zip(lo.tolist(), hi.tolist(), strict=True), strict=True))
     info = {r["dst_addr"]: r for r in destinations.to_pylist()}
     names: dict[int, str] = {}
     if nodes is not None and "org" in nodes.column_names:
@@ -297,11 +316,11 @@ def destination_exposure_of(pairs: pa.Table, destinations: pa.Table, nodes: pa.T
             if r["asn"] is not None and r["org"]:
                 names[int(r["asn"])] = r["org"]
     order = sorted(n, key=lambda d: (-n[d], str(d)))
-    nn = np.array([n[d] for d in order], float)
-    kk = np.array([k[d] for d in order], float)
-    lo, hi = wilson_interval(kk, nn, confidence=confidence) if order else (np.zeros(0), np.zeros(0))
+    method = (f"cluster bootstrap over probes (prb_id), percentile, {confidence:.0%}, B={n_boot}, seed={seed}; "
+              "where the probes cannot differ (a single probe, or none or every one transiting), the Wilson "
+              "score interval over the probes")
     rows = []
-    for i, d in enumerate(order):
+    for d in order:
         r = info.get(d, {})
         asn = r.get("dst_asn")
         rows.append({
@@ -309,8 +328,8 @@ def destination_exposure_of(pairs: pa.Table, destinations: pa.Table, nodes: pa.T
             "dst_country": r.get("dst_country"), "dst_country_via": r.get("dst_country_via"),
             "dst_anycast": r.get("dst_anycast"), "dst_family": r.get("dst_family"),
             "traceroutes": n[d], "probes": probes[d],
-            "transiting": k[d], "exposure": k[d] / n[d], "ci_low": float(lo[i]), "ci_high": float(hi[i]),
-            "method": f"Wilson score interval, {confidence:.0%}",
+            "transiting": k[d], "exposure": k[d] / n[d], "ci_low": ci[d][0], "ci_high": ci[d][1],
+            "method": method,
         })
     return pa.Table.from_pylist(rows, schema=_DEST_SCHEMA)
 
@@ -374,13 +393,21 @@ def destination_families(destinations: pa.Table, registry: Any, node_family: dic
 
 
 def destination_hosted(paths: pa.Table, destinations: pa.Table, families: list[str], *,
-                       confidence: float = 0.95) -> dict[str, Any]:
+                       confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
     """Destination-hosted exposure: the share of traceroutes whose destination a flagged family hosts.
 
     Beside transit (an endpoint AS is not transit): ``E_dst(F) = #{t : dst_family(t) = F} / n``
-    over the traceroutes of ``paths`` (pass the in-scope ones), with a Wilson score interval,
-    and the list of those destinations with their AS, country and its evidence, so that a
-    carrier's US data centres are told apart from its network in China.
+    over the traceroutes of ``paths`` (pass the in-scope ones), and the list of those
+    destinations with their AS, country and its evidence, so that a carrier's US data
+    centres are told apart from its network in China.
+
+    Whether a destination is hosted is the same for all its traceroutes, so the independent
+    units are the destinations: the interval is a percentile cluster bootstrap over the
+    destinations, each weighing its traceroutes (:func:`analysis.metrics.bootstrap_sums`,
+    destinations in ascending order, ``n_boot`` replicates, ``seed``), and where they cannot
+    differ (a single destination, or none or every one hosted) the Wilson interval over the
+    destinations. Two destinations of 1,000 traceroutes each, one hosted, give 0.5 with an
+    interval of nearly [0, 1], not the one of 2,000 independent traceroutes.
 
     Examples
     --------
@@ -393,26 +420,41 @@ def destination_hosted(paths: pa.Table, destinations: pa.Table, families: list[s
     >>> h = destination_hosted(p, d, ["china-telecom", "china-mobile"])
     >>> h["any"]["hosted"], h["any"]["estimate"], h["china-telecom"]["estimate"]
     (3, 0.75, 0.5)
+    >>> h["any"]["ci_low"] <= 0.75 <= h["any"]["ci_high"]
+    True
     """
     return destination_hosted_of(Counter(paths.column("dst_addr").to_pylist()), destinations, families,
-                                 confidence=confidence)
+                                 confidence=confidence, n_boot=n_boot, seed=seed)
 
 
 def destination_hosted_of(per: Mapping[Any, int], destinations: pa.Table, families: list[str], *,
-                          confidence: float = 0.95) -> dict[str, Any]:
-    """:func:`destination_hosted` from the traceroutes per destination."""
+                          confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+    """:func:`destination_hosted` from the traceroutes per destination (in any order)."""
     n = sum(per.values())
     info = {r["dst_addr"]: r for r in destinations.to_pylist()}
+    fams = ["any", *families]
+    hits = {fam: [d for d in per if info.get(d, {}).get("dst_family")
+                  and (fam == "any" or info[d]["dst_family"] == fam)] for fam in fams}
+    # the clusters: destinations with traceroutes, in ascending order (not the mapping's)
+    dsts = sorted((d for d in per if per[d] > 0), key=lambda d: (d is None, str(d)))
+    w = np.array([per[d] for d in dsts], float)
+    hosted = [set(hits[fam]) for fam in fams]
+    s = np.array([[per[d] if d in h else 0 for d in dsts] for h in hosted], float).reshape(-1)
+    # one group per family, every group the same clusters: one draw of multiplicities for all
+    _, lo, hi = bootstrap_groups(s, np.tile(w, len(fams)), np.arange(len(fams)) * len(dsts), n_boot=n_boot,
+                                 confidence=confidence, seed=seed)
     out: dict[str, Any] = {}
-    for fam in ["any", *families]:
-        hit = [d for d in per if info.get(d, {}).get("dst_family") and (fam == "any" or info[d]["dst_family"] == fam)]
+    for i, fam in enumerate(fams):
+        hit = hits[fam]
         k = sum(per[d] for d in hit)
-        lo, hi = wilson_interval(np.array([k], float), np.array([n], float), confidence=confidence)
         out[fam] = {
             "traceroutes": n, "hosted": k, "estimate": k / n if n else None,
-            "ci_low": float(lo[0]) if n else None, "ci_high": float(hi[0]) if n else None,
-            "method": f"Wilson score interval, {confidence:.0%}; share of traceroutes whose destination "
-                      "the family hosts (registry ASN, sibling or static prefix)",
+            "ci_low": float(lo[i]) if n else None, "ci_high": float(hi[i]) if n else None,
+            "method": f"cluster bootstrap over destinations (each weighing its traceroutes), percentile, "
+                      f"{confidence:.0%}, B={n_boot}, seed={seed}; where the destinations cannot differ (a "
+                      "single destination, or none or every one hosted), the Wilson score interval over the "
+                      "destinations; share of traceroutes whose destination the family hosts (registry ASN, "
+                      "sibling or static prefix)",
             "destinations": [
                 {"dst_addr": d, "dst_asn": info[d].get("dst_asn"), "family": info[d]["dst_family"],
                  "evidence": info[d].get("dst_family_via"), "country": info[d].get("dst_country"),

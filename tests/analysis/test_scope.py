@@ -13,6 +13,7 @@ from collections import Counter
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -216,3 +217,188 @@ def test_scope_tallies_of_parts_sum_to_the_summary_of_the_whole():
     assert 0 < ScopeTally.of(scope_traceroutes(rtts, dst, probes, "US")).in_scope < 6
     with pytest.raises(AnalysisError, match="different countries"):
         ScopeTally.empty("US") + ScopeTally.empty("any")
+
+
+# ------------------------------------------------------------------ per-destination intervals
+def _hosted_info(hosted: dict[str, str | None]) -> pa.Table:
+    addrs = list(hosted)
+    return pa.table({"dst_addr": addrs, "dst_asn": [4134 if hosted[a] else 15169 for a in addrs],
+                     "dst_country": ["US"] * len(addrs), "dst_country_via": ["ip2country"] * len(addrs),
+                     "dst_family": pa.array([hosted[a] for a in addrs], pa.string()),
+                     "dst_family_via": pa.array(["registry-asn" if hosted[a] else None for a in addrs], pa.string())})
+
+
+def test_destination_hosted_interval_resamples_destinations_not_traceroutes():
+    """Whether a destination is hosted is the same for all its traceroutes: two destinations
+    of 1,000 traceroutes each, one hosted, say little about the share (was [0.478, 0.522])."""
+    from analysis.scope import destination_hosted_of
+
+    info = _hosted_info({"a": "china-telecom", "b": None})
+    h = destination_hosted_of({"a": 1000, "b": 1000}, info, ["china-telecom"], n_boot=200, seed=3)
+    for fam in ("any", "china-telecom"):
+        e = h[fam]
+        assert (e["traceroutes"], e["hosted"], e["estimate"]) == (2000, 1000, 0.5)
+        assert e["ci_low"] < 0.2 and e["ci_high"] > 0.8 and e["ci_low"] <= 0.5 <= e["ci_high"]
+        assert "bootstrap over destinations" in e["method"] and "B=200, seed=3" in e["method"]
+
+
+def test_destination_hosted_estimate_stays_traceroute_weighted_and_ignores_input_order():
+    import random
+
+    from analysis.scope import destination_hosted_of
+
+    fams = {"a": "china-telecom", "b": None, "c": "china-mobile", "d": None, "e": "china-telecom"}
+    per = {"a": 3, "b": 1, "c": 6, "d": 10, "e": 5}
+    want = destination_hosted_of(per, _hosted_info(fams), ["china-telecom", "china-mobile"])
+    assert (want["any"]["hosted"], want["any"]["estimate"]) == (14, 14 / 25)
+    assert (want["china-telecom"]["hosted"], want["china-telecom"]["estimate"]) == (8, 8 / 25)
+    assert (want["china-mobile"]["hosted"], want["china-mobile"]["estimate"]) == (6, 6 / 25)
+    assert all(e["ci_low"] <= e["estimate"] <= e["ci_high"] for e in want.values())
+    rng = random.Random(7)
+    for _ in range(5):
+        keys, rows = list(per), list(fams)
+        rng.shuffle(keys)
+        rng.shuffle(rows)
+        got = destination_hosted_of({k: per[k] for k in keys}, _hosted_info({r: fams[r] for r in rows}),
+                                    ["china-telecom", "china-mobile"])
+        assert got == want
+
+
+def test_destination_hosted_where_destinations_agree_is_the_wilson_interval_over_destinations():
+    """One destination (or all hosted, or none): no spread to resample; the interval is what
+    that many destinations can say, however many traceroutes they have (was [0.996, 1])."""
+    from analysis.metrics import wilson_interval
+    from analysis.scope import destination_hosted_of
+
+    one = destination_hosted_of({"a": 1000}, _hosted_info({"a": "china-telecom"}), ["china-telecom"])["any"]
+    assert one["estimate"] == 1.0 and one["ci_high"] == 1.0 and one["ci_low"] < 0.5
+    assert one["ci_low"] == pytest.approx(float(wilson_interval(1, 1)[0]))
+    none = destination_hosted_of({f"x{i}": 100 for i in range(20)}, _hosted_info({"a": "china-telecom"}),
+                                 ["china-telecom"])["any"]
+    assert none["estimate"] == 0.0 and none["ci_low"] == 0.0
+    assert none["ci_high"] == pytest.approx(float(wilson_interval(0, 20)[1]))
+    empty = destination_hosted_of({}, _hosted_info({"a": "china-telecom"}), ["china-telecom"])["any"]
+    assert empty["estimate"] is None and empty["ci_low"] is None and empty["ci_high"] is None
+
+
+def _pairs(spec: dict[str, list[tuple[int, int, int]]]) -> pa.Table:
+    """Pairs from ``{dst: [(prb_id, traceroutes, transiting), ...]}``."""
+    rows = [{"dst_addr": d, "prb_id": p, "n": n, "k": k} for d, probes in spec.items() for p, n, k in probes]
+    return pa.Table.from_pylist(rows, schema=pa.schema([("dst_addr", pa.string()), ("prb_id", pa.int64()),
+                                                        ("n", pa.int64()), ("k", pa.int64())]))
+
+
+_DESTS = pa.table({"dst_addr": ["a", "b", "c"], "dst_asn": [15169, 4134, 13335], "dst_country": ["US"] * 3,
+                   "dst_country_via": ["ip2country"] * 3, "dst_anycast": pa.array([None] * 3, pa.bool_())})
+
+
+def test_destination_exposure_interval_resamples_probes_not_traceroutes():
+    """Destination a: 10 probes x 100 traceroutes, one probe always transits. The traceroutes
+    of one probe are not independent: was [0.083, 0.120] (Wilson over 1,000 traceroutes)."""
+    from analysis.scope import destination_exposure_of
+
+    spec = {"a": [(1, 100, 100), *((p, 100, 0) for p in range(2, 11))]}
+    row = destination_exposure_of(_pairs(spec), _DESTS, n_boot=500, seed=1).to_pylist()[0]
+    assert (row["traceroutes"], row["transiting"], row["probes"], row["exposure"]) == (1000, 100, 10, 0.1)
+    assert row["ci_low"] <= row["exposure"] <= row["ci_high"]
+    assert row["ci_low"] <= 0.01 and row["ci_high"] >= 0.2
+    assert "bootstrap over probes" in row["method"] and "B=500, seed=1" in row["method"]
+
+
+def test_destination_exposure_interval_is_the_destination_rows_bootstrap():
+    """Per destination, the interval is bootstrap_sums over its probes (in probe order), as
+    path_exposure's by-destination rows have it: the two tables agree."""
+    from analysis.metrics import bootstrap_sums, path_exposure
+    from analysis.scope import destination_exposure
+
+    spec = {"a": [(1, 30, 30), (2, 10, 0), (5, 20, 4), (9, 7, 1)], "b": [(3, 12, 0), (1, 8, 8)],
+            "c": [(2, 40, 10), (4, 40, 0), (6, 5, 5), (8, 1, 0), (11, 9, 2)]}
+    rows = []
+    for d, probes in spec.items():
+        for p, n, k in probes:
+            rows += [{"dst_addr": d, "prb_id": p, "flagged_families": ["f"] if i < k else []} for i in range(n)]
+    paths = pa.Table.from_pylist(rows)
+    paths = paths.append_column("transits_flagged", pc.greater(pc.list_value_length(paths["flagged_families"]), 0))
+    got = {r["dst_addr"]: r for r in destination_exposure(paths, _DESTS, n_boot=300, seed=4).to_pylist()}
+    for d, probes in spec.items():
+        probes = sorted(probes)
+        want = bootstrap_sums([k for _, _, k in probes], [n for _, n, _ in probes], n_boot=300, seed=4)
+        assert (got[d]["exposure"], got[d]["ci_low"], got[d]["ci_high"]) == want
+    by_dst = path_exposure(paths, by="destination", ci="cluster-bootstrap", n_boot=300, seed=4).to_pylist()
+    assert {r["dst_addr"]: (r["ci_low"], r["ci_high"]) for r in by_dst} == {
+        d: (r["ci_low"], r["ci_high"]) for d, r in got.items()}
+
+
+def test_destination_exposure_ignores_the_order_and_the_split_of_the_pairs():
+    import random
+
+    from analysis.scope import destination_exposure_of, destination_pairs
+
+    rng = random.Random(11)
+    rows = [{"dst_addr": rng.choice("abc"), "prb_id": rng.randrange(1, 15), "transits_flagged": rng.random() < 0.3}
+            for _ in range(600)]
+    paths = pa.Table.from_pylist(rows)
+    want = destination_exposure_of(destination_pairs(paths), _DESTS, n_boot=200, seed=2)
+    assert want.num_rows == 3 and all(r["ci_low"] < r["ci_high"] for r in want.to_pylist())
+    for _ in range(3):
+        shuffled = paths.take(pa.array(rng.sample(range(paths.num_rows), paths.num_rows)))
+        cuts = sorted(rng.sample(range(1, paths.num_rows), 4))
+        parts = [shuffled.slice(a, b - a) for a, b in zip([0, *cuts], [*cuts, paths.num_rows], strict=True)]
+        pairs = pa.concat_tables([destination_pairs(p) for p in parts])
+        assert pairs.num_rows > want.column("probes").to_numpy().sum()  # a (destination, probe) in several parts
+        pairs = pairs.take(pa.array(rng.sample(range(pairs.num_rows), pairs.num_rows)))
+        assert destination_exposure_of(pairs, _DESTS, n_boot=200, seed=2).equals(want)
+
+
+def test_destination_exposure_where_probes_agree_is_the_wilson_interval_over_probes():
+    """A single probe, or probes that all transit or all do not: the interval is what that
+    many probes can say (was [0.996, 1] for one probe of 1,000 transiting traceroutes)."""
+    from analysis.metrics import wilson_interval
+    from analysis.scope import destination_exposure_of
+
+    spec = {"a": [(7, 1000, 1000)], "b": [(p, 100, 0) for p in range(1, 21)], "c": [(1, 50, 50), (2, 30, 30)]}
+    got = {r["dst_addr"]: r for r in destination_exposure_of(_pairs(spec), _DESTS).to_pylist()}
+    a, b, c = got["a"], got["b"], got["c"]
+    assert (a["probes"], a["exposure"], a["ci_high"]) == (1, 1.0, 1.0) and 0 < a["ci_low"] < 0.5
+    assert a["ci_low"] == pytest.approx(float(wilson_interval(1, 1)[0]))
+    assert (b["exposure"], b["ci_low"]) == (0.0, 0.0) and b["ci_high"] == pytest.approx(float(wilson_interval(0, 20)[1]))
+    assert c["ci_high"] == 1.0 and c["ci_low"] == pytest.approx(float(wilson_interval(2, 2)[0]))
+
+
+def test_hegemony_keeps_a_node_whose_number_is_a_probe_id():
+    """exclude_viewpoint drops the viewpoint's own AS only when the viewpoint is an AS number:
+    probe 4134's paths through AS4134 still count AS4134."""
+    from analysis.metrics import hegemony
+
+    t = pa.table({"prb_id": [4134, 7], "probe_asn": [4134, 7],
+                  "as_path": [["AS4134", "AS9"], ["AS7", "AS4134", "AS9"]]})
+    by_probe = dict(zip(*hegemony(t, viewpoint="prb_id").select(["node", "hegemony"]).to_pydict().values(),
+                        strict=True))
+    assert by_probe["AS4134"] == 1.0 and by_probe["AS7"] == 0.5 and by_probe["AS9"] == 1.0
+    by_as = dict(zip(*hegemony(t).select(["node", "hegemony"]).to_pydict().values(), strict=True))
+    assert by_as["AS4134"] == 0.5 and "AS7" not in by_as  # the probe's own AS still left out
+
+
+def test_bootstrap_groups_is_bootstrap_sums_group_by_group():
+    """The per-destination intervals rest on it: every group as bootstrap_sums gives it alone
+    (whole-number sums: exactly), groups without clusters NaN."""
+    import math
+
+    import numpy as np
+
+    from analysis.metrics import bootstrap_groups, bootstrap_sums
+
+    rng = np.random.default_rng(5)
+    sizes = rng.integers(0, 9, 200)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    wc = rng.integers(0, 30, sizes.sum()).astype(float)  # some clusters without weight
+    s = np.floor(wc * rng.random(sizes.sum())) * (rng.random(sizes.sum()) < 0.5)
+    est, lo, hi = bootstrap_groups(s, wc, starts, n_boot=150, seed=9)
+    for g, (a, c) in enumerate(zip(starts.tolist(), sizes.tolist(), strict=True)):
+        if c == 0 or not wc[a:a + c].sum():
+            assert math.isnan(lo[g]) and math.isnan(hi[g])
+            continue
+        assert (float(est[g]), float(lo[g]), float(hi[g])) == bootstrap_sums(s[a:a + c], wc[a:a + c], n_boot=150,
+                                                                             seed=9)
+    with pytest.raises(ValueError, match="starts"):
+        bootstrap_groups([1, 2], [1, 2], [1])
