@@ -571,7 +571,10 @@ def _decide(
     if (d_as >= 0).any():
         d_best, d_cnt = _majority(c[d_as >= 0], d_as[d_as >= 0], m, w[d_as >= 0])
         n_is_dst = count(is_dst)
-        for i in np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (n_with_next == 0)
+        # any public hop after it, of a known AS or not (an IXP LAN of unknown member, an
+        # unannounced address): the router before a LAN is its own AS's
+        n_any_next = count(has_next)
+        for i in np.flatnonzero((via == "origin") & public & ~a_ixp & (origin >= 0) & (n_any_next == 0)
                                 & (n_is_dst == 0) & (d_best >= 0) & (d_best != origin)
                                 & (d_cnt >= RUN_END_SHARE * n_obs)).tolist():
             if (min(origin[i], d_best[i]), max(origin[i], d_best[i])) in related:

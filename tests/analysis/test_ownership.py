@@ -536,3 +536,18 @@ def test_the_usual_address_before_an_address_does_not_depend_on_the_row_order():
                                             [h.slice(3, 3), h.take(pa.array([0, 1, 2, 6, 7, 8]))]), X))
         got.add(_owner(infer_owners_chunked(address_attributes(sorted_rows), [h.take(pa.array(o))]), X))
     assert got == {(5, "parallel-hop")}  # A (AS5) is first in text order; Y of AS5 sits in its slot
+
+
+@pytest.mark.parametrize(("after", "want"), [
+    (("206.126.236.50", None, "ix-1", None), (B, "origin")),  # an IXP LAN, member unknown
+    (("203.0.113.77", None, None, None), (B, "origin")),  # a public address no one announces
+    (("10.0.0.1", None, None, None), (D, "destination-as")),  # a private hop is bridged
+])
+def test_destination_as_only_where_no_public_hop_follows(after, want):
+    """Rule 7d gives an address to the destination AS only when no public hop ever follows
+    it: a public hop whose AS is unknown still follows it (the router before a LAN is its
+    own AS's); it used to count as nothing following."""
+    x = "192.0.2.9"
+    trs = [[(b1, B, None, None), (x, B, None, None), after] for _ in range(3)]
+    hops = _with_dst_asn(_hops(trs), D)
+    assert _owner(infer_owners(hops, relationships=pa.table({"provider": [B], "customer": [D]})), x) == want
