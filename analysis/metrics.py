@@ -215,10 +215,7 @@ def bootstrap_sums(
     ...                                                                        n_boot=200, seed=1)
     True
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_bootstrap(n_boot, confidence)
     s = np.asarray(s, float)
     wc = np.asarray(wc, float)
     if s.size == 0:
@@ -238,6 +235,13 @@ def bootstrap_sums(
         w_lo, w_hi = wilson_interval(est * c, c, confidence=confidence)
         lo, hi = min(lo, float(w_lo)), max(hi, float(w_hi))
     return est, float(lo), float(hi)
+
+
+def _check_bootstrap(n_boot: int, confidence: float) -> None:
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
 def bootstrap_groups(
@@ -286,10 +290,7 @@ def bootstrap_groups(
     ...     bootstrap_sums([0, 0, 3], [4, 2, 3], n_boot=200, seed=1)]
     True
     """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    _check_bootstrap(n_boot, confidence)
     s = np.asarray(s, float)
     wc = np.asarray(wc, float)
     starts = np.asarray(starts, np.int64)
