@@ -204,7 +204,8 @@ def bootstrap_sums(
     s: npt.ArrayLike, wc: npt.ArrayLike, *, n_boot: int = 1000, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
     r""":func:`cluster_bootstrap` from the clusters' sums: :math:`S_c = \sum_{i \in c} w_i x_i`
-    and :math:`W_c = \sum_{i \in c} w_i`, one value per cluster in ascending cluster order.
+    and :math:`W_c = \sum_{i \in c} w_i`, one value per cluster in ascending cluster order
+    (:func:`bootstrap_groups` of one group).
 
     What a pass over a campaign too large to hold keeps per (group, probe); equal sums and
     seed give the same interval as :func:`cluster_bootstrap` over the rows.
@@ -215,33 +216,8 @@ def bootstrap_sums(
     ...                                                                        n_boot=200, seed=1)
     True
     """
-    _check_bootstrap(n_boot, confidence)
-    s = np.asarray(s, float)
-    wc = np.asarray(wc, float)
-    if s.size == 0:
-        return math.nan, math.nan, math.nan
-    est = float(s.sum() / wc.sum())
-    c = len(s)
-    rng = np.random.default_rng(seed)
-    m = rng.multinomial(c, np.full(c, 1.0 / c), size=n_boot).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        reps = (m @ s) / (m @ wc)
-    reps = reps[~np.isnan(reps)]
-    alpha = (1.0 - confidence) / 2.0
-    lo, hi = np.quantile(reps, [alpha, 1.0 - alpha])
-    if hi - lo <= 1e-12:
-        # every replicate equals the estimate (one probe, or probes that all agree): the
-        # bootstrap sees no spread, which C clusters cannot promise; Wilson over C clusters
-        w_lo, w_hi = wilson_interval(est * c, c, confidence=confidence)
-        lo, hi = min(lo, float(w_lo)), max(hi, float(w_hi))
-    return est, float(lo), float(hi)
-
-
-def _check_bootstrap(n_boot: int, confidence: float) -> None:
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    est, lo, hi = bootstrap_groups(s, wc, [0], n_boot=n_boot, confidence=confidence, seed=seed)
+    return float(est[0]), float(lo[0]), float(hi[0])
 
 
 def bootstrap_groups(
@@ -253,19 +229,17 @@ def bootstrap_groups(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    r""":func:`bootstrap_sums` of many groups at once, for thousands of groups in one call.
+    r"""The percentile cluster bootstrap of :func:`cluster_bootstrap`, from the clusters' sums,
+    for many groups at once (thousands in one call; :func:`bootstrap_sums` is one group).
 
     The clusters' sums :math:`S_c, W_c` of every group lie one after the other in ``s`` and
     ``wc``; group :math:`g` holds those from ``starts[g]`` to ``starts[g + 1]`` (the last to
     the end), each group's clusters in ascending cluster order (:func:`segment_starts` of
-    the sums sorted by group and cluster gives ``starts``). Group :math:`g` gets what
-    :func:`bootstrap_sums` gives its clusters with the same ``n_boot``, ``confidence`` and
-    ``seed``, fallback included (the Wilson interval over its :math:`C_g` clusters where
-    they cannot differ); exactly so where the sums are whole numbers, as counts are.
-
-    :func:`bootstrap_sums` draws the multiplicities from a generator seeded anew, so the
-    groups of :math:`C` clusters share one draw: it is made once per distinct :math:`C`
-    and applied to all of them as one matrix product.
+    the sums sorted by group and cluster gives ``starts``). Each group gets the interval it
+    would get alone, fallback included (the Wilson interval over its :math:`C_g` clusters
+    where they cannot differ): the multiplicities are drawn from a generator seeded anew
+    with ``seed``, so the groups of :math:`C` clusters share one draw, made once per
+    distinct :math:`C` and applied to all of them as one matrix product.
 
     Parameters
     ----------
@@ -290,7 +264,10 @@ def bootstrap_groups(
     ...     bootstrap_sums([0, 0, 3], [4, 2, 3], n_boot=200, seed=1)]
     True
     """
-    _check_bootstrap(n_boot, confidence)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     s = np.asarray(s, float)
     wc = np.asarray(wc, float)
     starts = np.asarray(starts, np.int64)
