@@ -518,7 +518,7 @@ def _analyze_locked(
                                 if infer_owners else (None, "not inferred (origin AS used)"))
         # what the annotation gave each owner AS over the whole campaign: a moved hop takes
         # its owner's family and country whichever partition it is in
-        owner_attrs = _owner_attributes(ann_files, ann_columns, owners) if owners is not None else None
+        owner_attrs = _owner_attribute_table(ann_files, ann_columns, owners) if owners is not None else None
         step("RTT discs of the flagged routers")
         discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
         # probes whose published place the RTTs contradict: the small discs of every address, and
@@ -1323,7 +1323,7 @@ def _owner_table(
     return owners, source
 
 
-def _owner_attributes(ann_files: list[Path], columns: Sequence[str], owners: pa.Table) -> pa.Table:
+def _owner_attribute_table(ann_files: list[Path], columns: Sequence[str], owners: pa.Table) -> pa.Table:
     """Per owner AS the annotation met (as the IXP member on a LAN row, else the origin):
     the family and registry country it gave it, the alphabetically first non-empty one
     where rows disagree (the rule of :func:`analysis._tables.as_attribute`), over every
@@ -1353,22 +1353,20 @@ def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Tabl
     parts without that column, the traceroute segment's. A connection of its own: chunks
     are read in several threads or on Dask workers.
     """
+    source = "read_parquet($ann, union_by_name=true) a"
+    if "dst_addr" in cols:  # the hop rows carry their traceroute's destination (selected with cols)
+        dst, extra, params = "a.dst_addr", "", {"ann": ann}
+    else:
+        source += " LEFT JOIN read_parquet($tr) t USING (msm_id, prb_id, timestamp)"
+        dst, extra, params = "t.dst_addr", ", t.dst_addr", {"ann": ann, "tr": tr}
     seg = connect()
     try:
         seg.register("dests", dests)
-        if "dst_addr" in cols:  # the hop rows carry their traceroute's destination
-            return seg.sql(
-                f"SELECT {', '.join(f'a.{c}' for c in cols)}, d.dst_asn "
-                "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN dests d ON d.dst_addr = a.dst_addr "
-                f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
-                params={"ann": ann},
-            ).to_arrow_table()
         return seg.sql(
-            f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr, d.dst_asn "
-            "FROM read_parquet($ann, union_by_name=true) a LEFT JOIN read_parquet($tr) t "
-            "USING (msm_id, prb_id, timestamp) LEFT JOIN dests d ON d.dst_addr = t.dst_addr "
+            f"SELECT {', '.join(f'a.{c}' for c in cols)}{extra}, d.dst_asn "
+            f"FROM {source} LEFT JOIN dests d ON d.dst_addr = {dst} "
             f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
-            params={"ann": ann, "tr": tr},
+            params=params,
         ).to_arrow_table()
     finally:
         seg.close()

@@ -585,11 +585,11 @@ def _decide(
     has_prev = prev_c >= 0
     # the usual address before it; a tie goes to the first address in text order (not to
     # the first met: the codes follow the row order)
-    by_text = np.argsort(np.asarray(addrs.to_pylist(), dtype=object), kind="stable") if m else np.zeros(0, np.int64)
+    by_text = pc.sort_indices(addrs).to_numpy().astype(np.int64)
     text_rank = np.empty(m, np.int64)
     text_rank[by_text] = np.arange(m)
     usual, _ = _majority(c[has_prev], text_rank[prev_c[has_prev]], m, w[has_prev])
-    prev_addr = np.where(usual >= 0, by_text[np.maximum(usual, 0)], -1) if m else usual
+    prev_addr = np.where(usual >= 0, by_text[np.maximum(usual, 0)], -1)
     # the slot's other occupants by the owner the rules above gave them (their origin when none)
     slot_as = np.where(owner[c] >= 0, owner[c], v) if k else v
     decided = owner.copy()  # what the rules above said: the moves below do not chain

@@ -327,8 +327,9 @@ def build_paths(
         origin_asn, origin_member = asn, member
         asn, member, reassigned = _owner_columns(hops, drops)
         # the owner's country (where the crossing is searched, detours) and family
-        for column in ("as_country",) if registry is not None else ("as_country", "family"):
-            hops[column] = _owner_attributes(hops, annotated, asn, member, reassigned, column, owner_attributes)
+        hops.update(_owner_attributes(hops, annotated, asn, member, reassigned,
+                                      ("as_country",) if registry is not None else ("as_country", "family"),
+                                      owner_attributes))
     is_as = ~is_ixp & is_pub & (asn >= 0)
     eff_asn = np.where(is_ixp, member, np.where(is_as, asn, -1))
     _count(drops, "unresolved-public-hop", int((~is_ixp & is_pub & (asn < 0)).sum()))
@@ -586,9 +587,9 @@ def _owner_columns(hops: dict[str, Any], drops: Counter[str]) -> tuple[np.ndarra
 
 def _owner_attributes(
     hops: dict[str, Any], annotated: pa.Table, asn: np.ndarray, member: np.ndarray, reassigned: np.ndarray,
-    column: str, table: pa.Table | None = None,
-) -> pa.Array:
-    """The hops' ``column`` (``family`` or ``as_country``), reassigned hops given their
+    columns: tuple[str, ...], table: pa.Table | None = None,
+) -> dict[str, pa.Array]:
+    """The hops' ``columns`` (``family``, ``as_country``), reassigned hops given their
     owner AS's.
 
     That is the value the annotation gave the owner AS (as an origin or IXP member; the
@@ -597,31 +598,36 @@ def _owner_attributes(
     else from the rows of ``annotated``. None where the annotation met that AS without a
     value; for an AS it never met, the default registry's family and no country.
     """
-    values = hops[column]
     if not reassigned.any():
-        return values
+        return {column: hops[column] for column in columns}
     if table is not None:
         order = np.argsort(int_np(table.column("asn")), kind="stable")
-        k = int_np(table.column("asn"))[order]
-        got = table.column(column).cast(pa.string()).take(pa.array(order)).to_pylist()
-        k_value = np.asarray([v or None for v in got], dtype=object)
-        met = k
+        met = int_np(table.column("asn"))[order]
     else:
         key = annotated_as(annotated)
-        k, k_value = as_attribute(annotated, column, key)
         met = key[key >= 0]
     eff = np.where(hops["is_ixp"], member, asn)[reassigned]
-    pos = np.searchsorted(k, eff)
-    hit = pos < len(k)
-    hit[hit] = k[pos[hit]] == eff[hit]
-    vals = np.full(len(eff), None, dtype=object)
-    vals[hit] = k_value[pos[hit]]
     unseen = (eff >= 0) & ~np.isin(eff, met)
-    if column == "family" and unseen.any():
-        from analysis.registry import load_registry
+    out = {}
+    for column in columns:
+        if table is not None:
+            k = met
+            got = table.column(column).cast(pa.string()).take(pa.array(order)).to_pylist()
+            k_value = np.asarray([v or None for v in got], dtype=object)
+        else:
+            k, k_value = as_attribute(annotated, column, key)
+        pos = np.searchsorted(k, eff)
+        hit = pos < len(k)
+        hit[hit] = k[pos[hit]] == eff[hit]
+        vals = np.full(len(eff), None, dtype=object)
+        vals[hit] = k_value[pos[hit]]
+        if column == "family" and unseen.any():
+            from analysis.registry import load_registry
 
-        vals[unseen] = np.asarray(registry_lookup(load_registry(), eff[unseen]).to_pylist(), dtype=object)
-    return pc.replace_with_mask(values.cast(pa.string()), pa.array(reassigned), pa.array(vals, pa.string()))
+            vals[unseen] = np.asarray(registry_lookup(load_registry(), eff[unseen]).to_pylist(), dtype=object)
+        out[column] = pc.replace_with_mask(hops[column].cast(pa.string()), pa.array(reassigned),
+                                           pa.array(vals, pa.string()))
+    return out
 
 
 def _count_loop_artefacts(
