@@ -162,6 +162,32 @@ def test_cluster_bootstrap_coverage_on_clustered_data():
     assert wilson_hits / n_sim < 0.85, wilson_hits / n_sim
 
 
+def test_proportion_from_sums_gives_each_group_what_its_rows_alone_give():
+    """All groups' intervals come from one batched bootstrap; each must equal
+    :func:`cluster_bootstrap` over that group's own rows, and the Wilson columns the
+    Kish-weighted Wilson interval of those rows, whichever other groups share the call."""
+    rng = np.random.default_rng(11)
+    n = 2000
+    group = rng.integers(0, 40, n)
+    cluster = rng.integers(0, rng.integers(1, 30, 40)[group] + 1)  # 1 to 30 probes per group
+    x = rng.random(n) < rng.beta(1, 4, 40)[group]
+    w = rng.gamma(2.0, 1.0, n)
+    sums = M.cluster_sums(pa.table({"g": group}), cluster, x, weights=w)
+    table = M.proportion_from_sums(sums, ["g"], ci="cluster-bootstrap", n_boot=300, seed=5)
+    assert table.column("g").to_pylist() == sorted(set(group.tolist()))
+    for row in table.to_pylist():
+        mine = group == row["g"]
+        est, lo, hi = M.cluster_bootstrap(x[mine], cluster[mine], weights=w[mine], n_boot=300, seed=5)
+        assert (row["exposure"], row["ci_low"], row["ci_high"]) == pytest.approx((est, lo, hi), rel=1e-12)
+        neff = w[mine].sum() ** 2 / (w[mine] ** 2).sum()
+        wlo, whi = M.wilson_interval(est * neff, neff)
+        assert (row["wilson_low"], row["wilson_high"]) == pytest.approx((float(wlo), float(whi)), rel=1e-12)
+        assert row["probes"] == len(set(cluster[mine].tolist())) and row["traceroutes"] == mine.sum()
+        assert row["transiting"] == x[mine].sum()
+    # a second call draws the same replicates (the multiplicities are reused, never altered)
+    assert M.proportion_from_sums(sums, ["g"], ci="cluster-bootstrap", n_boot=300, seed=5) == table
+
+
 # ------------------------------------------------------------------------- hegemony
 def test_hegemony_hand_computed_without_trimming():
     t = pa.table({
