@@ -553,3 +553,15 @@ def test_drop_reasons_are_documented():
     for reason in ("value_out_of_range", "bad_address", "too_many_hops", "line_too_long"):
         assert DROP_REASONS[reason]
     assert pa.int16().bit_width == 16  # the hop table columns the ranges protect
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=3000).map(lambda b: bytes(b"NaIfx\""[c % 6] for c in b)),
+       st.sampled_from([b"NaN", b"Inf"]), st.integers(0, 3000))
+def test_the_nan_inf_search_agrees_with_in(text, word, at):
+    """The block-level NaN/Inf search (first-byte scan, ``in`` past a budget) says what
+    ``in`` says, on text dense or sparse in the words' first bytes, the word anywhere."""
+    from probes.parse import _has_any
+
+    for data in (text, text[:at] + word + text[at:], b"x" * 5000 + text):
+        assert _has_any(data, (b"NaN", b"Inf")) == (b"NaN" in data or b"Inf" in data)
