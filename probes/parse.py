@@ -650,6 +650,8 @@ def _validate(raw: pa.Table, lines: list[bytes], drops: Counter) -> tuple[pa.Tab
     drop(np.logical_or.reduce([_outside(k, 0, _U32 - 1) for k in keys]), "key_out_of_range")
 
     result = raw.column("result").combine_chunks()
+    # kept combined for _flatten (a take keeps one chunk one chunk): combined once per block
+    raw = raw.set_column(raw.schema.get_field_index("result"), "result", result)
     hops = pc.list_flatten(result)
     hop_trace = np.asarray(pc.list_parent_indices(result), dtype=np.int64)
     replies_lists = hops.field("result")
@@ -697,7 +699,8 @@ def _validate(raw: pa.Table, lines: list[bytes], drops: Counter) -> tuple[pa.Tab
 
 def _flatten(raw: pa.Table, origin: str, encoded: bool = False) -> tuple[pa.Table, pa.Table, np.ndarray]:
     n = raw.num_rows
-    result = raw.column("result").combine_chunks()
+    column = raw.column("result")  # one chunk, as _validate leaves it
+    result = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
     hops = pc.list_flatten(result)  # one struct per hop entry
     hop_trace = np.asarray(pc.list_parent_indices(result))
     replies_lists = hops.field("result")
