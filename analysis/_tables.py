@@ -228,7 +228,10 @@ def lex_order(*cols: np.ndarray) -> np.ndarray:
         key, span = (c - lo, width) if width < 1 << 62 else (c, 1 << 62)
     assert key is not None
     keys.append(key)
-    return np.argsort(keys[0], kind="stable") if len(keys) == 1 else np.lexsort(keys[::-1])
+    if len(keys) == 1:
+        # rows often come in order already (a traceroute's hops and attempts): one pass says so
+        return np.arange(len(key)) if (key[1:] >= key[:-1]).all() else np.argsort(key, kind="stable")
+    return np.lexsort(keys[::-1])
 
 
 def sum_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:

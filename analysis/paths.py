@@ -101,6 +101,7 @@ from analysis._tables import (
     registry_lookup,
     replying_attributes_sql,
 )
+from analysis.metrics import segment_starts
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
 from analysis.nodes import AS_PREFIX, IXP_PREFIX, as_node, ixp_node, parse_node
@@ -497,12 +498,16 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
     """
     keys = ["msm_id", "prb_id", "timestamp"]
     n = annotated.num_rows
-    probe = annotated.select(keys).append_column("__row", pa.array(np.arange(n, dtype=np.int64)))
+    # a traceroute's rows lie together: join the first row of each run of equal keys (a
+    # null key is a run of its own) and give the run's rows its traceroute
+    heads = segment_starts(annotated, keys)
+    probe = annotated.select(keys).take(pa.array(heads)).append_column("__run", pa.array(np.arange(len(heads))))
     probe = probe.cast(pa.schema([pa.field(k, tr.schema.field(k).type) for k in keys]
-                                 + [pa.field("__row", pa.int64())]))
+                                 + [pa.field("__run", pa.int64())]))
     joined = probe.join(tr.select([*keys, "tid"]), keys=keys, join_type="inner", use_threads=True)
-    tid_of = np.full(n, -1, np.int64)
-    tid_of[joined.column("__row").to_numpy()] = joined.column("tid").to_numpy()
+    run_tid = np.full(len(heads), -1, np.int64)
+    run_tid[joined.column("__run").to_numpy()] = joined.column("tid").to_numpy()
+    tid_of = np.repeat(run_tid, np.diff(np.append(heads, n)))
     _count(drops, "hop-without-traceroute", int((tid_of < 0).sum()))
 
     replied = pc.is_valid(annotated.column("reply_from")).to_numpy(zero_copy_only=False)

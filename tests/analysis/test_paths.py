@@ -1120,3 +1120,29 @@ def test_the_as_crossed_from_is_the_one_before_the_entry_not_the_hop_row_before(
         c = t.column("pop_crossings")[0].as_py()[0]
         got.append((c["from_asn"], c["pop_city"], c["pop_country"]))
     assert got[0] == got[1] == (64501, "Hong Kong", "HK")
+
+
+def test_paths_do_not_depend_on_the_order_of_the_hop_rows():
+    """Hop rows are joined to their traceroute by runs of equal keys and sorted only when
+    out of order: rows of traceroutes interleaved, reversed or shuffled give the same paths
+    and the same drop counts as rows that come traceroute by traceroute."""
+    import numpy as np
+
+    hops, tr = build([
+        dict(msm_id=21, prb_id=1001, dst_addr="8.8.8.8", hops=[
+            [pub("80.1.1.1", 2.0, 3320)], [pub("202.97.1.1", 9.0, 4134, family=CT)], [pub("64.1.1.1", 20.0, 64500)]]),
+        dict(msm_id=22, prb_id=1001, dst_addr="8.8.8.8", hops=[
+            [pub("80.1.1.1", 2.5, 3320), pub("80.1.1.2", 2.0, 3320)], [priv("10.0.0.1", 5.0)], [pub("64.1.1.1", 30.0, 64500)]]),
+        dict(msm_id=23, prb_id=1001, dst_addr="8.8.8.8", hops=[
+            [dict(pub("202.97.1.1", 1.0, 4134, family=CT), late=True), pub("64.1.1.1", 9.0, 64500)]]),
+        dict(msm_id=24, prb_id=1001, dst_addr="8.8.8.8", hops=[[pub("80.1.1.1", 2.0, 3320)]]),
+    ])
+    tr = tr.filter(pa.compute.not_equal(tr.column("msm_id"), 24))  # its hops have no traceroute
+    expected, expected_drops = P.build_paths(hops, tr, PROBES)
+    assert expected.num_rows == 3 and expected_drops["hop-without-traceroute"] == 1
+    assert expected_drops["late-or-duplicate-reply"] == 1
+    n = hops.num_rows
+    for order in (np.arange(n)[::-1], np.random.default_rng(3).permutation(n),
+                  np.argsort(np.arange(n) % 2, kind="stable")):
+        table, drops = P.build_paths(hops.take(pa.array(order)), tr, PROBES)
+        assert table.equals(expected) and drops == expected_drops
