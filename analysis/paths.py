@@ -101,9 +101,9 @@ from analysis._tables import (
     registry_lookup,
     replying_attributes_sql,
 )
-from analysis.metrics import segment_starts
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
+from analysis.metrics import segment_starts
 from analysis.nodes import AS_PREFIX, IXP_PREFIX, as_node, ixp_node, parse_node
 
 if TYPE_CHECKING:
