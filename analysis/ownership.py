@@ -182,7 +182,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import as_attribute, int_np, lex_order
+from analysis._tables import as_attribute, group_rank, int_np, lex_order
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -418,16 +418,17 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
         if flag in hops.column_names:
             ok &= ~np.asarray(pc.fill_null(hops.column(flag), False).to_numpy(zero_copy_only=False), bool)
     rows = np.flatnonzero(ok)
-    keys = [int_np(hops.column(k).cast(pa.int64()) if k == "timestamp" else hops.column(k))[rows]
-            for k in ("msm_id", "prb_id", "timestamp")]
+    # the traceroute of each row, ranked by (msm_id, prb_id, timestamp): its rows lie
+    # together, so the sort by it, hop and attempt moves whole traceroutes (lex_order)
+    trace = group_rank(*(int_np(hops.column(k).cast(pa.int64()) if k == "timestamp" else hops.column(k))[rows]
+                         for k in ("msm_id", "prb_id", "timestamp")))
     h = int_np(hops.column("hop"))[rows]
     a = int_np(hops.column("attempt"))[rows]
-    order = lex_order(*keys, h, a)
-    rows, h = rows[order], h[order]
-    keys = [k[order] for k in keys]
+    order = lex_order(trace, h, a)
+    rows, h, trace = rows[order], h[order], trace[order]
     newtr = np.ones(len(rows), bool)
     if len(rows) > 1:
-        newtr[1:] = (keys[0][1:] != keys[0][:-1]) | (keys[1][1:] != keys[1][:-1]) | (keys[2][1:] != keys[2][:-1])
+        newtr[1:] = trace[1:] != trace[:-1]
     first = newtr.copy()
     if len(rows) > 1:
         first[1:] |= h[1:] != h[:-1]
