@@ -246,7 +246,7 @@ def _runs_in_order(first: np.ndarray, keys: list[np.ndarray]) -> np.ndarray | No
     too many for this to pay.
     """
     n = len(first)
-    heads = np.flatnonzero(np.concatenate([[True], first[1:] != first[:-1]]))
+    heads = _run_heads([first])
     if len(heads) > n >> 3:
         return None
     lengths = np.diff(np.append(heads, n))
@@ -271,7 +271,7 @@ def group_rank(*cols: np.ndarray) -> np.ndarray:
     if not n:
         return np.empty(0, np.int64)
     cs = [np.asarray(c, np.int64) for c in cols]
-    heads = np.flatnonzero(np.concatenate([[True], np.logical_or.reduce([c[1:] != c[:-1] for c in cs])]))
+    heads = _run_heads(cs)
     at = [c[heads] for c in cs]
     order = lex_order(*at)
     new = np.ones(len(heads), bool)
@@ -279,6 +279,11 @@ def group_rank(*cols: np.ndarray) -> np.ndarray:
     rank = np.empty(len(heads), np.int64)
     rank[order] = np.cumsum(new) - 1
     return np.repeat(rank, np.diff(np.append(heads, n)))
+
+
+def _run_heads(cols: list[np.ndarray]) -> np.ndarray:
+    """Rows where a run of equal values of ``cols`` (non-empty) begins."""
+    return np.flatnonzero(np.concatenate([[True], np.logical_or.reduce([c[1:] != c[:-1] for c in cols])]))
 
 
 def _in_order(keys: list[np.ndarray]) -> bool:
