@@ -711,6 +711,10 @@ def _crossing_sections(data: CampaignData, tab: Callable[..., str]) -> list[str]
     out += [f"<h3>Individual crossings{note}</h3>", tab(shown, empty="no crossings")]
     heg = data.hegemony.slice(0, 15)
     out += ["<h3>Highest AS/IXP hegemony (IHR, trimmed mean of per-viewpoint betweenness)</h3>",
+            "<p>Hegemony counts every AS and IXP on a path but the probe's own AS, the "
+            "destination's AS included (as IHR does), while the exposure figures above count "
+            "transit only: a network that hosts many destinations scores high here even where "
+            "no traceroute transits it.</p>",
             tab(heg, empty="no paths")]
     pe = data.path_exposure
     if "grouping" in pe.column_names:

@@ -129,6 +129,9 @@ def test_entry_points_change_events_and_source_countries_are_in_the_report(writt
     countries = {p["probe_country"] for p in paths if p["probe_country"]}
     assert "<h2>Exposure by source country</h2>" in text
     assert all(f"<tr><td>{cc}</td>" in text for cc in countries)
+    # hegemony counts destination ASes, transit exposure does not: the report says so by the table
+    heg = text[text.index("Highest AS/IXP hegemony"):]
+    assert "the destination's AS included" in heg[: heg.index("<table")]
 
 
 def test_pop_table_counts_match_an_independent_count(written: Path, demo_campaign: Campaign):  # noqa: F811
