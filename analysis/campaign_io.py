@@ -1299,11 +1299,14 @@ def _owner_table(
         # each address's attributes from its first row over the whole campaign, in the order
         # of first rows (one row per address)
         key = "struct_pack(m := a.msm_id, p := a.prb_id, t := a.timestamp, h := a.hop, n := a.attempt)"
+        # the first row's key rides in the struct arg_min returns (a second min() over the
+        # key costs as much again: the struct comparisons are most of the query)
         attrs = con.sql(
-            "SELECT a.reply_from AS addr, arg_min(struct_pack(asn := a.asn::BIGINT, ip_class := a.ip_class::VARCHAR, "
-            f"ixp := a.ixp_id IS NOT NULL, member_asn := a.member_asn::BIGINT), {key}) AS f, min({key}) AS k "
+            "SELECT addr, f FROM (SELECT a.reply_from AS addr, arg_min(struct_pack(asn := a.asn::BIGINT, "
+            "ip_class := a.ip_class::VARCHAR, ixp := a.ixp_id IS NOT NULL, member_asn := a.member_asn::BIGINT, "
+            f"k := {key}), {key}) AS f "
             "FROM read_parquet($ann, union_by_name=true) a WHERE a.reply_from IS NOT NULL "
-            "GROUP BY a.reply_from ORDER BY k",
+            "GROUP BY a.reply_from) ORDER BY struct_extract(f, 'k')",
             params={"ann": [str(f) for f in ann_files]},
         ).to_arrow_table()
         first = attrs.column("f").combine_chunks() if attrs.num_rows else None
