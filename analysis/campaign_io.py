@@ -513,12 +513,11 @@ def _analyze_locked(
     places = plots.place_table(facilities, routers)
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
         step("inferring router owners")
-        owners, owner_source = (_owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations,
-                                             runner=runner)
-                                if infer_owners else (None, "not inferred (origin AS used)"))
-        # what the annotation gave each owner AS over the whole campaign: a moved hop takes
-        # its owner's family and country whichever partition it is in
-        owner_attrs = _owner_attribute_table(ann_files, ann_columns, owners) if owners is not None else None
+        # with what the annotation gave each owner AS over the whole campaign: a moved hop
+        # takes its owner's family and country whichever partition it is in
+        owners, owner_source, owner_attrs = (
+            _owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations, runner=runner)
+            if infer_owners else (None, "not inferred (origin AS used)", None))
         step("RTT discs of the flagged routers")
         discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
         # probes whose published place the RTTs contradict: the small discs of every address, and
@@ -1255,8 +1254,10 @@ def _stale_reply(columns: Sequence[str], prefix: str = "") -> str:
 def _owner_table(
     ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
     destinations: pa.Table | None = None, *, runner: Runner | None = None,
-) -> tuple[pa.Table | None, str]:
-    """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop.
+) -> tuple[pa.Table | None, str, pa.Table | None]:
+    """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop:
+    the owners, where the adjacency data came from, and the owner ASes' family and
+    country (:func:`_owner_attribute_table`, from the same per-address query).
 
     An address's owner is decided from all its occurrences, so it runs here, before the
     per-partition paths, but one traceroute-complete chunk at a time: the addresses'
@@ -1266,7 +1267,7 @@ def _owner_table(
     only one segment's hops are held. Parts not named after the segments are one chunk.
     The segments are read and reduced by ``runner`` (analyze's: local threads or Dask
     workers; default: the local engine), the reduction merged here.
-    The table it returns is one row per reply address. AS relationships (``as-rel``) and sibling groups
+    The owners table is one row per reply address. AS relationships (``as-rel``) and sibling groups
     (``as-siblings``) come from the campaign's snapshot when it has them; without them
     the rules that need adjacency fall back as :mod:`analysis.ownership` says.
     """
@@ -1274,7 +1275,7 @@ def _owner_table(
 
     cols = [c for c in (*ownership.REQUIRED_COLUMNS, "late", "dup", "family", "dst_addr") if c in columns]
     if not trace_files:
-        return None, "no traceroute table"
+        return None, "no traceroute table", None
     dests = (destinations.select(["dst_addr", "dst_asn"]) if destinations is not None
              else pa.table({"dst_addr": pa.array([], pa.string()), "dst_asn": pa.array([], pa.int64())}))
     # traceroute-complete chunks: one per store segment (its annotated part and its
@@ -1301,10 +1302,12 @@ def _owner_table(
         key = "struct_pack(m := a.msm_id, p := a.prb_id, t := a.timestamp, h := a.hop, n := a.attempt)"
         # the first row's key rides in the struct arg_min returns (a second min() over the
         # key costs as much again: the struct comparisons are most of the query)
+        fam = "a.family" if "family" in columns else "NULL"
+        cc = "a.as_country" if "as_country" in columns else "NULL"
         attrs = con.sql(
             "SELECT addr, f FROM (SELECT a.reply_from AS addr, arg_min(struct_pack(asn := a.asn::BIGINT, "
             "ip_class := a.ip_class::VARCHAR, ixp := a.ixp_id IS NOT NULL, member_asn := a.member_asn::BIGINT, "
-            f"k := {key}), {key}) AS f "
+            f"family := {fam}::VARCHAR, as_country := {cc}::VARCHAR, k := {key}), {key}) AS f "
             "FROM read_parquet($ann, union_by_name=true) a WHERE a.reply_from IS NOT NULL "
             "GROUP BY a.reply_from) ORDER BY struct_extract(f, 'k')",
             params={"ann": [str(f) for f in ann_files]},
@@ -1314,34 +1317,37 @@ def _owner_table(
             "addr": attrs.column("addr").cast(pa.string()),
             **{c: (first.field(c) if first is not None else pa.array([], t))
                for c, t in (("asn", pa.int64()), ("ip_class", pa.string()), ("ixp", pa.bool_()),
-                            ("member_asn", pa.int64()))},
+                            ("member_asn", pa.int64()), ("family", pa.string()), ("as_country", pa.string()))},
         })
 
     finally:
         con.close()
 
     readers = (functools.partial(_segment_hops, ann, tr, cols, dests, stale) for ann, tr in chunks)
-    owners = ownership.infer_owners_chunked(attrs, readers, relationships=rel, siblings=sib,
+    owners = ownership.infer_owners_chunked(attrs.drop_columns(["family", "as_country"]), readers,
+                                            relationships=rel, siblings=sib,
                                             runner=runner if runner is not None else Runner())
-    return owners, source
+    return owners, source, _owner_attribute_table(attrs, owners)
 
 
-def _owner_attribute_table(ann_files: list[Path], columns: Sequence[str], owners: pa.Table) -> pa.Table:
+def _owner_attribute_table(addresses: pa.Table, owners: pa.Table) -> pa.Table:
     """Per owner AS the annotation met (as the IXP member on a LAN row, else the origin):
     the family and registry country it gave it, the alphabetically first non-empty one
-    where rows disagree (the rule of :func:`analysis._tables.as_attribute`), over every
-    annotated part; ``asn, family, as_country``, sorted by AS."""
-    fam = "family" if "family" in columns else "NULL"
-    cc = "as_country" if "as_country" in columns else "NULL"
+    where its addresses disagree (the rule of :func:`analysis._tables.as_attribute`);
+    ``asn, family, as_country``, sorted by AS.
+
+    From ``addresses``, one row per reply address of the campaign (``asn, member_asn,
+    family, as_country``): the annotation is a function of the address, so every row of
+    an address carries these values and the addresses stand for all the rows.
+    """
     con = connect()
     try:
         con.register("wanted", owners.select(["owner_asn"]))
+        con.register("addresses", addresses.select(["asn", "member_asn", "family", "as_country"]))
         return con.sql(
             "SELECT a AS asn, min(f) FILTER (WHERE f <> '') AS family, min(c) FILTER (WHERE c <> '') AS as_country "
-            f"FROM (SELECT coalesce(member_asn, asn)::BIGINT AS a, {fam}::VARCHAR AS f, {cc}::VARCHAR AS c "
-            "      FROM read_parquet($files, union_by_name=true)) "
-            "WHERE a IN (SELECT owner_asn FROM wanted) GROUP BY a ORDER BY a",
-            params={"files": [str(f) for f in ann_files]},
+            "FROM (SELECT coalesce(member_asn, asn)::BIGINT AS a, family AS f, as_country AS c FROM addresses) "
+            "WHERE a IN (SELECT owner_asn FROM wanted) GROUP BY a ORDER BY a"
         ).to_arrow_table()
     finally:
         con.close()

@@ -147,11 +147,22 @@ def test_owners_from_the_hop_rows_destination_equal_those_joined_from_the_tracer
     assert dests.num_rows >= 5
     cols = _annotated_columns(ann)
     assert "dst_addr" in cols
-    with_dst, _ = _owner_table(ann, cols, traces, None, "test", dests)
-    joined, _ = _owner_table(ann, [c for c in cols if c != "dst_addr"], traces, None, "test", dests)
+    with_dst, _, owner_attrs = _owner_table(ann, cols, traces, None, "test", dests)
+    joined, _, _ = _owner_table(ann, [c for c in cols if c != "dst_addr"], traces, None, "test", dests)
     assert with_dst is not None and with_dst.num_rows > 100
     assert with_dst.equals(joined)
     assert pc.sum(pc.equal(with_dst["owner_via"], "destination")).as_py() > 0  # rule 7d met
+    # the owner ASes' family and country, taken from one row per address, are those of
+    # every hop row of the AS (the first non-empty value in alphabetical order)
+    duckdb.register("wanted", with_dst.select(["owner_asn"]))
+    every_row = duckdb.sql(
+        "SELECT a AS asn, min(f) FILTER (WHERE f <> '') AS family, min(c) FILTER (WHERE c <> '') AS as_country "
+        "FROM (SELECT coalesce(member_asn, asn)::BIGINT a, family::VARCHAR f, as_country::VARCHAR c "
+        "FROM read_parquet($f)) WHERE a IN (SELECT owner_asn FROM wanted) GROUP BY a ORDER BY a",
+        params={"f": files}).to_arrow_table()
+    assert owner_attrs is not None and owner_attrs.num_rows > 10
+    assert owner_attrs.to_pylist() == every_row.to_pylist()
+    assert pc.count(owner_attrs["as_country"]).as_py() > 10  # (no flagged family among these owners)
 
 
 def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, tmp_path):
