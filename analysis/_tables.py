@@ -274,8 +274,8 @@ def group_rank(*cols: np.ndarray) -> np.ndarray:
     heads = _run_heads(cs)
     at = [c[heads] for c in cs]
     order = lex_order(*at)
-    new = np.ones(len(heads), bool)
-    new[1:] = np.logical_or.reduce([c[order][1:] != c[order][:-1] for c in at])
+    new = np.zeros(len(heads), bool)  # where a value begins among the sorted runs
+    new[_run_heads([c[order] for c in at])] = True
     rank = np.empty(len(heads), np.int64)
     rank[order] = np.cumsum(new) - 1
     return np.repeat(rank, np.diff(np.append(heads, n)))

@@ -616,10 +616,9 @@ def _bad_addresses(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 def _outside(arr: pa.Array | pa.ChunkedArray, lo: float, hi: float) -> np.ndarray:
     """True where a non-null value lies outside [lo, hi] (or is NaN)."""
-    low, high = pc.min_max(arr).values()  # NaN aside; the usual answer in one pass
+    low, high = (v.as_py() for v in pc.min_max(arr).values())  # NaN aside; the usual answer in one pass
     floating = pa.types.is_floating(arr.type)
-    if low.as_py() is None or (low.as_py() >= lo and high.as_py() <= hi
-                               and not (floating and pc.any(pc.is_nan(arr)).as_py())):
+    if low is None or (low >= lo and high <= hi and not (floating and pc.any(pc.is_nan(arr)).as_py())):
         return np.zeros(len(arr), dtype=bool)
     bad = pc.or_(pc.less(arr, lo), pc.greater(arr, hi))
     if floating:
