@@ -79,7 +79,20 @@ def int_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Integer column as an int64 NumPy array, nulls as -1."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
-    return pc.fill_null(col.cast(pa.int64()), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    if col.null_count or not pa.types.is_integer(col.type) or col.type == pa.uint64():
+        return pc.fill_null(col.cast(pa.int64()), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    # no nulls: NumPy widens the values itself (Arrow's casts copy more)
+    return np.array(col.to_numpy(), np.int64)
+
+
+def float_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Numeric column as a float64 NumPy array of its own, nulls as NaN."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
+    if not pa.types.is_floating(col.type):
+        return pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False).astype(float)
+    values = col.to_numpy(zero_copy_only=False)  # nulls as NaN; a fresh array when it had nulls
+    return values.astype(float, copy=not values.flags.writeable)
 
 
 def list_of(values: pa.Array, owner: np.ndarray, ntr: int) -> pa.Array:
@@ -403,6 +416,30 @@ def registry_family_ids(registry: RegistryLike) -> list[str]:
     if hasattr(registry, "families"):
         return list(registry.families)
     return sorted(set(registry.values()))
+
+
+def index_in(values: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """``pc.index_in`` of string ``values`` in ``keys``: where each value first occurs among
+    the keys (null when absent or null). A dictionary-encoded chunk is looked up once per
+    dictionary entry, not once per row.
+
+    >>> d = pa.DictionaryArray.from_arrays(pa.array([1, 0, None, 1], pa.int32()), ["x", "b"])
+    >>> index_in(d, pa.array(["a", "b"])).to_pylist()
+    [1, None, None, 1]
+    """
+    keys = keys.cast(pa.string())
+    if isinstance(keys, pa.ChunkedArray):
+        keys = keys.combine_chunks() if keys.num_chunks else pa.array([], pa.string())
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if keys.null_count:  # a null value finds a null key: look every row up
+        chunks = [c.cast(pa.string()) for c in chunks]
+    out = [
+        pc.index_in(c.dictionary.cast(pa.string()), keys).take(c.indices)
+        if pa.types.is_dictionary(c.type)
+        else pc.index_in(c.cast(pa.string()), keys)
+        for c in chunks
+    ]
+    return pa.concat_arrays(out) if out else pa.array([], pa.int32())
 
 
 def plain_columns(table: pa.Table) -> pa.Table:

@@ -960,6 +960,21 @@ def _read_annotated(files: list[Path], columns: Sequence[str]) -> pa.Table:
         con.close()
 
 
+def _read_partition_hops(files: list[Path], columns: Sequence[str]) -> pa.Table:
+    """:func:`_read_annotated` for one partition, straight from Parquet: the string columns
+    stay dictionary-encoded as they are stored (the paths take one row per hop of them), and
+    no copy passes through DuckDB. Parts that differ in their columns or types are read the
+    union-by-name way."""
+    schemas = [pq.read_schema(f) for f in files]
+    if not files or any(c not in s.names for s in schemas for c in columns):
+        return _read_annotated(files, columns)
+    types = {c: schemas[0].field(c).type for c in columns}
+    if any(s.field(c).type != t for s in schemas[1:] for c, t in types.items()):
+        return _read_annotated(files, columns)
+    strings = [c for c, t in types.items() if pa.types.is_string(t) or pa.types.is_large_string(t)]
+    return pa.concat_tables([pq.read_table(f, columns=list(columns), read_dictionary=strings) for f in files])
+
+
 def _partitions(campaign: Campaign, ann_files: list[Path]) -> list[tuple[int, list[str], list[str]]]:
     """(index, annotated files, traceroute files) per unit of work.
 
@@ -992,7 +1007,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     index, ann_files, trace_files = part
     columns = ctx["columns"]  # and the destination, for the destination RTTs
     read = list(columns) if "dst_addr" in columns else [*columns, "dst_addr"]
-    annotated = _read_annotated([Path(f) for f in ann_files], read)
+    annotated = _read_partition_hops([Path(f) for f in ann_files], read)
     dst_rtts = _destination_rtts(annotated, ctx["pair_rtts"])
     if ctx["owners"] is not None:
         annotated = apply_owners(annotated, ctx["owners"])

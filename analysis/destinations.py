@@ -39,6 +39,7 @@ import tomllib
 
 from analysis import _lpm
 from analysis._ipclass import CLASSES, classify
+from analysis._tables import float_np
 from analysis.errors import MissingReferenceData, SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, haversine_km
 
@@ -423,7 +424,7 @@ def locate_destinations(
     if snapshot is not None:
         if snapshot.has("ipmap"):
             g = lookup_ipmap(snapshot, addrs)
-            fill("ipmap", g.column("cc").to_pylist(), _f64(g.column("lat")), _f64(g.column("lon")),
+            fill("ipmap", g.column("cc").to_pylist(), float_np(g.column("lat")), float_np(g.column("lon")),
                  g.column("city").to_pylist())
         if snapshot.has("ip2country"):
             fill("ip2country", lookup_ip2country(snapshot, addrs).to_pylist())
@@ -652,7 +653,7 @@ def toward_country(
     ulat = np.array([plat.get(int(p), np.nan) for p in uniq_prb])
     ulon = np.array([plon.get(int(p), np.nan) for p in uniq_prb])
     dist = country_distance_km(ulat, ulon, geometry, country=country)[inv] if uniq_prb.size else np.zeros(0)
-    rtt = _f64(rtts.column("dst_rtt_ms"))
+    rtt = float_np(rtts.column("dst_rtt_ms"))
     cc_np = np.array(dcc.to_pylist(), dtype=object)
     any_np = np.array(dany.to_pylist(), dtype=object)
     reach = dist <= rtt * KM_PER_MS_RTT + slack_km  # False where NaN
@@ -709,10 +710,6 @@ def _take_or_null(col: pa.ChunkedArray | pa.Array, row: np.ndarray) -> pa.Array:
         return pa.nulls(len(row), arr.type)
     took = arr.take(pa.array(np.maximum(row, 0), pa.int64()))
     return pc.if_else(pa.array(row >= 0), took, pa.nulls(len(row), arr.type))
-
-
-def _f64(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    return np.asarray(pc.fill_null(pc.cast(col, pa.float64()), np.nan).to_numpy(zero_copy_only=False), float)
 
 
 def _probe_coords(probes: pa.Table | None) -> tuple[dict[int, float], dict[int, float]]:

@@ -640,7 +640,10 @@ def segment_starts(table: pa.Table, cols: Sequence[str]) -> np.ndarray:
     new[0] = True
     for c in cols:
         col = table.column(c).combine_chunks()
-        if n > 1:
+        if n > 1 and not col.null_count and (pa.types.is_integer(col.type) or pa.types.is_timestamp(col.type)):
+            values = col.to_numpy()  # no nulls: compare in NumPy, without copies
+            new[1:] |= values[1:] != values[:-1]
+        elif n > 1:
             prev, cur = col.slice(0, n - 1), col.slice(1)
             same = pc.or_(pc.fill_null(pc.equal(cur, prev), False), pc.and_(pc.is_null(cur), pc.is_null(prev)))
             new[1:] |= ~same.to_numpy(zero_copy_only=False)

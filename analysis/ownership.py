@@ -182,7 +182,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import as_attribute, group_rank, int_np, lex_order
+from analysis._tables import as_attribute, group_rank, index_in, int_np, lex_order
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -650,7 +650,7 @@ def apply_owners(hops: pa.Table, owners: pa.Table) -> pa.Table:
     for col in ("owner_asn", "owner_via"):
         if col in hops.column_names:
             hops = hops.drop_columns([col])
-    idx = pc.index_in(hops.column("reply_from").cast(pa.string()), owners.column("addr").cast(pa.string()))
+    idx = index_in(hops.column("reply_from"), owners.column("addr"))
     asn = owners.column("owner_asn").cast(pa.int64()).combine_chunks().take(idx)
     via = owners.column("owner_via").cast(pa.string()).combine_chunks().take(idx)
     return hops.append_column("owner_asn", asn).append_column("owner_via", via)

@@ -93,6 +93,7 @@ from analysis._tables import (
     annotated_as,
     as_attribute,
     connect,
+    float_np,
     int_np,
     lex_order,
     list_of,
@@ -483,8 +484,8 @@ def _probe_columns(tr: pa.Table, probes: pa.Table) -> dict[str, Any]:
     return {
         "probe_asn": probe_asn,
         "probe_country": take("country_code", pa.string()),
-        "probe_lat": _float_np(take("latitude", pa.float64())),
-        "probe_lon": _float_np(take("longitude", pa.float64())),
+        "probe_lat": float_np(take("latitude", pa.float64())),
+        "probe_lon": float_np(take("longitude", pa.float64())),
         "probe_addr": addr,
     }
 
@@ -528,21 +529,21 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
     starts = np.flatnonzero(first)
     group = np.cumsum(first) - 1
     addr_codes = (
-        pc.dictionary_encode(annotated.column("reply_from").take(pa.array(rows)))
+        pc.dictionary_encode(_plain(annotated.column("reply_from").take(pa.array(rows))))
         .combine_chunks()
         .indices.to_numpy(zero_copy_only=False)
         if len(rows)
         else np.empty(0, np.int64)
     )
     same = addr_codes == addr_codes[starts][group]
-    rtt = _float_np(annotated.column("rtt"))[rows]
+    rtt = float_np(annotated.column("rtt"))[rows]
     masked = np.where(same & ~np.isnan(rtt), rtt, np.inf)
     min_rtt = np.minimum.reduceat(masked, starts) if len(starts) else np.empty(0)
     min_rtt[np.isinf(min_rtt)] = np.nan
     rep = pa.array(rows[starts])
 
-    def col(name: str) -> pa.Array:
-        return annotated.column(name).take(rep).combine_chunks()
+    def col(name: str) -> pa.Array:  # a column as read may be dictionary-encoded: decoded here
+        return _plain(annotated.column(name).take(rep)).combine_chunks()
 
     cls = col("ip_class")
     ixp_id = col("ixp_id")
@@ -559,8 +560,8 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
         "ixp_name": col("ixp_name"),
         "ixp_city": col("ixp_city"),
         "ixp_country": col("ixp_country"),
-        "ixp_lat": _float_np(col("ixp_lat")),
-        "ixp_lon": _float_np(col("ixp_lon")),
+        "ixp_lat": float_np(col("ixp_lat")),
+        "ixp_lon": float_np(col("ixp_lon")),
         "family": col("family"),
         "as_country": col("as_country"),
     }
@@ -689,7 +690,7 @@ def _destination_columns(
         con.close()
     country = res.column("dst_country").combine_chunks() if res.num_rows else pa.array([], pa.string())
     return (int_np(res.column("dst_asn")), country.cast(pa.string()),
-            _float_np(res.column("dst_lat")), _float_np(res.column("dst_lon")))
+            float_np(res.column("dst_lat")), float_np(res.column("dst_lon")))
 
 
 def _destination_rtt(hops: dict[str, Any], tid: np.ndarray, dst_addr: pa.ChunkedArray, ntr: int) -> np.ndarray:
@@ -939,7 +940,7 @@ def misplaced_probes(discs: pa.Table, slack_km: float = MISPLACED_SLACK_KM) -> l
     d = discs.take(order)
     addr = d.column("addr").combine_chunks().dictionary_encode().indices.to_numpy(zero_copy_only=False)
     prb = int_np(d.column("prb_id"))
-    lat, lon, rtt = (_float_np(d.column(c)) for c in ("lat", "lon", "rtt"))
+    lat, lon, rtt = (float_np(d.column(c)) for c in ("lat", "lon", "rtt"))
     starts = np.flatnonzero(np.r_[True, addr[1:] != addr[:-1]]) if len(addr) else np.array([], int)
     bounds = np.r_[starts, len(addr)]
     edges: set[tuple[int, int]] = set()
@@ -1027,8 +1028,8 @@ def _facility_search(
         return out_city, out_cc, out_ev
     by_asn: dict[int, list[tuple[str | None, str | None, float, float]]] = {}
     for a, city, cc, la, lo in zip(int_np(fac.column("asn")).tolist(), fac.column("city").to_pylist(),
-                                   fac.column("country").to_pylist(), _float_np(fac.column("lat")).tolist(),
-                                   _float_np(fac.column("lon")).tolist(), strict=True):
+                                   fac.column("country").to_pylist(), float_np(fac.column("lat")).tolist(),
+                                   float_np(fac.column("lon")).tolist(), strict=True):
         if a >= 0 and la == la and lo == lo:
             by_asn.setdefault(a, []).append((city, cc, la, lo))
     home_points = [(name, "CN", la, lo) for name, la, lo in CHINA_REFERENCE_POINTS]
@@ -1039,9 +1040,9 @@ def _facility_search(
         want = {a for a in (*addr, *(prev_addr or ())) if a is not None}
         d = discs.filter(pc.is_in(discs.column("addr"), value_set=pa.array(sorted(want), pa.string()))) \
             if want else discs.slice(0, 0)
-        base = _float_np(d.column("base")) if "base" in d.column_names else np.full(d.num_rows, np.nan)
-        for a, la, lo, r, b in zip(d.column("addr").to_pylist(), _float_np(d.column("lat")).tolist(),
-                                   _float_np(d.column("lon")).tolist(), _float_np(d.column("rtt")).tolist(),
+        base = float_np(d.column("base")) if "base" in d.column_names else np.full(d.num_rows, np.nan)
+        for a, la, lo, r, b in zip(d.column("addr").to_pylist(), float_np(d.column("lat")).tolist(),
+                                   float_np(d.column("lon")).tolist(), float_np(d.column("rtt")).tolist(),
                                    base.tolist(), strict=True):
             if la == la and lo == lo and r == r and r >= 0:
                 seen.setdefault(a, []).append((la, lo, r, b if b == b else -1.0))  # -1: access RTT unknown
@@ -1081,7 +1082,7 @@ def _router_places(routers: pa.Table | None, addr: list[str | None] | None) -> d
     r = r.filter(pc.is_in(r.column("ip").cast(pa.string()), value_set=pa.array(want, pa.string())))
     return {ip: (city, cc, la, lo) for ip, city, cc, la, lo in zip(
         r.column("ip").cast(pa.string()).to_pylist(), r.column("city").to_pylist(), r.column("cc").to_pylist(),
-        _float_np(r.column("lat")).tolist(), _float_np(r.column("lon")).tolist(), strict=True)
+        float_np(r.column("lat")).tolist(), float_np(r.column("lon")).tolist(), strict=True)
         if city is not None and cc is not None and la == la and lo == lo}
 
 
@@ -1284,10 +1285,9 @@ def _count(drops: Counter[str], reason: str, n: int) -> None:
         drops[reason] += n
 
 
-def _float_np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    if isinstance(col, pa.ChunkedArray):
-        col = col.combine_chunks() if col.num_chunks else pa.array([], col.type)
-    return pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False).astype(float)
+def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` decoded when it is dictionary-encoded."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
 def _nullable_int(a: np.ndarray) -> pa.Array:

@@ -30,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import connect
+from analysis._tables import connect, float_np
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT
 from analysis.paths import CHINA_REFERENCE_POINTS
@@ -341,8 +341,8 @@ def plot_exposure_by_country(
     derived = [b is not None and b != "probe metadata" for b in basis]
     labels = [(g if g else "unknown") + ("*" if d else "")
               for g, d in zip(t.column("group").to_pylist(), derived, strict=True)]
-    est = _np(t.column("exposure"))
-    lo, hi = _np(t.column("ci_low")), _np(t.column("ci_high"))
+    est = float_np(t.column("exposure"))
+    lo, hi = float_np(t.column("ci_low")), float_np(t.column("ci_high"))
     x = np.arange(len(labels))
     yerr = np.vstack([np.clip(est - lo, 0, None), np.clip(hi - est, 0, None)])
     ax.bar(x, est, color="#4c72b0", label="exposure")
@@ -441,7 +441,7 @@ def plot_exposure_over_time(
     tab = metrics.path_exposure(t, family=family, by="bin", ci="wilson", confidence=confidence)
     tab = tab.sort_by("bin")
     x = tab.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
-    est, lo, hi = _np(tab.column("exposure")), _np(tab.column("ci_low")), _np(tab.column("ci_high"))
+    est, lo, hi = float_np(tab.column("exposure")), float_np(tab.column("ci_low")), float_np(tab.column("ci_high"))
     gx, (gest, glo, ghi) = _with_gaps(x, width, est, lo, hi)
     ax.fill_between(gx, glo, ghi, color="#4c72b0", alpha=0.25, label=f"{confidence:.0%} Wilson interval")
     ax.plot(gx, gest, marker="o", ms=3, color="#4c72b0", label=f"exposure ({label})")
@@ -449,7 +449,7 @@ def plot_exposure_over_time(
     for fam in (f for f in (families or ()) if f != label):
         ft = metrics.path_exposure(t, family=fam, by="bin", ci="wilson", confidence=confidence).sort_by("bin")
         fx = ft.column("bin").to_numpy(zero_copy_only=False).astype("datetime64[s]")
-        fgx, (fest,) = _with_gaps(fx, width, _np(ft.column("exposure")))
+        fgx, (fest,) = _with_gaps(fx, width, float_np(ft.column("exposure")))
         ax.plot(fgx, fest, marker=".", ms=3, lw=1, color=palette[fam],
                 label=f"exposure ({fam})")
 
@@ -663,7 +663,7 @@ def plot_rtt_vs_distance(crossings: pa.Table, *, ax: Axes | None = None) -> Axes
         if col not in crossings.column_names:
             raise SchemaMismatch(f"crossing table lacks column {col}")
     ax = _axes(ax)
-    d, r = _np(crossings.column("distance_km")), _np(crossings.column("min_rtt"))
+    d, r = float_np(crossings.column("distance_km")), float_np(crossings.column("min_rtt"))
     v = np.asarray(pc.fill_null(crossings.column("verdict"), "unknown").to_pylist(), dtype=object)
     placed = ~(np.isnan(d) | np.isnan(r))
     dmax = float(np.nanmax(d[placed])) if placed.any() else 1000.0
@@ -819,7 +819,7 @@ def map_points(
         unplaced[reason] = unplaced.get(reason, 0) + 1
 
     hot = {int(x) for x in flagged_probes} if flagged_probes is not None else set()
-    lat, lon = _np(probes.column("latitude")), _np(probes.column("longitude"))
+    lat, lon = float_np(probes.column("latitude")), float_np(probes.column("longitude"))
     for pid, la, lo in zip(probes.column("prb_id").to_pylist(), lat.tolist(), lon.tolist(), strict=True):
         if np.isnan(la) or np.isnan(lo):
             miss("probes without a location")
@@ -949,7 +949,7 @@ def plot_probe_map(
     names = {"probe": "probes", "flagged probe": highlight_label, "IXP": "other IXPs",
              "flagged IXP": "flagged PoPs", "PoP": "private-interconnect PoPs"}
     kind = np.asarray(pts.column("kind").to_pylist(), dtype=object)
-    plat, plon = _np(pts.column("latitude")), _np(pts.column("longitude"))
+    plat, plon = float_np(pts.column("latitude")), float_np(pts.column("longitude"))
     labels = pts.column("label").to_pylist()
     for k, style in _MAP_STYLE.items():
         sel = kind == k
@@ -995,10 +995,6 @@ def _axes(ax: Axes | None) -> Axes:
 def _empty(ax: Axes, text: str) -> Axes:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="#666666")
     return ax
-
-
-def _np(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return pc.fill_null(col.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False).astype(float)
 
 
 def _floor(ts: pa.Array | pa.ChunkedArray, seconds: int) -> pa.Array:

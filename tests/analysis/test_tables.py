@@ -1,5 +1,6 @@
 """analysis._tables: connections on the process's shared DuckDB database stay apart; lex_order
-is the stable order np.lexsort gives."""
+is the stable order np.lexsort gives; the per-row look-ups and conversions agree with Arrow's;
+a partition read from Parquet holds what the DuckDB reader gives."""
 
 from __future__ import annotations
 
@@ -80,3 +81,67 @@ def test_lex_order_is_lexsort_on_sorted_unsorted_and_wide_columns():
             cols = [c * (1 << 40) for c in cols]  # too wide to pack into one key
         expected = np.lexsort(cols[::-1]) if n else np.empty(0, np.intp)
         assert lex_order(*cols).tolist() == expected.tolist()
+
+
+def test_index_in_int_np_and_float_np_agree_with_arrow_on_plain_and_dictionary_chunks():
+    """The look-ups the paths take per hop row: index_in on plain or dictionary-encoded
+    chunks (dictionaries differing between chunks, nulls among values and keys) is
+    pc.index_in over the decoded strings; int_np and float_np give Arrow's cast with nulls
+    as -1 / NaN, as arrays the caller may write to."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from analysis._tables import float_np, index_in, int_np
+
+    rng = np.random.default_rng(11)
+    words = np.array(["192.0.2.1", "192.0.2.2", "2001:db8::1", "198.51.100.7", "203.0.113.9"])
+    for trial in range(300):
+        chunks = []
+        for _ in range(int(rng.integers(0, 4))):
+            n = int(rng.integers(0, 30))
+            vals = pa.array([None if rng.random() < 0.2 else str(w) for w in rng.choice(words, n)], pa.string())
+            chunks.append(pc.dictionary_encode(vals) if trial % 2 else vals)
+        col = pa.chunked_array(chunks, pa.dictionary(pa.int32(), pa.string()) if trial % 2 else pa.string())
+        keys = pa.array([None if rng.random() < 0.1 else str(w)
+                         for w in rng.choice(words, int(rng.integers(0, 5)))], pa.string())
+        plain = col.cast(pa.string())
+        expected = (pc.index_in(plain.combine_chunks(), keys) if len(plain) else pa.array([], pa.int32()))
+        assert index_in(col, keys).to_pylist() == expected.to_pylist()
+
+        n = int(rng.integers(0, 40))
+        for typ in (pa.int16(), pa.int64(), pa.uint32()):
+            ints = pa.array([None if rng.random() < (trial % 3) / 4 else int(x) for x in rng.integers(0, 300, n)], typ)
+            got = int_np(pa.chunked_array([ints.slice(0, n // 2), ints.slice(n // 2)]))
+            assert got.dtype == np.int64 and got.flags.writeable
+            assert got.tolist() == [-1 if v is None else v for v in ints.to_pylist()]
+        for ftyp in (pa.float64(), pa.float32(), pa.int32()):
+            raw = [None if rng.random() < (trial % 3) / 4 else float(x) for x in rng.integers(0, 300, n)]
+            arr = pa.array([None if v is None else (int(v) if ftyp == pa.int32() else v) for v in raw], ftyp)
+            got = float_np(arr)
+            assert got.dtype == np.float64 and got.flags.writeable
+            assert [None if np.isnan(v) else v for v in got.tolist()] == raw
+
+
+def test_a_partition_read_from_parquet_holds_what_the_duckdb_reader_gives(tmp_path):
+    """_read_partition_hops reads the parts straight from Parquet, the strings left
+    dictionary-encoded: decoded, every value equals what the union-by-name DuckDB reader
+    gives, for one part, for two parts with the same columns, and (through that reader)
+    for parts whose columns differ."""
+    import pyarrow.parquet as pq
+
+    from analysis._tables import plain_columns
+    from analysis.campaign_io import _read_annotated, _read_partition_hops
+
+    a = pa.table({"msm_id": [1, 1, 2], "reply_from": ["192.0.2.1", None, "192.0.2.1"],
+                  "ip_class": pa.array(["public", None, "public"]).dictionary_encode(), "rtt": [1.5, None, 2.0]})
+    b = pa.table({"msm_id": [3], "reply_from": ["2001:db8::1"],
+                  "ip_class": pa.array(["public"]).dictionary_encode(), "rtt": [0.25]})
+    c = b.drop_columns(["ip_class"])
+    for name, t in (("a", a), ("b", b), ("c", c)):
+        pq.write_table(t, tmp_path / f"{name}.parquet")
+    cols = ["msm_id", "reply_from", "ip_class", "rtt"]
+    for parts, fast in ((["a"], True), (["a", "b"], True), (["a", "c"], False)):
+        files = [tmp_path / f"{p}.parquet" for p in parts]
+        got = _read_partition_hops(files, cols)
+        assert pa.types.is_dictionary(got.schema.field("reply_from").type) is fast
+        assert plain_columns(got).to_pydict() == _read_annotated(files, cols).to_pydict()
