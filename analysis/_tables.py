@@ -270,15 +270,16 @@ def _runs_in_order(first: np.ndarray, keys: list[np.ndarray]) -> np.ndarray | No
     return order if _in_order([k[order] for k in keys]) else None
 
 
-def group_rank(*cols: np.ndarray) -> np.ndarray:
-    """Per row, the rank of its ``cols`` value among the distinct ones (0: the smallest,
-    in :func:`lex_order`'s order): sorting rows by it is sorting them by ``cols``.
+def group_ids(*cols: np.ndarray) -> np.ndarray:
+    """Per row, the id of its ``cols`` value: rows with equal values share one, and ids
+    count the distinct values in the order they first appear. Sorting rows by it brings
+    each value's rows together, in their order; rows already together stay where they are.
 
-    Only the first row of each run of equal values is ranked (a traceroute's hop rows lie
-    together: some thousand runs for a million rows).
+    Only the first row of each run of equal values is looked at (a traceroute's hop rows
+    lie together: some thousand runs for a million rows).
 
-    >>> group_rank(np.array([5, 5, 2, 2, 5]), np.array([1, 1, 0, 0, 0])).tolist()
-    [2, 2, 0, 0, 1]
+    >>> group_ids(np.array([5, 5, 2, 2, 5]), np.array([1, 1, 0, 0, 1])).tolist()
+    [0, 0, 1, 1, 0]
     """
     n = len(cols[0])
     if not n:
@@ -289,9 +290,13 @@ def group_rank(*cols: np.ndarray) -> np.ndarray:
     order = lex_order(*at)
     new = np.zeros(len(heads), bool)  # where a value begins among the sorted runs
     new[_run_heads([c[order] for c in at])] = True
-    rank = np.empty(len(heads), np.int64)
+    rank = np.empty(len(heads), np.int64)  # of the value, in sorted order
     rank[order] = np.cumsum(new) - 1
-    return np.repeat(rank, np.diff(np.append(heads, n)))
+    # renumbered by first appearance: the first run of each value (stable sort: the earliest)
+    first_run = order[new]
+    ids = np.empty(len(first_run), np.int64)
+    ids[np.argsort(first_run, kind="stable")] = np.arange(len(first_run))
+    return np.repeat(ids[rank], np.diff(np.append(heads, n)))
 
 
 def _run_heads(cols: list[np.ndarray]) -> np.ndarray:

@@ -63,6 +63,7 @@ from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
     connect,
+    index_in,
     int_np,
     node_attributes_sql,
     override_families,
@@ -1379,23 +1380,27 @@ def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Tabl
     hops in order: the occurrences need not sort them). A connection of its own: chunks
     are read in several threads or on Dask workers.
     """
-    source = "read_parquet($ann, union_by_name=true) a"
     if "dst_addr" in cols:  # the hop rows carry their traceroute's destination (selected with cols)
-        extra, params = "", {"ann": ann}
+        hops = _read_partition_hops([Path(f) for f in ann], cols)  # strings dictionary-encoded
+        keep = pc.is_valid(hops.column("reply_from"))
+        for flag in ("late", "dup"):
+            if flag in cols:
+                keep = pc.and_(keep, pc.invert(pc.fill_null(hops.column(flag), False)))
+        hops = hops.filter(keep)
     else:
-        source += " LEFT JOIN read_parquet($tr) t USING (msm_id, prb_id, timestamp)"
-        extra, params = ", t.dst_addr", {"ann": ann, "tr": tr}
-    seg = connect()
-    try:
-        hops = seg.sql(
-            f"SELECT {', '.join(f'a.{c}' for c in cols)}{extra} "
-            f"FROM {source} WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
-            params=params,
-        ).to_arrow_table()
-    finally:
-        seg.close()
-    at = pc.index_in(hops.column("dst_addr"), value_set=dests.column("dst_addr"))
-    return hops.append_column("dst_asn", dests.column("dst_asn").take(at))
+        seg = connect()
+        try:
+            hops = seg.sql(
+                f"SELECT {', '.join(f'a.{c}' for c in cols)}, t.dst_addr "
+                "FROM read_parquet($ann, union_by_name=true) a "
+                "LEFT JOIN read_parquet($tr) t USING (msm_id, prb_id, timestamp) "
+                f"WHERE a.reply_from IS NOT NULL AND NOT ({stale})",
+                params={"ann": ann, "tr": tr},
+            ).to_arrow_table()
+        finally:
+            seg.close()
+    at = index_in(hops.column("dst_addr"), dests.column("dst_addr"))
+    return hops.append_column("dst_asn", dests.column("dst_asn").combine_chunks().take(at))
 
 
 def _campaign_snapshot(snapshot_id: str | None, cache_dir: str | Path | None) -> tuple[Any, str]:

@@ -182,7 +182,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import as_attribute, group_rank, index_in, int_np, lex_order
+from analysis._tables import as_attribute, group_ids, index_in, int_np, lex_order
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -412,16 +412,16 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
                         .to_numpy(zero_copy_only=False), bool)
     n = hops.num_rows
     reply = hops.column("reply_from").combine_chunks() if n else pa.array([], pa.string())
-    code = int_np(pc.fill_null(pc.index_in(reply.cast(pa.string()), addrs), -1)) if n else np.empty(0, np.int64)
+    code = int_np(index_in(reply, addrs)) if n else np.empty(0, np.int64)
     ok = code >= 0
     for flag in ("late", "dup"):
         if flag in hops.column_names:
             ok &= ~np.asarray(pc.fill_null(hops.column(flag), False).to_numpy(zero_copy_only=False), bool)
     rows = np.flatnonzero(ok)
-    # the traceroute of each row, ranked by (msm_id, prb_id, timestamp): its rows lie
-    # together, so the sort by it, hop and attempt moves whole traceroutes (lex_order)
-    trace = group_rank(*(int_np(hops.column(k).cast(pa.int64()) if k == "timestamp" else hops.column(k))[rows]
-                         for k in ("msm_id", "prb_id", "timestamp")))
+    # the traceroute of each row (ids in order of appearance): its rows lie together, so
+    # the sort by it, hop and attempt finds them in order already (lex_order)
+    trace = group_ids(*(int_np(hops.column(k).cast(pa.int64()) if k == "timestamp" else hops.column(k))[rows]
+                        for k in ("msm_id", "prb_id", "timestamp")))
     h = int_np(hops.column("hop"))[rows]
     a = int_np(hops.column("attempt"))[rows]
     order = lex_order(trace, h, a)
@@ -448,8 +448,8 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
     next_c = np.where(has_next, np.roll(c, -1), -1) if k else c
     is_dst = np.zeros(k, np.int64)
     if "dst_addr" in hops.column_names and k:
-        is_dst = np.asarray(pc.fill_null(pc.equal(reply.take(pa.array(rows)),
-                                                  hops.column("dst_addr").combine_chunks().take(pa.array(rows))),
+        is_dst = np.asarray(pc.fill_null(pc.equal(reply.take(pa.array(rows)).cast(pa.string()),
+                                                  hops.column("dst_addr").take(pa.array(rows)).cast(pa.string())),
                                          False).to_numpy(zero_copy_only=False), bool).astype(np.int64)
     d_as = int_np(hops.column("dst_asn"))[rows] if "dst_asn" in hops.column_names and k \
         else np.full(k, -1, np.int64)

@@ -1,6 +1,7 @@
 """analysis._tables: connections on the process's shared DuckDB database stay apart; lex_order
-is the stable order np.lexsort gives; the per-row look-ups and conversions agree with Arrow's;
-a partition read from Parquet holds what the DuckDB reader gives."""
+is the stable order np.lexsort gives; group_ids number values by first appearance; the
+per-row look-ups and conversions agree with Arrow's; a partition read from Parquet holds
+what the DuckDB reader gives."""
 
 from __future__ import annotations
 
@@ -145,3 +146,22 @@ def test_a_partition_read_from_parquet_holds_what_the_duckdb_reader_gives(tmp_pa
         got = _read_partition_hops(files, cols)
         assert pa.types.is_dictionary(got.schema.field("reply_from").type) is fast
         assert plain_columns(got).to_pydict() == _read_annotated(files, cols).to_pydict()
+
+
+def test_group_ids_number_the_distinct_values_in_order_of_first_appearance():
+    """group_ids against a dictionary filled row by row: rows with equal values share an
+    id, ids follow first appearance, on random columns and on runs that come back later."""
+    import numpy as np
+
+    from analysis._tables import group_ids
+
+    rng = np.random.default_rng(5)
+    for trial in range(1500):
+        n, k = int(rng.integers(1, 60)), int(rng.integers(1, 4))
+        cols = [rng.integers(-2, int(rng.integers(1, 4)), n) for _ in range(k)]
+        if trial % 2:  # runs of equal rows, some values coming back after others
+            times = rng.integers(1, 5, n)
+            cols = [np.repeat(c, times) for c in cols]
+        seen: dict[tuple[int, ...], int] = {}
+        expected = [seen.setdefault(tuple(int(c[i]) for c in cols), len(seen)) for i in range(len(cols[0]))]
+        assert group_ids(*cols).tolist() == expected
