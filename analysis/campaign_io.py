@@ -570,7 +570,9 @@ def _analyze_locked(
                 "owner_attributes": owner_attrs,
                 "include_endpoints": include_endpoints,
                 "pair_rtts": pair_rtts, "dst_info": dst_info, "dst_country": dst_country,
-                "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns, "out": str(parts_dir),
+                "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns,
+                # local threads hand their paths over in memory; Dask workers write a part
+                "out": None if runner.engine == "local" else str(parts_dir),
             }
             step("paths: 0 of %d partitions", len(partitions))
             scope = ScopeTally.empty(dst_country)
@@ -582,8 +584,12 @@ def _analyze_locked(
                     drops.update(part_drops)
                     scope += part_scope
                     parts_done += 1
-                    writer.write_table(pq.read_table(part, schema=SCOPED_PATHS_SCHEMA))
-                    Path(part).unlink()
+                    if isinstance(part, pa.Table):
+                        writer.write_table(part)
+                    else:
+                        writer.write_table(pq.read_table(part, schema=SCOPED_PATHS_SCHEMA))
+                        Path(part).unlink()
+                    del part
                     step("paths: %d of %d partitions", parts_done, len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
             del shared, destinations, facilities, probe_meta, discs, routers, pair_rtts
@@ -1001,9 +1007,10 @@ def _read_traces(files: Sequence[str]) -> pa.Table:
 
 
 def _paths_partition(part: tuple[int, list[str], list[str]],
-                     ctx: dict[str, Any]) -> tuple[str, Counter[str], ScopeTally]:
-    """Build the paths of one partition into ``<out>/part-NNNNNN.parquet``, each with its
-    traceroute's scope verdict; return the file, the drops and the partition's scope tally."""
+                     ctx: dict[str, Any]) -> tuple[str | pa.Table, Counter[str], ScopeTally]:
+    """Build the paths of one partition, each with its traceroute's scope verdict; return
+    them (written to ``<out>/part-NNNNNN.parquet`` when ``out`` is set: on Dask workers,
+    the file's name), the drops and the partition's scope tally."""
 
     index, ann_files, trace_files = part
     columns = ctx["columns"]  # and the destination, for the destination RTTs
@@ -1028,6 +1035,8 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     del annotated
     scope = scope_traceroutes(dst_rtts, ctx["destinations"], ctx["probes"], ctx["dst_country"])
     paths = with_scope(paths, _with_destination_family(scope.table, ctx["dst_info"]))
+    if ctx["out"] is None:
+        return paths, drops, ScopeTally.of(scope)
     target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
     fileio.write_parquet(paths, target)
     return str(target), drops, ScopeTally.of(scope)
