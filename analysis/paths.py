@@ -1260,14 +1260,15 @@ def _detours(
     dst_country: pa.Array,
     ntr: int,
 ) -> tuple[pa.Array, pa.Array]:
-    ixp_cc = pc.fill_null(hops["ixp_country"], "").to_numpy(zero_copy_only=False)
-    as_cc = pc.fill_null(hops["as_country"], "").to_numpy(zero_copy_only=False)
-    cc = np.where(is_ixp, ixp_cc, as_cc)
+    # the hop's country: its IXP's on a peering LAN, else its AS's (compared in Arrow)
+    cc = pc.if_else(pa.array(is_ixp, pa.bool_()), hops["ixp_country"].cast(pa.string()),
+                    hops["as_country"].cast(pa.string()))
+    cn = np.asarray(pc.fill_null(pc.equal(cc, "CN"), False).to_numpy(zero_copy_only=False), bool)
     china_km = np.min(
         np.stack([haversine_km(p_lat, p_lon, lat, lon) for _, lat, lon in CHINA_REFERENCE_POINTS]), axis=0
     ) if ntr else np.empty(0)
     reach = hops["rtt"] * KM_PER_MS_RTT >= china_km[tid]
-    in_cn = (transit_fam >= 0) & (cc == "CN") & reach  # NaN rtt or location compares False
+    in_cn = (transit_fam >= 0) & cn & reach  # NaN rtt or location compares False
     hit_t = tid[in_cn]
     hit_h = hops["hop"][in_cn].astype(np.int16)
     src = pc.fill_null(probe_country, "").to_numpy(zero_copy_only=False)
