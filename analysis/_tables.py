@@ -447,6 +447,27 @@ def index_in(values: pa.Array | pa.ChunkedArray, keys: pa.Array | pa.ChunkedArra
     return pa.concat_arrays(out) if out else pa.array([], pa.int32())
 
 
+def string_codes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row a code of its string: equal codes for equal strings, -1 for null. A
+    dictionary-encoded column gives its own indices (its chunks' dictionaries unified)
+    rather than a hash of every row.
+
+    >>> string_codes(pa.chunked_array([["b", None, "a"], ["a", "b"]])).tolist()
+    [0, -1, 1, 1, 0]
+    """
+    if isinstance(col, pa.Array):
+        col = pa.chunked_array([col])
+    if not len(col):
+        return np.empty(0, np.int64)
+    if not pa.types.is_dictionary(col.type):
+        col = pc.dictionary_encode(col.cast(pa.string()))  # one dictionary for every chunk
+    col = col.unify_dictionaries()
+    values = col.chunk(0).dictionary
+    if len(pc.unique(values)) < len(values):  # a dictionary that repeats a value: encode the values
+        return string_codes(col.cast(values.type))
+    return np.concatenate([int_np(c.indices) for c in col.chunks])
+
+
 def plain_columns(table: pa.Table) -> pa.Table:
     """``table`` with every dictionary-encoded column decoded to its value type.
 

@@ -101,6 +101,7 @@ from analysis._tables import (
     override_families,
     registry_lookup,
     replying_attributes_sql,
+    string_codes,
 )
 from analysis.errors import SchemaMismatch
 from analysis.geo import KM_PER_MS_RTT, VERDICTS, haversine_km, location_verdict
@@ -528,13 +529,7 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
         first[1:] = (t[1:] != t[:-1]) | (h[1:] != h[:-1])
     starts = np.flatnonzero(first)
     group = np.cumsum(first) - 1
-    addr_codes = (
-        pc.dictionary_encode(_plain(annotated.column("reply_from").take(pa.array(rows))))
-        .combine_chunks()
-        .indices.to_numpy(zero_copy_only=False)
-        if len(rows)
-        else np.empty(0, np.int64)
-    )
+    addr_codes = string_codes(annotated.column("reply_from").take(pa.array(rows)))
     same = addr_codes == addr_codes[starts][group]
     rtt = float_np(annotated.column("rtt"))[rows]
     masked = np.where(same & ~np.isnan(rtt), rtt, np.inf)

@@ -87,13 +87,17 @@ def test_lex_order_is_lexsort_on_sorted_unsorted_and_wide_columns():
 def test_index_in_int_np_and_float_np_agree_with_arrow_on_plain_and_dictionary_chunks():
     """The look-ups the paths take per hop row: index_in on plain or dictionary-encoded
     chunks (dictionaries differing between chunks, nulls among values and keys) is
-    pc.index_in over the decoded strings; int_np and float_np give Arrow's cast with nulls
+    pc.index_in over the decoded strings, and string_codes give equal codes exactly to
+    equal strings; int_np and float_np give Arrow's cast with nulls
     as -1 / NaN, as arrays the caller may write to."""
     import numpy as np
     import pyarrow.compute as pc
 
-    from analysis._tables import float_np, index_in, int_np
+    from analysis._tables import float_np, index_in, int_np, string_codes
 
+    repeated = pa.DictionaryArray.from_arrays(pa.array([0, 1, 2, None, 1], pa.int32()), ["a", "a", "b"])
+    codes = string_codes(repeated).tolist()  # a dictionary that repeats a value: still one code per string
+    assert codes[0] == codes[1] == codes[4] != codes[2] and codes[3] == -1
     rng = np.random.default_rng(11)
     words = np.array(["192.0.2.1", "192.0.2.2", "2001:db8::1", "198.51.100.7", "203.0.113.9"])
     for trial in range(300):
@@ -108,6 +112,11 @@ def test_index_in_int_np_and_float_np_agree_with_arrow_on_plain_and_dictionary_c
         plain = col.cast(pa.string())
         expected = (pc.index_in(plain.combine_chunks(), keys) if len(plain) else pa.array([], pa.int32()))
         assert index_in(col, keys).to_pylist() == expected.to_pylist()
+        codes = string_codes(col).tolist()  # equal codes exactly for equal strings, -1 for null
+        values = plain.to_pylist()
+        assert [c < 0 for c in codes] == [v is None for v in values]
+        assert all((codes[i] == codes[j]) == (values[i] == values[j])
+                   for i in range(len(codes)) for j in range(len(codes)) if values[i] is not None)
 
         n = int(rng.integers(0, 40))
         for typ in (pa.int16(), pa.int64(), pa.uint32()):
