@@ -1383,11 +1383,12 @@ def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Tabl
 
     Replies that are neither late nor a duplicate (timeouts say nothing; the occurrences
     take each hop's first one), with the traceroute's destination and its AS: the
-    destination the hop rows carry (no join; 40% less CPU per chunk), or, for annotated
-    parts without that column, the traceroute segment's. The destination's AS is looked
-    up here rather than joined in SQL, so the rows keep the file's order (a traceroute's
-    hops in order: the occurrences need not sort them). A connection of its own: chunks
-    are read in several threads or on Dask workers.
+    destination the hop rows carry (read straight from Parquet, the strings left
+    dictionary-encoded, and filtered in Arrow), or, for annotated parts without that
+    column, the traceroute segment's (joined in SQL, on a connection of its own: chunks
+    are read in several threads or on Dask workers). The destination's AS is looked up
+    here rather than joined in SQL, so the rows keep the file's order (a traceroute's hops
+    in order: the occurrences need not sort them).
     """
     if "dst_addr" in cols:  # the hop rows carry their traceroute's destination (selected with cols)
         hops = _read_partition_hops([Path(f) for f in ann], cols)  # strings dictionary-encoded

@@ -632,7 +632,8 @@ def apply_owners(hops: pa.Table, owners: pa.Table) -> pa.Table:
     Returns
     -------
     pyarrow.Table
-        ``hops`` with the two columns appended (vectorised hash look-up, one per row).
+        ``hops`` with the two columns appended (vectorised hash look-up: one per row, or one
+        per dictionary entry of a dictionary-encoded ``reply_from``).
 
     Examples
     --------
