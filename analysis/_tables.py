@@ -165,7 +165,17 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.
     """
     nb = max(nb, 1)
     if len(a) == 0 or int(a.max()) < (1 << 62) // nb:
-        key = np.unique(a.astype(np.int64) * nb + b)
+        key = a.astype(np.int64) * nb + b
+        if len(key) > 1 and bool((a[1:] >= a[:-1]).all()):
+            # ``a`` ascending (rows in order): the keys are runs of a few unsorted values,
+            # which a stable sort (timsort) orders some ten times faster than np.unique
+            key = np.sort(key, kind="stable")
+            keep = np.empty(len(key), bool)
+            keep[0] = True
+            np.not_equal(key[1:], key[:-1], out=keep[1:])
+            key = key[keep]
+        else:
+            key = np.unique(key)
         return key // nb, key % nb
     pairs = np.unique(np.stack([a, b], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]

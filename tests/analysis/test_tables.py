@@ -174,3 +174,24 @@ def test_group_ids_number_the_distinct_values_in_order_of_first_appearance():
         seen: dict[tuple[int, ...], int] = {}
         expected = [seen.setdefault(tuple(int(c[i]) for c in cols), len(seen)) for i in range(len(cols[0]))]
         assert group_ids(*cols).tolist() == expected
+
+
+def test_unique_pairs_are_the_sorted_distinct_pairs_whether_or_not_the_first_column_is_sorted():
+    """unique_pairs against np.unique over the stacked pairs: first column ascending (the
+    rows of a path table, the stable-sort branch), shuffled, and too wide for one key."""
+    import numpy as np
+
+    from analysis._tables import unique_pairs
+
+    rng = np.random.default_rng(9)
+    for trial in range(600):
+        n, nb = int(rng.integers(0, 50)), int(rng.integers(1, 6))
+        a = rng.integers(0, 8, n)
+        if trial % 2:
+            a = np.sort(a)
+        if trial % 5 == 0:
+            a = a * (1 << 59)  # a * nb would overflow one int64 key
+        b = rng.integers(0, nb, n)
+        want = np.unique(np.stack([a, b], axis=1), axis=0) if n else np.zeros((0, 2), np.int64)
+        got_a, got_b = unique_pairs(a, b, nb)
+        assert got_a.tolist() == want[:, 0].tolist() and got_b.tolist() == want[:, 1].tolist()
