@@ -157,6 +157,22 @@ def path_node_chunks(lists: pa.Array | pa.ChunkedArray, nodes: NodeCodes,
         yield row, nodes.codes(enc.dictionary)[enc.indices.to_numpy(zero_copy_only=False)]
 
 
+def nearly_sorted_unique(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(key, return_counts=True)`` for keys in nearly sorted order (ascending
+    runs, each of a few unsorted values: a path's nodes, rows in order): a stable sort
+    (timsort) orders them some ten times faster than np.unique's quicksort.
+
+    >>> [v.tolist() for v in nearly_sorted_unique(np.array([3, 1, 3, 7, 5, 7]))]
+    [[1, 3, 5, 7], [1, 2, 1, 2]]
+    """
+    key = np.sort(key, kind="stable")
+    head = np.empty(len(key), bool)
+    head[:1] = True
+    np.not_equal(key[1:], key[:-1], out=head[1:])
+    starts = np.flatnonzero(head)
+    return key[starts], np.diff(np.append(starts, len(key)))
+
+
 def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (a, b) pairs of non-negative ints with ``b < nb``, sorted by (a, b).
 
@@ -166,16 +182,8 @@ def unique_pairs(a: np.ndarray, b: np.ndarray, nb: int) -> tuple[np.ndarray, np.
     nb = max(nb, 1)
     if len(a) == 0 or int(a.max()) < (1 << 62) // nb:
         key = a.astype(np.int64) * nb + b
-        if len(key) > 1 and bool((a[1:] >= a[:-1]).all()):
-            # ``a`` ascending (rows in order): the keys are runs of a few unsorted values,
-            # which a stable sort (timsort) orders some ten times faster than np.unique
-            key = np.sort(key, kind="stable")
-            keep = np.empty(len(key), bool)
-            keep[0] = True
-            np.not_equal(key[1:], key[:-1], out=keep[1:])
-            key = key[keep]
-        else:
-            key = np.unique(key)
+        # ``a`` ascending (rows in order): the keys are runs of a few unsorted values
+        key = nearly_sorted_unique(key)[0] if bool((a[1:] >= a[:-1]).all()) else np.unique(key)
         return key // nb, key % nb
     pairs = np.unique(np.stack([a, b], axis=1), axis=0)
     return pairs[:, 0], pairs[:, 1]

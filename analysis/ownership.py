@@ -182,7 +182,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis._tables import as_attribute, group_ids, index_in, int_np, lex_order
+from analysis._tables import (
+    as_attribute,
+    group_ids,
+    index_in,
+    int_np,
+    lex_order,
+    nearly_sorted_unique,
+)
 from analysis.errors import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -454,7 +461,7 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
     d_as = int_np(hops.column("dst_asn"))[rows] if "dst_asn" in hops.column_names and k \
         else np.full(k, -1, np.int64)
     m = len(addrs)
-    pair_key, pair_n = np.unique(tid * m + c, return_counts=True) if k else (np.empty(0, np.int64),) * 2
+    pair_key, pair_n = nearly_sorted_unique(tid * m + c)  # tid ascending
     looped = np.isin(tid, pair_key[pair_n > 1] // m).astype(np.int64) if k else np.zeros(0, np.int64)
     return _merge_occurrences([{"c": c, "prev_c": prev_c, "next_c": next_c, "is_dst": is_dst, "d_as": d_as,
                                 "looped": looped, "n": np.ones(k, np.int64)}])

@@ -178,10 +178,11 @@ def test_group_ids_number_the_distinct_values_in_order_of_first_appearance():
 
 def test_unique_pairs_are_the_sorted_distinct_pairs_whether_or_not_the_first_column_is_sorted():
     """unique_pairs against np.unique over the stacked pairs: first column ascending (the
-    rows of a path table, the stable-sort branch), shuffled, and too wide for one key."""
+    rows of a path table, the stable-sort branch), shuffled, and too wide for one key; and
+    nearly_sorted_unique against np.unique with counts."""
     import numpy as np
 
-    from analysis._tables import unique_pairs
+    from analysis._tables import nearly_sorted_unique, unique_pairs
 
     rng = np.random.default_rng(9)
     for trial in range(600):
@@ -195,3 +196,5 @@ def test_unique_pairs_are_the_sorted_distinct_pairs_whether_or_not_the_first_col
         want = np.unique(np.stack([a, b], axis=1), axis=0) if n else np.zeros((0, 2), np.int64)
         got_a, got_b = unique_pairs(a, b, nb)
         assert got_a.tolist() == want[:, 0].tolist() and got_b.tolist() == want[:, 1].tolist()
+        key = a * nb + b if trial % 5 else b
+        assert [v.tolist() for v in nearly_sorted_unique(key)] == [v.tolist() for v in np.unique(key, return_counts=True)]
