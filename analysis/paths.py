@@ -97,6 +97,7 @@ from analysis._tables import (
     int_np,
     lex_order,
     list_of,
+    nearly_sorted_unique,
     node_attributes_sql,
     override_families,
     registry_lookup,
@@ -754,7 +755,7 @@ def _as_path(
     loop = np.zeros(ntr, bool)
     if len(tok):
         key = ttid * max(len(vocab), 1) + tok
-        uk, cnt = np.unique(key, return_counts=True)
+        uk, cnt = nearly_sorted_unique(key)  # ttid ascending
         loop[uk[cnt > 1] // max(len(vocab), 1)] = True
     values = pa.array(vocab, pa.string()).take(pa.array(tok, pa.int64())) if len(tok) else pa.array([], pa.string())
     return list_of(values, ttid, ntr), loop
