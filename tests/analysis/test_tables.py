@@ -119,8 +119,9 @@ def test_index_in_int_np_and_float_np_agree_with_arrow_on_plain_and_dictionary_c
                    for i in range(len(codes)) for j in range(len(codes)) if values[i] is not None)
 
         n = int(rng.integers(0, 40))
-        for typ in (pa.int16(), pa.int64(), pa.uint32()):
-            ints = pa.array([None if rng.random() < (trial % 3) / 4 else int(x) for x in rng.integers(0, 300, n)], typ)
+        for typ, lo, hi in ((pa.int16(), -(1 << 15), 1 << 15), (pa.int64(), -(1 << 62), 1 << 62),
+                            (pa.uint32(), 0, 1 << 32)):  # the whole range of each type
+            ints = pa.array([None if rng.random() < (trial % 3) / 4 else int(x) for x in rng.integers(lo, hi, n)], typ)
             got = int_np(pa.chunked_array([ints.slice(0, n // 2), ints.slice(n // 2)]))
             assert got.dtype == np.int64 and got.flags.writeable
             assert got.tolist() == [-1 if v is None else v for v in ints.to_pylist()]
