@@ -486,15 +486,49 @@ def string_codes(col: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.concatenate([int_np(c.indices) for c in col.chunks])
 
 
+def plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``col`` decoded to its value type when it is dictionary-encoded (else ``col``)."""
+    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
+
+
 def plain_columns(table: pa.Table) -> pa.Table:
-    """``table`` with every dictionary-encoded column decoded to its value type.
+    """``table`` with every dictionary-encoded column decoded to its value type (:func:`plain`).
 
     >>> t = pa.table({"x": pa.DictionaryArray.from_arrays(pa.array([1, 0, None], pa.int32()), ["a", "b"])})
     >>> plain_columns(t).column("x").to_pylist(), plain_columns(t).schema.field("x").type
     (['b', 'a', None], DataType(string))
     """
+    if not any(pa.types.is_dictionary(f.type) for f in table.schema):
+        return table
     fields = [pa.field(f.name, f.type.value_type, f.nullable, f.metadata) if pa.types.is_dictionary(f.type) else f
               for f in table.schema]
-    if all(f.type == g.type for f, g in zip(fields, table.schema, strict=True)):
-        return table
-    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+    return pa.Table.from_arrays([plain(c) for c in table.columns],
+                                schema=pa.schema(fields, metadata=table.schema.metadata))
+
+
+#: The hop flags that make a reply stale: late (it answered an earlier probe) or a duplicate.
+STALE_FLAGS = ("late", "dup")
+
+
+def stale_replies(hops: pa.Table) -> np.ndarray:
+    """Per row, whether the reply is late or a duplicate (:data:`STALE_FLAGS`; a null flag
+    or a table without the column: not). :func:`stale_reply_sql` is the same test in SQL.
+
+    >>> stale_replies(pa.table({"late": [True, None, False], "dup": [False, True, None]})).tolist()
+    [True, True, False]
+    """
+    stale = np.zeros(hops.num_rows, bool)
+    for flag in STALE_FLAGS:
+        if flag in hops.column_names:
+            stale |= np.asarray(pc.fill_null(hops.column(flag), False).to_numpy(zero_copy_only=False), bool)
+    return stale
+
+
+def stale_reply_sql(columns: Sequence[str], prefix: str = "") -> str:
+    """SQL: the reply is late or a duplicate, by the :data:`STALE_FLAGS` among ``columns``
+    (the SQL twin of :func:`stale_replies`).
+
+    >>> stale_reply_sql(["late", "hop"], "a.")
+    'coalesce(a.late, false)'
+    """
+    return " OR ".join(f"coalesce({prefix}{c}, false)" for c in STALE_FLAGS if c in columns) or "false"

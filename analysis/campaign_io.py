@@ -62,6 +62,7 @@ from analysis import bgp, lineage, plots
 from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
+    STALE_FLAGS,
     connect,
     index_in,
     int_np,
@@ -71,6 +72,8 @@ from analysis._tables import (
     registry_family_ids,
     registry_lookup,
     replying_attributes_sql,
+    stale_replies,
+    stale_reply_sql,
 )
 from analysis.annotate import annotate, parquet_options
 from analysis.datasets import load_snapshot
@@ -854,7 +857,7 @@ def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Ta
     ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
     misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be.
     Replies from the traceroute's destination are left out: services are often anycast."""
-    skip = f"AND NOT ({_stale_reply(columns)})"
+    skip = f"AND NOT ({stale_reply_sql(columns)})"
     public = "AND ip_class = 'public'" if "ip_class" in columns else ""
     files = [str(f) for f in ann_files]
     con = connect()
@@ -901,7 +904,7 @@ def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table |
     if "family" not in columns or not probe_meta.num_rows:
         return None
     extra = pa.array([], pa.string())
-    skip = f"AND NOT ({_stale_reply(columns)})"
+    skip = f"AND NOT ({stale_reply_sql(columns)})"
     ip_class = "ip_class" if "ip_class" in columns else "NULL::VARCHAR AS ip_class"
     files = [str(f) for f in ann_files]
     con = connect()
@@ -1271,11 +1274,6 @@ def _campaign_node_attributes(
     return override_families(table, registry)
 
 
-def _stale_reply(columns: Sequence[str], prefix: str = "") -> str:
-    """SQL: the reply is late or a duplicate (by the ``late`` / ``dup`` columns present)."""
-    return " OR ".join(f"coalesce({prefix}{c}, false)" for c in ("late", "dup") if c in columns) or "false"
-
-
 def _owner_table(
     ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
     destinations: pa.Table | None = None, *, runner: Runner | None = None,
@@ -1298,7 +1296,7 @@ def _owner_table(
     """
     from analysis import ownership
 
-    cols = [c for c in (*ownership.REQUIRED_COLUMNS, "late", "dup", "family", "dst_addr") if c in columns]
+    cols = [c for c in (*ownership.REQUIRED_COLUMNS, *STALE_FLAGS, "family", "dst_addr") if c in columns]
     if not trace_files:
         return None, "no traceroute table", None
     dests = (destinations.select(["dst_addr", "dst_asn"]) if destinations is not None
@@ -1318,7 +1316,7 @@ def _owner_table(
         sib = pa.table({"group": org.indices.cast(pa.int64()), "asn": asns.column("asn")})
         used.append("as2org organisations as siblings")
     source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
-    stale = _stale_reply(cols, "a.")
+    stale = stale_reply_sql(cols, "a.")
     con = connect()
     try:
         con.register("dests", dests)
@@ -1392,11 +1390,8 @@ def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Tabl
     """
     if "dst_addr" in cols:  # the hop rows carry their traceroute's destination (selected with cols)
         hops = _read_partition_hops([Path(f) for f in ann], cols)  # strings dictionary-encoded
-        keep = pc.is_valid(hops.column("reply_from"))
-        for flag in ("late", "dup"):
-            if flag in cols:
-                keep = pc.and_(keep, pc.invert(pc.fill_null(hops.column(flag), False)))
-        hops = hops.filter(keep)
+        keep = np.asarray(pc.is_valid(hops.column("reply_from")).to_numpy(zero_copy_only=False), bool)
+        hops = hops.filter(pa.array(keep & ~stale_replies(hops)))
     else:
         seg = connect()
         try:

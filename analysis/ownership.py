@@ -189,6 +189,7 @@ from analysis._tables import (
     int_np,
     lex_order,
     nearly_sorted_unique,
+    stale_replies,
 )
 from analysis.errors import SchemaMismatch
 
@@ -420,10 +421,7 @@ def _occurrences(hops: pa.Table, attrs: pa.Table) -> dict[str, np.ndarray]:
     n = hops.num_rows
     reply = hops.column("reply_from").combine_chunks() if n else pa.array([], pa.string())
     code = int_np(index_in(reply, addrs)) if n else np.empty(0, np.int64)
-    ok = code >= 0
-    for flag in ("late", "dup"):
-        if flag in hops.column_names:
-            ok &= ~np.asarray(pc.fill_null(hops.column(flag), False).to_numpy(zero_copy_only=False), bool)
+    ok = (code >= 0) & ~stale_replies(hops)
     rows = np.flatnonzero(ok)
     # the traceroute of each row (ids in order of appearance): its rows lie together, so
     # the sort by it, hop and attempt finds them in order already (lex_order)

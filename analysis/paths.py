@@ -100,8 +100,10 @@ from analysis._tables import (
     nearly_sorted_unique,
     node_attributes_sql,
     override_families,
+    plain,
     registry_lookup,
     replying_attributes_sql,
+    stale_replies,
     string_codes,
 )
 from analysis.errors import SchemaMismatch
@@ -514,9 +516,7 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
     _count(drops, "hop-without-traceroute", int((tid_of < 0).sum()))
 
     replied = pc.is_valid(annotated.column("reply_from")).to_numpy(zero_copy_only=False)
-    late = pc.fill_null(annotated.column("late"), False).to_numpy(zero_copy_only=False)
-    dup = pc.fill_null(annotated.column("dup"), False).to_numpy(zero_copy_only=False)
-    bad = replied & (late | dup)
+    bad = replied & stale_replies(annotated)
     _count(drops, "late-or-duplicate-reply", int((bad & (tid_of >= 0)).sum()))
     rows = np.flatnonzero(replied & ~bad & (tid_of >= 0))
 
@@ -539,7 +539,7 @@ def _representative_hops(annotated: pa.Table, tr: pa.Table, drops: Counter[str])
     rep = pa.array(rows[starts])
 
     def col(name: str) -> pa.Array:  # a column as read may be dictionary-encoded: decoded here
-        return _plain(annotated.column(name).take(rep)).combine_chunks()
+        return plain(annotated.column(name).take(rep)).combine_chunks()
 
     cls = col("ip_class")
     ixp_id = col("ixp_id")
@@ -1280,11 +1280,6 @@ def _detours(
 def _count(drops: Counter[str], reason: str, n: int) -> None:
     if n:
         drops[reason] += n
-
-
-def _plain(col: pa.ChunkedArray) -> pa.ChunkedArray:
-    """``col`` decoded when it is dictionary-encoded."""
-    return col.cast(col.type.value_type) if pa.types.is_dictionary(col.type) else col
 
 
 def _nullable_int(a: np.ndarray) -> pa.Array:
