@@ -564,9 +564,6 @@ def _analyze_locked(
             drops["probe-discs-misplaced-probe"] = len(misplaced)
         parts_done = 0
         with _staged(campaign, campaign.paths_dir, stage="analyze", run=run) as stage:
-            # one part per partition, concatenated into paths.parquet, then dropped
-            parts_dir = stage / ".parts"
-            parts_dir.mkdir()
             shared = {
                 "probes": probe_meta, "registry": registry, "destinations": destinations,
                 "facilities": facilities, "discs": discs, "owners": owners, "routers": routers,
@@ -574,24 +571,20 @@ def _analyze_locked(
                 "include_endpoints": include_endpoints,
                 "pair_rtts": pair_rtts, "dst_info": dst_info, "dst_country": dst_country,
                 "rtt_jump_ms": rtt_jump_ms, "columns": ann_columns,
-                # local threads hand their paths over in memory; Dask workers write a part
-                "out": None if runner.engine == "local" else str(parts_dir),
             }
             step("paths: 0 of %d partitions", len(partitions))
             scope = ScopeTally.empty(dst_country)
-            # the parts come back in partition order: each is appended to paths.parquet as it
-            # arrives, while the next ones are computed (not all at the end, on this process)
+            # each partition's paths come back in memory (from local threads, or over the wire
+            # from Dask workers: a part file written there and read back here cost this process
+            # more CPU than the transfer), in partition order; each is appended to
+            # paths.parquet as it arrives, while the next ones are computed
             with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp, \
                     pq.ParquetWriter(tmp, SCOPED_PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
                 for part, part_drops, part_scope in runner.map(_paths_partition, partitions, shared=shared):
                     drops.update(part_drops)
                     scope += part_scope
                     parts_done += 1
-                    if isinstance(part, pa.Table):
-                        writer.write_table(part)
-                    else:
-                        writer.write_table(pq.read_table(part, schema=SCOPED_PATHS_SCHEMA))
-                        Path(part).unlink()
+                    writer.write_table(part)
                     del part
                     step("paths: %d of %d partitions", parts_done, len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
@@ -602,7 +595,6 @@ def _analyze_locked(
             else:
                 owner_vias = {}
             del owners
-            shutil.rmtree(parts_dir)
             memory.release()  # the partitions' tables, before the exposure pass
         paths_file = campaign.paths_parquet
         fams = _report_families(paths_file, nodes, registry, families)
@@ -1010,12 +1002,11 @@ def _read_traces(files: Sequence[str]) -> pa.Table:
 
 
 def _paths_partition(part: tuple[int, list[str], list[str]],
-                     ctx: dict[str, Any]) -> tuple[str | pa.Table, Counter[str], ScopeTally]:
+                     ctx: dict[str, Any]) -> tuple[pa.Table, Counter[str], ScopeTally]:
     """Build the paths of one partition, each with its traceroute's scope verdict; return
-    them (written to ``<out>/part-NNNNNN.parquet`` when ``out`` is set: on Dask workers,
-    the file's name), the drops and the partition's scope tally."""
+    them, the drops and the partition's scope tally."""
 
-    index, ann_files, trace_files = part
+    _, ann_files, trace_files = part
     columns = ctx["columns"]  # and the destination, for the destination RTTs
     read = list(columns) if "dst_addr" in columns else [*columns, "dst_addr"]
     annotated = _read_partition_hops([Path(f) for f in ann_files], read)
@@ -1038,11 +1029,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     del annotated
     scope = scope_traceroutes(dst_rtts, ctx["destinations"], ctx["probes"], ctx["dst_country"])
     paths = with_scope(paths, _with_destination_family(scope.table, ctx["dst_info"]))
-    if ctx["out"] is None:
-        return paths, drops, ScopeTally.of(scope)
-    target = Path(ctx["out"]) / f"part-{index:06d}.parquet"
-    fileio.write_parquet(paths, target)
-    return str(target), drops, ScopeTally.of(scope)
+    return paths, drops, ScopeTally.of(scope)
 
 
 def _sums_task(row_groups: list[int], ctx: dict[str, Any]) -> PathSums:
