@@ -67,11 +67,16 @@ def _process_database() -> duckdb.DuckDBPyConnection:
     A database that stays open keeps the memory its largest query freed (about 300 MiB
     after a group-by of 6M rows) unless its allocator's background threads purge it: with
     them RSS is back where it started about a second after the query.
+
+    Its threads are Arrow's CPU count: the machine's cores, or a Dask worker's threads
+    (:mod:`probes.engine` sizes Arrow's pool to them), so a one-thread worker's queries do
+    not take every core of a machine its sibling workers share.
     """
     global _DATABASE
     with _DATABASE_LOCK:
         if _DATABASE is None or _DATABASE[0] != os.getpid():
-            _DATABASE = (os.getpid(), duckdb.connect(config={"allocator_background_threads": True}))
+            _DATABASE = (os.getpid(), duckdb.connect(config={"allocator_background_threads": True,
+                                                             "threads": pa.cpu_count()}))
         return _DATABASE[1]
 
 

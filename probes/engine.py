@@ -150,7 +150,8 @@ def _context_plugin() -> Any:
     from distributed import WorkerPlugin
 
     class ContextPlugin(WorkerPlugin):
-        """Holds per-run contexts on a worker; sizes Arrow's pool to the worker's threads."""
+        """Holds per-run contexts on a worker; sizes Arrow's pool to the worker's threads
+        (and so the DuckDB database :mod:`analysis._tables` opens in the worker)."""
 
         name = _PLUGIN
 

@@ -258,6 +258,25 @@ def test_worker_file_errors_name_the_worker(cluster, tmp_path):
         store.ingest_files(Campaign("x", tmp_path), [missing], engine="dask", scheduler=cluster.scheduler_address)
 
 
+def _pools(_item, _ctx):
+    import pyarrow as pa
+
+    from analysis._tables import connect
+
+    con = connect()
+    try:
+        return pa.cpu_count(), con.execute("SELECT current_setting('threads')").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_one_thread_worker_sizes_arrow_and_duckdb_to_its_thread(cluster):
+    """Each single-threaded worker computes with one thread, in Arrow and in DuckDB: two
+    workers on a two-core machine would otherwise each run queries on both cores."""
+    with open_runner("dask", scheduler=cluster.scheduler_address) as r:
+        assert set(r.map(_pools, range(4))) == {(1, 1)}
+
+
 _SCRIPT = """\
 import sys
 from probes.engine import open_runner
