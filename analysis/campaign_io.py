@@ -1010,12 +1010,13 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     columns = ctx["columns"]  # and the destination, for the destination RTTs
     read = list(columns) if "dst_addr" in columns else [*columns, "dst_addr"]
     annotated = _read_partition_hops([Path(f) for f in ann_files], read)
-    dst_rtts = _destination_rtts(annotated, ctx["pair_rtts"])
+    traces = _read_traces(trace_files)
+    dst_rtts = _destination_rtts(annotated, traces, ctx["pair_rtts"])
     if ctx["owners"] is not None:
         annotated = apply_owners(annotated, ctx["owners"])
     paths, drops = build_paths(
         annotated,
-        _read_traces(trace_files),
+        traces,
         ctx["probes"],
         registry=ctx["registry"],
         destinations=ctx["destinations"],
@@ -1141,20 +1142,23 @@ def _destination_pair_rtts(ann_files: list[Path]) -> pa.Table:
     return res.cast(pa.schema([("prb_id", pa.int64()), ("dst_addr", pa.string()), ("dst_rtt_ms", pa.float64())]))
 
 
-def _destination_rtts(hops: pa.Table, pair_rtts: pa.Table) -> pa.Table:
+def _destination_rtts(hops: pa.Table, traces: pa.Table, pair_rtts: pa.Table) -> pa.Table:
     """:func:`analysis.destinations.destination_rtts` over a partition's annotated hops (read
-    once, for the paths and for this).
+    once, for the paths and for this), one row per traceroute of ``traces``.
 
     The same definition in SQL: per traceroute, ``min(rtt) FILTER (WHERE reply_from =
     dst_addr)``. A traceroute whose destination did not reply takes the smallest RTT the
     same probe measured to the same destination in another traceroute of the campaign
     (``pair_rtts``, :func:`_destination_pair_rtts` over every file: the geography does not
-    change between them); null when the probe never reached it.
+    change between them); null when the probe never reached it. A traceroute without hop
+    rows (an empty ``result``, or an ``error`` instead) has a row too: its scope is decided
+    by its destination like any other's, and the scope tally counts it.
     """
     con = connect()
     try:
         con.register("pairs", pair_rtts)
         con.register("h", hops.select(["msm_id", "prb_id", "timestamp", "dst_addr", "reply_from", "rtt"]))
+        con.register("t", traces.select(["msm_id", "prb_id", "timestamp", "dst_addr"]))
         res = con.sql(
             """
             WITH own AS (
@@ -1162,10 +1166,11 @@ def _destination_rtts(hops: pa.Table, pair_rtts: pa.Table) -> pa.Table:
                        min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS rtt
                 FROM h
                 GROUP BY msm_id, prb_id, timestamp, dst_addr)
-            SELECT own.msm_id, own.prb_id, own.timestamp, own.dst_addr,
+            SELECT msm_id, prb_id, timestamp, t.dst_addr,
                    coalesce(own.rtt, pairs.dst_rtt_ms) AS dst_rtt_ms
-            FROM own LEFT JOIN pairs ON pairs.prb_id = own.prb_id AND pairs.dst_addr = own.dst_addr
-            ORDER BY own.msm_id, own.prb_id, own.timestamp
+            FROM t LEFT JOIN own USING (msm_id, prb_id, timestamp)
+                   LEFT JOIN pairs ON pairs.prb_id = t.prb_id AND pairs.dst_addr = t.dst_addr
+            ORDER BY msm_id, prb_id, timestamp
             """
         ).to_arrow_table()
     finally:

@@ -126,6 +126,54 @@ def test_the_settings_file_sets_the_scope_and_refresh_keeps_it(menog, lines, tmp
     assert rep["traceroutes"] == store.read_traces(c).num_rows == len(lines)
 
 
+def test_a_traceroute_without_hop_rows_is_scoped_by_its_destination_and_counted(lines, real_snapshot, tmp_path,
+                                                                              capsys):
+    """Real results with an empty ``result`` or only an ``error`` give a traceroute row and no
+    hop rows. Such a traceroute still went toward its destination: it takes the scope verdict
+    its destination gives (not ``unknown-location``), and the scope tally counts it, so the
+    summary's traceroutes are the paths table's rows."""
+    originals = [orjson.loads(ln) for ln in lines[:300]]
+    hopless = []
+    for i, obj in enumerate(originals[:40:10]):  # new keys: one second later
+        copy = {**obj, "timestamp": obj["timestamp"] + 1}
+        if i % 2:
+            copy["result"] = []
+        else:
+            copy.pop("result")
+            copy["error"] = "connect failed: Network is unreachable"
+        hopless.append(copy)
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b"\n".join([*lines[:300], *map(orjson.dumps, hopless)]) + b"\n")
+    c = Campaign("hopless", tmp_path / "ws")
+    store.ingest_files(c, [src])
+    cache = str(real_snapshot.path.parents[1])
+    annotate_campaign(c, snapshot_id=real_snapshot.id, cache_dir=cache)
+    key = ("msm_id", "prb_id", "timestamp")
+    added = {(o["msm_id"], o["prb_id"], o["timestamp"]) for o in hopless}
+    traces = store.read_traces(c)
+    epoch = pc.cast(pc.cast(traces["timestamp"], pa.int64()), pa.int64()).to_pylist()
+    stored = set(zip(traces["msm_id"].to_pylist(), traces["prb_id"].to_pylist(), epoch, strict=True))
+    assert added <= stored  # ingested as traceroutes ...
+    hops = pq.read_table(c.hops_dir).select(list(key))
+    hop_keys = set(zip(hops["msm_id"].to_pylist(), hops["prb_id"].to_pylist(),
+                       pc.cast(hops["timestamp"], pa.int64()).to_pylist(), strict=True))
+    assert not added & hop_keys  # ... without a hop row
+    n = traces.num_rows
+    for extra in ((), ("--dst-country", "any")):
+        assert _analyze(c, cache, *extra) == 0
+        capsys.readouterr()
+        scope = orjson.loads(c.exposure_json.read_bytes())["scope"]
+        paths = pq.read_table(c.paths_parquet).to_pylist()
+        assert len(paths) == scope["traceroutes"] == n
+        assert scope["traceroutes_in_scope"] + sum(scope["left_out"].values()) == n
+        assert Counter(p["scope_reason"] for p in paths if not p["in_scope"]) == Counter(scope["left_out"])
+        row = {(p["msm_id"], p["prb_id"], int(p["timestamp"].timestamp())): p for p in paths}
+        for o in hopless:  # the verdict of the original traceroute to the same destination
+            mine, orig = row[(o["msm_id"], o["prb_id"], o["timestamp"])], row[(o["msm_id"], o["prb_id"], o["timestamp"] - 1)]
+            assert (mine["in_scope"], mine["scope_reason"]) == (orig["in_scope"], orig["scope_reason"])
+            assert mine["scope_reason"] != "unknown-location"
+
+
 def test_with_scope_keeps_the_rows_order_and_marks_missing_traceroutes_out():
     from analysis.paths import PATHS_SCHEMA
 
