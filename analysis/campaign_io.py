@@ -82,7 +82,7 @@ from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
 from analysis.ownership import apply_owners
 from analysis.path_sums import GROUPINGS, PathSums, scoped_batches
 from analysis.paths import build_paths, misplaced_probes
-from analysis.registry import load_registry
+from analysis.registry import Registry, load_registry
 from analysis.report import CampaignData, render_html
 from analysis.scope import (
     SCOPED_PATHS_SCHEMA,
@@ -499,6 +499,7 @@ def _analyze_locked(
     trace_files = [f for _, _, tf in partitions for f in tf]
     probe_meta = store.read_probe_meta(campaign)
     snapshot, annotate_info = _annotate_info(campaign)
+    ann_registry = _annotation_registry(annotate_info)
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
     step("probe metadata")
     probe_meta, probe_status = _with_derived_probes(campaign, probe_meta, trace_files, snap)
@@ -520,7 +521,8 @@ def _analyze_locked(
         # with what the annotation gave each owner AS over the whole campaign: a moved hop
         # takes its owner's family and country whichever partition it is in
         owners, owner_source, owner_attrs = (
-            _owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations, runner=runner)
+            _owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations, runner=runner,
+                         registry=ann_registry)
             if infer_owners else (None, "not inferred (origin AS used)", None))
         step("RTT discs of the flagged routers")
         discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
@@ -537,7 +539,7 @@ def _analyze_locked(
         nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
         node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                             strict=True) if f}
-        full_registry = registry if hasattr(registry, "family_of") else load_registry()
+        full_registry = registry if hasattr(registry, "family_of") else ann_registry
         dst_info = destination_families(dst_info, full_registry, node_family)
         bgp_inputs = (bgp.campaign_bgp_inputs(snap, full_registry, dst_info, _trace_period(trace_files))
                       if snap is not None else None)
@@ -597,7 +599,8 @@ def _analyze_locked(
             del owners
             memory.release()  # the partitions' tables, before the exposure pass
         paths_file = campaign.paths_parquet
-        fams = _report_families(paths_file, nodes, registry, families)
+        fams = _report_families(paths_file, nodes, registry if registry is not None else ann_registry, families,
+                                annotation=registry is None)
         geometry = load_country_geometry()  # the upper bound's speed-of-light test, once for every family
         # one pass over the paths in scope, a row group per task, reduced to sums: memory
         # grows with the probes, destinations and AS graph, not with the traceroutes
@@ -1268,7 +1271,7 @@ def _campaign_node_attributes(
 
 def _owner_table(
     ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
-    destinations: pa.Table | None = None, *, runner: Runner | None = None,
+    destinations: pa.Table | None = None, *, runner: Runner | None = None, registry: RegistryLike | None = None,
 ) -> tuple[pa.Table | None, str, pa.Table | None]:
     """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop:
     the owners, where the adjacency data came from, and the owner ASes' family and
@@ -1342,14 +1345,15 @@ def _owner_table(
     owners = ownership.infer_owners_chunked(attrs.drop_columns(["family", "as_country"]), readers,
                                             relationships=rel, siblings=sib,
                                             runner=runner if runner is not None else Runner())
-    return owners, source, _owner_attribute_table(attrs, owners)
+    return owners, source, _owner_attribute_table(attrs, owners, registry if registry is not None else load_registry())
 
 
-def _owner_attribute_table(addresses: pa.Table, owners: pa.Table) -> pa.Table:
+def _owner_attribute_table(addresses: pa.Table, owners: pa.Table, registry: RegistryLike) -> pa.Table:
     """Per owner AS the annotation met (as the IXP member on a LAN row, else the origin):
     the family and registry country it gave it, the alphabetically first non-empty one
     where its addresses disagree (the rule of :func:`analysis._tables.as_attribute`);
-    ``asn, family, as_country``, sorted by AS.
+    ``asn, family, as_country``, sorted by AS. An owner AS the annotation never met takes
+    its family from ``registry`` (the one annotate used) and no country.
 
     From ``addresses``, one row per reply address of the campaign (``asn, member_asn,
     family, as_country``): the annotation is a function of the address, so every row of
@@ -1359,13 +1363,20 @@ def _owner_attribute_table(addresses: pa.Table, owners: pa.Table) -> pa.Table:
     try:
         con.register("wanted", owners.select(["owner_asn"]))
         con.register("addresses", addresses.select(["asn", "member_asn", "family", "as_country"]))
-        return con.sql(
+        met = con.sql(
             "SELECT a AS asn, min(f) FILTER (WHERE f <> '') AS family, min(c) FILTER (WHERE c <> '') AS as_country "
             "FROM (SELECT coalesce(member_asn, asn)::BIGINT AS a, family AS f, as_country AS c FROM addresses) "
             "WHERE a IN (SELECT owner_asn FROM wanted) GROUP BY a ORDER BY a"
         ).to_arrow_table()
     finally:
         con.close()
+    owner = pc.unique(owners.column("owner_asn").drop_null()).cast(pa.int64())
+    unmet = int_np(owner.filter(pc.invert(pc.is_in(owner, value_set=met.column("asn").cast(pa.int64())))))
+    if not len(unmet):
+        return met
+    new = pa.table({"asn": pa.array(unmet, pa.int64()), "family": registry_lookup(registry, unmet),
+                    "as_country": pa.nulls(len(unmet), pa.string())})
+    return pa.concat_tables([met.cast(new.schema), new]).sort_by("asn")
 
 
 def _segment_hops(ann: list[str], tr: list[str], cols: list[str], dests: pa.Table, stale: str) -> pa.Table:
@@ -1473,11 +1484,14 @@ def _annotate_info(campaign: Campaign) -> tuple[str | None, dict[str, Any]]:
 
 
 def _report_families(
-    paths_file: Path, nodes: pa.Table, registry: RegistryLike | None, families: Sequence[str] | None
+    paths_file: Path, nodes: pa.Table, registry: RegistryLike, families: Sequence[str] | None, *, annotation: bool
 ) -> list[str]:
+    """The families the figures are given for: ``families`` when named, else every family of
+    ``registry`` (analyze's, or the annotation's when ``annotation``) and any family a path in
+    scope transits (and, for the annotation's, any a node carries)."""
     if families is not None:
         return list(dict.fromkeys(families))
-    found = set(registry_family_ids(registry) if registry is not None else _default_family_ids())
+    found = set(registry_family_ids(registry))
     con = connect()
     try:
         found.update(r[0] for r in con.execute(
@@ -1485,13 +1499,19 @@ def _report_families(
             "WHERE f IS NOT NULL AND f <> ''", [str(paths_file)]).fetchall())
     finally:
         con.close()
-    if registry is None:
+    if annotation:
         found.update(f for f in nodes.column("family").to_pylist() if f)
     return sorted(found)
 
 
-def _default_family_ids() -> list[str]:
-    return list(load_registry().families)
+def _annotation_registry(annotate_info: Mapping[str, Any]) -> Registry:
+    """The registry ``annotate.json`` records (the shipped one when it names no file): the
+    families the annotated hops carry. Without ``--registry`` analyze keeps them for what
+    the hops do not say (the destinations' families, the families reported, the control
+    plane, owner ASes the annotation never met); the annotation's verdict has already
+    checked that the file is the one annotate read."""
+    path = ((annotate_info.get("generation") or {}).get("registry") or {}).get("path")
+    return load_registry(path)
 
 
 def _family_hegemony(hegemony: pa.Table, node_family: Mapping[str, Any], family: str | None) -> dict[str, Any]:

@@ -1146,3 +1146,25 @@ def test_paths_do_not_depend_on_the_order_of_the_hop_rows():
                   np.argsort(np.arange(n) % 2, kind="stable")):
         table, drops = P.build_paths(hops.take(pa.array(order)), tr, PROBES)
         assert table.equals(expected) and drops == expected_drops
+
+
+def test_an_owner_as_the_annotation_never_met_takes_the_annotation_registrys_family():
+    """The campaign-wide owner attributes: an owner AS met on some address keeps what the
+    annotation gave it; one the annotation never met (an owner inferred from adjacency)
+    takes its family from the registry annotate used, and no country."""
+    import pyarrow as pa
+
+    from analysis.campaign_io import _owner_attribute_table
+
+    addresses = pa.table({"asn": pa.array([7922, 3356, None], pa.int64()),
+                          "member_asn": pa.array([None, None, 6939], pa.int64()),
+                          "family": pa.array([None, "", "he"], pa.string()),
+                          "as_country": pa.array(["US", "US", "US"], pa.string())})
+    owners = pa.table({"owner_asn": pa.array([7922, 4134, 6939, None, 4134, 9808], pa.int64())})
+    got = _owner_attribute_table(addresses, owners, {4134: "mine-telecom", 7922: "not-used"}).to_pylist()
+    assert got == [
+        {"asn": 4134, "family": "mine-telecom", "as_country": None},  # never met: the registry's
+        {"asn": 6939, "family": "he", "as_country": "US"},  # met as an IXP member
+        {"asn": 7922, "family": None, "as_country": "US"},  # met without a family: stays without
+        {"asn": 9808, "family": None, "as_country": None},  # never met, in no family
+    ]

@@ -238,6 +238,31 @@ def test_a_destination_inside_a_flagged_network_counts_as_destination_hosted_not
     assert "destination hosted by a flagged family (not transit): any 100.00%" in out
 
 
+def test_analyze_without_a_registry_keeps_the_one_annotate_used(us_ixp_campaign, tmp_path, capsys):  # noqa: F811
+    """Annotated with a user's registry (one family, AS15169 only; the shipped families not in
+    it), analyzed without ``--registry``: the figures are those of the annotation's registry,
+    as with ``--registry`` naming it, not the shipped registry's families."""
+    campaign, cache = us_ixp_campaign
+    reg = tmp_path / "mine.toml"
+    reg.write_text('schema = 1\n\n[[family]]\nid = "goog"\nname = "Google"\n\n'
+                   '  [[family.asn]]\n  asn = 15169\n  name = "Google"\n  source = "https://example.org/15169"\n')
+    annotate_campaign(campaign, snapshot_id="fixture-1", cache_dir=cache, registry_path=reg)
+    runs = {}
+    for extra in (("--registry", str(reg)), ()):
+        assert main(["analyze", "--campaign", campaign.name, "--workspace", str(campaign.workspace),
+                     "--cache-dir", str(cache), "--bootstrap", "20", "--dst-country", "any", *extra]) == 0
+        capsys.readouterr()
+        rep = orjson.loads(campaign.exposure_json.read_bytes())
+        runs[extra != ()] = rep
+        assert set(rep["families"]) == {"any", "goog"}  # "any": every flagged family together
+        assert rep["destination_hosted"]["goog"]["hosted"] == store.read_traces(campaign).num_rows
+        paths = pq.read_table(campaign.paths_parquet).to_pylist()
+        assert {(p["dst_family"], p["dst_family_via"]) for p in paths} == {("goog", "registry-asn")}
+        assert all(p["flagged_families"] == [] for p in paths)  # AS4134 is no family of this registry
+    assert runs[True]["families"] == runs[False]["families"]
+    assert runs[True]["destination_hosted"] == runs[False]["destination_hosted"]
+
+
 def test_scope_tallies_of_parts_sum_to_the_summary_of_the_whole():
     """analyze scopes one partition at a time; the summary of the summed tallies is the one
     of every traceroute at once."""
