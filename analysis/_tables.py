@@ -354,8 +354,9 @@ def sum_by(table: pa.Table, keys: Sequence[str]) -> pa.Table:
     return out.select([*keys, *(f"{c}_sum" for c in values)]).rename_columns([*keys, *values])
 
 
-def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
-    """The node attribute query over relation ``a`` (an annotated hop table or its files).
+def node_attributes_sql(con: duckdb.DuckDBPyConnection, weight: str | None = None) -> pa.Table:
+    """The node attribute query over relation ``a`` (an annotated hop table or its files;
+    with ``weight``, a column of ``a`` saying how many hop rows each row stands for).
 
     Each attribute is the node's most frequent non-null value, ties going to the
     alphabetically first: the counts per (node, value) in one scan (grouping sets), then
@@ -363,19 +364,21 @@ def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
     its threads meet the rows, which changes from run to run (an AS whose addresses lie in
     RIR blocks of two countries, seen as often in each).
     """
+    rows, w = ("count(*)", "1") if weight is None else ("sum(w)", weight)
+    rows_a = "count(*)" if weight is None else f"sum({weight})"
     return con.sql(
-        """
+        f"""
         WITH x AS (
           SELECT CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS node_asn,
-                 org, family, as_country
+                 org, family, as_country, {w} AS w
           FROM a WHERE (ixp_id IS NOT NULL OR ip_class = 'public' OR ip_class IS NULL)
         ), asc_ AS (
-          SELECT node_asn, org, family, as_country, count(*) AS n,
+          SELECT node_asn, org, family, as_country, {rows} AS n,
                  GROUPING(org) AS g1, GROUPING(family) AS g2, GROUPING(as_country) AS g3
           FROM x WHERE node_asn IS NOT NULL
           GROUP BY GROUPING SETS ((node_asn, org), (node_asn, family), (node_asn, as_country))
         ), ixc AS (
-          SELECT ixp_id, ixp_country, ixp_name, ixp_city, count(*) AS n,
+          SELECT ixp_id, ixp_country, ixp_name, ixp_city, {rows_a} AS n,
                  GROUPING(ixp_country) AS g1, GROUPING(ixp_name) AS g2, GROUPING(ixp_city) AS g3
           FROM a WHERE ixp_id IS NOT NULL
           GROUP BY GROUPING SETS ((ixp_id, ixp_country), (ixp_id, ixp_name), (ixp_id, ixp_city))
@@ -397,9 +400,10 @@ def node_attributes_sql(con: duckdb.DuckDBPyConnection) -> pa.Table:
     ).to_arrow_table()
 
 
-def replying_attributes_sql(source: str, where: str, country: str = "as_country") -> str:
+def replying_attributes_sql(source: str, where: str, country: str = "as_country", weight: str | None = None) -> str:
     """A subquery: per reply address of relation ``source`` (rows matching ``where``), its
-    AS (the member AS at an IXP) and ``country`` as ``dst_addr, dst_asn, dst_country``.
+    AS (the member AS at an IXP) and ``country`` as ``dst_addr, dst_asn, dst_country``
+    (``weight``: as in :func:`node_attributes_sql`).
 
     Each is the address's most frequent non-null value, ties going to the smallest, as in
     :func:`node_attributes_sql`: DuckDB's ``mode()`` picks among ties by the order its
@@ -410,11 +414,11 @@ def replying_attributes_sql(source: str, where: str, country: str = "as_country"
         SELECT dst_addr,
                min((-n, v_asn)) FILTER (WHERE g1 = 0 AND v_asn IS NOT NULL)[2] AS dst_asn,
                min((-n, v_country)) FILTER (WHERE g2 = 0 AND v_country IS NOT NULL)[2] AS dst_country
-        FROM (SELECT dst_addr, v_asn, v_country, count(*) AS n,
+        FROM (SELECT dst_addr, v_asn, v_country, {"count(*)" if weight is None else "sum(w)"} AS n,
                      GROUPING(v_asn) AS g1, GROUPING(v_country) AS g2
               FROM (SELECT reply_from AS dst_addr,
                            CASE WHEN ixp_id IS NOT NULL THEN member_asn ELSE asn END AS v_asn,
-                           {country} AS v_country
+                           {country} AS v_country{"" if weight is None else f", {weight} AS w"}
                     FROM {source} WHERE {where})
               GROUP BY GROUPING SETS ((dst_addr, v_asn), (dst_addr, v_country)))
         GROUP BY dst_addr"""

@@ -506,7 +506,8 @@ def _analyze_locked(
     step("locating destinations")
     dst_addrs = _distinct_destinations(trace_files)
     destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
-    destinations = _with_replying_destinations(destinations, dst_addrs, ann_files, ann_columns)
+    addresses = _address_rows(ann_files, ann_columns)
+    destinations = _with_replying_destinations(destinations, dst_addrs, addresses)
     # each probe's smallest RTT to each destination: what locating them needs; the scope of
     # each traceroute is decided with the paths, one partition at a time
     pair_rtts = _destination_pair_rtts(ann_files)
@@ -522,7 +523,7 @@ def _analyze_locked(
         # takes its owner's family and country whichever partition it is in
         owners, owner_source, owner_attrs = (
             _owner_table(ann_files, ann_columns, trace_files, snap, snap_note, destinations, runner=runner,
-                         registry=ann_registry)
+                         registry=ann_registry, addresses=addresses)
             if infer_owners else (None, "not inferred (origin AS used)", None))
         step("RTT discs of the flagged routers")
         discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
@@ -536,7 +537,8 @@ def _analyze_locked(
             # their discs could exclude the true place of every router they saw
             discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
         step("node attributes")
-        nodes = _campaign_node_attributes(ann_files, ann_columns, registry)
+        nodes = _campaign_node_attributes(addresses, registry)
+        del addresses
         node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                             strict=True) if f}
         full_registry = registry if hasattr(registry, "family_of") else ann_registry
@@ -1218,7 +1220,7 @@ def _located(destinations: pa.Table, located: pa.Table) -> pa.Table:
 
 
 def _with_replying_destinations(
-    destinations: pa.Table | None, dst_addrs: pa.Array, ann_files: list[Path], columns: Sequence[str]
+    destinations: pa.Table | None, dst_addrs: pa.Array, addresses: pa.Table
 ) -> pa.Table:
     """Destination AS/country: the snapshot's, else the annotation of hops replying from it.
 
@@ -1228,13 +1230,12 @@ def _with_replying_destinations(
     d = destinations if destinations is not None else pa.table({
         "dst_addr": dst_addrs, "dst_asn": pa.nulls(len(dst_addrs), pa.int64()),
         "dst_country": pa.nulls(len(dst_addrs), pa.string())})
-    country = "as_country" if "as_country" in columns else "NULL::VARCHAR"
-    replying = replying_attributes_sql("read_parquet($files, union_by_name=true)",
-                                       "reply_from IN (SELECT dst_addr FROM q)", country)
+    replying = replying_attributes_sql("r", "reply_from IN (SELECT dst_addr FROM q)", weight="n")
     con = connect()
     try:
         con.register("d", d.select(["dst_addr", "dst_asn", "dst_country"]))
         con.register("q", pa.table({"dst_addr": dst_addrs}))
+        con.register("r", addresses)
         return con.sql(
             f"""
             SELECT q.dst_addr, coalesce(g.dst_asn, h.dst_asn) AS dst_asn,
@@ -1244,26 +1245,49 @@ def _with_replying_destinations(
                        FROM d GROUP BY dst_addr) g USING (dst_addr)
             LEFT JOIN ({replying}) h USING (dst_addr)
             ORDER BY q.dst_addr
-            """,
-            params={"files": [str(f) for f in ann_files]},
+            """
         ).to_arrow_table().cast(pa.schema([("dst_addr", pa.string()), ("dst_asn", pa.int64()),
                                            ("dst_country", pa.string())]))
     finally:
         con.close()
 
 
-def _campaign_node_attributes(
-    ann_files: list[Path], columns: Sequence[str], registry: RegistryLike | None
-) -> pa.Table:
-    """:func:`~analysis.paths.node_attributes` over the annotated files, aggregated by DuckDB out of core."""
-    optional = ("org", "as_country", "ixp_name", "ixp_city", "ixp_country", "ip_class")
-    extra = "".join(f", NULL::VARCHAR AS {c}" for c in optional if c not in columns)
+#: The annotation columns :func:`_address_rows` keeps (absent ones are null strings).
+_ADDRESS_COLUMNS = ("asn", "member_asn", "ixp_id", "ip_class", "family", "as_country", "org",
+                    "ixp_name", "ixp_city", "ixp_country")
+
+
+def _address_rows(ann_files: list[Path], columns: Sequence[str]) -> pa.Table:
+    """The campaign's replies grouped by address and annotation, in one scan of the
+    annotated files: ``reply_from``, :data:`_ADDRESS_COLUMNS`, the hop rows ``n`` and the
+    first row's key ``k`` (``msm_id, prb_id, timestamp, hop, attempt``), in no set order.
+
+    The annotation is a function of the address (one snapshot and registry per campaign),
+    so this is one row per reply address, or a few where segments were annotated apart
+    (RDAP answers online). Counting and first-row questions over the hop rows have the
+    same answers over these rows weighted by ``n``: the node attributes, the replying
+    destinations' AS and country, the owners' per-address attributes. They read this
+    instead of scanning every hop row three times.
+    """
+    sel = ", ".join(c if c in columns else f"NULL::VARCHAR AS {c}" for c in _ADDRESS_COLUMNS)
     con = connect()
     try:
-        con.execute(
-            f"CREATE TEMP VIEW a AS SELECT *{extra} FROM read_parquet({[str(f) for f in ann_files]!r}, union_by_name=true)"
-        )
-        table = node_attributes_sql(con)
+        return con.sql(
+            f"SELECT reply_from, {sel}, count(*) AS n, "
+            "min(struct_pack(m := msm_id, p := prb_id, t := timestamp, h := hop, n := attempt)) AS k "
+            "FROM read_parquet($files, union_by_name=true) WHERE reply_from IS NOT NULL GROUP BY ALL",
+            params={"files": [str(f) for f in ann_files]},
+        ).to_arrow_table()
+    finally:
+        con.close()
+
+
+def _campaign_node_attributes(addresses: pa.Table, registry: RegistryLike | None) -> pa.Table:
+    """:func:`~analysis.paths.node_attributes` over the campaign, from its :func:`_address_rows`."""
+    con = connect()
+    try:
+        con.register("a", addresses)
+        table = node_attributes_sql(con, weight="n")
     finally:
         con.close()
     return override_families(table, registry)
@@ -1272,6 +1296,7 @@ def _campaign_node_attributes(
 def _owner_table(
     ann_files: list[Path], columns: Sequence[str], trace_files: Sequence[str], snap: Any, note: str,
     destinations: pa.Table | None = None, *, runner: Runner | None = None, registry: RegistryLike | None = None,
+    addresses: pa.Table | None = None,
 ) -> tuple[pa.Table | None, str, pa.Table | None]:
     """The ownership stage (:func:`analysis.ownership.infer_owners`) over every annotated hop:
     the owners, where the adjacency data came from, and the owner ASes' family and
@@ -1312,23 +1337,18 @@ def _owner_table(
         used.append("as2org organisations as siblings")
     source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
     stale = stale_reply_sql(cols, "a.")
+    if addresses is None:
+        addresses = _address_rows(ann_files, columns)
     con = connect()
     try:
-        con.register("dests", dests)
+        con.register("a", addresses)
         # each address's attributes from its first row over the whole campaign, in the order
-        # of first rows (one row per address)
-        key = "struct_pack(m := a.msm_id, p := a.prb_id, t := a.timestamp, h := a.hop, n := a.attempt)"
-        # the first row's key rides in the struct arg_min returns (a second min() over the
-        # key costs as much again: the struct comparisons are most of the query)
-        fam = "a.family" if "family" in columns else "NULL"
-        cc = "a.as_country" if "as_country" in columns else "NULL"
+        # of first rows (one row per address); the first row's key rides in the struct
         attrs = con.sql(
             "SELECT addr, f FROM (SELECT a.reply_from AS addr, arg_min(struct_pack(asn := a.asn::BIGINT, "
             "ip_class := a.ip_class::VARCHAR, ixp := a.ixp_id IS NOT NULL, member_asn := a.member_asn::BIGINT, "
-            f"family := {fam}::VARCHAR, as_country := {cc}::VARCHAR, k := {key}), {key}) AS f "
-            "FROM read_parquet($ann, union_by_name=true) a WHERE a.reply_from IS NOT NULL "
-            "GROUP BY a.reply_from) ORDER BY struct_extract(f, 'k')",
-            params={"ann": [str(f) for f in ann_files]},
+            "family := a.family::VARCHAR, as_country := a.as_country::VARCHAR, k := a.k), a.k) AS f "
+            "FROM a GROUP BY a.reply_from) ORDER BY struct_extract(f, 'k')",
         ).to_arrow_table()
         first = attrs.column("f").combine_chunks() if attrs.num_rows else None
         attrs = pa.table({

@@ -1168,3 +1168,62 @@ def test_an_owner_as_the_annotation_never_met_takes_the_annotation_registrys_fam
         {"asn": 7922, "family": None, "as_country": "US"},  # met without a family: stays without
         {"asn": 9808, "family": None, "as_country": None},  # never met, in no family
     ]
+
+
+def test_campaign_attributes_from_address_rows_equal_those_from_every_hop_row(tmp_path):
+    """analyze groups the campaign's replies by address and annotation once (``_address_rows``)
+    and answers the node attributes and the replying destinations' AS and country from those
+    rows weighted by their counts. They must equal the per-row answers, also where one address
+    was annotated differently in two parts (RDAP online) and where counts tie."""
+    import datetime as dt
+    import random
+
+    import pyarrow.parquet as pq
+
+    from analysis._tables import connect, replying_attributes_sql
+    from analysis.campaign_io import _address_rows, _campaign_node_attributes, _with_replying_destinations
+
+    rng = random.Random(5)
+    addrs = [f"198.51.100.{i}" for i in range(1, 31)] + [f"2001:db8::{i:x}" for i in range(1, 11)]
+    ts = dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc)
+    parts = []
+    for part in range(2):
+        rows = []
+        for i, addr in enumerate(addrs):
+            # one annotation per address and part (as annotate gives), a random number of hop
+            # rows each: the counts, not the number of distinct annotations, decide the modes
+            on_ixp = i % 7 == 0
+            asn = rng.choice([64500, 64501, 64502])
+            note = dict(asn=None if on_ixp else asn, member_asn=asn if on_ixp else None,
+                        ixp_id="pdb:9" if on_ixp else None, ip_class=rng.choice(["public", "public", "private", None]),
+                        family=rng.choice([None, "fam-a", "fam-b"]), as_country=rng.choice([None, "DE", "AT"]),
+                        org=rng.choice(["org-x", "org-y"]), ixp_name=rng.choice(["A-IX", "B-IX"]) if on_ixp else None,
+                        ixp_city="Paris" if on_ixp else None,
+                        ixp_country=rng.choice(["FR", "DE"]) if on_ixp else None)
+            for _ in range(rng.choice([1, 1, 2, 9])):
+                rows.append(dict(msm_id=rng.randint(1, 3), prb_id=rng.randint(1, 5), timestamp=ts,
+                                 hop=rng.randint(1, 30), attempt=rng.randint(1, 3), reply_from=addr, **note))
+        rows.append({**rows[0], "reply_from": None, "asn": None, "family": None})  # a timeout
+        table = pa.Table.from_pylist(rows)
+        pq.write_table(table, tmp_path / f"part-{part}.parquet")
+        parts.append(table)
+    files = sorted(tmp_path.glob("part-*.parquet"))
+    every = pa.concat_tables(parts)
+    grouped = _address_rows(files, every.column_names)
+    assert grouped.num_rows > len(addrs)  # addresses annotated differently in the two parts
+    assert sum(grouped.column("n").to_pylist()) == every.num_rows - 2
+    key = lambda t: sorted(t.to_pylist(), key=str)  # noqa: E731
+    assert key(_campaign_node_attributes(grouped, None)) == key(P.node_attributes(every))
+    dst = pa.array(addrs[::3], pa.string())
+    con = connect()
+    try:
+        con.register("a", every)
+        con.register("q", pa.table({"dst_addr": dst}))
+        want = con.sql(f"SELECT q.dst_addr, h.dst_asn, h.dst_country FROM q LEFT JOIN "
+                       f"({replying_attributes_sql('a', 'reply_from IN (SELECT dst_addr FROM q)')}) h "
+                       "USING (dst_addr) ORDER BY q.dst_addr").to_arrow_table()
+    finally:
+        con.close()
+    got = _with_replying_destinations(None, dst, grouped)
+    assert got.to_pylist() == want.cast(got.schema).to_pylist()
+    assert got.column("dst_country").null_count < got.num_rows
