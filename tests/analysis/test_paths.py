@@ -1181,7 +1181,11 @@ def test_campaign_attributes_from_address_rows_equal_those_from_every_hop_row(tm
     import pyarrow.parquet as pq
 
     from analysis._tables import connect, replying_attributes_sql
-    from analysis.campaign_io import _address_rows, _campaign_node_attributes, _with_replying_destinations
+    from analysis.campaign_io import (
+        _address_rows,
+        _campaign_node_attributes,
+        _with_replying_destinations,
+    )
 
     rng = random.Random(5)
     addrs = [f"198.51.100.{i}" for i in range(1, 31)] + [f"2001:db8::{i:x}" for i in range(1, 11)]
