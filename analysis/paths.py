@@ -598,7 +598,9 @@ def _owner_attributes(
     alphabetically first where rows disagree, :func:`analysis._tables.as_attribute`):
     from ``table`` (the whole campaign's, one row per AS the annotation met) when given,
     else from the rows of ``annotated``. None where the annotation met that AS without a
-    value; for an AS it never met, the default registry's family and no country.
+    value; for an AS it never met, no country and, without ``table``, the shipped
+    registry's family (analyze's ``table`` holds those ASes too, with the family the
+    registry annotate used gives them).
     """
     if not reassigned.any():
         return {column: hops[column] for column in columns}
