@@ -1,9 +1,12 @@
 """Parse RIPE Atlas traceroute results into the hop and traceroute tables.
 
-The hot path never builds a Python object per hop: a block of NDJSON lines is decoded by
-Arrow's C++ JSON reader against :data:`RAW_SCHEMA` (every field of the Atlas traceroute
-result format that pathexp keeps), and the nested ``result`` lists are flattened with
-Arrow compute and numpy index arithmetic. A block the strict reader refuses (a damaged
+The hot path never builds a Python object per hop: a block of NDJSON lines is decoded into
+:data:`RAW_SCHEMA` (every field of the Atlas traceroute result format that pathexp keeps)
+by the native decoder :mod:`probes._atlasjson` (C, built by pip from ``_atlasjson.c``),
+which takes the plain shape of the format and gives up on anything else, or else by Arrow's
+C++ JSON reader, which builds the same table (``tests/probes/test_native_json.py``), more
+slowly. The nested ``result`` lists are flattened with Arrow compute and numpy index
+arithmetic. A block the strict reader refuses (a damaged
 line, a field of the wrong JSON type, a firmware-1 text result) goes through
 :func:`_sanitize` line by line: each line is either repaired where the Atlas format itself
 is ambiguous (``err`` is a string or a number depending on firmware) or set aside with a
@@ -37,6 +40,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from types import ModuleType
 
 import numpy as np
 import orjson
@@ -45,6 +49,12 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA, TRACE_SCHEMA
+
+_atlasjson: ModuleType | None
+try:  # built by pip from probes/_atlasjson.c; without it Arrow's reader decodes every block
+    from probes import _atlasjson
+except ImportError:  # pragma: no cover - a build without a C compiler
+    _atlasjson = None
 
 __all__ = [
     "Parsed",
@@ -279,14 +289,16 @@ def parse_results(records: Iterable[bytes | str | dict], *, origin: str = "atlas
 
 
 def parse_lines(lines: Sequence[bytes], *, origin: str = "atlas", use_threads: bool = True,
-                encoded: bool = False) -> Parsed:
+                encoded: bool = False, native: bool = True) -> Parsed:
     """Parse a block of NDJSON lines (no trailing newlines; blank lines are skipped).
 
     ``use_threads=False`` keeps Arrow's JSON decoder on the calling thread. ``encoded=True``
     gives the hop table as the store writes it (:data:`probes.schema.STORED_HOP_SCHEMA`:
     the traceroute's strings dictionary-encoded, not copied onto each hop row).
+    ``native=False`` decodes with Arrow's reader only, never :mod:`probes._atlasjson`
+    (the same answer, more slowly: the reference the tests and benchmarks compare with).
     """
-    return _finish(*_decode(lines, use_threads), origin, encoded)
+    return _finish(*_decode(lines, use_threads, native), origin, encoded)
 
 
 def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas",
@@ -308,7 +320,8 @@ def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas",
             yield _finish(*pending.result(), origin, encoded)
 
 
-def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None, list[bytes], Counter]:
+def _decode(lines: Sequence[bytes], use_threads: bool,
+            native: bool = True) -> tuple[pa.Table | None, list[bytes], Counter]:
     """JSON to a raw Arrow table (RAW_SCHEMA); damaged blocks go through :func:`_sanitize`.
 
     The lines returned are the accepted input lines exactly as received (the store keeps
@@ -332,16 +345,16 @@ def _decode(lines: Sequence[bytes], use_threads: bool) -> tuple[pa.Table | None,
     data = b"\n".join(lines)
     if _strict_text(data):
         try:
-            return _read_block(lines, use_threads, data), lines, drops
+            return _read_block(lines, use_threads, data, native), lines, drops
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             pass
     kept, repaired = _sanitize(lines, drops)
     if not kept:
         return None, kept, drops
     try:
-        return _read_block(repaired, use_threads), kept, drops
+        return _read_block(repaired, use_threads, native=native), kept, drops
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        return _read_each(kept, repaired, drops, use_threads)
+        return _read_each(kept, repaired, drops, use_threads, native)
 
 
 def _strict_text(data: bytes) -> bool:
@@ -355,6 +368,62 @@ def _strict_text(data: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def _native_paths() -> list[tuple[str, ...]]:
+    """RAW_SCHEMA's fields as the native decoder returns its columns: each struct's fields in
+    order, the structs level by level (traceroute, hop, reply, icmpext, object, MPLS entry)."""
+    paths: list[tuple[str, ...]] = []
+    groups: list[tuple[tuple[str, ...], pa.StructType | pa.Schema]] = [((), RAW_SCHEMA)]
+    while groups:
+        prefix, fields = groups.pop(0)
+        for f in fields:
+            paths.append((*prefix, f.name))
+            inner = f.type.value_type if pa.types.is_list(f.type) else f.type
+            if pa.types.is_struct(inner):
+                groups.append(((*prefix, f.name), inner))
+    return paths
+
+
+_NATIVE_COLUMNS = _native_paths()
+
+
+def _native_block(data: bytes, n_lines: int) -> pa.Table | None:
+    """The block decoded by :mod:`probes._atlasjson` into RAW_SCHEMA, or None.
+
+    None where the module is not built, or the block holds anything but the plain shape
+    it decodes (then Arrow's reader and :func:`_sanitize` judge it, as without it). The
+    table equals what Arrow's reader builds from the same text (tests/probes/test_native_json.py).
+    """
+    if _atlasjson is None:
+        return None
+    out = _atlasjson.decode(data)
+    if out is None or out[0] != n_lines:
+        return None
+    columns = dict(zip(_NATIVE_COLUMNS, out[1], strict=True))
+
+    def bits(raw: bytes) -> pa.Buffer:
+        return pa.py_buffer(np.packbits(np.frombuffer(raw, np.uint8), bitorder="little"))
+
+    def array(path: tuple[str, ...], typ: pa.DataType) -> pa.Array:
+        length, nulls, valid, values, data = columns[path]
+        validity = bits(valid) if nulls else None
+        if pa.types.is_list(typ):
+            return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls,
+                                         children=[elements(path, typ.value_type)])
+        if pa.types.is_struct(typ):
+            return pa.Array.from_buffers(typ, length, [validity], nulls,
+                                         children=[array((*path, f.name), f.type) for f in typ])
+        if pa.types.is_string(typ):
+            return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values), pa.py_buffer(data)], nulls)
+        return pa.Array.from_buffers(typ, length, [validity, bits(values) if pa.types.is_boolean(typ)
+                                                   else pa.py_buffer(values)], nulls)
+
+    def elements(path: tuple[str, ...], typ: pa.StructType) -> pa.Array:
+        children = [array((*path, f.name), f.type) for f in typ]
+        return pa.Array.from_buffers(typ, len(children[0]), [None], 0, children=children)
+
+    return pa.Table.from_arrays([array((f.name,), f.type) for f in RAW_SCHEMA], schema=RAW_SCHEMA)
 
 
 def _has_any(data: bytes, words: tuple[bytes, ...]) -> bool:
@@ -382,13 +451,13 @@ def _has_any(data: bytes, words: tuple[bytes, ...]) -> bool:
 
 
 def _read_each(
-    kept: list[bytes], repaired: list[bytes], drops: Counter, use_threads: bool
+    kept: list[bytes], repaired: list[bytes], drops: Counter, use_threads: bool, native: bool = True
 ) -> tuple[pa.Table | None, list[bytes], Counter]:
     """Safety net: decode repaired lines one by one, setting aside any the reader refuses."""
     tables, lines = [], []
     for line, fixed in zip(kept, repaired, strict=True):
         try:
-            tables.append(_read_block([fixed], use_threads))
+            tables.append(_read_block([fixed], use_threads, native=native))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             drops["bad_field_type"] += 1
             continue
@@ -407,9 +476,17 @@ def _finish(raw: pa.Table | None, lines: list[bytes], drops: Counter, origin: st
     return Parsed(hops, traces, drops, lines, hop_trace)
 
 
-def _read_block(lines: Sequence[bytes], use_threads: bool = True, data: bytes | None = None) -> pa.Table:
+def _read_block(lines: Sequence[bytes], use_threads: bool = True, data: bytes | None = None,
+                native: bool = True) -> pa.Table:
+    """The lines decoded into RAW_SCHEMA: by the native decoder where it takes the block
+    (``native=False``: never), else by Arrow's reader, which raises where it refuses.
+    Callers pass only text the strict reader and orjson agree on (:func:`_strict_text`)."""
     if data is None:
         data = b"\n".join(lines)
+    if native:
+        table = _native_block(data, len(lines))
+        if table is not None:
+            return table
     # blocks of 1 MiB let Arrow decode a block of lines (~10 MB of Atlas text) on several
     # threads, with less per-block work than smaller ones (7% less CPU than 256 KiB on
     # MENOG); a block must hold the longest line

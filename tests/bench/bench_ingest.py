@@ -49,9 +49,9 @@ def orjson_floor(lines):
         loads(ln)
 
 
-def pathexp(lines, use_threads=True):
+def pathexp(lines, use_threads=True, native=True):
     for i in range(0, len(lines), BLOCK_LINES):
-        parse_lines(lines[i : i + BLOCK_LINES], use_threads=use_threads)
+        parse_lines(lines[i : i + BLOCK_LINES], use_threads=use_threads, native=native)
 
 
 def pathexp_pipelined(lines):
@@ -86,7 +86,7 @@ def stage_cpu(compressed: bytes) -> dict[str, float]:
     text = b""
     parsed = []
     for i in range(0, len(lines), BLOCK_LINES):
-        raw, kept, drops = timed("json_decode_arrow", parse._decode, lines[i : i + BLOCK_LINES], False)
+        raw, kept, drops = timed("json_decode", parse._decode, lines[i : i + BLOCK_LINES], False)
         raw, kept = timed("validate", parse._validate, raw, kept, drops)
         traces, hops, hop_trace = timed("flatten", parse._flatten, raw, "atlas")
         parsed.append(parse.Parsed(hops, traces, drops, kept, hop_trace))
@@ -121,6 +121,7 @@ def main() -> None:
     floor = rate(orjson_floor, lines)
     ours = rate(pathexp, lines)
     ours_1t = rate(lambda ls: pathexp(ls, use_threads=False), lines)
+    arrow_1t = rate(lambda ls: pathexp(ls, use_threads=False, native=False), lines)
     ours_pipe = rate(pathexp_pipelined, lines)
     with store._ingest_memory_pool():  # the allocator `pathexp ingest` parses with
         ours_1t_pool = rate(lambda ls: pathexp(ls, use_threads=False), lines)
@@ -130,6 +131,7 @@ def main() -> None:
     emit("ingest", "sagan_walk_packets", theirs, "results/s", **ctx)
     emit("ingest", "pathexp_parse_to_arrow", ours, "results/s", vs_sagan=round(ours / theirs, 2), vs_orjson_floor=round(ours / floor, 2), **ctx)
     emit("ingest", "pathexp_parse_to_arrow_1thread", ours_1t, "results/s", vs_sagan=round(ours_1t / theirs, 2), vs_orjson_floor=round(ours_1t / floor, 2), **ctx)
+    emit("ingest", "pathexp_parse_to_arrow_1thread_arrow_reader", arrow_1t, "results/s", vs_sagan=round(arrow_1t / theirs, 2), vs_orjson_floor=round(arrow_1t / floor, 2), decoder="Arrow's JSON reader only (native=False), as before probes/_atlasjson.c", **ctx)
     emit("ingest", "pathexp_parse_to_arrow_1thread_ingest_pool", ours_1t_pool, "results/s", vs_sagan=round(ours_1t_pool / theirs, 2), vs_orjson_floor=round(ours_1t_pool / floor, 2), pool="Arrow jemalloc, as pathexp ingest (the others: Arrow's default pool)", **ctx)
     emit("ingest", "pathexp_parse_to_arrow_pipelined", ours_pipe, "results/s", vs_sagan=round(ours_pipe / theirs, 2), vs_orjson_floor=round(ours_pipe / floor, 2), **ctx)
     emit("ingest", "peak_rss", peak_rss_mb(), "MiB")
