@@ -11,8 +11,8 @@
  * as strictly as orjson) and skipped.
  *
  * The columns come back as buffers in the layout of Arrow arrays (int64/double values,
- * int32 offsets, string bytes) with one validity byte per element; parse.py assembles
- * them into the nested table, which equals what Arrow's JSON reader builds from the same
+ * int32 offsets, string bytes, bitmaps), handed to Python without a copy; parse.py
+ * assembles them into the nested table, which equals what Arrow's JSON reader builds from the same
  * text (tests/probes/test_native_json.py checks that on every real line).
  */
 #define PY_SSIZE_T_CLEAN
@@ -142,6 +142,8 @@ static int put_null(state_t *s, int i) {
 }
 
 static inline void ws(state_t *s) {
+    if (s->p < s->end && *s->p > ' ')
+        return; /* the usual case: no whitespace between tokens */
     while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r'))
         s->p++;
 }
@@ -174,6 +176,15 @@ static int hex4(const unsigned char *p, const unsigned char *end, unsigned *out)
     return 0;
 }
 
+/* Bytes that end a run of plain string text: the quote, the backslash, control characters. */
+static unsigned char STOP[256];
+
+static void init_stop(void) {
+    for (int c = 0; c < 0x20; c++)
+        STOP[c] = 1;
+    STOP['"'] = STOP['\\'] = 1;
+}
+
 /* A JSON string at s->p (the opening quote). With out, its decoded bytes are appended to
  * out; without, it is only checked. Control characters, bad escapes, unpaired surrogates
  * and \u0000 give up. */
@@ -181,7 +192,7 @@ static int string(state_t *s, buf_t *out) {
     const unsigned char *p = s->p + 1, *end = s->end;
     for (;;) {
         const unsigned char *run = p;
-        while (p < end && *p != '"' && *p != '\\' && *p >= 0x20)
+        while (p < end && !STOP[*p])
             p++;
         if (p >= end || *p < 0x20)
             return BAIL;
@@ -262,7 +273,7 @@ static int key(state_t *s, const unsigned char **k, size_t *klen) {
         return BAIL;
     const unsigned char *p = s->p + 1, *end = s->end;
     const unsigned char *start = p;
-    while (p < end && *p != '"' && *p != '\\' && *p >= 0x20)
+    while (p < end && !STOP[*p])
         p++;
     if (p >= end || *p != '"')
         return BAIL;
@@ -491,6 +502,7 @@ typedef struct {
     const char *name;
     int col;
     obj_fn nested; /* for a list or struct column: parses the value; NULL: by kind */
+    size_t len;    /* strlen(name), set by init_fields */
 } field_t;
 
 static int object(state_t *s, const field_t *fields, int nfields);
@@ -541,19 +553,19 @@ static int list_of(state_t *s, int i, int child, int (*element)(state_t *)) {
     return put_valid(s, c, 1);
 }
 
-static const field_t MPLS_FIELDS[] = {
+static field_t MPLS_FIELDS[] = {
     {"label", M_LABEL, NULL}, {"exp", M_EXP, NULL}, {"s", M_S, NULL}, {"ttl", M_TTL, NULL},
 };
 static int mpls_entry(state_t *s) { return object(s, MPLS_FIELDS, 4); }
 static int mpls_list(state_t *s, int i) { return list_of(s, i, M_LABEL, mpls_entry); }
 
-static const field_t OBJ_FIELDS[] = {
+static field_t OBJ_FIELDS[] = {
     {"class", O_CLASS, NULL}, {"type", O_TYPE, NULL}, {"mpls", O_MPLS, mpls_list},
 };
 static int obj_entry(state_t *s) { return object(s, OBJ_FIELDS, 3); }
 static int obj_list(state_t *s, int i) { return list_of(s, i, O_CLASS, obj_entry); }
 
-static const field_t ICMPEXT_FIELDS[] = {{"obj", E_OBJ, obj_list}};
+static field_t ICMPEXT_FIELDS[] = {{"obj", E_OBJ, obj_list}};
 
 static int icmpext(state_t *s, int i) {
     ws(s);
@@ -566,7 +578,7 @@ static int icmpext(state_t *s, int i) {
     return put_valid(s, &s->col[i], 1);
 }
 
-static const field_t REPLY_FIELDS[] = {
+static field_t REPLY_FIELDS[] = {
     {"from", R_FROM, NULL}, {"rtt", R_RTT, NULL},   {"size", R_SIZE, NULL},
     {"ttl", R_TTL, NULL},   {"x", R_X, NULL},       {"err", R_ERR, NULL},
     {"late", R_LATE, NULL}, {"itos", R_ITOS, NULL}, {"edst", R_EDST, NULL},
@@ -575,13 +587,13 @@ static const field_t REPLY_FIELDS[] = {
 static int reply(state_t *s) { return object(s, REPLY_FIELDS, 12); }
 static int reply_list(state_t *s, int i) { return list_of(s, i, R_FROM, reply); }
 
-static const field_t HOP_FIELDS[] = {
+static field_t HOP_FIELDS[] = {
     {"hop", H_HOP, NULL}, {"error", H_ERROR, NULL}, {"result", H_RESULT, reply_list},
 };
 static int hop(state_t *s) { return object(s, HOP_FIELDS, 3); }
 static int hop_list(state_t *s, int i) { return list_of(s, i, H_HOP, hop); }
 
-static const field_t TOP_FIELDS[] = {
+static field_t TOP_FIELDS[] = {
     {"type", T_TYPE, NULL},       {"msm_id", T_MSM, NULL},   {"prb_id", T_PRB, NULL},
     {"timestamp", T_TS, NULL},    {"endtime", T_END, NULL},  {"af", T_AF, NULL},
     {"proto", T_PROTO, NULL},     {"paris_id", T_PARIS, NULL}, {"src_addr", T_SRC, NULL},
@@ -592,6 +604,7 @@ static const field_t TOP_FIELDS[] = {
 
 static int object(state_t *s, const field_t *fields, int nfields) {
     uint32_t seen = 0;
+    int last = -1;
     if (expect(s, '{'))
         return BAIL;
     ws(s);
@@ -603,14 +616,21 @@ static int object(state_t *s, const field_t *fields, int nfields) {
             size_t klen;
             if (key(s, &k, &klen))
                 return BAIL;
-            int f;
-            for (f = 0; f < nfields; f++)
-                if (strlen(fields[f].name) == klen && memcmp(fields[f].name, k, klen) == 0)
+            /* keys usually come in the table's order: look from the one after the last */
+            int f = nfields;
+            for (int tried = 0, at = last + 1; tried < nfields; tried++, at++) {
+                if (at == nfields)
+                    at = 0;
+                if (fields[at].len == klen && fields[at].name[0] == k[0] && memcmp(fields[at].name, k, klen) == 0) {
+                    f = at;
                     break;
+                }
+            }
             if (f < nfields) {
                 if (seen & (1u << f))
                     return BAIL; /* a duplicate key */
                 seen |= 1u << f;
+                last = f;
                 if (value_of(s, &fields[f]))
                     return BAIL;
             } else if (skip(s, 0)) {
@@ -661,13 +681,93 @@ static void release(state_t *s) {
     }
 }
 
-static PyObject *as_bytes(buf_t *b) { return PyBytes_FromStringAndSize(b->p ? b->p : "", (Py_ssize_t)b->len); }
+/* A buffer the decoder filled, handed to Python without a copy: it exposes the buffer
+ * protocol (pyarrow.py_buffer wraps it) and frees the memory when the last user goes. */
+typedef struct {
+    PyObject_HEAD
+    char *p;
+    Py_ssize_t len;
+} owned_t;
+
+static void owned_dealloc(owned_t *self) {
+    free(self->p);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int owned_getbuffer(owned_t *self, Py_buffer *view, int flags) {
+    return PyBuffer_FillInfo(view, (PyObject *)self, self->p ? self->p : (char *)"", self->len, 1, flags);
+}
+
+static PyBufferProcs owned_as_buffer = {(getbufferproc)owned_getbuffer, NULL};
+
+static PyTypeObject owned_type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "probes._atlasjson.Buffer",
+    .tp_basicsize = sizeof(owned_t),
+    .tp_dealloc = (destructor)owned_dealloc,
+    .tp_as_buffer = &owned_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Memory the decoder filled (read-only buffer protocol).",
+};
+
+/* The buffer's memory, now owned by a Python object (b is emptied). */
+static PyObject *as_bytes(buf_t *b) {
+    owned_t *o = PyObject_New(owned_t, &owned_type);
+    if (!o)
+        return NULL;
+    o->p = b->p;
+    o->len = (Py_ssize_t)b->len;
+    b->p = NULL;
+    b->len = b->cap = 0;
+    return (PyObject *)o;
+}
+
+/* One byte per element to Arrow's bitmap (bit i of byte i / 8, least significant first),
+ * in place: byte k of the bitmap is written after bytes 8k..8k+7 were read. */
+static void pack_bits(buf_t *b) {
+    unsigned char *p = (unsigned char *)b->p;
+    size_t n = b->len, k = 0;
+    for (; k < n / 8; k++) {
+        const unsigned char *q = p + 8 * k;
+        p[k] = (unsigned char)((q[0] != 0) | (q[1] != 0) << 1 | (q[2] != 0) << 2 | (q[3] != 0) << 3 |
+                               (q[4] != 0) << 4 | (q[5] != 0) << 5 | (q[6] != 0) << 6 | (q[7] != 0) << 7);
+    }
+    if (n % 8) {
+        unsigned char last = 0;
+        for (size_t i = 0; i < n % 8; i++)
+            last |= (unsigned char)((p[8 * k + i] != 0) << i);
+        p[k++] = last;
+    }
+    b->len = k;
+}
+
+/* Each column's final sizes in the last block this thread decoded: the next block's
+ * buffers start there, so they are seldom reallocated (and copied) while they grow. */
+static _Thread_local size_t size_hint[NCOLS][3];
+
+static void presize(state_t *s) {
+    for (int i = 0; i < NCOLS; i++) {
+        col_t *c = &s->col[i];
+        buf_t *bufs[3] = {&c->val, &c->data, &c->valid};
+        for (int k = 0; k < 3; k++)
+            if (size_hint[i][k] && reserve(s, bufs[k], size_hint[i][k] + size_hint[i][k] / 8))
+                return;
+    }
+}
+
+static void remember_sizes(state_t *s) {
+    for (int i = 0; i < NCOLS; i++) {
+        size_hint[i][0] = s->col[i].val.len;
+        size_hint[i][1] = s->col[i].data.len;
+        size_hint[i][2] = s->col[i].valid.len;
+    }
+}
 
 PyDoc_STRVAR(decode_doc,
              "decode(data: bytes) -> (rows, columns) | None\n\n"
              "Decode a block of NDJSON Atlas traceroute results into RAW_SCHEMA's columns, in\n"
              "the order of probes.parse._NATIVE_COLUMNS: each a tuple (length, null_count,\n"
-             "validity bytes (one per element), values or offsets, string bytes or None).\n"
+             "validity bitmap, values (booleans as a bitmap) or offsets, string bytes or None),\n"
+             "the buffers in Arrow's layout, handed over without a copy.\n"
              "None where the block holds anything but the plain shape this decoder takes.");
 
 static PyObject *decode(PyObject *self, PyObject *arg) {
@@ -679,6 +779,7 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     s.p = view.buf;
     s.end = s.p + view.len;
     int rc = 0;
+    presize(&s);
     for (int i = 0; i < NCOLS; i++) {
         s.col[i].kind = KINDS[i];
         if (KINDS[i] == K_STR || KINDS[i] == K_LIST)
@@ -698,6 +799,7 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
         release(&s);
         Py_RETURN_NONE;
     }
+    remember_sizes(&s);
     PyObject *cols = PyTuple_New(NCOLS);
     if (!cols) {
         release(&s);
@@ -705,8 +807,17 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     }
     for (int i = 0; i < NCOLS; i++) {
         col_t *c = &s.col[i];
+        pack_bits(&c->valid); /* the sizes before packing are remembered above */
+        if (c->kind == K_BOOL)
+            pack_bits(&c->val);
+        PyObject *valid = as_bytes(&c->valid), *val = as_bytes(&c->val);
         PyObject *data = c->kind == K_STR ? as_bytes(&c->data) : Py_NewRef(Py_None);
-        PyObject *item = Py_BuildValue("(nnNNN)", c->n, c->nulls, as_bytes(&c->valid), as_bytes(&c->val), data);
+        PyObject *item = NULL;
+        if (valid && val && data)
+            item = Py_BuildValue("(nnOOO)", c->n, c->nulls, valid, val, data);
+        Py_XDECREF(valid);
+        Py_XDECREF(val);
+        Py_XDECREF(data);
         if (!item) {
             Py_DECREF(cols);
             release(&s);
@@ -728,4 +839,22 @@ static struct PyModuleDef module = {
     "Native decoder of RIPE Atlas traceroute NDJSON into Arrow buffers (see probes.parse).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__atlasjson(void) { return PyModule_Create(&module); }
+static void init_fields(field_t *fields, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        fields[i].len = strlen(fields[i].name);
+}
+
+#define INIT_FIELDS(t) init_fields(t, sizeof t / sizeof t[0])
+
+PyMODINIT_FUNC PyInit__atlasjson(void) {
+    if (PyType_Ready(&owned_type) < 0)
+        return NULL;
+    init_stop();
+    INIT_FIELDS(MPLS_FIELDS);
+    INIT_FIELDS(OBJ_FIELDS);
+    INIT_FIELDS(ICMPEXT_FIELDS);
+    INIT_FIELDS(REPLY_FIELDS);
+    INIT_FIELDS(HOP_FIELDS);
+    INIT_FIELDS(TOP_FIELDS);
+    return PyModule_Create(&module);
+}

@@ -402,12 +402,9 @@ def _native_block(data: bytes, n_lines: int) -> pa.Table | None:
         return None
     columns = dict(zip(_NATIVE_COLUMNS, out[1], strict=True))
 
-    def bits(raw: bytes) -> pa.Buffer:
-        return pa.py_buffer(np.packbits(np.frombuffer(raw, np.uint8), bitorder="little"))
-
     def array(path: tuple[str, ...], typ: pa.DataType) -> pa.Array:
         length, nulls, valid, values, data = columns[path]
-        validity = bits(valid) if nulls else None
+        validity = pa.py_buffer(valid) if nulls else None
         if pa.types.is_list(typ):
             return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls,
                                          children=[elements(path, typ.value_type)])
@@ -416,8 +413,7 @@ def _native_block(data: bytes, n_lines: int) -> pa.Table | None:
                                          children=[array((*path, f.name), f.type) for f in typ])
         if pa.types.is_string(typ):
             return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values), pa.py_buffer(data)], nulls)
-        return pa.Array.from_buffers(typ, length, [validity, bits(values) if pa.types.is_boolean(typ)
-                                                   else pa.py_buffer(values)], nulls)
+        return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls)
 
     def elements(path: tuple[str, ...], typ: pa.StructType) -> pa.Array:
         children = [array((*path, f.name), f.type) for f in typ]
