@@ -64,6 +64,7 @@ typedef struct {
     col_t col[NCOLS];
     int oom;
     Py_ssize_t rows;
+    buf_t refused; /* int64 indices of the lines not taken */
 } state_t;
 
 #define BAIL (-1)
@@ -75,7 +76,7 @@ static int reserve(state_t *s, buf_t *b, size_t extra) {
     size_t cap = b->cap ? b->cap : 4096;
     while (cap < b->len + extra)
         cap *= 2;
-    char *p = realloc(b->p, cap);
+    void *p = realloc(b->p, cap);
     if (!p) {
         s->oom = 1;
         return BAIL;
@@ -83,6 +84,12 @@ static int reserve(state_t *s, buf_t *b, size_t extra) {
     b->p = p;
     b->cap = cap;
     return 0;
+}
+
+static void drop_buf(buf_t *b) {
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
 }
 
 static inline int put(state_t *s, buf_t *b, const void *src, size_t n) {
@@ -657,27 +664,59 @@ static int object(state_t *s, const field_t *fields, int nfields) {
     return 0;
 }
 
-/* Every line of the block: one object each, nothing else on the line. */
+/* Every line of the block: one object each, nothing else on the line. A line the decoder
+ * does not take leaves the columns as they were before it and is listed in s->refused
+ * (its index in the block), for the reader and the line-by-line path. */
 static int block(state_t *s) {
-    for (;;) {
-        while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\r' || *s->p == '\n'))
-            s->p++;
-        if (s->p >= s->end)
-            return 0;
-        if (*s->p != '{' || object(s, TOP_FIELDS, 18))
-            return BAIL;
-        s->rows++;
+    size_t mark[NCOLS][3];
+    Py_ssize_t mark_n[NCOLS][2];
+    const unsigned char *end = s->end;
+    for (int64_t line = 0; s->p < end; line++) {
+        const unsigned char *nl = memchr(s->p, '\n', (size_t)(end - s->p));
+        const unsigned char *line_end = nl ? nl : end;
+        for (int i = 0; i < NCOLS; i++) {
+            col_t *c = &s->col[i];
+            mark[i][0] = c->val.len;
+            mark[i][1] = c->data.len;
+            mark[i][2] = c->valid.len;
+            mark_n[i][0] = c->n;
+            mark_n[i][1] = c->nulls;
+        }
+        s->end = line_end;
         ws(s);
-        if (s->p < s->end && *s->p != '\n')
+        int rc = s->p >= line_end || *s->p != '{' || object(s, TOP_FIELDS, 18);
+        if (!rc) {
+            ws(s);
+            rc = s->p != line_end;
+        }
+        s->end = end;
+        if (s->oom)
             return BAIL;
+        if (rc) {
+            for (int i = 0; i < NCOLS; i++) {
+                col_t *c = &s->col[i];
+                c->val.len = mark[i][0];
+                c->data.len = mark[i][1];
+                c->valid.len = mark[i][2];
+                c->n = mark_n[i][0];
+                c->nulls = mark_n[i][1];
+            }
+            if (put(s, &s->refused, &line, sizeof line))
+                return BAIL;
+        } else {
+            s->rows++;
+        }
+        s->p = nl ? nl + 1 : end;
     }
+    return 0;
 }
 
 static void release(state_t *s) {
+    drop_buf(&s->refused);
     for (int i = 0; i < NCOLS; i++) {
-        free(s->col[i].val.p);
-        free(s->col[i].data.p);
-        free(s->col[i].valid.p);
+        drop_buf(&s->col[i].val);
+        drop_buf(&s->col[i].data);
+        drop_buf(&s->col[i].valid);
     }
 }
 
@@ -709,11 +748,17 @@ static PyTypeObject owned_type = {
     .tp_doc = "Memory the decoder filled (read-only buffer protocol).",
 };
 
-/* The buffer's memory, now owned by a Python object (b is emptied). */
+/* The buffer's memory, now owned by a Python object (b is emptied). Its spare capacity
+ * is given back first: the store keeps a segment's tables (several blocks) in memory. */
 static PyObject *as_bytes(buf_t *b) {
     owned_t *o = PyObject_New(owned_t, &owned_type);
     if (!o)
         return NULL;
+    if (b->p && b->len < b->cap) {
+        char *p = realloc(b->p, b->len ? b->len : 1);
+        if (p)
+            b->p = p;
+    }
     o->p = b->p;
     o->len = (Py_ssize_t)b->len;
     b->p = NULL;
@@ -763,12 +808,13 @@ static void remember_sizes(state_t *s) {
 }
 
 PyDoc_STRVAR(decode_doc,
-             "decode(data: bytes) -> (rows, columns) | None\n\n"
+             "decode(data: bytes) -> (rows, columns, refused)\n\n"
              "Decode a block of NDJSON Atlas traceroute results into RAW_SCHEMA's columns, in\n"
              "the order of probes.parse._NATIVE_COLUMNS: each a tuple (length, null_count,\n"
              "validity bitmap, values (booleans as a bitmap) or offsets, string bytes or None),\n"
-             "the buffers in Arrow's layout, handed over without a copy.\n"
-             "None where the block holds anything but the plain shape this decoder takes.");
+             "the buffers in Arrow's layout, handed over without a copy. The rows are the lines\n"
+             "the decoder takes, in order; refused lists the indices of the lines it does not\n"
+             "(anything but the plain shape it decodes), which are not in the columns.");
 
 static PyObject *decode(PyObject *self, PyObject *arg) {
     Py_buffer view;
@@ -825,8 +871,25 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
         }
         PyTuple_SET_ITEM(cols, i, item);
     }
+    size_t n_refused = s.refused.len / sizeof(int64_t);
+    PyObject *refused = PyList_New((Py_ssize_t)n_refused);
+    if (!refused) {
+        Py_DECREF(cols);
+        release(&s);
+        return NULL;
+    }
+    for (size_t k = 0; k < n_refused; k++) {
+        PyObject *at = PyLong_FromLongLong(((int64_t *)s.refused.p)[k]);
+        if (!at) {
+            Py_DECREF(refused);
+            Py_DECREF(cols);
+            release(&s);
+            return NULL;
+        }
+        PyList_SET_ITEM(refused, (Py_ssize_t)k, at);
+    }
     release(&s);
-    return Py_BuildValue("(nN)", s.rows, cols);
+    return Py_BuildValue("(nNN)", s.rows, cols, refused);
 }
 
 static PyMethodDef methods[] = {

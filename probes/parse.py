@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -344,8 +344,11 @@ def _decode(lines: Sequence[bytes], use_threads: bool,
         return None, lines, drops
     data = b"\n".join(lines)
     if _strict_text(data):
+        split = _native_split(lines, data, use_threads, drops) if native else None
+        if split is not None:
+            return split
         try:
-            return _read_block(lines, use_threads, data, native), lines, drops
+            return _read_block(lines, use_threads, data, native=False), lines, drops
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
             pass
     kept, repaired = _sanitize(lines, drops)
@@ -389,37 +392,80 @@ _NATIVE_COLUMNS = _native_paths()
 
 
 def _native_block(data: bytes, n_lines: int) -> pa.Table | None:
-    """The block decoded by :mod:`probes._atlasjson` into RAW_SCHEMA, or None.
+    """The block decoded by :mod:`probes._atlasjson` into RAW_SCHEMA, or None where the
+    module is not built or any line is not of the plain shape it decodes (Arrow's reader
+    and :func:`_sanitize` then judge the block, as without it). The table equals what
+    Arrow's reader builds from the same text (tests/probes/test_native_json.py)."""
+    got = _native_lines(data, n_lines)
+    return got[0] if got is not None and not got[1] else None
 
-    None where the module is not built, or the block holds anything but the plain shape
-    it decodes (then Arrow's reader and :func:`_sanitize` judge it, as without it). The
-    table equals what Arrow's reader builds from the same text (tests/probes/test_native_json.py).
+
+def _native_split(lines: list[bytes], data: bytes, use_threads: bool,
+                  drops: Counter) -> tuple[pa.Table | None, list[bytes], Counter] | None:
+    """A strict block decoded by :mod:`probes._atlasjson`, but for the lines it refuses,
+    which go the way they would alone (Arrow's reader, else :func:`_sanitize`): the verdict
+    on a line is its own, so this is what the whole block's slow path gives, faster.
+
+    None where the module is not built or takes no line. Rows and kept lines in input order.
     """
+    got = _native_lines(data, len(lines))
+    if got is None or len(got[1]) == len(lines):
+        return None
+    table, refused = got
+    if not refused:
+        return table, lines, drops
+    rest_table, rest_kept, rest_drops = _decode([lines[i] for i in refused], use_threads, native=False)
+    drops.update(rest_drops)
+    taken = np.setdiff1d(np.arange(len(lines)), refused)
+    if rest_table is None:
+        return table, [lines[i] for i in taken], drops
+    # where each kept refused line was: _decode hands back the line objects it was given,
+    # in order (a line object may be in a block twice: each takes the next of its places)
+    places: dict[int, deque[int]] = defaultdict(deque)
+    for i in refused:
+        places[id(lines[i])].append(i)
+    at = np.concatenate([taken, [places[id(line)].popleft() for line in rest_kept]]).astype(np.int64)
+    order = np.argsort(at, kind="stable")
+    merged = pa.concat_tables([table, rest_table]).take(pa.array(order))
+    return merged, [lines[i] for i in at[order]], drops
+
+
+def _native_lines(data: bytes, n_lines: int) -> tuple[pa.Table, list[int]] | None:
+    """The lines :mod:`probes._atlasjson` takes, as a RAW_SCHEMA table, and the indices of
+    those it refuses; None where the module is not built or the line count differs (a
+    "line" holding a newline)."""
     if _atlasjson is None:
         return None
     out = _atlasjson.decode(data)
-    if out is None or out[0] != n_lines:
+    if out is None or out[0] + len(out[2]) != n_lines:
         return None
     columns = dict(zip(_NATIVE_COLUMNS, out[1], strict=True))
+    arrays = [_native_array(columns, (f.name,), f.type) for f in RAW_SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=RAW_SCHEMA), out[2]
 
-    def array(path: tuple[str, ...], typ: pa.DataType) -> pa.Array:
-        length, nulls, valid, values, data = columns[path]
-        validity = pa.py_buffer(valid) if nulls else None
-        if pa.types.is_list(typ):
-            return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls,
-                                         children=[elements(path, typ.value_type)])
-        if pa.types.is_struct(typ):
-            return pa.Array.from_buffers(typ, length, [validity], nulls,
-                                         children=[array((*path, f.name), f.type) for f in typ])
-        if pa.types.is_string(typ):
-            return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values), pa.py_buffer(data)], nulls)
-        return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls)
 
-    def elements(path: tuple[str, ...], typ: pa.StructType) -> pa.Array:
-        children = [array((*path, f.name), f.type) for f in typ]
-        return pa.Array.from_buffers(typ, len(children[0]), [None], 0, children=children)
+# module-level, not nested: two closures calling each other form a reference cycle, which
+# kept each block's buffers alive until the cyclic garbage collector ran (an ingest's memory
+# grew by hundreds of MB between collections)
+def _native_array(columns: dict, path: tuple[str, ...], typ: pa.DataType) -> pa.Array:
+    """One RAW_SCHEMA field from the decoder's buffers (zero-copy), its children with it."""
+    length, nulls, valid, values, data = columns[path]
+    validity = pa.py_buffer(valid) if nulls else None
+    if pa.types.is_list(typ):
+        return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls,
+                                     children=[_native_elements(columns, path, typ.value_type)])
+    if pa.types.is_struct(typ):
+        return pa.Array.from_buffers(typ, length, [validity], nulls,
+                                     children=[_native_array(columns, (*path, f.name), f.type) for f in typ])
+    if pa.types.is_string(typ):
+        return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values), pa.py_buffer(data)], nulls)
+    return pa.Array.from_buffers(typ, length, [validity, pa.py_buffer(values)], nulls)
 
-    return pa.Table.from_arrays([array((f.name,), f.type) for f in RAW_SCHEMA], schema=RAW_SCHEMA)
+
+def _native_elements(columns: dict, path: tuple[str, ...], typ: pa.StructType) -> pa.Array:
+    """The struct elements of the list at ``path`` (never null: the decoder refuses null elements)."""
+    children = [_native_array(columns, (*path, f.name), f.type) for f in typ]
+    return pa.Array.from_buffers(typ, len(children[0]), [None], 0, children=children)
 
 
 def _has_any(data: bytes, words: tuple[bytes, ...]) -> bool:

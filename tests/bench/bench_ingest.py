@@ -4,7 +4,8 @@ Run: ``.venv/bin/python tests/bench/bench_ingest.py`` (or ``make bench``). Print
 line per figure. All three read the same decompressed lines from memory, in one process.
 pathexp's parse is measured on Arrow's default memory pool, and once more (single thread) on
 the pool ``pathexp ingest`` switches to while it parses (jemalloc, see
-:func:`probes.store.ingest_stream`).
+:func:`probes.store.ingest_stream`); and on one thread with Arrow's JSON reader alone
+(``native=False``: the decoder pathexp used before :mod:`probes._atlasjson`).
 
 Then where an ingest's CPU goes: each stage of ``pathexp ingest`` run on its own, one after
 the other on one thread (Arrow's JSON decoder without its thread pool), in CPU seconds
