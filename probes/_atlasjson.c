@@ -352,6 +352,17 @@ static inline int is_null(state_t *s) {
     return 0;
 }
 
+/* After a member or an element: 1 where a comma follows (another comes), 0 where `close`
+ * ends the object or list, BAIL otherwise. */
+static inline int more(state_t *s, unsigned char close) {
+    ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        return 1;
+    }
+    return expect(s, close) ? BAIL : 0;
+}
+
 /* Any JSON value, checked and skipped (a field pathexp does not keep). */
 static int skip(state_t *s, int depth) {
     ws(s);
@@ -378,12 +389,9 @@ static int skip(state_t *s, int depth) {
             }
             if (skip(s, depth + 1))
                 return BAIL;
-            ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                continue;
-            }
-            return expect(s, close);
+            int m = more(s, close);
+            if (m <= 0)
+                return m;
         }
     }
     if (ch == 't' && s->end - s->p >= 4 && memcmp(s->p, "true", 4) == 0) {
@@ -406,6 +414,12 @@ static int skip(state_t *s, int depth) {
     return 0;
 }
 
+/* A non-null fixed-width value of column i (int64, double or a bool byte). */
+static inline int put_value(state_t *s, int i, const void *v, size_t n) {
+    col_t *c = &s->col[i];
+    return put(s, &c->val, v, n) ? BAIL : put_valid(s, c, 1);
+}
+
 /* Values of each column kind, at s->p after the key's colon. */
 static int v_int(state_t *s, int i) {
     ws(s);
@@ -421,10 +435,7 @@ static int v_int(state_t *s, int i) {
         v = v * 10 + (*p - '0');
     if (n.neg)
         v = -v;
-    col_t *c = &s->col[i];
-    if (put(s, &c->val, &v, 8))
-        return BAIL;
-    return put_valid(s, c, 1);
+    return put_value(s, i, &v, 8);
 }
 
 static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
@@ -464,10 +475,7 @@ static int v_f64(state_t *s, int i) {
         if (stop != tmp + len || !isfinite(v))
             return BAIL;
     }
-    col_t *c = &s->col[i];
-    if (put(s, &c->val, &v, 8))
-        return BAIL;
-    return put_valid(s, c, 1);
+    return put_value(s, i, &v, 8);
 }
 
 static int v_str(state_t *s, int i) {
@@ -495,10 +503,7 @@ static int v_bool(state_t *s, int i) {
         s->p += 5;
     } else
         return BAIL;
-    col_t *c = &s->col[i];
-    if (put(s, &c->val, &v, 1))
-        return BAIL;
-    return put_valid(s, c, 1);
+    return put_value(s, i, &v, 1);
 }
 
 /* An object's fields: each known key maps to a column (or a nested parser); the columns of
@@ -545,14 +550,11 @@ static int list_of(state_t *s, int i, int child, int (*element)(state_t *)) {
                 return BAIL; /* null or a non-object element: the reader's judgment */
             if (element(s))
                 return BAIL;
-            ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (expect(s, ']'))
+            int m = more(s, ']');
+            if (m < 0)
                 return BAIL;
-            break;
+            if (!m)
+                break;
         }
     }
     if (put_offset(s, c, (size_t)s->col[child].n))
@@ -643,14 +645,11 @@ static int object(state_t *s, const field_t *fields, int nfields) {
             } else if (skip(s, 0)) {
                 return BAIL;
             }
-            ws(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                continue;
-            }
-            if (expect(s, '}'))
+            int m = more(s, '}');
+            if (m < 0)
                 return BAIL;
-            break;
+            if (!m)
+                break;
         }
     }
     for (int f = 0; f < nfields; f++) {
