@@ -36,7 +36,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
-from collections import Counter, defaultdict, deque
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -419,12 +419,13 @@ def _native_split(lines: list[bytes], data: bytes, use_threads: bool,
     taken = np.setdiff1d(np.arange(len(lines)), refused)
     if rest_table is None:
         return table, [lines[i] for i in taken], drops
-    # where each kept refused line was: _decode hands back the line objects it was given,
-    # in order (a line object may be in a block twice: each takes the next of its places)
-    places: dict[int, deque[int]] = defaultdict(deque)
+    # where each kept refused line was: _decode hands back, in order, the line objects it
+    # was given and kept, so they are matched walking both lists once
+    kept_at: list[int] = []
     for i in refused:
-        places[id(lines[i])].append(i)
-    at = np.concatenate([taken, [places[id(line)].popleft() for line in rest_kept]]).astype(np.int64)
+        if len(kept_at) < len(rest_kept) and lines[i] is rest_kept[len(kept_at)]:
+            kept_at.append(i)
+    at = np.concatenate([taken, kept_at]).astype(np.int64)
     order = np.argsort(at, kind="stable")
     merged = pa.concat_tables([table, rest_table]).take(pa.array(order))
     return merged, [lines[i] for i in at[order]], drops
