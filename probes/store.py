@@ -41,12 +41,13 @@ import re
 import shutil
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -296,6 +297,130 @@ class _KeyIndex:
             self._runs.append(merged)
 
 
+class _SegmentFiles:
+    """One segment's three files, written block by block to temporary names.
+
+    Each block adds a zstd frame of its lines to the raw file (a stream of frames is one
+    zstd stream to every reader: ``zstd -d``, Arrow, :func:`_raw_lines`) and a row group
+    to each table (a row group keeps its own dictionaries, so no block's strings are
+    re-encoded). :meth:`close` renames the files into place in the store's order (raw,
+    traces, hops); after an error (:meth:`write` or :meth:`abort`) nothing is renamed and
+    the temporaries are deleted (:func:`recover` deletes any a killed process left).
+    """
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self._stack = ExitStack()
+        # entered hops first: an ExitStack leaves its contexts last-in first-out, so the
+        # writers close before any rename and raw is renamed first, hops last
+        self._tmp = {k: self._stack.enter_context(fileio.atomic_path(files[k])) for k in ("hops", "traces", "raw")}
+        self._raw = self._stack.enter_context(open(self._tmp["raw"], "wb"))
+        self._codec = pa.Codec("zstd")
+        self._tables: dict[str, pq.ParquetWriter] = {}
+        self._failed = False
+        self.results = self.hop_rows = 0
+
+    def write(self, parsed: Parsed) -> None:
+        """Append a block (its raw lines, traceroutes and hops); skipped after an error."""
+        if self._failed:
+            return
+        try:
+            self._raw.write(self._codec.compress(b"\n".join([*parsed.raw, b""])))
+            self._append("traces", parsed.traces, fileio.PARQUET_OPTIONS)
+            self._append("hops", parsed.hops, _HOP_PARQUET_OPTIONS)
+        except BaseException:
+            self._failed = True
+            raise
+        self.results += parsed.traces.num_rows
+        self.hop_rows += parsed.hops.num_rows
+
+    def _append(self, kind: str, table: pa.Table, options: dict) -> None:
+        writer = self._tables.get(kind)
+        if writer is None:
+            writer = self._tables[kind] = self._stack.enter_context(pq.ParquetWriter(self._tmp[kind], table.schema,
+                                                                                     **options))
+        elif table.schema != writer.schema:  # a replayed staged part: plain strings
+            table = table.cast(writer.schema)
+        writer.write_table(table)
+
+    def close(self) -> None:
+        """Rename the files into place (raw, traces, hops); an empty or failed segment is
+        aborted instead."""
+        if self._failed or not self._tables:
+            self.abort()
+            if self._failed:
+                return
+            raise StoreError("internal: a segment closed without a block")
+        self._stack.close()
+
+    def abort(self) -> None:
+        """Delete the temporaries; nothing is renamed."""
+        exc = StoreError("segment aborted")
+        self._failed = True
+        self._stack.__exit__(type(exc), exc, None)
+
+
+class _SegmentWriter:
+    """Writes segments block by block on one background thread, strictly in order.
+
+    The main thread parses the next block while this one is compressed and written; at
+    most :data:`_QUEUED_BLOCKS` blocks wait, so a slow disk holds parsing back instead of
+    memory piling up. A write's error is raised by the next :meth:`write`, :meth:`end`
+    or :meth:`drain`; the segment it hit is then deleted, never renamed.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+        self._queued: deque[Future] = deque()
+        self._open: _SegmentFiles | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A segment is open (blocks written, not yet renamed into place)."""
+        return self._open is not None
+
+    def write(self, files: dict[str, Path] | None, parsed: Parsed) -> None:
+        """Append a block to the open segment (``files`` opens one, when none is)."""
+        if self._open is None:
+            if files is None:
+                raise StoreError("internal: no segment is open")
+            self._open = _SegmentFiles(files)
+        self._submit(self._open.write, parsed)
+
+    def end(self) -> None:
+        """Close the open segment: its files are renamed into place once written."""
+        if self._open is not None:
+            seg, self._open = self._open, None
+            self._submit(seg.close)
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        while len(self._queued) >= _QUEUED_BLOCKS:
+            self._queued.popleft().result()
+        self._queued.append(self._pool.submit(fn, *args))
+
+    def drain(self) -> None:
+        """Wait for everything submitted; raise the first error, if any."""
+        error: BaseException | None = None
+        while self._queued:
+            exc = self._queued.popleft().exception()
+            error = error or exc
+        if error is not None:
+            raise error
+
+    def shutdown(self) -> None:
+        """Abort a segment left open (an interrupted ingest), wait, and stop the thread."""
+        try:
+            if self._open is not None:
+                seg, self._open = self._open, None
+                self._submit(seg.abort)
+            self.drain()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+#: Blocks handed to a :class:`_SegmentWriter` that may wait for its thread.
+_QUEUED_BLOCKS = 2
+
+
 class _Store:
     """Writer of one campaign's segments; holds the campaign lock while open."""
 
@@ -311,24 +436,23 @@ class _Store:
         shutil.rmtree(campaign.staging_dir, ignore_errors=True)
         self.index = _KeyIndex(_stored_keys(campaign))
         self.next_seg = _next_segment(campaign)
-        self._pending: list[Parsed] = []
-        self._pending_n = 0
-        # one background writer: compressing a segment overlaps with parsing the next;
-        # segments are still written strictly in order, at most one in flight
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-store")
-        self._inflight: Future | None = None
+        self._segment_n = 0
+        # compressing and writing a block overlaps with parsing the next
+        self._writer = _SegmentWriter("pathexp-store")
+
+    @property
+    def busy(self) -> bool:
+        """A segment is being filled (results added, not yet flushed)."""
+        return self._writer.busy
 
     def drain(self) -> None:
-        """Wait for the segment being written; re-raise its error, if any."""
-        if self._inflight is not None:
-            inflight, self._inflight = self._inflight, None
-            inflight.result()
+        """Wait for the blocks being written; re-raise an error, if any."""
+        self._writer.drain()
 
     def close(self) -> None:
         try:
-            self.drain()
+            self._writer.shutdown()
         finally:
-            self._writer.shutdown(wait=True)
             self._locked.close()
 
     def add(self, parsed: Parsed, report: IngestReport) -> None:
@@ -341,35 +465,28 @@ class _Store:
         if len(new) != len(keys):
             parsed = parsed.take(new)
         self.index.add(keys[new])
-        self._pending.append(parsed)
-        self._pending_n += parsed.traces.num_rows
+        if not self._writer.busy:
+            name = f"seg-{self.next_seg:06d}"
+            self.next_seg += 1
+            report.segments.append(name)
+            self._writer.write(_segment_files(self.campaign, name), parsed)
+        else:
+            self._writer.write(None, parsed)
+        self._segment_n += parsed.traces.num_rows
         report.added += parsed.traces.num_rows
         report.hop_rows += parsed.hops.num_rows
-        if self._pending_n >= self.segment_results:
+        if self._segment_n >= self.segment_results:
             self.flush(report)
 
     def flush(self, report: IngestReport) -> None:
-        if not self._pending:
-            return
-        name = f"seg-{self.next_seg:06d}"
-        self.next_seg += 1
-        self.drain()
-        self._inflight = self._writer.submit(
-            _write_segment,
-            self.campaign,
-            name,
-            [ln for p in self._pending for ln in p.raw],
-            pa.concat_tables([p.traces for p in self._pending]),
-            pa.concat_tables([p.hops for p in self._pending]),
-        )
-        report.segments.append(name)
-        self._pending, self._pending_n = [], 0
-
+        """End the segment being filled (its files are renamed once written)."""
+        self._writer.end()
+        self._segment_n = 0
 
     def commit_staged(self, part: dict, keys: np.ndarray, report: IngestReport) -> None:
         """Move a staged part (no stored key among its ``keys``) into the store as a segment.
 
-        Renamed in the same order as :func:`_write_segment` writes (raw, traces, hops), so
+        Renamed in the same order as :class:`_SegmentFiles` renames (raw, traces, hops), so
         an interruption leaves what :func:`recover` repairs.
         """
         self.drain()
@@ -401,57 +518,11 @@ def _staged_files(stem: Path) -> dict[str, Path]:
     }
 
 
-def _write_raw(target: Path, raw: list[bytes]) -> None:
-    """The accepted lines as zstd NDJSON (one line each, newline-terminated), atomically.
-
-    A zstd frame per block of lines, compressed in one call each (a stream of frames is one
-    zstd stream to every reader: ``zstd -d``, Arrow, :func:`_raw_lines`): 40% less CPU
-    than Arrow's compressing stream, which feeds the compressor small pieces, and no copy
-    of the whole segment's text.
-    """
-    codec = pa.Codec("zstd")
-    with fileio.atomic_open(target) as out:
-        for start in range(0, len(raw), BLOCK_LINES):
-            out.write(codec.compress(b"\n".join([*raw[start : start + BLOCK_LINES], b""])))
-        if not raw:
-            out.write(codec.compress(b"\n"))
-
-
 def _write_hops(hops: pa.Table, target: Path) -> None:
-    """A hop table as Parquet with :data:`_HOP_PARQUET_OPTIONS`, atomically."""
+    """A hop table as Parquet with :data:`_HOP_PARQUET_OPTIONS`, atomically (its blocks'
+    dictionaries, :data:`probes.schema.STORED_HOP_SCHEMA`, merged first)."""
     with fileio.atomic_path(target) as tmp:
-        _hop_parquet(hops, tmp)
-
-
-def _hop_parquet(hops: pa.Table, path: Path) -> None:
-    """Write a hop table; its blocks' dictionaries (:data:`probes.schema.STORED_HOP_SCHEMA`)
-    are merged first, which the writer encodes 20% faster than plain strings (and than
-    a dictionary that changes from one block to the next)."""
-    pq.write_table(hops.unify_dictionaries(), path, **_HOP_PARQUET_OPTIONS)
-
-
-def _write_files(files: dict[str, Path], raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
-    """Write a segment's three files; renamed into place in order: raw, traces, hops.
-
-    The hop table, the largest, is encoded on a helper thread while the raw text and the
-    traceroute table are written here (Parquet and zstd release the GIL); its file is
-    renamed last, once the other two are in place, as before.
-    """
-    with ExitStack() as stack:
-        hops_tmp = stack.enter_context(fileio.atomic_path(files["hops"]))
-        helper = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-hops"))
-        hops_written = helper.submit(_hop_parquet, hops, hops_tmp)
-        try:
-            _write_raw(files["raw"], raw)
-            fileio.write_parquet(traces, files["traces"])
-        finally:
-            hops_error = hops_written.exception()  # waits: the hop file is closed either way
-        if hops_error is not None:
-            raise hops_error
-
-
-def _write_segment(campaign: Campaign, name: str, raw: list[bytes], traces: pa.Table, hops: pa.Table) -> None:
-    _write_files(_segment_files(campaign, name), raw, traces, hops)
+        pq.write_table(hops.unify_dictionaries(), tmp, **_HOP_PARQUET_OPTIONS)
 
 
 def _segments(directory: Path, suffix: str) -> dict[str, Path]:
@@ -794,41 +865,38 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
     index_keys = _KeyIndex()
     drops: Counter = Counter()
     parts: list[dict] = []
-    pending: list[Parsed] = []
-    blocks: list[int] = []
     seen = dups = 0
     found: list = []
-
-    def flush() -> None:
-        if not pending:
-            return
-        stem = Path(staging) / f"{index:06d}-{len(parts):06d}"
-        traces = pa.concat_tables([p.traces for p in pending])
-        hops = pa.concat_tables([p.hops for p in pending])
-        _write_files(_staged_files(stem), [ln for p in pending for ln in p.raw], traces, hops)
-        parts.append({"stem": str(stem), "blocks": list(blocks), "results": traces.num_rows, "hop_rows": hops.num_rows})
-        pending.clear()
-        blocks.clear()
-
-    with open_input(path) as stream:
-        hashing = HashingReader(stream)
-        for block in _blocks(iter_records(hashing, path, probes=found), min(BLOCK_LINES, segment_results)):
-            seen += len(block)
-            parsed = parse_lines(block, origin=origin, encoded=True)
-            drops.update(parsed.drops)
-            keys = _KeyIndex.encode(*parsed.keys)
-            new = index_keys.select_new(keys)
-            dups += len(keys) - len(new)
-            if len(new) == 0:
-                continue
-            if len(new) != len(keys):
-                parsed = parsed.take(new)
-            index_keys.add(keys[new])
-            pending.append(parsed)
-            blocks.append(parsed.traces.num_rows)
-            if sum(blocks) >= segment_results:
-                flush()
-        flush()
+    writer = _SegmentWriter("pathexp-stage")
+    try:
+        with open_input(path) as stream:
+            hashing = HashingReader(stream)
+            for block in _blocks(iter_records(hashing, path, probes=found), min(BLOCK_LINES, segment_results)):
+                seen += len(block)
+                parsed = parse_lines(block, origin=origin, encoded=True)
+                drops.update(parsed.drops)
+                keys = _KeyIndex.encode(*parsed.keys)
+                new = index_keys.select_new(keys)
+                dups += len(keys) - len(new)
+                if len(new) == 0:
+                    continue
+                if len(new) != len(keys):
+                    parsed = parsed.take(new)
+                index_keys.add(keys[new])
+                if not writer.busy:
+                    stem = Path(staging) / f"{index:06d}-{len(parts):06d}"
+                    parts.append({"stem": str(stem), "blocks": [], "results": 0, "hop_rows": 0})
+                writer.write(None if writer.busy else _staged_files(stem), parsed)
+                part = parts[-1]
+                part["blocks"].append(parsed.traces.num_rows)
+                part["results"] += parsed.traces.num_rows
+                part["hop_rows"] += parsed.hops.num_rows
+                if part["results"] >= segment_results:
+                    writer.end()
+        writer.end()
+        writer.drain()
+    finally:
+        writer.shutdown()
     hashing.count_truncation(drops)
     return {
         "name": path, "sha256": hashing.sha.hexdigest(), "bytes": hashing.size, "seen": seen,
@@ -844,7 +912,7 @@ def _commit_staged_file(store: _Store, manifest: dict) -> tuple[IngestReport, di
         t = pq.read_table(files["traces"], columns=["msm_id", "prb_id", "timestamp"])
         keys = _KeyIndex.encode(t.column("msm_id").to_numpy(), t.column("prb_id").to_numpy(),
                                 epoch_seconds(t.column("timestamp")))
-        if not store._pending and len(store.index.select_new(keys)) == len(keys):
+        if not store.busy and len(store.index.select_new(keys)) == len(keys):
             store.commit_staged(part, keys, one)
             continue
         # some results are stored already: replay the part block by block, as the local

@@ -191,6 +191,74 @@ def test_interrupted_ingest_resumes_without_loss_or_duplicates(test_data, tmp_pa
     assert interrupted >= 2, "the kills came after the ingest had finished: the test proved nothing"
 
 
+def _segment_files(c: Campaign) -> dict[str, list[str]]:
+    return {t: sorted(p.name for p in d.iterdir()) for t, d in
+            (("raw", c.raw_dir), ("traces", c.traces_dir), ("hops", c.hops_dir))}
+
+
+def test_a_write_error_mid_segment_is_raised_and_leaves_nothing_of_that_segment(test_data, tmp_path, monkeypatch):
+    """The disk fails while the store's thread writes the last block of a segment, after
+    the segment was ended: the error reaches the caller, the segments before stay whole,
+    nothing of that segment (nor of the one begun after it) is renamed into place or left
+    as a temporary, and a rerun completes the store."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    lines = real_lines(test_data, AFRINREN)[:1000]
+    src = tmp_path / "in.ndjson"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    keys = sorted({(o["msm_id"], o["prb_id"], o["timestamp"]) for o in map(orjson.loads, lines)})
+    monkeypatch.setattr(store, "BLOCK_LINES", 100)  # 3 blocks a segment of 300 results
+    real_write = pq.ParquetWriter.write_table
+    threads: list[str] = []
+
+    def disk_full_at_segment_2_block_3(self, table, *args, **kwargs):
+        threads.append(threading.current_thread().name)
+        if len(threads) == 2 * 5 + 2:  # two tables a block: the hops of block 6
+            raise OSError(28, "No space left on device")
+        return real_write(self, table, *args, **kwargs)
+
+    c = Campaign("disk", tmp_path / "ws")
+    with monkeypatch.context() as m:
+        m.setattr(pq.ParquetWriter, "write_table", disk_full_at_segment_2_block_3)
+        with pytest.raises(OSError, match="No space left"):
+            store.ingest_files(c, [src], segment_results=300)
+    assert set(threads) == {"pathexp-store_0"}  # written on the store's own thread
+    assert _segment_files(c) == {"raw": ["seg-000001.ndjson.zst"], "traces": ["seg-000001.parquet"],
+                                 "hops": ["seg-000001.parquet"]}
+    assert store.read_traces(c).num_rows == 300
+    assert not list(c.root.rglob("*.part"))
+    again = store.ingest_files(c, [src], segment_results=300)
+    assert again.duplicates == 300 + len(lines) - len(keys)
+    assert _keys(c) == keys
+
+
+def test_an_input_failing_mid_segment_leaves_only_whole_segments(test_data, tmp_path, monkeypatch):
+    """An input that breaks off with an error between blocks: the segment being filled is
+    deleted (never renamed), the whole ones before it stay, and a rerun adds the rest."""
+    lines = real_lines(test_data, SAGAN)
+    monkeypatch.setattr(store, "BLOCK_LINES", 4)
+
+    def breaking(n: int):
+        yield from lines[:n]
+        raise ConnectionError("input went away")
+
+    c = Campaign("cut", tmp_path)
+    st = store._Store(c, segment_results=8)
+    try:
+        with pytest.raises(ConnectionError):
+            store.ingest_stream(c, breaking(13), _store=st)
+    finally:
+        st.close()
+    assert store.segment_names(c, "raw") == store.segment_names(c, "hops") == ["seg-000001"]
+    assert store.read_traces(c).num_rows == 8
+    assert not list(c.root.rglob("*.part"))
+    rep = store.ingest_results(c, lines)
+    assert (rep.added, rep.duplicates) == (len(lines) - 8, 8)
+    assert _keys(c) == sorted({(o["msm_id"], o["prb_id"], o["timestamp"]) for o in map(orjson.loads, lines)})
+
+
 def test_recover_rebuilds_tables_from_raw(test_data, tmp_path):
     c = Campaign("rec", tmp_path)
     store.ingest_files(c, [test_data / SAGAN])
