@@ -17,7 +17,8 @@ every worker once and ``setup`` runs on first use, cached per worker under a tok
 run. Task functions are called as ``fn(item, ctx)``.
 
 Arrow's own thread pool is sized to the worker's threads on Dask workers, so "2 workers"
-means two cores' worth of work, not two processes each using every core.
+means two cores' worth of work, not two processes each using every core; the helper
+threads of ingest (:func:`spare_threads`) follow the same budget.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 from probes.errors import ConfigError, StoreError
 
-__all__ = ["ENGINES", "Runner", "open_runner", "refuse_while_a_child_imports_main"]
+__all__ = ["ENGINES", "Runner", "open_runner", "refuse_while_a_child_imports_main", "spare_threads"]
 
 #: Engine names accepted by ``--engine``.
 ENGINES = ("local", "dask")
@@ -166,6 +167,18 @@ def _context_plugin() -> Any:
             pa.set_io_thread_count(max(threads, 2))
 
     return ContextPlugin()
+
+
+def spare_threads() -> bool:
+    """Whether a step may overlap its own work on helper threads (decompressing ahead,
+    decoding the next block, writing the last one): only when Arrow's CPU budget is more
+    than one core. A single-threaded Dask worker (its budget is its one thread, see
+    :func:`_context_plugin`) or a one-core machine does the same work one step after
+    another, so that N workers use N cores, not N plus their helpers.
+    """
+    import pyarrow as pa
+
+    return pa.cpu_count() > 1
 
 
 def refuse_while_a_child_imports_main(what: str) -> None:

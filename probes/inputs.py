@@ -37,6 +37,7 @@ from typing import IO
 import orjson
 import pyarrow as pa
 
+from probes.engine import spare_threads
 from probes.errors import InputFormatError, StoreError
 from probes.parse import MAX_LINE_BYTES, SetAside
 
@@ -79,7 +80,7 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
             stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")  # type: ignore[assignment]
         else:
             stream = buffered
-        if close and stream is not buffered:
+        if close and stream is not buffered and spare_threads():
             # a file (not stdin, whose reads may block for ever): decompress ahead on a
             # helper thread, overlapping with the parsing of what was read before
             ahead = _ReadAhead(stream)

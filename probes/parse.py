@@ -48,6 +48,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
 
+from probes.engine import spare_threads
 from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA, TRACE_SCHEMA
 
 _atlasjson: ModuleType | None
@@ -307,8 +308,13 @@ def iter_parsed(blocks: Iterable[Sequence[bytes]], *, origin: str = "atlas",
 
     The JSON of the next block is decoded on a helper thread (Arrow releases the GIL)
     while the current block is flattened and handed to the caller, so decoding overlaps
-    with everything the caller does with a block.
+    with everything the caller does with a block (unless there is no core to spare:
+    :func:`probes.engine.spare_threads`).
     """
+    if not spare_threads():  # one core to work with: one block after the other
+        for block in blocks:
+            yield _finish(*_decode(block, True), origin, encoded)
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pathexp-parse") as pool:
         pending: Future[tuple[pa.Table | None, list[bytes], Counter]] | None = None
         for block in blocks:

@@ -55,7 +55,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from probes import fileio, memory
-from probes.engine import refuse_while_a_child_imports_main
+from probes.engine import refuse_while_a_child_imports_main, spare_threads
 from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
@@ -365,11 +365,13 @@ class _SegmentWriter:
     The main thread parses the next block while this one is compressed and written; at
     most :data:`_QUEUED_BLOCKS` blocks wait, so a slow disk holds parsing back instead of
     memory piling up. A write's error is raised by the next :meth:`write`, :meth:`end`
-    or :meth:`drain`; the segment it hit is then deleted, never renamed.
+    or :meth:`drain`; the segment it hit is then deleted, never renamed. Without a core
+    to spare (:func:`probes.engine.spare_threads`: a one-thread Dask worker) each block
+    is written as it is handed over, on the caller's thread.
     """
 
     def __init__(self, prefix: str) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix)
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=prefix) if spare_threads() else None
         self._queued: deque[Future] = deque()
         self._open: _SegmentFiles | None = None
 
@@ -393,6 +395,9 @@ class _SegmentWriter:
             self._submit(seg.close)
 
     def _submit(self, fn: Any, *args: Any) -> None:
+        if self._pool is None:
+            fn(*args)
+            return
         while len(self._queued) >= _QUEUED_BLOCKS:
             self._queued.popleft().result()
         self._queued.append(self._pool.submit(fn, *args))
@@ -414,7 +419,8 @@ class _SegmentWriter:
                 self._submit(seg.abort)
             self.drain()
         finally:
-            self._pool.shutdown(wait=True)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 #: Blocks handed to a :class:`_SegmentWriter` that may wait for its thread.

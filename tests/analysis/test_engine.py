@@ -283,6 +283,41 @@ def test_a_one_thread_worker_sizes_arrow_and_duckdb_to_its_thread(cluster):
         assert set(r.map(_pools, range(4))) == {(1, 1)}
 
 
+def _stage_counting_threads(job: tuple, _shared: object) -> tuple[list[str], int]:
+    """Stage an input file as a Dask ingest does; the pathexp threads started meanwhile."""
+    import threading
+
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def counting(self: threading.Thread) -> None:
+        if self.name.startswith("pathexp"):
+            started.append(self.name)
+        start(self)
+
+    threading.Thread.start = counting  # type: ignore[method-assign]
+    try:
+        manifest = store._stage_file(job, None)
+    finally:
+        threading.Thread.start = start  # type: ignore[method-assign]
+    return started, sum(p["results"] for p in manifest["parts"])
+
+
+def test_a_one_thread_worker_stages_an_input_on_its_one_thread(cluster, inputs, tmp_path):
+    """Ingest's helper threads (decompressing ahead, writing the blocks) follow the worker's
+    thread budget: a one-thread worker does that work on its one thread, where this process,
+    with cores to spare, starts them; the staged results are the same."""
+    files, _, _ = inputs
+    jobs = [(i, str(files[1]), str(tmp_path / f"staging-{i}"), "atlas", 500) for i in range(2)]
+    with open_runner("dask", scheduler=cluster.scheduler_address) as r:
+        on_workers = list(r.map(_stage_counting_threads, jobs[:1]))
+    here = _stage_counting_threads(jobs[1], None)
+    assert on_workers[0][0] == []
+    assert on_workers[0][1] == here[1] > 500  # more than one part
+    if pa.cpu_count() > 1:
+        assert {name.rsplit("_", 1)[0] for name in here[0]} == {"pathexp-read", "pathexp-stage"}
+
+
 _SCRIPT = """\
 import sys
 from probes.engine import open_runner
