@@ -60,7 +60,7 @@ from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
 from probes.parse import DROP_REASONS, Parsed, iter_parsed, parse_lines
 from probes.progress import step
-from probes.schema import HOP_SCHEMA, TRACE_SCHEMA
+from probes.schema import HOP_SCHEMA, STORED_HOP_SCHEMA, TRACE_SCHEMA
 from probes.workspace import Campaign
 
 __all__ = [
@@ -338,8 +338,6 @@ class _SegmentFiles:
         if writer is None:
             writer = self._tables[kind] = self._stack.enter_context(pq.ParquetWriter(self._tmp[kind], table.schema,
                                                                                      **options))
-        elif table.schema != writer.schema:  # a replayed staged part: plain strings
-            table = table.cast(writer.schema)
         writer.write_table(table)
 
     def close(self) -> None:
@@ -937,7 +935,7 @@ def _commit_staged_file(store: _Store, manifest: dict) -> tuple[IngestReport, di
 def _read_staged(files: dict[str, Path], keys: np.ndarray) -> Parsed:
     """A staged part as :class:`Parsed` (its keys are unique: the worker deduplicated it)."""
     traces = pq.read_table(files["traces"]).cast(TRACE_SCHEMA)
-    hops = pq.read_table(files["hops"]).cast(HOP_SCHEMA)
+    hops = pq.read_table(files["hops"]).cast(STORED_HOP_SCHEMA)
     hop_keys = _KeyIndex.encode(hops.column("msm_id").to_numpy(), hops.column("prb_id").to_numpy(),
                                 epoch_seconds(hops.column("timestamp")))
     order = np.argsort(keys, kind="stable")

@@ -26,6 +26,7 @@ from probes.workspace import Campaign
 
 MENOG = "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
 SEGMENT = 700  # results per segment: several segments from a few thousand results
+OVERLAP = 1750  # where input b starts: inside a's fourth segment, not at its edge
 
 
 @pytest.fixture(scope="module")
@@ -39,11 +40,12 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def inputs(test_data, tmp_path_factory):
-    """Three input files cut from the real MENOG results; b overlaps a, a is given twice."""
+    """Three input files cut from the real MENOG results; b overlaps a (its first staged part
+    holds stored and new results), a is given twice."""
     lines = [ln for ln in lzma.decompress((test_data / MENOG).read_bytes()).split(b"\n") if ln.strip()][:4000]
     d = tmp_path_factory.mktemp("inputs")
     (d / "a.ndjson").write_bytes(b"\n".join(lines[:2500]) + b"\n")
-    (d / "b.ndjson.xz").write_bytes(lzma.compress(b"\n".join(lines[1800:]) + b"\n"))
+    (d / "b.ndjson.xz").write_bytes(lzma.compress(b"\n".join(lines[OVERLAP:]) + b"\n"))
     keys = {(o["msm_id"], o["prb_id"], o["timestamp"]) for o in map(orjson.loads, lines)}
     return [d / "a.ndjson", d / "b.ndjson.xz", d / "a.ndjson"], len(keys), len(lines)
 
@@ -106,7 +108,7 @@ def test_store_is_identical_and_deduplicated(both, inputs):
     assert ing[0]["inputs"] == ing[1]["inputs"]
     run = ing[1]["runs"][0]
     assert run == {**ing[0]["runs"][0], "at": run["at"]}
-    assert run["seen"] == 2500 + (n_lines - 1800) + 2500
+    assert run["seen"] == 2500 + (n_lines - OVERLAP) + 2500
     assert run["duplicates"] == run["seen"] - n_unique - sum(run["drops"].values())
 
 
