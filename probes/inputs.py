@@ -72,7 +72,9 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
         if magic[:2] == b"\x1f\x8b":
             stream: IO[bytes] = _Decompressing(buffered, lambda: zlib.decompressobj(31))  # type: ignore[assignment]
         elif magic[:3] == b"BZh":
-            parallel = _ParallelBz2.open(path) if close else None  # a file, not stdin: seekable
+            # a file (not stdin): seekable; on one core the streaming decompressor, which
+            # checks every block's CRC (indexed_bzip2 on one thread hands out damaged blocks)
+            parallel = _ParallelBz2.open(path) if close and spare_threads() else None
             stream = parallel or _Decompressing(buffered, bz2.BZ2Decompressor)  # type: ignore[assignment]
         elif magic == b"\xfd7zXZ\x00":
             stream = _Decompressing(buffered, lzma.LZMADecompressor)  # type: ignore[assignment]
@@ -152,7 +154,7 @@ class _ParallelBz2:
 
     bzip2 compresses blocks independently, so a file's blocks are decompressed at once on
     Arrow's CPU count of threads (on a Dask worker, its own threads) instead of one after
-    the other. At any error (a cut-off or corrupt file, data after the last stream that
+    the other; used only with two or more (:func:`probes.engine.spare_threads`). At any error (a cut-off or corrupt file, data after the last stream that
     is not bzip2) the standard library's streaming decompressor (:class:`_Decompressing`)
     reads the file again from its start, skips the bytes already handed out and goes on
     from there: a cut-off file yields exactly what the streaming path yields, and a
