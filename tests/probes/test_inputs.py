@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from probes.engine import spare_threads
 from probes import inputs
+from probes.engine import spare_threads
 from probes.inputs import HashingReader, open_input
 
 MENOG = "ripe-atlas/traceroutes/menog_traceroutes_full.ndjson.xz"
