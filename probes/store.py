@@ -309,15 +309,15 @@ class _SegmentFiles:
     """
 
     def __init__(self, files: dict[str, Path]) -> None:
-        self._stack = ExitStack()
-        # entered hops first: an ExitStack leaves its contexts last-in first-out, so the
-        # writers close before any rename and raw is renamed first, hops last
-        self._tmp = {k: self._stack.enter_context(fileio.atomic_path(files[k])) for k in ("hops", "traces", "raw")}
-        self._raw = self._stack.enter_context(open(self._tmp["raw"], "wb"))
+        with ExitStack() as stack:  # a failure here deletes the temporaries made so far
+            # entered hops first: an ExitStack leaves its contexts last-in first-out, so the
+            # writers close before any rename and raw is renamed first, hops last
+            self._tmp = {k: stack.enter_context(fileio.atomic_path(files[k])) for k in ("hops", "traces", "raw")}
+            self._raw = stack.enter_context(open(self._tmp["raw"], "wb"))
+            self._stack = stack.pop_all()
         self._codec = pa.Codec("zstd")
         self._tables: dict[str, pq.ParquetWriter] = {}
         self._failed = False
-        self.results = self.hop_rows = 0
 
     def write(self, parsed: Parsed) -> None:
         """Append a block (its raw lines, traceroutes and hops); skipped after an error."""
@@ -330,8 +330,6 @@ class _SegmentFiles:
         except BaseException:
             self._failed = True
             raise
-        self.results += parsed.traces.num_rows
-        self.hop_rows += parsed.hops.num_rows
 
     def _append(self, kind: str, table: pa.Table, options: dict) -> None:
         writer = self._tables.get(kind)
