@@ -154,7 +154,8 @@ class _ParallelBz2:
 
     bzip2 compresses blocks independently, so a file's blocks are decompressed at once on
     Arrow's CPU count of threads (on a Dask worker, its own threads) instead of one after
-    the other; used only with two or more (:func:`probes.engine.spare_threads`). At any error (a cut-off or corrupt file, data after the last stream that
+    the other; used only with two or more (:func:`probes.engine.spare_threads`). At any
+    error (a cut-off or corrupt file, data after the last stream that
     is not bzip2) the standard library's streaming decompressor (:class:`_Decompressing`)
     reads the file again from its start, skips the bytes already handed out and goes on
     from there: a cut-off file yields exactly what the streaming path yields, and a
