@@ -376,12 +376,16 @@ class _SegmentWriter:
         """A segment is open (blocks written, not yet renamed into place)."""
         return self._open is not None
 
-    def write(self, files: dict[str, Path] | None, parsed: Parsed) -> None:
-        """Append a block to the open segment (``files`` opens one, when none is)."""
+    def open(self, files: dict[str, Path]) -> None:
+        """Begin a segment, written to ``files`` (none may be open)."""
+        if self._open is not None:
+            raise StoreError("internal: a segment is open already")
+        self._open = _SegmentFiles(files)
+
+    def write(self, parsed: Parsed) -> None:
+        """Append a block to the open segment."""
         if self._open is None:
-            if files is None:
-                raise StoreError("internal: no segment is open")
-            self._open = _SegmentFiles(files)
+            raise StoreError("internal: no segment is open")
         self._submit(self._open.write, parsed)
 
     def end(self) -> None:
@@ -471,9 +475,8 @@ class _Store:
             name = f"seg-{self.next_seg:06d}"
             self.next_seg += 1
             report.segments.append(name)
-            self._writer.write(_segment_files(self.campaign, name), parsed)
-        else:
-            self._writer.write(None, parsed)
+            self._writer.open(_segment_files(self.campaign, name))
+        self._writer.write(parsed)
         self._segment_n += parsed.traces.num_rows
         report.added += parsed.traces.num_rows
         report.hop_rows += parsed.hops.num_rows
@@ -888,7 +891,8 @@ def _stage_file(job: tuple[int, str, str, str, int], _ctx: object) -> dict:
                 if not writer.busy:
                     stem = Path(staging) / f"{index:06d}-{len(parts):06d}"
                     parts.append({"stem": str(stem), "blocks": [], "results": 0, "hop_rows": 0})
-                writer.write(None if writer.busy else _staged_files(stem), parsed)
+                    writer.open(_staged_files(stem))
+                writer.write(parsed)
                 part = parts[-1]
                 part["blocks"].append(parsed.traces.num_rows)
                 part["results"] += parsed.traces.num_rows
