@@ -330,14 +330,27 @@ def _segment_context(shared: dict) -> dict:
 
 
 def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
-    """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts."""
+    """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts.
 
+    The file is the hop segment's columns followed by the annotation's. A segment written
+    with :data:`probes.schema.STORED_HOP_SCHEMA` (every segment since that schema) gives
+    its bytes as they are, the annotation appended beside them; only ``reply_from`` is
+    decoded. Older segments are read whole, cast to that schema and written again.
+    """
+    data = store.segment_path(ctx["campaign"], name, "hops").read_bytes()
+    if fileio.written_schema(data) == STORED_HOP_SCHEMA:
+        hops = pq.read_table(pa.BufferReader(data), columns=["reply_from"])
+        annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
+                                     dictionary=True)
+        annotation = annotated.drop_columns(["reply_from"])
+        fileio.write_parquet(annotation, Path(ctx["out"]) / f"{name}.parquet", options=parquet_options(annotation),
+                             beside=data)
+        return name, annotation.num_rows, counts
     # the traceroute's own strings, repeated on each of its hop rows, are read as the
     # Parquet dictionaries they are stored in (segments written before they were stored
     # so are encoded by the reader) and written back so: no string is built per row here
     # nor hashed again by the writer (annotate about 25% less CPU)
-    hops = pq.read_table(store.segment_path(ctx["campaign"], name, "hops"),
-                         read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
+    hops = pq.read_table(pa.BufferReader(data), read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
     # each column in the form cheapest to build and write (the dense strings
     # dictionary-encoded, the rest plain, built from the unique addresses); DuckDB reads
     # the files as plain columns, and read_annotated decodes them for pyarrow users

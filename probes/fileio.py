@@ -20,6 +20,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from probes._parquet_splice import append_columns, arrow_schema
+
 __all__ = [
     "PARQUET_OPTIONS",
     "atomic_open",
@@ -28,6 +30,7 @@ __all__ = [
     "write_bytes",
     "write_json",
     "write_parquet",
+    "written_schema",
 ]
 
 #: Parquet settings shared by every table pathexp writes (deterministic output).
@@ -78,14 +81,32 @@ def write_json(target: Path | str, obj: object) -> None:
     )
 
 
-def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, Any] | None = None) -> None:
+def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, Any] | None = None,
+                  beside: bytes | None = None) -> None:
     """Write ``table`` to ``target`` atomically as Parquet with :data:`PARQUET_OPTIONS`.
 
     ``options`` override them for one kind of table (e.g. the annotated hops: which columns
     get statistics); they must be deterministic too, and leave the values read back alone.
+    ``beside``: the bytes of a Parquet file with ``table``'s rows; ``target`` is then that
+    file with ``table``'s columns after its own, in its row groups, its column chunks
+    copied as they are (:func:`probes._parquet_splice.append_columns`).
     """
+    opts = {**PARQUET_OPTIONS, **(options or {})}
+    if beside is not None:
+        write_bytes(target, append_columns(beside, table, **opts))
+        return
     with atomic_path(target) as tmp:
-        pq.write_table(table, tmp, **{**PARQUET_OPTIONS, **(options or {})})
+        pq.write_table(table, tmp, **opts)
+
+
+def written_schema(parquet: bytes) -> pa.Schema | None:
+    """The Arrow schema a Parquet file (its bytes) was written from, or None if not recorded.
+
+    As the writer had it, unlike :func:`pyarrow.parquet.read_schema`, which gives some types
+    as Parquet stores them (``timestamp[s]`` as ``timestamp[ms]``, list items named
+    ``element``). Raises ``ValueError`` for bytes that are not a Parquet file.
+    """
+    return arrow_schema(parquet)
 
 
 def column_options(schema: pa.Schema, *, plain: Collection[str] = ()) -> dict[str, list[str]]:

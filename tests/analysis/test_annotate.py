@@ -357,12 +357,13 @@ def test_annotate_campaign_counts_add_up(test_data, tmp_path, real_snapshot):
 
 def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_path, real_snapshot):
     """annotate_campaign writes the annotation in its writable form (the string columns
-    most rows hold dictionary-encoded, nulls in the indices; the rest plain); decoded, and
-    through DuckDB, the files hold exactly the plain table, and the same segment gives the
-    same bytes twice."""
+    most rows hold dictionary-encoded, nulls in the indices; the rest plain) beside the hop
+    segment's own bytes; decoded, and through DuckDB, the files hold exactly the plain
+    table, the same as pyarrow writing the whole table would give."""
     import duckdb
     import pyarrow.parquet as pq
 
+    from analysis._tables import plain_columns
     from analysis.annotate import parquet_options
     from analysis.campaign_io import read_annotated
     from probes import fileio, store
@@ -388,28 +389,72 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         via_duckdb = duckdb.sql(f"SELECT org, asn, ip_class FROM read_parquet('{f}')").to_arrow_table()
         assert via_duckdb.column("org").to_pylist() == plain.column("org").to_pylist()
         assert via_duckdb.column("ip_class").to_pylist() == plain.column("ip_class").to_pylist()
-        # the segment as annotate_campaign reads it: the traceroute's strings as stored
+        # the hop columns are the segment's own bytes, in its row groups; pyarrow writing
+        # the whole table (the traceroute's strings as stored) reads back the same
         seg = store.segment_path(camp, name, "hops")
         assert all(pa.types.is_dictionary(pq.read_schema(seg).field(c).type) for c in PER_TRACE_HOP_STRINGS)
+        seg_bytes, seg_meta = seg.read_bytes(), pq.read_metadata(seg)
+        body = len(seg_bytes) - 8 - int.from_bytes(seg_bytes[-8:-4], "little")
+        assert f.read_bytes()[:body] == seg_bytes[:body]
+        meta = pq.read_metadata(f)
+        assert meta.num_row_groups == seg_meta.num_row_groups
+        assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == \
+            [seg_meta.row_group(i).num_rows for i in range(seg_meta.num_row_groups)]
         stored = pq.read_table(seg, read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
         d, _ = annotate(stored, real_snapshot, dictionary=True)
-        fileio.write_parquet(d, tmp_path / "again.parquet", options=parquet_options(d))
-        assert (tmp_path / "again.parquet").read_bytes() == f.read_bytes()
-        # statistics on the columns that are not strings (list leaves too), rtt without a
-        # dictionary; the values are those of the shared options
-        rg = pq.ParquetFile(f).metadata.row_group(0)
-        chunks = {rg.column(i).path_in_schema: rg.column(i) for i in range(rg.num_columns)}
-        assert all(chunks[c].is_stats_set for c in ("msm_id", "timestamp", "rtt", "mpls.list.element", "asn",
-                                                    "asns.list.element", "ixp_lat"))
-        assert not any(chunks[c].is_stats_set for c in ("reply_from", "dst_addr", "org", "resolved_by", "ixp_id"))
-        assert not chunks["rtt"].has_dictionary_page and chunks["reply_from"].has_dictionary_page
+        fileio.write_parquet(d, tmp_path / "whole.parquet", options=parquet_options(d))
+        whole = pq.read_table(tmp_path / "whole.parquet")
+        assert whole.schema.equals(written.schema, check_metadata=True)
+        assert plain_columns(whole).equals(plain_columns(written))
+        # the annotation columns: statistics on those that are not strings (list leaves
+        # too), none on the strings; the hop columns keep the store's
+        for i in range(meta.num_row_groups):
+            rg, seg_rg = meta.row_group(i), seg_meta.row_group(i)
+            chunks = {rg.column(j).path_in_schema: rg.column(j) for j in range(rg.num_columns)}
+            assert all(chunks[c].is_stats_set for c in ("asn", "asns.list.element", "moas"))
+            assert not any(chunks[c].is_stats_set for c in ("org", "resolved_by", "ixp_id"))
+            assert [chunks[seg_rg.column(j).path_in_schema].is_stats_set for j in range(seg_rg.num_columns)] == \
+                [seg_rg.column(j).is_stats_set for j in range(seg_rg.num_columns)]
         fileio.write_parquet(d, tmp_path / "shared.parquet")
-        assert pq.read_table(tmp_path / "shared.parquet").equals(written)
+        assert plain_columns(pq.read_table(tmp_path / "shared.parquet")).equals(plain_columns(written))
     # and in memory: the same values, column by column
     d, _ = annotate(hops, real_snapshot, dictionary=True)
     assert pa.types.is_dictionary(d.schema.field("resolved_by").type)
     for f in ANNOTATION_FIELDS:
         assert d[f.name].cast(f.type).equals(plain[f.name]), f.name
+
+
+def test_a_segment_stored_before_the_dictionary_hop_schema_is_annotated_whole(test_data, tmp_path, real_snapshot):
+    """A hop segment written before :data:`probes.schema.STORED_HOP_SCHEMA` (the
+    traceroute's strings plain) cannot have the annotation put beside its bytes: it is read
+    whole, cast and written again, and reads back exactly as a current segment's does."""
+    import duckdb
+    import pyarrow.parquet as pq
+
+    from analysis._tables import plain_columns
+    from probes import store
+    from probes.schema import STORED_HOP_SCHEMA
+    from probes.workspace import Campaign
+
+    src = [test_data / TRACES / "sagan_test_traceroutes.ndjson"]
+    new, old = Campaign("new", tmp_path), Campaign("old", tmp_path)
+    for camp in (new, old):
+        store.ingest_files(camp, src)
+    for name in store.segment_names(old, "hops"):
+        seg = store.segment_path(old, name, "hops")
+        pq.write_table(pq.read_table(seg, schema=HOP_SCHEMA), seg, compression="zstd")
+        assert pq.read_schema(seg).field("dst_addr").type == pa.string()
+    snap = {"snapshot_id": real_snapshot.id, "cache_dir": real_snapshot.path.parent.parent}
+    annotate_campaign(new, **snap)
+    annotate_campaign(old, **snap)
+    for name in store.segment_names(new, "hops"):
+        a, b = (c.annotated_dir / f"{name}.parquet" for c in (new, old))
+        ta, tb = pq.read_table(a), pq.read_table(b)
+        assert tb.schema.field("dst_addr").type == STORED_HOP_SCHEMA.field("dst_addr").type  # cast on the way
+        assert ta.schema.equals(tb.schema, check_metadata=True)
+        assert plain_columns(ta).equals(plain_columns(tb)) and ta.num_rows > 0
+        assert duckdb.sql(f"SELECT * FROM read_parquet('{a}')").fetchall() == \
+            duckdb.sql(f"SELECT * FROM read_parquet('{b}')").fetchall()
 
 
 def _random_annotation(rng: np.random.Generator, n_u: int) -> dict[str, pa.Array]:
