@@ -107,8 +107,8 @@ def main() -> None:
     from analysis.annotate import ANNOTATION_FIELDS, annotate, parquet_options
     from analysis.datasets import load_snapshot
     from probes import fileio, store
-    from probes.schema import PER_TRACE_HOP_STRINGS
     from probes.parse import parse_results
+    from probes.schema import PER_TRACE_HOP_STRINGS
     from tests.analysis._snap import build
 
     root = data_root()
