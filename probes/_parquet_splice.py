@@ -40,6 +40,7 @@ _CC_CRYPTO, _CC_ENCRYPTED_META = 8, 9
 #: ColumnMetaData offsets: data_page_offset, index_page_offset, dictionary_page_offset,
 #: bloom_filter_offset
 _CMD_OFFSETS = (9, 10, 11, 14)
+_CMD_COMPRESSED = 7  # ColumnMetaData.total_compressed_size
 _KV_KEY, _KV_VALUE = 1, 2  # KeyValue
 ARROW_SCHEMA = b"ARROW:schema"
 
@@ -276,7 +277,7 @@ def append_columns(base: bytes, table: pa.Table, **options: Any) -> bytes:
         if g.get(_RG_COMPRESSED) is not None:
             total = extra.get(_RG_COMPRESSED)
             if total is None:
-                total = sum(c.get(_CC_META).get(7) for c in chunks)  # ColumnMetaData.total_compressed_size
+                total = sum(c.get(_CC_META).get(_CMD_COMPRESSED) for c in chunks)
             g.set(_RG_COMPRESSED, g.get(_RG_COMPRESSED) + total)
     # the schema: the base's root takes the new root's children
     schema, new_schema = meta.get(_FMD_SCHEMA)[1], new_meta.get(_FMD_SCHEMA)[1]
@@ -290,7 +291,7 @@ def append_columns(base: bytes, table: pa.Table, **options: Any) -> bytes:
     whole = pa.schema(list(arrow) + list(table.schema), metadata=arrow.metadata)
     _set_arrow_schema(meta, base64.b64encode(whole.serialize().to_pybytes()))
     tail = encode(meta)
-    return b"".join([bytes(memoryview(base)[:b_start]), bytes(memoryview(new)[len(MAGIC):n_start]),
+    return b"".join([memoryview(base)[:b_start], memoryview(new)[len(MAGIC):n_start],
                      tail, struct.pack("<I", len(tail)), MAGIC])
 
 
