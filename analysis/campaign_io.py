@@ -97,6 +97,7 @@ from analysis.scope import (
 )
 from probes import fileio, memory, store
 from probes.engine import Runner, open_runner
+from probes.errors import StoreError
 from probes.progress import step
 from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA, TRACE_SCHEMA
 
@@ -337,8 +338,13 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     its bytes as they are, the annotation appended beside them; only ``reply_from`` is
     decoded. Older segments are read whole, cast to that schema and written again.
     """
-    data = store.segment_path(ctx["campaign"], name, "hops").read_bytes()
-    if fileio.written_schema(data) == STORED_HOP_SCHEMA:
+    path = store.segment_path(ctx["campaign"], name, "hops")
+    data = path.read_bytes()
+    try:
+        schema = fileio.written_schema(data)
+    except ValueError as exc:
+        raise StoreError(f"hop segment {path} is damaged: {exc}") from exc
+    if schema == STORED_HOP_SCHEMA:
         hops = pq.read_table(pa.BufferReader(data), columns=["reply_from"])
         annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
                                      dictionary=True)

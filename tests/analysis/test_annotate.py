@@ -457,6 +457,22 @@ def test_a_segment_stored_before_the_dictionary_hop_schema_is_annotated_whole(te
             duckdb.sql(f"SELECT * FROM read_parquet('{b}')").fetchall()
 
 
+def test_a_damaged_hop_segment_is_a_store_error_naming_it(test_data, tmp_path, real_snapshot):
+    """A hop segment cut short (no Parquet footer) stops annotate with the store's error,
+    naming the file, and leaves no annotated part behind."""
+    from probes import store
+    from probes.errors import StoreError
+    from probes.workspace import Campaign
+
+    camp = Campaign("cut", tmp_path)
+    store.ingest_files(camp, [test_data / TRACES / "sagan_test_traceroutes.ndjson"])
+    seg = store.segment_path(camp, store.segment_names(camp, "hops")[0], "hops")
+    seg.write_bytes(seg.read_bytes()[:-100])
+    with pytest.raises(StoreError, match=f"hop segment {seg} is damaged: not a Parquet file"):
+        annotate_campaign(camp, snapshot_id=real_snapshot.id, cache_dir=real_snapshot.path.parent.parent)
+    assert not camp.annotated_dir.exists() or not list(camp.annotated_dir.glob("*.parquet"))
+
+
 def _random_annotation(rng: np.random.Generator, n_u: int) -> dict[str, pa.Array]:
     """Random annotation columns over ``n_u`` addresses; each column null at a random share
     of the addresses (none, a few, half, nearly all, all)."""
