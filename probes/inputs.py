@@ -155,9 +155,9 @@ class _ParallelBz2:
     bzip2 compresses blocks independently, so a file's blocks are decompressed at once on
     Arrow's CPU count of threads (on a Dask worker, its own threads) instead of one after
     the other; used only with two or more (:func:`probes.engine.spare_threads`). At any
-    error (a cut-off or corrupt file, data after the last stream that
-    is not bzip2) the standard library's streaming decompressor (:class:`_Decompressing`)
-    reads the file again from its start, skips the bytes already handed out and goes on
+    error (a cut-off or corrupt file, data after the last stream that is not bzip2) the
+    standard library's streaming decompressor (:class:`_Decompressing`) reads the file
+    again from its start, skips the bytes already handed out and goes on
     from there: a cut-off file yields exactly what the streaming path yields, and a
     corrupt one at least that (the streaming path loses the good blocks decoded in the
     same 1 MiB read as the damage), flagged as truncated the same way. Without
