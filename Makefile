@@ -13,7 +13,7 @@ export PATHEXP_TEST_DATA
 
 .PHONY: demo test test-fast bench setup setup-test system-deps lint notebooks notebooks-setup
 
-$(VENV)/.stamp-install: pyproject.toml probes/_atlasjson.c
+$(VENV)/.stamp-install: pyproject.toml probes/_atlasjson.c probes/_pqpack.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'

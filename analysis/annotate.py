@@ -27,6 +27,7 @@ static prefix (``"rir-static"``).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -38,11 +39,14 @@ from analysis._ipclass import CLASSES, classify
 from analysis.datasets import Snapshot
 from analysis.errors import SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
+from probes._parquet_gather import write_gathered
 from probes.fileio import column_options
 
 __all__ = [
     "ANNOTATION_FIELDS",
+    "WRITTEN_FIELDS",
     "annotate",
+    "annotation_file",
     "parquet_options",
 ]
 
@@ -68,6 +72,14 @@ ANNOTATION_FIELDS = pa.schema(
         pa.field("resolved_by", pa.string()),
     ]
 )
+
+#: :data:`ANNOTATION_FIELDS` as :func:`annotation_file` writes them: the strings, stored
+#: dictionary-encoded, are read back so by pyarrow (DuckDB reads plain strings;
+#: :func:`analysis._tables.plain_columns` decodes them for pyarrow users).
+WRITTEN_FIELDS = pa.schema(
+    [pa.field(f.name, pa.dictionary(pa.int32(), f.type)) if f.type == pa.string() else f for f in ANNOTATION_FIELDS]
+)
+
 
 def _derived(snapshot: Snapshot, key: str, build: Any) -> Any:
     """Per-snapshot cache of structures built from its tables (IXP index, member index)."""
@@ -285,6 +297,44 @@ def annotate(
         ``unresolved:<reason>`` (``invalid-address``, an ``ip_class`` other than public,
         ``no-route``, ``rdap-failed``).
     """
+    u, rows, per_u, counts = _annotate_hops(hops, snapshot, registry, online=online, rdap=rdap)
+    cols = _writable_columns(u, rows, per_u) if dictionary else _plain_columns(u, rows)
+    out = hops
+    for f in ANNOTATION_FIELDS:
+        col_out = cols[f.name]
+        field = pa.field(f.name, col_out.type)
+        out = out.append_column(field, pa.chunked_array([col_out], field.type))
+    return out, counts
+
+
+def annotation_file(
+    hops: pa.Table,
+    snapshot: Snapshot,
+    *,
+    row_groups: Sequence[int],
+    registry: Registry | None = None,
+    online: bool = False,
+    rdap: Any = None,
+) -> tuple[bytes, Counter]:
+    """The annotation of ``hops`` as a Parquet file: :data:`WRITTEN_FIELDS` only.
+
+    The same values as :func:`annotate` (same arguments), written in row groups of
+    ``row_groups`` rows by :func:`probes._parquet_gather.write_gathered` straight from the
+    annotation of each unique address and the address of each row: no column is built per
+    hop row. What :func:`analysis.campaign_io.annotate_campaign` writes beside each hop
+    segment (:func:`probes._parquet_splice.join_columns`); it needs the C packer
+    (:func:`probes._parquet_gather.available`).
+
+    Returns the file's bytes and :func:`annotate`'s counts.
+    """
+    u, rows, _, counts = _annotate_hops(hops, snapshot, registry, online=online, rdap=rdap)
+    return write_gathered(u, rows, row_groups, WRITTEN_FIELDS), counts
+
+
+def _annotate_hops(
+    hops: pa.Table, snapshot: Snapshot, registry: Registry | None, *, online: bool, rdap: Any
+) -> tuple[dict, np.ndarray, np.ndarray, Counter]:
+    """:func:`_annotate_rows` of a hop table's ``reply_from``, once the table is checked."""
     if "reply_from" not in hops.column_names:
         raise SchemaMismatch("hop table has no 'reply_from' column (want probes.schema.HOP_SCHEMA)")
     col = hops["reply_from"]
@@ -296,14 +346,7 @@ def annotate(
     registry = registry if registry is not None else load_registry()
     if snapshot.has("as2org"):
         registry = with_siblings(registry, snapshot.table("as2org", "asns"))
-    u, rows, per_u, counts = _annotate_rows(hops["reply_from"], snapshot, registry, online=online, rdap=rdap)
-    cols = _writable_columns(u, rows, per_u) if dictionary else _plain_columns(u, rows)
-    out = hops
-    for f in ANNOTATION_FIELDS:
-        col_out = cols[f.name]
-        field = pa.field(f.name, col_out.type)
-        out = out.append_column(field, pa.chunked_array([col_out], field.type))
-    return out, counts
+    return _annotate_rows(col, snapshot, registry, online=online, rdap=rdap)
 
 
 def _annotate_rows(

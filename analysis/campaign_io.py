@@ -75,7 +75,7 @@ from analysis._tables import (
     stale_replies,
     stale_reply_sql,
 )
-from analysis.annotate import annotate, parquet_options
+from analysis.annotate import WRITTEN_FIELDS, annotate, annotation_file, parquet_options
 from analysis.datasets import load_snapshot
 from analysis.destinations import load_country_geometry, locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
@@ -95,7 +95,8 @@ from analysis.scope import (
     scope_traceroutes,
     with_scope,
 )
-from probes import fileio, memory, store
+from probes import _parquet_gather, fileio, memory, store
+from probes._parquet_splice import join_columns, row_group_sizes
 from probes.engine import Runner, open_runner
 from probes.errors import StoreError
 from probes.progress import step
@@ -333,40 +334,40 @@ def _segment_context(shared: dict) -> dict:
 def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts.
 
-    The file is the hop segment's columns followed by the annotation's. A segment written
-    with :data:`probes.schema.STORED_HOP_SCHEMA` (every segment since that schema) gives
-    its bytes as they are, the annotation appended beside them; only ``reply_from`` is
-    decoded. Older segments are read whole, cast to that schema and written again.
+    The file is the hop segment's bytes as they are, the annotation's columns joined after
+    them (:func:`probes._parquet_splice.join_columns`); only ``reply_from`` is decoded.
+    The annotation is written by :func:`analysis.annotate.annotation_file` straight from
+    the unique addresses' annotation, or, where the C packer is not built, by pyarrow in
+    its writable form (:func:`analysis.annotate.annotate` with ``dictionary=True``). A
+    segment written before :data:`probes.schema.STORED_HOP_SCHEMA` is first read whole,
+    cast to it and written again in its own row groups.
     """
     path = store.segment_path(ctx["campaign"], name, "hops")
     data = path.read_bytes()
     try:
         schema = fileio.written_schema(data)
+        groups = row_group_sizes(data)
     except ValueError as exc:
         raise StoreError(f"hop segment {path} is damaged: {exc}") from exc
-    if schema == STORED_HOP_SCHEMA:
-        hops = pq.read_table(pa.BufferReader(data), columns=["reply_from"])
-        annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
-                                     dictionary=True)
-        annotation = annotated.drop_columns(["reply_from"])
-        fileio.write_parquet(annotation, Path(ctx["out"]) / f"{name}.parquet", options=parquet_options(annotation),
-                             beside=data)
-        return name, annotation.num_rows, counts
-    # the traceroute's own strings, repeated on each of its hop rows, are read as the
-    # Parquet dictionaries they are stored in (segments written before they were stored
-    # so are encoded by the reader) and written back so: no string is built per row here
-    # nor hashed again by the writer (annotate about 25% less CPU)
-    hops = pq.read_table(pa.BufferReader(data), read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
-    # each column in the form cheapest to build and write (the dense strings
-    # dictionary-encoded, the rest plain, built from the unique addresses); DuckDB reads
-    # the files as plain columns, and read_annotated decodes them for pyarrow users
-    annotated, counts = annotate(hops, ctx["snapshot"], registry=ctx["registry"], online=ctx["online"],
-                                 dictionary=True)
-    del hops
+    if schema != STORED_HOP_SCHEMA:
+        # the traceroute's own strings, repeated on each of its hop rows, are read as
+        # Parquet dictionaries and stored so, as the store writes them now
+        hops = pq.read_table(pa.BufferReader(data), read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
+        data = store.hop_parquet_bytes(hops, groups)
+        del hops
+    hops = pq.read_table(pa.BufferReader(data), columns=["reply_from"])
+    target = Path(ctx["out"]) / f"{name}.parquet"
+    kw = {"registry": ctx["registry"], "online": ctx["online"]}
+    if _parquet_gather.available():
+        ann, counts = annotation_file(hops, ctx["snapshot"], row_groups=groups, **kw)
+        fileio.write_bytes(target, join_columns(data, ann, WRITTEN_FIELDS))
+        return name, hops.num_rows, counts
+    annotated, counts = annotate(hops, ctx["snapshot"], dictionary=True, **kw)
+    annotation = annotated.drop_columns(["reply_from"])
     # no statistics on the string columns (no reader uses them, and they cost the writer
-    # as much as the columns themselves), rtt without a dictionary, larger write batches
-    fileio.write_parquet(annotated, Path(ctx["out"]) / f"{name}.parquet", options=parquet_options(annotated))
-    return name, annotated.num_rows, counts
+    # as much as the columns themselves), larger write batches
+    fileio.write_parquet(annotation, target, options=parquet_options(annotation), beside=data)
+    return name, annotation.num_rows, counts
 
 
 def read_annotated(campaign: Campaign) -> pa.Table:

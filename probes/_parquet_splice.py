@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import base64
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Field", "Struct", "append_columns", "arrow_schema", "decode", "encode", "footer"]
+__all__ = ["Field", "Struct", "append_columns", "arrow_schema", "decode", "encode", "footer", "join_columns",
+           "row_group_sizes", "write_row_groups"]
 
 MAGIC = b"PAR1"
 
@@ -241,40 +243,68 @@ def append_columns(base: bytes, table: pa.Table, **options: Any) -> bytes:
 
     ``table`` has the base file's rows, in its order; it is written with pyarrow
     (``options``: :class:`pyarrow.parquet.ParquetWriter`'s) in row groups of the base
-    file's sizes. The base file's column chunks are copied as they are; its key-value
-    metadata are kept, with ``ARROW:schema`` (which pyarrow reads the column types back
-    from) now describing both sets of columns.
+    file's sizes, then joined to it (:func:`join_columns`).
 
-    Raises ``ValueError`` when the rows or row groups do not match, a column name is in
-    both, a file is encrypted or keeps its columns in other files, or ``options`` ask for
-    a page index (its page offsets would point into the file written apart; the base
-    file's stays valid).
+    Raises ``ValueError`` as :func:`join_columns` does, and when the rows do not match.
     """
-    b_start, meta = footer(base)
-    arrow = arrow_schema(base)
-    if arrow is None:
-        arrow = pq.read_schema(pa.BufferReader(base))
-    clash = sorted(set(arrow.names) & set(table.column_names))
-    if clash:
-        raise ValueError(f"columns {clash} are in the base file already")
-    groups = meta.get(_FMD_ROW_GROUPS)[1]
-    sizes = [g.get(_RG_ROWS) for g in groups]
-    if sum(sizes) != table.num_rows or meta.get(_FMD_NUM_ROWS) != table.num_rows:
-        raise ValueError(f"base file has {meta.get(_FMD_NUM_ROWS)} rows, the new columns {table.num_rows}")
+    sizes = row_group_sizes(base)
+    if sum(sizes) != table.num_rows:
+        raise ValueError(f"base file has {sum(sizes)} rows, the new columns {table.num_rows}")
+    return join_columns(base, write_row_groups(table, sizes, **options), table.schema)
+
+
+def write_row_groups(table: pa.Table, sizes: Sequence[int], **options: Any) -> pa.Buffer:
+    """``table`` as a Parquet file written by pyarrow (``options``: its
+    :class:`pyarrow.parquet.ParquetWriter`'s) in row groups of ``sizes`` rows."""
     sink = pa.BufferOutputStream()
     with pq.ParquetWriter(sink, table.schema, **options) as writer:
         offset = 0
         for n in sizes:
             writer.write_table(table.slice(offset, n), row_group_size=max(n, 1))  # 0: an empty group
             offset += n
-    new = sink.getvalue()
+    return sink.getvalue()
+
+
+def row_group_sizes(data: bytes) -> list[int]:
+    """The number of rows in each row group of a Parquet file."""
+    _footer_start(data)
+    try:
+        meta = pq.read_metadata(pa.BufferReader(data))
+    except OSError as exc:  # pyarrow's word for a footer it cannot decode
+        raise ValueError(f"Parquet footer: {exc}") from exc
+    return [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+
+
+def join_columns(base: bytes, new: bytes | pa.Buffer, schema: pa.Schema) -> bytes:
+    """The Parquet file ``base`` with the columns of the Parquet file ``new`` after its own.
+
+    ``new`` holds the base file's rows in the same row groups; ``schema`` is its Arrow
+    schema. The base file's column chunks are copied as they are, the new file's after
+    them; one footer names both, its key-value metadata the base file's, with
+    ``ARROW:schema`` (which pyarrow reads the column types back from) now describing both
+    sets of columns.
+
+    Raises ``ValueError`` when the rows or row groups do not match, a column name is in
+    both, a file is encrypted or keeps its columns in other files, or ``new`` has a page
+    index (its page offsets would point into the file written apart; the base file's
+    stays valid).
+    """
+    b_start, meta = footer(base)
+    arrow = arrow_schema(base)
+    if arrow is None:
+        arrow = pq.read_schema(pa.BufferReader(base))
+    clash = sorted(set(arrow.names) & set(schema.names))
+    if clash:
+        raise ValueError(f"columns {clash} are in the base file already")
+    groups = meta.get(_FMD_ROW_GROUPS)[1]
+    sizes = [g.get(_RG_ROWS) for g in groups]
     n_start, new_meta = footer(new)
     for m in (meta, new_meta):
         if m.get(_FMD_ENCRYPTION) is not None:
             raise ValueError("encrypted Parquet files are not supported")
     new_groups = new_meta.get(_FMD_ROW_GROUPS)[1]
-    if [g.get(_RG_ROWS) for g in new_groups] != sizes:
-        raise ValueError("the new columns were not written in the base file's row groups")
+    if new_meta.get(_FMD_NUM_ROWS) != meta.get(_FMD_NUM_ROWS) or [g.get(_RG_ROWS) for g in new_groups] != sizes:
+        raise ValueError("the new columns are not in the base file's rows and row groups")
     shift = b_start - len(MAGIC)  # the new chunks move from after PAR1 to after the base chunks
     for g, extra in zip(groups, new_groups, strict=True):
         chunks = extra.get(_RG_COLUMNS)[1]
@@ -288,15 +318,15 @@ def append_columns(base: bytes, table: pa.Table, **options: Any) -> bytes:
                 total = sum(c.get(_CC_META).get(_CMD_COMPRESSED) for c in chunks)
             g.set(_RG_COMPRESSED, g.get(_RG_COMPRESSED) + total)
     # the schema: the base's root takes the new root's children
-    schema, new_schema = meta.get(_FMD_SCHEMA)[1], new_meta.get(_FMD_SCHEMA)[1]
-    schema[0].set(_SE_NUM_CHILDREN, schema[0].get(_SE_NUM_CHILDREN) + new_schema[0].get(_SE_NUM_CHILDREN))
-    schema.extend(new_schema[1:])
+    elements, new_elements = meta.get(_FMD_SCHEMA)[1], new_meta.get(_FMD_SCHEMA)[1]
+    elements[0].set(_SE_NUM_CHILDREN, elements[0].get(_SE_NUM_CHILDREN) + new_elements[0].get(_SE_NUM_CHILDREN))
+    elements.extend(new_elements[1:])
     orders, new_orders = meta.get(_FMD_COLUMN_ORDERS), new_meta.get(_FMD_COLUMN_ORDERS)
     if orders is not None and new_orders is not None:
         orders[1].extend(new_orders[1])
     elif orders is not None:  # one order per leaf column or none at all
         meta[:] = Struct(f for f in meta if f.fid != _FMD_COLUMN_ORDERS)
-    whole = pa.schema(list(arrow) + list(table.schema), metadata=arrow.metadata)
+    whole = pa.schema(list(arrow) + list(schema), metadata=arrow.metadata)
     _set_arrow_schema(meta, base64.b64encode(whole.serialize().to_pybytes()))
     tail = encode(meta)
     return b"".join([memoryview(base)[:b_start], memoryview(new)[len(MAGIC):n_start],

@@ -55,6 +55,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from probes import fileio, memory
+from probes._parquet_splice import write_row_groups
 from probes.engine import refuse_while_a_child_imports_main, spare_threads
 from probes.errors import StoreError
 from probes.inputs import HashingReader, iter_records, open_input
@@ -528,6 +529,12 @@ def _write_hops(hops: pa.Table, target: Path) -> None:
     dictionaries, :data:`probes.schema.STORED_HOP_SCHEMA`, merged first)."""
     with fileio.atomic_path(target) as tmp:
         pq.write_table(hops.unify_dictionaries(), tmp, **_HOP_PARQUET_OPTIONS)
+
+
+def hop_parquet_bytes(hops: pa.Table, row_groups: Sequence[int]) -> bytes:
+    """A hop table (:data:`probes.schema.STORED_HOP_SCHEMA`) as Parquet with
+    :data:`_HOP_PARQUET_OPTIONS`, in row groups of ``row_groups`` rows."""
+    return write_row_groups(hops, row_groups, **_HOP_PARQUET_OPTIONS).to_pybytes()
 
 
 def _segments(directory: Path, suffix: str) -> dict[str, Path]:

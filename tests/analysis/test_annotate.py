@@ -355,21 +355,29 @@ def test_annotate_campaign_counts_add_up(test_data, tmp_path, real_snapshot):
     assert by_reason == c["replies"]
 
 
-def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_path, real_snapshot):
-    """annotate_campaign writes the annotation in its writable form (the string columns
-    most rows hold dictionary-encoded, nulls in the indices; the rest plain) beside the hop
-    segment's own bytes; decoded, and through DuckDB, the files hold exactly the plain
-    table, the same as pyarrow writing the whole table would give."""
+@pytest.mark.parametrize("writer", ["gathered", "pyarrow"])
+def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_path, real_snapshot, writer,
+                                                               monkeypatch):
+    """annotate_campaign writes the annotation beside the hop segment's own bytes: with
+    the C packer, straight from the unique addresses' annotation
+    (:func:`analysis.annotate.annotation_file`, every string column dictionary-encoded);
+    without it (a machine without a compiler), in its writable form with pyarrow (the
+    string columns most rows hold dictionary-encoded, the rest plain). Decoded, and
+    through DuckDB, the files hold exactly the plain table, the same as pyarrow writing the
+    whole table would give."""
     import duckdb
     import pyarrow.parquet as pq
 
     from analysis._tables import plain_columns
-    from analysis.annotate import parquet_options
+    from analysis.annotate import WRITTEN_FIELDS, parquet_options
     from analysis.campaign_io import read_annotated
-    from probes import fileio, store
+    from probes import _parquet_gather, fileio, store
     from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA
     from probes.workspace import Campaign
 
+    assert _parquet_gather.available()  # built at install (make setup): the tests need it
+    if writer == "pyarrow":
+        monkeypatch.setattr(_parquet_gather, "available", lambda: False)
     camp = Campaign("sagan", tmp_path)
     store.ingest_files(camp, [test_data / TRACES / "sagan_test_traceroutes.ndjson"])
     annotate_campaign(camp, snapshot_id=real_snapshot.id, cache_dir=real_snapshot.path.parent.parent)
@@ -379,7 +387,9 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         f = camp.annotated_dir / f"{name}.parquet"
         written = pq.read_table(f)
         assert pa.types.is_dictionary(written.schema.field("resolved_by").type)
-        assert written.schema.field("ixp_id").type == pa.string()  # few rows: plain
+        # few rows hold it: plain in the writable form, dictionary-encoded when gathered
+        assert written.schema.field("ixp_id").type == (pa.string() if writer == "pyarrow" else WRITTEN_FIELDS.field(
+            "ixp_id").type)
         back = read_annotated(camp)
         # Parquet has no seconds unit: timestamps come back in ms, as they always did
         assert [(x.name, x.type) for x in back.schema if x.name != "timestamp"] == \
@@ -402,6 +412,8 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
             [seg_meta.row_group(i).num_rows for i in range(seg_meta.num_row_groups)]
         stored = pq.read_table(seg, read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
         d, _ = annotate(stored, real_snapshot, dictionary=True)
+        if writer == "gathered":  # the plain annotation in the written types
+            d = d.cast(pa.schema(list(STORED_HOP_SCHEMA) + list(WRITTEN_FIELDS)))
         fileio.write_parquet(d, tmp_path / "whole.parquet", options=parquet_options(d))
         whole = pq.read_table(tmp_path / "whole.parquet")
         assert whole.schema.equals(written.schema, check_metadata=True)
