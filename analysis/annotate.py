@@ -39,7 +39,7 @@ from analysis._ipclass import CLASSES, classify
 from analysis.datasets import Snapshot
 from analysis.errors import SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
-from probes._parquet_gather import write_gathered
+from probes._parquet_gather import append_gathered, write_gathered
 from probes.fileio import column_options
 
 __all__ = [
@@ -298,6 +298,7 @@ def annotate(
         ``no-route``, ``rdap-failed``).
     """
     u, rows, per_u, counts = _annotate_hops(hops, snapshot, registry, online=online, rdap=rdap)
+    rows = rows.astype(np.intp)  # numpy's gathers take intp indices as they are (others are converted first)
     cols = _writable_columns(u, rows, per_u) if dictionary else _plain_columns(u, rows)
     out = hops
     for f in ANNOTATION_FIELDS:
@@ -311,23 +312,28 @@ def annotation_file(
     hops: pa.Table,
     snapshot: Snapshot,
     *,
-    row_groups: Sequence[int],
+    row_groups: Sequence[int] = (),
+    beside: bytes | None = None,
     registry: Registry | None = None,
     online: bool = False,
     rdap: Any = None,
 ) -> tuple[bytes, Counter]:
-    """The annotation of ``hops`` as a Parquet file: :data:`WRITTEN_FIELDS` only.
+    """The annotation of ``hops`` as a Parquet file: :data:`WRITTEN_FIELDS` only, or
+    after the columns of the Parquet file ``beside``.
 
     The same values as :func:`annotate` (same arguments), written in row groups of
-    ``row_groups`` rows by :func:`probes._parquet_gather.write_gathered` straight from the
-    annotation of each unique address and the address of each row: no column is built per
-    hop row. What :func:`analysis.campaign_io.annotate_campaign` writes beside each hop
-    segment (:func:`probes._parquet_splice.join_columns`); it needs the C packer
+    ``row_groups`` rows (those of ``beside``) by
+    :func:`probes._parquet_gather.write_gathered` (``append_gathered``) straight from the
+    annotation of each unique address and the address of each row: no column is built
+    per hop row. :func:`analysis.campaign_io.annotate_campaign` writes each hop segment so,
+    with the annotation beside its bytes. Needs the C packer
     (:func:`probes._parquet_gather.available`).
 
     Returns the file's bytes and :func:`annotate`'s counts.
     """
     u, rows, _, counts = _annotate_hops(hops, snapshot, registry, online=online, rdap=rdap)
+    if beside is not None:
+        return append_gathered(beside, u, rows, WRITTEN_FIELDS), counts
     return write_gathered(u, rows, row_groups, WRITTEN_FIELDS), counts
 
 
@@ -355,7 +361,7 @@ def _annotate_rows(
     """The annotation of each unique address, and which address each hop row holds.
 
     Returns ``(values, rows, per_address, counts)``: the annotation columns over the unique
-    addresses (:func:`_annotate_unique`), each hop row's index into them (``intp``; the
+    addresses (:func:`_annotate_unique`), each hop row's index into them (``int32``; the
     number of unique addresses for a row without a reply), the hop rows per index
     (``bincount(rows)``) and :func:`annotate`'s counts.
     """
@@ -367,8 +373,8 @@ def _annotate_rows(
     enc = pc.dictionary_encode(col)
     uniq = enc.dictionary
     n_u = len(uniq)
-    # intp indices: numpy's gathers take them as they are (int32 ones are converted first)
-    rows = pc.fill_null(enc.indices, n_u).to_numpy(zero_copy_only=False).astype(np.intp)
+    # int32, as Arrow gives them (what the Parquet page packer takes)
+    rows = pc.fill_null(enc.indices, n_u).to_numpy(zero_copy_only=False)
     u = _annotate_unique(uniq, snapshot, registry, online=online, rdap=rdap)
     # hop-level counts, by reason
     per_u = np.bincount(rows, minlength=n_u + 1)

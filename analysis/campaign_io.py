@@ -75,7 +75,7 @@ from analysis._tables import (
     stale_replies,
     stale_reply_sql,
 )
-from analysis.annotate import WRITTEN_FIELDS, annotate, annotation_file, parquet_options
+from analysis.annotate import annotate, annotation_file, parquet_options
 from analysis.datasets import load_snapshot
 from analysis.destinations import load_country_geometry, locate_destinations
 from analysis.errors import MissingInput, MissingReferenceData, SchemaMismatch
@@ -96,7 +96,7 @@ from analysis.scope import (
     with_scope,
 )
 from probes import _parquet_gather, fileio, memory, store
-from probes._parquet_splice import join_columns, row_group_sizes
+from probes._parquet_splice import row_group_sizes
 from probes.engine import Runner, open_runner
 from probes.errors import StoreError
 from probes.progress import step
@@ -334,11 +334,12 @@ def _segment_context(shared: dict) -> dict:
 def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     """Annotate one hop segment into ``<out>/<name>.parquet``; return its row count and counts.
 
-    The file is the hop segment's bytes as they are, the annotation's columns joined after
-    them (:func:`probes._parquet_splice.join_columns`); only ``reply_from`` is decoded.
-    The annotation is written by :func:`analysis.annotate.annotation_file` straight from
-    the unique addresses' annotation, or, where the C packer is not built, by pyarrow in
-    its writable form (:func:`analysis.annotate.annotate` with ``dictionary=True``). A
+    The file is the hop segment's bytes as they are, the annotation's columns after them;
+    only ``reply_from`` is decoded. The annotation is written by
+    :func:`analysis.annotate.annotation_file` straight from the unique addresses'
+    annotation, or, where the C packer is not built, by pyarrow in its writable form
+    (:func:`analysis.annotate.annotate` with ``dictionary=True``, joined by
+    :func:`probes._parquet_splice.join_columns`). A
     segment written before :data:`probes.schema.STORED_HOP_SCHEMA` is first read whole,
     cast to it and written again in its own row groups.
     """
@@ -359,8 +360,8 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     target = Path(ctx["out"]) / f"{name}.parquet"
     kw = {"registry": ctx["registry"], "online": ctx["online"]}
     if _parquet_gather.available():
-        ann, counts = annotation_file(hops, ctx["snapshot"], row_groups=groups, **kw)
-        fileio.write_bytes(target, join_columns(data, ann, WRITTEN_FIELDS))
+        annotated, counts = annotation_file(hops, ctx["snapshot"], beside=data, **kw)
+        fileio.write_bytes(target, annotated)
         return name, hops.num_rows, counts
     annotated, counts = annotate(hops, ctx["snapshot"], dictionary=True, **kw)
     annotation = annotated.drop_columns(["reply_from"])

@@ -42,11 +42,16 @@ from probes._parquet_splice import (
     _I32,
     _I64,
     _LIST,
+    _RG_ROWS,
     _STRUCT,
+    _TRUE,
     MAGIC,
     Field,
+    Raw,
     Struct,
+    arrow_schema,
     encode,
+    extend_footer,
     footer,
 )
 
@@ -56,7 +61,7 @@ try:  # built by pip from probes/_pqpack.c
 except ImportError:  # built without a C compiler
     _pqpack = None
 
-__all__ = ["available", "supported", "write_gathered"]
+__all__ = ["append_gathered", "available", "supported", "write_gathered"]
 
 # parquet.thrift
 _PLAIN, _RLE, _RLE_DICTIONARY = 0, 3, 8  # Encoding
@@ -92,8 +97,48 @@ def supported(schema: pa.Schema) -> bool:
     return True
 
 
-def _s(*fields: tuple[int, int, Any]) -> Struct:
-    return Struct(Field(fid, ctype, value) for fid, ctype, value in fields if value is not None)
+def _tc(fields: Sequence[tuple[int, int, Any]], out: bytearray, last: int = 0, stop: bool = True) -> None:
+    """Append a Thrift compact struct: ``(field id, compact type, value)`` in increasing
+    ids at most 15 apart, None values left out; a struct value is such a sequence, a list
+    value ``(element type, items)``. The footer codec's :func:`encode` writes the same
+    bytes; this one skips its generality on the thousands of small structs a file has.
+    ``last`` and ``stop``: the fields go on a struct whose fields up to id ``last`` are
+    written already, and the struct is ended (or not)."""
+    for fid, ctype, v in fields:
+        if v is None:
+            continue
+        if ctype == _TRUE:  # a bool field: its value is its type
+            out.append((fid - last) << 4 | (_TRUE if v else _FALSE))
+        else:
+            out.append((fid - last) << 4 | ctype)
+            _tv(ctype, v, out)
+        last = fid
+    if stop:
+        out.append(0)
+
+
+def _tv(ctype: int, v: Any, out: bytearray) -> None:
+    if ctype == _I32 or ctype == _I64:
+        n = (v << 1) ^ (v >> 63)
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+    elif ctype == _BINARY:
+        n = len(v)
+        while n >= 0x80:
+            out.append((n & 0x7F) | 0x80)
+            n >>= 7
+        out.append(n)
+        out += v
+    elif ctype == _STRUCT:
+        _tc(v, out)
+    else:  # a list (of fewer than 15 items here)
+        etype, items = v
+        assert len(items) < 15
+        out.append(len(items) << 4 | etype)
+        for item in items:
+            _tv(etype, item, out)
 
 
 @lru_cache(maxsize=8)
@@ -155,11 +200,10 @@ def _plain(values: pa.Array) -> tuple[list[bytes] | None, np.ndarray | None]:
     return None, values.to_numpy(zero_copy_only=False)
 
 
-def _stats(vals: np.ndarray | None, kind: str, nulls: int) -> Struct | None:
+def _stats(vals: np.ndarray | None, kind: str, nulls: int) -> list[tuple[int, int, Any]] | None:
     """pyarrow's column statistics for a group: min/max of the values it holds, null count."""
     if kind == "string":
         return None
-    fields: list[tuple[int, int, Any]] = []
     if vals is not None and len(vals):
         v = vals[~np.isnan(vals)] if vals.dtype.kind == "f" else vals
         if len(v):
@@ -167,50 +211,50 @@ def _stats(vals: np.ndarray | None, kind: str, nulls: int) -> Struct | None:
                 lo, hi = struct.pack("<?", bool(v.min())), struct.pack("<?", bool(v.max()))
             else:
                 lo, hi = v.min().tobytes(), v.max().tobytes()
-            fields = [(1, _BINARY, hi), (2, _BINARY, lo), (3, _I64, nulls), (5, _BINARY, hi), (6, _BINARY, lo),
-                      (7, 1, True), (8, 1, True)]
-    return _s(*(fields or [(3, _I64, nulls)]))
+            return [(1, _BINARY, hi), (2, _BINARY, lo), (3, _I64, nulls), (5, _BINARY, hi), (6, _BINARY, lo),
+                    (7, _TRUE, True), (8, _TRUE, True)]
+    return [(3, _I64, nulls)]
 
 
-def write_gathered(columns: dict[str, pa.Array], keys: np.ndarray, groups: Sequence[int],
-                   schema: pa.Schema) -> bytes:
-    """The Parquet file of the table ``schema`` whose row ``i`` holds ``columns[c][keys[i]]``.
-
-    ``columns``: one array per field of ``schema`` (in its type), all of the same length
-    ``n_keys``; ``keys``: each row's key, where ``n_keys`` means a row null in every
-    column; ``groups``: the number of rows in each row group (they sum to ``len(keys)``).
-    ``ValueError`` on a key out of range or sizes that disagree, ``TypeError`` on a type
-    :func:`supported` refuses, ``RuntimeError`` without the C packer.
-    """
+def _check(columns: dict[str, pa.Array], keys: np.ndarray, groups: Sequence[int], schema: pa.Schema) -> int:
+    """Refuse what :func:`write_gathered` cannot write; the number of keys."""
     if _pqpack is None:
         raise RuntimeError("probes._pqpack is not built (no C compiler at install): write with pyarrow")
     if not supported(schema):
         raise TypeError(f"write_gathered writes nullable int64, float64, bool, string and list<int64>, not {schema}")
-    for field in schema:
-        col = columns.get(field.name)
-        want = pa.string() if field.type == _DICT_STRING else field.type
-        if col is not None and col.type != want:
-            raise TypeError(f"column {field.name!r} is {col.type}, the schema says {want}")
     if sorted(columns) != sorted(schema.names):
         raise ValueError(f"columns {sorted(columns)} are not the schema's {schema.names}")
+    for field in schema:
+        want = pa.string() if field.type == _DICT_STRING else field.type
+        if columns[field.name].type != want:
+            raise TypeError(f"column {field.name!r} is {columns[field.name].type}, the schema says {want}")
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise ValueError("columns of different lengths")
     nk = lengths.pop() if lengths else 0
-    keys = np.asarray(keys)
-    if len(keys) and (keys.min() < 0 or keys.max() > nk):
-        raise ValueError(f"a row's key is outside 0..{nk}")
     if nk >= 2**31:
         raise ValueError("more than 2**31 keys")
-    keys32 = np.ascontiguousarray(keys, dtype=np.uint32)
-    bounds = np.concatenate([[0], np.cumsum(np.asarray(groups, dtype=np.int64))]).astype(np.int64)
-    if bounds[-1] != len(keys) or (len(groups) and min(groups) < 0):
+    if len(keys) and (keys.min() < 0 or keys.max() > nk):
+        raise ValueError(f"a row's key is outside 0..{nk}")
+    if sum(groups) != len(keys) or any(n < 0 for n in groups):
         raise ValueError(f"row groups of {list(groups)} rows do not add up to {len(keys)} rows")
-    meta, leaves = _template(schema.serialize().to_pybytes())
+    return nk
+
+
+def _pages(columns: dict[str, pa.Array], keys: np.ndarray, groups: Sequence[int], schema: pa.Schema,
+           start: int) -> tuple[list[bytes | bytearray], list[tuple[list[Raw], int, int, int]]]:
+    """The column chunks of :func:`write_gathered`'s file, its pages written from byte
+    ``start`` on: the pages' bytes, and per row group its encoded column chunks, their
+    uncompressed and compressed bytes and where the group's first page starts."""
+    keys = np.asarray(keys)
+    nk = _check(columns, keys, groups, schema)
+    # int32 keys as they are (the C code reads them unsigned), others converted
+    keys32 = keys.view(np.uint32) if keys.dtype == np.int32 and keys.flags.c_contiguous else \
+        np.ascontiguousarray(keys, dtype=np.uint32)
+    bounds = np.concatenate([[0], np.cumsum(np.asarray(groups, dtype=np.int64))]).astype(np.int64)
+    _, leaves = _template(schema.serialize().to_pybytes())
     # per group, the keys its rows use (the null key included)
-    used = np.zeros((len(groups), nk + 1), bool)
-    for g in range(len(groups)):
-        used[g, keys32[bounds[g]:bounds[g + 1]]] = True
+    used = np.frombuffer(_pqpack.used(keys32, bounds, nk + 1), np.bool_).reshape(len(groups), nk + 1)  # type: ignore[union-attr]
     # each column's dictionaries per group and the spec of its data pages; columns whose
     # keys map to the same indices share one spec (one pass, one compressed page per group)
     plans: list[tuple] = []
@@ -236,30 +280,42 @@ def write_gathered(columns: dict[str, pa.Array], keys: np.ndarray, groups: Seque
             spec_of[sig] = len(specs)
             specs.append((tabs, widths, kind == "bool", *extra))
         plain_list, plain_arr = _plain(codes.distinct) if codes.distinct is not None else (None, None)
-        plans.append((ptype, path, kind, spec_of[sig], held, plain_list, plain_arr, codes.codes))
-    bodies = _pqpack.pack(keys32, bounds, specs, nk + 1)
+        # a column chunk's fields that are the same in every group: file_offset, then the
+        # metadata's type, encodings, path and codec
+        head = bytearray(b"\x26\x00\x1c")  # field 2 (i64 0), field 3 (struct) begins
+        encodings = [_PLAIN, _RLE] if kind == "bool" else [_PLAIN, _RLE, _RLE_DICTIONARY]
+        _tc(((1, _I32, ptype), (2, _LIST, (_I32, encodings)), (3, _LIST, (_BINARY, list(path))), (4, _I32, _ZSTD)),
+            head, stop=False)
+        plans.append((ptype, bytes(head), kind, spec_of[sig], held, plain_list, plain_arr, codes.codes))
+    bodies = _pqpack.pack(keys32, bounds, specs, nk + 1)  # type: ignore[union-attr]
     zpages: dict[tuple[int, int], bytes] = {}  # compressed data page bodies, by spec and group
-    out, pos = [MAGIC], len(MAGIC)
+    zdicts: dict[bytes, bytes] = {}  # compressed dictionary page bodies, by content
+    out: list[bytes | bytearray] = []
+    pos = start
     row_groups = []
     for g in range(len(groups)):
         chunks, first, g_unc, g_comp = [], pos, 0, 0
-        for ptype, path, kind, spec, held, plain_list, plain_arr, codes in plans:
+        for ptype, head_bytes, kind, spec, held, plain_list, plain_arr, codes in plans:
             body, n_values, n_valid = bodies[spec][g]
             unc = comp = 0
             dict_off = data_off = None
             sel = np.flatnonzero(held[g])
+            enc_stats = []
             if kind != "bool":
                 if plain_list is not None:
                     dbody = b"".join([plain_list[i] for i in sel.tolist()])
                 else:
-                    assert plain_arr is not None
                     dbody = np.ascontiguousarray(plain_arr[sel], dtype="<i8" if ptype == _INT64 else "<f8").tobytes()
-                zdict = _CODEC.compress(dbody, asbytes=True)
-                head = encode(_s((1, _I32, _DICTIONARY_PAGE), (2, _I32, len(dbody)), (3, _I32, len(zdict)),
-                                 (7, _STRUCT, _s((1, _I32, len(sel)), (2, _I32, _PLAIN), (3, _FALSE, False)))))
+                zdict = zdicts.get(dbody)  # groups often hold the same few values
+                if zdict is None:
+                    zdict = zdicts[dbody] = _CODEC.compress(dbody, asbytes=True)
+                head = bytearray()
+                _tc(((1, _I32, _DICTIONARY_PAGE), (2, _I32, len(dbody)), (3, _I32, len(zdict)),
+                     (7, _STRUCT, ((1, _I32, len(sel)), (2, _I32, _PLAIN), (3, _TRUE, False)))), head)
                 out += [head, zdict]
                 dict_off, pos = pos, pos + len(head) + len(zdict)
                 unc, comp = len(head) + len(dbody), len(head) + len(zdict)
+                enc_stats.append(((1, _I32, _DICTIONARY_PAGE), (2, _I32, _PLAIN), (3, _I32, 1)))
             stats = None
             if kind != "string":
                 vals = _bool_values(codes, used[g]) if plain_arr is None else plain_arr[sel]
@@ -268,32 +324,69 @@ def write_gathered(columns: dict[str, pa.Array], keys: np.ndarray, groups: Seque
                 if (spec, g) not in zpages:
                     zpages[spec, g] = _CODEC.compress(body, asbytes=True)
                 zbody = zpages[spec, g]
-                head = encode(_s((1, _I32, _DATA_PAGE), (2, _I32, len(body)), (3, _I32, len(zbody)),
-                                 (5, _STRUCT, _s((1, _I32, n_values),
-                                                 (2, _I32, _PLAIN if kind == "bool" else _RLE_DICTIONARY),
-                                                 (3, _I32, _RLE), (4, _I32, _RLE), (5, _STRUCT, stats)))))
+                encoding = _PLAIN if kind == "bool" else _RLE_DICTIONARY
+                head = bytearray()
+                _tc(((1, _I32, _DATA_PAGE), (2, _I32, len(body)), (3, _I32, len(zbody)),
+                     (5, _STRUCT, ((1, _I32, n_values), (2, _I32, encoding), (3, _I32, _RLE), (4, _I32, _RLE),
+                                   (5, _STRUCT, stats)))), head)
                 out += [head, zbody]
                 data_off, pos = pos, pos + len(head) + len(zbody)
                 unc, comp = unc + len(head) + len(body), comp + len(head) + len(zbody)
-            if kind == "bool":
-                encodings, enc_stats = [_PLAIN, _RLE], [(_DATA_PAGE, _PLAIN)] if n_values else []
-            else:
-                encodings = [_PLAIN, _RLE, _RLE_DICTIONARY]
-                enc_stats = [(_DICTIONARY_PAGE, _PLAIN)] + ([(_DATA_PAGE, _RLE_DICTIONARY)] if n_values else [])
-            cmd = _s((1, _I32, ptype), (2, _LIST, (_I32, encodings)), (3, _LIST, (_BINARY, list(path))),
-                     (4, _I32, _ZSTD), (5, _I64, n_values), (6, _I64, unc), (7, _I64, comp),
-                     (9, _I64, data_off or 0), (11, _I64, dict_off), (12, _STRUCT, stats),
-                     (13, _LIST, (_STRUCT, [_s((1, _I32, t), (2, _I32, e), (3, _I32, 1)) for t, e in enc_stats])))
-            chunks.append(_s((2, _I64, 0), (3, _STRUCT, cmd)))
+                enc_stats.append(((1, _I32, _DATA_PAGE), (2, _I32, encoding), (3, _I32, 1)))
+            chunk = bytearray(head_bytes)
+            _tc(((5, _I64, n_values), (6, _I64, unc), (7, _I64, comp), (9, _I64, data_off or 0),
+                 (11, _I64, dict_off), (12, _STRUCT, stats), (13, _LIST, (_STRUCT, enc_stats))), chunk, last=4)
+            chunk.append(0)  # the column chunk ends
+            chunks.append(Raw(chunk))
             g_unc, g_comp = g_unc + unc, g_comp + comp
-        row_groups.append(_s((1, _LIST, (_STRUCT, chunks)), (2, _I64, g_unc), (3, _I64, int(bounds[g + 1] - bounds[g])),
-                             (5, _I64, first if chunks else 0), (6, _I64, g_comp)))
-    meta = Struct(Field(f.fid, f.ctype, f.value) for f in meta)
+        row_groups.append((chunks, g_unc, g_comp, first))
+    return out, row_groups
+
+
+def write_gathered(columns: dict[str, pa.Array], keys: np.ndarray, groups: Sequence[int],
+                   schema: pa.Schema) -> bytes:
+    """The Parquet file of the table ``schema`` whose row ``i`` holds ``columns[c][keys[i]]``.
+
+    ``columns``: one array per field of ``schema`` (in its type), all of the same length
+    ``n_keys``; ``keys``: each row's key, where ``n_keys`` means a row null in every
+    column; ``groups``: the number of rows in each row group (they sum to ``len(keys)``).
+    ``ValueError`` on a key out of range or sizes that disagree, ``TypeError`` on a type
+    :func:`supported` refuses, ``RuntimeError`` without the C packer.
+    """
+    pages, row_groups = _pages(columns, keys, groups, schema, len(MAGIC))
+    template, _ = _template(schema.serialize().to_pybytes())
+    meta = Struct(Field(f.fid, f.ctype, f.value) for f in template)
     meta.set(_FMD_NUM_ROWS, len(keys))
-    meta.set(_FMD_ROW_GROUPS, (_STRUCT, row_groups))
+    meta.set(_FMD_ROW_GROUPS, (_STRUCT, [
+        Struct([Field(1, _LIST, (_STRUCT, chunks)), Field(2, _I64, unc), Field(3, _I64, n), Field(5, _I64, first),
+                Field(6, _I64, comp)])
+        for (chunks, unc, comp, first), n in zip(row_groups, groups, strict=True)]))
     tail = encode(meta)
-    out += [tail, struct.pack("<I", len(tail)), MAGIC]
-    return b"".join(out)
+    return b"".join([MAGIC, *pages, tail, struct.pack("<I", len(tail)), MAGIC])
+
+
+def append_gathered(base: bytes, columns: dict[str, pa.Array], keys: np.ndarray, schema: pa.Schema) -> bytes:
+    """The Parquet file ``base`` with :func:`write_gathered`'s columns after its own, in
+    its row groups (``keys``: one per row of ``base``), as bytes.
+
+    The base file's bytes are kept up to its footer, the new pages written after them, and
+    its footer names both sets of columns (:func:`probes._parquet_splice.extend_footer`):
+    what :func:`probes._parquet_splice.join_columns` gives for :func:`write_gathered`'s
+    file, without encoding that file's footer nor decoding it again. ``ValueError`` as
+    :func:`write_gathered`, and on a column name the base file has.
+    """
+    b_start, meta = footer(base)
+    arrow = arrow_schema(base)
+    if arrow is None:
+        arrow = pq.read_schema(pa.BufferReader(base))
+    clash = sorted(set(arrow.names) & set(schema.names))
+    if clash:
+        raise ValueError(f"columns {clash} are in the base file already")
+    groups = [g.get(_RG_ROWS) for g in meta.get(_FMD_ROW_GROUPS)[1]]
+    pages, row_groups = _pages(columns, keys, groups, schema, b_start)
+    template, _ = _template(schema.serialize().to_pybytes())
+    tail = extend_footer(meta, arrow, template, [(c, unc, comp) for c, unc, comp, _ in row_groups], schema)
+    return b"".join([memoryview(base)[:b_start], *pages, tail, struct.pack("<I", len(tail)), MAGIC])
 
 
 def _bool_values(codes: np.ndarray, used: np.ndarray) -> np.ndarray:

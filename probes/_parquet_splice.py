@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Field", "Struct", "append_columns", "arrow_schema", "decode", "encode", "footer", "join_columns",
-           "row_group_sizes", "write_row_groups"]
+__all__ = ["Field", "Raw", "Struct", "append_columns", "arrow_schema", "decode", "encode", "footer", "extend_footer",
+           "join_columns", "row_group_sizes", "write_row_groups"]
 
 MAGIC = b"PAR1"
 
@@ -54,6 +54,10 @@ class Field:
     fid: int
     ctype: int
     value: Any
+
+
+class Raw(bytes):
+    """A Thrift struct encoded already: written as it is where a struct goes."""
 
 
 class Struct(list):
@@ -181,7 +185,10 @@ def _value(ctype: int, value: Any, out: bytearray) -> None:
             _value(ktype, k, out)
             _value(vtype, v, out)
     elif ctype == _STRUCT:
-        _struct(value, out)
+        if isinstance(value, Raw):
+            out += value
+        else:
+            _struct(value, out)
     else:
         raise ValueError(f"Thrift compact type {ctype} cannot be written")
 
@@ -299,24 +306,41 @@ def join_columns(base: bytes, new: bytes | pa.Buffer, schema: pa.Schema) -> byte
     groups = meta.get(_FMD_ROW_GROUPS)[1]
     sizes = [g.get(_RG_ROWS) for g in groups]
     n_start, new_meta = footer(new)
-    for m in (meta, new_meta):
-        if m.get(_FMD_ENCRYPTION) is not None:
-            raise ValueError("encrypted Parquet files are not supported")
     new_groups = new_meta.get(_FMD_ROW_GROUPS)[1]
     if new_meta.get(_FMD_NUM_ROWS) != meta.get(_FMD_NUM_ROWS) or [g.get(_RG_ROWS) for g in new_groups] != sizes:
         raise ValueError("the new columns are not in the base file's rows and row groups")
+    if new_meta.get(_FMD_ENCRYPTION) is not None:
+        raise ValueError("encrypted Parquet files are not supported")
     shift = b_start - len(MAGIC)  # the new chunks move from after PAR1 to after the base chunks
-    for g, extra in zip(groups, new_groups, strict=True):
+    added = []
+    for extra in new_groups:
         chunks = extra.get(_RG_COLUMNS)[1]
         for chunk in chunks:
             _move(chunk, shift)
+        total = extra.get(_RG_COMPRESSED)
+        if total is None:
+            total = sum(c.get(_CC_META).get(_CMD_COMPRESSED) for c in chunks)
+        added.append((chunks, extra.get(_RG_BYTES), total))
+    tail = extend_footer(meta, arrow, new_meta, added, schema)
+    return b"".join([memoryview(base)[:b_start], memoryview(new)[len(MAGIC):n_start],
+                     tail, struct.pack("<I", len(tail)), MAGIC])
+
+
+def extend_footer(meta: Struct, arrow: pa.Schema, new_meta: Struct, added: Sequence[tuple[list, int, int]],
+                  schema: pa.Schema) -> bytes:
+    """The encoded footer ``meta`` (a base file's, its Arrow schema ``arrow``) naming more
+    columns: per row group, ``added`` gives their column chunks (at their offsets in the
+    joined file; :class:`Raw` when encoded already), uncompressed and compressed bytes;
+    ``new_meta`` is a footer of those columns alone (their schema elements and column
+    orders), ``schema`` their Arrow schema."""
+    if meta.get(_FMD_ENCRYPTION) is not None:
+        raise ValueError("encrypted Parquet files are not supported")
+    groups = meta.get(_FMD_ROW_GROUPS)[1]
+    for g, (chunks, nbytes, compressed) in zip(groups, added, strict=True):
         g.get(_RG_COLUMNS)[1].extend(chunks)
-        g.set(_RG_BYTES, g.get(_RG_BYTES) + extra.get(_RG_BYTES))
+        g.set(_RG_BYTES, g.get(_RG_BYTES) + nbytes)
         if g.get(_RG_COMPRESSED) is not None:
-            total = extra.get(_RG_COMPRESSED)
-            if total is None:
-                total = sum(c.get(_CC_META).get(_CMD_COMPRESSED) for c in chunks)
-            g.set(_RG_COMPRESSED, g.get(_RG_COMPRESSED) + total)
+            g.set(_RG_COMPRESSED, g.get(_RG_COMPRESSED) + compressed)
     # the schema: the base's root takes the new root's children
     elements, new_elements = meta.get(_FMD_SCHEMA)[1], new_meta.get(_FMD_SCHEMA)[1]
     elements[0].set(_SE_NUM_CHILDREN, elements[0].get(_SE_NUM_CHILDREN) + new_elements[0].get(_SE_NUM_CHILDREN))
@@ -328,9 +352,7 @@ def join_columns(base: bytes, new: bytes | pa.Buffer, schema: pa.Schema) -> byte
         meta[:] = Struct(f for f in meta if f.fid != _FMD_COLUMN_ORDERS)
     whole = pa.schema(list(arrow) + list(schema), metadata=arrow.metadata)
     _set_arrow_schema(meta, base64.b64encode(whole.serialize().to_pybytes()))
-    tail = encode(meta)
-    return b"".join([memoryview(base)[:b_start], memoryview(new)[len(MAGIC):n_start],
-                     tail, struct.pack("<I", len(tail)), MAGIC])
+    return encode(meta)
 
 
 def _move(chunk: Struct, shift: int) -> None:

@@ -21,6 +21,11 @@
 #include <stdint.h>
 #include <string.h>
 
+/* A scalar column whose table holds at most 1 key in SPARSE_SHARE in a row group is
+ * written from the rows whose key some such column holds (found in one pass), not from
+ * every row. */
+#define SPARSE_SHARE 16
+
 typedef struct {
     uint8_t *p;
     Py_ssize_t pos; /* bytes written */
@@ -66,11 +71,21 @@ static uint8_t *varint(uint8_t *o, uint64_t v) {
     return o;
 }
 
+/* Group ``u`` of 8 levels of ``width`` (1 or 2) bits, as an integer. */
+static inline uint64_t unit(const uint8_t *packed, Py_ssize_t u, int width) {
+    if (width == 1) {
+        return packed[u];
+    }
+    uint16_t w;
+    memcpy(&w, packed + u * 2, 2);
+    return w;
+}
+
 /* Levels (``count`` values of ``width`` <= 8 bits, bit-packed in ``packed``) as the
  * RLE/bit-packing hybrid with its 4-byte length in front: groups of 8 equal values in a
  * row of at least two become one RLE run, the rest bit-packed runs. Writes at ``o``
  * (room: 4 + 2 * packed bytes + 16); returns the end. */
-static uint8_t *levels(uint8_t *o, const uint8_t *packed, Py_ssize_t count, int width) {
+static uint8_t *levels(uint8_t *o, const uint8_t *packed, Py_ssize_t count, int width) { /* width: 1 or 2 */
     uint8_t *start = o;
     o += 4;
     Py_ssize_t units = (count + 7) / 8, full = count / 8;
@@ -83,18 +98,13 @@ static uint8_t *levels(uint8_t *o, const uint8_t *packed, Py_ssize_t count, int 
         uint64_t bits = 0, v = 0;
         int same = 0;
         if (u < full) {
-            memcpy(&bits, packed + u * width, (size_t)width);
+            bits = unit(packed, u, width);
             v = bits & mask;
             same = bits == v * spread;
         }
         Py_ssize_t end = u + 1;
         if (same) {
-            while (end < full) {
-                uint64_t nb = 0;
-                memcpy(&nb, packed + end * width, (size_t)width);
-                if (nb != bits) {
-                    break;
-                }
+            while (end < full && unit(packed, end, width) == bits) {
                 end++;
             }
         }
@@ -131,6 +141,41 @@ static uint8_t *values(uint8_t *o, const uint8_t *packed, Py_ssize_t count, int 
     }
     memcpy(o, packed, (size_t)n);
     return o + n;
+}
+
+/* ``count`` values of ``width`` bits bit-packed (LSB first) in groups of 8, the last group
+ * padded with zeros; returns the bytes written ((count + 7) / 8 * width). ``vals`` must
+ * have room for the padding values (they are set to 0 here). */
+static Py_ssize_t pack_fixed(uint8_t *o, uint32_t *vals, Py_ssize_t count, int width) {
+    Py_ssize_t groups = (count + 7) / 8;
+    for (Py_ssize_t i = count; i < groups * 8; i++) {
+        vals[i] = 0;
+    }
+    if (width <= 16) {
+        for (Py_ssize_t g = 0; g < groups; g++) {
+            const uint32_t *v = vals + g * 8;
+            unsigned __int128 acc = 0;
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                acc |= (unsigned __int128)v[j] << (j * width);
+            }
+            memcpy(o + g * width, &acc, (size_t)width);
+        }
+    } else {
+        uint64_t acc = 0;
+        int nb = 0;
+        uint8_t *p = o;
+        for (Py_ssize_t i = 0; i < groups * 8; i++) {
+            acc |= (uint64_t)vals[i] << nb;
+            nb += width;
+            while (nb >= 8) {
+                *p++ = (uint8_t)acc;
+                acc >>= 8;
+                nb -= 8;
+            }
+        }
+    }
+    return groups * width;
 }
 
 typedef struct {
@@ -191,6 +236,11 @@ static int get_col(PyObject *spec, col_t *c, Py_ssize_t groups, Py_ssize_t nkeys
             if (off[k] < 0 || off[k] > off[k + 1] || off[k + 1] > c->ntab) {
                 return fail("entry offsets out of range");
             }
+            for (int64_t e = off[k]; e < off[k + 1]; e++) {
+                if (r[e] != (e > off[k])) { /* a row's first entry starts it (0), the others repeat (1) */
+                    return fail("a repetition level is out of place");
+                }
+            }
         }
         for (Py_ssize_t e = 0; e < c->ntab; e++) {
             if (d[e] > 3 || r[e] > 1) {
@@ -205,69 +255,126 @@ static int get_col(PyObject *spec, col_t *c, Py_ssize_t groups, Py_ssize_t nkeys
 }
 
 /* One group of one column: its page body and the number of values that are not null. */
-static PyObject *page(const col_t *c, Py_ssize_t g, const uint32_t *keys, Py_ssize_t n, uint8_t *scratch[4]) {
+/* The rows of a group a sparse column may hold: their positions, ascending. */
+typedef struct {
+    const int32_t *pos;
+    Py_ssize_t n;
+} rows_t;
+
+static PyObject *page(const col_t *c, Py_ssize_t g, const uint32_t *keys, Py_ssize_t n, uint8_t *scratch[4],
+                      const rows_t *sparse) {
     const int32_t *tab = (const int32_t *)c->tabs.buf + g * c->ntab;
     int width = ((const uint8_t *)c->widths.buf)[g];
     bits_t rep = {scratch[0], 0, 0, 0}, def = {scratch[1], 0, 0, 0}, idx = {scratch[2], 0, 0, 0};
     Py_ssize_t leaves = n, valid = 0;
-    if (!c->list) {
-        /* two passes: the definition bits and the indices of the rows that hold a value
-         * (branch-free), then the indices bit-packed at a fixed width (its branch follows
-         * a pattern the width alone sets). The accumulators are locals: stores through a
-         * byte pointer could alias a struct's fields and keep them out of registers. */
+    if (sparse != NULL) {
+        /* a column few keys hold: only the rows whose key some sparse column holds are
+         * looked at; every other row is null */
         uint32_t *held_idx = (uint32_t *)scratch[3];
-        uint64_t dacc = 0;
-        int dn = 0;
-        uint8_t *dp = def.p;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            int32_t v = tab[keys[i]];
-            uint64_t held = v >= 0;
-            dacc |= held << dn;
-            if (++dn == 64) {
-                memcpy(dp, &dacc, 8);
-                dp += 8;
-                dacc = 0;
-                dn = 0;
+        memset(def.p, 0, (size_t)((n + 7) / 8));
+        for (Py_ssize_t j = 0; j < sparse->n; j++) {
+            int32_t p = sparse->pos[j], v = tab[keys[p]];
+            if (v >= 0) {
+                def.p[p >> 3] |= (uint8_t)(1u << (p & 7));
+                held_idx[valid++] = (uint32_t)v;
             }
-            held_idx[valid] = (uint32_t)v;
-            valid += (Py_ssize_t)held;
+        }
+        def.pos = (n + 7) / 8;
+        idx.pos = pack_fixed(idx.p, held_idx, valid, width);
+    } else if (!c->list) {
+        /* two passes: the definition bits, a byte per 8 rows, and the indices of the
+         * rows that hold a value, both branch-free; then those indices bit-packed, 8 at a
+         * time into ``width`` bytes */
+        uint32_t *held_idx = (uint32_t *)scratch[3];
+        uint8_t *dp = def.p;
+        Py_ssize_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint32_t byte = 0;
+#pragma GCC unroll 8
+            for (int j = 0; j < 8; j++) {
+                int32_t v = tab[keys[i + j]];
+                uint32_t held = v >= 0;
+                byte |= held << j;
+                held_idx[valid] = (uint32_t)v;
+                valid += held;
+            }
+            *dp++ = (uint8_t)byte;
+        }
+        if (i < n) {
+            uint32_t byte = 0;
+            for (int j = 0; i + j < n; j++) {
+                int32_t v = tab[keys[i + j]];
+                uint32_t held = v >= 0;
+                byte |= held << j;
+                held_idx[valid] = (uint32_t)v;
+                valid += held;
+            }
+            *dp++ = (uint8_t)byte;
         }
         def.pos = dp - def.p;
-        def.acc = dacc;
-        def.nbits = dn;
-        uint64_t iacc = 0;
-        int in = 0;
-        uint8_t *ip = idx.p;
-        for (Py_ssize_t i = 0; i < valid; i++) {
-            iacc |= (uint64_t)held_idx[i] << in;
-            in += width;
-            if (in >= 32) {
-                uint32_t w = (uint32_t)iacc;
-                memcpy(ip, &w, 4);
-                ip += 4;
-                iacc >>= 32;
-                in -= 32;
-            }
-        }
-        idx.pos = ip - idx.p;
-        idx.acc = iacc;
-        idx.nbits = in;
+        idx.pos = pack_fixed(idx.p, held_idx, valid, width);
     } else {
+        /* a list column: per leaf entry its repetition bit and 2 definition bits in local
+         * accumulators, and its index kept when it holds a value, then bit-packed */
         const int64_t *off = c->offsets.buf;
         const uint8_t *d = c->defs.buf, *r = c->reps.buf;
+        uint32_t *held_idx = (uint32_t *)scratch[3];
+        uint64_t racc = 0, dacc = 0;
+        int rn = 0, dn = 0;
+        uint8_t *rp = rep.p, *dp = def.p;
         leaves = 0;
         for (Py_ssize_t i = 0; i < n; i++) {
-            for (int64_t e = off[keys[i]]; e < off[keys[i] + 1]; e++) {
-                int32_t v = tab[e];
-                put(&rep, r[e], 1);
-                put(&def, d[e], 2);
-                if (v >= 0) {
-                    put(&idx, (uint32_t)v, width);
-                    valid++;
+            int64_t e = off[keys[i]], end = off[keys[i] + 1];
+            if (end - e == 1) { /* nearly every row: one entry, repetition level 0 */
+                if (++rn == 64) {
+                    memcpy(rp, &racc, 8);
+                    rp += 8;
+                    racc = 0;
+                    rn = 0;
                 }
+                dacc |= (uint64_t)d[e] << dn;
+                dn += 2;
+                if (dn == 64) {
+                    memcpy(dp, &dacc, 8);
+                    dp += 8;
+                    dacc = 0;
+                    dn = 0;
+                }
+                int32_t v = tab[e];
+                held_idx[valid] = (uint32_t)v;
+                valid += v >= 0;
+                leaves++;
+                continue;
+            }
+            for (; e < end; e++) {
+                racc |= (uint64_t)r[e] << rn;
+                if (++rn == 64) {
+                    memcpy(rp, &racc, 8);
+                    rp += 8;
+                    racc = 0;
+                    rn = 0;
+                }
+                dacc |= (uint64_t)d[e] << dn;
+                dn += 2;
+                if (dn == 64) {
+                    memcpy(dp, &dacc, 8);
+                    dp += 8;
+                    dacc = 0;
+                    dn = 0;
+                }
+                int32_t v = tab[e];
+                held_idx[valid] = (uint32_t)v;
+                valid += v >= 0;
                 leaves++;
             }
         }
+        rep.pos = rp - rep.p;
+        rep.acc = racc;
+        rep.nbits = rn;
+        def.pos = dp - def.p;
+        def.acc = dacc;
+        def.nbits = dn;
+        idx.pos = pack_fixed(idx.p, held_idx, valid, width);
     }
     Py_ssize_t rb = c->list ? finish(&rep, leaves, 1) : 0, db = finish(&def, leaves, c->list ? 2 : 1);
     Py_ssize_t xb = finish(&idx, valid, width);
@@ -300,7 +407,8 @@ static PyObject *pack(PyObject *self, PyObject *args) {
     PyObject *seq = NULL, *result = NULL;
     col_t *cols = NULL;
     Py_ssize_t ncols = 0;
-    uint8_t *scratch[4] = {NULL, NULL, NULL, NULL};
+    uint8_t *scratch[4] = {NULL, NULL, NULL, NULL}, *any = NULL, *sparse_cols = NULL;
+    int32_t *positions = NULL;
     if (PyObject_GetBuffer(keys_o, &kb, PyBUF_SIMPLE) < 0 || PyObject_GetBuffer(bounds_o, &bb, PyBUF_SIMPLE) < 0) {
         goto done;
     }
@@ -358,9 +466,51 @@ static PyObject *pack(PyObject *self, PyObject *args) {
             goto done;
         }
     }
+    any = PyMem_Calloc((size_t)(nkeys ? nkeys : 1), 1);
+    sparse_cols = PyMem_Calloc((size_t)(ncols ? ncols : 1), 1);
+    positions = PyMem_Malloc((size_t)(most ? most : 1) * sizeof(int32_t));
+    if (any == NULL || sparse_cols == NULL || positions == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
     for (Py_ssize_t g = 0; g < groups; g++) {
+        const uint32_t *gk = keys + bounds[g];
+        Py_ssize_t n = bounds[g + 1] - bounds[g];
+        /* a scalar column whose table holds at most one key in SPARSE_SHARE is sparse in
+         * this group: one pass finds the rows any sparse column may hold */
+        int some = 0;
+        memset(any, 0, (size_t)nkeys);
         for (Py_ssize_t j = 0; j < ncols; j++) {
-            PyObject *item = page(&cols[j], g, keys + bounds[g], bounds[g + 1] - bounds[g], scratch);
+            sparse_cols[j] = 0;
+            if (cols[j].list || cols[j].ntab == 0) {
+                continue;
+            }
+            const int32_t *tab = (const int32_t *)cols[j].tabs.buf + g * cols[j].ntab;
+            Py_ssize_t held = 0;
+            for (Py_ssize_t k = 0; k < cols[j].ntab; k++) {
+                held += tab[k] >= 0;
+            }
+            if (held * SPARSE_SHARE <= cols[j].ntab) {
+                sparse_cols[j] = 1;
+                some = 1;
+                for (Py_ssize_t k = 0; k < cols[j].ntab; k++) {
+                    any[k] |= tab[k] >= 0;
+                }
+            }
+        }
+        rows_t rows = {positions, 0};
+        if (some && n > INT32_MAX) { /* positions are int32: a group this large has none sparse */
+            some = 0;
+            memset(sparse_cols, 0, (size_t)ncols);
+        }
+        if (some) {
+            for (Py_ssize_t i = 0; i < n; i++) {
+                positions[rows.n] = (int32_t)i;
+                rows.n += any[gk[i]];
+            }
+        }
+        for (Py_ssize_t j = 0; j < ncols; j++) {
+            PyObject *item = page(&cols[j], g, gk, n, scratch, sparse_cols[j] ? &rows : NULL);
             if (item == NULL) {
                 goto done;
             }
@@ -378,6 +528,9 @@ done:
         release_col(&cols[j]);
     }
     PyMem_Free(cols);
+    PyMem_Free(any);
+    PyMem_Free(sparse_cols);
+    PyMem_Free(positions);
     for (int s = 0; s < 4; s++) {
         PyMem_Free(scratch[s]);
     }
@@ -391,7 +544,61 @@ done:
     return result;
 }
 
+/* used(keys, bounds, nkeys) -> bytes: per group, per key, 1 where a row of the group has
+ * that key (groups x nkeys). */
+static PyObject *used(PyObject *self, PyObject *args) {
+    PyObject *keys_o, *bounds_o;
+    Py_ssize_t nkeys;
+    if (!PyArg_ParseTuple(args, "OOn", &keys_o, &bounds_o, &nkeys)) {
+        return NULL;
+    }
+    Py_buffer kb = {0}, bb = {0};
+    PyObject *out = NULL;
+    if (PyObject_GetBuffer(keys_o, &kb, PyBUF_SIMPLE) < 0 || PyObject_GetBuffer(bounds_o, &bb, PyBUF_SIMPLE) < 0) {
+        goto done;
+    }
+    if (kb.len % 4 || bb.len % 8 || bb.len < 8 || nkeys < 0) {
+        fail("keys must be uint32 and bounds int64");
+        goto done;
+    }
+    const uint32_t *keys = kb.buf;
+    const int64_t *bounds = bb.buf;
+    Py_ssize_t nrows = kb.len / 4, groups = bb.len / 8 - 1;
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        if (bounds[g] < 0 || bounds[g] > bounds[g + 1] || bounds[g + 1] > nrows) {
+            fail("row group bounds out of range");
+            goto done;
+        }
+    }
+    out = PyBytes_FromStringAndSize(NULL, groups * nkeys);
+    if (out == NULL) {
+        goto done;
+    }
+    uint8_t *o = (uint8_t *)PyBytes_AS_STRING(out);
+    memset(o, 0, (size_t)(groups * nkeys));
+    for (Py_ssize_t g = 0; g < groups; g++) {
+        uint8_t *row = o + g * nkeys;
+        for (int64_t i = bounds[g]; i < bounds[g + 1]; i++) {
+            if (keys[i] >= (uint64_t)nkeys) {
+                Py_CLEAR(out);
+                fail("a row's key is outside the tables");
+                goto done;
+            }
+            row[keys[i]] = 1;
+        }
+    }
+done:
+    if (kb.obj != NULL) {
+        PyBuffer_Release(&kb);
+    }
+    if (bb.obj != NULL) {
+        PyBuffer_Release(&bb);
+    }
+    return out;
+}
+
 static PyMethodDef METHODS[] = {
+    {"used", used, METH_VARARGS, "Which keys each row group's rows use."},
     {"pack", pack, METH_VARARGS, "Data page bodies of columns over a key set, per column and row group."},
     {NULL, NULL, 0, NULL},
 };
