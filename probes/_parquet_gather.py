@@ -317,7 +317,7 @@ def _pages(columns: dict[str, pa.Array], keys: np.ndarray, groups: Sequence[int]
                 unc, comp = len(head) + len(dbody), len(head) + len(zdict)
                 enc_stats.append(((1, _I32, _DICTIONARY_PAGE), (2, _I32, _PLAIN), (3, _I32, 1)))
             stats = None
-            if kind != "string":
+            if kind != "string" and n_values:  # pyarrow writes none for an empty group
                 vals = _bool_values(codes, used[g]) if plain_arr is None else plain_arr[sel]
                 stats = _stats(vals, kind, n_values - n_valid)
             if n_values:

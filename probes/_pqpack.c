@@ -226,7 +226,7 @@ static int get_col(PyObject *spec, col_t *c, Py_ssize_t groups, Py_ssize_t nkeys
             return fail("bit width out of range");
         }
     }
-    if (c->list) {
+    if (c->list && groups) { /* (no group: nothing is packed, and tabs tell no entry count) */
         const int64_t *off = c->offsets.buf;
         const uint8_t *d = c->defs.buf, *r = c->reps.buf;
         if (c->offsets.len != (nkeys + 1) * 8 || c->defs.len != c->ntab || c->reps.len != c->ntab) {

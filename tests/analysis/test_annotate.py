@@ -436,6 +436,29 @@ def test_annotate_campaign_writes_what_plain_annotate_computes(test_data, tmp_pa
         assert d[f.name].cast(f.type).equals(plain[f.name]), f.name
 
 
+def test_real_hop_rows_annotated_read_back_as_annotate_computes(test_data, real_snapshot, tmp_path):
+    """The first 20,000 MENOG results' hop rows, annotated: the gathered file is the plain
+    annotation, row group by row group, and the same through DuckDB."""
+    import lzma
+
+    import pyarrow.parquet as pq
+
+    from analysis.annotate import ANNOTATION_FIELDS, WRITTEN_FIELDS, _annotate_hops
+    from probes import _parquet_gather as pg
+    from probes.parse import parse_results
+    from tests.probes.test_parquet_gather import check_gathered, plain
+
+    lines = lzma.decompress((test_data / TRACES / "menog_traceroutes_full.ndjson.xz").read_bytes()).splitlines()
+    hops = parse_results(lines[:20_000]).hops.select(["reply_from"])
+    u, rows, _, _ = _annotate_hops(hops, real_snapshot, None, online=False, rdap=None)
+    groups = [50_000] * (hops.num_rows // 50_000) + [hops.num_rows % 50_000]
+    data = pg.write_gathered(u, rows, groups, WRITTEN_FIELDS)
+    check_gathered(data, u, rows, groups, WRITTEN_FIELDS, tmp_path)
+    want, _ = annotate(hops, real_snapshot)
+    assert plain(pq.read_table(pa.BufferReader(data))).equals(want.select(ANNOTATION_FIELDS.names))
+    assert pc.sum(pc.is_valid(want["ixp_id"])).as_py() > 0 and pc.sum(pc.is_null(want["asn"])).as_py() > 0
+
+
 def test_a_segment_stored_before_the_dictionary_hop_schema_is_annotated_whole(test_data, tmp_path, real_snapshot):
     """A hop segment written before :data:`probes.schema.STORED_HOP_SCHEMA` (the
     traceroute's strings plain) cannot have the annotation put beside its bytes: it is read
