@@ -7,29 +7,36 @@ ip_class, IXP LAN + member, RIR fallback, as2org and family. The ratio is
 pyasn_seconds / ours_seconds (higher is better; target >= 10). Peak RSS is reported.
 
 Issue 17 ("annotate writes what it measures"): ``written_over_bare_dictionary`` is the cost
-of the annotation as ``pathexp annotate`` writes it -- ``annotate(..., dictionary=True)``
-plus :func:`probes.fileio.write_parquet` of its 17 annotation columns with the annotated
-table's writer options (``analysis.annotate.parquet_options``) -- over the *bare
-dictionary computation*: annotate's own steps up to the per-address columns
-(``analysis.annotate._annotate_rows``: one dictionary_encode of ``reply_from``, the
-annotation of the unique addresses, the hop counts) and then every column but ``asns`` as a
-dictionary array over the shared row indices with the values of the unique addresses (plus
-a null entry for no reply) as its dictionary, ``asns`` by Arrow's take. That form is
-in memory only (Parquet refuses nulls inside a dictionary) and writes nothing.
-``built_over_bare_dictionary`` is the same ratio without the write (target <= 1.5 for
-both). The hop columns are written by ``pathexp annotate`` too, the same whatever the
-annotation's form: ``parquet_write_whole_table_s`` gives that whole write for scale. The
-``annotated_file_*`` figures time one annotated part both ways from the hop table stored as
-the store writes it (row groups of 4,096 traceroutes), annotation included: the segment
-read whole, annotated and written again whole (as ``pathexp annotate`` did), and only
-``reply_from`` read, annotated and the annotation put beside the segment's bytes
-(:func:`probes.fileio.write_parquet` with ``beside``, as it does now; the two files must
-read back the same). The
-``*_shared_options_*`` figures are the same writes with the options every other table uses
-(:data:`probes.fileio.PARQUET_OPTIONS` alone), timed in turns with the annotated ones, and
-the ``*_bytes`` figures the file sizes of both. Before any timing, the written file is read
-back (pyarrow and DuckDB) and must hold exactly the values and nulls of the plain
-``annotate(hops, snap)``, and the whole table written either way must read back the same.
+of the annotation as ``pathexp annotate`` writes it -- :func:`analysis.annotate.annotation_file`
+(annotate's steps, then the 17 columns' Parquet pages written from the unique addresses'
+annotation by :mod:`probes._parquet_gather`) and the file written -- over the *bare
+dictionary computation*; ``written_pyarrow_over_bare_dictionary`` the same for the form
+written without the C packer (``annotate(..., dictionary=True)`` plus
+:func:`probes.fileio.write_parquet` of its 17 annotation columns with the annotated table's
+writer options, ``analysis.annotate.parquet_options``). The bare dictionary computation
+is annotate's own steps up to the per-address columns (``analysis.annotate._annotate_rows``:
+one dictionary_encode of ``reply_from``, the annotation of the unique addresses, the hop
+counts) and then every column but ``asns`` as a dictionary array over the shared row indices
+with the values of the unique addresses (plus a null entry for no reply) as its dictionary,
+``asns`` by Arrow's take. That form is in memory only (Parquet refuses nulls inside a
+dictionary) and writes nothing. ``built_over_bare_dictionary`` is pyarrow's writable form
+built, without the write (target <= 1.5 for both). The gathered file is written in row
+groups of a store block (4,096 traceroutes of MENOG). The hop columns are written by
+``pathexp annotate`` too, the same whatever the annotation's form:
+``parquet_write_whole_table_s`` gives that whole write for scale. The ``annotated_file_*``
+figures time one annotated part three ways from the hop table stored as the store writes it
+(row groups of 4,096 traceroutes), annotation included: the segment read whole, annotated
+and written again whole (``pathexp annotate`` until 2026-12-06); only ``reply_from`` read,
+annotated and the annotation written by pyarrow and put beside the segment's bytes
+(:func:`probes.fileio.write_parquet` with ``beside``: without the C packer); and only
+``reply_from`` read and the annotation's pages written after the segment's
+(:func:`analysis.annotate.annotation_file` with ``beside``: ``pathexp annotate`` now). The
+three files must read back the same. The ``*_shared_options_*`` figures are the same writes
+with the options every other table uses (:data:`probes.fileio.PARQUET_OPTIONS` alone),
+timed in turns with the annotated ones, and the ``*_bytes`` figures the file sizes. Before
+any timing, the written files are read back (pyarrow and DuckDB) and must hold exactly the
+values and nulls of the plain ``annotate(hops, snap)``, and the whole table written either
+way must read back the same.
 
 Run: ``.venv/bin/python tests/bench/bench_annotate.py``
 """
@@ -105,7 +112,7 @@ def main() -> None:
     import pyasn
 
     from analysis._tables import plain_columns
-    from analysis.annotate import ANNOTATION_FIELDS, annotate, parquet_options
+    from analysis.annotate import ANNOTATION_FIELDS, annotate, annotation_file, parquet_options
     from analysis.datasets import load_snapshot
     from probes import fileio, store
     from probes.parse import parse_results
@@ -142,12 +149,17 @@ def main() -> None:
         rss_hops = peak_rss_mb()
         ours_s, (table, counts) = best_of(lambda: annotate(hops, snap), repeat=3)
         emit(BENCH, "peak_rss_after_plain_annotate", peak_rss_mb(), "MiB", before=rss_hops)
-        # the written form and the bare one in turns, so that both see the same machine load
-        dict_s = bare_s = float("inf")
+        # the written forms and the bare one in turns, so that all see the same machine load
+        rg = [min(BLOCK_HOP_ROWS, hops.num_rows - i) for i in range(0, hops.num_rows, BLOCK_HOP_ROWS)]
+        gathered = tmp / "gathered.parquet"
+        dict_s = bare_s = gathered_s = float("inf")
         for _ in range(5):
             t, (written, _) = best_of(lambda: annotate(hops, snap, dictionary=True), repeat=1)
             dict_s = min(dict_s, t)
             bare_s = min(bare_s, best_of(lambda: bare_dictionary(hops, snap), repeat=1)[0])
+            gathered_s = min(gathered_s, best_of(
+                lambda: fileio.write_bytes(gathered, annotation_file(hops, snap, row_groups=rg)[0]), repeat=1)[0])
+        check_written(gathered, table)
         # what `pathexp annotate` writes (campaign_io._annotate_segment), annotation columns only
         names = [f.name for f in ANNOTATION_FIELDS]
         ann, plain_ann = written.select(names), table.select(names)
@@ -192,13 +204,20 @@ def main() -> None:
             t = t.drop_columns(["reply_from"])
             fileio.write_parquet(t, tmp / "beside.parquet", options=parquet_options(t), beside=seg_bytes)
 
-        rewrite(), beside()
+        def beside_gathered() -> None:
+            reply_from = pq.read_table(pa.BufferReader(seg_bytes), columns=["reply_from"])
+            fileio.write_bytes(tmp / "beside-gathered.parquet", annotation_file(reply_from, snap, beside=seg_bytes)[0])
+
+        rewrite(), beside(), beside_gathered()
         assert plain_columns(pq.read_table(tmp / "rewritten.parquet")).equals(
             plain_columns(pq.read_table(tmp / "beside.parquet")))
-        rewrite_s = beside_s = float("inf")
+        assert plain_columns(pq.read_table(tmp / "rewritten.parquet")).equals(
+            plain_columns(pq.read_table(tmp / "beside-gathered.parquet")))
+        rewrite_s = beside_s = beside_g_s = float("inf")
         for _ in range(5):
             rewrite_s = min(rewrite_s, best_of(rewrite, repeat=1)[0])
             beside_s = min(beside_s, best_of(beside, repeat=1)[0])
+            beside_g_s = min(beside_g_s, best_of(beside_gathered, repeat=1)[0])
         asn_s, asn_col = best_of(ours_asn_only, repeat=3)
         ref_s, ref_asn = best_of(ref, repeat=1)
         # the asn column equals pyasn wherever the table has a route (CN2 static aside)
@@ -231,14 +250,24 @@ def main() -> None:
              note="hop segment read whole, annotated, written again whole (pathexp annotate before)")
         emit(BENCH, "annotated_file_beside_s", beside_s, "s",
              note="reply_from read, annotated, the annotation put beside the segment's bytes (now)")
+        emit(BENCH, "annotated_file_beside_gathered_s", beside_g_s, "s",
+             note="reply_from read, annotated, the annotation's pages written after the segment's "
+                  "(analysis.annotate.annotation_file with beside: pathexp annotate now)")
         emit(BENCH, "annotated_file_rewritten_over_beside", rewrite_s / beside_s, "x",
              rewritten_bytes=(tmp / "rewritten.parquet").stat().st_size,
              beside_bytes=(tmp / "beside.parquet").stat().st_size)
+        emit(BENCH, "annotated_file_beside_over_beside_gathered", beside_s / beside_g_s, "x",
+             beside_gathered_bytes=(tmp / "beside-gathered.parquet").stat().st_size)
         emit(BENCH, "annotation_file_bytes", out.stat().st_size, "B", shared_options=shared.stat().st_size)
         emit(BENCH, "whole_table_file_bytes", whole.stat().st_size, "B", shared_options=whole_shared.stat().st_size)
-        emit(BENCH, "written_over_bare_dictionary", (dict_s + write_s) / bare_s, "x", target="<=1.5",
+        emit(BENCH, "annotation_file_gathered_bytes", gathered.stat().st_size, "B")
+        emit(BENCH, "written_over_bare_dictionary", gathered_s / bare_s, "x", target="<=1.5",
+             written_s=round(gathered_s, 4), bare_s=round(bare_s, 4),
+             note="annotation_file (annotate's steps + the 17 columns' pages written from the unique "
+                  "addresses) and the file written, over the bare computation: what pathexp annotate writes")
+        emit(BENCH, "written_pyarrow_over_bare_dictionary", (dict_s + write_s) / bare_s, "x",
              written_s=round(dict_s + write_s, 4), build_s=round(dict_s, 4), write_s=round(write_s, 4),
-             bare_s=round(bare_s, 4), note="build + Parquet write of the 17 columns over the bare computation")
+             bare_s=round(bare_s, 4), note="the writable form built and written by pyarrow (without the C packer)")
         emit(BENCH, "built_over_bare_dictionary", dict_s / bare_s, "x", target="<=1.5",
              build_s=round(dict_s, 4), bare_s=round(bare_s, 4), note="in memory, no write")
         emit(BENCH, "written_plain_s", ours_s + plain_write_s, "s", note="plain annotate + its write, for scale")
