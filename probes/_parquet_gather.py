@@ -39,6 +39,8 @@ import pyarrow.parquet as pq
 from probes._parquet_splice import (
     _BINARY,
     _FALSE,
+    _FMD_NUM_ROWS,
+    _FMD_ROW_GROUPS,
     _I32,
     _I64,
     _LIST,
@@ -49,6 +51,7 @@ from probes._parquet_splice import (
     Field,
     Raw,
     Struct,
+    _varint,
     arrow_schema,
     encode,
     extend_footer,
@@ -66,12 +69,11 @@ __all__ = ["append_gathered", "available", "supported", "write_gathered"]
 # parquet.thrift
 _PLAIN, _RLE, _RLE_DICTIONARY = 0, 3, 8  # Encoding
 _DATA_PAGE, _DICTIONARY_PAGE = 0, 2  # PageType
-_BOOLEAN, _INT64, _DOUBLE, _BYTE_ARRAY = 0, 2, 5, 6  # Type
+_INT64, _BYTE_ARRAY = 2, 6  # Type (BOOLEAN 0, DOUBLE 5 come from pyarrow's schema)
 _ZSTD = 6  # CompressionCodec
-_FMD_NUM_ROWS, _FMD_ROW_GROUPS = 3, 4
 
 _CODEC = pa.Codec("zstd")  # pyarrow's default level, as every other file pathexp writes
-_SCALARS = {pa.int64(): "<i8", pa.float64(): "<f8", pa.bool_(): None, pa.string(): None}
+_SCALARS = frozenset({pa.int64(), pa.float64(), pa.bool_(), pa.string()})
 #: A string column pyarrow reads back dictionary-encoded (as it is stored): its values are
 #: given as plain strings all the same.
 _DICT_STRING = pa.dictionary(pa.int32(), pa.string())
@@ -118,18 +120,11 @@ def _tc(fields: Sequence[tuple[int, int, Any]], out: bytearray, last: int = 0, s
 
 
 def _tv(ctype: int, v: Any, out: bytearray) -> None:
+    """Append one value of :func:`_tc`'s."""
     if ctype == _I32 or ctype == _I64:
-        n = (v << 1) ^ (v >> 63)
-        while n >= 0x80:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
+        _varint((v << 1) ^ (v >> 63), out)  # zigzag
     elif ctype == _BINARY:
-        n = len(v)
-        while n >= 0x80:
-            out.append((n & 0x7F) | 0x80)
-            n >>= 7
-        out.append(n)
+        _varint(len(v), out)
         out += v
     elif ctype == _STRUCT:
         _tc(v, out)
