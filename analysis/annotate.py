@@ -39,8 +39,7 @@ from analysis._ipclass import CLASSES, classify
 from analysis.datasets import Snapshot
 from analysis.errors import SchemaMismatch
 from analysis.registry import Registry, load_registry, with_siblings
-from probes._parquet_gather import append_gathered, write_gathered
-from probes.fileio import column_options
+from probes.fileio import column_options, gathered_parquet
 
 __all__ = [
     "ANNOTATION_FIELDS",
@@ -322,19 +321,16 @@ def annotation_file(
     after the columns of the Parquet file ``beside``.
 
     The same values as :func:`annotate` (same arguments), written in row groups of
-    ``row_groups`` rows (those of ``beside``) by
-    :func:`probes._parquet_gather.write_gathered` (``append_gathered``) straight from the
-    annotation of each unique address and the address of each row: no column is built
-    per hop row. :func:`analysis.campaign_io.annotate_campaign` writes each hop segment so,
-    with the annotation beside its bytes. Needs the C packer
-    (:func:`probes._parquet_gather.available`).
+    ``row_groups`` rows (those of ``beside``) by :func:`probes.fileio.gathered_parquet`
+    straight from the annotation of each unique address and the address of each row: no
+    column is built per hop row. :func:`analysis.campaign_io.annotate_campaign` writes
+    each hop segment so, with the annotation beside its bytes. Needs the C packer
+    (:func:`probes.fileio.gathered_parquet_available`).
 
     Returns the file's bytes and :func:`annotate`'s counts.
     """
     u, rows, _, counts = _annotate_hops(hops, snapshot, registry, online=online, rdap=rdap)
-    if beside is not None:
-        return append_gathered(beside, u, rows, WRITTEN_FIELDS), counts
-    return write_gathered(u, rows, row_groups, WRITTEN_FIELDS), counts
+    return gathered_parquet(u, rows, WRITTEN_FIELDS, row_groups=row_groups, beside=beside), counts
 
 
 def _annotate_hops(

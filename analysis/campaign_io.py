@@ -95,8 +95,7 @@ from analysis.scope import (
     scope_traceroutes,
     with_scope,
 )
-from probes import _parquet_gather, fileio, memory, store
-from probes._parquet_splice import row_group_sizes
+from probes import fileio, memory, store
 from probes.engine import Runner, open_runner
 from probes.errors import StoreError
 from probes.progress import step
@@ -338,8 +337,8 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     only ``reply_from`` is decoded. The annotation is written by
     :func:`analysis.annotate.annotation_file` straight from the unique addresses'
     annotation, or, where the C packer is not built, by pyarrow in its writable form
-    (:func:`analysis.annotate.annotate` with ``dictionary=True``, joined by
-    :func:`probes._parquet_splice.join_columns`). A
+    (:func:`analysis.annotate.annotate` with ``dictionary=True``, put beside the segment
+    by :func:`probes.fileio.write_parquet`). A
     segment written before :data:`probes.schema.STORED_HOP_SCHEMA` is first read whole,
     cast to it and written again in its own row groups.
     """
@@ -347,7 +346,7 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     data = path.read_bytes()
     try:
         schema = fileio.written_schema(data)
-        groups = row_group_sizes(data)
+        groups = fileio.row_group_sizes(data)
     except ValueError as exc:
         raise StoreError(f"hop segment {path} is damaged: {exc}") from exc
     if schema != STORED_HOP_SCHEMA:
@@ -359,7 +358,7 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     hops = pq.read_table(pa.BufferReader(data), columns=["reply_from"])
     target = Path(ctx["out"]) / f"{name}.parquet"
     kw = {"registry": ctx["registry"], "online": ctx["online"]}
-    if _parquet_gather.available():
+    if fileio.gathered_parquet_available():
         annotated, counts = annotation_file(hops, ctx["snapshot"], beside=data, **kw)
         fileio.write_bytes(target, annotated)
         return name, hops.num_rows, counts

@@ -20,13 +20,17 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from probes._parquet_splice import append_columns, arrow_schema
+from probes import _parquet_gather
+from probes._parquet_splice import append_columns, arrow_schema, row_group_sizes
 
 __all__ = [
     "PARQUET_OPTIONS",
     "atomic_open",
     "atomic_path",
     "column_options",
+    "gathered_parquet",
+    "gathered_parquet_available",
+    "row_group_sizes",
     "write_bytes",
     "write_json",
     "write_parquet",
@@ -97,6 +101,26 @@ def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, 
         return
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, **opts)
+
+
+def gathered_parquet_available() -> bool:
+    """Whether :func:`gathered_parquet` can write (its C packer was built at install)."""
+    return _parquet_gather.available()
+
+
+def gathered_parquet(columns: Mapping[str, pa.Array], keys: Any, schema: pa.Schema, *,
+                     row_groups: Collection[int] = (), beside: bytes | None = None) -> bytes:
+    """The Parquet file (bytes) of the table ``schema`` whose row ``i`` holds
+    ``columns[name][keys[i]]``, written straight from the columns over the keys
+    (:func:`probes._parquet_gather.write_gathered`: the values of each key are never
+    repeated per row), in row groups of ``row_groups`` rows. ``beside``: the bytes of a
+    Parquet file with as many rows as ``keys``; the result is then that file with these
+    columns after its own, in its row groups (``append_gathered``). A key equal to the
+    number of keys stands for a row null in every column.
+    """
+    if beside is not None:
+        return _parquet_gather.append_gathered(beside, dict(columns), keys, schema)
+    return _parquet_gather.write_gathered(dict(columns), keys, list(row_groups), schema)
 
 
 def written_schema(parquet: bytes) -> pa.Schema | None:

@@ -69,6 +69,7 @@ __all__ = [
     "StoreGeneration",
     "campaign_lock",
     "generation",
+    "hop_parquet_bytes",
     "ingest_files",
     "ingest_results",
     "ingest_stream",
