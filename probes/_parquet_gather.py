@@ -52,7 +52,7 @@ from probes._parquet_splice import (
     Raw,
     Struct,
     _varint,
-    arrow_schema,
+    base_footer,
     encode,
     extend_footer,
     footer,
@@ -370,13 +370,7 @@ def append_gathered(base: bytes, columns: dict[str, pa.Array], keys: np.ndarray,
     file, without encoding that file's footer nor decoding it again. ``ValueError`` as
     :func:`write_gathered`, and on a column name the base file has.
     """
-    b_start, meta = footer(base)
-    arrow = arrow_schema(base)
-    if arrow is None:
-        arrow = pq.read_schema(pa.BufferReader(base))
-    clash = sorted(set(arrow.names) & set(schema.names))
-    if clash:
-        raise ValueError(f"columns {clash} are in the base file already")
+    b_start, meta, arrow = base_footer(base, schema)
     groups = [g.get(_RG_ROWS) for g in meta.get(_FMD_ROW_GROUPS)[1]]
     pages, row_groups = _pages(columns, keys, groups, schema, b_start)
     template, _ = _template(schema.serialize().to_pybytes())

@@ -25,8 +25,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Field", "Raw", "Struct", "append_columns", "arrow_schema", "decode", "encode", "footer", "extend_footer",
-           "join_columns", "row_group_sizes", "write_row_groups"]
+__all__ = ["Field", "Raw", "Struct", "append_columns", "arrow_schema", "base_footer", "decode", "encode",
+           "extend_footer", "footer", "join_columns", "row_group_sizes", "write_row_groups"]
 
 MAGIC = b"PAR1"
 
@@ -296,15 +296,8 @@ def join_columns(base: bytes, new: bytes | pa.Buffer, schema: pa.Schema) -> byte
     index (its page offsets would point into the file written apart; the base file's
     stays valid).
     """
-    b_start, meta = footer(base)
-    arrow = arrow_schema(base)
-    if arrow is None:
-        arrow = pq.read_schema(pa.BufferReader(base))
-    clash = sorted(set(arrow.names) & set(schema.names))
-    if clash:
-        raise ValueError(f"columns {clash} are in the base file already")
-    groups = meta.get(_FMD_ROW_GROUPS)[1]
-    sizes = [g.get(_RG_ROWS) for g in groups]
+    b_start, meta, arrow = base_footer(base, schema)
+    sizes = [g.get(_RG_ROWS) for g in meta.get(_FMD_ROW_GROUPS)[1]]
     n_start, new_meta = footer(new)
     new_groups = new_meta.get(_FMD_ROW_GROUPS)[1]
     if new_meta.get(_FMD_NUM_ROWS) != meta.get(_FMD_NUM_ROWS) or [g.get(_RG_ROWS) for g in new_groups] != sizes:
@@ -324,6 +317,19 @@ def join_columns(base: bytes, new: bytes | pa.Buffer, schema: pa.Schema) -> byte
     tail = extend_footer(meta, arrow, new_meta, added, schema)
     return b"".join([memoryview(base)[:b_start], memoryview(new)[len(MAGIC):n_start],
                      tail, struct.pack("<I", len(tail)), MAGIC])
+
+
+def base_footer(base: bytes, schema: pa.Schema) -> tuple[int, Struct, pa.Schema]:
+    """Where the Parquet file ``base``'s footer starts, the footer decoded and its Arrow
+    schema, for columns of ``schema`` to join it (``ValueError`` on a name it has)."""
+    b_start, meta = footer(base)
+    arrow = arrow_schema(base)
+    if arrow is None:
+        arrow = pq.read_schema(pa.BufferReader(base))
+    clash = sorted(set(arrow.names) & set(schema.names))
+    if clash:
+        raise ValueError(f"columns {clash} are in the base file already")
+    return b_start, meta, arrow
 
 
 def extend_footer(meta: Struct, arrow: pa.Schema, new_meta: Struct, added: Sequence[tuple[list, int, int]],

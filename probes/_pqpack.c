@@ -7,7 +7,8 @@
  * levels for a list column) as the RLE/bit-packing hybrid with their byte length in front,
  * then the values: a dictionary page's indices (bit width byte, then one bit-packed run) or
  * PLAIN booleans (bit-packed, LSB first). It walks each row group's rows once per column,
- * group by group, so that the group's keys stay in the cache.
+ * group by group, so that the group's keys stay in the cache (a column few keys hold: only
+ * the rows such columns may hold, found in one pass).
  *
  * A column is given by ``tabs`` (int32, groups x entries: per group, each entry's index in
  * the group's dictionary or its boolean value; -1 for null) and ``widths`` (uint8 per
@@ -15,11 +16,18 @@
  * ``offsets`` (int64, keys + 1: key k stands for entries offsets[k]..offsets[k+1]) and each
  * entry's definition (0..3) and repetition (0..1) levels. The caller checks the sizes it
  * passes; every index used is checked here (ValueError).
+ *
+ * Little-endian machines with 128-bit integers only (x86-64, arm64): elsewhere the module
+ * is not built (it is optional) and pathexp writes with pyarrow.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__ || !defined(__SIZEOF_INT128__)
+#error "probes/_pqpack.c packs bits little-endian with 128-bit integers"
+#endif
 
 /* A scalar column whose table holds at most 1 key in SPARSE_SHARE in a row group is
  * written from the rows whose key some such column holds (found in one pass), not from
@@ -32,18 +40,6 @@ typedef struct {
     uint64_t acc;   /* pending bits */
     int nbits;
 } bits_t;
-
-static inline void put(bits_t *b, uint64_t v, int width) {
-    b->acc |= v << b->nbits;
-    b->nbits += width;
-    if (b->nbits >= 32) {
-        uint32_t w = (uint32_t)b->acc;
-        memcpy(b->p + b->pos, &w, 4);
-        b->pos += 4;
-        b->acc >>= 32;
-        b->nbits -= 32;
-    }
-}
 
 /* Flush the pending bits and pad with zeros to whole groups of 8 values; the byte count. */
 static Py_ssize_t finish(bits_t *b, Py_ssize_t count, int width) {
@@ -323,51 +319,40 @@ static PyObject *page(const col_t *c, Py_ssize_t g, const uint32_t *keys, Py_ssi
         int rn = 0, dn = 0;
         uint8_t *rp = rep.p, *dp = def.p;
         leaves = 0;
+/* one leaf entry: its repetition bit and definition bits appended, its index kept */
+#define LEAF(repbit, e)                                                                                                \
+    do {                                                                                                               \
+        racc |= (uint64_t)(repbit) << rn;                                                                              \
+        if (++rn == 64) {                                                                                              \
+            memcpy(rp, &racc, 8);                                                                                      \
+            rp += 8;                                                                                                   \
+            racc = 0;                                                                                                  \
+            rn = 0;                                                                                                    \
+        }                                                                                                              \
+        dacc |= (uint64_t)d[e] << dn;                                                                                  \
+        dn += 2;                                                                                                       \
+        if (dn == 64) {                                                                                                \
+            memcpy(dp, &dacc, 8);                                                                                      \
+            dp += 8;                                                                                                   \
+            dacc = 0;                                                                                                  \
+            dn = 0;                                                                                                    \
+        }                                                                                                              \
+        int32_t v = tab[e];                                                                                            \
+        held_idx[valid] = (uint32_t)v;                                                                                 \
+        valid += v >= 0;                                                                                               \
+        leaves++;                                                                                                      \
+    } while (0)
         for (Py_ssize_t i = 0; i < n; i++) {
             int64_t e = off[keys[i]], end = off[keys[i] + 1];
-            if (end - e == 1) { /* nearly every row: one entry, repetition level 0 */
-                if (++rn == 64) {
-                    memcpy(rp, &racc, 8);
-                    rp += 8;
-                    racc = 0;
-                    rn = 0;
+            if (end - e == 1) { /* nearly every row: one entry, which starts the row (level 0) */
+                LEAF(0, e);
+            } else {
+                for (; e < end; e++) {
+                    LEAF(r[e], e);
                 }
-                dacc |= (uint64_t)d[e] << dn;
-                dn += 2;
-                if (dn == 64) {
-                    memcpy(dp, &dacc, 8);
-                    dp += 8;
-                    dacc = 0;
-                    dn = 0;
-                }
-                int32_t v = tab[e];
-                held_idx[valid] = (uint32_t)v;
-                valid += v >= 0;
-                leaves++;
-                continue;
-            }
-            for (; e < end; e++) {
-                racc |= (uint64_t)r[e] << rn;
-                if (++rn == 64) {
-                    memcpy(rp, &racc, 8);
-                    rp += 8;
-                    racc = 0;
-                    rn = 0;
-                }
-                dacc |= (uint64_t)d[e] << dn;
-                dn += 2;
-                if (dn == 64) {
-                    memcpy(dp, &dacc, 8);
-                    dp += 8;
-                    dacc = 0;
-                    dn = 0;
-                }
-                int32_t v = tab[e];
-                held_idx[valid] = (uint32_t)v;
-                valid += v >= 0;
-                leaves++;
             }
         }
+#undef LEAF
         rep.pos = rp - rep.p;
         rep.acc = racc;
         rep.nbits = rn;
@@ -394,6 +379,35 @@ static PyObject *page(const col_t *c, Py_ssize_t g, const uint32_t *keys, Py_ssi
     return Py_BuildValue("(Nnn)", body, leaves, valid);
 }
 
+/* The rows' keys (uint32) and the row groups' bounds (int64, groups + 1, ascending within
+ * the rows), checked; -1 with an exception set (and nothing held) otherwise. */
+static int rows_args(PyObject *keys_o, PyObject *bounds_o, Py_ssize_t nkeys, Py_buffer *kb, Py_buffer *bb) {
+    if (PyObject_GetBuffer(keys_o, kb, PyBUF_SIMPLE) < 0) {
+        return -1;
+    }
+    if (PyObject_GetBuffer(bounds_o, bb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(kb);
+        return -1;
+    }
+    const int64_t *bounds = bb->buf;
+    Py_ssize_t nrows = kb->len / 4, groups = bb->len / 8 - 1;
+    const char *err = NULL;
+    if (kb->len % 4 || bb->len % 8 || bb->len < 8 || nkeys < 0) {
+        err = "keys must be uint32 and bounds int64";
+    }
+    for (Py_ssize_t g = 0; err == NULL && g < groups; g++) {
+        if (bounds[g] < 0 || bounds[g] > bounds[g + 1] || bounds[g + 1] > nrows) {
+            err = "row group bounds out of range";
+        }
+    }
+    if (err != NULL) {
+        PyBuffer_Release(kb);
+        PyBuffer_Release(bb);
+        return fail(err);
+    }
+    return 0;
+}
+
 /* pack(keys, bounds, columns) -> per column, per group: (body, n_values, n_valid).
  * keys: uint32 per row; bounds: int64, groups + 1 (where each group's rows start);
  * columns: a sequence of specs (see get_col); nkeys: how many keys the tables cover. */
@@ -409,21 +423,13 @@ static PyObject *pack(PyObject *self, PyObject *args) {
     Py_ssize_t ncols = 0;
     uint8_t *scratch[4] = {NULL, NULL, NULL, NULL}, *any = NULL, *sparse_cols = NULL;
     int32_t *positions = NULL;
-    if (PyObject_GetBuffer(keys_o, &kb, PyBUF_SIMPLE) < 0 || PyObject_GetBuffer(bounds_o, &bb, PyBUF_SIMPLE) < 0) {
-        goto done;
-    }
-    if (kb.len % 4 || bb.len % 8 || bb.len < 8 || nkeys < 0) {
-        fail("keys must be uint32 and bounds int64");
+    if (rows_args(keys_o, bounds_o, nkeys, &kb, &bb) < 0) {
         goto done;
     }
     const uint32_t *keys = kb.buf;
     const int64_t *bounds = bb.buf;
     Py_ssize_t nrows = kb.len / 4, groups = bb.len / 8 - 1, most = 0;
     for (Py_ssize_t g = 0; g < groups; g++) {
-        if (bounds[g] < 0 || bounds[g] > bounds[g + 1] || bounds[g + 1] > nrows) {
-            fail("row group bounds out of range");
-            goto done;
-        }
         most = bounds[g + 1] - bounds[g] > most ? bounds[g + 1] - bounds[g] : most;
     }
     for (Py_ssize_t i = 0; i < nrows; i++) {
@@ -554,22 +560,12 @@ static PyObject *used(PyObject *self, PyObject *args) {
     }
     Py_buffer kb = {0}, bb = {0};
     PyObject *out = NULL;
-    if (PyObject_GetBuffer(keys_o, &kb, PyBUF_SIMPLE) < 0 || PyObject_GetBuffer(bounds_o, &bb, PyBUF_SIMPLE) < 0) {
-        goto done;
-    }
-    if (kb.len % 4 || bb.len % 8 || bb.len < 8 || nkeys < 0) {
-        fail("keys must be uint32 and bounds int64");
+    if (rows_args(keys_o, bounds_o, nkeys, &kb, &bb) < 0) {
         goto done;
     }
     const uint32_t *keys = kb.buf;
     const int64_t *bounds = bb.buf;
-    Py_ssize_t nrows = kb.len / 4, groups = bb.len / 8 - 1;
-    for (Py_ssize_t g = 0; g < groups; g++) {
-        if (bounds[g] < 0 || bounds[g] > bounds[g + 1] || bounds[g + 1] > nrows) {
-            fail("row group bounds out of range");
-            goto done;
-        }
-    }
+    Py_ssize_t groups = bb.len / 8 - 1;
     out = PyBytes_FromStringAndSize(NULL, groups * nkeys);
     if (out == NULL) {
         goto done;
