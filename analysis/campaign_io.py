@@ -338,9 +338,9 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     :func:`analysis.annotate.annotation_file` straight from the unique addresses'
     annotation, or, where the C packer is not built, by pyarrow in its writable form
     (:func:`analysis.annotate.annotate` with ``dictionary=True``, put beside the segment
-    by :func:`probes.fileio.write_parquet`). A
-    segment written before :data:`probes.schema.STORED_HOP_SCHEMA` is first read whole,
-    cast to it and written again in its own row groups.
+    by :func:`probes.fileio.write_parquet`). A segment written before
+    :data:`probes.schema.STORED_HOP_SCHEMA` is first read whole, cast to it and written
+    again in its own row groups.
     """
     path = store.segment_path(ctx["campaign"], name, "hops")
     data = path.read_bytes()

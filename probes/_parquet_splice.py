@@ -7,7 +7,9 @@ columns with pyarrow, row group by row group beside the base file's, then joins 
 the base file's bytes up to its footer, the new file's column chunks, and one footer
 naming both sets of chunks (the new ones' offsets moved by where they now start). Every
 value reads back as if pyarrow had written the whole table, and the base columns cost a
-byte copy instead of a decode and an encode.
+byte copy instead of a decode and an encode. :func:`join_columns` joins any file written
+in the base file's row groups; :func:`extend_footer` is its footer part, which
+:mod:`probes._parquet_gather` uses for pages it writes straight after the base file's.
 
 The footer codec (:func:`decode`, :func:`encode`) keeps every field it reads, in order,
 so that an unchanged footer encodes to its own bytes; it knows the Parquet fields it
