@@ -524,7 +524,8 @@ def plot_top_pops(pops: pa.Table, *, top: int = 15, ax: Axes | None = None) -> A
     ax.set_title("Top flagged PoPs")
     if rows:
         _legend(ax, loc="lower right", fontsize=8)
-    else:
+    else:  # no counts to scale: no ticks (matplotlib's default axis would show -0.04..0.04)
+        ax.set_xticks([])
         _empty(ax, "no flagged crossing at an IXP")
     return ax
 

@@ -369,6 +369,7 @@ def test_charts_of_a_campaign_without_flagged_transit_say_so_instead_of_failing(
     assert pops.num_rows == 0
     ax = plots.plot_top_pops(pops, ax=_ax())
     assert not _bars(ax) and any("no flagged crossing" in t.get_text() for t in ax.texts)
+    assert len(ax.get_xticks()) == 0  # no count axis around nothing (not -0.04..0.04)
     ax = plots.plot_rtt_vs_distance(cr, ax=_ax())
     assert not [c for c in ax.collections if isinstance(c, PathCollection)]
     ax = plots.plot_exposure_over_time(none, ax=_ax())
