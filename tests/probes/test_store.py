@@ -171,16 +171,21 @@ def test_interrupted_ingest_resumes_without_loss_or_duplicates(test_data, tmp_pa
         first.setdefault((o["msm_id"], o["prb_id"], o["timestamp"]), o)
     expected_hops = sum(max(len(h.get("result") or []), 1) for o in first.values() for h in o["result"])
     interrupted = 0
-    for i, delay in enumerate([0.6, 1.0, 1.4, 2.0]):
+    # killed at points in the ingest's own progress, not after fixed delays (a fast machine
+    # finishes before them): at once, then once 1, 2 and 4 segments are in place
+    for i, segments in enumerate([0, 1, 2, 4]):
         ws = tmp_path / f"ws{i}"
+        c = Campaign("crash", ws)
         cmd = [sys.executable, "-m", "analysis.cli", "ingest", str(src), "--campaign", "crash", "--workspace", str(ws),
                "--segment-results", "700"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        deadline = time.monotonic() + 120
+        while (segments and proc.poll() is None and time.monotonic() < deadline
+               and len(list(c.traces_dir.glob("*.parquet")) if c.traces_dir.is_dir() else []) < segments):
+            time.sleep(0.005)
         interrupted += proc.poll() is None  # still running: the kill lands mid-ingest
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        c = Campaign("crash", ws)
         if any(c.traces_dir.glob("*.parquet")):
             # readable while interrupted: whatever is there parses
             _sql(f"SELECT count(*) FROM read_parquet('{c.glob('traces')}')")
