@@ -15,6 +15,7 @@
  * assembles them into the nested table, which equals what Arrow's JSON reader builds from the same
  * text (tests/probes/test_native_json.py checks that on every real line).
  */
+#define _GNU_SOURCE /* memmem */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
@@ -891,8 +892,28 @@ static PyObject *decode(PyObject *self, PyObject *arg) {
     return Py_BuildValue("(nNN)", s.rows, cols, refused);
 }
 
+PyDoc_STRVAR(contains_doc,
+"contains(data, word, /)\n--\n\n"
+"Whether ``word in data``, as the bytes operator says; found with the C library's memmem,\n"
+"about three times faster on Atlas text, without the GIL.");
+
+static PyObject *contains(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_buffer data, word;
+    if (!PyArg_ParseTuple(args, "y*y*:contains", &data, &word))
+        return NULL;
+    int found;
+    Py_BEGIN_ALLOW_THREADS
+    found = word.len == 0 || memmem(data.buf, (size_t)data.len, word.buf, (size_t)word.len) != NULL;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&data);
+    PyBuffer_Release(&word);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
     {"decode", decode, METH_O, decode_doc},
+    {"contains", contains, METH_VARARGS, contains_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,7 +9,7 @@ Everything between a file handed to ``pathexp ingest`` and the lines the parser 
 * :class:`HashingReader` hashes everything read, so that an input is identified by its
   content (sha256 and size).
 * :func:`iter_records` frames the stream whatever its shape: NDJSON line by line (flat
-  memory; a line over :data:`probes.parse.MAX_LINE_BYTES` is set aside unread), RIPE
+  memory; a line over :data:`MAX_LINE_BYTES` is set aside unread), RIPE
   Atlas API bundles unwrapped result by result, a JSON array or one pretty-printed object
   decoded whole up to :data:`MAX_DOCUMENT_BYTES` (refused beyond), and the output of
   other traceroute tools (``traceroute -n``, mtr, scamper; sniffed from the first object)
@@ -24,39 +24,137 @@ import bz2
 import hashlib
 import io
 import lzma
+import os
 import queue
 import sys
 import threading
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from itertools import chain
 from pathlib import Path
+from types import ModuleType
 from typing import IO
 
 import orjson
-import pyarrow as pa
 
 from probes.engine import spare_threads
 from probes.errors import InputFormatError, StoreError
-from probes.parse import MAX_LINE_BYTES, SetAside
 
-__all__ = ["open_input", "HashingReader", "iter_records", "MAX_DOCUMENT_BYTES"]
+_atlasjson: ModuleType | None
+try:  # built by pip from probes/_atlasjson.c (see probes.parse)
+    from probes import _atlasjson
+except ImportError:
+    _atlasjson = None
+
+__all__ = ["open_input", "read_early", "discard_early", "HashingReader", "iter_records", "MAX_DOCUMENT_BYTES",
+           "MAX_LINE_BYTES", "SetAside"]
 
 #: Largest input read whole (a JSON array, a pretty-printed object, another tool's text
 #: output): decoded, it takes about 13 times its size in memory. NDJSON has no limit.
 MAX_DOCUMENT_BYTES = 64 << 20
+#: Longest input line (one result) read; a longer line is set aside as ``line_too_long``
+#: without being held in memory whole. Real results are < 64 KiB.
+MAX_LINE_BYTES = 8 << 20
+
+
+class SetAside(bytes):
+    """A placeholder line for a record set aside before parsing (e.g. ``line_too_long``).
+
+    :func:`iter_records` yields one where it skipped a record, so that the parser
+    (:mod:`probes.parse`) counts it under :attr:`reason` with the others. Its bytes are not JSON.
+    """
+
+    reason: str
+
+    def __new__(cls, reason: str) -> SetAside:
+        obj = super().__new__(cls, b"\x00set-aside:" + reason.encode())
+        obj.reason = reason
+        return obj
+
+
+#: Files whose decompression began before anything opened them (:func:`read_early`), by
+#: path as given: the file's identity then, the stack that closes it, and the stream.
+_EARLY: dict[str, tuple[tuple[int, int, int, int], ExitStack, IO[bytes]]] = {}
+
+
+def read_early(path: str | Path) -> None:
+    """Begin decompressing a compressed input file on a helper thread now, ahead of the
+    :func:`open_input` that will read it.
+
+    A command calls this before its slow imports (Arrow, DuckDB), which run on one core:
+    the helper decompresses the first chunks on the other meanwhile. The next
+    :func:`open_input` of the same path takes the stream over if the file is still the
+    one opened here (same inode, device, size and modification time) and a helper thread
+    is still allowed (:func:`probes.engine.spare_threads`); otherwise the early stream is
+    closed and the file opened afresh. Anything that cannot be opened this way (standard
+    input, an uncompressed or unreadable file, a machine with one core) is left to
+    :func:`open_input`, which reports its errors. Call :func:`discard_early` when done.
+    """
+    if str(path) == "-" or len(os.sched_getaffinity(0)) < 2:
+        return
+    discard_early(path)
+    stack = ExitStack()
+    try:
+        key = _identity(path)
+        # a helper thread is assumed allowed here (importing Arrow to ask would be the
+        # wait this saves); open_input asks before it takes the stream over
+        stream = stack.enter_context(_open_input(path, spare=True))
+    except Exception:  # noqa: BLE001 - open_input raises it again, where it is reported
+        stack.close()
+        return
+    if isinstance(stream, _ReadAhead):
+        _EARLY[str(path)] = (key, stack, stream)
+    else:
+        stack.close()
+
+
+def discard_early(path: str | Path | None = None) -> None:
+    """Close what :func:`read_early` opened and no :func:`open_input` took (all, or ``path``'s)."""
+    for name in [str(path)] if path is not None else list(_EARLY):
+        early = _EARLY.pop(name, None)
+        if early is not None:
+            early[1].close()
+
+
+def _identity(path: str | Path) -> tuple[int, int, int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 @contextmanager
 def open_input(path: str | Path) -> Iterator[IO[bytes]]:
     """Open an input file (``-`` = stdin), transparently decompressing gzip/bz2/xz/zstd.
 
+    A compressed file is decompressed ahead on a helper thread where a core is spare; one
+    whose decompression :func:`read_early` began is taken over from there.
+
     Raises
     ------
     probes.errors.StoreError
         The file cannot be read.
     """
+    early = _EARLY.pop(str(path), None)
+    if early is not None:
+        key, stack, stream = early
+        try:
+            same = key == _identity(path) and spare_threads()
+        except OSError:
+            same = False
+        if same:
+            with stack:
+                yield stream
+            return
+        stack.close()
+    with _open_input(path) as stream:
+        yield stream
+
+
+@contextmanager
+def _open_input(path: str | Path, spare: bool | None = None) -> Iterator[IO[bytes]]:
+    if spare is None:
+        spare = spare_threads()
     if str(path) == "-":
         raw: IO[bytes] = sys.stdin.buffer
         close = False
@@ -74,15 +172,17 @@ def open_input(path: str | Path) -> Iterator[IO[bytes]]:
         elif magic[:3] == b"BZh":
             # a file (not stdin): seekable; on one core the streaming decompressor, which
             # checks every block's CRC (indexed_bzip2 on one thread hands out damaged blocks)
-            parallel = _ParallelBz2.open(path) if close and spare_threads() else None
+            parallel = _ParallelBz2.open(path) if close and spare else None
             stream = parallel or _Decompressing(buffered, bz2.BZ2Decompressor)  # type: ignore[assignment]
         elif magic == b"\xfd7zXZ\x00":
             stream = _Decompressing(buffered, lzma.LZMADecompressor)  # type: ignore[assignment]
         elif magic[:4] == b"\x28\xb5\x2f\xfd":
+            import pyarrow as pa
+
             stream = pa.CompressedInputStream(pa.PythonFile(buffered, mode="r"), "zstd")  # type: ignore[assignment]
         else:
             stream = buffered
-        if close and stream is not buffered and spare_threads():
+        if close and stream is not buffered and spare:
             # a file (not stdin, whose reads may block for ever): decompress ahead on a
             # helper thread, overlapping with the parsing of what was read before
             ahead = _ReadAhead(stream)
@@ -177,6 +277,7 @@ class _ParallelBz2:
     def open(cls, path: str | Path) -> _ParallelBz2 | None:
         try:
             import indexed_bzip2
+            import pyarrow as pa
         except ImportError:
             return None
         try:
@@ -358,46 +459,58 @@ class HashingReader:
             drops["truncated_input"] = drops.get("truncated_input", 0) + 1
 
 
-def _iter_lines(stream: HashingReader, chunk: int = 1 << 22, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, bytes]]:
-    """Yield (line number, line) from a byte stream, without the newline.
+def _line_runs(stream: HashingReader, limit: int = MAX_LINE_BYTES) -> Iterator[tuple[int, list[bytes], bool]]:
+    """The lines of a byte stream, without their newlines, a run per read of the stream:
+    (number of the run's first line, its lines, whether any of them may be an API bundle).
 
-    A line longer than ``limit`` bytes is skipped as it streams by (never held whole) and
-    yielded as a :class:`probes.parse.SetAside` ``line_too_long`` placeholder.
+    A ``\\r`` before a newline is dropped. A line longer than ``limit`` bytes is skipped as
+    it streams by (never held whole) and given as a :class:`SetAside` ``line_too_long``
+    placeholder. A run whose lines cannot hold ``"results"`` is flagged as such by one
+    search of the whole read, so its lines need no test of their own.
     """
     pending = b""
     skipping = False
     lineno = 0
-
-    def checked(line: bytes) -> bytes:
-        return SetAside("line_too_long") if len(line) > limit else line.rstrip(b"\r")
-
     while True:
-        data = stream.read(chunk)
+        data = stream.read(1 << 22)
         if not data:
             break
         parts = data.split(b"\n")
         last = parts.pop()
         if parts:
-            lineno += 1
-            yield lineno, SetAside("line_too_long") if skipping else checked(pending + parts[0])
+            # the first line began in an earlier read: it is tested on its own
+            bundle = _contains(data, _BUNDLE_KEY) or (bool(pending) and _contains(pending + parts[0], _BUNDLE_KEY))
+            parts[0] = SetAside("line_too_long") if skipping else pending + parts[0]
             skipping = False
-            for part in parts[1:]:
-                lineno += 1
-                yield lineno, checked(part)
+            if b"\r" in data or parts[0].endswith(b"\r") or max(map(len, parts)) > limit:
+                parts = [ln if isinstance(ln, SetAside) else SetAside("line_too_long") if len(ln) > limit
+                         else ln.rstrip(b"\r") for ln in parts]
+            yield lineno + 1, parts, bundle
+            lineno += len(parts)
             pending = last
         elif not skipping:
             pending += last
         if len(pending) > limit:
             skipping, pending = True, b""
     if skipping:
-        yield lineno + 1, SetAside("line_too_long")
+        yield lineno + 1, [SetAside("line_too_long")], False
     elif pending.strip():
-        yield lineno + 1, pending
+        yield lineno + 1, [pending], _contains(pending, _BUNDLE_KEY)
+
+
+#: The key of a RIPE Atlas API bundle's results (:func:`_is_bundle`); a line without it is
+#: a record of its own.
+_BUNDLE_KEY = b'"results"'
+
+
+def _contains(data: bytes, word: bytes) -> bool:
+    """``word in data``, with the native module's memmem where it is built."""
+    return _atlasjson.contains(data, word) if _atlasjson is not None else word in data
 
 
 def _unbundle(line: bytes, probes: list | None) -> Iterator[bytes]:
     """A line as records: an API bundle ``{"results": [...], "probes": [...]}`` is unwrapped."""
-    if b'"results"' in line:
+    if _BUNDLE_KEY in line:
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -429,7 +542,7 @@ def iter_records(stream: HashingReader, name: str, *, probes: list | None = None
     """The Atlas JSON records of one input, whatever its framing.
 
     NDJSON streams line by line (flat memory); a line longer than
-    :data:`probes.parse.MAX_LINE_BYTES` is skipped unread and counted ``line_too_long``.
+    :data:`MAX_LINE_BYTES` is skipped unread and counted ``line_too_long``.
     A RIPE Atlas API bundle ``{"results": [...], "probes": [...], ...}`` (on one line, or
     as the whole document) yields its results one by one; its probe objects are appended
     to ``probes`` when a list is given. A JSON array or a single pretty-printed object is
@@ -452,16 +565,11 @@ def iter_records(stream: HashingReader, name: str, *, probes: list | None = None
         The input is neither RIPE Atlas JSON nor a supported foreign format, or is a
         whole document larger than :data:`MAX_DOCUMENT_BYTES`.
     """
-    lines = _iter_lines(stream)
-    head: list[bytes] = []
-    first_lineno = 1
-    for lineno, line in lines:
-        if line.strip():
-            head.append(line)
-            first_lineno = lineno
-            break
-    if not head:
+    found = _first_line(_line_runs(stream))
+    if found is None:
         return
+    first_lineno, line, rest = found
+    head = [line]
     first = head[0].lstrip()
     ndjson = isinstance(head[0], SetAside)
     if first.startswith(b"{") and not ndjson:
@@ -472,24 +580,28 @@ def iter_records(stream: HashingReader, name: str, *, probes: list | None = None
             ndjson = False
     if ndjson:
         yield from _unbundle(head[0], probes)
-        for _, line in lines:
-            if b'"results"' in line:  # the test _unbundle starts with, inlined: one generator less per line
-                yield from _unbundle(line, probes)
-            else:
-                yield line
+        for run, bundle in rest:
+            if not bundle:
+                yield from run
+                continue
+            for line in run:
+                if _BUNDLE_KEY in line:  # the test _unbundle starts with, inlined: one generator less per line
+                    yield from _unbundle(line, probes)
+                else:
+                    yield line
         return
-    rest = _read_document(head, lines, name)
+    text = _read_document(head, (line for run, _ in rest for line in run), name)
     from probes import convert  # local import: converters are only needed for foreign input
 
-    converted = convert.convert_foreign(rest, name=name)
+    converted = convert.convert_foreign(text, name=name)
     if converted is not None:
         for rec in converted:
             yield orjson.dumps(rec)
         return
     try:
-        doc = orjson.loads(rest)
+        doc = orjson.loads(text)
     except orjson.JSONDecodeError:  # a MemoryError is not bad input: it propagates
-        lines_ = rest.split(b"\n")
+        lines_ = text.split(b"\n")
         if not any(ln.lstrip().startswith(b"{") for ln in lines_):
             raise InputFormatError(
                 f"{name}:{first_lineno}: neither RIPE Atlas JSON nor output of traceroute -n, mtr or scamper"
@@ -497,7 +609,7 @@ def iter_records(stream: HashingReader, name: str, *, probes: list | None = None
         # damaged NDJSON: each bad line is counted on its own, the rest is ingested
         yield from lines_
         return
-    del rest
+    del text
     if _is_bundle(doc):
         yield from _bundle_results(doc, probes)
         return
@@ -509,11 +621,22 @@ def iter_records(stream: HashingReader, name: str, *, probes: list | None = None
             yield orjson.dumps(item)
 
 
-def _read_document(head: list[bytes], lines: Iterator[tuple[int, bytes]], name: str) -> bytes:
+def _first_line(runs: Iterator[tuple[int, list[bytes], bool]]
+                ) -> tuple[int, bytes, Iterator[tuple[list[bytes], bool]]] | None:
+    """The first non-blank line of the runs, its number, and the runs of the lines after it
+    (with their bundle flags); None if every line is blank."""
+    for lineno, run, bundle in runs:
+        for at, line in enumerate(run):
+            if line.strip():
+                return lineno + at, line, chain([(run[at + 1 :], bundle)], ((r, b) for _, r, b in runs))
+    return None
+
+
+def _read_document(head: list[bytes], lines: Iterator[bytes], name: str) -> bytes:
     """The rest of an input that is read whole, refused beyond :data:`MAX_DOCUMENT_BYTES`."""
     parts = list(head)
     size = sum(len(p) + 1 for p in parts)
-    for _, line in lines:
+    for line in lines:
         size += len(line) + 1
         if isinstance(line, SetAside) or size > MAX_DOCUMENT_BYTES:
             raise InputFormatError(

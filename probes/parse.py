@@ -49,6 +49,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pj
 
 from probes.engine import spare_threads
+from probes.inputs import MAX_LINE_BYTES, SetAside
 from probes.schema import HOP_SCHEMA, PER_TRACE_HOP_STRINGS, STORED_HOP_SCHEMA, TRACE_SCHEMA
 
 _atlasjson: ModuleType | None
@@ -91,9 +92,6 @@ EMPTY_ADDRESS = ""
 #: A reply ``{"error": "..."}`` without ``from`` reports the hop's error: it becomes the
 #: hop's ``hop_error`` when the hop has none of its own (the first such reply wins).
 REPLY_ERROR_IS_HOP_ERROR = True
-#: Longest input line (one result) read; a longer line is set aside as ``line_too_long``
-#: without being held in memory whole (:mod:`probes.inputs`). Real results are < 64 KiB.
-MAX_LINE_BYTES = 8 << 20
 #: Most hop entries one result may hold (Atlas sends at most 255 TTLs and the final probe).
 MAX_HOP_ENTRIES = 1024
 #: Most replies one hop may hold (Atlas sends at most 16 packets per hop).
@@ -136,20 +134,6 @@ DROP_REASONS = {
     "line_too_long": "a line (one result) longer than MAX_LINE_BYTES; it was skipped without being read whole",
 }
 
-
-class SetAside(bytes):
-    """A placeholder line for a record set aside before parsing (e.g. ``line_too_long``).
-
-    :mod:`probes.inputs` yields one where it skipped a record, so that the parser counts it
-    under :attr:`reason` with the others. Its bytes are not JSON.
-    """
-
-    reason: str
-
-    def __new__(cls, reason: str) -> SetAside:
-        obj = super().__new__(cls, b"\x00set-aside:" + reason.encode())
-        obj.reason = reason
-        return obj
 
 _TS = pa.timestamp("s", tz="UTC")
 

@@ -33,12 +33,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from probes import inputs
+
+    if args.engine == "local":  # the first file decompresses while the imports below run
+        inputs.read_early(args.paths[0])
+    try:
+        return _run(args)
+    finally:
+        inputs.discard_early()
+
+
+def _run(args: argparse.Namespace) -> int:
     from analysis.cli import campaign_from_args, engine_options
     from analysis.cli._console import make_console, progress
     from analysis.cli._summary import print_ingest_summary
-    from probes import store
+    from probes import memory, store
     from probes.metadata import read_probe_objects
 
+    memory.reuse_large_buffers()
     campaign = campaign_from_args(args)
     kwargs = {"segment_results": args.segment_results} if args.segment_results else {}
     with progress(f"ingest {campaign.name}"):
