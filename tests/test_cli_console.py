@@ -67,3 +67,42 @@ def test_a_terminal_sees_the_steps_of_a_long_ingest(test_data, tmp_path):
     text = seen.decode(errors="replace")
     assert "ingest tty: reading m.ndjson" in text
     assert "results read" in text
+
+
+_QUICK_EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+out = Path(sys.argv[1])
+
+def late_write():
+    time.sleep(0.3)
+    (out / "thread").write_text("done")
+
+class Teardown:
+    def __del__(self):  # run by the interpreter's teardown only
+        (out / "teardown").write_text("ran")
+
+keep = Teardown()
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+threading.Thread(target=late_write).start()  # not a daemon: exit must wait for it
+sys.argv = ["pathexp", "datasets", "--cache-dir", str(out / "cache"), "list"]
+from analysis.cli import console
+console()
+"""
+
+
+def test_the_executable_exits_quickly_after_threads_and_exit_handlers(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(_QUICK_EXIT)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], cwd=ROOT, env=_env(), capture_output=True)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stdout  # the command's output was flushed
+    assert (tmp_path / "thread").read_text() == "done"  # a running thread was waited for
+    assert (tmp_path / "atexit").read_text() == "ran"  # atexit handlers ran
+    assert not (tmp_path / "teardown").exists()  # the one-by-one teardown was skipped
+
+
+def test_the_executable_keeps_the_exit_code_of_an_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "analysis.cli", "ingest", "--campaign", "x", "--workspace",
+                           str(tmp_path), str(tmp_path / "missing.ndjson.xz")], cwd=ROOT, env=_env(), capture_output=True)
+    assert proc.returncode == 2 and b"cannot read" in proc.stderr

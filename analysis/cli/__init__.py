@@ -20,12 +20,15 @@ environment's :class:`OSError`) into one-line messages with exit code 2.
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from analysis.cli._options import add_engine_args, engine_options
 from analysis.errors import AnalysisError
@@ -37,6 +40,7 @@ EXIT_BROKEN_PIPE = 141
 
 __all__ = [
     "main",
+    "console",
     "build_parser",
     "add_campaign_args",
     "add_engine_args",
@@ -181,6 +185,31 @@ def _stdout_gone() -> bool:
         return any(ev & (select.POLLERR | select.POLLHUP) for _, ev in poller.poll(0))
     except (OSError, ValueError, AttributeError):  # no real stdout (captured, closed)
         return False
+
+
+def console() -> NoReturn:
+    """The ``pathexp`` executable: :func:`main`, then a quick exit.
+
+    Once the command has returned, the process does what the interpreter's own shutdown
+    does first: it waits for its threads (and stops the thread pools' idle workers), runs
+    the ``atexit`` handlers (logging, Dask, temporary folders) and flushes its output. Then
+    it ends without freeing every module and object one by one, which took 0.05-0.1 s
+    after an ingest or an analyze; the kernel takes the memory back at once. Where this
+    interpreter lacks those hooks, or the output cannot be flushed, it exits as usual.
+    """
+    code = main()
+    shutdown = getattr(threading, "_shutdown", None)
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    if shutdown is None or run_exit_handlers is None:
+        sys.exit(code)
+    shutdown()
+    run_exit_handlers()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        sys.exit(code)  # the interpreter's exit reports it, as it would have
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

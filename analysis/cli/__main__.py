@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from analysis.cli import main
+from analysis.cli import console
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()
