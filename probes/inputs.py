@@ -218,35 +218,44 @@ class _Decompressing:
         self._raw = raw
         self._factory = factory
         self._d = factory()
+        self._in = memoryview(b"")  # compressed bytes read, fed from _at on
+        self._at = 0
         self._error: BaseException | None = None
         self.truncated: str | None = None
 
     def read(self, n: int = -1) -> bytes:
+        """At least ``n`` decompressed bytes (4 MiB if ``n`` < 1), unless the stream ends or
+        breaks first; ``b""`` at its end."""
         if self._error is not None:
             error, self._error = self._error, None
             raise error
-        while True:
-            chunk = self._raw.read(1 << 20)
-            if not chunk:
-                if not self._d.eof:
-                    self.truncated = "compressed stream ended before its end marker"
-                return b""
-            out: list[bytes] = []
+        want = n if n > 0 else 1 << 22
+        out: list[bytes] = []
+        size = 0
+        while size < want:
+            if self._at >= len(self._in):
+                self._in, self._at = memoryview(self._raw.read(1 << 20)), 0
+                if not self._in:
+                    if not self._d.eof:
+                        self.truncated = "compressed stream ended before its end marker"
+                    break
+            piece = self._in[self._at : self._at + self.FEED]
+            self._at += self.FEED
             try:
-                for i in range(0, len(chunk), self.FEED):
-                    if self._d.eof:  # the last member ended exactly here: a new one starts
-                        self._d = self._factory()
-                    out.append(self._d.decompress(chunk[i : i + self.FEED]))
-                    while self._d.eof and self._d.unused_data:
-                        rest, self._d = self._d.unused_data, self._factory()
-                        out.append(self._d.decompress(rest))
+                if self._d.eof:  # the last member ended exactly here: a new one starts
+                    self._d = self._factory()
+                out.append(self._d.decompress(piece))
+                size += len(out[-1])
+                while self._d.eof and self._d.unused_data:
+                    rest, self._d = self._d.unused_data, self._factory()
+                    out.append(self._d.decompress(rest))
+                    size += len(out[-1])
             except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
-                if not any(out):
+                if not size:
                     raise
                 self._error = exc  # raised by the next read: this one hands out what was decoded
-            data = b"".join(out)
-            if data or self._error is not None:
-                return data
+                break
+        return b"".join(out)
 
 
 class _ParallelBz2:
@@ -370,7 +379,9 @@ class _ReadAhead:
     there too). ``truncated`` is the wrapped stream's, read once the stream has ended.
     """
 
-    DEPTH = 2
+    #: at most 48 MiB decompressed ahead: what the helper decodes while a command imports
+    #: its libraries (:func:`read_early`, about 0.15 s of xz), or while a block is parsed
+    DEPTH = 12
     CHUNK = 1 << 22
 
     def __init__(self, stream: IO[bytes]) -> None:

@@ -41,6 +41,7 @@ EXIT_BROKEN_PIPE = 141
 __all__ = [
     "main",
     "console",
+    "exit_quickly",
     "build_parser",
     "add_campaign_args",
     "add_engine_args",
@@ -188,16 +189,20 @@ def _stdout_gone() -> bool:
 
 
 def console() -> NoReturn:
-    """The ``pathexp`` executable: :func:`main`, then a quick exit.
+    """The ``pathexp`` executable: :func:`main`, then :func:`exit_quickly` with its code."""
+    exit_quickly(main())
 
-    Once the command has returned, the process does what the interpreter's own shutdown
-    does first: it waits for its threads (and stops the thread pools' idle workers), runs
-    the ``atexit`` handlers (logging, Dask, temporary folders) and flushes its output. Then
-    it ends without freeing every module and object one by one, which took 0.05-0.1 s
-    after an ingest or an analyze; the kernel takes the memory back at once. Where this
-    interpreter lacks those hooks, or the output cannot be flushed, it exits as usual.
+
+def exit_quickly(code: int) -> NoReturn:
+    """End this process with ``code`` once a command has returned.
+
+    It first does what the interpreter's own shutdown does: it waits for the process's
+    threads (and stops the thread pools' idle workers), runs the ``atexit`` handlers
+    (logging, Dask, temporary folders) and flushes the output. Then it ends without
+    freeing every module and object one by one, which took 0.05-0.1 s after an ingest or
+    an analyze; the kernel takes the memory back at once. Where this interpreter lacks
+    those hooks, or the output cannot be flushed, it exits as usual.
     """
-    code = main()
     shutdown = getattr(threading, "_shutdown", None)
     run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
     if shutdown is None or run_exit_handlers is None:

@@ -145,7 +145,7 @@ REF_ANALYZE = textwrap.dedent('''
     print(json.dumps({"traceroutes": len(paths), "as_nodes": graph.number_of_nodes(), "as_edges": graph.number_of_edges()}))
 ''')
 
-# Runs `pathexp` in-process (the console script's own entry point) with a handler on the
+# Runs `pathexp` in-process (the console script's own entry point and exit) with a handler on the
 # progress logger that records when each step starts, on the system-wide monotonic clock.
 STEP_TIMER = textwrap.dedent('''
     import json, logging, sys, time
@@ -157,12 +157,12 @@ STEP_TIMER = textwrap.dedent('''
 
     from probes.progress import PROGRESS
     PROGRESS.addHandler(Mark(logging.INFO))
-    from analysis.cli import main
+    from analysis.cli import exit_quickly, main
     code = main(sys.argv[2:])
     steps.append(("end", time.monotonic()))
     with open(sys.argv[1], "w") as fh:
         json.dump(steps, fh)
-    sys.exit(code)
+    exit_quickly(code)
 ''')
 
 

@@ -147,3 +147,24 @@ def test_read_early_leaves_unreadable_and_plain_files_to_open_input(tmp_path, me
 def test_reuse_large_buffers_sets_glibc_malloc():
     # mallopt returns 1 for each setting it took; elsewhere (no glibc) nothing is set
     assert memory.reuse_large_buffers() is (memory._libc("mallopt") is not None)
+
+
+@pytest.mark.parametrize("kind", ["xz", "gz", "xz+xz"])
+def test_decompressed_reads_are_at_least_what_was_asked_and_lose_nothing(menog_lines, kind):
+    import gzip
+    import io
+    import zlib
+
+    text = b"\n".join(menog_lines) + b"\n"
+    half = len(text) // 2
+    packed = {"xz": lzma.compress(text), "gz": gzip.compress(text),
+              "xz+xz": lzma.compress(text[:half]) + lzma.compress(text[half:])}[kind]
+    factory = (lambda: zlib.decompressobj(31)) if kind == "gz" else lzma.LZMADecompressor
+    stream = inputs._Decompressing(io.BytesIO(packed), factory)
+    stream.FEED = 512  # many pieces per read (the real 64 KiB would take this input at once)
+    reads = []
+    while chunk := stream.read(5000):
+        reads.append(chunk)
+    assert b"".join(reads) == text
+    assert all(len(r) >= 5000 for r in reads[:-1]) and len(reads) > 1
+    assert stream.truncated is None
