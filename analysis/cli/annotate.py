@@ -40,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     from analysis.cli import campaign_from_args, engine_options
     from analysis.cli._console import progress
     from analysis.refdates import stale_lines
+    from probes import memory
 
+    memory.reuse_large_buffers()
     campaign = campaign_from_args(args)
     with progress(f"annotate {campaign.name}"):
         report = annotate_campaign(campaign, snapshot_id=args.snapshot, cache_dir=args.cache_dir,
