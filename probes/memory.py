@@ -26,9 +26,14 @@ __all__ = ["release", "reuse_large_buffers"]
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 
 
+#: The glibc functions used here and their argument types (both return int).
+_SIGNATURES = {"malloc_trim": [ctypes.c_size_t], "mallopt": [ctypes.c_int, ctypes.c_int]}
+
+
 @functools.cache
 def _libc(name: str) -> Callable[..., int] | None:
-    """A glibc function, or None where the C library has none (musl, macOS, Windows)."""
+    """A glibc function of :data:`_SIGNATURES`, or None where the C library has none (musl,
+    macOS, Windows)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -36,6 +41,7 @@ def _libc(name: str) -> Callable[..., int] | None:
         fn = getattr(libc, name)
     except (OSError, AttributeError):
         return None
+    fn.argtypes = _SIGNATURES[name]
     fn.restype = ctypes.c_int
     return fn  # type: ignore[no-any-return]
 
