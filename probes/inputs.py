@@ -489,9 +489,9 @@ def _line_runs(stream: HashingReader, limit: int = MAX_LINE_BYTES) -> Iterator[t
         parts = data.split(b"\n")
         last = parts.pop()
         if parts:
+            parts[0] = first = SetAside("line_too_long") if skipping else pending + parts[0]
             # the first line began in an earlier read: it is tested on its own
-            bundle = _contains(data, _BUNDLE_KEY) or (bool(pending) and _contains(pending + parts[0], _BUNDLE_KEY))
-            parts[0] = SetAside("line_too_long") if skipping else pending + parts[0]
+            bundle = _contains(data, _BUNDLE_KEY) or (bool(pending) and _contains(first, _BUNDLE_KEY))
             skipping = False
             if b"\r" in data or parts[0].endswith(b"\r") or max(map(len, parts)) > limit:
                 parts = [ln if isinstance(ln, SetAside) else SetAside("line_too_long") if len(ln) > limit
