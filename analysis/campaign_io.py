@@ -345,12 +345,12 @@ def _annotate_segment(name: str, ctx: dict) -> tuple[str, int, Counter]:
     path = store.segment_path(ctx["campaign"], name, "hops")
     data = path.read_bytes()
     try:
-        schema = fileio.written_schema(data)
+        older = fileio.written_schema(data) != STORED_HOP_SCHEMA
         # the row groups only where the segment is written again (each footer read costs a ms)
-        groups = fileio.row_group_sizes(data) if schema != STORED_HOP_SCHEMA else []
+        groups = fileio.row_group_sizes(data) if older else []
     except ValueError as exc:
         raise StoreError(f"hop segment {path} is damaged: {exc}") from exc
-    if schema != STORED_HOP_SCHEMA:
+    if older:
         # the traceroute's own strings, repeated on each of its hop rows, are read as
         # Parquet dictionaries and stored so, as the store writes them now
         hops = pq.read_table(pa.BufferReader(data), read_dictionary=PER_TRACE_HOP_STRINGS).cast(STORED_HOP_SCHEMA)
