@@ -101,19 +101,31 @@ def generation_id(record: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
+def _read_file(path: Path) -> bytes | None:
+    """A file's bytes, or None when it is not a file: absent, or gone between the look and
+    the read (a stage swapping its folder in while another process reads it)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def file_sha256(path: Path) -> str | None:
     """sha256 of a (small) file's bytes, or None when it does not exist."""
-    path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    data = _read_file(path)
+    return None if data is None else hashlib.sha256(data).hexdigest()
 
 
 def read_marker(folder: Path) -> str | None:
     """The generation id in ``<folder>/.generation.json``, or None (no folder, no marker)."""
-    marker = Campaign.generation_marker(folder)
-    if not marker.is_file():
+    data = _read_file(Campaign.generation_marker(folder))
+    if data is None:
         return None
     try:
-        obj = orjson.loads(marker.read_bytes())
+        obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
     return obj.get("id") if isinstance(obj, dict) else None
@@ -121,10 +133,11 @@ def read_marker(folder: Path) -> str | None:
 
 def read_manifest(path: Path) -> dict[str, Any] | None:
     """A stage manifest (``annotate.json``, ``exposure.json``) as a dict; None if absent, {} if unreadable."""
-    if not path.is_file():
+    data = _read_file(path)
+    if data is None:
         return None
     try:
-        obj = orjson.loads(path.read_bytes())
+        obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return {}
     return obj if isinstance(obj, dict) else {}

@@ -403,3 +403,18 @@ def test_bad_campaign_names_are_refused(name, tmp_path, capsys):
     if name:
         _one_line_error(capsys, main(["report", "--campaign", name, "--workspace", str(tmp_path)]))
         assert list(tmp_path.iterdir()) == []
+
+
+def test_a_marker_or_manifest_gone_between_look_and_read_reads_as_absent(tmp_path, monkeypatch):
+    # a stage swapping its folder in (rename) while another process reads it: the file is
+    # there when looked at and gone when read; the readers say "absent", as for no file
+    folder = tmp_path / "annotated"
+    folder.mkdir()
+    marker = Campaign.generation_marker(folder)
+    marker.write_bytes(orjson.dumps({"id": "abc"}))
+    assert lineage.read_marker(folder) == "abc"
+    marker.unlink()
+    monkeypatch.setattr(Path, "is_file", lambda self: True)  # the look saw it
+    assert lineage.read_marker(folder) is None
+    assert lineage.read_manifest(tmp_path / "annotate.json") is None
+    assert lineage.file_sha256(tmp_path / "registry.toml") is None
