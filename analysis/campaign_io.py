@@ -59,6 +59,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from analysis import bgp, lineage, plots
+from analysis._hop_scans import address_rows, file_columns, near_discs, rtt_discs, scan_files
 from analysis._tables import (
     ANNOTATED_OPTIONAL,
     ANNOTATED_REQUIRED,
@@ -510,7 +511,8 @@ def _analyze_locked(
             f"campaign {campaign.name!r} has no annotated hops in {campaign.annotated_dir}; "
             "run `pathexp annotate` first"
         )
-    ann_columns = _annotated_columns(ann_files)
+    types = file_columns(ann_files)
+    ann_columns = _annotated_columns(ann_files, types)
     if not verdict.current:
         hint = "" if verdict.kind == "missing" else (
             f" (or {lineage.command(campaign, 'analyze', '--force')} to annotate again with "
@@ -524,21 +526,25 @@ def _analyze_locked(
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
     step("probe metadata")
     probe_meta, probe_status = _with_derived_probes(campaign, probe_meta, trace_files, snap)
-    step("locating destinations")
-    dst_addrs = _distinct_destinations(trace_files)
-    destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
-    addresses = _address_rows(ann_files, ann_columns)
-    destinations = _with_replying_destinations(destinations, dst_addrs, addresses)
-    # each probe's smallest RTT to each destination: what locating them needs; the scope of
-    # each traceroute is decided with the paths, one partition at a time
-    pair_rtts = _destination_pair_rtts(ann_files)
-    located = locate_destinations(pair_rtts, probe_meta, snap)
-    destinations = _located(destinations, located.table)
-    dst_info = destinations
-    facilities, fac_source = _facility_table(snap, snap_note)
-    routers = snap.table("ipmap", "addresses") if snap is not None and snap.has("ipmap") else None
-    places = plots.place_table(facilities, routers)
+    # the campaign-wide questions over every hop row run on the runner's workers, one
+    # annotated file per task, their reductions merged here (analysis._hop_scans)
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
+        step("scanning the annotated hops: %d files", len(ann_files))
+        scans = scan_files(ann_files, ann_columns, runner, types)
+        addresses = scans.addresses
+        step("locating destinations")
+        dst_addrs = _distinct_destinations(trace_files)
+        destinations, dst_source = _destination_table(dst_addrs, snap, snap_note, registry)
+        destinations = _with_replying_destinations(destinations, dst_addrs, addresses)
+        # each probe's smallest RTT to each destination: what locating them needs; the scope of
+        # each traceroute is decided with the paths, one partition at a time
+        pair_rtts = scans.pair_rtts
+        located = locate_destinations(pair_rtts, probe_meta, snap)
+        destinations = _located(destinations, located.table)
+        dst_info = destinations
+        facilities, fac_source = _facility_table(snap, snap_note)
+        routers = snap.table("ipmap", "addresses") if snap is not None and snap.has("ipmap") else None
+        places = plots.place_table(facilities, routers)
         step("inferring router owners")
         # with what the annotation gave each owner AS over the whole campaign: a moved hop
         # takes its owner's family and country whichever partition it is in
@@ -547,19 +553,20 @@ def _analyze_locked(
                          registry=ann_registry, addresses=addresses)
             if infer_owners else (None, "not inferred (origin AS used)", None))
         step("RTT discs of the flagged routers")
-        discs = _rtt_discs(ann_files, ann_columns, owners, registry, probe_meta) if facilities is not None else None
+        discs = (rtt_discs(ann_files, ann_columns, scans, owners, registry, probe_meta, runner, types)
+                 if facilities is not None else None)
         # probes whose published place the RTTs contradict: the small discs of every address, and
         # the flagged routers' own
         misplaced: list[int] = []
         if discs is not None:
             step("probes the RTTs misplace")
             misplaced = misplaced_probes(pa.concat_tables([
-                _near_discs(ann_files, ann_columns, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])]))
+                near_discs(scans.near, probe_meta), discs.select(["addr", "prb_id", "lat", "lon", "rtt"])]))
             # their discs could exclude the true place of every router they saw
             discs = discs.filter(pc.invert(pc.is_in(discs.column("prb_id"), value_set=pa.array(misplaced, pa.int64()))))
         step("node attributes")
         nodes = _campaign_node_attributes(addresses, registry)
-        del addresses
+        del addresses, scans
         node_family = {n: f for n, f in zip(nodes.column("node").to_pylist(), nodes.column("family").to_pylist(),
                                             strict=True) if f}
         full_registry = registry if hasattr(registry, "family_of") else ann_registry
@@ -848,131 +855,18 @@ _METRIC_COLUMNS = (
 _BGP_COLUMNS = ("msm_id", "prb_id", "timestamp", "probe_asn", "dst_addr", "flagged_families")
 
 
-def _annotated_columns(files: list[Path]) -> list[str]:
+def _annotated_columns(files: list[Path], types: Mapping[str, str] | None = None) -> list[str]:
     """Columns of the annotated parts that paths and router owners use (``dst_addr``: the
-    traceroute's destination on its hop rows); raises if a required one is missing."""
+    traceroute's destination on its hop rows); raises if a required one is missing.
+    ``types``: the parts' columns (:func:`analysis._hop_scans.file_columns`), if read."""
     wanted = set(ANNOTATED_REQUIRED) | set(ANNOTATED_OPTIONAL) | {"org", "dup", "late", "dst_addr"}
-    con = connect()
-    try:
-        names = [r[0] for r in con.sql(
-            "DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)",
-            params={"files": [str(f) for f in files]},
-        ).fetchall()]
-    finally:
-        con.close()
+    names = list(types if types is not None else file_columns(files))
     missing = [c for c in ANNOTATED_REQUIRED if c not in names]
     if missing:
         raise SchemaMismatch(
             f"annotated hops in {files[0].parent} lack required column(s) {', '.join(missing)}"
         )
     return [c for c in names if c in wanted]
-
-
-def _near_discs(ann_files: list[Path], columns: Sequence[str], probe_meta: pa.Table,
-                max_rtt: float = 20.0, per_addr: int = 16) -> pa.Table:
-    """The small RTT discs of every public address two or more located probes saw
-    (``addr, prb_id, lat, lon, rtt``): each probe's minimum RTT, at most ``max_rtt`` ms, the
-    ``per_addr`` smallest per address. Disjoint discs of one address prove a probe
-    misplaced (:func:`analysis.paths.misplaced_probes`); small discs are the ones that can be.
-    Replies from the traceroute's destination are left out: services are often anycast."""
-    skip = f"AND NOT ({stale_reply_sql(columns)})"
-    public = "AND ip_class = 'public'" if "ip_class" in columns else ""
-    files = [str(f) for f in ann_files]
-    con = connect()
-    try:
-        names = {r[0] for r in con.sql("DESCRIBE SELECT * FROM read_parquet($files, union_by_name=true)",
-                                       params={"files": files}).fetchall()}
-        if "dst_addr" in names:
-            skip += " AND reply_from IS DISTINCT FROM dst_addr"
-        con.register("probes", probe_meta.select(["prb_id", "latitude", "longitude"]))
-        return con.sql(
-            f"""
-            WITH m AS (
-                SELECT reply_from AS addr, prb_id, min(rtt) AS rtt
-                FROM read_parquet($files, union_by_name=true)
-                WHERE rtt IS NOT NULL AND rtt >= 0 AND rtt <= {float(max_rtt)} AND reply_from IS NOT NULL
-                      {public} {skip}
-                GROUP BY reply_from, prb_id
-            ),
-            r AS (
-                SELECT m.addr, m.prb_id, p.latitude AS lat, p.longitude AS lon, m.rtt,
-                       row_number() OVER (PARTITION BY m.addr ORDER BY m.rtt, m.prb_id) AS k,
-                       count(*) OVER (PARTITION BY m.addr) AS n
-                FROM m JOIN probes p USING (prb_id)
-                WHERE p.latitude IS NOT NULL AND p.longitude IS NOT NULL
-            )
-            SELECT addr, prb_id, lat, lon, rtt FROM r WHERE n >= 2 AND k <= {int(per_addr)} ORDER BY addr, prb_id
-            """,
-            params={"files": files},
-        ).to_arrow_table()
-    finally:
-        con.close()
-
-
-def _rtt_discs(ann_files: list[Path], columns: Sequence[str], owners: pa.Table | None, registry: Any,
-               probe_meta: pa.Table) -> pa.Table | None:
-    """Per flagged reply address, each probe that saw it (with a location) and its minimum RTT.
-
-    The speed-of-light discs the PoP location search intersects (``addr, prb_id, lat, lon, rtt``),
-    over the whole campaign: addresses in a flagged family by origin (``family``) or by
-    owner (the ownership stage). Late and duplicate replies are left out. ``base`` is the
-    probe's minimum RTT to any public address (its access network; the RTT floor's
-    allowance), null without an ``ip_class`` column.
-    """
-    if "family" not in columns or not probe_meta.num_rows:
-        return None
-    extra = pa.array([], pa.string())
-    skip = f"AND NOT ({stale_reply_sql(columns)})"
-    ip_class = "ip_class" if "ip_class" in columns else "NULL::VARCHAR AS ip_class"
-    files = [str(f) for f in ann_files]
-    con = connect()
-    try:
-        if owners is not None and owners.num_rows:
-            owner = int_np(owners.column("owner_asn"))
-            if registry is not None:
-                flagged = pc.is_valid(registry_lookup(registry, owner))
-            else:  # the families annotate gave the origin ASes
-                asns = con.sql("SELECT DISTINCT asn FROM read_parquet($files, union_by_name=true) "
-                               "WHERE family IS NOT NULL AND asn IS NOT NULL", params={"files": files}).fetchall()
-                flagged = pa.array(np.isin(owner, np.array([a for (a,) in asns], np.int64)))
-            extra = owners.column("addr").filter(flagged).combine_chunks().cast(pa.string())
-        con.register("extra", pa.table({"addr": extra}))
-        con.register("probes", probe_meta.select(["prb_id", "latitude", "longitude"]))
-        # each pass streams the files against a small build side (the flagged replies, the
-        # wanted addresses): no pass holds the campaign's hop rows
-        scan = f"read_parquet($files, union_by_name=true) WHERE rtt IS NOT NULL AND rtt >= 0 " \
-               f"AND reply_from IS NOT NULL {skip}"
-        con.execute(
-            f"""
-            CREATE TEMP TABLE f AS  -- the flagged replies
-            SELECT msm_id, prb_id, timestamp, hop, reply_from FROM {scan}
-                AND (family IS NOT NULL OR reply_from IN (SELECT addr FROM extra))
-            """, parameters={"files": files})
-        con.execute(
-            f"""
-            CREATE TEMP TABLE wanted AS  -- flagged addresses and the hop right before one (the link's far end)
-            SELECT DISTINCT reply_from AS addr FROM f
-            UNION
-            SELECT h.reply_from FROM (SELECT msm_id, prb_id, timestamp, hop, reply_from FROM {scan}) h
-            SEMI JOIN f ON f.msm_id = h.msm_id AND f.prb_id = h.prb_id AND f.timestamp = h.timestamp
-                AND f.hop = h.hop + 1
-            """, parameters={"files": files})
-        return con.sql(
-            f"""
-            WITH access AS (SELECT prb_id, min(rtt) AS base FROM (SELECT prb_id, rtt, {ip_class} FROM {scan})
-                            WHERE ip_class = 'public' GROUP BY prb_id),
-            m AS (SELECT reply_from AS addr, prb_id, min(rtt) AS rtt FROM {scan}
-                      AND reply_from IN (SELECT addr FROM wanted)
-                  GROUP BY reply_from, prb_id)
-            SELECT m.addr, m.prb_id, p.latitude AS lat, p.longitude AS lon, m.rtt, a.base
-            FROM m JOIN probes p USING (prb_id) LEFT JOIN access a USING (prb_id)
-            WHERE p.latitude IS NOT NULL AND p.longitude IS NOT NULL
-            ORDER BY ALL
-            """,
-            params={"files": files},
-        ).to_arrow_table()
-    finally:
-        con.close()
 
 
 def _read_annotated(files: list[Path], columns: Sequence[str]) -> pa.Table:
@@ -1144,30 +1038,6 @@ def _with_destination_family(scope: pa.Table, destinations: pa.Table) -> pa.Tabl
     return scope
 
 
-def _destination_pair_rtts(ann_files: list[Path]) -> pa.Table:
-    """Each probe's smallest RTT to each destination over the annotated files, out of core
-    (``prb_id, dst_addr, dst_rtt_ms``; null when the probe never reached it).
-
-    The replies from the traceroute's destination only; what
-    :func:`analysis.destinations.locate_destinations` reads, and the fallback RTT of
-    :func:`_destination_rtts`.
-    """
-    con = connect()
-    try:
-        res = con.sql(
-            """
-            SELECT prb_id, dst_addr,
-                   min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS dst_rtt_ms
-            FROM read_parquet($files, union_by_name=true)
-            GROUP BY prb_id, dst_addr ORDER BY prb_id, dst_addr
-            """,
-            params={"files": [str(f) for f in ann_files]},
-        ).to_arrow_table()
-    finally:
-        con.close()
-    return res.cast(pa.schema([("prb_id", pa.int64()), ("dst_addr", pa.string()), ("dst_rtt_ms", pa.float64())]))
-
-
 def _destination_rtts(hops: pa.Table, traces: pa.Table, pair_rtts: pa.Table) -> pa.Table:
     """:func:`analysis.destinations.destination_rtts` over a partition's annotated hops (read
     once, for the paths and for this), one row per traceroute of ``traces``.
@@ -1175,7 +1045,7 @@ def _destination_rtts(hops: pa.Table, traces: pa.Table, pair_rtts: pa.Table) -> 
     The same definition in SQL: per traceroute, ``min(rtt) FILTER (WHERE reply_from =
     dst_addr)``. A traceroute whose destination did not reply takes the smallest RTT the
     same probe measured to the same destination in another traceroute of the campaign
-    (``pair_rtts``, :func:`_destination_pair_rtts` over every file: the geography does not
+    (``pair_rtts``, :func:`analysis._hop_scans.destination_pair_rtts` over every file: the geography does not
     change between them); null when the probe never reached it. A traceroute without hop
     rows (an empty ``result``, or an ``error`` instead) has a row too: its scope is decided
     by its destination like any other's, and the scope tally counts it.
@@ -1273,36 +1143,6 @@ def _with_replying_destinations(
         con.close()
 
 
-#: The annotation columns :func:`_address_rows` keeps (absent ones are null strings).
-_ADDRESS_COLUMNS = ("asn", "member_asn", "ixp_id", "ip_class", "family", "as_country", "org",
-                    "ixp_name", "ixp_city", "ixp_country")
-
-
-def _address_rows(ann_files: list[Path], columns: Sequence[str]) -> pa.Table:
-    """The campaign's replies grouped by address and annotation, in one scan of the
-    annotated files: ``reply_from``, :data:`_ADDRESS_COLUMNS`, the hop rows ``n`` and the
-    first row's key ``k`` (``msm_id, prb_id, timestamp, hop, attempt``), in no set order.
-
-    The annotation is a function of the address (one snapshot and registry per campaign),
-    so this is one row per reply address, or a few where segments were annotated apart
-    (RDAP answers online). Counting and first-row questions over the hop rows have the
-    same answers over these rows weighted by ``n``: the node attributes, the replying
-    destinations' AS and country, the owners' per-address attributes. They read this
-    instead of scanning every hop row three times.
-    """
-    sel = ", ".join(c if c in columns else f"NULL::VARCHAR AS {c}" for c in _ADDRESS_COLUMNS)
-    con = connect()
-    try:
-        return con.sql(
-            f"SELECT reply_from, {sel}, count(*) AS n, "
-            "min(struct_pack(m := msm_id, p := prb_id, t := timestamp, h := hop, n := attempt)) AS k "
-            "FROM read_parquet($files, union_by_name=true) WHERE reply_from IS NOT NULL GROUP BY ALL",
-            params={"files": [str(f) for f in ann_files]},
-        ).to_arrow_table()
-    finally:
-        con.close()
-
-
 def _campaign_node_attributes(addresses: pa.Table, registry: RegistryLike | None) -> pa.Table:
     """:func:`~analysis.paths.node_attributes` over the campaign, from its :func:`_address_rows`."""
     con = connect()
@@ -1359,7 +1199,7 @@ def _owner_table(
     source = f"{note}: {', '.join(used)}" if used else f"{note}: no as-rel, as-siblings or as2org (adjacency rules off)"
     stale = stale_reply_sql(cols, "a.")
     if addresses is None:
-        addresses = _address_rows(ann_files, columns)
+        addresses = address_rows(ann_files, columns, runner)
     con = connect()
     try:
         con.register("a", addresses)

@@ -106,7 +106,10 @@ class _DaskRunner(Runner):
         if not items:
             return
         token = uuid.uuid4().hex
-        shared_f = self.client.scatter(shared, broadcast=True) if shared is not None else None
+        # one object under a key of its own: a dict scattered as it is would be stored under
+        # its own keys ("columns", ...), which the next map's dict would reuse while the
+        # scheduler releases them ("lost dependencies")
+        shared_f = self.client.scatter([shared], broadcast=True, hash=False)[0] if shared is not None else None
         futures = [
             self.client.submit(_run_task, fn, item, setup, shared_f, token, key=f"pathexp-{token}-{i}", pure=False)
             for i, item in enumerate(items)

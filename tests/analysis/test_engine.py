@@ -197,6 +197,104 @@ def test_streamed_analysis_equals_the_whole_table_analysis(both, real_snapshot, 
     assert rep_w == rep_s
 
 
+def _whole_campaign(sql: str, files: list[str], **tables: pa.Table) -> pa.Table:
+    """``sql`` over every annotated file at once (``h``: read the union-by-name way)."""
+    import duckdb
+
+    con = duckdb.connect()
+    try:
+        for name, table in tables.items():
+            con.register(name, table)
+        con.execute("CREATE TEMP VIEW h AS SELECT * FROM read_parquet("
+                    + "[" + ", ".join(f"'{f}'" for f in files) + "], union_by_name=true)")
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.close()
+
+
+def test_per_file_scans_equal_the_campaign_wide_queries(both, cluster, tmp_path):
+    """analyze reduces each annotated file on its own (on the runner's threads or Dask
+    workers) and merges the reductions: the merged answers equal the same questions asked
+    of every hop row at once, also where one file lacks columns the others have (read as
+    nulls, as DuckDB's union_by_name gives) and whatever the order the files finish in."""
+    from analysis import _hop_scans as hs
+    from analysis.campaign_io import _annotated_columns
+
+    local, _ = both
+    src = sorted(local.annotated_dir.glob("*.parquet"))
+    assert len(src) >= 4
+    ann = []
+    for i, f in enumerate(src):
+        table = pq.read_table(f)
+        if i == 1:  # an older part: no destination on its hop rows, no late flag
+            table = table.drop_columns([c for c in ("dst_addr", "late") if c in table.column_names])
+        ann.append(tmp_path / f.name)
+        pq.write_table(table, ann[-1], row_group_size=1000)
+    files = [str(f) for f in ann]
+    cols = _annotated_columns(ann)
+    assert {"dst_addr", "late", "dup", "ip_class", "family"} <= set(cols)
+    # the probes' places (these real results come without probe metadata): any place will
+    # do for comparing the two ways of asking, one probe without
+    ids = sorted(set(store.read_traces(local)["prb_id"].to_pylist()))
+    probes = pa.table({"prb_id": pa.array(ids, pa.int64()),
+                       "latitude": [None, *(40.0 + i for i in range(1, len(ids)))],
+                       "longitude": [None, *(10.0 - i for i in range(1, len(ids)))]})
+    owners = pq.read_table(local.owners_parquet)
+    stale = "coalesce(late, false) OR coalesce(dup, false)"
+    reply = f"rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL AND NOT ({stale})"
+    key = lambda t: sorted(t.to_pylist(), key=str)  # noqa: E731
+
+    # the questions over every hop row at once
+    sel = ", ".join(hs.ADDRESS_COLUMNS)
+    want_addresses = _whole_campaign(
+        f"SELECT reply_from, {sel}, count(*) AS n, min(struct_pack(m := msm_id, p := prb_id, t := timestamp, "
+        "h := hop, n := attempt)) AS k FROM h WHERE reply_from IS NOT NULL GROUP BY ALL", files)
+    want_pairs = _whole_campaign(
+        "SELECT prb_id, dst_addr, min(rtt) FILTER (WHERE reply_from = dst_addr AND rtt IS NOT NULL) AS dst_rtt_ms "
+        "FROM h GROUP BY prb_id, dst_addr ORDER BY prb_id, dst_addr", files)
+    want_near = _whole_campaign(
+        f"""WITH m AS (SELECT reply_from AS addr, prb_id, min(rtt) AS rtt FROM h WHERE {reply} AND rtt <= 20
+                       AND ip_class = 'public' AND reply_from IS DISTINCT FROM dst_addr GROUP BY ALL),
+            r AS (SELECT m.*, q.latitude AS lat, q.longitude AS lon,
+                         row_number() OVER (PARTITION BY addr ORDER BY rtt, prb_id) AS k,
+                         count(*) OVER (PARTITION BY addr) AS n
+                  FROM m JOIN q USING (prb_id) WHERE q.latitude IS NOT NULL AND q.longitude IS NOT NULL)
+            SELECT addr, prb_id, lat, lon, rtt FROM r WHERE n >= 2 AND k <= 16 ORDER BY addr, prb_id""",
+        files, q=probes)
+    # the flagged routers' discs: with no family among these real hops, the owners a
+    # family AS is made of flag nothing, so a family given to two owner ASes stands in
+    fam_asns = pc.unique(owners["owner_asn"].drop_null()).to_pylist()[:2]
+    flagged = owners.filter(pc.is_in(owners["owner_asn"], value_set=pa.array(fam_asns, owners["owner_asn"].type)))
+    assert flagged.num_rows >= 2
+    want_discs = _whole_campaign(
+        f"""WITH r AS (SELECT * FROM h WHERE {reply}),
+            f AS (SELECT * FROM r WHERE family IS NOT NULL OR reply_from IN (SELECT addr FROM x)),
+            w AS (SELECT reply_from AS addr FROM f UNION SELECT r.reply_from FROM r SEMI JOIN f
+                  ON f.msm_id = r.msm_id AND f.prb_id = r.prb_id AND f.timestamp = r.timestamp AND f.hop = r.hop + 1),
+            a AS (SELECT prb_id, min(rtt) AS base FROM r WHERE ip_class = 'public' GROUP BY prb_id),
+            m AS (SELECT reply_from AS addr, prb_id, min(rtt) AS rtt FROM r
+                  WHERE reply_from IN (SELECT addr FROM w) GROUP BY ALL)
+            SELECT m.addr, m.prb_id, q.latitude AS lat, q.longitude AS lon, m.rtt, a.base
+            FROM m JOIN q USING (prb_id) LEFT JOIN a USING (prb_id)
+            WHERE q.latitude IS NOT NULL AND q.longitude IS NOT NULL ORDER BY ALL""",
+        files, q=probes, x=pa.table({"addr": flagged["addr"].cast(pa.string())}))
+    assert want_addresses.num_rows >= 250 and want_pairs.num_rows >= 30
+    assert want_near.num_rows >= 10 and want_discs.num_rows >= 10
+    assert pc.count(want_discs["base"]).as_py() > 0
+    assert pc.count(want_pairs["dst_rtt_ms"]).as_py() > 0 and want_pairs["dst_addr"].null_count > 0
+
+    with open_runner("dask", scheduler=cluster.scheduler_address) as dask_runner:
+        for runner in (None, dask_runner):
+            scans = hs.scan_files(ann, cols, runner)
+            assert key(scans.addresses) == key(want_addresses.cast(scans.addresses.schema))
+            assert scans.pair_rtts.to_pylist() == want_pairs.cast(scans.pair_rtts.schema).to_pylist()
+            near = hs.near_discs(scans.near, probes)
+            assert near.to_pylist() == want_near.cast(near.schema).to_pylist()
+            discs = hs.rtt_discs(ann, cols, scans, owners, dict.fromkeys(fam_asns, "fam"), probes, runner)
+            assert discs is not None
+            assert discs.to_pylist() == want_discs.cast(discs.schema).to_pylist()
+
+
 def test_local_cluster_started_for_the_run_and_crash_recovery(inputs, tmp_path):
     """A Dask ingest killed after staging (and between the renames of a commit) is completed
     by the next run without duplicates, equal to a local ingest."""

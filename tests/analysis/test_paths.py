@@ -1171,7 +1171,7 @@ def test_an_owner_as_the_annotation_never_met_takes_the_annotation_registrys_fam
 
 
 def test_campaign_attributes_from_address_rows_equal_those_from_every_hop_row(tmp_path):
-    """analyze groups the campaign's replies by address and annotation once (``_address_rows``)
+    """analyze groups the campaign's replies by address and annotation once (``address_rows``)
     and answers the node attributes and the replying destinations' AS and country from those
     rows weighted by their counts. They must equal the per-row answers, also where one address
     was annotated differently in two parts (RDAP online) and where counts tie."""
@@ -1180,9 +1180,9 @@ def test_campaign_attributes_from_address_rows_equal_those_from_every_hop_row(tm
 
     import pyarrow.parquet as pq
 
+    from analysis._hop_scans import address_rows
     from analysis._tables import connect, replying_attributes_sql
     from analysis.campaign_io import (
-        _address_rows,
         _campaign_node_attributes,
         _with_replying_destinations,
     )
@@ -1213,7 +1213,7 @@ def test_campaign_attributes_from_address_rows_equal_those_from_every_hop_row(tm
         parts.append(table)
     files = sorted(tmp_path.glob("part-*.parquet"))
     every = pa.concat_tables(parts)
-    grouped = _address_rows(files, every.column_names)
+    grouped = address_rows(files, every.column_names)
     assert grouped.num_rows > len(addrs)  # addresses annotated differently in the two parts
     assert sum(grouped.column("n").to_pylist()) == every.num_rows - 2
     key = lambda t: sorted(t.to_pylist(), key=str)  # noqa: E731

@@ -34,6 +34,7 @@ def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
     from distributed import LocalCluster
 
     from analysis import campaign_io as cio
+    from analysis._hop_scans import destination_pair_rtts
     from probes import store
     from probes.engine import open_runner
     from probes.workspace import Campaign
@@ -65,10 +66,11 @@ def run(files: list[Path], cache: Path, workers: int) -> dict[str, float]:
         dst = pa.table({"dst_addr": pa.array([], pa.string()), "dst_country": pa.array([], pa.string()),
                         "dst_country_via": pa.array([], pa.string()), "dst_anycast": pa.array([], pa.bool_()),
                         "dst_family": pa.array([], pa.string()), "dst_family_via": pa.array([], pa.string())})
+        cols = cio._annotated_columns(ann)
         ctx = {"probes": store.read_probe_meta(c), "registry": None, "destinations": dst, "facilities": None,
                "owners": None, "include_endpoints": False, "rtt_jump_ms": 40.0,
-               "pair_rtts": cio._destination_pair_rtts(ann), "dst_info": dst, "dst_country": "any",
-               "columns": cio._annotated_columns(ann), "out": str(out)}
+               "pair_rtts": destination_pair_rtts(ann, cols), "dst_info": dst, "dst_country": "any",
+               "columns": cols, "out": str(out)}
         with open_runner(**kw) as runner:
             t = time.perf_counter()
             for _ in runner.map(cio._paths_partition, parts, shared=ctx):
