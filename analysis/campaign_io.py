@@ -1144,7 +1144,7 @@ def _with_replying_destinations(
 
 
 def _campaign_node_attributes(addresses: pa.Table, registry: RegistryLike | None) -> pa.Table:
-    """:func:`~analysis.paths.node_attributes` over the campaign, from its :func:`_address_rows`."""
+    """:func:`~analysis.paths.node_attributes` over the campaign, from its :func:`analysis._hop_scans.address_rows`."""
     con = connect()
     try:
         con.register("a", addresses)

@@ -383,6 +383,20 @@ def test_a_one_thread_worker_sizes_arrow_and_duckdb_to_its_thread(cluster):
         assert set(r.map(_pools, range(4))) == {(1, 1)}
 
 
+def _with_shared(item: int, shared: dict) -> tuple[int, int]:
+    return item, shared["x"]
+
+
+def test_maps_one_after_another_each_get_their_own_shared_values(cluster):
+    """Two maps in a row whose shared dicts have the same keys (analyze's passes do): each
+    task sees its own map's values. Scattered as a dict, the values were stored under the
+    dict's keys, so the second map reused keys the scheduler was releasing ("lost
+    dependencies") or could be handed the first map's value."""
+    with open_runner("dask", scheduler=cluster.scheduler_address) as r:
+        for x in range(6):
+            assert list(r.map(_with_shared, range(4), shared={"x": x})) == [(i, x) for i in range(4)]
+
+
 def _stage_counting_threads(job: tuple, _shared: object) -> tuple[list[str], int]:
     """Stage an input file as a Dask ingest does; the pathexp threads started meanwhile."""
     import threading

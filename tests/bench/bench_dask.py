@@ -1,4 +1,4 @@
-"""Dask scaling: the same partitions on 1 and on 2 workers (target: 2 workers >= 1.6x faster).
+"""Dask scaling: the same partitions on 1 and on 2 workers (target: 2 workers >= 1.7x faster).
 
 Run: ``.venv/bin/python tests/bench/bench_dask.py [--n 200000] [--files 8]``.
 The corpus replayed from the real MENOG results (tests/bench/_corpus.py) is cut into
@@ -6,8 +6,9 @@ The corpus replayed from the real MENOG results (tests/bench/_corpus.py) is cut 
 thread per worker, Arrow's pool sized to it) is started *before* the clock starts and
 the whole pipeline runs on it through its scheduler address: ``ingest`` (workers parse
 the files, this process commits the staged parts), ``annotate`` (one task per segment),
-``analyze`` (campaign-wide lookups and the metrics here, ``build_paths`` per segment on
-the workers). Besides each stage's wall time it times the bare map of the per-segment
+``analyze`` (the campaign-wide scans of the annotated hops one file per task and
+``build_paths`` per segment on the workers; their merges, the lookups and the metrics
+here). Besides each stage's wall time it times the bare map of the per-segment
 functions over the same segments (``*_map``), the part that Dask parallelizes. One JSON
 line per figure; ratios are 1-worker time / 2-worker time.
 """
