@@ -237,7 +237,8 @@ def _flagged_addresses(paths: list[str], ctx: Mapping[str, Any]) -> pa.Table:
         con.register("extra", pa.table({"addr": ctx["extra"]}))
         return con.sql(
             f"""
-            WITH h AS (SELECT msm_id, prb_id, timestamp, hop, reply_from, family FROM {rel} WHERE {reply}),
+            WITH h AS NOT MATERIALIZED (  -- read twice, never held: all the files' replies
+                SELECT msm_id, prb_id, timestamp, hop, reply_from, family FROM {rel} WHERE {reply}),
             f AS (SELECT msm_id, prb_id, timestamp, hop, reply_from FROM h
                   WHERE family IS NOT NULL OR reply_from IN (SELECT addr FROM extra))
             SELECT DISTINCT reply_from AS addr FROM f
