@@ -526,8 +526,8 @@ def _analyze_locked(
     snap, snap_note = _campaign_snapshot(snapshot, cache_dir)
     step("probe metadata")
     probe_meta, probe_status = _with_derived_probes(campaign, probe_meta, trace_files, snap)
-    # the campaign-wide questions over every hop row run on the runner's workers, one
-    # annotated file per task, their reductions merged here (analysis._hop_scans)
+    # the campaign-wide questions over every hop row run on the runner (on Dask one
+    # annotated file per task), their reductions merged here (analysis._hop_scans)
     with open_runner(engine, scheduler=scheduler, workers=workers) as runner:
         step("scanning the annotated hops: %d files", len(ann_files))
         scans = scan_files(ann_files, ann_columns, runner, types)
