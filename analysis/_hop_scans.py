@@ -112,16 +112,20 @@ class FileScans:
     family_asns: np.ndarray
 
 
+def _reply_sql(columns: Sequence[str]) -> str:
+    """SQL: a reply with an RTT, neither late nor a duplicate (what every disc is drawn from)."""
+    return f"rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL AND NOT ({stale_reply_sql(columns)})"
+
+
 def _file_queries(columns: Sequence[str]) -> dict[str, str]:
     """What a task of :func:`scan_files` reduces its files to: name -> SQL over their rows
     ``h``. :func:`scan_files` merges them by the same groupings, so the merge is exact."""
     sel = ", ".join(c if c in columns else f"NULL::VARCHAR AS {c}" for c in ADDRESS_COLUMNS)
-    skip = f"NOT ({stale_reply_sql(columns)})"
     # without an ip_class column every address may make a small disc, and none is the access network
     public = "ip_class = 'public'" if "ip_class" in columns else "true"
     access = "ip_class = 'public'" if "ip_class" in columns else "false"
     not_dst = "reply_from IS DISTINCT FROM dst_addr" if "dst_addr" in columns else "true"
-    reply = f"rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL AND {skip}"
+    reply = _reply_sql(columns)
     return {
         "addresses": f"SELECT reply_from, {sel}, count(*) AS n, "
                      "min(struct_pack(m := msm_id, p := prb_id, t := timestamp, h := hop, n := attempt)) AS k "
@@ -178,8 +182,7 @@ def scan_files(files: Sequence[Path], columns: Sequence[str], runner: Runner | N
         near=_merged(parts["near"], "SELECT addr, prb_id, min(rtt) AS rtt FROM p GROUP BY addr, prb_id"),
         access=_merged(parts["pair_rtts"], "SELECT prb_id, min(base) AS base FROM p GROUP BY prb_id "
                                            "HAVING min(base) IS NOT NULL"),
-        family_asns=np.unique(np.concatenate([int_np(t.column("asn")) for t in parts["family_asns"]]))
-        if parts.get("family_asns") else np.array([], np.int64),
+        family_asns=np.unique(np.concatenate([int_np(t.column("asn")) for t in parts["family_asns"]])),
     )
 
 
@@ -230,7 +233,7 @@ def _flagged_addresses(paths: list[str], ctx: Mapping[str, Any]) -> pa.Table:
     (a family, or an address the owners flag) and the hop right before one in the same
     traceroute (the link's far end)."""
     types, columns = ctx["types"], ctx["columns"]
-    reply = f"rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL AND NOT ({stale_reply_sql(columns)})"
+    reply = _reply_sql(columns)
     rel = _relation(paths, types, ("msm_id", "prb_id", "timestamp", "hop", "reply_from", "rtt", "family", "late", "dup"))
     con = connect()
     try:
@@ -253,7 +256,7 @@ def _flagged_addresses(paths: list[str], ctx: Mapping[str, Any]) -> pa.Table:
 def _wanted_rtts(paths: list[str], ctx: Mapping[str, Any]) -> pa.Table:
     """Files' minimum RTT per wanted address and probe (``addr, prb_id, rtt``)."""
     types, columns = ctx["types"], ctx["columns"]
-    reply = f"rtt IS NOT NULL AND rtt >= 0 AND reply_from IS NOT NULL AND NOT ({stale_reply_sql(columns)})"
+    reply = _reply_sql(columns)
     rel = _relation(paths, types, ("prb_id", "reply_from", "rtt", "late", "dup"))
     con = connect()
     try:
@@ -291,8 +294,9 @@ def rtt_discs(files: Sequence[Path], columns: Sequence[str], scans: FileScans, o
         extra = owners.column("addr").filter(flagged).combine_chunks().cast(pa.string())
     runner = runner or Runner()
     names = _batches(files, runner)
-    shared = {"types": types, "columns": list(columns), "extra": extra}
-    found = [t.column(0).cast(pa.string()) for t in runner.map(_flagged_addresses, names, shared=shared)]
+    shared = {"types": types, "columns": list(columns)}
+    found = [t.column(0).cast(pa.string())
+             for t in runner.map(_flagged_addresses, names, shared={**shared, "extra": extra})]
     wanted = pa.table({"addr": pc.unique(pa.chunked_array(found, pa.string()))})
     parts = list(runner.map(_wanted_rtts, names, shared={**shared, "wanted": wanted}))
     if not parts:
