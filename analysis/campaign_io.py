@@ -606,17 +606,16 @@ def _analyze_locked(
             }
             step("paths: 0 of %d partitions", len(partitions))
             scope = ScopeTally.empty(dst_country)
-            # each partition's paths come back in memory (from local threads, or over the wire
-            # from Dask workers: a part file written there and read back here cost this process
-            # more CPU than the transfer), in partition order; each is appended to
-            # paths.parquet as it arrives, while the next ones are computed
-            with fileio.atomic_path(stage / campaign.paths_parquet.name) as tmp, \
-                    pq.ParquetWriter(tmp, SCOPED_PATHS_SCHEMA, **fileio.PARQUET_OPTIONS) as writer:
+            # each partition's paths come back as a Parquet file in memory, compressed where
+            # they were computed (a local thread or a Dask worker), in partition order; each
+            # is appended to paths.parquet as it arrives, its bytes copied, while the next
+            # ones are computed
+            with fileio.joined_parquet(stage / campaign.paths_parquet.name, SCOPED_PATHS_SCHEMA) as paths_out:
                 for part, part_drops, part_scope in runner.map(_paths_partition, partitions, shared=shared):
                     drops.update(part_drops)
                     scope += part_scope
                     parts_done += 1
-                    writer.write_table(part)
+                    paths_out.append(part)
                     del part
                     step("paths: %d of %d partitions", parts_done, len(partitions))
             probe_basis = probe_meta.select(["prb_id", "origin"])
@@ -922,9 +921,10 @@ def _read_traces(files: Sequence[str]) -> pa.Table:
 
 
 def _paths_partition(part: tuple[int, list[str], list[str]],
-                     ctx: dict[str, Any]) -> tuple[pa.Table, Counter[str], ScopeTally]:
+                     ctx: dict[str, Any]) -> tuple[pa.Buffer, Counter[str], ScopeTally]:
     """Build the paths of one partition, each with its traceroute's scope verdict; return
-    them, the drops and the partition's scope tally."""
+    them as a Parquet file in memory (:func:`probes.fileio.parquet_buffer`), the drops and
+    the partition's scope tally."""
 
     _, ann_files, trace_files = part
     columns = ctx["columns"]  # and the destination, for the destination RTTs
@@ -950,7 +950,7 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     del annotated
     scope = scope_traceroutes(dst_rtts, ctx["destinations"], ctx["probes"], ctx["dst_country"])
     paths = with_scope(paths, _with_destination_family(scope.table, ctx["dst_info"]))
-    return paths, drops, ScopeTally.of(scope)
+    return fileio.parquet_buffer(paths, SCOPED_PATHS_SCHEMA), drops, ScopeTally.of(scope)
 
 
 def _sums_task(row_groups: list[int], ctx: dict[str, Any]) -> PathSums:

@@ -14,6 +14,10 @@ in the base file's row groups; :func:`extend_footer` is its footer part, which
 The footer codec (:func:`decode`, :func:`encode`) keeps every field it reads, in order,
 so that an unchanged footer encodes to its own bytes; it knows the Parquet fields it
 edits by their Thrift ids (``parquet.thrift``), written beside each constant below.
+
+:class:`RowGroupAppender` is the other direction: Parquet files of one schema, each
+written apart (on a worker, say), become one file of all their row groups in order, again
+by copying their column chunks and writing one footer.
 """
 
 from __future__ import annotations
@@ -22,12 +26,12 @@ import base64
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Field", "Raw", "Struct", "append_columns", "arrow_schema", "base_footer", "decode", "encode",
+__all__ = ["Field", "Raw", "RowGroupAppender", "Struct", "append_columns", "arrow_schema", "base_footer", "decode", "encode",
            "extend_footer", "footer", "join_columns", "row_group_sizes", "write_row_groups"]
 
 MAGIC = b"PAR1"
@@ -38,7 +42,7 @@ _TRUE, _FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _ST
 # parquet.thrift field ids
 _FMD_SCHEMA, _FMD_NUM_ROWS, _FMD_ROW_GROUPS, _FMD_KV, _FMD_COLUMN_ORDERS, _FMD_ENCRYPTION = 2, 3, 4, 5, 7, 8
 _SE_NUM_CHILDREN = 5  # SchemaElement.num_children
-_RG_COLUMNS, _RG_BYTES, _RG_ROWS, _RG_COMPRESSED = 1, 2, 3, 6  # RowGroup
+_RG_COLUMNS, _RG_BYTES, _RG_ROWS, _RG_OFFSET, _RG_COMPRESSED, _RG_ORDINAL = 1, 2, 3, 5, 6, 7  # RowGroup
 _CC_FILE_PATH, _CC_FILE_OFFSET, _CC_META, _CC_OFFSET_INDEX, _CC_COLUMN_INDEX = 1, 2, 3, 4, 6  # ColumnChunk
 _CC_CRYPTO, _CC_ENCRYPTED_META = 8, 9
 #: ColumnMetaData offsets: data_page_offset, index_page_offset, dictionary_page_offset,
@@ -405,3 +409,73 @@ def _set_arrow_schema(meta: Struct, value: bytes) -> None:
             item.set(_KV_VALUE, value)
             return
     kv[1].append(Struct([Field(_KV_KEY, _BINARY, ARROW_SCHEMA), Field(_KV_VALUE, _BINARY, value)]))
+
+
+# ----------------------------------------------------------------------------- row groups
+class RowGroupAppender:
+    """Parquet files of one schema written into ``out`` one after another as one file.
+
+    :meth:`append` copies a file's column chunks as they are and keeps its row groups'
+    metadata, their offsets moved to where the chunks now are; :meth:`close` writes one
+    footer naming every row group, in the order they came: the file a single
+    :class:`pyarrow.parquet.ParquetWriter` writes from the same tables (each
+    ``write_table`` call one file here). The first file's footer is the template: its
+    schema, key-value metadata and column orders; every later file must have the same.
+    ``schema`` and ``options`` write the file when nothing was appended.
+
+    Raises ``ValueError`` for a file that is not Parquet, has another schema, is
+    encrypted, keeps its columns elsewhere or has a page index.
+    """
+
+    def __init__(self, out: IO[bytes], schema: pa.Schema, **options: Any) -> None:
+        self._out, self._schema, self._options = out, schema, options
+        self._meta: Struct | None = None
+        self._same: list[bytes] = []  # the template's encoded schema, key-value metadata, column orders
+        self._pos = 0
+
+    def append(self, data: bytes | memoryview | pa.Buffer) -> None:
+        """Add the row groups of the Parquet file ``data``."""
+        view = memoryview(data)
+        start, meta = footer(view)
+        added = list(meta.get(_FMD_ROW_GROUPS)[1])
+        if meta.get(_FMD_ENCRYPTION) is not None:
+            raise ValueError("encrypted Parquet files are not supported")
+        same = [encode(Struct(f for f in meta if f.fid == fid)) for fid in (_FMD_SCHEMA, _FMD_KV, _FMD_COLUMN_ORDERS)]
+        if self._meta is None:
+            self._out.write(MAGIC)
+            self._pos, self._meta, self._same = len(MAGIC), meta, same
+            groups = meta.get(_FMD_ROW_GROUPS)[1]
+            groups.clear()
+        elif same != self._same:
+            raise ValueError("a Parquet file with another schema or metadata than the first one")
+        else:
+            groups = self._meta.get(_FMD_ROW_GROUPS)[1]
+        shift = self._pos - len(MAGIC)  # the chunks move from after PAR1 to after those written
+        for g in added:
+            for chunk in g.get(_RG_COLUMNS)[1]:
+                _move(chunk, shift)
+            offset = [f for f in g if f.fid == _RG_OFFSET]
+            for f in offset:
+                f.value += shift if f.value else 0
+            groups.append(g)
+        self._out.write(view[len(MAGIC):start])
+        self._pos += start - len(MAGIC)
+
+    def close(self) -> None:
+        """Write the footer (or the whole file when nothing was appended)."""
+        meta = self._meta
+        if meta is None:
+            sink = pa.BufferOutputStream()
+            pq.ParquetWriter(sink, self._schema, **self._options).close()
+            self._out.write(sink.getvalue())
+            return
+        groups = meta.get(_FMD_ROW_GROUPS)[1]
+        meta.set(_FMD_NUM_ROWS, sum(g.get(_RG_ROWS) for g in groups))
+        for i, g in enumerate(groups):
+            if g.get(_RG_ORDINAL) is not None:  # an i16: no ordinal past 32767, as the format allows
+                if i < 2 ** 15:
+                    g.set(_RG_ORDINAL, i)
+                else:
+                    g[:] = Struct(f for f in g if f.fid != _RG_ORDINAL)
+        tail = encode(meta)
+        self._out.write(tail + struct.pack("<I", len(tail)) + MAGIC)

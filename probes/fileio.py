@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from probes import _parquet_gather
-from probes._parquet_splice import append_columns, arrow_schema, row_group_sizes
+from probes._parquet_splice import RowGroupAppender, append_columns, arrow_schema, row_group_sizes
 
 __all__ = [
     "PARQUET_OPTIONS",
@@ -30,6 +30,8 @@ __all__ = [
     "column_options",
     "gathered_parquet",
     "gathered_parquet_available",
+    "joined_parquet",
+    "parquet_buffer",
     "row_group_sizes",
     "write_bytes",
     "write_json",
@@ -101,6 +103,26 @@ def write_parquet(table: pa.Table, target: Path | str, *, options: Mapping[str, 
         return
     with atomic_path(target) as tmp:
         pq.write_table(table, tmp, **opts)
+
+
+def parquet_buffer(table: pa.Table, schema: pa.Schema) -> pa.Buffer:
+    """``table`` (of ``schema``) as the bytes :func:`write_parquet` would write: a part for
+    :func:`joined_parquet`, compressed where it was computed."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, **PARQUET_OPTIONS) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+@contextmanager
+def joined_parquet(target: Path | str, schema: pa.Schema) -> Iterator[RowGroupAppender]:
+    """Write ``target`` atomically from parts, :func:`parquet_buffer` files of ``schema``
+    given to the yielded appender's ``append`` in order: the file one writer would write
+    from their tables, their column chunks copied instead of encoded again."""
+    with atomic_open(target) as fh:
+        appender = RowGroupAppender(fh, schema, **PARQUET_OPTIONS)
+        yield appender
+        appender.close()
 
 
 def gathered_parquet_available() -> bool:

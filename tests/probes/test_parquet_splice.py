@@ -1,10 +1,12 @@
-"""Columns appended beside a Parquet file's own bytes (:mod:`probes._parquet_splice`).
+"""Columns appended beside a Parquet file's own bytes, and files written apart joined
+into one, their row groups copied (:mod:`probes._parquet_splice`).
 
 The reference is pyarrow writing the whole table in the same row groups: the joined file
 must read back the same (pyarrow, row group by row group and column by column, and
 DuckDB), with the same Arrow schema record, while the base file's bytes stay as they were.
 The footer codec must give every footer it reads back byte for byte: real store segments
-and files with every Parquet feature pyarrow writes.
+and files with every Parquet feature pyarrow writes. Files written apart and joined must
+give, byte for byte, the file one pyarrow writer writes from the same tables.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import io
 from pathlib import Path
 
 import duckdb
@@ -20,7 +23,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from probes import fileio, store
-from probes._parquet_splice import Field, Struct, append_columns, decode, encode, footer
+from probes._parquet_splice import (
+    Field,
+    RowGroupAppender,
+    Struct,
+    append_columns,
+    decode,
+    encode,
+    footer,
+)
 from probes.workspace import Campaign
 
 MENOG = Path("ripe-atlas") / "traceroutes" / "menog_traceroutes_full.ndjson.xz"
@@ -217,3 +228,99 @@ def test_what_cannot_be_joined_is_refused(case):
         else:
             n = int.from_bytes(base[-8:-4], "little")
             append_columns(base[:-8 - n] + base[-8 - n:-8][:-3] + (n - 3).to_bytes(4, "little") + b"PAR1", new_t)
+
+
+def _joined(files: list[bytes], schema: pa.Schema, **opts: object) -> bytes:
+    out = io.BytesIO()
+    appender = RowGroupAppender(out, schema, **{**fileio.PARQUET_OPTIONS, **opts})
+    for data in files:
+        appender.append(data)
+    appender.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("parts", [[[5000]], [[1000], [0], [1200, 800], [3]], [[0]], [[], [700], []],
+                                   [[250]] * 12],
+                         ids=["one-file", "uneven-with-empty-group", "one-empty-group", "files-without-groups",
+                              "twelve-files"])
+@pytest.mark.parametrize("opts", [{}, {"compression": "none", "use_dictionary": False, "write_statistics": False},
+                                  {"data_page_version": "2.0", "data_page_size": 512,
+                                   "sorting_columns": [pq.SortingColumn(1)]}],
+                         ids=["default", "plain-uncompressed", "v2-small-pages-sorted"])
+def test_files_written_apart_join_into_what_one_writer_writes(parts, opts, tmp_path):
+    """Each file holds some row groups of one table; joined in order they are the file one
+    writer writes with a ``write_table`` per file (every file's chunks moved, the row
+    groups' offsets and ordinals renumbered), and DuckDB reads it."""
+    t = _table(sum(map(sum, parts)), offset=3)
+    files, at = [], 0
+    for rows in parts:
+        files.append(_write(t.slice(at, sum(rows)), rows, **opts))
+        at += sum(rows)
+    joined = _joined(files, t.schema, **opts)
+    whole = _write(t, [n for rows in parts for n in rows], **opts)
+    assert joined == whole
+    p = tmp_path / "joined.parquet"
+    p.write_bytes(joined)
+    assert duckdb.sql(f"SELECT count(*), sum(i64), count(DISTINCT text) FROM read_parquet('{p}')").fetchall() == \
+        [(t.num_rows, pa.compute.sum(t["i64"]).as_py(), pa.compute.count_distinct(t["text"]).as_py())]
+
+
+def test_real_segments_split_and_joined_are_the_segment_one_writer_writes(test_data, tmp_path):
+    """The real MENOG hops, in parts written apart with :func:`probes.fileio.parquet_buffer`
+    and joined by :func:`probes.fileio.joined_parquet`: what :func:`probes.fileio.write_parquet`
+    writes from the parts one ``write_table`` each, and nothing when no part came."""
+    camp = Campaign("menog", tmp_path)
+    store.ingest_files(camp, [test_data / MENOG])
+    hops = pa.concat_tables(pq.read_table(store.segment_path(camp, n, "hops"))
+                            for n in store.segment_names(camp, "hops"))
+    cuts = [0, 1, 4000, 4000, hops.num_rows // 2, hops.num_rows]
+    parts = [hops.slice(a, b - a) for a, b in zip(cuts, cuts[1:], strict=False)]
+    assert hops.num_rows > 50_000 and any(p.num_rows == 0 for p in parts)
+    with fileio.joined_parquet(tmp_path / "joined.parquet", hops.schema) as out:
+        for part in parts:
+            out.append(fileio.parquet_buffer(part, hops.schema))
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, hops.schema, **fileio.PARQUET_OPTIONS) as w:
+        for part in parts:
+            w.write_table(part)
+    assert (tmp_path / "joined.parquet").read_bytes() == sink.getvalue().to_pybytes()
+    back = pq.read_table(tmp_path / "joined.parquet")
+    decoded = pa.schema([f.with_type(f.type.value_type) if pa.types.is_dictionary(f.type) else f for f in hops.schema])
+    assert back.num_rows == hops.num_rows and back.cast(decoded).equals(hops.cast(decoded))
+    with fileio.joined_parquet(tmp_path / "none.parquet", hops.schema):
+        pass
+    empty = pq.ParquetFile(tmp_path / "none.parquet")
+    assert empty.metadata.num_row_groups == 0 and empty.schema_arrow.equals(hops.schema)
+
+
+@pytest.mark.parametrize("case", ["schema", "metadata", "page-index", "not-parquet"])
+def test_what_cannot_be_appended_is_refused(case):
+    t = _table(100)
+    first = _write(t, [100])
+    other = {"schema": _write(t.select(t.column_names[1:]), [100]),
+             "metadata": _write(t.replace_schema_metadata({"x": "y"}), [100]),
+             "page-index": _write(t, [100], write_page_index=True),
+             "not-parquet": b"PAR0" + first[4:]}[case]
+    appender = RowGroupAppender(io.BytesIO(), t.schema)
+    appender.append(first)
+    with pytest.raises(ValueError, match={"schema": "another schema", "metadata": "another schema",
+                                          "page-index": "page index", "not-parquet": "PAR1"}[case]):
+        appender.append(other)
+
+
+def test_row_group_ordinals_are_renumbered_in_the_joined_file():
+    """pyarrow writes no ``RowGroup.ordinal`` (other writers do, for encryption): joined
+    files' ordinals count the row groups of the joined file, not each file's own."""
+    t = _table(90)
+
+    def with_ordinals(data: bytes) -> bytes:
+        start, meta = footer(data)
+        for i, g in enumerate(meta.get(4)[1]):  # FileMetaData.row_groups
+            g.append(Field(7, 4, i))  # RowGroup.ordinal, an i16
+        tail = encode(meta)
+        return data[:start] + tail + len(tail).to_bytes(4, "little") + b"PAR1"
+
+    files = [with_ordinals(_write(t.slice(0, 50), [20, 30])), with_ordinals(_write(t.slice(50), [10, 0, 30]))]
+    _, meta = footer(_joined(files, t.schema))
+    assert [g.get(7) for g in meta.get(4)[1]] == [0, 1, 2, 3, 4]
+    assert [g.get(3) for g in meta.get(4)[1]] == [20, 30, 10, 0, 30]
