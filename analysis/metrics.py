@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 from statistics import NormalDist
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -881,6 +881,11 @@ class HegemonyCounts:
         self.per_vp = per_vp
         for node, vp, n in other._pairs:
             self._add_pairs(node_map[node], vp_map[vp], n)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # sent reduced: a part's pairs are one per (path, node) until 32 chunks have come,
+        # a hundred times their distinct (node, viewpoint) pairs on real paths
+        return {**self.__dict__, "_pairs": [self._reduced()] if self._pairs else []}
 
     def _add_pairs(self, node: np.ndarray, vp: np.ndarray, n: np.ndarray) -> None:
         self._pairs.append((node, vp, n))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections import Counter
 
 import numpy as np
@@ -43,14 +44,17 @@ def _families(table: pa.Table) -> list[str | None]:
     return [None, *found]
 
 
-def _summed(path, families, *, rows: int, runs: int) -> PathSums:
-    """Sums of ``path`` in ``rows``-row batches, split into ``runs`` runs summed apart and merged."""
+def _summed(path, families, *, rows: int, runs: int, sent: bool = False) -> PathSums:
+    """Sums of ``path`` in ``rows``-row batches, split into ``runs`` runs summed apart and merged;
+    ``sent``: each run pickled and read back first, as a Dask worker sends it."""
     geometry = load_country_geometry()
     parts = [PathSums(families, "US", geometry) for _ in range(runs)]
     batches = list(scoped_batches(path, COLUMNS, rows=rows))
     assert len(batches) >= runs
     for i, (table, row0) in enumerate(batches):
         parts[i * runs // len(batches)].add(table, row0)
+    if sent:
+        parts = [pickle.loads(pickle.dumps(p)) for p in parts]
     whole = parts[0]
     for p in parts[1:]:
         whole.merge(p)
@@ -74,11 +78,11 @@ def test_scoped_batches_number_rows_as_the_file(scoped):
     assert pa.concat_tables([t for t, _ in got]).equals(table.select(["msm_id", "prb_id", "timestamp"]))
 
 
-@pytest.mark.parametrize(("rows", "runs"), [(100_000, 1), (997, 3)])
-def test_sums_of_parts_give_the_whole_tables_figures(scoped, rows, runs):
+@pytest.mark.parametrize(("rows", "runs", "sent"), [(100_000, 1, False), (997, 3, False), (997, 3, True)])
+def test_sums_of_parts_give_the_whole_tables_figures(scoped, rows, runs, sent):
     path, table = scoped
     families = _families(table)
-    sums = _summed(path, families, rows=rows, runs=runs)
+    sums = _summed(path, families, rows=rows, runs=runs, sent=sent)
     counts = Counter(table.column("prb_id").to_pylist())
     weighted = table.append_column("w", pa.array([1.0 / counts[p] for p in table.column("prb_id").to_pylist()]))
     for fam in families:
@@ -145,3 +149,20 @@ def test_grouped_bootstrap_is_the_row_bootstrap_of_each_group():
         rows = cc == row["probe_country"]
         est, lo, hi = metrics.cluster_bootstrap(x[rows].astype(float), prb[rows], n_boot=300, seed=5)
         assert (row["exposure"], row["ci_low"], row["ci_high"]) == (est, lo, hi)
+
+
+def test_hegemony_counts_are_sent_reduced(scoped):
+    """A part's (node, viewpoint) pairs, one per path and node until they are reduced, are
+    sent reduced: one set of distinct pairs, and the same hegemony read back."""
+    path, table = scoped
+    counts = metrics.HegemonyCounts()
+    for t, _ in scoped_batches(path, COLUMNS, rows=50):
+        counts.add(t)
+    held = sum(len(node) for node, _, _ in counts._pairs)
+    paths_through = sum(int(n.sum()) for _, _, n in counts._pairs)
+    back = pickle.loads(pickle.dumps(counts))
+    assert len(back._pairs) == 1
+    node, vp, n = back._pairs[0]
+    assert len(node) < held and len(set(zip(node.tolist(), vp.tolist(), strict=True))) == len(node)
+    assert int(n.sum()) == paths_through
+    assert back.table().equals(counts.table()) and back.table().equals(metrics.hegemony(table))
