@@ -31,8 +31,8 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-__all__ = ["Field", "Raw", "RowGroupAppender", "Struct", "append_columns", "arrow_schema", "base_footer", "decode", "encode",
-           "extend_footer", "footer", "join_columns", "row_group_sizes", "write_row_groups"]
+__all__ = ["Field", "Raw", "RowGroupAppender", "Struct", "append_columns", "arrow_schema", "base_footer", "decode",
+           "encode", "extend_footer", "footer", "join_columns", "row_group_sizes", "write_row_groups"]
 
 MAGIC = b"PAR1"
 
@@ -454,9 +454,9 @@ class RowGroupAppender:
         for g in added:
             for chunk in g.get(_RG_COLUMNS)[1]:
                 _move(chunk, shift)
-            offset = [f for f in g if f.fid == _RG_OFFSET]
-            for f in offset:
-                f.value += shift if f.value else 0
+            for f in g:
+                if f.fid == _RG_OFFSET and f.value:  # 0: none, as in _move
+                    f.value += shift
             groups.append(g)
         self._out.write(view[len(MAGIC):start])
         self._pos += start - len(MAGIC)
