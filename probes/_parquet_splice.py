@@ -308,8 +308,7 @@ def join_columns(base: bytes, new: bytes | pa.Buffer, schema: pa.Schema) -> byte
     new_groups = new_meta.get(_FMD_ROW_GROUPS)[1]
     if new_meta.get(_FMD_NUM_ROWS) != meta.get(_FMD_NUM_ROWS) or [g.get(_RG_ROWS) for g in new_groups] != sizes:
         raise ValueError("the new columns are not in the base file's rows and row groups")
-    if new_meta.get(_FMD_ENCRYPTION) is not None:
-        raise ValueError("encrypted Parquet files are not supported")
+    _refuse_encrypted(new_meta)
     shift = b_start - len(MAGIC)  # the new chunks move from after PAR1 to after the base chunks
     added = []
     for extra in new_groups:
@@ -345,8 +344,7 @@ def extend_footer(meta: Struct, arrow: pa.Schema, new_meta: Struct, added: Seque
     joined file; :class:`Raw` when encoded already), uncompressed and compressed bytes;
     ``new_meta`` is a footer of those columns alone (their schema elements and column
     orders), ``schema`` their Arrow schema."""
-    if meta.get(_FMD_ENCRYPTION) is not None:
-        raise ValueError("encrypted Parquet files are not supported")
+    _refuse_encrypted(meta)
     groups = meta.get(_FMD_ROW_GROUPS)[1]
     for g, (chunks, nbytes, compressed) in zip(groups, added, strict=True):
         g.get(_RG_COLUMNS)[1].extend(chunks)
@@ -365,6 +363,12 @@ def extend_footer(meta: Struct, arrow: pa.Schema, new_meta: Struct, added: Seque
     whole = pa.schema(list(arrow) + list(schema), metadata=arrow.metadata)
     _set_arrow_schema(meta, base64.b64encode(whole.serialize().to_pybytes()))
     return encode(meta)
+
+
+def _refuse_encrypted(meta: Struct) -> None:
+    """``ValueError`` for the footer of an encrypted Parquet file."""
+    if meta.get(_FMD_ENCRYPTION) is not None:
+        raise ValueError("encrypted Parquet files are not supported")
 
 
 def _move(chunk: Struct, shift: int) -> None:
@@ -438,8 +442,7 @@ class RowGroupAppender:
         view = memoryview(data)
         start, meta = footer(view)
         added = list(meta.get(_FMD_ROW_GROUPS)[1])
-        if meta.get(_FMD_ENCRYPTION) is not None:
-            raise ValueError("encrypted Parquet files are not supported")
+        _refuse_encrypted(meta)
         same = [encode(Struct(f for f in meta if f.fid == fid)) for fid in (_FMD_SCHEMA, _FMD_KV, _FMD_COLUMN_ORDERS)]
         if self._meta is None:
             self._out.write(MAGIC)
