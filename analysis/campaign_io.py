@@ -636,7 +636,11 @@ def _analyze_locked(
         row_groups = pq.ParquetFile(paths_file).num_row_groups
         step("exposure: summing %d row groups of paths", row_groups)
         sums = PathSums([None, *fams], pop_country, geometry)
-        for part in runner.map(_sums_task, [[g] for g in range(row_groups)],
+        # a few tasks per slot, each summing a run of row groups in one worker: the client
+        # merges a few dozen sums, not one per partition
+        per = -(-row_groups // (_TASKS_PER_SLOT * runner.slots)) if row_groups else 1
+        for part in runner.map(_sums_task, [list(range(g, min(g + per, row_groups)))
+                                            for g in range(0, row_groups, per)],
                                shared={"paths_file": str(paths_file), "families": [None, *fams],
                                        "pop_country": pop_country, "geometry": geometry}):
             sums.merge(part)
@@ -951,6 +955,10 @@ def _paths_partition(part: tuple[int, list[str], list[str]],
     scope = scope_traceroutes(dst_rtts, ctx["destinations"], ctx["probes"], ctx["dst_country"])
     paths = with_scope(paths, _with_destination_family(scope.table, ctx["dst_info"]))
     return fileio.parquet_buffer(paths, SCOPED_PATHS_SCHEMA), drops, ScopeTally.of(scope)
+
+
+#: Tasks per runner slot (:attr:`probes.engine.Runner.slots`) of the exposure sums.
+_TASKS_PER_SLOT = 8
 
 
 def _sums_task(row_groups: list[int], ctx: dict[str, Any]) -> PathSums:

@@ -1022,26 +1022,35 @@ def _change_query(con: duckdb.DuckDBPyConnection, rel: str, schema: pa.Schema, f
     out_schema = pa.schema([*(schema.field(c) for c in pair), ("family", pa.string()), ("event", pa.string()),
                             ("timestamp", schema.field("timestamp").type),
                             ("previous_timestamp", schema.field("timestamp").type)])
+    if not families:
+        return out_schema.empty_table()
+    # one window pass for every family: each family's transit now (__x{i}) and at the
+    # pair's previous traceroute (__p{i}, null at its first); the rows where any of them
+    # changed, in (pair, timestamp, row) order, then split per family below
+    xs = [("coalesce(len(flagged_families), 0) > 0" if family is None
+           else f"coalesce(list_contains(flagged_families, $f{i}), false)") for i, family in enumerate(families)]
+    now = ", ".join(f"{x} AS __x{i}, lag({x}) OVER win AS __p{i}" for i, x in enumerate(xs))
+    changed = " OR ".join(f"__x{i} <> __p{i}" for i in range(len(xs)))
+    sql = f"""
+        WITH w AS (
+          SELECT {keys}, timestamp, __row, lag(timestamp) OVER win AS previous_timestamp, {now}
+          FROM {rel}
+          WINDOW win AS (PARTITION BY {keys} ORDER BY timestamp ASC NULLS LAST, __row)
+        )
+        SELECT * EXCLUDE (__row) FROM w WHERE {changed}
+        ORDER BY {order}, timestamp ASC NULLS LAST, __row
+    """
+    params = {f"f{i}": family for i, family in enumerate(families) if family is not None}
+    got = con.sql(sql, params=params or None).to_arrow_table()
     parts = []
-    for family in families:
-        x = ("coalesce(len(flagged_families), 0) > 0" if family is None
-             else "coalesce(list_contains(flagged_families, $family), false)")
-        sql = f"""
-            WITH w AS (
-              SELECT {keys}, timestamp, __row, {x} AS __x,
-                     lag({x}) OVER win AS __prev, lag(timestamp) OVER win AS previous_timestamp
-              FROM {rel}
-              WINDOW win AS (PARTITION BY {keys} ORDER BY timestamp ASC NULLS LAST, __row)
-            )
-            SELECT {keys}, $label AS family, CASE WHEN __x THEN 'start' ELSE 'stop' END AS event,
-                   timestamp, previous_timestamp
-            FROM w WHERE __prev IS NOT NULL AND __x <> __prev
-            ORDER BY {order}, timestamp ASC NULLS LAST, __row
-        """
-        params = {"label": family or ANY_FAMILY, **({"family": family} if family is not None else {})}
-        got = con.sql(sql, params=params).to_arrow_table()
-        parts.append(pa.table([got.column(i).cast(f.type) for i, f in enumerate(out_schema)], schema=out_schema))
-    return pa.concat_tables(parts) if parts else out_schema.empty_table()
+    for i, family in enumerate(families):
+        x, prev = got.column(f"__x{i}"), got.column(f"__p{i}")
+        rows = got.filter(pc.fill_null(pc.not_equal(x, prev), False))
+        cols = {c: rows.column(c) for c in (*pair, "timestamp", "previous_timestamp")}
+        cols["family"] = pa.array([family or ANY_FAMILY] * rows.num_rows, pa.string())
+        cols["event"] = pc.if_else(rows.column(f"__x{i}"), "start", "stop")
+        parts.append(pa.table([cols[f.name].cast(f.type) for f in out_schema], schema=out_schema))
+    return pa.concat_tables(parts)
 
 
 # ---------------------------------------------------------------------------- locations

@@ -75,6 +75,10 @@ class PathSums:
         # transiting it (``path{i}``), entering it at a located PoP (``pop{i}``), and (overall
         # only) possibly so (``upper{i}``); ``flagged``: transits_flagged
         self.groups: dict[str | None, pa.Table | None] = dict.fromkeys((None, *GROUPINGS))
+        # per grouping, the tables added since ``groups`` was last summed: summing at every
+        # add would sum the whole of ``groups`` again each time (a campaign's hundreds of
+        # parts), so they wait until they outnumber it (:meth:`_add_group`)
+        self._pending: dict[str | None, list[pa.Table]] = {g: [] for g in self.groups}
         self.graph = GraphCounts()
         self.hegemony = metrics.HegemonyCounts()
         self.crossings: pa.Table | None = None  # metrics.crossing_counts: per (PoP, probe)
@@ -97,7 +101,7 @@ class PathSums:
             t = paths.select([*_keys(grouping), "prb_id"])
             for name, v in counts.items():
                 t = t.append_column(name, pa.array(np.asarray(v, np.int64)))
-            self._add_group(grouping, t)
+            self._add_group(grouping, sum_by(t, [*_keys(grouping), "prb_id"]))
         self.graph.add(paths)
         self.hegemony.add(paths)
         x = metrics.crossing_rows(paths, row0=row0)
@@ -113,8 +117,8 @@ class PathSums:
     def merge(self, other: PathSums) -> None:
         """Add the sums of ``other``, a later run of the same campaign's paths."""
         for grouping, t in other.groups.items():
-            if t is not None:
-                self._add_group(grouping, t)
+            for part in ([] if t is None else [t]) + other._pending[grouping]:
+                self._add_group(grouping, part)
         self.graph.merge(other.graph)
         self.hegemony.merge(other.hegemony)
         if other.crossings is not None:
@@ -126,14 +130,39 @@ class PathSums:
             self.crossings, x)
 
     def _add_group(self, grouping: str | None, t: pa.Table) -> None:
+        pending = self._pending[grouping]
+        pending.append(t)
         prev = self.groups[grouping]
-        both = t if prev is None else pa.concat_tables([prev, t])
-        self.groups[grouping] = sum_by(both, [*_keys(grouping), "prb_id"])
+        if sum(p.num_rows for p in pending) >= max(self.SUM_ROWS, 0 if prev is None else prev.num_rows):
+            self._sum(grouping)
+
+    #: Summed rows a grouping holds pending at least (at the latest they are summed when
+    #: read or sent); beyond it, as many as it has summed, so each row is summed again a
+    #: bounded number of times.
+    SUM_ROWS = 1 << 16
+
+    def _sum(self, grouping: str | None) -> pa.Table | None:
+        """``groups[grouping]`` with the pending tables summed in, in the order they came
+        (a key's row stays where it first appeared, as if each had been summed at once)."""
+        pending = self._pending[grouping]
+        if pending:
+            prev = self.groups[grouping]
+            both = pa.concat_tables(pending if prev is None else [prev, *pending])
+            self.groups[grouping] = sum_by(both, [*_keys(grouping), "prb_id"])
+            pending.clear()
+        return self.groups[grouping]
+
+    def __getstate__(self) -> dict:
+        """Summed before it is sent (a Dask worker's result): the pending tables would weigh
+        as much as the paths' keys."""
+        for grouping in self.groups:
+            self._sum(grouping)
+        return self.__dict__
 
     # ------------------------------------------------------------------ figures
     def group_sums(self, grouping: str | None) -> pa.Table:
         """Per (group, prb_id) of ``grouping``: ``n`` and the indicator counts."""
-        t = self.groups[grouping]
+        t = self._sum(grouping)
         if t is not None:
             return t
         names = ["n", *(f"{k}{i}" for i in range(len(self.families)) for k in ("path", "pop")), "flagged",
@@ -180,7 +209,7 @@ class PathSums:
         """These sums without the graph, hegemony and crossings: what :meth:`exposure` reads
         (small enough to send to every worker)."""
         out = PathSums(self.families, self.pop_country, self.geometry)
-        out.groups = dict(self.groups)
+        out.groups = {g: self._sum(g) for g in self.groups}
         return out
 
     def destination_pairs(self) -> pa.Table:

@@ -60,6 +60,11 @@ class Runner:
     def __init__(self, *, threads: int | None = None) -> None:
         self.threads = threads if threads is not None else min(2, os.cpu_count() or 1)
 
+    @property
+    def slots(self) -> int:
+        """Items that run at once: how finely a pass is worth cutting."""
+        return self.threads
+
     def map(
         self,
         fn: Callable[[Any, Any], Any],
@@ -93,6 +98,11 @@ class _DaskRunner(Runner):
 
     def __init__(self, client: Any) -> None:
         self.client = client
+
+    @property
+    def slots(self) -> int:
+        """The threads of the cluster's workers now (at least 1)."""
+        return max(1, sum(self.client.nthreads().values()))
 
     def map(
         self,

@@ -78,9 +78,16 @@ def test_scoped_batches_number_rows_as_the_file(scoped):
     assert pa.concat_tables([t for t, _ in got]).equals(table.select(["msm_id", "prb_id", "timestamp"]))
 
 
-@pytest.mark.parametrize(("rows", "runs", "sent"), [(100_000, 1, False), (997, 3, False), (997, 3, True)])
-def test_sums_of_parts_give_the_whole_tables_figures(scoped, rows, runs, sent):
+@pytest.mark.parametrize(("rows", "runs", "sent", "sum_rows"), [
+    (100_000, 1, False, None), (997, 3, False, None), (997, 3, True, None),
+    # every add summed at once (SUM_ROWS 1: each part outnumbers nothing summed yet, then
+    # waits until it outnumbers what is), or nothing summed until read or sent
+    (211, 4, False, 1), (211, 4, True, 1), (211, 4, False, 10**9), (211, 4, True, 10**9),
+])
+def test_sums_of_parts_give_the_whole_tables_figures(scoped, rows, runs, sent, sum_rows, monkeypatch):
     path, table = scoped
+    if sum_rows is not None:
+        monkeypatch.setattr(PathSums, "SUM_ROWS", sum_rows)
     families = _families(table)
     sums = _summed(path, families, rows=rows, runs=runs, sent=sent)
     counts = Counter(table.column("prb_id").to_pylist())
@@ -149,6 +156,26 @@ def test_grouped_bootstrap_is_the_row_bootstrap_of_each_group():
         rows = cc == row["probe_country"]
         est, lo, hi = metrics.cluster_bootstrap(x[rows].astype(float), prb[rows], n_boot=300, seed=5)
         assert (row["exposure"], row["ci_low"], row["ci_high"]) == (est, lo, hi)
+
+
+def test_group_sums_wait_and_are_sent_summed(scoped, monkeypatch):
+    """Added group tables wait unsummed below SUM_ROWS; a pickled PathSums (a Dask
+    worker's result) carries them summed, and reads the same figures back."""
+    path, table = scoped
+    monkeypatch.setattr(PathSums, "SUM_ROWS", 10**9)
+    sums = PathSums(_families(table), "US", load_country_geometry())
+    for t, row0 in scoped_batches(path, COLUMNS, rows=97):
+        sums.add(t, row0)
+    assert all(len(p) > 1 for p in sums._pending.values())
+    back = pickle.loads(pickle.dumps(sums))
+    assert all(not p for p in back._pending.values())
+    assert all(not p for p in sums._pending.values())  # summed in place, not only in the copy
+    for grouping in (None, *GROUPINGS):
+        assert back.group_sums(grouping).equals(sums.group_sums(grouping))
+        assert back.group_sums(grouping).num_rows == len(set(zip(
+            *(table.column(c).to_pylist() for c in (["prb_id"] if grouping is None
+                                                    else [metrics.GROUP_ALIASES[grouping], "prb_id"])),
+            strict=True)))
 
 
 def test_hegemony_counts_are_sent_reduced(scoped):
