@@ -351,6 +351,8 @@ def test_engine_options_and_errors():
             pass
     with open_runner() as r:
         assert list(r.map(lambda item, ctx: item * ctx, [1, 2, 3], setup=lambda s: s + 1, shared=1)) == [2, 4, 6]
+    with open_runner(local_threads=3) as r:
+        assert r.slots == 3
 
 
 def test_worker_file_errors_name_the_worker(cluster, tmp_path):
@@ -381,6 +383,7 @@ def test_a_one_thread_worker_sizes_arrow_and_duckdb_to_its_thread(cluster):
     workers on a two-core machine would otherwise each run queries on both cores."""
     with open_runner("dask", scheduler=cluster.scheduler_address) as r:
         assert set(r.map(_pools, range(4))) == {(1, 1)}
+        assert r.slots == 2  # the module's cluster: two workers of one thread
 
 
 def _with_shared(item: int, shared: dict) -> tuple[int, int]:
